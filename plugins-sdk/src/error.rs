@@ -1,0 +1,110 @@
+//! Errors a connector reports to the runtime.
+
+use std::fmt;
+
+use crate::record::Record;
+
+/// Whether retrying the same operation may succeed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A timeout, a dropped connection, a 5xx, a 429: retried with backoff.
+    Transient,
+    /// Bad credentials, a missing table, a full disk: the pipeline stops and says why.
+    Permanent,
+}
+
+/// An error of a source, transform or sink as a whole (not of one record).
+#[derive(Debug, thiserror::Error)]
+pub struct ConnectorError {
+    pub kind: ErrorKind,
+    pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl fmt::Display for ConnectorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(s) = &self.source {
+            write!(f, ": {s}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConnectorError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::Transient,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::Permanent,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.kind == ErrorKind::Transient
+    }
+
+    /// An I/O error, classified: interruptions and timeouts are transient.
+    pub fn io(context: impl Into<String>, e: std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        let kind = match e.kind() {
+            K::Interrupted | K::TimedOut | K::WouldBlock | K::ConnectionReset
+            | K::ConnectionAborted | K::ConnectionRefused | K::BrokenPipe => {
+                ErrorKind::Transient
+            }
+            _ => ErrorKind::Permanent,
+        };
+        Self {
+            kind,
+            message: context.into(),
+            source: Some(Box::new(e)),
+        }
+    }
+}
+
+/// One record (or one unparsable input) that a component could not handle. The runtime
+/// stops the pipeline or sends it to the dead-letter queue, per `errors.tolerance`.
+#[derive(Clone, Debug)]
+pub struct BadRecord {
+    /// Where it came from, for a person: `"line 17"`, `"offset 3 of partition 2"`.
+    pub position: String,
+    pub reason: String,
+    /// The parsed record, when there is one.
+    pub record: Option<Record>,
+    /// The raw input, when it could not be parsed (kept whole: nothing is lost).
+    pub raw: Option<String>,
+}
+
+impl BadRecord {
+    pub fn record(record: Record, reason: impl Into<String>) -> Self {
+        Self {
+            position: String::new(),
+            reason: reason.into(),
+            record: Some(record),
+            raw: None,
+        }
+    }
+
+    pub fn raw(raw: impl Into<String>, position: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            position: position.into(),
+            reason: reason.into(),
+            record: None,
+            raw: Some(raw.into()),
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! The unit of data: a record with key, value, event time and headers.
+
+use std::sync::Arc;
+
+use compact_str::CompactString;
+
+use crate::value::Value;
+
+/// One event. `timestamp` is event time in epoch milliseconds when the source knows it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Record {
+    pub key: Value,
+    pub value: Value,
+    pub timestamp: Option<i64>,
+    pub headers: Vec<(CompactString, CompactString)>,
+}
+
+impl Record {
+    pub fn new(value: Value) -> Self {
+        Self {
+            value,
+            ..Self::default()
+        }
+    }
+
+    pub fn with_key(mut self, key: Value) -> Self {
+        self.key = key;
+        self
+    }
+
+    pub fn with_timestamp(mut self, ts: i64) -> Self {
+        self.timestamp = Some(ts);
+        self
+    }
+
+    /// The record as one JSON object, for dead-letter files and debugging output.
+    pub fn to_json(&self) -> serde_json::Value {
+        let headers: serde_json::Map<String, serde_json::Value> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+            .collect();
+        serde_json::json!({
+            "key": self.key.to_json(),
+            "value": self.value.to_json(),
+            "timestamp": self.timestamp,
+            "headers": headers,
+        })
+    }
+}
+
+/// Components exchange batches, never single records. A batch is shared between the
+/// consumers of a fan-out; a sole consumer takes it over without copying.
+pub type Batch = Arc<Vec<Record>>;
+
+/// Takes the records out of a batch, copying only when the batch is shared.
+pub fn take_records(batch: Batch) -> Vec<Record> {
+    Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone())
+}

@@ -1,0 +1,133 @@
+//! The component traits. The runtime drives them; they know nothing of channels,
+//! barriers or other components.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::{BadRecord, ConnectorError};
+use crate::record::{Batch, Record};
+
+/// What a source's poll produced.
+#[derive(Debug)]
+pub enum SourcePoll {
+    /// Records, at most the number asked for.
+    Batch(Vec<Record>),
+    /// Nothing right now; ask again after about this long (the runtime stays responsive
+    /// to checkpoints and shutdown meanwhile).
+    Idle(Duration),
+    /// The source is exhausted (a bounded generator or a file read to its end).
+    End,
+}
+
+/// Produces records and knows its own position so that a restart resumes exactly there.
+///
+/// Determinism contract for exactly-once: after `open(Some(offset))`, the source
+/// produces the same records, in the same order, that it produced after reaching
+/// `offset` before (for sources that can replay).
+#[async_trait]
+pub trait Source: Send {
+    /// Opens connections/files and moves to `offset` (`None`: start from the beginning
+    /// as configured).
+    async fn open(&mut self, offset: Option<serde_json::Value>) -> Result<(), ConnectorError>;
+
+    /// Returns at most `max` records. Inputs that cannot be parsed go to `bad` (they do
+    /// not count towards `max`). Must be cancel-safe: the runtime may drop the future
+    /// only between polls, never inside one, so a poll may await freely.
+    async fn poll(&mut self, max: usize, bad: &mut Vec<BadRecord>) -> Result<SourcePoll, ConnectorError>;
+
+    /// The position after the last record returned by `poll`.
+    fn offset(&self) -> serde_json::Value;
+
+    /// Whether a restart re-reads what was lost (false for a live websocket).
+    fn replayable(&self) -> bool {
+        true
+    }
+
+    async fn close(&mut self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+}
+
+/// Where a transform puts its output.
+#[derive(Debug, Default)]
+pub struct Emitter {
+    pub records: Vec<Record>,
+    /// Records this transform could not handle (type errors, unparsable times...).
+    pub bad: Vec<BadRecord>,
+    /// Records that arrived after their window closed and were dropped (counted).
+    pub late_dropped: u64,
+}
+
+impl Emitter {
+    pub fn emit(&mut self, r: Record) {
+        self.records.push(r);
+    }
+}
+
+/// A synchronous, batch-at-a-time transform. Stateful transforms return their state in
+/// `snapshot` at every checkpoint and get it back in `restore` after a restart.
+pub trait Transform: Send {
+    /// Processes one batch from input number `input` (in `inputs:` order).
+    fn process(&mut self, input: usize, batch: Batch, out: &mut Emitter) -> Result<(), ConnectorError>;
+
+    /// How often `on_tick` wants to be called (processing-time duties), if at all.
+    fn tick_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Called every `tick_interval` with the wall clock in epoch ms.
+    fn on_tick(&mut self, _now_ms: i64, _out: &mut Emitter) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    /// All inputs are exhausted: emit whatever is still held (open windows).
+    fn on_end(&mut self, _out: &mut Emitter) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<serde_json::Value, ConnectorError> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn restore(&mut self, _state: serde_json::Value) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+}
+
+/// A checkpoint a sink commits together with the data written since the previous one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    pub id: u64,
+    /// The pipeline's state at this checkpoint (source offsets, transform snapshots):
+    /// opaque to the sink, stored and handed back verbatim.
+    pub state: serde_json::Value,
+}
+
+/// What a sink found committed when it opened.
+pub type Committed = Checkpoint;
+
+/// Writes records; the commit point of exactly-once delivery.
+///
+/// Contract: `commit(c)` makes every record written since the previous commit durable
+/// *atomically with* `c`; after a crash, `open` returns the last committed checkpoint and
+/// discards anything written after it.
+#[async_trait]
+pub trait Sink: Send {
+    /// Connects, discards uncommitted writes, and returns the last committed checkpoint.
+    async fn open(&mut self) -> Result<Option<Committed>, ConnectorError>;
+
+    /// Writes (or buffers) records. Records the destination rejects go to `bad`.
+    async fn write(&mut self, batch: &[Record], bad: &mut Vec<BadRecord>) -> Result<(), ConnectorError>;
+
+    async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), ConnectorError>;
+
+    async fn close(&mut self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    /// Whether this sink can honour exactly-once (false: at-least-once, e.g. stdout).
+    fn exactly_once(&self) -> bool {
+        true
+    }
+}

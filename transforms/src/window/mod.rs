@@ -1,0 +1,387 @@
+//! `window`: event-time windows (tumbling, hopping, sliding, session) with watermarks,
+//! grace, a late-data policy, and `emit: final | changes`.
+//!
+//! Watermark = max event time seen − `max_out_of_orderness`. A window `[start, end)`
+//! is emitted once the watermark reaches `end + grace`; a record whose every window has
+//! been emitted is late (`late: drop` counts it, `late: dlq` sends it to the DLQ).
+//! The watermark advances per record, so results do not depend on how the input was
+//! batched — which is what makes replay after a crash reproduce the same output.
+
+mod aggregate;
+mod aligned;
+mod session;
+mod sliding;
+
+use std::cmp::Ordering;
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use connectd_sdk::config::{ConfigMap, ConfigValue, Invalid};
+use connectd_sdk::time::{event_time_ms, now_ms};
+use connectd_sdk::{BadRecord, Batch, BuildContext, ConnectorError, Emitter, FieldPath, Object, Record, Transform, Value};
+use serde::{Deserialize, Serialize};
+
+pub use aggregate::{Acc, AggKind, AggSpec};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Tumbling,
+    Hopping,
+    Sliding,
+    Session,
+}
+
+/// Where event time comes from.
+#[derive(Clone, Debug)]
+pub enum TimeSource {
+    Field(FieldPath),
+    RecordTimestamp,
+    ProcessingTime,
+}
+
+/// Everything the window kinds share; built once from the config.
+#[derive(Clone, Debug)]
+pub struct WindowSpec {
+    pub kind: Kind,
+    pub size: i64,
+    pub hop: i64,
+    pub gap: i64,
+    pub time: TimeSource,
+    pub out_of_orderness: i64,
+    pub grace: i64,
+    pub late_to_dlq: bool,
+    pub emit_changes: bool,
+    pub group_by: Vec<FieldPath>,
+    pub aggregates: Vec<AggSpec>,
+    pub idle_timeout: Option<i64>,
+}
+
+/// The grouping key of a record: the values of `group_by`, compared by value.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct GroupKey(pub Vec<Value>);
+
+impl PartialEq for GroupKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+impl Eq for GroupKey {}
+impl PartialOrd for GroupKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for GroupKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        for (a, b) in self.0.iter().zip(&other.0) {
+            let c = a.total_cmp(b);
+            if c.is_ne() {
+                return c;
+            }
+        }
+        self.0.len().cmp(&other.0.len())
+    }
+}
+impl Hash for GroupKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        for v in &self.0 {
+            v.hash_into(h);
+        }
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Transform>, Invalid> {
+    let kind = match cfg.one_of("kind", &["tumbling", "hopping", "sliding", "session"], "tumbling") {
+        "hopping" => Kind::Hopping,
+        "sliding" => Kind::Sliding,
+        "session" => Kind::Session,
+        _ => Kind::Tumbling,
+    };
+    if !cfg.has("kind") {
+        cfg.error("kind", "missing required field (expected one of tumbling | hopping | sliding | session)");
+    }
+    let (mut size, mut hop, mut gap) = (0, 0, 0);
+    match kind {
+        Kind::Session => gap = ms(cfg.duration("gap")),
+        _ => size = ms(cfg.duration("size")),
+    }
+    if kind == Kind::Hopping {
+        hop = ms(cfg.duration("hop"));
+        if hop <= 0 || hop > size {
+            cfg.error("hop", format!("hop must be greater than 0 and at most size ({size} ms)"));
+        }
+    }
+    if kind != Kind::Session && size <= 0 && cfg.has("size") {
+        cfg.error("size", "size must be greater than 0");
+    }
+    if kind == Kind::Session && gap <= 0 && cfg.has("gap") {
+        cfg.error("gap", "gap must be greater than 0");
+    }
+    let time = match cfg.opt_str("time").as_deref() {
+        None => TimeSource::ProcessingTime,
+        Some("$timestamp") => TimeSource::RecordTimestamp,
+        Some(path) => TimeSource::Field(FieldPath::parse(path)),
+    };
+    let out_of_orderness = ms(cfg.duration_or("max_out_of_orderness", Duration::ZERO));
+    let grace = ms(cfg.duration_or("grace", Duration::ZERO));
+    let late_to_dlq = cfg.one_of("late", &["drop", "dlq"], "drop") == "dlq";
+    let emit_changes = cfg.one_of("emit", &["final", "changes"], "final") == "changes";
+    if emit_changes && kind == Kind::Sliding {
+        cfg.error("emit", "sliding windows emit one row per record; `emit: changes` applies to the other kinds");
+    }
+    let group_by: Vec<FieldPath> = cfg.opt_str_list("group_by").unwrap_or_default().iter().map(|p| FieldPath::parse(p)).collect();
+    let idle_timeout = cfg.opt_duration("idle_timeout").map(ms);
+    let mut aggregates = Vec::new();
+    match cfg.opt_entries("aggregates") {
+        None => cfg.error("aggregates", format!("missing required field (a mapping of output name to aggregate: {})", aggregate::AGG_HELP)),
+        Some(entries) => {
+            for (k, node) in entries {
+                let field = format!("aggregates.{}", k.name);
+                match &node.value {
+                    ConfigValue::Scalar(text) => match AggSpec::parse(&k.name, text) {
+                        Ok(spec) => aggregates.push(spec),
+                        Err(e) => cfg.error_at(node, &field, e),
+                    },
+                    _ => cfg.error_at(node, &field, format!("expected an aggregate such as avg(price), found {}", node.kind())),
+                }
+            }
+        }
+    }
+    cfg.finish()?;
+    let spec = WindowSpec {
+        kind,
+        size,
+        hop,
+        gap,
+        time,
+        out_of_orderness,
+        grace,
+        late_to_dlq,
+        emit_changes,
+        group_by,
+        aggregates,
+        idle_timeout,
+    };
+    Ok(Box::new(Window::new(spec)))
+}
+
+/// The per-kind state behind a window transform.
+#[derive(Debug, Serialize, Deserialize)]
+enum State {
+    Aligned(aligned::Aligned),
+    Session(session::Sessions),
+    Sliding(sliding::Sliding),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Snapshot {
+    watermark: i64,
+    seq: u64,
+    state: State,
+}
+
+#[derive(Debug)]
+pub struct Window {
+    spec: WindowSpec,
+    state: State,
+    watermark: i64,
+    /// Arrival sequence number: orders `first` / `last` and ties.
+    seq: u64,
+    last_input_wall: i64,
+    last_tick_wall: i64,
+}
+
+impl Window {
+    pub fn new(spec: WindowSpec) -> Self {
+        let state = match spec.kind {
+            Kind::Tumbling | Kind::Hopping => State::Aligned(Default::default()),
+            Kind::Session => State::Session(Default::default()),
+            Kind::Sliding => State::Sliding(Default::default()),
+        };
+        let now = now_ms();
+        Self {
+            spec,
+            state,
+            watermark: i64::MIN,
+            seq: 0,
+            last_input_wall: now,
+            last_tick_wall: now,
+        }
+    }
+
+    fn event_time(&self, r: &Record) -> Result<i64, String> {
+        match &self.spec.time {
+            TimeSource::Field(path) => {
+                event_time_ms(r.value.get_path(path).unwrap_or(&Value::Null)).map_err(|e| format!("window time `{path}`: {e}"))
+            }
+            TimeSource::RecordTimestamp => r.timestamp.ok_or_else(|| "window time `$timestamp`: the record has no timestamp".to_string()),
+            TimeSource::ProcessingTime => Ok(now_ms()),
+        }
+    }
+
+    /// Handles one record: lateness, state update, watermark, firing.
+    fn on_record(&mut self, r: &Record, out: &mut Emitter) {
+        let t = match self.event_time(r) {
+            Ok(t) => t,
+            Err(e) => return out.bad.push(BadRecord::record(r.clone(), e)),
+        };
+        let mut inputs = Vec::with_capacity(self.spec.aggregates.len());
+        for a in &self.spec.aggregates {
+            match a.input(r) {
+                Ok(v) => inputs.push(v),
+                Err(e) => return out.bad.push(BadRecord::record(r.clone(), format!("window: {e}"))),
+            }
+        }
+        let key = GroupKey(
+            self.spec
+                .group_by
+                .iter()
+                .map(|p| r.value.get_path(p).cloned().unwrap_or(Value::Null))
+                .collect(),
+        );
+        self.seq += 1;
+        let accepted = match &mut self.state {
+            State::Aligned(s) => s.add(&self.spec, self.watermark, t, key, &inputs, self.seq, out),
+            State::Session(s) => s.add(&self.spec, self.watermark, t, key, &inputs, self.seq, out),
+            State::Sliding(s) => s.add(&self.spec, self.watermark, t, key, &inputs, self.seq),
+        };
+        if !accepted {
+            if self.spec.late_to_dlq {
+                let reason = format!(
+                    "late record: event time {t} is behind the watermark {} by more than grace {} ms",
+                    self.watermark, self.spec.grace
+                );
+                out.bad.push(BadRecord::record(r.clone(), reason));
+            } else {
+                out.late_dropped += 1;
+            }
+            return;
+        }
+        let candidate = t.saturating_sub(self.spec.out_of_orderness);
+        if candidate > self.watermark {
+            self.watermark = candidate;
+            self.fire(out);
+        }
+    }
+
+    fn fire(&mut self, out: &mut Emitter) {
+        let wm = self.watermark;
+        match &mut self.state {
+            State::Aligned(s) => s.fire(&self.spec, wm, out),
+            State::Session(s) => s.fire(&self.spec, wm, out),
+            State::Sliding(s) => s.fire(&self.spec, wm, out),
+        }
+    }
+}
+
+/// Builds an output row: window bounds, group fields, aggregates.
+pub(crate) fn output_row(spec: &WindowSpec, start: i64, end: i64, key: &GroupKey, values: impl Iterator<Item = Value>) -> Record {
+    let mut o = Object::with_capacity(2 + key.0.len() + spec.aggregates.len());
+    o.push_unchecked("window_start", Value::Int(start));
+    o.push_unchecked("window_end", Value::Int(end));
+    for (p, v) in spec.group_by.iter().zip(&key.0) {
+        o.insert(p.leaf(), v.clone());
+    }
+    for (a, v) in spec.aggregates.iter().zip(values) {
+        o.insert(a.name.clone(), v);
+    }
+    let record_key = match key.0.as_slice() {
+        [] => Value::Null,
+        [one] => one.clone(),
+        many => Value::List(many.to_vec()),
+    };
+    Record::new(Value::Object(o)).with_key(record_key).with_timestamp(end)
+}
+
+impl Transform for Window {
+    fn process(&mut self, _input: usize, batch: Batch, out: &mut Emitter) -> Result<(), ConnectorError> {
+        if !batch.is_empty() {
+            self.last_input_wall = now_ms();
+        }
+        for r in batch.iter() {
+            self.on_record(r, out);
+        }
+        Ok(())
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        self.spec.idle_timeout.map(|t| Duration::from_millis((t / 4).clamp(10, 1000) as u64))
+    }
+
+    /// An idle input advances the watermark by processing time, so the last windows of
+    /// a quiet stream are still emitted.
+    fn on_tick(&mut self, now: i64, out: &mut Emitter) -> Result<(), ConnectorError> {
+        let elapsed = now - self.last_tick_wall;
+        self.last_tick_wall = now;
+        if let Some(idle) = self.spec.idle_timeout {
+            if now - self.last_input_wall >= idle && self.watermark != i64::MIN && elapsed > 0 {
+                self.watermark = self.watermark.saturating_add(elapsed);
+                self.fire(out);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_end(&mut self, out: &mut Emitter) -> Result<(), ConnectorError> {
+        self.watermark = i64::MAX;
+        self.fire(out);
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<serde_json::Value, ConnectorError> {
+        #[derive(Serialize)]
+        struct SnapshotRef<'a> {
+            watermark: i64,
+            seq: u64,
+            state: &'a State,
+        }
+        serde_json::to_value(SnapshotRef { watermark: self.watermark, seq: self.seq, state: &self.state })
+            .map_err(|e| ConnectorError::permanent("window: cannot serialize state").with_source(e))
+    }
+
+    fn restore(&mut self, state: serde_json::Value) -> Result<(), ConnectorError> {
+        if state.is_null() {
+            return Ok(());
+        }
+        let snap: Snapshot = serde_json::from_value(state)
+            .map_err(|e| ConnectorError::permanent("window: the checkpointed state does not match this window's kind").with_source(e))?;
+        self.watermark = snap.watermark;
+        self.seq = snap.seq;
+        self.state = snap.state;
+        Ok(())
+    }
+}
+
+/// Serializes maps as lists of pairs (JSON keys must be strings; ours are not).
+pub(crate) mod pairs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<'a, S, M, K, V>(m: &'a M, s: S) -> Result<S::Ok, S::Error>
+    where
+        S: Serializer,
+        &'a M: IntoIterator<Item = (&'a K, &'a V)>,
+        K: Serialize + 'a,
+        V: Serialize + 'a,
+    {
+        s.collect_seq(m)
+    }
+
+    pub fn deserialize<'de, D, M, K, V>(d: D) -> Result<M, D::Error>
+    where
+        D: Deserializer<'de>,
+        M: FromIterator<(K, V)>,
+        K: Deserialize<'de>,
+        V: Deserialize<'de>,
+    {
+        let items: Vec<(K, V)> = Vec::deserialize(d)?;
+        Ok(items.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests;
