@@ -1,1 +1,15 @@
+//! connectd sources and sinks. `register` has one line per connector.
 
+pub mod sinks;
+pub mod sources;
+
+use connectd_sdk::Registry;
+
+pub fn register(registry: &mut Registry) {
+    registry.source("iot", sources::iot::build);
+    registry.source("trades", sources::trades::build);
+    registry.source("file", sources::file::build);
+    registry.sink("csv", sinks::csv::build);
+    registry.sink("jsonl", sinks::jsonl::build);
+    registry.sink("stdout", sinks::stdout::build);
+}

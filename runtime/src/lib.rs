@@ -1,1 +1,17 @@
+//! The connectd worker: config loading, the pipeline engine, metrics, admin server.
 
+pub mod admin;
+pub mod config;
+pub mod engine;
+pub mod metrics;
+pub mod worker;
+
+use connectd_sdk::Registry;
+
+/// Every built-in connector and transform.
+pub fn registry() -> Registry {
+    let mut r = Registry::new();
+    connectd_connectors::register(&mut r);
+    connectd_transforms::register(&mut r);
+    r
+}

@@ -1,1 +1,165 @@
-fn main(){}
+//! The `connectd` binary: `connectd --config 'pipelines/*.yaml'` runs pipelines,
+//! `connectd validate --config ...` checks them.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use connectd_runtime::{admin, config, metrics::Metrics, registry, worker};
+
+#[derive(Parser, Debug)]
+#[command(name = "connectd", version, about = "A connector runtime: YAML pipelines from APIs and files into databases, exactly once.")]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run pipelines (the default).
+    Run(RunArgs),
+    /// Check pipeline files without running them; exit 1 with every problem listed.
+    Validate(ConfigArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct ConfigArgs {
+    /// Pipeline files or quoted globs ('pipelines/*.yaml'); repeatable.
+    #[arg(long, short = 'c', num_args = 1.., required = true)]
+    config: Vec<String>,
+    /// Where checkpoints and other state are kept.
+    #[arg(long, default_value = "./.connectd")]
+    state_dir: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+struct RunArgs {
+    #[arg(long, short = 'c', num_args = 1..)]
+    config: Vec<String>,
+    #[arg(long, default_value = "./.connectd")]
+    state_dir: PathBuf,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Address of the admin HTTP server (/metrics, /healthz); `off` disables it.
+    #[arg(long, default_value = "127.0.0.1:8083")]
+    admin_addr: String,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn load(patterns: &[String], state_dir: &std::path::Path) -> Result<Vec<config::PipelinePlan>, ExitCode> {
+    let files = config::expand_paths(patterns).map_err(|p| {
+        eprintln!("{p}");
+        ExitCode::FAILURE
+    })?;
+    config::load(&files, &registry(), state_dir).map_err(|p| {
+        eprintln!("{p}");
+        ExitCode::FAILURE
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Validate(args)) => match load(&args.config, &args.state_dir) {
+            Ok(plans) => {
+                for p in &plans {
+                    println!("ok: {} ({}): {} source(s), {} transform(s), {} sink(s)", p.name, p.file.display(), p.sources.len(), p.transforms.len(), p.sinks.len());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Some(Command::Run(args)) => run(args),
+        None => run(cli.run),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    if args.config.is_empty() {
+        eprintln!("error: no pipelines given: use --config <file-or-glob> (see connectd --help)");
+        return ExitCode::FAILURE;
+    }
+    init_logging(args.log_format);
+    let plans = match load(&args.config, &args.state_dir) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let metrics = Metrics::new();
+        let ready = Arc::new(AtomicBool::new(false));
+        if args.admin_addr != "off" {
+            match admin::serve(&args.admin_addr, admin::AdminState { metrics: metrics.clone(), ready: ready.clone() }).await {
+                Ok(addr) => tracing::info!(%addr, "admin server listening (/metrics, /healthz, /readyz)"),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown requested: stopping sources, draining, taking a final checkpoint");
+            let _ = stop_tx.send(true);
+            // Keep the sender alive so pipelines see the flag, not a closed channel.
+            std::future::pending::<()>().await;
+        });
+        let outcome = worker::run(plans, metrics, stop_rx, ready).await;
+        if outcome.failed.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            for (pipeline, e) in &outcome.failed {
+                eprintln!("error: pipeline `{pipeline}` failed at {e}");
+            }
+            ExitCode::FAILURE
+        }
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,45 @@
+//! `jsonl`: appends each record's value as one JSON line, exactly once.
+
+use std::io::Write;
+
+use async_trait::async_trait;
+use connectd_sdk::config::{ConfigMap, Invalid};
+use connectd_sdk::{BadRecord, BuildContext, Checkpoint, Committed, ConnectorError, Record, Sink};
+
+use super::committed_file::CommittedFile;
+
+#[derive(Debug)]
+pub struct JsonlSink {
+    out: CommittedFile,
+    buf: Vec<u8>,
+}
+
+pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink>, Invalid> {
+    let path = cfg.str("path");
+    cfg.finish()?;
+    Ok(Box::new(JsonlSink { out: CommittedFile::new(path.into(), ctx), buf: Vec::new() }))
+}
+
+#[async_trait]
+impl Sink for JsonlSink {
+    async fn open(&mut self) -> Result<Option<Committed>, ConnectorError> {
+        Ok(self.out.open()?.0)
+    }
+
+    async fn write(&mut self, batch: &[Record], _bad: &mut Vec<BadRecord>) -> Result<(), ConnectorError> {
+        self.buf.clear();
+        for r in batch {
+            serde_json::to_writer(&mut self.buf, &r.value).map_err(|e| ConnectorError::permanent("jsonl: cannot encode").with_source(e))?;
+            self.buf.push(b'\n');
+        }
+        let path = self.out.data_path.display().to_string();
+        self.out
+            .file()?
+            .write_all(&self.buf)
+            .map_err(|e| ConnectorError::io(format!("jsonl: cannot write {path}"), e))
+    }
+
+    async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), ConnectorError> {
+        self.out.commit(checkpoint)
+    }
+}

@@ -1,0 +1,43 @@
+//! `stdout`: prints each record's value as a JSON line, for trying pipelines out.
+//! At-least-once: it keeps no checkpoint of its own.
+
+use std::io::Write;
+
+use async_trait::async_trait;
+use connectd_sdk::config::{ConfigMap, Invalid};
+use connectd_sdk::{BadRecord, BuildContext, Checkpoint, Committed, ConnectorError, Record, Sink};
+
+#[derive(Debug)]
+pub struct StdoutSink {
+    buf: Vec<u8>,
+}
+
+pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Sink>, Invalid> {
+    cfg.one_of("format", &["json"], "json");
+    cfg.finish()?;
+    Ok(Box::new(StdoutSink { buf: Vec::new() }))
+}
+
+#[async_trait]
+impl Sink for StdoutSink {
+    async fn open(&mut self) -> Result<Option<Committed>, ConnectorError> {
+        Ok(None)
+    }
+
+    async fn write(&mut self, batch: &[Record], _bad: &mut Vec<BadRecord>) -> Result<(), ConnectorError> {
+        self.buf.clear();
+        for r in batch {
+            serde_json::to_writer(&mut self.buf, &r.value).map_err(|e| ConnectorError::permanent("stdout: cannot encode").with_source(e))?;
+            self.buf.push(b'\n');
+        }
+        std::io::stdout().lock().write_all(&self.buf).map_err(|e| ConnectorError::io("stdout: cannot write", e))
+    }
+
+    async fn commit(&mut self, _checkpoint: &Checkpoint) -> Result<(), ConnectorError> {
+        std::io::stdout().flush().map_err(|e| ConnectorError::io("stdout: cannot flush", e))
+    }
+
+    fn exactly_once(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,166 @@
+//! What the synthetic sources share: a counter-based random stream (record `n` depends
+//! only on the seed and `n`, so any offset replays exactly), pacing to a rate, a
+//! record count limit, and event times that advance by a fixed step.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use connectd_sdk::config::ConfigMap;
+use connectd_sdk::time::{now_ms, parse_rfc3339_ms};
+use connectd_sdk::{BadRecord, ConnectorError, Record, Source, SourcePoll};
+use serde::{Deserialize, Serialize};
+
+/// Random numbers for record `seq` of a seeded stream (SplitMix64).
+#[derive(Debug, Clone)]
+pub struct SeqRng(u64);
+
+impl SeqRng {
+    pub fn new(seed: u64, seq: u64) -> Self {
+        SeqRng(seed ^ seq.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next_u64() % n
+        }
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Options every generator has.
+#[derive(Debug, Clone)]
+pub struct GeneratorOptions {
+    pub seed: u64,
+    /// Records per second; 0 = as fast as possible.
+    pub rate: u64,
+    /// Stop after this many records; 0 = never.
+    pub count: u64,
+    /// Event time of record 0 (epoch ms); `None` = the wall clock at the first run,
+    /// remembered in the offset so replays reproduce it.
+    pub start: Option<i64>,
+    /// Event-time distance between consecutive records.
+    pub step_ms: i64,
+}
+
+impl GeneratorOptions {
+    pub fn read(cfg: &mut ConfigMap<'_>) -> Self {
+        let seed = cfg.u64_or("seed", 0);
+        let rate = cfg.u64_or("rate", 1000);
+        let count = cfg.u64_or("count", 0);
+        let start = cfg.opt_str("start").and_then(|s| {
+            if s == "now" {
+                return None;
+            }
+            match s.parse::<i64>() {
+                Ok(ms) => Some(ms),
+                Err(_) => match parse_rfc3339_ms(&s) {
+                    Ok(ms) => Some(ms),
+                    Err(e) => {
+                        cfg.error("start", format!("expected `now`, epoch milliseconds or an RFC 3339 time: {e}"));
+                        None
+                    }
+                },
+            }
+        });
+        let default_step = if rate > 0 { (1000 / rate).max(1) } else { 1 };
+        let step_ms = cfg
+            .opt_duration("step")
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(default_step as i64);
+        Self { seed, rate, count, start, step_ms }
+    }
+}
+
+/// Makes record number `seq`, with its event time.
+pub trait RecordMaker: Send {
+    fn make(&self, seq: u64, event_time: i64, rng: &mut SeqRng) -> Record;
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct GeneratorOffset {
+    /// The next record to produce.
+    seq: u64,
+    start: i64,
+}
+
+/// A paced, bounded, replayable source over a [`RecordMaker`].
+#[derive(Debug)]
+pub struct Generator<M> {
+    opts: GeneratorOptions,
+    maker: M,
+    seq: u64,
+    start: i64,
+    /// Pacing reference: the wall instant at which `paced_from` was the next seq.
+    clock: Option<(Instant, u64)>,
+}
+
+impl<M: RecordMaker> Generator<M> {
+    pub fn new(opts: GeneratorOptions, maker: M) -> Self {
+        Self { seq: 0, start: opts.start.unwrap_or(0), opts, maker, clock: None }
+    }
+}
+
+#[async_trait]
+impl<M: RecordMaker + std::fmt::Debug> Source for Generator<M> {
+    async fn open(&mut self, offset: Option<serde_json::Value>) -> Result<(), ConnectorError> {
+        match offset {
+            Some(v) => {
+                let o: GeneratorOffset = serde_json::from_value(v)
+                    .map_err(|e| ConnectorError::permanent("generator: the checkpointed offset is not a generator offset").with_source(e))?;
+                self.seq = o.seq;
+                self.start = o.start;
+            }
+            None => {
+                self.seq = 0;
+                self.start = self.opts.start.unwrap_or_else(now_ms);
+            }
+        }
+        Ok(())
+    }
+
+    async fn poll(&mut self, max: usize, _bad: &mut Vec<BadRecord>) -> Result<SourcePoll, ConnectorError> {
+        let mut n = max as u64;
+        if self.opts.count > 0 {
+            if self.seq >= self.opts.count {
+                return Ok(SourcePoll::End);
+            }
+            n = n.min(self.opts.count - self.seq);
+        }
+        if self.opts.rate > 0 {
+            let (t0, s0) = *self.clock.get_or_insert((Instant::now(), self.seq));
+            let due = s0 + (t0.elapsed().as_secs_f64() * self.opts.rate as f64) as u64;
+            if due <= self.seq {
+                let wait = Duration::from_secs_f64((self.seq + 1 - s0) as f64 / self.opts.rate as f64)
+                    .saturating_sub(t0.elapsed());
+                return Ok(SourcePoll::Idle(wait.max(Duration::from_millis(1))));
+            }
+            n = n.min(due - self.seq);
+        }
+        let mut out = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let mut rng = SeqRng::new(self.opts.seed, self.seq);
+            let t = self.start.saturating_add((self.seq as i64).saturating_mul(self.opts.step_ms));
+            out.push(self.maker.make(self.seq, t, &mut rng));
+            self.seq += 1;
+        }
+        Ok(SourcePoll::Batch(out))
+    }
+
+    fn offset(&self) -> serde_json::Value {
+        serde_json::to_value(GeneratorOffset { seq: self.seq, start: self.start }).unwrap_or_default()
+    }
+}

@@ -1,0 +1,92 @@
+//! Loading pipeline files: globbing, YAML with positions, interpolation, building every
+//! component through the registry, and checking the graph. All problems of all files
+//! are reported together.
+
+mod graph;
+mod interpolate;
+mod pipeline;
+mod yaml;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use connectd_sdk::config::{ConfigError, ConfigErrors, Span};
+use connectd_sdk::Registry;
+
+pub use pipeline::{ComponentPlan, ErrorPolicy, PipelinePlan, Tolerance};
+
+/// Every problem found in the given config files.
+#[derive(Debug)]
+pub struct ConfigProblems(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigProblems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for e in &self.0 {
+            writeln!(f, "error: {e}")?;
+        }
+        write!(f, "{} problem(s) found", self.0.len())
+    }
+}
+
+impl std::error::Error for ConfigProblems {}
+
+/// Expands the `--config` arguments (files or quoted globs) into files, sorted.
+pub fn expand_paths(patterns: &[String]) -> Result<Vec<PathBuf>, ConfigProblems> {
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    let at = |p: &str| Span { file: p.into(), line: 0, column: 0 };
+    for pattern in patterns {
+        if pattern.contains(['*', '?', '[']) {
+            match glob::glob(pattern) {
+                Ok(paths) => {
+                    let mut found: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+                    if found.is_empty() {
+                        problems.push(ConfigError { span: at(pattern), field: String::new(), message: "no file matches this pattern".into() });
+                    }
+                    found.sort();
+                    files.extend(found);
+                }
+                Err(e) => problems.push(ConfigError { span: at(pattern), field: String::new(), message: format!("invalid glob pattern: {e}") }),
+            }
+        } else {
+            files.push(PathBuf::from(pattern));
+        }
+    }
+    if files.is_empty() && problems.is_empty() {
+        problems.push(ConfigError { span: at("--config"), field: String::new(), message: "no pipeline files given".into() });
+    }
+    files.dedup();
+    if problems.is_empty() { Ok(files) } else { Err(ConfigProblems(problems)) }
+}
+
+/// Loads and builds every pipeline of the given files.
+pub fn load(files: &[PathBuf], registry: &Registry, state_dir: &Path) -> Result<Vec<PipelinePlan>, ConfigProblems> {
+    let mut plans: Vec<PipelinePlan> = Vec::new();
+    let mut problems = Vec::new();
+    for path in files {
+        let name: Arc<str> = path.display().to_string().into();
+        let errors = ConfigErrors::default();
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                if let Some(root) = yaml::parse(&name, &text, &errors) {
+                    let plan = pipeline::build(&root, path, registry, state_dir, &errors);
+                    if let Some(plan) = plan.filter(|_| errors.is_empty()) {
+                        if let Some(other) = plans.iter().find(|p| p.name == plan.name) {
+                            errors.push(
+                                &plan.name_span,
+                                "name",
+                                format!("pipeline name `{}` is already used by {}", plan.name, other.file.display()),
+                            );
+                        } else {
+                            plans.push(plan);
+                        }
+                    }
+                }
+            }
+            Err(e) => errors.push(&Span { file: name.clone(), line: 0, column: 0 }, "", format!("cannot read the file: {e}")),
+        }
+        problems.extend(errors.take());
+    }
+    if problems.is_empty() { Ok(plans) } else { Err(ConfigProblems(problems)) }
+}

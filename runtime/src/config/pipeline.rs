@@ -1,0 +1,228 @@
+//! One pipeline file → a [`PipelinePlan`] of built components.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use connectd_sdk::config::{ConfigErrors, ConfigMap, ConfigNode, ConfigValue, Span};
+use connectd_sdk::{BuildContext, Registry, Sink, Source, Transform};
+
+use super::graph;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tolerance {
+    /// A bad record stops the pipeline, naming the record and the reason.
+    None,
+    /// Bad records go to the dead-letter queue (or the log) and processing continues.
+    All,
+}
+
+#[derive(Clone, Debug)]
+pub struct ErrorPolicy {
+    pub tolerance: Tolerance,
+    pub dlq_path: Option<PathBuf>,
+    /// How long transient errors are retried before the pipeline fails.
+    pub retry_timeout: Duration,
+}
+
+/// A component with its name, type and inputs.
+#[derive(Debug)]
+pub struct ComponentPlan<T: ?Sized> {
+    pub name: String,
+    pub type_name: String,
+    pub inputs: Vec<String>,
+    pub component: Box<T>,
+}
+
+/// A pipeline ready to run.
+#[derive(Debug)]
+pub struct PipelinePlan {
+    pub name: String,
+    pub name_span: Span,
+    pub file: PathBuf,
+    pub checkpoint_interval: Duration,
+    pub batch_size: usize,
+    pub errors: ErrorPolicy,
+    pub sources: Vec<ComponentPlan<dyn Source>>,
+    pub transforms: Vec<ComponentPlan<dyn Transform>>,
+    pub sinks: Vec<ComponentPlan<dyn Sink>>,
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// The components of one section (`sources:`, ...), each as (name, key span, node).
+fn section<'a>(top: &mut ConfigMap<'a>, key: &'a str, required: bool) -> Vec<(&'a str, &'a Span, &'a ConfigNode)> {
+    match top.opt_entries(key) {
+        Some(entries) => {
+            if entries.is_empty() && required {
+                top.error(key, format!("a pipeline needs at least one entry under `{key}`"));
+            }
+            entries
+                .into_iter()
+                .map(|(k, v)| {
+                    if !valid_name(&k.name) {
+                        top.errors().push(&k.span, format!("{key}.{}", k.name), "component names may use letters, digits, `_` and `-` only");
+                    }
+                    (k.name.as_str(), &k.span, v)
+                })
+                .collect()
+        }
+        None => {
+            if required {
+                top.error(key, format!("missing required section `{key}`"));
+            }
+            Vec::new()
+        }
+    }
+}
+
+/// Reads `type` and checks it against the registry; returns the builder's type name.
+fn component_type(cfg: &mut ConfigMap<'_>, what: &str, known: Vec<&'static str>) -> Option<String> {
+    let t = cfg.str("type");
+    if t.is_empty() {
+        return None;
+    }
+    if !known.contains(&t.as_str()) {
+        let hint = connectd_sdk::config::closest(&t, &known).map(|c| format!("; did you mean `{c}`?")).unwrap_or_default();
+        cfg.error("type", format!("unknown {what} type `{t}` (known: {}){hint}", known.join(", ")));
+        return None;
+    }
+    Some(t)
+}
+
+pub fn build(root: &ConfigNode, file: &Path, registry: &Registry, state_dir: &Path, errors: &ConfigErrors) -> Option<PipelinePlan> {
+    let mut top = ConfigMap::new(root, "", errors);
+    let name_span = root.get("name").map(|n| n.span.clone()).unwrap_or_else(|| root.span.clone());
+    let name = top.str("name");
+    if !name.is_empty() && !valid_name(&name) {
+        top.error("name", "pipeline names may use letters, digits, `_` and `-` only (they name state directories)");
+    }
+    let checkpoint_interval = match top.opt_map("checkpoint") {
+        Some(mut c) => {
+            let d = c.duration_or("interval", Duration::from_secs(1));
+            if d.is_zero() {
+                c.error("interval", "the checkpoint interval must be greater than 0");
+            }
+            let _ = c.finish();
+            d
+        }
+        None => Duration::from_secs(1),
+    };
+    let batch_size = top.u64_or("batch_size", 1024).clamp(1, 1 << 20) as usize;
+    let policy = match top.opt_map("errors") {
+        Some(mut e) => {
+            let tolerance = if e.one_of("tolerance", &["none", "all"], "none") == "all" { Tolerance::All } else { Tolerance::None };
+            let dlq_path = e.opt_map("dlq").and_then(|mut d| {
+                let p = d.str("path");
+                let _ = d.finish();
+                (!p.is_empty()).then(|| PathBuf::from(p))
+            });
+            let retry_timeout = e.duration_or("retry_timeout", Duration::from_secs(300));
+            let _ = e.finish();
+            ErrorPolicy { tolerance, dlq_path, retry_timeout }
+        }
+        None => ErrorPolicy { tolerance: Tolerance::None, dlq_path: None, retry_timeout: Duration::from_secs(300) },
+    };
+
+    let source_nodes = section(&mut top, "sources", true);
+    let transform_nodes = section(&mut top, "transforms", false);
+    let sink_nodes = section(&mut top, "sinks", true);
+    let _ = top.finish();
+
+    let ctx = |component: &str, inputs: &[String]| BuildContext {
+        pipeline: name.clone(),
+        component: component.to_string(),
+        state_dir: state_dir.to_path_buf(),
+        inputs: inputs.to_vec(),
+    };
+    let mut sources = Vec::new();
+    for (cname, _, node) in &source_nodes {
+        let mut cfg = ConfigMap::new(node, format!("sources.{cname}"), errors);
+        let Some(t) = component_type(&mut cfg, "source", registry.source_types()) else {
+            let _ = cfg.finish();
+            continue;
+        };
+        let build = registry.get_source(&t)?;
+        if let Ok(component) = build(&mut cfg, &ctx(cname, &[])) {
+            sources.push(ComponentPlan { name: cname.to_string(), type_name: t, inputs: Vec::new(), component });
+        }
+    }
+    let mut edges = Vec::new();
+    let mut transforms = Vec::new();
+    for (cname, _, node) in &transform_nodes {
+        let mut cfg = ConfigMap::new(node, format!("transforms.{cname}"), errors);
+        let inputs = read_inputs(&mut cfg, &mut edges, cname);
+        let Some(t) = component_type(&mut cfg, "transform", registry.transform_types()) else {
+            let _ = cfg.finish();
+            continue;
+        };
+        let build = registry.get_transform(&t)?;
+        if let Ok(component) = build(&mut cfg, &ctx(cname, &inputs)) {
+            transforms.push(ComponentPlan { name: cname.to_string(), type_name: t, inputs, component });
+        }
+    }
+    let mut sinks = Vec::new();
+    for (cname, _, node) in &sink_nodes {
+        let mut cfg = ConfigMap::new(node, format!("sinks.{cname}"), errors);
+        let inputs = read_inputs(&mut cfg, &mut edges, cname);
+        let Some(t) = component_type(&mut cfg, "sink", registry.sink_types()) else {
+            let _ = cfg.finish();
+            continue;
+        };
+        let build = registry.get_sink(&t)?;
+        if let Ok(component) = build(&mut cfg, &ctx(cname, &inputs)) {
+            sinks.push(ComponentPlan { name: cname.to_string(), type_name: t, inputs, component });
+        }
+    }
+    let names = |nodes: &[(&str, &Span, &ConfigNode)]| nodes.iter().map(|(n, s, _)| (n.to_string(), (*s).clone())).collect::<Vec<_>>();
+    graph::check(&names(&source_nodes), &names(&transform_nodes), &names(&sink_nodes), &edges, errors);
+
+    Some(PipelinePlan {
+        name,
+        name_span,
+        file: file.to_path_buf(),
+        checkpoint_interval,
+        batch_size,
+        errors: policy,
+        sources,
+        transforms,
+        sinks,
+    })
+}
+
+/// Reads `inputs` and records each edge with its position for the graph check.
+fn read_inputs(cfg: &mut ConfigMap<'_>, edges: &mut Vec<graph::Edge>, component: &str) -> Vec<String> {
+    let field = cfg.field_path("inputs");
+    let node = cfg.node("inputs");
+    let Some(node) = node else {
+        cfg.error("inputs", "missing required field (expected a list of source or transform names)");
+        return Vec::new();
+    };
+    let items: Vec<&ConfigNode> = match &node.value {
+        ConfigValue::List(items) => items.iter().collect(),
+        ConfigValue::Scalar(_) => vec![node],
+        _ => {
+            cfg.error_at(node, "inputs", format!("expected a list of names, found {}", node.kind()));
+            return Vec::new();
+        }
+    };
+    if items.is_empty() {
+        cfg.error_at(node, "inputs", "expected at least one input");
+    }
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match &item.value {
+            ConfigValue::Scalar(s) => {
+                if out.contains(s) {
+                    cfg.errors().push(&item.span, format!("{field}[{i}]"), format!("`{s}` is listed twice"));
+                    continue;
+                }
+                edges.push(graph::Edge { from: s.clone(), to: component.to_string(), span: item.span.clone(), field: format!("{field}[{i}]") });
+                out.push(s.clone());
+            }
+            _ => cfg.errors().push(&item.span, format!("{field}[{i}]"), format!("expected a component name, found {}", item.kind())),
+        }
+    }
+    out
+}

@@ -1,0 +1,75 @@
+//! Injects checkpoint barriers into every source on the interval, one checkpoint in
+//! flight at a time; turns shutdown into a Stop barrier and exhaustion of every source
+//! into an End barrier; finishes when that final checkpoint is committed everywhere.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use super::messages::{Barrier, BarrierKind};
+use super::PipelineError;
+
+pub struct Coordinator {
+    pub pipeline: String,
+    pub commands: Vec<mpsc::UnboundedSender<Barrier>>,
+    pub completed: mpsc::UnboundedReceiver<(u64, f64)>,
+    pub exhausted: mpsc::UnboundedReceiver<()>,
+    pub stop: watch::Receiver<bool>,
+    pub interval: Duration,
+    pub next_id: u64,
+    /// While recovering: the last replayed checkpoint id (no new ones before it).
+    pub replay_until: Option<u64>,
+}
+
+impl Coordinator {
+    fn inject(&mut self, kind: BarrierKind) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        for c in &self.commands {
+            let _ = c.send(Barrier { id, kind });
+        }
+        id
+    }
+
+    pub async fn run(mut self) -> Result<(), PipelineError> {
+        let mut in_flight = self.replay_until;
+        let mut final_id: Option<u64> = None;
+        let mut exhausted = 0;
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        if *self.stop.borrow() {
+            final_id = Some(self.inject(BarrierKind::Stop));
+        }
+        loop {
+            tokio::select! {
+                _ = ticker.tick(), if in_flight.is_none() && final_id.is_none() => {
+                    in_flight = Some(self.inject(BarrierKind::Checkpoint));
+                }
+                done = self.completed.recv() => {
+                    let Some((id, secs)) = done else { return Ok(()) };
+                    tracing::debug!(pipeline = %self.pipeline, checkpoint = id, seconds = secs, "checkpoint committed");
+                    if in_flight.is_some_and(|f| id >= f) {
+                        in_flight = None;
+                    }
+                    if final_id == Some(id) {
+                        return Ok(());
+                    }
+                }
+                changed = self.stop.changed(), if final_id.is_none() => {
+                    if changed.is_err() || *self.stop.borrow() {
+                        tracing::info!(pipeline = %self.pipeline, "stopping: final checkpoint");
+                        final_id = Some(self.inject(BarrierKind::Stop));
+                    }
+                }
+                Some(()) = self.exhausted.recv() => {
+                    exhausted += 1;
+                    if exhausted == self.commands.len() && final_id.is_none() {
+                        tracing::info!(pipeline = %self.pipeline, "all sources exhausted: flushing and taking the final checkpoint");
+                        final_id = Some(self.inject(BarrierKind::End));
+                    }
+                }
+            }
+        }
+    }
+}

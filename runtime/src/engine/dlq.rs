@@ -1,0 +1,100 @@
+//! Bad records: stop the pipeline (`errors.tolerance: none`) or append them, with the
+//! reason, component and time, to the dead-letter file (`tolerance: all`).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::sync::Mutex;
+
+use connectd_sdk::BadRecord;
+
+use super::PipelineError;
+use crate::config::{ErrorPolicy, Tolerance};
+use crate::metrics::ComponentMetrics;
+
+#[derive(Debug)]
+pub struct DeadLetters {
+    pipeline: String,
+    tolerance: Tolerance,
+    file: Option<(String, Mutex<File>)>,
+}
+
+impl DeadLetters {
+    pub fn open(pipeline: &str, policy: &ErrorPolicy) -> Result<Self, PipelineError> {
+        let file = match &policy.dlq_path {
+            Some(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| PipelineError::new("errors.dlq", format!("cannot create {}: {e}", dir.display())))?;
+                }
+                let f = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| PipelineError::new("errors.dlq", format!("cannot open {}: {e}", path.display())))?;
+                Some((path.display().to_string(), Mutex::new(f)))
+            }
+            None => None,
+        };
+        Ok(Self { pipeline: pipeline.to_string(), tolerance: policy.tolerance, file })
+    }
+
+    pub fn handle(&self, component: &str, bad: Vec<BadRecord>, m: &ComponentMetrics) -> Result<(), PipelineError> {
+        if bad.is_empty() {
+            return Ok(());
+        }
+        m.errors.inc_by(bad.len() as u64);
+        if self.tolerance == Tolerance::None {
+            let first = &bad[0];
+            let at = if first.position.is_empty() { String::new() } else { format!(" at {}", first.position) };
+            let what = match (&first.record, &first.raw) {
+                (Some(r), _) => format!(" record {}", excerpt(&r.to_json().to_string())),
+                (None, Some(raw)) => format!(" input {}", excerpt(raw)),
+                _ => String::new(),
+            };
+            return Err(PipelineError::new(
+                component,
+                format!(
+                    "bad{what}{at}: {} (set `errors.tolerance: all` with `errors.dlq.path` to divert bad records and go on)",
+                    first.reason
+                ),
+            ));
+        }
+        let now = connectd_sdk::time::format_rfc3339_ms(connectd_sdk::time::now_ms());
+        let mut lines = Vec::new();
+        for b in &bad {
+            let line = serde_json::json!({
+                "time": now,
+                "pipeline": self.pipeline,
+                "component": component,
+                "position": b.position,
+                "reason": b.reason,
+                "record": b.record.as_ref().map(|r| r.to_json()),
+                "raw": b.raw,
+            });
+            lines.extend_from_slice(line.to_string().as_bytes());
+            lines.push(b'\n');
+        }
+        match &self.file {
+            Some((path, f)) => {
+                let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+                f.write_all(&lines)
+                    .and_then(|_| f.flush())
+                    .map_err(|e| PipelineError::new(component, format!("cannot write the dead-letter file {path}: {e}")))?;
+            }
+            None => {
+                for b in &bad {
+                    tracing::warn!(pipeline = %self.pipeline, component, position = %b.position, reason = %b.reason, "bad record skipped (no errors.dlq.path set)");
+                }
+            }
+        }
+        m.dlq.inc_by(bad.len() as u64);
+        Ok(())
+    }
+}
+
+fn excerpt(s: &str) -> String {
+    if s.chars().count() > 200 {
+        format!("`{}…`", s.chars().take(200).collect::<String>())
+    } else {
+        format!("`{s}`")
+    }
+}

@@ -1,0 +1,51 @@
+//! What flows on the channels between components.
+
+use connectd_sdk::Batch;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BarrierKind {
+    /// Take a checkpoint and go on.
+    Checkpoint,
+    /// Shutdown: take a final checkpoint and stop (open windows stay open, in state).
+    Stop,
+    /// Every source is exhausted: flush everything, take a final checkpoint, stop.
+    End,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Barrier {
+    pub id: u64,
+    pub kind: BarrierKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum Message {
+    Data(Batch),
+    Barrier(Barrier),
+}
+
+/// A message tagged with the receiver's input number.
+#[derive(Debug)]
+pub struct Envelope {
+    pub input: usize,
+    pub message: Message,
+}
+
+/// A downstream edge: the receiver's channel and our input number there.
+#[derive(Clone, Debug)]
+pub struct Output {
+    pub to: String,
+    pub sender: tokio::sync::mpsc::Sender<Envelope>,
+    pub input: usize,
+}
+
+/// Sends a message to every downstream component.
+pub async fn broadcast(outputs: &[Output], message: Message) -> Result<(), String> {
+    for out in outputs {
+        out.sender
+            .send(Envelope { input: out.input, message: message.clone() })
+            .await
+            .map_err(|_| format!("`{}` stopped receiving", out.to))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! Drives one source: polls batches, fans them out, and injects barriers — on the
+//! coordinator's command, or during recovery at the exact record counts where they
+//! stood before the crash.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use connectd_sdk::{Source, SourcePoll};
+use tokio::sync::mpsc;
+
+use super::checkpoint::{CheckpointStore, SourceState};
+use super::dlq::DeadLetters;
+use super::messages::{broadcast, Barrier, BarrierKind, Message, Output};
+use super::retry::retry;
+use super::PipelineError;
+use crate::metrics::ComponentMetrics;
+
+pub struct SourceTask {
+    pub name: String,
+    pub source: Box<dyn Source>,
+    pub outputs: Vec<Output>,
+    pub commands: mpsc::UnboundedReceiver<Barrier>,
+    pub exhausted: mpsc::UnboundedSender<()>,
+    pub store: Arc<CheckpointStore>,
+    /// Replay barriers: (checkpoint id, emitted count at which it goes out).
+    pub schedule: VecDeque<(u64, u64)>,
+    pub emitted: u64,
+    pub batch_size: usize,
+    pub dlq: Arc<DeadLetters>,
+    pub metrics: ComponentMetrics,
+    pub retry_timeout: Duration,
+}
+
+impl SourceTask {
+    fn err(&self, message: impl Into<String>) -> PipelineError {
+        PipelineError::new(&self.name, message)
+    }
+
+    /// Records the position and forwards the barrier. Returns true when the task ends.
+    async fn barrier(&mut self, b: Barrier) -> Result<bool, PipelineError> {
+        self.store.report_source(b.id, &self.name, SourceState { offset: self.source.offset(), emitted: self.emitted });
+        broadcast(&self.outputs, Message::Barrier(b)).await.map_err(|e| self.err(e))?;
+        if b.kind == BarrierKind::Checkpoint {
+            return Ok(false);
+        }
+        if let Err(e) = self.source.close().await {
+            tracing::warn!(component = %self.name, error = %e, "closing the source failed");
+        }
+        Ok(true)
+    }
+
+    pub async fn run(mut self) -> Result<(), PipelineError> {
+        let mut queued: VecDeque<Barrier> = VecDeque::new();
+        // A stop that waits for the replay schedule to finish (so checkpoint ids keep
+        // following positions).
+        let mut deferred: Option<Barrier> = None;
+        let mut exhausted = false;
+        let mut bad = Vec::new();
+        loop {
+            if let Some(&(id, at)) = self.schedule.front() {
+                if self.emitted >= at || exhausted {
+                    if self.emitted < at {
+                        tracing::warn!(component = %self.name, expected = at, got = self.emitted, "the source ended earlier on replay than before the restart");
+                    }
+                    self.schedule.pop_front();
+                    self.barrier(Barrier { id, kind: BarrierKind::Checkpoint }).await?;
+                    continue;
+                }
+            }
+            if self.schedule.is_empty() {
+                if let Some(b) = deferred.take() {
+                    self.barrier(b).await?;
+                    return Ok(());
+                }
+            }
+            while let Ok(b) = self.commands.try_recv() {
+                queued.push_back(b);
+            }
+            if let Some(b) = queued.pop_front() {
+                if b.kind == BarrierKind::Checkpoint || self.schedule.is_empty() {
+                    if self.barrier(b).await? {
+                        return Ok(());
+                    }
+                } else {
+                    deferred = Some(b);
+                }
+                continue;
+            }
+            if exhausted {
+                match self.commands.recv().await {
+                    Some(b) => queued.push_back(b),
+                    None => return Ok(()),
+                }
+                continue;
+            }
+            let mut max = self.batch_size;
+            if let Some(&(_, at)) = self.schedule.front() {
+                max = max.min((at - self.emitted) as usize);
+            }
+            let polled = retry!(self.retry_timeout, format!("source `{}`", self.name), self.source.poll(max, &mut bad))
+                .map_err(|e| self.err(e.to_string()))?;
+            if !bad.is_empty() {
+                self.dlq.handle(&self.name, std::mem::take(&mut bad), &self.metrics)?;
+            }
+            match polled {
+                SourcePoll::Batch(records) => {
+                    if records.is_empty() {
+                        continue;
+                    }
+                    self.emitted += records.len() as u64;
+                    self.metrics.records_out.inc_by(records.len() as u64);
+                    broadcast(&self.outputs, Message::Data(Arc::new(records))).await.map_err(|e| self.err(e))?;
+                }
+                SourcePoll::Idle(wait) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait.min(Duration::from_millis(100))) => {}
+                        cmd = self.commands.recv() => match cmd {
+                            Some(b) => queued.push_back(b),
+                            None => return Ok(()),
+                        },
+                    }
+                }
+                SourcePoll::End => {
+                    tracing::info!(component = %self.name, records = self.emitted, "source exhausted");
+                    exhausted = true;
+                    let _ = self.exhausted.send(());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Drives one transform: aligned barriers, snapshots at each checkpoint, flush at end.
+
+use std::sync::Arc;
+
+use connectd_sdk::{Emitter, Transform};
+
+use super::align::{Aligner, Event};
+use super::checkpoint::CheckpointStore;
+use super::dlq::DeadLetters;
+use super::messages::{broadcast, BarrierKind, Message, Output};
+use super::PipelineError;
+use crate::metrics::ComponentMetrics;
+
+pub struct TransformTask {
+    pub name: String,
+    pub transform: Box<dyn Transform>,
+    pub aligner: Aligner,
+    pub outputs: Vec<Output>,
+    pub store: Arc<CheckpointStore>,
+    pub dlq: Arc<DeadLetters>,
+    pub metrics: ComponentMetrics,
+}
+
+impl TransformTask {
+    fn err(&self, message: impl Into<String>) -> PipelineError {
+        PipelineError::new(&self.name, message)
+    }
+
+    async fn flush(&mut self, out: &mut Emitter) -> Result<(), PipelineError> {
+        if out.late_dropped > 0 {
+            self.metrics.late.inc_by(out.late_dropped);
+            out.late_dropped = 0;
+        }
+        if !out.bad.is_empty() {
+            self.dlq.handle(&self.name, std::mem::take(&mut out.bad), &self.metrics)?;
+        }
+        if !out.records.is_empty() {
+            let records = std::mem::take(&mut out.records);
+            self.metrics.records_out.inc_by(records.len() as u64);
+            broadcast(&self.outputs, Message::Data(Arc::new(records))).await.map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    pub async fn run(mut self) -> Result<(), PipelineError> {
+        let mut out = Emitter::default();
+        let mut ticker = self.transform.tick_interval().map(tokio::time::interval);
+        loop {
+            let event = match ticker.as_mut() {
+                Some(t) if !self.aligner.has_buffered() => tokio::select! {
+                    e = self.aligner.next() => e,
+                    _ = t.tick() => {
+                        self.transform.on_tick(connectd_sdk::time::now_ms(), &mut out).map_err(|e| self.err(e.to_string()))?;
+                        self.flush(&mut out).await?;
+                        continue;
+                    }
+                },
+                _ => self.aligner.next().await,
+            };
+            match event {
+                Event::Data(input, batch) => {
+                    self.metrics.records_in.inc_by(batch.len() as u64);
+                    self.transform.process(input, batch, &mut out).map_err(|e| self.err(e.to_string()))?;
+                    self.flush(&mut out).await?;
+                }
+                Event::Aligned(b) => {
+                    if b.kind == BarrierKind::End {
+                        self.transform.on_end(&mut out).map_err(|e| self.err(e.to_string()))?;
+                        self.flush(&mut out).await?;
+                    }
+                    let snapshot = self.transform.snapshot().map_err(|e| self.err(e.to_string()))?;
+                    self.store.report_transform(b.id, &self.name, snapshot);
+                    broadcast(&self.outputs, Message::Barrier(b)).await.map_err(|e| self.err(e))?;
+                    if b.kind != BarrierKind::Checkpoint {
+                        return Ok(());
+                    }
+                }
+                Event::Closed => return Ok(()),
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! The exactly-once crash test: a generator → filter + window → csv pipeline is killed
+//! with SIGKILL at random moments and restarted each time; the final CSV files must be
+//! byte-identical to those of an uninterrupted run.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rand::Rng;
+
+const PIPELINE: &str = r#"
+name: crash
+checkpoint:
+  interval: 100ms
+sources:
+  metrics:
+    type: iot
+    seed: 7
+    rate: 0
+    count: 200000
+    start: 2024-01-01T00:00:00Z
+    step: 1ms
+    jitter: 2s
+    late_ratio: 0.01
+    late_by: 30s
+transforms:
+  hot:
+    type: filter
+    inputs: [metrics]
+    where: usage > 90 and cpu != "cpu1"
+  per_host:
+    type: window
+    inputs: [metrics]
+    kind: tumbling
+    size: 5s
+    time: occurred_at
+    max_out_of_orderness: 3s
+    grace: 500ms
+    group_by: [hostname, cpu]
+    aggregates:
+      n: count()
+      avg_usage: avg(usage)
+      max_usage: max(usage)
+      last_usage: last(usage)
+  sessions:
+    type: window
+    inputs: [hot]
+    kind: session
+    gap: 40ms
+    time: occurred_at
+    max_out_of_orderness: 3s
+    group_by: [hostname]
+    aggregates:
+      n: count()
+      distinct_cpus: count_distinct(cpu)
+sinks:
+  alerts_csv:
+    type: csv
+    inputs: [hot]
+    path: out/alerts.csv
+    columns: [hostname, cpu, usage, occurred_at]
+  windows_csv:
+    type: csv
+    inputs: [per_host]
+    path: out/windows.csv
+    columns: [window_start, window_end, hostname, cpu, n, avg_usage, max_usage, last_usage]
+  sessions_jsonl:
+    type: jsonl
+    inputs: [sessions]
+    path: out/sessions.jsonl
+"#;
+
+const OUTPUTS: [&str; 3] = ["out/alerts.csv", "out/windows.csv", "out/sessions.jsonl"];
+
+#[test]
+fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
+    let reference = tempfile::tempdir().unwrap();
+    let cfg = write_pipeline(reference.path(), "p.yaml", PIPELINE);
+    let out = run_to_end(reference.path(), &cfg);
+    assert!(out.status.success(), "uninterrupted run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let expected: Vec<String> = OUTPUTS.iter().map(|f| read(reference.path().join(f))).collect();
+    assert!(expected[0].lines().count() > 1000, "the alert stream should be large");
+    assert!(expected[1].lines().count() > 500, "the window stream should be large");
+
+    let crashed = tempfile::tempdir().unwrap();
+    let cfg = write_pipeline(crashed.path(), "p.yaml", PIPELINE);
+    let mut rng = rand::rng();
+    let mut kills = 0;
+    let mut restarts = 0;
+    while kills < 12 {
+        restarts += 1;
+        assert!(restarts < 200, "too many restarts without finishing");
+        let mut child = spawn(crashed.path(), &cfg, &[]);
+        let delay = Duration::from_millis(rng.random_range(30..400));
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_some() {
+            // Finished before the kill: start over to get enough kills mid-run.
+            std::fs::remove_dir_all(crashed.path().join("out")).unwrap();
+            std::fs::remove_dir_all(crashed.path().join(".connectd")).unwrap();
+            continue;
+        }
+        signal(&child, libc::SIGKILL);
+        let _ = child.wait();
+        kills += 1;
+    }
+    let mut child = spawn(crashed.path(), &cfg, &[]);
+    let status = wait_with_deadline(&mut child, Duration::from_secs(300));
+    assert!(status.success(), "the final run failed");
+    for (file, want) in OUTPUTS.iter().zip(&expected) {
+        let got = read(crashed.path().join(file));
+        assert!(got == *want, "{file} differs after {kills} kills: {} vs {} bytes", got.len(), want.len());
+    }
+}
