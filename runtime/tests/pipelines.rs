@@ -1,0 +1,204 @@
+//! End-to-end behaviour of the `connectd` binary on real files.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn the_example_runs_from_the_readme_command_and_writes_both_csv_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pipelines/iot-monitoring.yaml");
+    let mut child = spawn(dir.path(), &example, &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    signal(&child, libc::SIGTERM);
+    let status = wait_with_deadline(&mut child, Duration::from_secs(30));
+    assert!(status.success(), "SIGTERM must stop cleanly with exit 0, got {status:?}");
+    let alerts = read(dir.path().join("out/iot-alerts.csv"));
+    let mut lines = alerts.lines();
+    assert_eq!(lines.next(), Some("hostname,cpu,usage,occurred_at"));
+    let rows: Vec<&str> = lines.collect();
+    assert!(rows.len() > 20, "about 10% of ~3000 events are alerts, got {}", rows.len());
+    for row in rows {
+        let usage: f64 = row.split(',').nth(2).unwrap().parse().unwrap();
+        assert!(usage > 90.0, "{row}");
+    }
+    let windows = read(dir.path().join("out/iot-cpu-5m.csv"));
+    assert!(windows.starts_with("window_start,window_end,hostname,cpu,avg_usage,max_usage\n"));
+}
+
+const FILE_PIPELINE: &str = r#"
+name: files
+checkpoint: {interval: 50ms}
+errors:
+  tolerance: all
+  dlq: {path: out/dlq.jsonl}
+sources:
+  lines: {type: file, path: in.jsonl}
+transforms:
+  priced:
+    type: map
+    inputs: [lines]
+    fields:
+      total: price * qty
+      day: format_time(ts, "%Y-%m-%d")
+    drop: [ts]
+sinks:
+  out: {type: jsonl, inputs: [priced], path: out/out.jsonl}
+"#;
+
+#[test]
+fn malformed_lines_go_to_the_dlq_and_every_good_line_reaches_the_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::new();
+    let mut good = 0;
+    for i in 0..500 {
+        match i % 50 {
+            7 => input.push_str("{\"price\": 1.5, \"qty\": \n"),
+            19 => input.push_str("not json at all\n"),
+            33 => input.push_str("{\"price\": \"cheap\", \"qty\": 2, \"ts\": 0}\n"),
+            _ => {
+                input.push_str(&format!("{{\"id\": {i}, \"price\": 2.5, \"qty\": {i}, \"ts\": 1700000000000}}\n"));
+                good += 1;
+            }
+        }
+    }
+    std::fs::write(dir.path().join("in.jsonl"), &input).unwrap();
+    let cfg = write_pipeline(dir.path(), "p.yaml", FILE_PIPELINE);
+    let out = run_to_end(dir.path(), &cfg);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let written: Vec<serde_json::Value> = read(dir.path().join("out/out.jsonl")).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(written.len(), good);
+    for w in &written {
+        let qty = w["qty"].as_f64().unwrap();
+        assert_eq!(w["total"].as_f64().unwrap(), 2.5 * qty);
+        assert_eq!(w["day"], "2023-11-14");
+        assert!(w.get("ts").is_none());
+    }
+    let dlq: Vec<serde_json::Value> = read(dir.path().join("out/dlq.jsonl")).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(dlq.len(), 30, "10 truncated, 10 not JSON, 10 with a string price");
+    let malformed = dlq.iter().filter(|d| d["component"] == "lines").count();
+    assert_eq!(malformed, 20);
+    let first = &dlq[0];
+    assert_eq!(first["position"], "line 8 of in.jsonl");
+    assert!(first["reason"].as_str().unwrap().contains("malformed JSON"), "{first}");
+    assert_eq!(first["raw"], "{\"price\": 1.5, \"qty\": ");
+    let typed = dlq.iter().find(|d| d["component"] == "priced").unwrap();
+    assert!(typed["reason"].as_str().unwrap().contains("cannot apply `*`"), "{typed}");
+    assert_eq!(typed["record"]["value"]["price"], "cheap");
+}
+
+#[test]
+fn with_tolerance_none_a_bad_line_stops_the_pipeline_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), "{\"a\": 1}\n{\"a\": \n{\"a\": 3}\n").unwrap();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        "name: strict\nsources:\n  lines: {type: file, path: in.jsonl}\nsinks:\n  out: {type: jsonl, inputs: [lines], path: out.jsonl}\n",
+    );
+    let out = run_to_end(dir.path(), &cfg);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("pipeline `strict` failed at `lines`"), "{stderr}");
+    assert!(stderr.contains("line 2 of in.jsonl"), "{stderr}");
+    assert!(stderr.contains("errors.tolerance: all"), "the error says how to go on: {stderr}");
+}
+
+#[test]
+fn a_followed_file_resumes_by_offset_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.jsonl");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        "name: tail\ncheckpoint: {interval: 50ms}\nsources:\n  lines: {type: file, path: in.jsonl, follow: true, poll_interval: 20ms}\nsinks:\n  out: {type: csv, inputs: [lines], path: out.csv, columns: [n]}\n",
+    );
+    let mut expected = String::from("n\n");
+    for round in 0..3 {
+        let mut child = spawn(dir.path(), &cfg, &[]);
+        for i in 0..50 {
+            let n = round * 100 + i;
+            writeln!(f, "{{\"n\": {n}}}").unwrap();
+            expected.push_str(&format!("{n}\n"));
+        }
+        // A half-written line must wait for its end.
+        write!(f, "{{\"n\": {}", round * 100 + 50).unwrap();
+        f.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+        writeln!(f, "}}").unwrap();
+        expected.push_str(&format!("{}\n", round * 100 + 50));
+        std::thread::sleep(Duration::from_millis(400));
+        signal(&child, libc::SIGTERM);
+        assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
+    }
+    assert_eq!(read(dir.path().join("out.csv")), expected);
+}
+
+#[test]
+fn a_failing_pipeline_stops_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.jsonl"), "{\"a\": 1}\nbroken\n").unwrap();
+    write_pipeline(dir.path(), "bad.yaml", "name: bad\nsources:\n  l: {type: file, path: bad.jsonl}\nsinks:\n  o: {type: jsonl, inputs: [l], path: bad-out.jsonl}\n");
+    write_pipeline(
+        dir.path(),
+        "good.yaml",
+        "name: good\nsources:\n  g: {type: trades, rate: 2000, count: 3000, seed: 1}\nsinks:\n  o: {type: jsonl, inputs: [g], path: good-out.jsonl}\n",
+    );
+    let out = connectd().current_dir(dir.path()).args(["--admin-addr", "off", "--config", "*.yaml"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("pipeline `bad` failed"), "{stderr}");
+    assert_eq!(read(dir.path().join("good-out.jsonl")).lines().count(), 3000, "the good pipeline ran to its end");
+}
+
+#[test]
+fn metrics_are_served_in_prometheus_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        "name: m\ncheckpoint: {interval: 100ms}\nsources:\n  g: {type: iot, rate: 5000}\ntransforms:\n  hot: {type: filter, inputs: [g], where: usage > 50}\n  w:\n    type: window\n    inputs: [g]\n    kind: tumbling\n    size: 1s\n    time: occurred_at\n    late: drop\n    aggregates: {n: count()}\nsinks:\n  o: {type: jsonl, inputs: [hot, w], path: o.jsonl}\n",
+    );
+    let mut child = common::connectd()
+        .current_dir(dir.path())
+        .args(["--admin-addr", &format!("127.0.0.1:{port}"), "--config"])
+        .arg(&cfg)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let body = http_get(port, "/metrics");
+    let health = http_get(port, "/healthz");
+    signal(&child, libc::SIGTERM);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
+    assert!(health.contains("ok"));
+    for needle in [
+        r#"connectd_records_out_total{component="g",kind="source",pipeline="m"}"#,
+        r#"connectd_records_in_total{component="hot",kind="transform",pipeline="m"}"#,
+        r#"connectd_records_out_total{component="o",kind="sink",pipeline="m"}"#,
+        r#"connectd_checkpoint_duration_seconds_count{component="o",kind="sink",pipeline="m"}"#,
+        r#"connectd_last_checkpoint_timestamp_seconds{component="o",kind="sink",pipeline="m"}"#,
+    ] {
+        let line = body.lines().find(|l| l.starts_with(needle)).unwrap_or_else(|| panic!("no {needle} in\n{body}"));
+        let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(value > 0.0, "{line}");
+    }
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
