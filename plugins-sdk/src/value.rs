@@ -5,6 +5,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use compact_str::CompactString;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
@@ -105,15 +106,38 @@ impl<K: Into<CompactString>> FromIterator<(K, Value)> for Object {
 }
 
 /// A dotted field path (`quote.bid.price`), split once at config time.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+///
+/// It remembers where its first segment was found last time: records of one stream
+/// share a field order, so most lookups then take a single comparison.
+#[derive(Debug)]
 pub struct FieldPath {
     segments: Vec<CompactString>,
+    hint: AtomicUsize,
+}
+
+impl Clone for FieldPath {
+    fn clone(&self) -> Self {
+        Self { segments: self.segments.clone(), hint: AtomicUsize::new(self.hint.load(Relaxed)) }
+    }
+}
+
+impl PartialEq for FieldPath {
+    fn eq(&self, other: &Self) -> bool {
+        self.segments == other.segments
+    }
+}
+impl Eq for FieldPath {}
+impl Hash for FieldPath {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.segments.hash(h);
+    }
 }
 
 impl FieldPath {
     pub fn parse(path: &str) -> Self {
         Self {
             segments: path.split('.').map(CompactString::from).collect(),
+            hint: AtomicUsize::new(0),
         }
     }
 
@@ -140,8 +164,24 @@ impl Value {
 
     /// Follows a path through nested objects (and list indices); `None` when absent.
     pub fn get_path(&self, path: &FieldPath) -> Option<&Value> {
-        let mut cur = self;
-        for seg in path.segments() {
+        let segs = path.segments();
+        let first = segs.first()?;
+        let mut cur = match self {
+            Value::Object(o) => {
+                let hint = path.hint.load(Relaxed);
+                match o.fields.get(hint) {
+                    Some((k, v)) if k == first => v,
+                    _ => {
+                        let pos = o.fields.iter().position(|(k, _)| k == first)?;
+                        path.hint.store(pos, Relaxed);
+                        &o.fields[pos].1
+                    }
+                }
+            }
+            Value::List(items) => items.get(first.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+        for seg in &segs[1..] {
             cur = match cur {
                 Value::Object(o) => o.get(seg)?,
                 Value::List(items) => items.get(seg.parse::<usize>().ok()?)?,
@@ -461,11 +501,20 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::List(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut o = Object::with_capacity(map.size_hint().unwrap_or(8));
+        let mut o = Object::with_capacity(map.size_hint().unwrap_or(4));
+        // Key lengths seen so far (mod 64): a duplicate check is needed only when a
+        // length repeats, which keeps parsing linear for typical records.
+        let mut lengths: u64 = 0;
         while let Some(k) = map.next_key::<CompactString>()? {
             let v: Value = map.next_value()?;
-            // JSON allows duplicate keys; the last one wins, as in serde_json.
-            o.insert(k, v);
+            let bit = 1u64 << (k.len() % 64);
+            if lengths & bit != 0 {
+                // JSON allows duplicate keys; the last one wins, as in serde_json.
+                o.insert(k, v);
+            } else {
+                lengths |= bit;
+                o.push_unchecked(k, v);
+            }
         }
         Ok(Value::Object(o))
     }

@@ -9,6 +9,10 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use connectd_runtime::{admin, config, metrics::Metrics, registry, worker};
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "connectd", version, about = "A connector runtime: YAML pipelines from APIs and files into databases, exactly once.")]
 #[command(args_conflicts_with_subcommands = true)]

@@ -91,7 +91,12 @@ impl Source for FileSource {
             if text.is_empty() {
                 continue;
             }
-            match serde_json::from_slice::<Value>(text) {
+            // One UTF-8 check of the whole line is cheaper than serde_json's check of
+            // every string in it.
+            let parsed = std::str::from_utf8(text)
+                .map_err(|e| format!("the line is not UTF-8: {e}"))
+                .and_then(|s| serde_json::from_str::<Value>(s).map_err(|e| e.to_string()));
+            match parsed {
                 Ok(v) => out.push(Record::new(v)),
                 Err(e) => bad.push(BadRecord::raw(
                     String::from_utf8_lossy(text),

@@ -20,6 +20,7 @@ use connectd_sdk::config::{ConfigMap, ConfigValue, Invalid};
 use connectd_sdk::time::{event_time_ms, now_ms};
 use connectd_sdk::{BadRecord, Batch, BuildContext, ConnectorError, Emitter, FieldPath, Object, Record, Transform, Value};
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 pub use aggregate::{Acc, AggKind, AggSpec};
 
@@ -59,7 +60,7 @@ pub struct WindowSpec {
 /// The grouping key of a record: the values of `group_by`, compared by value.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct GroupKey(pub Vec<Value>);
+pub struct GroupKey(pub SmallVec<[Value; 3]>);
 
 impl PartialEq for GroupKey {
     fn eq(&self, other: &Self) -> bool {
@@ -230,7 +231,7 @@ impl Window {
             Ok(t) => t,
             Err(e) => return out.bad.push(BadRecord::record(r.clone(), e)),
         };
-        let mut inputs = Vec::with_capacity(self.spec.aggregates.len());
+        let mut inputs: SmallVec<[Option<&Value>; 8]> = SmallVec::new();
         for a in &self.spec.aggregates {
             match a.input(r) {
                 Ok(v) => inputs.push(v),
