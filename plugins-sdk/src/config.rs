@@ -65,7 +65,9 @@ impl ConfigNode {
 
     pub fn get(&self, key: &str) -> Option<&ConfigNode> {
         match &self.value {
-            ConfigValue::Map(entries) => entries.iter().find(|(k, _)| k.name == key).map(|(_, v)| v),
+            ConfigValue::Map(entries) => {
+                entries.iter().find(|(k, _)| k.name == key).map(|(_, v)| v)
+            }
             _ => None,
         }
     }
@@ -78,7 +80,10 @@ impl ConfigNode {
             ConfigValue::Scalar(s) => scalar_to_json(s),
             ConfigValue::List(items) => items.iter().map(|n| n.to_json()).collect(),
             ConfigValue::Map(entries) => serde_json::Value::Object(
-                entries.iter().map(|(k, v)| (k.name.clone(), v.to_json())).collect(),
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.name.clone(), v.to_json()))
+                    .collect(),
             ),
         }
     }
@@ -169,7 +174,11 @@ impl<'a> ConfigMap<'a> {
     pub fn new(node: &'a ConfigNode, path: impl Into<String>, errors: &'a ConfigErrors) -> Self {
         let path = path.into();
         if !matches!(node.value, ConfigValue::Map(_) | ConfigValue::Null) {
-            errors.push(&node.span, &path, format!("expected a mapping, found {}", node.kind()));
+            errors.push(
+                &node.span,
+                &path,
+                format!("expected a mapping, found {}", node.kind()),
+            );
         }
         Self {
             node,
@@ -203,7 +212,9 @@ impl<'a> ConfigMap<'a> {
     /// The node of a key, marking the key as known.
     pub fn node(&mut self, key: &'a str) -> Option<&'a ConfigNode> {
         self.used.push(key);
-        self.node.get(key).filter(|n| !matches!(n.value, ConfigValue::Null))
+        self.node
+            .get(key)
+            .filter(|n| !matches!(n.value, ConfigValue::Null))
     }
 
     pub fn has(&self, key: &str) -> bool {
@@ -212,7 +223,11 @@ impl<'a> ConfigMap<'a> {
 
     /// Records a problem at a key (or at the mapping when the key is absent).
     pub fn error(&self, key: &str, message: impl Into<String>) {
-        let span = self.node.get(key).map(|n| &n.span).unwrap_or(&self.node.span);
+        let span = self
+            .node
+            .get(key)
+            .map(|n| &n.span)
+            .unwrap_or(&self.node.span);
         self.errors.push(span, self.field_path(key), message);
     }
 
@@ -234,7 +249,11 @@ impl<'a> ConfigMap<'a> {
         match &node.value {
             ConfigValue::Scalar(s) => Some((s.as_str(), node)),
             _ => {
-                self.error_at(node, key, format!("expected {expected}, found {}", node.kind()));
+                self.error_at(
+                    node,
+                    key,
+                    format!("expected {expected}, found {}", node.kind()),
+                );
                 None
             }
         }
@@ -258,20 +277,35 @@ impl<'a> ConfigMap<'a> {
             .is_some_and(|n| !matches!(n.value, ConfigValue::Null))
     }
 
-    fn parsed<T>(&mut self, key: &'a str, expected: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+    fn parsed<T>(
+        &mut self,
+        key: &'a str,
+        expected: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<T> {
         let (s, node) = self.scalar(key, expected)?;
         match parse(s) {
             Ok(v) => Some(v),
             Err(why) => {
-                let why = if why.is_empty() { String::new() } else { format!(" ({why})") };
-                self.error_at(node, key, format!("expected {expected}, found {}{why}", node.shown()));
+                let why = if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({why})")
+                };
+                self.error_at(
+                    node,
+                    key,
+                    format!("expected {expected}, found {}{why}", node.shown()),
+                );
                 None
             }
         }
     }
 
     pub fn opt_u64(&mut self, key: &'a str) -> Option<u64> {
-        self.parsed(key, "a whole number ≥ 0", |s| s.replace('_', "").parse::<u64>().map_err(|_| String::new()))
+        self.parsed(key, "a whole number ≥ 0", |s| {
+            s.replace('_', "").parse::<u64>().map_err(|_| String::new())
+        })
     }
 
     pub fn u64_or(&mut self, key: &'a str, default: u64) -> u64 {
@@ -279,12 +313,17 @@ impl<'a> ConfigMap<'a> {
     }
 
     pub fn opt_i64(&mut self, key: &'a str) -> Option<i64> {
-        self.parsed(key, "a whole number", |s| s.replace('_', "").parse::<i64>().map_err(|_| String::new()))
+        self.parsed(key, "a whole number", |s| {
+            s.replace('_', "").parse::<i64>().map_err(|_| String::new())
+        })
     }
 
     pub fn opt_f64(&mut self, key: &'a str) -> Option<f64> {
         self.parsed(key, "a number", |s| {
-            s.parse::<f64>().ok().filter(|f| f.is_finite()).ok_or_default()
+            s.parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .ok_or_default()
         })
     }
 
@@ -303,7 +342,11 @@ impl<'a> ConfigMap<'a> {
 
     /// Durations like `250ms`, `5s`, `5m`, `1h`, `3d`.
     pub fn opt_duration(&mut self, key: &'a str) -> Option<Duration> {
-        self.parsed(key, "a duration such as 250ms, 5s, 5m, 1h or 3d", parse_duration)
+        self.parsed(
+            key,
+            "a duration such as 250ms, 5s, 5m, 1h or 3d",
+            parse_duration,
+        )
     }
 
     pub fn duration_or(&mut self, key: &'a str, default: Duration) -> Duration {
@@ -319,7 +362,12 @@ impl<'a> ConfigMap<'a> {
     }
 
     /// One of a fixed set of words.
-    pub fn one_of(&mut self, key: &'a str, choices: &[&'static str], default: &'static str) -> &'static str {
+    pub fn one_of(
+        &mut self,
+        key: &'a str,
+        choices: &[&'static str],
+        default: &'static str,
+    ) -> &'static str {
         let expected = format!("one of {}", choices.join(" | "));
         self.parsed(key, &expected, |s| {
             choices.iter().find(|c| **c == s).copied().ok_or_default()
@@ -347,7 +395,11 @@ impl<'a> ConfigMap<'a> {
                 Some(out)
             }
             _ => {
-                self.error_at(node, key, format!("expected a list of strings, found {}", node.kind()));
+                self.error_at(
+                    node,
+                    key,
+                    format!("expected a list of strings, found {}", node.kind()),
+                );
                 None
             }
         }
@@ -375,7 +427,11 @@ impl<'a> ConfigMap<'a> {
         match &node.value {
             ConfigValue::Map(entries) => Some(entries.iter().map(|(k, v)| (k, v)).collect()),
             _ => {
-                self.error_at(node, key, format!("expected a mapping, found {}", node.kind()));
+                self.error_at(
+                    node,
+                    key,
+                    format!("expected a mapping, found {}", node.kind()),
+                );
                 None
             }
         }
@@ -441,7 +497,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` does not start with a number"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` does not start with a number"))?;
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "KB" => 1000,
@@ -450,9 +508,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "MiB" => 1 << 20,
         "GB" => 1_000_000_000,
         "GiB" => 1 << 30,
-        other => return Err(format!("unknown size unit `{other}` (use B, KiB, MiB, GiB, KB, MB, GB)")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))
 }
 
 /// The closest known word within a small edit distance, for "did you mean" hints.
@@ -486,7 +549,11 @@ mod tests {
     fn scalar(s: &str, line: usize) -> ConfigNode {
         ConfigNode {
             value: ConfigValue::Scalar(s.into()),
-            span: Span { file: "f.yaml".into(), line, column: 5 },
+            span: Span {
+                file: "f.yaml".into(),
+                line,
+                column: 5,
+            },
             secret: false,
         }
     }
@@ -498,11 +565,25 @@ mod tests {
                     .into_iter()
                     .enumerate()
                     .map(|(i, (k, v))| {
-                        (ConfigKey { name: k.into(), span: Span { file: "f.yaml".into(), line: i + 1, column: 1 } }, v)
+                        (
+                            ConfigKey {
+                                name: k.into(),
+                                span: Span {
+                                    file: "f.yaml".into(),
+                                    line: i + 1,
+                                    column: 1,
+                                },
+                            },
+                            v,
+                        )
                     })
                     .collect(),
             ),
-            span: Span { file: "f.yaml".into(), line: 1, column: 1 },
+            span: Span {
+                file: "f.yaml".into(),
+                line: 1,
+                column: 1,
+            },
             secret: false,
         }
     }
@@ -520,7 +601,11 @@ mod tests {
         assert_eq!(errs[0].field, "sources.x.rate");
         assert_eq!(errs[0].span.line, 1);
         assert!(errs[1].message.contains("missing required field"));
-        assert!(errs[2].message.contains("did you mean `size`"), "{}", errs[2]);
+        assert!(
+            errs[2].message.contains("did you mean `size`"),
+            "{}",
+            errs[2]
+        );
     }
 
     #[test]

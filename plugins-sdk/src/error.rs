@@ -62,10 +62,13 @@ impl ConnectorError {
     pub fn io(context: impl Into<String>, e: std::io::Error) -> Self {
         use std::io::ErrorKind as K;
         let kind = match e.kind() {
-            K::Interrupted | K::TimedOut | K::WouldBlock | K::ConnectionReset
-            | K::ConnectionAborted | K::ConnectionRefused | K::BrokenPipe => {
-                ErrorKind::Transient
-            }
+            K::Interrupted
+            | K::TimedOut
+            | K::WouldBlock
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::ConnectionRefused
+            | K::BrokenPipe => ErrorKind::Transient,
             _ => ErrorKind::Permanent,
         };
         Self {
@@ -99,7 +102,11 @@ impl BadRecord {
         }
     }
 
-    pub fn raw(raw: impl Into<String>, position: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn raw(
+        raw: impl Into<String>,
+        position: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
         Self {
             position: position.into(),
             reason: reason.into(),

@@ -19,7 +19,8 @@ pub struct BuildContext {
 }
 
 pub type SourceBuilder = fn(&mut ConfigMap<'_>, &BuildContext) -> Result<Box<dyn Source>, Invalid>;
-pub type TransformBuilder = fn(&mut ConfigMap<'_>, &BuildContext) -> Result<Box<dyn Transform>, Invalid>;
+pub type TransformBuilder =
+    fn(&mut ConfigMap<'_>, &BuildContext) -> Result<Box<dyn Transform>, Invalid>;
 pub type SinkBuilder = fn(&mut ConfigMap<'_>, &BuildContext) -> Result<Box<dyn Sink>, Invalid>;
 
 /// Component builders by type name.

@@ -34,7 +34,11 @@ pub trait Source: Send {
     /// Returns at most `max` records. Inputs that cannot be parsed go to `bad` (they do
     /// not count towards `max`). Must be cancel-safe: the runtime may drop the future
     /// only between polls, never inside one, so a poll may await freely.
-    async fn poll(&mut self, max: usize, bad: &mut Vec<BadRecord>) -> Result<SourcePoll, ConnectorError>;
+    async fn poll(
+        &mut self,
+        max: usize,
+        bad: &mut Vec<BadRecord>,
+    ) -> Result<SourcePoll, ConnectorError>;
 
     /// The position after the last record returned by `poll`.
     fn offset(&self) -> serde_json::Value;
@@ -69,7 +73,12 @@ impl Emitter {
 /// `snapshot` at every checkpoint and get it back in `restore` after a restart.
 pub trait Transform: Send {
     /// Processes one batch from input number `input` (in `inputs:` order).
-    fn process(&mut self, input: usize, batch: Batch, out: &mut Emitter) -> Result<(), ConnectorError>;
+    fn process(
+        &mut self,
+        input: usize,
+        batch: Batch,
+        out: &mut Emitter,
+    ) -> Result<(), ConnectorError>;
 
     /// How often `on_tick` wants to be called (processing-time duties), if at all.
     fn tick_interval(&self) -> Option<Duration> {
@@ -118,7 +127,11 @@ pub trait Sink: Send {
     async fn open(&mut self) -> Result<Option<Committed>, ConnectorError>;
 
     /// Writes (or buffers) records. Records the destination rejects go to `bad`.
-    async fn write(&mut self, batch: &[Record], bad: &mut Vec<BadRecord>) -> Result<(), ConnectorError>;
+    async fn write(
+        &mut self,
+        batch: &[Record],
+        bad: &mut Vec<BadRecord>,
+    ) -> Result<(), ConnectorError>;
 
     async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), ConnectorError>;
 

@@ -117,7 +117,10 @@ pub struct FieldPath {
 
 impl Clone for FieldPath {
     fn clone(&self) -> Self {
-        Self { segments: self.segments.clone(), hint: AtomicUsize::new(self.hint.load(Relaxed)) }
+        Self {
+            segments: self.segments.clone(),
+            hint: AtomicUsize::new(self.hint.load(Relaxed)),
+        }
     }
 }
 
@@ -544,7 +547,10 @@ mod tests {
         let v: Value = serde_json::from_str(r#"{"a":1,"b":[true,null,2.5],"c":{"d":"x"}}"#)
             .unwrap_or_default();
         assert_eq!(v.get_path(&FieldPath::parse("c.d")), Some(&Value::str("x")));
-        assert_eq!(v.get_path(&FieldPath::parse("b.2")), Some(&Value::Float(2.5)));
+        assert_eq!(
+            v.get_path(&FieldPath::parse("b.2")),
+            Some(&Value::Float(2.5))
+        );
         assert_eq!(
             serde_json::to_string(&v).unwrap_or_default(),
             r#"{"a":1,"b":[true,null,2.5],"c":{"d":"x"}}"#

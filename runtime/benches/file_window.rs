@@ -5,7 +5,13 @@
 //!
 //! Run: `cargo bench -p connectd-runtime --bench file_window` (env `EVENTS` to change
 //! the count, `RUNS` for repetitions).
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    unsafe_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::zombie_processes
+)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -13,7 +19,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-const DWARFS: [&str; 7] = ["doc", "grumpy", "happy", "sleepy", "bashful", "sneezy", "dopey"];
+const DWARFS: [&str; 7] = [
+    "doc", "grumpy", "happy", "sleepy", "bashful", "sneezy", "dopey",
+];
 
 fn generate(path: &Path, n: usize) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
@@ -27,7 +35,11 @@ fn generate(path: &Path, n: usize) {
         let cpu = (x >> 8) % 5 + 1;
         let usage = ((x >> 16) % 10_001) as f64 / 100.0;
         let t = start + i as i64 - ((x >> 32) % 2000) as i64;
-        writeln!(f, r#"{{"hostname":"{host}","cpu":"cpu{cpu}","usage":{usage},"occurred_at":{t}}}"#).unwrap();
+        writeln!(
+            f,
+            r#"{{"hostname":"{host}","cpu":"cpu{cpu}","usage":{usage},"occurred_at":{t}}}"#
+        )
+        .unwrap();
     }
     f.flush().unwrap();
 }
@@ -81,7 +93,10 @@ sinks:
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     assert_eq!(pid, child.id() as i32);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "connectd failed");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "connectd failed"
+    );
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Usage {
         cpu_seconds: secs(usage.ru_utime) + secs(usage.ru_stime),
@@ -106,11 +121,14 @@ struct Event<'a> {
     occurred_at: i64,
 }
 
+/// Window start → (host, cpu) → (sum, count, max).
+type Windows = std::collections::BTreeMap<i64, HashMap<(String, String), (f64, u64, f64)>>;
+
 /// The hand-written reference: typed serde_json parse + HashMap windows, one thread.
 fn baseline(path: &Path) -> (f64, usize) {
     let before = self_cpu_seconds();
     let f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).unwrap());
-    let mut windows: std::collections::BTreeMap<i64, HashMap<(String, String), (f64, u64, f64)>> = Default::default();
+    let mut windows: Windows = Default::default();
     let mut watermark = i64::MIN;
     let mut rows = 0;
     let mut out = Vec::new();
@@ -121,7 +139,11 @@ fn baseline(path: &Path) -> (f64, usize) {
         if start + 5000 <= watermark {
             continue;
         }
-        let acc = windows.entry(start).or_default().entry((e.hostname.to_string(), e.cpu.to_string())).or_insert((0.0, 0, f64::MIN));
+        let acc = windows
+            .entry(start)
+            .or_default()
+            .entry((e.hostname.to_string(), e.cpu.to_string()))
+            .or_insert((0.0, 0, f64::MIN));
         acc.0 += e.usage;
         acc.1 += 1;
         acc.2 = acc.2.max(e.usage);
@@ -132,7 +154,13 @@ fn baseline(path: &Path) -> (f64, usize) {
             }
             let start = *entry.key();
             for ((h, c), (sum, n, max)) in entry.remove() {
-                writeln!(out, "{start},{},{h},{c},{},{max}", start + 5000, sum / n as f64).unwrap();
+                writeln!(
+                    out,
+                    "{start},{},{h},{c},{},{max}",
+                    start + 5000,
+                    sum / n as f64
+                )
+                .unwrap();
                 rows += 1;
             }
         }
@@ -141,8 +169,14 @@ fn baseline(path: &Path) -> (f64, usize) {
 }
 
 fn main() {
-    let n: usize = std::env::var("EVENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
-    let runs: usize = std::env::var("RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let n: usize = std::env::var("EVENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("events.jsonl");
     generate(&input, n);
@@ -150,7 +184,11 @@ fn main() {
     let mut results: Vec<Usage> = (0..runs).map(|_| run_connectd(dir.path())).collect();
     results.sort_by(|a, b| a.cpu_seconds.total_cmp(&b.cpu_seconds));
     let median = &results[results.len() / 2];
-    let rows = std::fs::read_to_string(dir.path().join("out.csv")).unwrap().lines().count() - 1;
+    let rows = std::fs::read_to_string(dir.path().join("out.csv"))
+        .unwrap()
+        .lines()
+        .count()
+        - 1;
     let max_rss = results.iter().map(|r| r.max_rss_mb).fold(0.0, f64::max);
     println!("file_window: {n} events, {rows} window rows, {runs} runs (median shown)");
     println!("| what | CPU s | wall s | M events per CPU-second | peak RSS MB |");
@@ -162,5 +200,9 @@ fn main() {
         n as f64 / median.cpu_seconds / 1e6,
         max_rss
     );
-    println!("| hand-written serde_json + HashMap loop | {:.3} | – | {:.2} | – |", base_cpu, n as f64 / base_cpu / 1e6);
+    println!(
+        "| hand-written serde_json + HashMap loop | {:.3} | – | {:.2} | – |",
+        base_cpu,
+        n as f64 / base_cpu / 1e6
+    );
 }

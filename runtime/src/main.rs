@@ -14,7 +14,11 @@ use connectd_runtime::{admin, config, metrics::Metrics, registry, worker};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser, Debug)]
-#[command(name = "connectd", version, about = "A connector runtime: YAML pipelines from APIs and files into databases, exactly once.")]
+#[command(
+    name = "connectd",
+    version,
+    about = "A connector runtime: YAML pipelines from APIs and files into databases, exactly once."
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
@@ -61,15 +65,21 @@ enum LogFormat {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
 }
 
-fn load(patterns: &[String], state_dir: &std::path::Path) -> Result<Vec<config::PipelinePlan>, ExitCode> {
+fn load(
+    patterns: &[String],
+    state_dir: &std::path::Path,
+) -> Result<Vec<config::PipelinePlan>, ExitCode> {
     let files = config::expand_paths(patterns).map_err(|p| {
         eprintln!("{p}");
         ExitCode::FAILURE
@@ -86,7 +96,14 @@ fn main() -> ExitCode {
         Some(Command::Validate(args)) => match load(&args.config, &args.state_dir) {
             Ok(plans) => {
                 for p in &plans {
-                    println!("ok: {} ({}): {} source(s), {} transform(s), {} sink(s)", p.name, p.file.display(), p.sources.len(), p.transforms.len(), p.sinks.len());
+                    println!(
+                        "ok: {} ({}): {} source(s), {} transform(s), {} sink(s)",
+                        p.name,
+                        p.file.display(),
+                        p.sources.len(),
+                        p.transforms.len(),
+                        p.sinks.len()
+                    );
                 }
                 ExitCode::SUCCESS
             }
@@ -107,7 +124,10 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -118,8 +138,18 @@ fn run(args: RunArgs) -> ExitCode {
         let metrics = Metrics::new();
         let ready = Arc::new(AtomicBool::new(false));
         if args.admin_addr != "off" {
-            match admin::serve(&args.admin_addr, admin::AdminState { metrics: metrics.clone(), ready: ready.clone() }).await {
-                Ok(addr) => tracing::info!(%addr, "admin server listening (/metrics, /healthz, /readyz)"),
+            match admin::serve(
+                &args.admin_addr,
+                admin::AdminState {
+                    metrics: metrics.clone(),
+                    ready: ready.clone(),
+                },
+            )
+            .await
+            {
+                Ok(addr) => {
+                    tracing::info!(%addr, "admin server listening (/metrics, /healthz, /readyz)")
+                }
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::FAILURE;
@@ -129,7 +159,9 @@ fn run(args: RunArgs) -> ExitCode {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;
-            tracing::info!("shutdown requested: stopping sources, draining, taking a final checkpoint");
+            tracing::info!(
+                "shutdown requested: stopping sources, draining, taking a final checkpoint"
+            );
             let _ = stop_tx.send(true);
             // Keep the sender alive so pipelines see the flag, not a closed channel.
             std::future::pending::<()>().await;

@@ -1,6 +1,9 @@
 //! Prometheus metrics, per component, labelled `pipeline`, `component`, `kind`.
 
-use prometheus::{Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
+};
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -29,7 +32,8 @@ pub struct ComponentMetrics {
 const LABELS: [&str; 3] = ["pipeline", "component", "kind"];
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), &LABELS).unwrap_or_else(|e| unreachable_metric(name, e));
+    let c = IntCounterVec::new(Opts::new(name, help), &LABELS)
+        .unwrap_or_else(|e| unreachable_metric(name, e));
     let _ = registry.register(Box::new(c.clone()));
     c
 }
@@ -49,25 +53,62 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let records_in = counter(&registry, "connectd_records_in_total", "Records received by a component.");
-        let records_out = counter(&registry, "connectd_records_out_total", "Records emitted (sources, transforms) or written (sinks).");
-        let errors = counter(&registry, "connectd_errors_total", "Bad records and failed operations.");
-        let dlq = counter(&registry, "connectd_dlq_records_total", "Records sent to the dead-letter queue.");
-        let late = counter(&registry, "connectd_late_records_total", "Records that arrived after their window closed and were dropped.");
+        let records_in = counter(
+            &registry,
+            "connectd_records_in_total",
+            "Records received by a component.",
+        );
+        let records_out = counter(
+            &registry,
+            "connectd_records_out_total",
+            "Records emitted (sources, transforms) or written (sinks).",
+        );
+        let errors = counter(
+            &registry,
+            "connectd_errors_total",
+            "Bad records and failed operations.",
+        );
+        let dlq = counter(
+            &registry,
+            "connectd_dlq_records_total",
+            "Records sent to the dead-letter queue.",
+        );
+        let late = counter(
+            &registry,
+            "connectd_late_records_total",
+            "Records that arrived after their window closed and were dropped.",
+        );
         let checkpoint_duration = HistogramVec::new(
-            HistogramOpts::new("connectd_checkpoint_duration_seconds", "Time a sink took to commit a checkpoint.")
-                .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "connectd_checkpoint_duration_seconds",
+                "Time a sink took to commit a checkpoint.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             &LABELS,
         )
         .unwrap_or_else(|e| unreachable_metric("checkpoint_duration", e));
         let _ = registry.register(Box::new(checkpoint_duration.clone()));
         let last_checkpoint = GaugeVec::new(
-            Opts::new("connectd_last_checkpoint_timestamp_seconds", "When a sink last committed a checkpoint (Unix time)."),
+            Opts::new(
+                "connectd_last_checkpoint_timestamp_seconds",
+                "When a sink last committed a checkpoint (Unix time).",
+            ),
             &LABELS,
         )
         .unwrap_or_else(|e| unreachable_metric("last_checkpoint", e));
         let _ = registry.register(Box::new(last_checkpoint.clone()));
-        Self { registry, records_in, records_out, errors, dlq, late, checkpoint_duration, last_checkpoint }
+        Self {
+            registry,
+            records_in,
+            records_out,
+            errors,
+            dlq,
+            late,
+            checkpoint_duration,
+            last_checkpoint,
+        }
     }
 
     pub fn component(&self, pipeline: &str, component: &str, kind: &str) -> ComponentMetrics {

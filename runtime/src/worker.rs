@@ -18,7 +18,12 @@ pub struct Outcome {
     pub failed: Vec<(String, PipelineError)>,
 }
 
-pub async fn run(plans: Vec<PipelinePlan>, metrics: Metrics, stop: watch::Receiver<bool>, ready: Arc<AtomicBool>) -> Outcome {
+pub async fn run(
+    plans: Vec<PipelinePlan>,
+    metrics: Metrics,
+    stop: watch::Receiver<bool>,
+    ready: Arc<AtomicBool>,
+) -> Outcome {
     let mut set = JoinSet::new();
     for plan in plans {
         let name = plan.name.clone();
@@ -38,7 +43,10 @@ pub async fn run(plans: Vec<PipelinePlan>, metrics: Metrics, stop: watch::Receiv
                 tracing::error!(pipeline = %name, component = %e.component, error = %e.message, "pipeline failed");
                 outcome.failed.push((name, e));
             }
-            Err(e) => outcome.failed.push(("?".into(), PipelineError::new("runtime", format!("pipeline task ended abnormally: {e}")))),
+            Err(e) => outcome.failed.push((
+                "?".into(),
+                PipelineError::new("runtime", format!("pipeline task ended abnormally: {e}")),
+            )),
         }
     }
     outcome

@@ -79,10 +79,23 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let reference = tempfile::tempdir().unwrap();
     let cfg = write_pipeline(reference.path(), "p.yaml", PIPELINE);
     let out = run_to_end(reference.path(), &cfg);
-    assert!(out.status.success(), "uninterrupted run failed: {}", String::from_utf8_lossy(&out.stderr));
-    let expected: Vec<String> = OUTPUTS.iter().map(|f| read(reference.path().join(f))).collect();
-    assert!(expected[0].lines().count() > 1000, "the alert stream should be large");
-    assert!(expected[1].lines().count() > 500, "the window stream should be large");
+    assert!(
+        out.status.success(),
+        "uninterrupted run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected: Vec<String> = OUTPUTS
+        .iter()
+        .map(|f| read(reference.path().join(f)))
+        .collect();
+    assert!(
+        expected[0].lines().count() > 1000,
+        "the alert stream should be large"
+    );
+    assert!(
+        expected[1].lines().count() > 500,
+        "the window stream should be large"
+    );
 
     let crashed = tempfile::tempdir().unwrap();
     let cfg = write_pipeline(crashed.path(), "p.yaml", PIPELINE);
@@ -110,7 +123,12 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     assert!(status.success(), "the final run failed");
     for (file, want) in OUTPUTS.iter().zip(&expected) {
         let got = read(crashed.path().join(file));
-        assert!(got == *want, "{file} differs after {kills} kills: {} vs {} bytes", got.len(), want.len());
+        assert!(
+            got == *want,
+            "{file} differs after {kills} kills: {} vs {} bytes",
+            got.len(),
+            want.len()
+        );
     }
 }
 
@@ -125,7 +143,10 @@ fn a_sink_ahead_of_the_others_drops_what_it_already_committed() {
     let cfg = write_pipeline(reference.path(), "p.yaml", &yaml);
     let mut child = spawn(reference.path(), &cfg, &[]);
     assert!(wait_with_deadline(&mut child, Duration::from_secs(120)).success());
-    let expected: Vec<String> = OUTPUTS.iter().map(|f| read(reference.path().join(f))).collect();
+    let expected: Vec<String> = OUTPUTS
+        .iter()
+        .map(|f| read(reference.path().join(f)))
+        .collect();
 
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_pipeline(dir.path(), "p.yaml", &yaml);
@@ -141,7 +162,11 @@ fn a_sink_ahead_of_the_others_drops_what_it_already_committed() {
     let saved_commit = std::fs::read(&commit).unwrap();
     let saved_data = std::fs::read(dir.path().join("out/windows.csv")).unwrap();
     stop_after(1500);
-    assert_ne!(std::fs::read(&commit).unwrap(), saved_commit, "the second run must have committed more");
+    assert_ne!(
+        std::fs::read(&commit).unwrap(),
+        saved_commit,
+        "the second run must have committed more"
+    );
     // windows_csv goes back one step; the other sinks stay ahead of it.
     std::fs::write(&commit, &saved_commit).unwrap();
     std::fs::write(dir.path().join("out/windows.csv"), &saved_data).unwrap();
@@ -150,6 +175,11 @@ fn a_sink_ahead_of_the_others_drops_what_it_already_committed() {
     assert!(wait_with_deadline(&mut child, Duration::from_secs(120)).success());
     for (file, want) in OUTPUTS.iter().zip(&expected) {
         let got = read(dir.path().join(file));
-        assert!(got == *want, "{file} differs: {} vs {} bytes", got.len(), want.len());
+        assert!(
+            got == *want,
+            "{file} differs: {} vs {} bytes",
+            got.len(),
+            want.len()
+        );
     }
 }

@@ -11,17 +11,25 @@ use common::*;
 #[test]
 fn the_example_runs_from_the_readme_command_and_writes_both_csv_files() {
     let dir = tempfile::tempdir().unwrap();
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pipelines/iot-monitoring.yaml");
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/pipelines/iot-monitoring.yaml");
     let mut child = spawn(dir.path(), &example, &[]);
     std::thread::sleep(Duration::from_secs(3));
     signal(&child, libc::SIGTERM);
     let status = wait_with_deadline(&mut child, Duration::from_secs(30));
-    assert!(status.success(), "SIGTERM must stop cleanly with exit 0, got {status:?}");
+    assert!(
+        status.success(),
+        "SIGTERM must stop cleanly with exit 0, got {status:?}"
+    );
     let alerts = read(dir.path().join("out/iot-alerts.csv"));
     let mut lines = alerts.lines();
     assert_eq!(lines.next(), Some("hostname,cpu,usage,occurred_at"));
     let rows: Vec<&str> = lines.collect();
-    assert!(rows.len() > 20, "about 10% of ~3000 events are alerts, got {}", rows.len());
+    assert!(
+        rows.len() > 20,
+        "about 10% of ~3000 events are alerts, got {}",
+        rows.len()
+    );
     for row in rows {
         let usage: f64 = row.split(',').nth(2).unwrap().parse().unwrap();
         assert!(usage > 90.0, "{row}");
@@ -61,7 +69,9 @@ fn malformed_lines_go_to_the_dlq_and_every_good_line_reaches_the_sink() {
             19 => input.push_str("not json at all\n"),
             33 => input.push_str("{\"price\": \"cheap\", \"qty\": 2, \"ts\": 0}\n"),
             _ => {
-                input.push_str(&format!("{{\"id\": {i}, \"price\": 2.5, \"qty\": {i}, \"ts\": 1700000000000}}\n"));
+                input.push_str(&format!(
+                    "{{\"id\": {i}, \"price\": 2.5, \"qty\": {i}, \"ts\": 1700000000000}}\n"
+                ));
                 good += 1;
             }
         }
@@ -69,8 +79,15 @@ fn malformed_lines_go_to_the_dlq_and_every_good_line_reaches_the_sink() {
     std::fs::write(dir.path().join("in.jsonl"), &input).unwrap();
     let cfg = write_pipeline(dir.path(), "p.yaml", FILE_PIPELINE);
     let out = run_to_end(dir.path(), &cfg);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let written: Vec<serde_json::Value> = read(dir.path().join("out/out.jsonl")).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written: Vec<serde_json::Value> = read(dir.path().join("out/out.jsonl"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(written.len(), good);
     for w in &written {
         let qty = w["qty"].as_f64().unwrap();
@@ -78,23 +95,43 @@ fn malformed_lines_go_to_the_dlq_and_every_good_line_reaches_the_sink() {
         assert_eq!(w["day"], "2023-11-14");
         assert!(w.get("ts").is_none());
     }
-    let dlq: Vec<serde_json::Value> = read(dir.path().join("out/dlq.jsonl")).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(dlq.len(), 30, "10 truncated, 10 not JSON, 10 with a string price");
+    let dlq: Vec<serde_json::Value> = read(dir.path().join("out/dlq.jsonl"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        dlq.len(),
+        30,
+        "10 truncated, 10 not JSON, 10 with a string price"
+    );
     let malformed = dlq.iter().filter(|d| d["component"] == "lines").count();
     assert_eq!(malformed, 20);
     let first = &dlq[0];
     assert_eq!(first["position"], "line 8 of in.jsonl");
-    assert!(first["reason"].as_str().unwrap().contains("malformed JSON"), "{first}");
+    assert!(
+        first["reason"].as_str().unwrap().contains("malformed JSON"),
+        "{first}"
+    );
     assert_eq!(first["raw"], "{\"price\": 1.5, \"qty\": ");
     let typed = dlq.iter().find(|d| d["component"] == "priced").unwrap();
-    assert!(typed["reason"].as_str().unwrap().contains("cannot apply `*`"), "{typed}");
+    assert!(
+        typed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot apply `*`"),
+        "{typed}"
+    );
     assert_eq!(typed["record"]["value"]["price"], "cheap");
 }
 
 #[test]
 fn with_tolerance_none_a_bad_line_stops_the_pipeline_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("in.jsonl"), "{\"a\": 1}\n{\"a\": \n{\"a\": 3}\n").unwrap();
+    std::fs::write(
+        dir.path().join("in.jsonl"),
+        "{\"a\": 1}\n{\"a\": \n{\"a\": 3}\n",
+    )
+    .unwrap();
     let cfg = write_pipeline(
         dir.path(),
         "p.yaml",
@@ -103,9 +140,15 @@ fn with_tolerance_none_a_bad_line_stops_the_pipeline_naming_it() {
     let out = run_to_end(dir.path(), &cfg);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("pipeline `strict` failed at `lines`"), "{stderr}");
+    assert!(
+        stderr.contains("pipeline `strict` failed at `lines`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("line 2 of in.jsonl"), "{stderr}");
-    assert!(stderr.contains("errors.tolerance: all"), "the error says how to go on: {stderr}");
+    assert!(
+        stderr.contains("errors.tolerance: all"),
+        "the error says how to go on: {stderr}"
+    );
 }
 
 #[test]
@@ -149,11 +192,19 @@ fn a_failing_pipeline_stops_alone() {
         "good.yaml",
         "name: good\nsources:\n  g: {type: trades, rate: 2000, count: 3000, seed: 1}\nsinks:\n  o: {type: jsonl, inputs: [g], path: good-out.jsonl}\n",
     );
-    let out = connectd().current_dir(dir.path()).args(["--admin-addr", "off", "--config", "*.yaml"]).output().unwrap();
+    let out = connectd()
+        .current_dir(dir.path())
+        .args(["--admin-addr", "off", "--config", "*.yaml"])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("pipeline `bad` failed"), "{stderr}");
-    assert_eq!(read(dir.path().join("good-out.jsonl")).lines().count(), 3000, "the good pipeline ran to its end");
+    assert_eq!(
+        read(dir.path().join("good-out.jsonl")).lines().count(),
+        3000,
+        "the good pipeline ran to its end"
+    );
 }
 
 #[test]
@@ -188,7 +239,10 @@ fn metrics_are_served_in_prometheus_format() {
         r#"connectd_checkpoint_duration_seconds_count{component="o",kind="sink",pipeline="m"}"#,
         r#"connectd_last_checkpoint_timestamp_seconds{component="o",kind="sink",pipeline="m"}"#,
     ] {
-        let line = body.lines().find(|l| l.starts_with(needle)).unwrap_or_else(|| panic!("no {needle} in\n{body}"));
+        let line = body
+            .lines()
+            .find(|l| l.starts_with(needle))
+            .unwrap_or_else(|| panic!("no {needle} in\n{body}"));
         let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
         assert!(value > 0.0, "{line}");
     }
@@ -197,7 +251,11 @@ fn metrics_are_served_in_prometheus_format() {
 fn http_get(port: u16, path: &str) -> String {
     use std::io::Read;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out

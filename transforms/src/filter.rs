@@ -39,7 +39,10 @@ impl Filter {
         match self.condition.test(r) {
             Ok(keep) => keep,
             Err(e) => {
-                out.bad.push(BadRecord::record(r.clone(), format!("filter `{}`: {e}", self.condition.source())));
+                out.bad.push(BadRecord::record(
+                    r.clone(),
+                    format!("filter `{}`: {e}", self.condition.source()),
+                ));
                 false
             }
         }
@@ -47,7 +50,12 @@ impl Filter {
 }
 
 impl Transform for Filter {
-    fn process(&mut self, _input: usize, batch: Batch, out: &mut Emitter) -> Result<(), ConnectorError> {
+    fn process(
+        &mut self,
+        _input: usize,
+        batch: Batch,
+        out: &mut Emitter,
+    ) -> Result<(), ConnectorError> {
         match Arc::try_unwrap(batch) {
             Ok(records) => {
                 for r in records {

@@ -7,7 +7,9 @@ use connectd_sdk::config::{ConfigMap, ConfigValue, Invalid};
 use connectd_sdk::expr::Expr;
 use connectd_sdk::record::take_records;
 use connectd_sdk::time::event_time_ms;
-use connectd_sdk::{BadRecord, Batch, BuildContext, ConnectorError, Emitter, FieldPath, Record, Transform, Value};
+use connectd_sdk::{
+    BadRecord, Batch, BuildContext, ConnectorError, Emitter, FieldPath, Record, Transform, Value,
+};
 
 use crate::filter::parse_expr;
 
@@ -27,41 +29,83 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Tra
         match &node.value {
             ConfigValue::Scalar(src) => match Expr::parse(src) {
                 Ok(e) => fields.push((FieldPath::parse(&k.name), e)),
-                Err(e) => cfg.error_at(node, &format!("fields.{}", k.name), format!("invalid expression `{src}`: {e}")),
+                Err(e) => cfg.error_at(
+                    node,
+                    &format!("fields.{}", k.name),
+                    format!("invalid expression `{src}`: {e}"),
+                ),
             },
-            _ => cfg.error_at(node, &format!("fields.{}", k.name), format!("expected an expression, found {}", node.kind())),
+            _ => cfg.error_at(
+                node,
+                &format!("fields.{}", k.name),
+                format!("expected an expression, found {}", node.kind()),
+            ),
         }
     }
     let mut rename = Vec::new();
     for (k, node) in cfg.opt_entries("rename").unwrap_or_default() {
         match &node.value {
-            ConfigValue::Scalar(to) => rename.push((FieldPath::parse(&k.name), FieldPath::parse(to))),
-            _ => cfg.error_at(node, &format!("rename.{}", k.name), "expected the new field name"),
+            ConfigValue::Scalar(to) => {
+                rename.push((FieldPath::parse(&k.name), FieldPath::parse(to)))
+            }
+            _ => cfg.error_at(
+                node,
+                &format!("rename.{}", k.name),
+                "expected the new field name",
+            ),
         }
     }
-    let drop = cfg.opt_str_list("drop").unwrap_or_default().iter().map(|p| FieldPath::parse(p)).collect();
-    let keep = cfg.opt_str_list("keep").map(|l| l.iter().map(|p| FieldPath::parse(p)).collect());
+    let drop = cfg
+        .opt_str_list("drop")
+        .unwrap_or_default()
+        .iter()
+        .map(|p| FieldPath::parse(p))
+        .collect();
+    let keep = cfg
+        .opt_str_list("keep")
+        .map(|l| l.iter().map(|p| FieldPath::parse(p)).collect());
     let key = cfg.opt_str("key").and_then(|s| parse_expr(cfg, "key", &s));
-    let timestamp = cfg.opt_str("timestamp").and_then(|s| parse_expr(cfg, "timestamp", &s));
-    if fields.is_empty() && rename.is_empty() && keep.is_none() && key.is_none() && timestamp.is_none() && !cfg.has("drop") {
-        cfg.error("fields", "a map needs at least one of fields, rename, drop, keep, key, timestamp");
+    let timestamp = cfg
+        .opt_str("timestamp")
+        .and_then(|s| parse_expr(cfg, "timestamp", &s));
+    if fields.is_empty()
+        && rename.is_empty()
+        && keep.is_none()
+        && key.is_none()
+        && timestamp.is_none()
+        && !cfg.has("drop")
+    {
+        cfg.error(
+            "fields",
+            "a map needs at least one of fields, rename, drop, keep, key, timestamp",
+        );
     }
     cfg.finish()?;
-    Ok(Box::new(Map { fields, rename, drop, keep, key, timestamp }))
+    Ok(Box::new(Map {
+        fields,
+        rename,
+        drop,
+        keep,
+        key,
+        timestamp,
+    }))
 }
 
 impl Map {
-    fn apply(&self, mut r: Record) -> Result<Record, (Record, String)> {
+    /// Applies the map in place; on error the record is as the failing step found it.
+    fn apply(&self, r: &mut Record) -> Result<(), String> {
         let mut computed = Vec::with_capacity(self.fields.len());
         for (path, e) in &self.fields {
-            match e.eval(&r) {
-                Ok(v) => computed.push((path, v)),
-                Err(err) => return Err((r, format!("map field `{path}` = `{}`: {err}", e.source()))),
-            }
+            let v = e
+                .eval(r)
+                .map_err(|err| format!("map field `{path}` = `{}`: {err}", e.source()))?;
+            computed.push((path, v));
         }
         for (path, v) in computed {
             if !r.value.set_path(path, v) {
-                return Err((r, format!("map: cannot set `{path}`: a non-object value is in the way")));
+                return Err(format!(
+                    "map: cannot set `{path}`: a non-object value is in the way"
+                ));
             }
         }
         for (from, to) in &self.rename {
@@ -79,30 +123,40 @@ impl Map {
                     out.set_path(p, v.clone());
                 }
             }
-            r.value = if out.is_null() { Value::Object(Default::default()) } else { out };
+            r.value = if out.is_null() {
+                Value::Object(Default::default())
+            } else {
+                out
+            };
         }
         if let Some(k) = &self.key {
-            match k.eval(&r) {
-                Ok(v) => r.key = v,
-                Err(err) => return Err((r, format!("map key `{}`: {err}", k.source()))),
-            }
+            r.key = k
+                .eval(r)
+                .map_err(|err| format!("map key `{}`: {err}", k.source()))?;
         }
         if let Some(t) = &self.timestamp {
-            match t.eval(&r).map_err(|e| e.to_string()).and_then(|v| event_time_ms(&v)) {
-                Ok(ms) => r.timestamp = Some(ms),
-                Err(err) => return Err((r, format!("map timestamp `{}`: {err}", t.source()))),
-            }
+            let ms = t
+                .eval(r)
+                .map_err(|e| e.to_string())
+                .and_then(|v| event_time_ms(&v))
+                .map_err(|err| format!("map timestamp `{}`: {err}", t.source()))?;
+            r.timestamp = Some(ms);
         }
-        Ok(r)
+        Ok(())
     }
 }
 
 impl Transform for Map {
-    fn process(&mut self, _input: usize, batch: Batch, out: &mut Emitter) -> Result<(), ConnectorError> {
-        for r in take_records(batch) {
-            match self.apply(r) {
-                Ok(r) => out.emit(r),
-                Err((r, reason)) => out.bad.push(BadRecord::record(r, reason)),
+    fn process(
+        &mut self,
+        _input: usize,
+        batch: Batch,
+        out: &mut Emitter,
+    ) -> Result<(), ConnectorError> {
+        for mut r in take_records(batch) {
+            match self.apply(&mut r) {
+                Ok(()) => out.emit(r),
+                Err(reason) => out.bad.push(BadRecord::record(r, reason)),
             }
         }
         Ok(())

@@ -29,7 +29,10 @@ pub struct CommittedFile {
 
 /// Where a sink of a pipeline keeps its commit record.
 pub fn commit_path(ctx: &BuildContext) -> PathBuf {
-    ctx.state_dir.join(&ctx.pipeline).join("sinks").join(format!("{}.json", ctx.component))
+    ctx.state_dir
+        .join(&ctx.pipeline)
+        .join("sinks")
+        .join(format!("{}.json", ctx.component))
 }
 
 fn io(what: impl AsRef<str>, path: &Path, e: std::io::Error) -> ConnectorError {
@@ -38,13 +41,21 @@ fn io(what: impl AsRef<str>, path: &Path, e: std::io::Error) -> ConnectorError {
 
 impl CommittedFile {
     pub fn new(data_path: PathBuf, ctx: &BuildContext) -> Self {
-        Self { data_path, commit_path: commit_path(ctx), file: None }
+        Self {
+            data_path,
+            commit_path: commit_path(ctx),
+            file: None,
+        }
     }
 
     /// Opens for appending at the committed length. Returns the last checkpoint and
     /// the file's committed length.
     pub fn open(&mut self) -> Result<(Option<Committed>, u64), ConnectorError> {
-        if let Some(dir) = self.data_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = self
+            .data_path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
             fs::create_dir_all(dir).map_err(|e| io("cannot create directory", dir, e))?;
         }
         let mut file = OpenOptions::new()
@@ -54,7 +65,10 @@ impl CommittedFile {
             .truncate(false)
             .open(&self.data_path)
             .map_err(|e| io("cannot open", &self.data_path, e))?;
-        let len = file.metadata().map_err(|e| io("cannot stat", &self.data_path, e))?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| io("cannot stat", &self.data_path, e))?
+            .len();
         let record = self.read_commit()?;
         let (committed, length) = match record {
             Some(r) => {
@@ -73,23 +87,29 @@ impl CommittedFile {
             None => {
                 // First run: what is in the file already is the user's; remember its
                 // length so a crash before the first checkpoint cannot leave half data.
-                self.write_commit(&CommitRecord { id: None, length: len, state: serde_json::Value::Null })?;
+                self.write_commit(&CommitRecord {
+                    id: None,
+                    length: len,
+                    state: serde_json::Value::Null,
+                })?;
                 (None, len)
             }
         };
         if len > length {
             tracing::info!(file = %self.data_path.display(), discarded_bytes = len - length, "discarding writes after the last checkpoint");
-            file.set_len(length).map_err(|e| io("cannot truncate", &self.data_path, e))?;
+            file.set_len(length)
+                .map_err(|e| io("cannot truncate", &self.data_path, e))?;
         }
-        file.seek(SeekFrom::Start(length)).map_err(|e| io("cannot seek", &self.data_path, e))?;
+        file.seek(SeekFrom::Start(length))
+            .map_err(|e| io("cannot seek", &self.data_path, e))?;
         self.file = Some(file);
         Ok((committed, length))
     }
 
     pub fn file(&mut self) -> Result<&mut File, ConnectorError> {
-        self.file
-            .as_mut()
-            .ok_or_else(|| ConnectorError::permanent(format!("{} used before open", self.data_path.display())))
+        self.file.as_mut().ok_or_else(|| {
+            ConnectorError::permanent(format!("{} used before open", self.data_path.display()))
+        })
     }
 
     /// Makes the data durable, then the checkpoint (atomic rename).
@@ -98,14 +118,24 @@ impl CommittedFile {
         let file = self.file()?;
         file.flush().map_err(|e| io("cannot flush", &path, e))?;
         file.sync_data().map_err(|e| io("cannot fsync", &path, e))?;
-        let length = file.stream_position().map_err(|e| io("cannot tell position of", &path, e))?;
-        self.write_commit(&CommitRecord { id: Some(checkpoint.id), length, state: checkpoint.state.clone() })
+        let length = file
+            .stream_position()
+            .map_err(|e| io("cannot tell position of", &path, e))?;
+        self.write_commit(&CommitRecord {
+            id: Some(checkpoint.id),
+            length,
+            state: checkpoint.state.clone(),
+        })
     }
 
     fn read_commit(&self) -> Result<Option<CommitRecord>, ConnectorError> {
         match fs::read(&self.commit_path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                ConnectorError::permanent(format!("the checkpoint file {} is corrupt", self.commit_path.display())).with_source(e)
+                ConnectorError::permanent(format!(
+                    "the checkpoint file {} is corrupt",
+                    self.commit_path.display()
+                ))
+                .with_source(e)
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io("cannot read", &self.commit_path, e)),
@@ -116,13 +146,18 @@ impl CommittedFile {
         let dir = self.commit_path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(|e| io("cannot create directory", dir, e))?;
         let tmp = self.commit_path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec(record).map_err(|e| ConnectorError::permanent("cannot encode checkpoint").with_source(e))?;
+        let bytes = serde_json::to_vec(record)
+            .map_err(|e| ConnectorError::permanent("cannot encode checkpoint").with_source(e))?;
         let mut f = File::create(&tmp).map_err(|e| io("cannot create", &tmp, e))?;
-        f.write_all(&bytes).map_err(|e| io("cannot write", &tmp, e))?;
+        f.write_all(&bytes)
+            .map_err(|e| io("cannot write", &tmp, e))?;
         f.sync_all().map_err(|e| io("cannot fsync", &tmp, e))?;
-        fs::rename(&tmp, &self.commit_path).map_err(|e| io("cannot rename onto", &self.commit_path, e))?;
+        fs::rename(&tmp, &self.commit_path)
+            .map_err(|e| io("cannot rename onto", &self.commit_path, e))?;
         // The rename itself must reach the disk before the checkpoint counts.
-        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("cannot fsync directory", dir, e))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("cannot fsync directory", dir, e))?;
         Ok(())
     }
 }

@@ -4,7 +4,9 @@ use std::io::Write;
 
 use async_trait::async_trait;
 use connectd_sdk::config::{ConfigMap, Invalid};
-use connectd_sdk::{BadRecord, BuildContext, Checkpoint, Committed, ConnectorError, FieldPath, Record, Sink};
+use connectd_sdk::{
+    BadRecord, BuildContext, Checkpoint, Committed, ConnectorError, FieldPath, Record, Sink,
+};
 
 use super::committed_file::CommittedFile;
 
@@ -30,13 +32,23 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
         [b] if b.is_ascii() => *b,
         _ if delimiter == "\\t" => b'\t',
         _ => {
-            cfg.error("delimiter", format!("expected a single ASCII character, found `{delimiter}`"));
+            cfg.error(
+                "delimiter",
+                format!("expected a single ASCII character, found `{delimiter}`"),
+            );
             b','
         }
     };
     cfg.finish()?;
     let paths = columns.iter().map(|c| FieldPath::parse(c)).collect();
-    Ok(Box::new(CsvSink { out: CommittedFile::new(path.into(), ctx), columns, paths, header, delimiter, buf: Vec::new() }))
+    Ok(Box::new(CsvSink {
+        out: CommittedFile::new(path.into(), ctx),
+        columns,
+        paths,
+        header,
+        delimiter,
+        buf: Vec::new(),
+    }))
 }
 
 impl CsvSink {
@@ -45,14 +57,21 @@ impl CsvSink {
         I: IntoIterator<Item = S>,
         S: AsRef<[u8]>,
     {
-        let mut w = csv::WriterBuilder::new().delimiter(self.delimiter).from_writer(std::mem::take(&mut self.buf));
+        let mut w = csv::WriterBuilder::new()
+            .delimiter(self.delimiter)
+            .from_writer(std::mem::take(&mut self.buf));
         for row in rows {
-            w.write_record(row).map_err(|e| ConnectorError::permanent("csv: cannot encode a row").with_source(e))?;
+            w.write_record(row).map_err(|e| {
+                ConnectorError::permanent("csv: cannot encode a row").with_source(e)
+            })?;
         }
-        self.buf = w.into_inner().map_err(|e| ConnectorError::permanent("csv: cannot encode").with_source(e.into_error()))?;
+        self.buf = w.into_inner().map_err(|e| {
+            ConnectorError::permanent("csv: cannot encode").with_source(e.into_error())
+        })?;
         let path = self.out.data_path.display().to_string();
         let file = self.out.file()?;
-        file.write_all(&self.buf).map_err(|e| ConnectorError::io(format!("csv: cannot write {path}"), e))?;
+        file.write_all(&self.buf)
+            .map_err(|e| ConnectorError::io(format!("csv: cannot write {path}"), e))?;
         self.buf.clear();
         Ok(())
     }
@@ -69,12 +88,21 @@ impl Sink for CsvSink {
         Ok(committed)
     }
 
-    async fn write(&mut self, batch: &[Record], _bad: &mut Vec<BadRecord>) -> Result<(), ConnectorError> {
+    async fn write(
+        &mut self,
+        batch: &[Record],
+        _bad: &mut Vec<BadRecord>,
+    ) -> Result<(), ConnectorError> {
         let paths = std::mem::take(&mut self.paths);
         let rows = batch.iter().map(|r| {
             paths
                 .iter()
-                .map(|p| r.value.get_path(p).map(|v| v.to_string()).unwrap_or_default())
+                .map(|p| {
+                    r.value
+                        .get_path(p)
+                        .map(|v| v.to_string())
+                        .unwrap_or_default()
+                })
                 .collect::<Vec<String>>()
         });
         let result = self.encode(rows);

@@ -17,7 +17,10 @@ pub struct JsonlSink {
 pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink>, Invalid> {
     let path = cfg.str("path");
     cfg.finish()?;
-    Ok(Box::new(JsonlSink { out: CommittedFile::new(path.into(), ctx), buf: Vec::new() }))
+    Ok(Box::new(JsonlSink {
+        out: CommittedFile::new(path.into(), ctx),
+        buf: Vec::new(),
+    }))
 }
 
 #[async_trait]
@@ -26,10 +29,15 @@ impl Sink for JsonlSink {
         Ok(self.out.open()?.0)
     }
 
-    async fn write(&mut self, batch: &[Record], _bad: &mut Vec<BadRecord>) -> Result<(), ConnectorError> {
+    async fn write(
+        &mut self,
+        batch: &[Record],
+        _bad: &mut Vec<BadRecord>,
+    ) -> Result<(), ConnectorError> {
         self.buf.clear();
         for r in batch {
-            serde_json::to_writer(&mut self.buf, &r.value).map_err(|e| ConnectorError::permanent("jsonl: cannot encode").with_source(e))?;
+            serde_json::to_writer(&mut self.buf, &r.value)
+                .map_err(|e| ConnectorError::permanent("jsonl: cannot encode").with_source(e))?;
             self.buf.push(b'\n');
         }
         let path = self.out.data_path.display().to_string();

@@ -24,17 +24,27 @@ impl Sink for StdoutSink {
         Ok(None)
     }
 
-    async fn write(&mut self, batch: &[Record], _bad: &mut Vec<BadRecord>) -> Result<(), ConnectorError> {
+    async fn write(
+        &mut self,
+        batch: &[Record],
+        _bad: &mut Vec<BadRecord>,
+    ) -> Result<(), ConnectorError> {
         self.buf.clear();
         for r in batch {
-            serde_json::to_writer(&mut self.buf, &r.value).map_err(|e| ConnectorError::permanent("stdout: cannot encode").with_source(e))?;
+            serde_json::to_writer(&mut self.buf, &r.value)
+                .map_err(|e| ConnectorError::permanent("stdout: cannot encode").with_source(e))?;
             self.buf.push(b'\n');
         }
-        std::io::stdout().lock().write_all(&self.buf).map_err(|e| ConnectorError::io("stdout: cannot write", e))
+        std::io::stdout()
+            .lock()
+            .write_all(&self.buf)
+            .map_err(|e| ConnectorError::io("stdout: cannot write", e))
     }
 
     async fn commit(&mut self, _checkpoint: &Checkpoint) -> Result<(), ConnectorError> {
-        std::io::stdout().flush().map_err(|e| ConnectorError::io("stdout: cannot flush", e))
+        std::io::stdout()
+            .flush()
+            .map_err(|e| ConnectorError::io("stdout: cannot flush", e))
     }
 
     fn exactly_once(&self) -> bool {

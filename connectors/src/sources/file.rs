@@ -37,20 +37,40 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Sou
     let poll_interval = cfg.duration_or("poll_interval", Duration::from_millis(250));
     cfg.one_of("format", &["json"], "json");
     cfg.finish()?;
-    Ok(Box::new(FileSource { path, follow, poll_interval, reader: None, pos: 0, line: 0, buf: Vec::new() }))
+    Ok(Box::new(FileSource {
+        path,
+        follow,
+        poll_interval,
+        reader: None,
+        pos: 0,
+        line: 0,
+        buf: Vec::new(),
+    }))
 }
 
 #[async_trait]
 impl Source for FileSource {
     async fn open(&mut self, offset: Option<serde_json::Value>) -> Result<(), ConnectorError> {
         if let Some(v) = offset {
-            let o: FileOffset = serde_json::from_value(v)
-                .map_err(|e| ConnectorError::permanent("file source: the checkpointed offset is not a file offset").with_source(e))?;
+            let o: FileOffset = serde_json::from_value(v).map_err(|e| {
+                ConnectorError::permanent(
+                    "file source: the checkpointed offset is not a file offset",
+                )
+                .with_source(e)
+            })?;
             self.pos = o.pos;
             self.line = o.line;
         }
-        let mut f = File::open(&self.path).map_err(|e| ConnectorError::io(format!("file source: cannot open {}", self.path.display()), e))?;
-        let len = f.metadata().map_err(|e| ConnectorError::io(format!("file source: {}", self.path.display()), e))?.len();
+        let mut f = File::open(&self.path).map_err(|e| {
+            ConnectorError::io(
+                format!("file source: cannot open {}", self.path.display()),
+                e,
+            )
+        })?;
+        let len = f
+            .metadata()
+            .map_err(|e| ConnectorError::io(format!("file source: {}", self.path.display()), e))?
+            .len();
         if len < self.pos {
             return Err(ConnectorError::permanent(format!(
                 "file source: {} is {len} bytes, shorter than the checkpointed position {}: it was truncated or replaced",
@@ -58,31 +78,36 @@ impl Source for FileSource {
                 self.pos
             )));
         }
-        f.seek(SeekFrom::Start(self.pos)).map_err(|e| ConnectorError::io(format!("file source: {}", self.path.display()), e))?;
+        f.seek(SeekFrom::Start(self.pos))
+            .map_err(|e| ConnectorError::io(format!("file source: {}", self.path.display()), e))?;
         // Reads from the page cache are short enough to do in place; a tokio file
         // would add a thread hand-off per read.
         self.reader = Some(BufReader::with_capacity(1 << 20, f));
         Ok(())
     }
 
-    async fn poll(&mut self, max: usize, bad: &mut Vec<BadRecord>) -> Result<SourcePoll, ConnectorError> {
+    async fn poll(
+        &mut self,
+        max: usize,
+        bad: &mut Vec<BadRecord>,
+    ) -> Result<SourcePoll, ConnectorError> {
         let Some(reader) = self.reader.as_mut() else {
             return Err(ConnectorError::permanent("file source: polled before open"));
         };
         let mut out = Vec::with_capacity(max.min(4096));
         while out.len() < max {
             self.buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut self.buf)
-                .map_err(|e| ConnectorError::io(format!("file source: reading {}", self.path.display()), e))?;
+            let n = reader.read_until(b'\n', &mut self.buf).map_err(|e| {
+                ConnectorError::io(format!("file source: reading {}", self.path.display()), e)
+            })?;
             if n == 0 {
                 break;
             }
             if self.buf.last() != Some(&b'\n') && self.follow {
                 // A line still being written: read it again once it is complete.
-                reader
-                    .seek(SeekFrom::Current(-(n as i64)))
-                    .map_err(|e| ConnectorError::io(format!("file source: {}", self.path.display()), e))?;
+                reader.seek(SeekFrom::Current(-(n as i64))).map_err(|e| {
+                    ConnectorError::io(format!("file source: {}", self.path.display()), e)
+                })?;
                 break;
             }
             self.pos += n as u64;
@@ -101,7 +126,11 @@ impl Source for FileSource {
                 Err(e) => bad.push(BadRecord::raw(
                     String::from_utf8_lossy(text),
                     format!("line {} of {}", self.line, self.path.display()),
-                    format!("malformed JSON at {}:{}: {e}", self.path.display(), self.line),
+                    format!(
+                        "malformed JSON at {}:{}: {e}",
+                        self.path.display(),
+                        self.line
+                    ),
                 )),
             }
         }
@@ -111,11 +140,19 @@ impl Source for FileSource {
         if !bad.is_empty() {
             return Ok(SourcePoll::Batch(Vec::new()));
         }
-        Ok(if self.follow { SourcePoll::Idle(self.poll_interval) } else { SourcePoll::End })
+        Ok(if self.follow {
+            SourcePoll::Idle(self.poll_interval)
+        } else {
+            SourcePoll::End
+        })
     }
 
     fn offset(&self) -> serde_json::Value {
-        serde_json::to_value(FileOffset { pos: self.pos, line: self.line }).unwrap_or_default()
+        serde_json::to_value(FileOffset {
+            pos: self.pos,
+            line: self.line,
+        })
+        .unwrap_or_default()
     }
 }
 

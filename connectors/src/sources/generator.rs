@@ -70,18 +70,27 @@ impl GeneratorOptions {
                 Err(_) => match parse_rfc3339_ms(&s) {
                     Ok(ms) => Some(ms),
                     Err(e) => {
-                        cfg.error("start", format!("expected `now`, epoch milliseconds or an RFC 3339 time: {e}"));
+                        cfg.error(
+                            "start",
+                            format!("expected `now`, epoch milliseconds or an RFC 3339 time: {e}"),
+                        );
                         None
                     }
                 },
             }
         });
-        let default_step = if rate > 0 { (1000 / rate).max(1) } else { 1 };
+        let default_step = 1000u64.checked_div(rate).unwrap_or(1).max(1);
         let step_ms = cfg
             .opt_duration("step")
             .map(|d| d.as_millis() as i64)
             .unwrap_or(default_step as i64);
-        Self { seed, rate, count, start, step_ms }
+        Self {
+            seed,
+            rate,
+            count,
+            start,
+            step_ms,
+        }
     }
 }
 
@@ -110,7 +119,13 @@ pub struct Generator<M> {
 
 impl<M: RecordMaker> Generator<M> {
     pub fn new(opts: GeneratorOptions, maker: M) -> Self {
-        Self { seq: 0, start: opts.start.unwrap_or(0), opts, maker, clock: None }
+        Self {
+            seq: 0,
+            start: opts.start.unwrap_or(0),
+            opts,
+            maker,
+            clock: None,
+        }
     }
 }
 
@@ -119,8 +134,12 @@ impl<M: RecordMaker + std::fmt::Debug> Source for Generator<M> {
     async fn open(&mut self, offset: Option<serde_json::Value>) -> Result<(), ConnectorError> {
         match offset {
             Some(v) => {
-                let o: GeneratorOffset = serde_json::from_value(v)
-                    .map_err(|e| ConnectorError::permanent("generator: the checkpointed offset is not a generator offset").with_source(e))?;
+                let o: GeneratorOffset = serde_json::from_value(v).map_err(|e| {
+                    ConnectorError::permanent(
+                        "generator: the checkpointed offset is not a generator offset",
+                    )
+                    .with_source(e)
+                })?;
                 self.seq = o.seq;
                 self.start = o.start;
             }
@@ -132,7 +151,11 @@ impl<M: RecordMaker + std::fmt::Debug> Source for Generator<M> {
         Ok(())
     }
 
-    async fn poll(&mut self, max: usize, _bad: &mut Vec<BadRecord>) -> Result<SourcePoll, ConnectorError> {
+    async fn poll(
+        &mut self,
+        max: usize,
+        _bad: &mut Vec<BadRecord>,
+    ) -> Result<SourcePoll, ConnectorError> {
         let mut n = max as u64;
         if self.opts.count > 0 {
             if self.seq >= self.opts.count {
@@ -144,8 +167,9 @@ impl<M: RecordMaker + std::fmt::Debug> Source for Generator<M> {
             let (t0, s0) = *self.clock.get_or_insert((Instant::now(), self.seq));
             let due = s0 + (t0.elapsed().as_secs_f64() * self.opts.rate as f64) as u64;
             if due <= self.seq {
-                let wait = Duration::from_secs_f64((self.seq + 1 - s0) as f64 / self.opts.rate as f64)
-                    .saturating_sub(t0.elapsed());
+                let wait =
+                    Duration::from_secs_f64((self.seq + 1 - s0) as f64 / self.opts.rate as f64)
+                        .saturating_sub(t0.elapsed());
                 return Ok(SourcePoll::Idle(wait.max(Duration::from_millis(1))));
             }
             n = n.min(due - self.seq);
@@ -153,7 +177,9 @@ impl<M: RecordMaker + std::fmt::Debug> Source for Generator<M> {
         let mut out = Vec::with_capacity(n as usize);
         for _ in 0..n {
             let mut rng = SeqRng::new(self.opts.seed, self.seq);
-            let t = self.start.saturating_add((self.seq as i64).saturating_mul(self.opts.step_ms));
+            let t = self
+                .start
+                .saturating_add((self.seq as i64).saturating_mul(self.opts.step_ms));
             out.push(self.maker.make(self.seq, t, &mut rng));
             self.seq += 1;
         }
@@ -161,6 +187,10 @@ impl<M: RecordMaker + std::fmt::Debug> Source for Generator<M> {
     }
 
     fn offset(&self) -> serde_json::Value {
-        serde_json::to_value(GeneratorOffset { seq: self.seq, start: self.start }).unwrap_or_default()
+        serde_json::to_value(GeneratorOffset {
+            seq: self.seq,
+            start: self.start,
+        })
+        .unwrap_or_default()
     }
 }

@@ -9,7 +9,9 @@ use connectd_sdk::{BuildContext, Object, Record, Source, Value};
 
 use super::generator::{Generator, GeneratorOptions, RecordMaker, SeqRng};
 
-pub const HOSTNAMES: [&str; 7] = ["doc", "grumpy", "happy", "sleepy", "bashful", "sneezy", "dopey"];
+pub const HOSTNAMES: [&str; 7] = [
+    "doc", "grumpy", "happy", "sleepy", "bashful", "sneezy", "dopey",
+];
 pub const CPUS: [&str; 5] = ["cpu1", "cpu2", "cpu3", "cpu4", "cpu5"];
 
 #[derive(Debug)]
@@ -21,14 +23,25 @@ pub struct IotMaker {
 
 pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Source>, Invalid> {
     let opts = GeneratorOptions::read(cfg);
-    let jitter_ms = cfg.opt_duration("jitter").map_or(0, |d| d.as_millis() as u64);
+    let jitter_ms = cfg
+        .opt_duration("jitter")
+        .map_or(0, |d| d.as_millis() as u64);
     let late_ratio = cfg.f64_or("late_ratio", 0.0);
     if !(0.0..=1.0).contains(&late_ratio) {
         cfg.error("late_ratio", "expected a share between 0 and 1");
     }
-    let late_by_ms = cfg.opt_duration("late_by").map_or(60_000, |d| d.as_millis() as i64);
+    let late_by_ms = cfg
+        .opt_duration("late_by")
+        .map_or(60_000, |d| d.as_millis() as i64);
     cfg.finish()?;
-    Ok(Box::new(Generator::new(opts, IotMaker { jitter_ms, late_ratio, late_by_ms })))
+    Ok(Box::new(Generator::new(
+        opts,
+        IotMaker {
+            jitter_ms,
+            late_ratio,
+            late_by_ms,
+        },
+    )))
 }
 
 impl RecordMaker for IotMaker {
@@ -45,6 +58,8 @@ impl RecordMaker for IotMaker {
         o.push_unchecked("cpu", Value::str(cpu));
         o.push_unchecked("usage", Value::Float(usage));
         o.push_unchecked("occurred_at", Value::Int(t));
-        Record::new(Value::Object(o)).with_key(Value::str(hostname)).with_timestamp(t)
+        Record::new(Value::Object(o))
+            .with_key(Value::str(hostname))
+            .with_timestamp(t)
     }
 }

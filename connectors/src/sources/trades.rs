@@ -62,6 +62,8 @@ impl RecordMaker for TradeMaker {
         o.push_unchecked("volume", Value::Int(volume));
         o.push_unchecked("market_cap", Value::Float(market_cap));
         o.push_unchecked("price", Value::Float(price));
-        Record::new(Value::Object(o)).with_key(Value::str(id)).with_timestamp(event_time)
+        Record::new(Value::Object(o))
+            .with_key(Value::str(id))
+            .with_timestamp(event_time)
     }
 }

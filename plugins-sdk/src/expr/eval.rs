@@ -25,7 +25,12 @@ pub(super) fn eval(node: &Node, rec: &Record) -> Result<Value, EvalError> {
         Node::Field(p) => rec.value.get_path(p).cloned().unwrap_or(Value::Null),
         Node::Key => rec.key.clone(),
         Node::Timestamp => rec.timestamp.map_or(Value::Null, Value::Int),
-        Node::List(items) => Value::List(items.iter().map(|i| eval(i, rec)).collect::<Result<_, _>>()?),
+        Node::List(items) => Value::List(
+            items
+                .iter()
+                .map(|i| eval(i, rec))
+                .collect::<Result<_, _>>()?,
+        ),
         Node::Not(a) => match eval(a, rec)? {
             Value::Bool(b) => Value::Bool(!b),
             Value::Null => Value::Null,
@@ -75,7 +80,10 @@ pub(super) fn eval(node: &Node, rec: &Record) -> Result<Value, EvalError> {
         }
         Node::IsNull { item, negated } => Value::Bool(eval(item, rec)?.is_null() != *negated),
         Node::Call(f, args) => {
-            let vals: Vec<Value> = args.iter().map(|a| eval(a, rec)).collect::<Result<_, _>>()?;
+            let vals: Vec<Value> = args
+                .iter()
+                .map(|a| eval(a, rec))
+                .collect::<Result<_, _>>()?;
             (f.call)(&vals).map_err(|e| EvalError(format!("{}(): {e}", f.name)))?
         }
     })
@@ -90,12 +98,17 @@ fn truth(v: Value, op: &str) -> Result<bool, EvalError> {
 }
 
 fn type_error(op: &str, v: &Value) -> EvalError {
-    EvalError(format!("`{op}` cannot be applied to a {} ({v})", v.type_name()))
+    EvalError(format!(
+        "`{op}` cannot be applied to a {} ({v})",
+        v.type_name()
+    ))
 }
 
 fn loose_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => a.total_cmp(b) == Ordering::Equal,
+        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => {
+            a.total_cmp(b) == Ordering::Equal
+        }
         _ => a == b,
     }
 }
@@ -138,7 +151,9 @@ fn binary(op: BinOp, a: &Value, b: &Value) -> Result<Value, EvalError> {
     match op {
         BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
             let ord = match (a, b) {
-                (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => a.total_cmp(b),
+                (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => {
+                    a.total_cmp(b)
+                }
                 (Value::Str(x), Value::Str(y)) => x.cmp(y),
                 (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
                 _ => return Err(mismatch()),
@@ -151,21 +166,27 @@ fn binary(op: BinOp, a: &Value, b: &Value) -> Result<Value, EvalError> {
             }))
         }
         BinOp::Add => match (a, b) {
-            (Value::Int(x), Value::Int(y)) => Ok(x.checked_add(*y).map_or(Value::Float(*x as f64 + *y as f64), Value::Int)),
+            (Value::Int(x), Value::Int(y)) => Ok(x
+                .checked_add(*y)
+                .map_or(Value::Float(*x as f64 + *y as f64), Value::Int)),
             (Value::Str(x), Value::Str(y)) => Ok(Value::str(format!("{x}{y}"))),
             _ => float_op(a, b, |x, y| x + y).ok_or_else(mismatch),
         },
         BinOp::Sub => match (a, b) {
-            (Value::Int(x), Value::Int(y)) => Ok(x.checked_sub(*y).map_or(Value::Float(*x as f64 - *y as f64), Value::Int)),
+            (Value::Int(x), Value::Int(y)) => Ok(x
+                .checked_sub(*y)
+                .map_or(Value::Float(*x as f64 - *y as f64), Value::Int)),
             _ => float_op(a, b, |x, y| x - y).ok_or_else(mismatch),
         },
         BinOp::Mul => match (a, b) {
-            (Value::Int(x), Value::Int(y)) => Ok(x.checked_mul(*y).map_or(Value::Float(*x as f64 * *y as f64), Value::Int)),
+            (Value::Int(x), Value::Int(y)) => Ok(x
+                .checked_mul(*y)
+                .map_or(Value::Float(*x as f64 * *y as f64), Value::Int)),
             _ => float_op(a, b, |x, y| x * y).ok_or_else(mismatch),
         },
         // Division is always real division; division by zero is null, not an error.
         BinOp::Div => match (a.as_f64(), b.as_f64()) {
-            (Some(_), Some(y)) if y == 0.0 => Ok(Value::Null),
+            (Some(_), Some(0.0)) => Ok(Value::Null),
             (Some(x), Some(y)) => Ok(Value::Float(x / y)),
             _ => Err(mismatch()),
         },
@@ -173,7 +194,7 @@ fn binary(op: BinOp, a: &Value, b: &Value) -> Result<Value, EvalError> {
             (Value::Int(_), Value::Int(0)) => Ok(Value::Null),
             (Value::Int(x), Value::Int(y)) => Ok(Value::Int(x.wrapping_rem(*y))),
             _ => match (a.as_f64(), b.as_f64()) {
-                (Some(_), Some(y)) if y == 0.0 => Ok(Value::Null),
+                (Some(_), Some(0.0)) => Ok(Value::Null),
                 (Some(x), Some(y)) => Ok(Value::Float(x % y)),
                 _ => Err(mismatch()),
             },

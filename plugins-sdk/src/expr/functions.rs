@@ -28,8 +28,18 @@ impl Function {
     }
 }
 
-const fn f(name: &'static str, min_args: usize, max_args: usize, call: fn(&[Value]) -> Result<Value, String>) -> Function {
-    Function { name, min_args, max_args, call }
+const fn f(
+    name: &'static str,
+    min_args: usize,
+    max_args: usize,
+    call: fn(&[Value]) -> Result<Value, String>,
+) -> Function {
+    Function {
+        name,
+        min_args,
+        max_args,
+        call,
+    }
 }
 
 static FUNCTIONS: &[Function] = &[
@@ -39,10 +49,21 @@ static FUNCTIONS: &[Function] = &[
     f("len", 1, 1, len),
     f("length", 1, 1, len),
     f("contains", 2, 2, |a| str_pred(a, |s, t| s.contains(t))),
-    f("starts_with", 2, 2, |a| str_pred(a, |s, t| s.starts_with(t))),
+    f("starts_with", 2, 2, |a| {
+        str_pred(a, |s, t| s.starts_with(t))
+    }),
     f("ends_with", 2, 2, |a| str_pred(a, |s, t| s.ends_with(t))),
-    f("concat", 1, usize::MAX, |a| Ok(Value::str(a.iter().map(|v| v.to_string()).collect::<String>()))),
-    f("coalesce", 1, usize::MAX, |a| Ok(a.iter().find(|v| !v.is_null()).cloned().unwrap_or(Value::Null))),
+    f("concat", 1, usize::MAX, |a| {
+        Ok(Value::str(
+            a.iter().map(|v| v.to_string()).collect::<String>(),
+        ))
+    }),
+    f("coalesce", 1, usize::MAX, |a| {
+        Ok(a.iter()
+            .find(|v| !v.is_null())
+            .cloned()
+            .unwrap_or(Value::Null))
+    }),
     f("abs", 1, 1, |a| match &a[0] {
         Value::Int(i) => Ok(Value::Int(i.wrapping_abs())),
         v => num_map(v, f64::abs),
@@ -50,7 +71,13 @@ static FUNCTIONS: &[Function] = &[
     f("floor", 1, 1, |a| num_map(&a[0], f64::floor)),
     f("ceil", 1, 1, |a| num_map(&a[0], f64::ceil)),
     f("round", 1, 2, round),
-    f("to_string", 1, 1, |a| Ok(if a[0].is_null() { Value::Null } else { Value::str(a[0].to_string()) })),
+    f("to_string", 1, 1, |a| {
+        Ok(if a[0].is_null() {
+            Value::Null
+        } else {
+            Value::str(a[0].to_string())
+        })
+    }),
     f("to_float", 1, 1, to_float),
     f("to_int", 1, 1, to_int),
     f("parse_time", 1, 1, |a| match &a[0] {
@@ -80,14 +107,21 @@ fn str_pred(a: &[Value], f: impl Fn(&str, &str) -> bool) -> Result<Value, String
     match (&a[0], &a[1]) {
         (Value::Str(s), Value::Str(t)) => Ok(Value::Bool(f(s, t))),
         (Value::Null, _) | (_, Value::Null) => Ok(Value::Null),
-        (x, y) => Err(format!("expected two strings, found a {} and a {}", x.type_name(), y.type_name())),
+        (x, y) => Err(format!(
+            "expected two strings, found a {} and a {}",
+            x.type_name(),
+            y.type_name()
+        )),
     }
 }
 
 fn num_map(v: &Value, f: impl Fn(f64) -> f64) -> Result<Value, String> {
     match v {
         Value::Null => Ok(Value::Null),
-        v => v.as_f64().map(|x| Value::Float(f(x))).ok_or_else(|| format!("expected a number, found a {}", v.type_name())),
+        v => v
+            .as_f64()
+            .map(|x| Value::Float(f(x)))
+            .ok_or_else(|| format!("expected a number, found a {}", v.type_name())),
     }
 }
 
@@ -97,7 +131,12 @@ fn len(a: &[Value]) -> Result<Value, String> {
         Value::List(l) => Value::Int(l.len() as i64),
         Value::Object(o) => Value::Int(o.len() as i64),
         Value::Null => Value::Null,
-        v => return Err(format!("expected a string, list or object, found a {}", v.type_name())),
+        v => {
+            return Err(format!(
+                "expected a string, list or object, found a {}",
+                v.type_name()
+            ))
+        }
     })
 }
 
@@ -105,7 +144,12 @@ fn round(a: &[Value]) -> Result<Value, String> {
     let digits = match a.get(1) {
         None => 0,
         Some(Value::Int(d)) => *d,
-        Some(v) => return Err(format!("digits must be an integer, found a {}", v.type_name())),
+        Some(v) => {
+            return Err(format!(
+                "digits must be an integer, found a {}",
+                v.type_name()
+            ))
+        }
     };
     let factor = 10f64.powi(digits.clamp(-15, 15) as i32);
     num_map(&a[0], |x| (x * factor).round() / factor)
@@ -114,7 +158,11 @@ fn round(a: &[Value]) -> Result<Value, String> {
 fn to_float(a: &[Value]) -> Result<Value, String> {
     match &a[0] {
         Value::Null => Ok(Value::Null),
-        Value::Str(s) => s.trim().parse::<f64>().map(Value::Float).map_err(|_| format!("`{s}` is not a number")),
+        Value::Str(s) => s
+            .trim()
+            .parse::<f64>()
+            .map(Value::Float)
+            .map_err(|_| format!("`{s}` is not a number")),
         Value::Bool(b) => Ok(Value::Float(f64::from(u8::from(*b)))),
         v => num_map(v, |x| x),
     }
@@ -145,6 +193,9 @@ fn format_time(a: &[Value]) -> Result<Value, String> {
     match a.get(1) {
         None => Ok(Value::str(time::format_rfc3339_ms(ms))),
         Some(Value::Str(p)) => time::format_with(ms, p).map(Value::str),
-        Some(v) => Err(format!("the format must be a string, found a {}", v.type_name())),
+        Some(v) => Err(format!(
+            "the format must be a string, found a {}",
+            v.type_name()
+        )),
     }
 }

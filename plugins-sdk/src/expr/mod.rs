@@ -37,8 +37,15 @@ enum Node {
     Not(Box<Node>),
     Neg(Box<Node>),
     Binary(BinOp, Box<Node>, Box<Node>),
-    In { item: Box<Node>, set: Box<Node>, negated: bool },
-    IsNull { item: Box<Node>, negated: bool },
+    In {
+        item: Box<Node>,
+        set: Box<Node>,
+        negated: bool,
+    },
+    IsNull {
+        item: Box<Node>,
+        negated: bool,
+    },
     Call(&'static functions::Function, Vec<Node>),
 }
 
@@ -97,7 +104,10 @@ impl Expr {
                 Node::Field(p) => out.push(p.clone()),
                 Node::List(items) | Node::Call(_, items) => items.iter().for_each(|i| walk(i, out)),
                 Node::Not(a) | Node::Neg(a) | Node::IsNull { item: a, .. } => walk(a, out),
-                Node::Binary(_, a, b) | Node::In { item: a, set: b, .. } => {
+                Node::Binary(_, a, b)
+                | Node::In {
+                    item: a, set: b, ..
+                } => {
                     walk(a, out);
                     walk(b, out);
                 }

@@ -41,7 +41,8 @@ fn err<T>(position: usize, message: impl Into<String>) -> Result<T, ParseError> 
 }
 
 const SYMBOLS: &[&str] = &[
-    "==", "!=", "<=", ">=", "&&", "||", "(", ")", "[", "]", ",", "<", ">", "+", "-", "*", "/", "%", "!", "=",
+    "==", "!=", "<=", ">=", "&&", "||", "(", ")", "[", "]", ",", "<", ">", "+", "-", "*", "/", "%",
+    "!", "=",
 ];
 
 fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
@@ -55,8 +56,11 @@ fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
             i += 1;
             continue;
         }
-        if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
-            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.' || chars[i] == '_') {
+        if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+        {
+            while i < chars.len()
+                && (chars[i].is_ascii_digit() || chars[i] == '.' || chars[i] == '_')
+            {
                 i += 1;
             }
             if i < chars.len() && (chars[i] == 'e' || chars[i] == 'E') {
@@ -110,7 +114,9 @@ fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
         }
         if c.is_alphabetic() || c == '_' || c == '$' {
             i += 1;
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '.') {
+            while i < chars.len()
+                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '.')
+            {
                 i += 1;
             }
             let word: String = chars[start..i].iter().collect();
@@ -153,7 +159,10 @@ pub(super) fn parse(src: &str) -> Result<Node, ParseError> {
     let node = p.or()?;
     match p.peek() {
         Tok::End => Ok(node),
-        t => err(p.at(), format!("unexpected {} after a complete expression", describe(t))),
+        t => err(
+            p.at(),
+            format!("unexpected {} after a complete expression", describe(t)),
+        ),
     }
 }
 
@@ -193,7 +202,10 @@ impl Parser {
             self.bump();
             Ok(())
         } else {
-            err(self.at(), format!("expected `{s}`, found {}", describe(self.peek())))
+            err(
+                self.at(),
+                format!("expected `{s}`, found {}", describe(self.peek())),
+            )
         }
     }
 
@@ -246,17 +258,29 @@ impl Parser {
                 self.bump();
             }
             if !self.is_word("null") {
-                return err(self.at(), format!("expected `null` after `is`, found {}", describe(self.peek())));
+                return err(
+                    self.at(),
+                    format!(
+                        "expected `null` after `is`, found {}",
+                        describe(self.peek())
+                    ),
+                );
             }
             self.bump();
-            return Ok(Node::IsNull { item: Box::new(lhs), negated });
+            return Ok(Node::IsNull {
+                item: Box::new(lhs),
+                negated,
+            });
         }
         let negated = self.is_word("not");
         if negated {
             // `x not in [...]`
             self.bump();
             if !self.is_word("in") {
-                return err(self.at(), format!("expected `in` after `not`, found {}", describe(self.peek())));
+                return err(
+                    self.at(),
+                    format!("expected `in` after `not`, found {}", describe(self.peek())),
+                );
             }
         }
         if self.is_word("in") {
@@ -366,7 +390,10 @@ impl Parser {
                     self.expect_sym(")")?;
                     let f = functions::lookup(&w).ok_or_else(|| ParseError {
                         position: at,
-                        message: format!("unknown function `{w}` (known: {})", functions::names().join(", ")),
+                        message: format!(
+                            "unknown function `{w}` (known: {})",
+                            functions::names().join(", ")
+                        ),
                     })?;
                     if args.len() < f.min_args || args.len() > f.max_args {
                         return err(at, format!("`{w}` takes {}, got {}", f.arity(), args.len()));

@@ -12,7 +12,9 @@ pub fn interpolate(text: &str) -> Result<(String, bool), String> {
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| format!("unterminated `${{` in `{text}`"))?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unterminated `${{` in `{text}`"))?;
         let expr = &after[..end];
         out.push_str(&resolve(expr)?);
         substituted = true;
@@ -29,7 +31,9 @@ fn resolve(expr: &str) -> Result<String, String> {
             None => (spec, None),
         };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("`${{env:{name}}}`: `{name}` is not a valid environment variable name"));
+            return Err(format!(
+                "`${{env:{name}}}`: `{name}` is not a valid environment variable name"
+            ));
         }
         return match (std::env::var(name), default) {
             (Ok(v), _) => Ok(v),
@@ -55,14 +59,25 @@ mod tests {
     fn env_file_and_defaults() {
         std::env::set_var("CONNECTD_TEST_SECRET", "s3cret");
         assert_eq!(interpolate("plain"), Ok(("plain".into(), false)));
-        assert_eq!(interpolate("a-${env:CONNECTD_TEST_SECRET}-b"), Ok(("a-s3cret-b".into(), true)));
-        assert_eq!(interpolate("${env:CONNECTD_SURELY_UNSET:-x}"), Ok(("x".into(), true)));
-        assert!(interpolate("${env:CONNECTD_SURELY_UNSET}").unwrap_err().contains("not set"));
+        assert_eq!(
+            interpolate("a-${env:CONNECTD_TEST_SECRET}-b"),
+            Ok(("a-s3cret-b".into(), true))
+        );
+        assert_eq!(
+            interpolate("${env:CONNECTD_SURELY_UNSET:-x}"),
+            Ok(("x".into(), true))
+        );
+        assert!(interpolate("${env:CONNECTD_SURELY_UNSET}")
+            .unwrap_err()
+            .contains("not set"));
         assert!(interpolate("${vault:x}").is_err());
         assert!(interpolate("${env:X").is_err());
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("pw");
         std::fs::write(&p, "hunter2\n").unwrap();
-        assert_eq!(interpolate(&format!("${{file:{}}}", p.display())), Ok(("hunter2".into(), true)));
+        assert_eq!(
+            interpolate(&format!("${{file:{}}}", p.display())),
+            Ok(("hunter2".into(), true))
+        );
     }
 }

@@ -35,33 +35,60 @@ impl std::error::Error for ConfigProblems {}
 pub fn expand_paths(patterns: &[String]) -> Result<Vec<PathBuf>, ConfigProblems> {
     let mut files = Vec::new();
     let mut problems = Vec::new();
-    let at = |p: &str| Span { file: p.into(), line: 0, column: 0 };
+    let at = |p: &str| Span {
+        file: p.into(),
+        line: 0,
+        column: 0,
+    };
     for pattern in patterns {
         if pattern.contains(['*', '?', '[']) {
             match glob::glob(pattern) {
                 Ok(paths) => {
-                    let mut found: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+                    let mut found: Vec<PathBuf> = paths
+                        .filter_map(Result::ok)
+                        .filter(|p| p.is_file())
+                        .collect();
                     if found.is_empty() {
-                        problems.push(ConfigError { span: at(pattern), field: String::new(), message: "no file matches this pattern".into() });
+                        problems.push(ConfigError {
+                            span: at(pattern),
+                            field: String::new(),
+                            message: "no file matches this pattern".into(),
+                        });
                     }
                     found.sort();
                     files.extend(found);
                 }
-                Err(e) => problems.push(ConfigError { span: at(pattern), field: String::new(), message: format!("invalid glob pattern: {e}") }),
+                Err(e) => problems.push(ConfigError {
+                    span: at(pattern),
+                    field: String::new(),
+                    message: format!("invalid glob pattern: {e}"),
+                }),
             }
         } else {
             files.push(PathBuf::from(pattern));
         }
     }
     if files.is_empty() && problems.is_empty() {
-        problems.push(ConfigError { span: at("--config"), field: String::new(), message: "no pipeline files given".into() });
+        problems.push(ConfigError {
+            span: at("--config"),
+            field: String::new(),
+            message: "no pipeline files given".into(),
+        });
     }
     files.dedup();
-    if problems.is_empty() { Ok(files) } else { Err(ConfigProblems(problems)) }
+    if problems.is_empty() {
+        Ok(files)
+    } else {
+        Err(ConfigProblems(problems))
+    }
 }
 
 /// Loads and builds every pipeline of the given files.
-pub fn load(files: &[PathBuf], registry: &Registry, state_dir: &Path) -> Result<Vec<PipelinePlan>, ConfigProblems> {
+pub fn load(
+    files: &[PathBuf],
+    registry: &Registry,
+    state_dir: &Path,
+) -> Result<Vec<PipelinePlan>, ConfigProblems> {
     let mut plans: Vec<PipelinePlan> = Vec::new();
     let mut problems = Vec::new();
     for path in files {
@@ -76,7 +103,11 @@ pub fn load(files: &[PathBuf], registry: &Registry, state_dir: &Path) -> Result<
                             errors.push(
                                 &plan.name_span,
                                 "name",
-                                format!("pipeline name `{}` is already used by {}", plan.name, other.file.display()),
+                                format!(
+                                    "pipeline name `{}` is already used by {}",
+                                    plan.name,
+                                    other.file.display()
+                                ),
                             );
                         } else {
                             plans.push(plan);
@@ -84,9 +115,21 @@ pub fn load(files: &[PathBuf], registry: &Registry, state_dir: &Path) -> Result<
                     }
                 }
             }
-            Err(e) => errors.push(&Span { file: name.clone(), line: 0, column: 0 }, "", format!("cannot read the file: {e}")),
+            Err(e) => errors.push(
+                &Span {
+                    file: name.clone(),
+                    line: 0,
+                    column: 0,
+                },
+                "",
+                format!("cannot read the file: {e}"),
+            ),
         }
         problems.extend(errors.take());
     }
-    if problems.is_empty() { Ok(plans) } else { Err(ConfigProblems(problems)) }
+    if problems.is_empty() {
+        Ok(plans)
+    } else {
+        Err(ConfigProblems(problems))
+    }
 }

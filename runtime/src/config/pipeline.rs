@@ -48,21 +48,34 @@ pub struct PipelinePlan {
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// The components of one section (`sources:`, ...), each as (name, key span, node).
-fn section<'a>(top: &mut ConfigMap<'a>, key: &'a str, required: bool) -> Vec<(&'a str, &'a Span, &'a ConfigNode)> {
+fn section<'a>(
+    top: &mut ConfigMap<'a>,
+    key: &'a str,
+    required: bool,
+) -> Vec<(&'a str, &'a Span, &'a ConfigNode)> {
     match top.opt_entries(key) {
         Some(entries) => {
             if entries.is_empty() && required {
-                top.error(key, format!("a pipeline needs at least one entry under `{key}`"));
+                top.error(
+                    key,
+                    format!("a pipeline needs at least one entry under `{key}`"),
+                );
             }
             entries
                 .into_iter()
                 .map(|(k, v)| {
                     if !valid_name(&k.name) {
-                        top.errors().push(&k.span, format!("{key}.{}", k.name), "component names may use letters, digits, `_` and `-` only");
+                        top.errors().push(
+                            &k.span,
+                            format!("{key}.{}", k.name),
+                            "component names may use letters, digits, `_` and `-` only",
+                        );
                     }
                     (k.name.as_str(), &k.span, v)
                 })
@@ -84,16 +97,33 @@ fn component_type(cfg: &mut ConfigMap<'_>, what: &str, known: Vec<&'static str>)
         return None;
     }
     if !known.contains(&t.as_str()) {
-        let hint = connectd_sdk::config::closest(&t, &known).map(|c| format!("; did you mean `{c}`?")).unwrap_or_default();
-        cfg.error("type", format!("unknown {what} type `{t}` (known: {}){hint}", known.join(", ")));
+        let hint = connectd_sdk::config::closest(&t, &known)
+            .map(|c| format!("; did you mean `{c}`?"))
+            .unwrap_or_default();
+        cfg.error(
+            "type",
+            format!(
+                "unknown {what} type `{t}` (known: {}){hint}",
+                known.join(", ")
+            ),
+        );
         return None;
     }
     Some(t)
 }
 
-pub fn build(root: &ConfigNode, file: &Path, registry: &Registry, state_dir: &Path, errors: &ConfigErrors) -> Option<PipelinePlan> {
+pub fn build(
+    root: &ConfigNode,
+    file: &Path,
+    registry: &Registry,
+    state_dir: &Path,
+    errors: &ConfigErrors,
+) -> Option<PipelinePlan> {
     let mut top = ConfigMap::new(root, "", errors);
-    let name_span = root.get("name").map(|n| n.span.clone()).unwrap_or_else(|| root.span.clone());
+    let name_span = root
+        .get("name")
+        .map(|n| n.span.clone())
+        .unwrap_or_else(|| root.span.clone());
     let name = top.str("name");
     if !name.is_empty() && !valid_name(&name) {
         top.error("name", "pipeline names may use letters, digits, `_` and `-` only (they name state directories)");
@@ -112,7 +142,11 @@ pub fn build(root: &ConfigNode, file: &Path, registry: &Registry, state_dir: &Pa
     let batch_size = top.u64_or("batch_size", 1024).clamp(1, 1 << 20) as usize;
     let policy = match top.opt_map("errors") {
         Some(mut e) => {
-            let tolerance = if e.one_of("tolerance", &["none", "all"], "none") == "all" { Tolerance::All } else { Tolerance::None };
+            let tolerance = if e.one_of("tolerance", &["none", "all"], "none") == "all" {
+                Tolerance::All
+            } else {
+                Tolerance::None
+            };
             let dlq_path = e.opt_map("dlq").and_then(|mut d| {
                 let p = d.str("path");
                 let _ = d.finish();
@@ -120,9 +154,17 @@ pub fn build(root: &ConfigNode, file: &Path, registry: &Registry, state_dir: &Pa
             });
             let retry_timeout = e.duration_or("retry_timeout", Duration::from_secs(300));
             let _ = e.finish();
-            ErrorPolicy { tolerance, dlq_path, retry_timeout }
+            ErrorPolicy {
+                tolerance,
+                dlq_path,
+                retry_timeout,
+            }
         }
-        None => ErrorPolicy { tolerance: Tolerance::None, dlq_path: None, retry_timeout: Duration::from_secs(300) },
+        None => ErrorPolicy {
+            tolerance: Tolerance::None,
+            dlq_path: None,
+            retry_timeout: Duration::from_secs(300),
+        },
     };
 
     let source_nodes = section(&mut top, "sources", true);
@@ -145,7 +187,12 @@ pub fn build(root: &ConfigNode, file: &Path, registry: &Registry, state_dir: &Pa
         };
         let build = registry.get_source(&t)?;
         if let Ok(component) = build(&mut cfg, &ctx(cname, &[])) {
-            sources.push(ComponentPlan { name: cname.to_string(), type_name: t, inputs: Vec::new(), component });
+            sources.push(ComponentPlan {
+                name: cname.to_string(),
+                type_name: t,
+                inputs: Vec::new(),
+                component,
+            });
         }
     }
     let mut edges = Vec::new();
@@ -159,7 +206,12 @@ pub fn build(root: &ConfigNode, file: &Path, registry: &Registry, state_dir: &Pa
         };
         let build = registry.get_transform(&t)?;
         if let Ok(component) = build(&mut cfg, &ctx(cname, &inputs)) {
-            transforms.push(ComponentPlan { name: cname.to_string(), type_name: t, inputs, component });
+            transforms.push(ComponentPlan {
+                name: cname.to_string(),
+                type_name: t,
+                inputs,
+                component,
+            });
         }
     }
     let mut sinks = Vec::new();
@@ -172,11 +224,27 @@ pub fn build(root: &ConfigNode, file: &Path, registry: &Registry, state_dir: &Pa
         };
         let build = registry.get_sink(&t)?;
         if let Ok(component) = build(&mut cfg, &ctx(cname, &inputs)) {
-            sinks.push(ComponentPlan { name: cname.to_string(), type_name: t, inputs, component });
+            sinks.push(ComponentPlan {
+                name: cname.to_string(),
+                type_name: t,
+                inputs,
+                component,
+            });
         }
     }
-    let names = |nodes: &[(&str, &Span, &ConfigNode)]| nodes.iter().map(|(n, s, _)| (n.to_string(), (*s).clone())).collect::<Vec<_>>();
-    graph::check(&names(&source_nodes), &names(&transform_nodes), &names(&sink_nodes), &edges, errors);
+    let names = |nodes: &[(&str, &Span, &ConfigNode)]| {
+        nodes
+            .iter()
+            .map(|(n, s, _)| (n.to_string(), (*s).clone()))
+            .collect::<Vec<_>>()
+    };
+    graph::check(
+        &names(&source_nodes),
+        &names(&transform_nodes),
+        &names(&sink_nodes),
+        &edges,
+        errors,
+    );
 
     Some(PipelinePlan {
         name,
@@ -192,18 +260,29 @@ pub fn build(root: &ConfigNode, file: &Path, registry: &Registry, state_dir: &Pa
 }
 
 /// Reads `inputs` and records each edge with its position for the graph check.
-fn read_inputs(cfg: &mut ConfigMap<'_>, edges: &mut Vec<graph::Edge>, component: &str) -> Vec<String> {
+fn read_inputs(
+    cfg: &mut ConfigMap<'_>,
+    edges: &mut Vec<graph::Edge>,
+    component: &str,
+) -> Vec<String> {
     let field = cfg.field_path("inputs");
     let node = cfg.node("inputs");
     let Some(node) = node else {
-        cfg.error("inputs", "missing required field (expected a list of source or transform names)");
+        cfg.error(
+            "inputs",
+            "missing required field (expected a list of source or transform names)",
+        );
         return Vec::new();
     };
     let items: Vec<&ConfigNode> = match &node.value {
         ConfigValue::List(items) => items.iter().collect(),
         ConfigValue::Scalar(_) => vec![node],
         _ => {
-            cfg.error_at(node, "inputs", format!("expected a list of names, found {}", node.kind()));
+            cfg.error_at(
+                node,
+                "inputs",
+                format!("expected a list of names, found {}", node.kind()),
+            );
             return Vec::new();
         }
     };
@@ -215,13 +294,26 @@ fn read_inputs(cfg: &mut ConfigMap<'_>, edges: &mut Vec<graph::Edge>, component:
         match &item.value {
             ConfigValue::Scalar(s) => {
                 if out.contains(s) {
-                    cfg.errors().push(&item.span, format!("{field}[{i}]"), format!("`{s}` is listed twice"));
+                    cfg.errors().push(
+                        &item.span,
+                        format!("{field}[{i}]"),
+                        format!("`{s}` is listed twice"),
+                    );
                     continue;
                 }
-                edges.push(graph::Edge { from: s.clone(), to: component.to_string(), span: item.span.clone(), field: format!("{field}[{i}]") });
+                edges.push(graph::Edge {
+                    from: s.clone(),
+                    to: component.to_string(),
+                    span: item.span.clone(),
+                    field: format!("{field}[{i}]"),
+                });
                 out.push(s.clone());
             }
-            _ => cfg.errors().push(&item.span, format!("{field}[{i}]"), format!("expected a component name, found {}", item.kind())),
+            _ => cfg.errors().push(
+                &item.span,
+                format!("{field}[{i}]"),
+                format!("expected a component name, found {}", item.kind()),
+            ),
         }
     }
     out

@@ -10,7 +10,11 @@ use super::interpolate::interpolate;
 
 fn span(file: &Arc<str>, s: &marked_yaml::Span) -> Span {
     let (line, column) = s.start().map_or((1, 1), |m| (m.line(), m.column()));
-    Span { file: file.clone(), line, column }
+    Span {
+        file: file.clone(),
+        line,
+        column,
+    }
 }
 
 /// Parses a file's text; on a syntax error returns it as a single config error.
@@ -20,22 +24,40 @@ pub fn parse(file: &Arc<str>, text: &str, errors: &ConfigErrors) -> Option<Confi
         Ok(node) => Some(convert(file, &node, errors)),
         Err(e) => {
             let (marker, message) = match &e {
-                LoadError::TopLevelMustBeMapping(m) => (Some(*m), "the top level of a pipeline file must be a mapping".to_string()),
-                LoadError::UnexpectedAnchor(m) => (Some(*m), "YAML anchors are not supported".to_string()),
-                LoadError::MappingKeyMustBeScalar(m) => (Some(*m), "mapping keys must be plain names".to_string()),
-                LoadError::UnexpectedTag(m) => (Some(*m), "YAML tags are not supported".to_string()),
-                LoadError::ScanError(m, scan) => (Some(*m), format!("YAML syntax error: {}", scan.info())),
+                LoadError::TopLevelMustBeMapping(m) => (
+                    Some(*m),
+                    "the top level of a pipeline file must be a mapping".to_string(),
+                ),
+                LoadError::UnexpectedAnchor(m) => {
+                    (Some(*m), "YAML anchors are not supported".to_string())
+                }
+                LoadError::MappingKeyMustBeScalar(m) => {
+                    (Some(*m), "mapping keys must be plain names".to_string())
+                }
+                LoadError::UnexpectedTag(m) => {
+                    (Some(*m), "YAML tags are not supported".to_string())
+                }
+                LoadError::ScanError(m, scan) => {
+                    (Some(*m), format!("YAML syntax error: {}", scan.info()))
+                }
                 LoadError::DuplicateKey(inner) => (
                     inner.key.span().start().copied(),
                     format!("duplicate key `{}`", inner.key.as_str()),
                 ),
                 other => (None, format!("YAML error: {other}")),
             };
-            let span = marker.map_or(Span { file: file.clone(), line: 1, column: 1 }, |m| Span {
-                file: file.clone(),
-                line: m.line(),
-                column: m.column(),
-            });
+            let span = marker.map_or(
+                Span {
+                    file: file.clone(),
+                    line: 1,
+                    column: 1,
+                },
+                |m| Span {
+                    file: file.clone(),
+                    line: m.line(),
+                    column: m.column(),
+                },
+            );
             errors.push(&span, "", message);
             None
         }
@@ -48,13 +70,25 @@ fn convert(file: &Arc<str>, node: &Node, errors: &ConfigErrors) -> ConfigNode {
             let sp = span(file, s.span());
             let text = s.as_str();
             if matches!(text, "" | "~" | "null") && s.may_coerce() {
-                return ConfigNode { value: ConfigValue::Null, span: sp, secret: false };
+                return ConfigNode {
+                    value: ConfigValue::Null,
+                    span: sp,
+                    secret: false,
+                };
             }
             match interpolate(text) {
-                Ok((value, secret)) => ConfigNode { value: ConfigValue::Scalar(value), span: sp, secret },
+                Ok((value, secret)) => ConfigNode {
+                    value: ConfigValue::Scalar(value),
+                    span: sp,
+                    secret,
+                },
                 Err(message) => {
                     errors.push(&sp, "", message);
-                    ConfigNode { value: ConfigValue::Scalar(String::new()), span: sp, secret: true }
+                    ConfigNode {
+                        value: ConfigValue::Scalar(String::new()),
+                        span: sp,
+                        secret: true,
+                    }
                 }
             }
         }
@@ -67,7 +101,13 @@ fn convert(file: &Arc<str>, node: &Node, errors: &ConfigErrors) -> ConfigNode {
             value: ConfigValue::Map(
                 map.iter()
                     .map(|(k, v)| {
-                        (ConfigKey { name: k.as_str().to_string(), span: span(file, k.span()) }, convert(file, v, errors))
+                        (
+                            ConfigKey {
+                                name: k.as_str().to_string(),
+                                span: span(file, k.span()),
+                            },
+                            convert(file, v, errors),
+                        )
                     })
                     .collect(),
             ),

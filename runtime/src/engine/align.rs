@@ -29,7 +29,13 @@ pub struct Aligner {
 
 impl Aligner {
     pub fn new(rx: Receiver<Envelope>, inputs: usize) -> Self {
-        Self { rx, blocked: vec![false; inputs.max(1)], arrived: 0, held: VecDeque::new(), replay: VecDeque::new() }
+        Self {
+            rx,
+            blocked: vec![false; inputs.max(1)],
+            arrived: 0,
+            held: VecDeque::new(),
+            replay: VecDeque::new(),
+        }
     }
 
     /// The next event. Cancel-safe: a message taken from the channel is never lost.
@@ -79,16 +85,32 @@ mod tests {
     use super::*;
 
     fn data(input: usize, n: usize) -> Envelope {
-        Envelope { input, message: Message::Data(Arc::new(vec![Default::default(); n])) }
+        Envelope {
+            input,
+            message: Message::Data(Arc::new(vec![Default::default(); n])),
+        }
     }
     fn barrier(input: usize, id: u64) -> Envelope {
-        Envelope { input, message: Message::Barrier(Barrier { id, kind: BarrierKind::Checkpoint }) }
+        Envelope {
+            input,
+            message: Message::Barrier(Barrier {
+                id,
+                kind: BarrierKind::Checkpoint,
+            }),
+        }
     }
 
     #[tokio::test]
     async fn holds_data_behind_a_barrier_until_all_inputs_align() {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
-        for e in [data(0, 1), barrier(0, 1), data(0, 2), data(1, 3), barrier(1, 1), data(1, 4)] {
+        for e in [
+            data(0, 1),
+            barrier(0, 1),
+            data(0, 2),
+            data(1, 3),
+            barrier(1, 1),
+            data(1, 4),
+        ] {
             tx.send(e).await.unwrap();
         }
         drop(tx);

@@ -43,10 +43,21 @@ pub struct CheckpointStore {
 }
 
 impl CheckpointStore {
-    pub fn new(n_sources: usize, n_transforms: usize, n_sinks: usize) -> (Self, mpsc::UnboundedReceiver<(u64, f64)>) {
+    pub fn new(
+        n_sources: usize,
+        n_transforms: usize,
+        n_sinks: usize,
+    ) -> (Self, mpsc::UnboundedReceiver<(u64, f64)>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (
-            Self { inner: Mutex::new(HashMap::new()), changed: Notify::new(), n_sources, n_transforms, n_sinks, completed: tx },
+            Self {
+                inner: Mutex::new(HashMap::new()),
+                changed: Notify::new(),
+                n_sources,
+                n_transforms,
+                n_sinks,
+                completed: tx,
+            },
             rx,
         )
     }
@@ -64,7 +75,9 @@ impl CheckpointStore {
     }
 
     pub fn report_transform(&self, id: u64, name: &str, snapshot: serde_json::Value) {
-        self.with(id, |p| p.state.transforms.insert(name.to_string(), snapshot));
+        self.with(id, |p| {
+            p.state.transforms.insert(name.to_string(), snapshot)
+        });
         self.changed.notify_waiters();
     }
 
@@ -75,7 +88,9 @@ impl CheckpointStore {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let ready = self.with(id, |p| {
-                (p.state.sources.len() == self.n_sources && p.state.transforms.len() == self.n_transforms).then(|| p.state.clone())
+                (p.state.sources.len() == self.n_sources
+                    && p.state.transforms.len() == self.n_transforms)
+                    .then(|| p.state.clone())
             });
             if let Some(state) = ready {
                 return state;
@@ -91,7 +106,8 @@ impl CheckpointStore {
             let p = map.entry(id).or_default();
             p.sinks_done += 1;
             if p.sinks_done >= self.n_sinks {
-                map.remove(&id).map(|p| p.started.map_or(0.0, |s| s.elapsed().as_secs_f64()))
+                map.remove(&id)
+                    .map(|p| p.started.map_or(0.0, |s| s.elapsed().as_secs_f64()))
             } else {
                 None
             }

@@ -23,28 +23,51 @@ impl DeadLetters {
         let file = match &policy.dlq_path {
             Some(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| PipelineError::new("errors.dlq", format!("cannot create {}: {e}", dir.display())))?;
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        PipelineError::new(
+                            "errors.dlq",
+                            format!("cannot create {}: {e}", dir.display()),
+                        )
+                    })?;
                 }
                 let f = OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(path)
-                    .map_err(|e| PipelineError::new("errors.dlq", format!("cannot open {}: {e}", path.display())))?;
+                    .map_err(|e| {
+                        PipelineError::new(
+                            "errors.dlq",
+                            format!("cannot open {}: {e}", path.display()),
+                        )
+                    })?;
                 Some((path.display().to_string(), Mutex::new(f)))
             }
             None => None,
         };
-        Ok(Self { pipeline: pipeline.to_string(), tolerance: policy.tolerance, file })
+        Ok(Self {
+            pipeline: pipeline.to_string(),
+            tolerance: policy.tolerance,
+            file,
+        })
     }
 
-    pub fn handle(&self, component: &str, bad: Vec<BadRecord>, m: &ComponentMetrics) -> Result<(), PipelineError> {
+    pub fn handle(
+        &self,
+        component: &str,
+        bad: Vec<BadRecord>,
+        m: &ComponentMetrics,
+    ) -> Result<(), PipelineError> {
         if bad.is_empty() {
             return Ok(());
         }
         m.errors.inc_by(bad.len() as u64);
         if self.tolerance == Tolerance::None {
             let first = &bad[0];
-            let at = if first.position.is_empty() { String::new() } else { format!(" at {}", first.position) };
+            let at = if first.position.is_empty() {
+                String::new()
+            } else {
+                format!(" at {}", first.position)
+            };
             let what = match (&first.record, &first.raw) {
                 (Some(r), _) => format!(" record {}", excerpt(&r.to_json().to_string())),
                 (None, Some(raw)) => format!(" input {}", excerpt(raw)),
@@ -76,9 +99,12 @@ impl DeadLetters {
         match &self.file {
             Some((path, f)) => {
                 let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
-                f.write_all(&lines)
-                    .and_then(|_| f.flush())
-                    .map_err(|e| PipelineError::new(component, format!("cannot write the dead-letter file {path}: {e}")))?;
+                f.write_all(&lines).and_then(|_| f.flush()).map_err(|e| {
+                    PipelineError::new(
+                        component,
+                        format!("cannot write the dead-letter file {path}: {e}"),
+                    )
+                })?;
             }
             None => {
                 for b in &bad {

@@ -43,7 +43,10 @@ pub struct Output {
 pub async fn broadcast(outputs: &[Output], message: Message) -> Result<(), String> {
     for out in outputs {
         out.sender
-            .send(Envelope { input: out.input, message: message.clone() })
+            .send(Envelope {
+                input: out.input,
+                message: message.clone(),
+            })
             .await
             .map_err(|_| format!("`{}` stopped receiving", out.to))?;
     }

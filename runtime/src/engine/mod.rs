@@ -50,7 +50,10 @@ pub struct PipelineError {
 
 impl PipelineError {
     pub fn new(component: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { component: component.into(), message: message.into() }
+        Self {
+            component: component.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -61,28 +64,57 @@ impl fmt::Display for PipelineError {
 }
 
 /// Runs a pipeline until its sources are exhausted, `stop` turns true, or it fails.
-pub async fn run(plan: PipelinePlan, metrics: Metrics, stop: watch::Receiver<bool>) -> Result<(), PipelineError> {
-    let PipelinePlan { name, checkpoint_interval, batch_size, errors, sources, transforms, mut sinks, .. } = plan;
+pub async fn run(
+    plan: PipelinePlan,
+    metrics: Metrics,
+    stop: watch::Receiver<bool>,
+) -> Result<(), PipelineError> {
+    let PipelinePlan {
+        name,
+        checkpoint_interval,
+        batch_size,
+        errors,
+        sources,
+        transforms,
+        mut sinks,
+        ..
+    } = plan;
     let retry_timeout = errors.retry_timeout;
     let dlq = Arc::new(DeadLetters::open(&name, &errors)?);
 
     // 1. What did each sink commit?
     let mut committed = Vec::with_capacity(sinks.len());
     for s in &mut sinks {
-        let c = retry!(retry_timeout, format!("opening sink `{}`", s.name), s.component.open())
-            .map_err(|e| PipelineError::new(&s.name, format!("cannot open: {e}")))?;
+        let c = retry!(
+            retry_timeout,
+            format!("opening sink `{}`", s.name),
+            s.component.open()
+        )
+        .map_err(|e| PipelineError::new(&s.name, format!("cannot open: {e}")))?;
         if !s.component.exactly_once() {
             tracing::info!(pipeline = %name, sink = %s.name, "this sink is at-least-once: records may repeat after a crash");
         }
-        committed.push(if s.component.exactly_once() { Some(c) } else { None });
+        committed.push(if s.component.exactly_once() {
+            Some(c)
+        } else {
+            None
+        });
     }
     // 2. Restore from the oldest committed checkpoint (none at all: from the start).
     let exact: Vec<&Option<connectd_sdk::Checkpoint>> = committed.iter().flatten().collect();
-    let restore = if exact.iter().any(|c| c.is_none()) { None } else { exact.iter().filter_map(|c| c.as_ref()).min_by_key(|c| c.id) };
+    let restore = if exact.iter().any(|c| c.is_none()) {
+        None
+    } else {
+        exact.iter().filter_map(|c| c.as_ref()).min_by_key(|c| c.id)
+    };
     let restore_id = restore.map_or(0, |c| c.id);
     let parse_state = |c: &connectd_sdk::Checkpoint| {
-        serde_json::from_value::<PipelineState>(c.state.clone())
-            .map_err(|e| PipelineError::new("checkpoint", format!("checkpoint {} is not a connectd pipeline state: {e}", c.id)))
+        serde_json::from_value::<PipelineState>(c.state.clone()).map_err(|e| {
+            PipelineError::new(
+                "checkpoint",
+                format!("checkpoint {} is not a connectd pipeline state: {e}", c.id),
+            )
+        })
     };
     let state = restore.map(parse_state).transpose()?.unwrap_or_default();
     // 3. Sinks ahead of the restore point, and where their barriers stood.
@@ -97,22 +129,39 @@ pub async fn run(plan: PipelinePlan, metrics: Metrics, stop: watch::Receiver<boo
             _ => dropping.push(None),
         }
     }
-    let max_committed = committed.iter().flatten().flatten().map(|c| c.id).max().unwrap_or(0);
+    let max_committed = committed
+        .iter()
+        .flatten()
+        .flatten()
+        .map(|c| c.id)
+        .max()
+        .unwrap_or(0);
     let replay_until = ahead.keys().next_back().copied();
     match restore {
-        Some(c) => tracing::info!(pipeline = %name, checkpoint = c.id, replaying_to = ?replay_until, "restoring from checkpoint"),
-        None => tracing::info!(pipeline = %name, replaying_to = ?replay_until, "starting from the beginning (no checkpoint)"),
+        Some(c) => {
+            tracing::info!(pipeline = %name, checkpoint = c.id, replaying_to = ?replay_until, "restoring from checkpoint")
+        }
+        None => {
+            tracing::info!(pipeline = %name, replaying_to = ?replay_until, "starting from the beginning (no checkpoint)")
+        }
     }
 
     // 4. Channels: one receiver per transform/sink; outputs per producer.
     let mut outputs: HashMap<String, Vec<Output>> = HashMap::new();
     let mut receivers: HashMap<String, mpsc::Receiver<Envelope>> = HashMap::new();
-    let consumers = transforms.iter().map(|t| (&t.name, &t.inputs)).chain(sinks.iter().map(|s| (&s.name, &s.inputs)));
+    let consumers = transforms
+        .iter()
+        .map(|t| (&t.name, &t.inputs))
+        .chain(sinks.iter().map(|s| (&s.name, &s.inputs)));
     for (cname, inputs) in consumers {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         receivers.insert(cname.clone(), rx);
         for (i, input) in inputs.iter().enumerate() {
-            outputs.entry(input.clone()).or_default().push(Output { to: cname.clone(), sender: tx.clone(), input: i });
+            outputs.entry(input.clone()).or_default().push(Output {
+                to: cname.clone(),
+                sender: tx.clone(),
+                input: i,
+            });
         }
     }
 
@@ -125,8 +174,12 @@ pub async fn run(plan: PipelinePlan, metrics: Metrics, stop: watch::Receiver<boo
     for mut s in sources {
         let restored = state.sources.get(&s.name).cloned();
         let offset = restored.as_ref().map(|r| r.offset.clone());
-        retry!(retry_timeout, format!("opening source `{}`", s.name), s.component.open(offset.clone()))
-            .map_err(|e| PipelineError::new(&s.name, format!("cannot open: {e}")))?;
+        retry!(
+            retry_timeout,
+            format!("opening source `{}`", s.name),
+            s.component.open(offset.clone())
+        )
+        .map_err(|e| PipelineError::new(&s.name, format!("cannot open: {e}")))?;
         if !s.component.replayable() {
             tracing::warn!(pipeline = %name, source = %s.name, "this source cannot replay: records it produced after the last checkpoint are lost in a crash (never duplicated)");
         }
@@ -156,9 +209,13 @@ pub async fn run(plan: PipelinePlan, metrics: Metrics, stop: watch::Receiver<boo
     drop(exhausted_tx);
     for mut t in transforms {
         if let Some(snapshot) = state.transforms.get(&t.name) {
-            t.component.restore(snapshot.clone()).map_err(|e| PipelineError::new(&t.name, format!("cannot restore state: {e}")))?;
+            t.component
+                .restore(snapshot.clone())
+                .map_err(|e| PipelineError::new(&t.name, format!("cannot restore state: {e}")))?;
         }
-        let rx = receivers.remove(&t.name).ok_or_else(|| PipelineError::new(&t.name, "no input channel"))?;
+        let rx = receivers
+            .remove(&t.name)
+            .ok_or_else(|| PipelineError::new(&t.name, "no input channel"))?;
         let task = TransformTask {
             metrics: metrics.component(&name, &t.name, "transform"),
             outputs: outputs.remove(&t.name).unwrap_or_default(),
@@ -171,7 +228,9 @@ pub async fn run(plan: PipelinePlan, metrics: Metrics, stop: watch::Receiver<boo
         tasks.spawn(task.run());
     }
     for (s, dropping_until) in sinks.into_iter().zip(dropping) {
-        let rx = receivers.remove(&s.name).ok_or_else(|| PipelineError::new(&s.name, "no input channel"))?;
+        let rx = receivers
+            .remove(&s.name)
+            .ok_or_else(|| PipelineError::new(&s.name, "no input channel"))?;
         let task = SinkTask {
             metrics: metrics.component(&name, &s.name, "sink"),
             aligner: Aligner::new(rx, s.inputs.len()),
@@ -198,7 +257,12 @@ pub async fn run(plan: PipelinePlan, metrics: Metrics, stop: watch::Receiver<boo
     tasks.spawn(coordinator.run());
 
     while let Some(joined) = tasks.join_next().await {
-        let result = joined.unwrap_or_else(|e| Err(PipelineError::new("runtime", format!("a task ended abnormally: {e}"))));
+        let result = joined.unwrap_or_else(|e| {
+            Err(PipelineError::new(
+                "runtime",
+                format!("a task ended abnormally: {e}"),
+            ))
+        });
         if let Err(e) = result {
             tasks.abort_all();
             return Err(e);

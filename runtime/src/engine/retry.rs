@@ -18,7 +18,10 @@ impl Backoff {
             .with_jitter()
             .with_max_times(usize::MAX)
             .build();
-        Self { delays, deadline: Instant::now() + timeout }
+        Self {
+            delays,
+            deadline: Instant::now() + timeout,
+        }
     }
 
     /// The next delay, or `None` once the deadline has passed.

@@ -44,13 +44,20 @@ impl SinkTask {
                         skipped += batch.len() as u64;
                         continue;
                     }
-                    retry!(self.retry_timeout, format!("sink `{}`", self.name), self.sink.write(&batch, &mut bad))
-                        .map_err(|e| self.err(e.to_string()))?;
+                    retry!(
+                        self.retry_timeout,
+                        format!("sink `{}`", self.name),
+                        self.sink.write(&batch, &mut bad)
+                    )
+                    .map_err(|e| self.err(e.to_string()))?;
                     let rejected = bad.len() as u64;
                     if !bad.is_empty() {
-                        self.dlq.handle(&self.name, std::mem::take(&mut bad), &self.metrics)?;
+                        self.dlq
+                            .handle(&self.name, std::mem::take(&mut bad), &self.metrics)?;
                     }
-                    self.metrics.records_out.inc_by((batch.len() as u64).saturating_sub(rejected));
+                    self.metrics
+                        .records_out
+                        .inc_by((batch.len() as u64).saturating_sub(rejected));
                 }
                 Event::Aligned(b) => {
                     match self.dropping_until {
@@ -62,13 +69,23 @@ impl SinkTask {
                         }
                         None => {
                             let state = self.store.state_for(b.id).await;
-                            let state = serde_json::to_value(&state).map_err(|e| self.err(format!("cannot encode the checkpoint: {e}")))?;
+                            let state = serde_json::to_value(&state).map_err(|e| {
+                                self.err(format!("cannot encode the checkpoint: {e}"))
+                            })?;
                             let checkpoint = Checkpoint { id: b.id, state };
                             let started = Instant::now();
-                            retry!(self.retry_timeout, format!("commit of sink `{}`", self.name), self.sink.commit(&checkpoint))
-                                .map_err(|e| self.err(format!("checkpoint {} failed: {e}", b.id)))?;
-                            self.metrics.checkpoint_duration.observe(started.elapsed().as_secs_f64());
-                            self.metrics.last_checkpoint.set(connectd_sdk::time::now_ms() as f64 / 1000.0);
+                            retry!(
+                                self.retry_timeout,
+                                format!("commit of sink `{}`", self.name),
+                                self.sink.commit(&checkpoint)
+                            )
+                            .map_err(|e| self.err(format!("checkpoint {} failed: {e}", b.id)))?;
+                            self.metrics
+                                .checkpoint_duration
+                                .observe(started.elapsed().as_secs_f64());
+                            self.metrics
+                                .last_checkpoint
+                                .set(connectd_sdk::time::now_ms() as f64 / 1000.0);
                         }
                     }
                     self.store.sink_done(b.id);

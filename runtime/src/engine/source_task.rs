@@ -39,8 +39,17 @@ impl SourceTask {
 
     /// Records the position and forwards the barrier. Returns true when the task ends.
     async fn barrier(&mut self, b: Barrier) -> Result<bool, PipelineError> {
-        self.store.report_source(b.id, &self.name, SourceState { offset: self.source.offset(), emitted: self.emitted });
-        broadcast(&self.outputs, Message::Barrier(b)).await.map_err(|e| self.err(e))?;
+        self.store.report_source(
+            b.id,
+            &self.name,
+            SourceState {
+                offset: self.source.offset(),
+                emitted: self.emitted,
+            },
+        );
+        broadcast(&self.outputs, Message::Barrier(b))
+            .await
+            .map_err(|e| self.err(e))?;
         if b.kind == BarrierKind::Checkpoint {
             return Ok(false);
         }
@@ -64,7 +73,11 @@ impl SourceTask {
                         tracing::warn!(component = %self.name, expected = at, got = self.emitted, "the source ended earlier on replay than before the restart");
                     }
                     self.schedule.pop_front();
-                    self.barrier(Barrier { id, kind: BarrierKind::Checkpoint }).await?;
+                    self.barrier(Barrier {
+                        id,
+                        kind: BarrierKind::Checkpoint,
+                    })
+                    .await?;
                     continue;
                 }
             }
@@ -98,10 +111,15 @@ impl SourceTask {
             if let Some(&(_, at)) = self.schedule.front() {
                 max = max.min((at - self.emitted) as usize);
             }
-            let polled = retry!(self.retry_timeout, format!("source `{}`", self.name), self.source.poll(max, &mut bad))
-                .map_err(|e| self.err(e.to_string()))?;
+            let polled = retry!(
+                self.retry_timeout,
+                format!("source `{}`", self.name),
+                self.source.poll(max, &mut bad)
+            )
+            .map_err(|e| self.err(e.to_string()))?;
             if !bad.is_empty() {
-                self.dlq.handle(&self.name, std::mem::take(&mut bad), &self.metrics)?;
+                self.dlq
+                    .handle(&self.name, std::mem::take(&mut bad), &self.metrics)?;
             }
             match polled {
                 SourcePoll::Batch(records) => {
@@ -110,7 +128,9 @@ impl SourceTask {
                     }
                     self.emitted += records.len() as u64;
                     self.metrics.records_out.inc_by(records.len() as u64);
-                    broadcast(&self.outputs, Message::Data(Arc::new(records))).await.map_err(|e| self.err(e))?;
+                    broadcast(&self.outputs, Message::Data(Arc::new(records)))
+                        .await
+                        .map_err(|e| self.err(e))?;
                 }
                 SourcePoll::Idle(wait) => {
                     tokio::select! {

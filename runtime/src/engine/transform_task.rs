@@ -32,12 +32,15 @@ impl TransformTask {
             out.late_dropped = 0;
         }
         if !out.bad.is_empty() {
-            self.dlq.handle(&self.name, std::mem::take(&mut out.bad), &self.metrics)?;
+            self.dlq
+                .handle(&self.name, std::mem::take(&mut out.bad), &self.metrics)?;
         }
         if !out.records.is_empty() {
             let records = std::mem::take(&mut out.records);
             self.metrics.records_out.inc_by(records.len() as u64);
-            broadcast(&self.outputs, Message::Data(Arc::new(records))).await.map_err(|e| self.err(e))?;
+            broadcast(&self.outputs, Message::Data(Arc::new(records)))
+                .await
+                .map_err(|e| self.err(e))?;
         }
         Ok(())
     }
@@ -60,17 +63,26 @@ impl TransformTask {
             match event {
                 Event::Data(input, batch) => {
                     self.metrics.records_in.inc_by(batch.len() as u64);
-                    self.transform.process(input, batch, &mut out).map_err(|e| self.err(e.to_string()))?;
+                    self.transform
+                        .process(input, batch, &mut out)
+                        .map_err(|e| self.err(e.to_string()))?;
                     self.flush(&mut out).await?;
                 }
                 Event::Aligned(b) => {
                     if b.kind == BarrierKind::End {
-                        self.transform.on_end(&mut out).map_err(|e| self.err(e.to_string()))?;
+                        self.transform
+                            .on_end(&mut out)
+                            .map_err(|e| self.err(e.to_string()))?;
                         self.flush(&mut out).await?;
                     }
-                    let snapshot = self.transform.snapshot().map_err(|e| self.err(e.to_string()))?;
+                    let snapshot = self
+                        .transform
+                        .snapshot()
+                        .map_err(|e| self.err(e.to_string()))?;
                     self.store.report_transform(b.id, &self.name, snapshot);
-                    broadcast(&self.outputs, Message::Barrier(b)).await.map_err(|e| self.err(e))?;
+                    broadcast(&self.outputs, Message::Barrier(b))
+                        .await
+                        .map_err(|e| self.err(e))?;
                     if b.kind != BarrierKind::Checkpoint {
                         return Ok(());
                     }

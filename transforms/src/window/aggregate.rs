@@ -28,7 +28,8 @@ pub struct AggSpec {
     pub field: Option<FieldPath>,
 }
 
-pub const AGG_HELP: &str = "count(), count(field), sum(field), avg(field), min(field), max(field), \
+pub const AGG_HELP: &str =
+    "count(), count(field), sum(field), avg(field), min(field), max(field), \
 first(field), last(field) (alias latest_by_offset), count_distinct(field)";
 
 impl AggSpec {
@@ -50,27 +51,49 @@ impl AggSpec {
             "first" | "earliest_by_offset" => AggKind::First,
             "last" | "latest_by_offset" => AggKind::Last,
             "count_distinct" => AggKind::CountDistinct,
-            other => return Err(format!("unknown aggregate `{other}`; expected one of {AGG_HELP}")),
+            other => {
+                return Err(format!(
+                    "unknown aggregate `{other}`; expected one of {AGG_HELP}"
+                ))
+            }
         };
         let field = match arg {
             "" | "*" if kind == AggKind::Count => None,
-            "" | "*" => return Err(format!("`{text}` needs a field, e.g. {}(price)", func.trim())),
-            f if f.split('.').all(|s| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_')) => {
+            "" | "*" => {
+                return Err(format!(
+                    "`{text}` needs a field, e.g. {}(price)",
+                    func.trim()
+                ))
+            }
+            f if f
+                .split('.')
+                .all(|s| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_')) =>
+            {
                 Some(FieldPath::parse(f))
             }
             f => return Err(format!("`{f}` is not a field path")),
         };
-        Ok(AggSpec { name: name.into(), kind, field })
+        Ok(AggSpec {
+            name: name.into(),
+            kind,
+            field,
+        })
     }
 
     /// The input value of this aggregate for a record, checked for type.
     pub fn input<'r>(&self, r: &'r Record) -> Result<Option<&'r Value>, String> {
-        let Some(path) = &self.field else { return Ok(None) };
+        let Some(path) = &self.field else {
+            return Ok(None);
+        };
         let v = r.value.get_path(path);
         if matches!(self.kind, AggKind::Sum | AggKind::Avg) {
             if let Some(v) = v {
                 if !matches!(v, Value::Int(_) | Value::Float(_) | Value::Null) {
-                    return Err(format!("{}: `{path}` is a {} ({v}), expected a number", self.name, v.type_name()));
+                    return Err(format!(
+                        "{}: `{path}` is a {} ({v}), expected a number",
+                        self.name,
+                        v.type_name()
+                    ));
                 }
             }
         }
@@ -80,7 +103,12 @@ impl AggSpec {
     pub fn new_acc(&self) -> Acc {
         match self.kind {
             AggKind::Count => Acc::Count(0),
-            AggKind::Sum => Acc::Sum { int: 0, float: 0.0, is_float: false, n: 0 },
+            AggKind::Sum => Acc::Sum {
+                int: 0,
+                float: 0.0,
+                is_float: false,
+                n: 0,
+            },
             AggKind::Avg => Acc::Avg { sum: 0.0, n: 0 },
             AggKind::Min => Acc::Min(Value::Null),
             AggKind::Max => Acc::Max(Value::Null),
@@ -129,8 +157,16 @@ impl<'de> Deserialize<'de> for DistinctSet {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Acc {
     Count(i64),
-    Sum { int: i64, float: f64, is_float: bool, n: u64 },
-    Avg { sum: f64, n: u64 },
+    Sum {
+        int: i64,
+        float: f64,
+        is_float: bool,
+        n: u64,
+    },
+    Avg {
+        sum: f64,
+        n: u64,
+    },
     Min(Value),
     Max(Value),
     /// (arrival sequence, value)
@@ -149,7 +185,9 @@ impl Acc {
                 }
             }
             _ => {
-                let Some(v) = input.filter(|v| !v.is_null()) else { return };
+                let Some(v) = input.filter(|v| !v.is_null()) else {
+                    return;
+                };
                 self.add_value(v, seq);
             }
         }
@@ -158,7 +196,12 @@ impl Acc {
     fn add_value(&mut self, v: &Value, seq: u64) {
         match self {
             Acc::Count(n) => *n += 1,
-            Acc::Sum { int, float, is_float, n } => {
+            Acc::Sum {
+                int,
+                float,
+                is_float,
+                n,
+            } => {
                 *n += 1;
                 match v {
                     Value::Int(i) if !*is_float => match int.checked_add(*i) {
@@ -211,7 +254,20 @@ impl Acc {
     pub fn merge(&mut self, other: Acc) {
         match (self, other) {
             (Acc::Count(a), Acc::Count(b)) => *a += b,
-            (Acc::Sum { int, float, is_float, n }, Acc::Sum { int: i2, float: f2, is_float: fl2, n: n2 }) => {
+            (
+                Acc::Sum {
+                    int,
+                    float,
+                    is_float,
+                    n,
+                },
+                Acc::Sum {
+                    int: i2,
+                    float: f2,
+                    is_float: fl2,
+                    n: n2,
+                },
+            ) => {
                 *n += n2;
                 if *is_float || fl2 {
                     let mine = if *is_float { *float } else { *int as f64 };
@@ -232,12 +288,13 @@ impl Acc {
                 *sum += s2;
                 *n += n2;
             }
-            (a @ (Acc::Min(_) | Acc::Max(_)), Acc::Min(v) | Acc::Max(v)) => {
-                if !v.is_null() {
-                    a.add_value(&v, 0);
-                }
+            (a @ (Acc::Min(_) | Acc::Max(_)), Acc::Min(v) | Acc::Max(v)) if !v.is_null() => {
+                a.add_value(&v, 0)
             }
-            (a @ (Acc::First(_) | Acc::Last(_)), Acc::First(Some((s, v))) | Acc::Last(Some((s, v)))) => {
+            (
+                a @ (Acc::First(_) | Acc::Last(_)),
+                Acc::First(Some((s, v))) | Acc::Last(Some((s, v))),
+            ) => {
                 a.add_value(&v, s);
             }
             (Acc::Distinct(a), Acc::Distinct(b)) => a.0.extend(b.0),
@@ -249,12 +306,18 @@ impl Acc {
         match self {
             Acc::Count(n) => Value::Int(*n),
             Acc::Sum { n: 0, .. } => Value::Null,
-            Acc::Sum { float, is_float: true, .. } => Value::Float(*float),
+            Acc::Sum {
+                float,
+                is_float: true,
+                ..
+            } => Value::Float(*float),
             Acc::Sum { int, .. } => Value::Int(*int),
             Acc::Avg { n: 0, .. } => Value::Null,
             Acc::Avg { sum, n } => Value::Float(*sum / *n as f64),
             Acc::Min(v) | Acc::Max(v) => v.clone(),
-            Acc::First(f) | Acc::Last(f) => f.as_ref().map(|(_, v)| v.clone()).unwrap_or(Value::Null),
+            Acc::First(f) | Acc::Last(f) => {
+                f.as_ref().map(|(_, v)| v.clone()).unwrap_or(Value::Null)
+            }
             Acc::Distinct(s) => Value::Int(s.0.len() as i64),
         }
     }
@@ -266,9 +329,18 @@ mod tests {
 
     #[test]
     fn parse_specs() {
-        assert_eq!(AggSpec::parse("n", "count()").map(|s| s.kind), Ok(AggKind::Count));
-        assert_eq!(AggSpec::parse("n", "count(*)").map(|s| s.field.is_none()), Ok(true));
-        assert_eq!(AggSpec::parse("p", "latest_by_offset(price)").map(|s| s.kind), Ok(AggKind::Last));
+        assert_eq!(
+            AggSpec::parse("n", "count()").map(|s| s.kind),
+            Ok(AggKind::Count)
+        );
+        assert_eq!(
+            AggSpec::parse("n", "count(*)").map(|s| s.field.is_none()),
+            Ok(true)
+        );
+        assert_eq!(
+            AggSpec::parse("p", "latest_by_offset(price)").map(|s| s.kind),
+            Ok(AggKind::Last)
+        );
         assert!(AggSpec::parse("p", "median(price)").is_err());
         assert!(AggSpec::parse("p", "sum()").is_err());
         assert!(AggSpec::parse("p", "sum(price").is_err());
@@ -276,8 +348,23 @@ mod tests {
 
     #[test]
     fn merge_matches_sequential_adds() {
-        let vals = [Value::Int(3), Value::Float(1.5), Value::Int(7), Value::Null, Value::Int(3)];
-        for kind in ["count(x)", "sum(x)", "avg(x)", "min(x)", "max(x)", "first(x)", "last(x)", "count_distinct(x)"] {
+        let vals = [
+            Value::Int(3),
+            Value::Float(1.5),
+            Value::Int(7),
+            Value::Null,
+            Value::Int(3),
+        ];
+        for kind in [
+            "count(x)",
+            "sum(x)",
+            "avg(x)",
+            "min(x)",
+            "max(x)",
+            "first(x)",
+            "last(x)",
+            "count_distinct(x)",
+        ] {
             let spec = AggSpec::parse("a", kind).unwrap();
             let mut whole = spec.new_acc();
             for (i, v) in vals.iter().enumerate() {
@@ -285,7 +372,11 @@ mod tests {
             }
             let (mut left, mut right) = (spec.new_acc(), spec.new_acc());
             for (i, v) in vals.iter().enumerate() {
-                if i % 2 == 0 { left.add(Some(v), i as u64) } else { right.add(Some(v), i as u64) }
+                if i % 2 == 0 {
+                    left.add(Some(v), i as u64)
+                } else {
+                    right.add(Some(v), i as u64)
+                }
             }
             right.merge(left);
             assert_eq!(whole.value(), right.value(), "{kind}");

@@ -21,7 +21,11 @@ pub struct Aligned {
 
 /// The starts of the windows containing `t`, newest first.
 fn window_starts(spec: &WindowSpec, t: i64) -> impl Iterator<Item = i64> + '_ {
-    let step = if spec.kind == Kind::Hopping { spec.hop } else { spec.size };
+    let step = if spec.kind == Kind::Hopping {
+        spec.hop
+    } else {
+        spec.size
+    };
     let newest = t.div_euclid(step) * step;
     (0..)
         .map(move |i| newest - i * step)
@@ -59,7 +63,13 @@ impl Aligned {
                 acc.add(*input, seq);
             }
             if spec.emit_changes {
-                out.emit(output_row(spec, start, end, &key, accs.iter().map(Acc::value)));
+                out.emit(output_row(
+                    spec,
+                    start,
+                    end,
+                    &key,
+                    accs.iter().map(Acc::value),
+                ));
             }
         }
         accepted
@@ -78,7 +88,13 @@ impl Aligned {
             let mut rows: Vec<(GroupKey, Vec<Acc>)> = groups.0.into_iter().collect();
             rows.sort_by(|a, b| a.0.cmp(&b.0));
             for (key, accs) in rows {
-                out.emit(output_row(spec, start, end, &key, accs.iter().map(Acc::value)));
+                out.emit(output_row(
+                    spec,
+                    start,
+                    end,
+                    &key,
+                    accs.iter().map(Acc::value),
+                ));
             }
         }
     }

@@ -18,7 +18,10 @@ use std::time::Duration;
 
 use connectd_sdk::config::{ConfigMap, ConfigValue, Invalid};
 use connectd_sdk::time::{event_time_ms, now_ms};
-use connectd_sdk::{BadRecord, Batch, BuildContext, ConnectorError, Emitter, FieldPath, Object, Record, Transform, Value};
+use connectd_sdk::{
+    BadRecord, Batch, BuildContext, ConnectorError, Emitter, FieldPath, Object, Record, Transform,
+    Value,
+};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
@@ -97,14 +100,21 @@ fn ms(d: Duration) -> i64 {
 }
 
 pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Transform>, Invalid> {
-    let kind = match cfg.one_of("kind", &["tumbling", "hopping", "sliding", "session"], "tumbling") {
+    let kind = match cfg.one_of(
+        "kind",
+        &["tumbling", "hopping", "sliding", "session"],
+        "tumbling",
+    ) {
         "hopping" => Kind::Hopping,
         "sliding" => Kind::Sliding,
         "session" => Kind::Session,
         _ => Kind::Tumbling,
     };
     if !cfg.has("kind") {
-        cfg.error("kind", "missing required field (expected one of tumbling | hopping | sliding | session)");
+        cfg.error(
+            "kind",
+            "missing required field (expected one of tumbling | hopping | sliding | session)",
+        );
     }
     let (mut size, mut hop, mut gap) = (0, 0, 0);
     match kind {
@@ -114,7 +124,10 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Tra
     if kind == Kind::Hopping {
         hop = ms(cfg.duration("hop"));
         if hop <= 0 || hop > size {
-            cfg.error("hop", format!("hop must be greater than 0 and at most size ({size} ms)"));
+            cfg.error(
+                "hop",
+                format!("hop must be greater than 0 and at most size ({size} ms)"),
+            );
         }
     }
     if kind != Kind::Session && size <= 0 && cfg.has("size") {
@@ -133,13 +146,27 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Tra
     let late_to_dlq = cfg.one_of("late", &["drop", "dlq"], "drop") == "dlq";
     let emit_changes = cfg.one_of("emit", &["final", "changes"], "final") == "changes";
     if emit_changes && kind == Kind::Sliding {
-        cfg.error("emit", "sliding windows emit one row per record; `emit: changes` applies to the other kinds");
+        cfg.error(
+            "emit",
+            "sliding windows emit one row per record; `emit: changes` applies to the other kinds",
+        );
     }
-    let group_by: Vec<FieldPath> = cfg.opt_str_list("group_by").unwrap_or_default().iter().map(|p| FieldPath::parse(p)).collect();
+    let group_by: Vec<FieldPath> = cfg
+        .opt_str_list("group_by")
+        .unwrap_or_default()
+        .iter()
+        .map(|p| FieldPath::parse(p))
+        .collect();
     let idle_timeout = cfg.opt_duration("idle_timeout").map(ms);
     let mut aggregates = Vec::new();
     match cfg.opt_entries("aggregates") {
-        None => cfg.error("aggregates", format!("missing required field (a mapping of output name to aggregate: {})", aggregate::AGG_HELP)),
+        None => cfg.error(
+            "aggregates",
+            format!(
+                "missing required field (a mapping of output name to aggregate: {})",
+                aggregate::AGG_HELP
+            ),
+        ),
         Some(entries) => {
             for (k, node) in entries {
                 let field = format!("aggregates.{}", k.name);
@@ -148,7 +175,14 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Tra
                         Ok(spec) => aggregates.push(spec),
                         Err(e) => cfg.error_at(node, &field, e),
                     },
-                    _ => cfg.error_at(node, &field, format!("expected an aggregate such as avg(price), found {}", node.kind())),
+                    _ => cfg.error_at(
+                        node,
+                        &field,
+                        format!(
+                            "expected an aggregate such as avg(price), found {}",
+                            node.kind()
+                        ),
+                    ),
                 }
             }
         }
@@ -218,9 +252,12 @@ impl Window {
     fn event_time(&self, r: &Record) -> Result<i64, String> {
         match &self.spec.time {
             TimeSource::Field(path) => {
-                event_time_ms(r.value.get_path(path).unwrap_or(&Value::Null)).map_err(|e| format!("window time `{path}`: {e}"))
+                event_time_ms(r.value.get_path(path).unwrap_or(&Value::Null))
+                    .map_err(|e| format!("window time `{path}`: {e}"))
             }
-            TimeSource::RecordTimestamp => r.timestamp.ok_or_else(|| "window time `$timestamp`: the record has no timestamp".to_string()),
+            TimeSource::RecordTimestamp => r
+                .timestamp
+                .ok_or_else(|| "window time `$timestamp`: the record has no timestamp".to_string()),
             TimeSource::ProcessingTime => Ok(now_ms()),
         }
     }
@@ -235,7 +272,11 @@ impl Window {
         for a in &self.spec.aggregates {
             match a.input(r) {
                 Ok(v) => inputs.push(v),
-                Err(e) => return out.bad.push(BadRecord::record(r.clone(), format!("window: {e}"))),
+                Err(e) => {
+                    return out
+                        .bad
+                        .push(BadRecord::record(r.clone(), format!("window: {e}")))
+                }
             }
         }
         let key = GroupKey(
@@ -281,7 +322,13 @@ impl Window {
 }
 
 /// Builds an output row: window bounds, group fields, aggregates.
-pub(crate) fn output_row(spec: &WindowSpec, start: i64, end: i64, key: &GroupKey, values: impl Iterator<Item = Value>) -> Record {
+pub(crate) fn output_row(
+    spec: &WindowSpec,
+    start: i64,
+    end: i64,
+    key: &GroupKey,
+    values: impl Iterator<Item = Value>,
+) -> Record {
     let mut o = Object::with_capacity(2 + key.0.len() + spec.aggregates.len());
     o.push_unchecked("window_start", Value::Int(start));
     o.push_unchecked("window_end", Value::Int(end));
@@ -296,11 +343,18 @@ pub(crate) fn output_row(spec: &WindowSpec, start: i64, end: i64, key: &GroupKey
         [one] => one.clone(),
         many => Value::List(many.to_vec()),
     };
-    Record::new(Value::Object(o)).with_key(record_key).with_timestamp(end)
+    Record::new(Value::Object(o))
+        .with_key(record_key)
+        .with_timestamp(end)
 }
 
 impl Transform for Window {
-    fn process(&mut self, _input: usize, batch: Batch, out: &mut Emitter) -> Result<(), ConnectorError> {
+    fn process(
+        &mut self,
+        _input: usize,
+        batch: Batch,
+        out: &mut Emitter,
+    ) -> Result<(), ConnectorError> {
         if !batch.is_empty() {
             self.last_input_wall = now_ms();
         }
@@ -311,7 +365,9 @@ impl Transform for Window {
     }
 
     fn tick_interval(&self) -> Option<Duration> {
-        self.spec.idle_timeout.map(|t| Duration::from_millis((t / 4).clamp(10, 1000) as u64))
+        self.spec
+            .idle_timeout
+            .map(|t| Duration::from_millis((t / 4).clamp(10, 1000) as u64))
     }
 
     /// An idle input advances the watermark by processing time, so the last windows of
@@ -341,16 +397,24 @@ impl Transform for Window {
             seq: u64,
             state: &'a State,
         }
-        serde_json::to_value(SnapshotRef { watermark: self.watermark, seq: self.seq, state: &self.state })
-            .map_err(|e| ConnectorError::permanent("window: cannot serialize state").with_source(e))
+        serde_json::to_value(SnapshotRef {
+            watermark: self.watermark,
+            seq: self.seq,
+            state: &self.state,
+        })
+        .map_err(|e| ConnectorError::permanent("window: cannot serialize state").with_source(e))
     }
 
     fn restore(&mut self, state: serde_json::Value) -> Result<(), ConnectorError> {
         if state.is_null() {
             return Ok(());
         }
-        let snap: Snapshot = serde_json::from_value(state)
-            .map_err(|e| ConnectorError::permanent("window: the checkpointed state does not match this window's kind").with_source(e))?;
+        let snap: Snapshot = serde_json::from_value(state).map_err(|e| {
+            ConnectorError::permanent(
+                "window: the checkpointed state does not match this window's kind",
+            )
+            .with_source(e)
+        })?;
         self.watermark = snap.watermark;
         self.seq = snap.seq;
         self.state = snap.state;

@@ -47,9 +47,10 @@ impl Sessions {
         }
         let sessions = self.by_key.entry(key.clone()).or_default();
         // The new record's own window [t, t + gap) merges with every session it meets.
-        let (meets, rest): (Vec<Session>, Vec<Session>) = std::mem::take(sessions)
-            .into_iter()
-            .partition(|s| t < s.last.saturating_add(spec.gap) && s.first < t.saturating_add(spec.gap));
+        let (meets, rest): (Vec<Session>, Vec<Session>) =
+            std::mem::take(sessions).into_iter().partition(|s| {
+                t < s.last.saturating_add(spec.gap) && s.first < t.saturating_add(spec.gap)
+            });
         *sessions = rest;
         if meets.is_empty() && t.saturating_add(spec.gap).saturating_add(spec.grace) <= watermark {
             if sessions.is_empty() {
@@ -66,17 +67,25 @@ impl Sessions {
             acc.add(*input, seq);
         }
         for s in meets {
-            self.closing.remove(&(close_at(spec, &s), key.clone(), s.first));
+            self.closing
+                .remove(&(close_at(spec, &s), key.clone(), s.first));
             merged.first = merged.first.min(s.first);
             merged.last = merged.last.max(s.last);
             for (a, b) in merged.accs.iter_mut().zip(s.accs) {
                 a.merge(b);
             }
         }
-        self.closing.insert((close_at(spec, &merged), key.clone(), merged.first));
+        self.closing
+            .insert((close_at(spec, &merged), key.clone(), merged.first));
         if spec.emit_changes {
             let end = merged.last.saturating_add(spec.gap);
-            out.emit(output_row(spec, merged.first, end, &key, merged.accs.iter().map(Acc::value)));
+            out.emit(output_row(
+                spec,
+                merged.first,
+                end,
+                &key,
+                merged.accs.iter().map(Acc::value),
+            ));
         }
         sessions.push(merged);
         true
@@ -85,7 +94,8 @@ impl Sessions {
     fn rebuild_index(&mut self, spec: &WindowSpec) {
         for (key, sessions) in &self.by_key {
             for s in sessions {
-                self.closing.insert((close_at(spec, s), key.clone(), s.first));
+                self.closing
+                    .insert((close_at(spec, s), key.clone(), s.first));
             }
         }
     }
@@ -98,16 +108,28 @@ impl Sessions {
             if first.0 > watermark {
                 break;
             }
-            let Some((_, key, start)) = self.closing.pop_first() else { break };
-            let Some(sessions) = self.by_key.get_mut(&key) else { continue };
-            let Some(pos) = sessions.iter().position(|s| s.first == start) else { continue };
+            let Some((_, key, start)) = self.closing.pop_first() else {
+                break;
+            };
+            let Some(sessions) = self.by_key.get_mut(&key) else {
+                continue;
+            };
+            let Some(pos) = sessions.iter().position(|s| s.first == start) else {
+                continue;
+            };
             let s = sessions.swap_remove(pos);
             if sessions.is_empty() {
                 self.by_key.remove(&key);
             }
             if !spec.emit_changes {
                 let end = s.last.saturating_add(spec.gap);
-                out.emit(output_row(spec, s.first, end, &key, s.accs.iter().map(Acc::value)));
+                out.emit(output_row(
+                    spec,
+                    s.first,
+                    end,
+                    &key,
+                    s.accs.iter().map(Acc::value),
+                ));
             }
         }
     }

@@ -12,7 +12,10 @@ use super::*;
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
     fn below(&mut self, n: u64) -> u64 {
@@ -45,7 +48,11 @@ fn events(seed: u64, n: usize, jitter: i64, late_every: usize) -> Vec<Event> {
             if late_every > 0 && i % late_every == late_every - 1 {
                 t -= 20_000;
             }
-            Event { t, host: hosts[rng.below(3) as usize], v: rng.below(100) as i64 }
+            Event {
+                t,
+                host: hosts[rng.below(3) as usize],
+                v: rng.below(100) as i64,
+            }
         })
         .collect()
 }
@@ -72,7 +79,10 @@ fn spec(kind: Kind, size: i64, hop: i64, gap: i64, ooo: i64, grace: i64) -> Wind
         late_to_dlq: false,
         emit_changes: false,
         group_by: vec![FieldPath::parse("host")],
-        aggregates: aggs.iter().map(|(n, a)| AggSpec::parse(n, a).unwrap()).collect(),
+        aggregates: aggs
+            .iter()
+            .map(|(n, a)| AggSpec::parse(n, a).unwrap())
+            .collect(),
         idle_timeout: None,
     }
 }
@@ -82,7 +92,8 @@ fn run(spec: &WindowSpec, evs: &[Event], batch: usize) -> (Vec<Record>, u64) {
     let mut w = Window::new(spec.clone());
     let mut out = Emitter::default();
     for chunk in evs.chunks(batch) {
-        w.process(0, Arc::new(chunk.iter().map(record).collect()), &mut out).unwrap();
+        w.process(0, Arc::new(chunk.iter().map(record).collect()), &mut out)
+            .unwrap();
     }
     w.on_end(&mut out).unwrap();
     (out.records, out.late_dropped)
@@ -118,9 +129,18 @@ fn rows(records: &[Record]) -> Vec<Row> {
         .map(|r| {
             let o = r.value.as_object().unwrap();
             let get = |k: &str| o.get(k).cloned().unwrap();
-            let aggs = ["n", "total", "mean", "lo", "hi", "first_v", "last_v", "distinct"].iter().map(|k| get(k)).collect();
-            let Value::Int(s) = get("window_start") else { panic!() };
-            let Value::Int(e) = get("window_end") else { panic!() };
+            let aggs = [
+                "n", "total", "mean", "lo", "hi", "first_v", "last_v", "distinct",
+            ]
+            .iter()
+            .map(|k| get(k))
+            .collect();
+            let Value::Int(s) = get("window_start") else {
+                panic!()
+            };
+            let Value::Int(e) = get("window_end") else {
+                panic!()
+            };
             (s, e, get("host").to_string(), aggs)
         })
         .collect();
@@ -168,7 +188,10 @@ fn oracle_aligned(evs: &[Event], size: i64, step: i64, ooo: i64, grace: i64) -> 
         while start + size > e.t {
             if start + size + grace > before {
                 accepted = true;
-                groups.entry((start, start + size, e.host.to_string())).or_default().push((i, e.v));
+                groups
+                    .entry((start, start + size, e.host.to_string()))
+                    .or_default()
+                    .push((i, e.v));
             }
             start -= step;
         }
@@ -176,7 +199,13 @@ fn oracle_aligned(evs: &[Event], size: i64, step: i64, ooo: i64, grace: i64) -> 
             late += 1;
         }
     }
-    (groups.into_iter().map(|((s, e, h), vals)| (s, e, h, expected_aggs(&vals))).collect(), late)
+    (
+        groups
+            .into_iter()
+            .map(|((s, e, h), vals)| (s, e, h, expected_aggs(&vals)))
+            .collect(),
+        late,
+    )
 }
 
 #[test]
@@ -210,7 +239,11 @@ fn sliding_matches_brute_force() {
     let sp = spec(Kind::Sliding, size, 0, 0, ooo, grace);
     let wms = watermarks(&evs, ooo);
     // A record's row fires after the first arrival that moves the watermark to t + grace.
-    let fire_index = |t: i64| wms.iter().position(|w| *w >= t + grace).unwrap_or(usize::MAX);
+    let fire_index = |t: i64| {
+        wms.iter()
+            .position(|w| *w >= t + grace)
+            .unwrap_or(usize::MAX)
+    };
     let accepted: Vec<usize> = (0..evs.len())
         .filter(|&i| {
             let before = if i == 0 { i64::MIN } else { wms[i - 1] };
@@ -253,7 +286,11 @@ fn session_matches_brute_force_without_late_data() {
         for _ in 0..len {
             t += rng.below(300) as i64;
             let host = ["doc", "dopey"][burst % 2];
-            evs.push(Event { t: t - rng.below(200) as i64, host, v: rng.below(10) as i64 });
+            evs.push(Event {
+                t: t - rng.below(200) as i64,
+                host,
+                v: rng.below(10) as i64,
+            });
         }
         t += 2000 + rng.below(3000) as i64;
     }
@@ -262,7 +299,11 @@ fn session_matches_brute_force_without_late_data() {
     // Brute force: sort each host's events by time and cut where consecutive times differ by >= gap.
     let mut want = Vec::new();
     for host in ["doc", "dopey"] {
-        let mut mine: Vec<(usize, &Event)> = evs.iter().enumerate().filter(|(_, e)| e.host == host).collect();
+        let mut mine: Vec<(usize, &Event)> = evs
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.host == host)
+            .collect();
         mine.sort_by_key(|(_, e)| e.t);
         let mut cur: Vec<(usize, &Event)> = Vec::new();
         let flush = |cur: &mut Vec<(usize, &Event)>, want: &mut Vec<Row>| {
@@ -337,11 +378,22 @@ fn snapshot_restore_mid_stream_gives_the_same_output() {
         let (whole, _) = run(&sp, &evs, 50);
         let mut a = Window::new(sp.clone());
         let mut out = Emitter::default();
-        a.process(0, Arc::new(evs[..1234].iter().map(record).collect()), &mut out).unwrap();
+        a.process(
+            0,
+            Arc::new(evs[..1234].iter().map(record).collect()),
+            &mut out,
+        )
+        .unwrap();
         let snap = a.snapshot().unwrap();
         let mut b = Window::new(sp.clone());
-        b.restore(serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap()).unwrap();
-        b.process(0, Arc::new(evs[1234..].iter().map(record).collect()), &mut out).unwrap();
+        b.restore(serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap())
+            .unwrap();
+        b.process(
+            0,
+            Arc::new(evs[1234..].iter().map(record).collect()),
+            &mut out,
+        )
+        .unwrap();
         b.on_end(&mut out).unwrap();
         assert_eq!(rows(&out.records), rows(&whole), "{kind:?}");
         assert_eq!(out.records, whole, "{kind:?}: same rows in the same order");
@@ -353,17 +405,26 @@ fn bad_time_and_bad_types_go_to_bad_records() {
     let sp = spec(Kind::Tumbling, 1000, 0, 0, 0, 0);
     let mut w = Window::new(sp);
     let mut out = Emitter::default();
-    let good = record(&Event { t: 5, host: "doc", v: 1 });
+    let good = record(&Event {
+        t: 5,
+        host: "doc",
+        v: 1,
+    });
     let mut no_time = good.clone();
     no_time.value = Value::Object([("host", Value::str("doc"))].into_iter().collect());
     let mut bad_v = good.clone();
     if let Value::Object(o) = &mut bad_v.value {
         o.insert("v", Value::str("ninety"));
     }
-    w.process(0, Arc::new(vec![good, no_time, bad_v]), &mut out).unwrap();
+    w.process(0, Arc::new(vec![good, no_time, bad_v]), &mut out)
+        .unwrap();
     w.on_end(&mut out).unwrap();
     assert_eq!(out.records.len(), 1);
     assert_eq!(out.bad.len(), 2);
     assert!(out.bad[0].reason.contains("ts"), "{}", out.bad[0].reason);
-    assert!(out.bad[1].reason.contains("expected a number"), "{}", out.bad[1].reason);
+    assert!(
+        out.bad[1].reason.contains("expected a number"),
+        "{}",
+        out.bad[1].reason
+    );
 }
