@@ -9,6 +9,7 @@
 pub mod config;
 pub mod error;
 pub mod expr;
+pub mod json;
 pub mod record;
 pub mod registry;
 pub mod time;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use connectd_sdk::config::{ConfigMap, Invalid};
-use connectd_sdk::{BadRecord, BuildContext, ConnectorError, Record, Source, SourcePoll, Value};
+use connectd_sdk::{BadRecord, BuildContext, ConnectorError, Record, Source, SourcePoll};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug)]
@@ -120,7 +120,7 @@ impl Source for FileSource {
             // every string in it.
             let parsed = std::str::from_utf8(text)
                 .map_err(|e| format!("the line is not UTF-8: {e}"))
-                .and_then(|s| serde_json::from_str::<Value>(s).map_err(|e| e.to_string()));
+                .and_then(|s| connectd_sdk::json::parse(s).map_err(|e| e.to_string()));
             match parsed {
                 Ok(v) => out.push(Record::new(v)),
                 Err(e) => bad.push(BadRecord::raw(
