@@ -3,14 +3,37 @@
 use std::collections::BTreeMap;
 
 use connectd_sdk::{Emitter, Value};
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
-use super::{output_row, pairs, Acc, GroupKey, Kind, WindowSpec};
+use super::{key_hash, output_row, pairs, Acc, GroupKey, Kind, WindowSpec};
 
-/// One window's groups: key → accumulators.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Groups(#[serde(with = "pairs")] FxHashMap<GroupKey, Vec<Acc>>);
+/// One window's groups: key → accumulators, looked up by borrowed key values.
+#[derive(Default)]
+struct Groups(HashTable<(GroupKey, Vec<Acc>)>);
+
+impl std::fmt::Debug for Groups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Groups({})", self.0.len())
+    }
+}
+
+impl Serialize for Groups {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Groups {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let entries: Vec<(GroupKey, Vec<Acc>)> = Vec::deserialize(d)?;
+        let mut table = HashTable::with_capacity(entries.len());
+        for e in entries {
+            table.insert_unique(key_hash(e.0 .0.iter()), e, |(k, _)| key_hash(k.0.iter()));
+        }
+        Ok(Groups(table))
+    }
+}
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Aligned {
@@ -39,7 +62,7 @@ impl Aligned {
         spec: &WindowSpec,
         watermark: i64,
         t: i64,
-        key: GroupKey,
+        key: &[&Value],
         inputs: &[Option<&Value>],
         seq: u64,
         out: &mut Emitter,
@@ -52,12 +75,20 @@ impl Aligned {
             }
             accepted = true;
             let groups = self.windows.entry((end, start)).or_default();
-            let accs = match groups.0.get_mut(&key) {
-                Some(a) => a,
-                None => groups
-                    .0
-                    .entry(key.clone())
-                    .or_insert_with(|| spec.aggregates.iter().map(|a| a.new_acc()).collect()),
+            let hash = key_hash(key.iter().copied());
+            let (owned_key, accs) = match groups.0.find_mut(hash, |(k, _)| k.matches(key)) {
+                Some((k, a)) => (&*k, a),
+                None => {
+                    let fresh = (
+                        GroupKey::from_refs(key),
+                        spec.aggregates.iter().map(|a| a.new_acc()).collect(),
+                    );
+                    let (k, a) = groups
+                        .0
+                        .insert_unique(hash, fresh, |(k, _)| key_hash(k.0.iter()))
+                        .into_mut();
+                    (&*k, a)
+                }
             };
             for (acc, input) in accs.iter_mut().zip(inputs) {
                 acc.add(*input, seq);
@@ -67,7 +98,7 @@ impl Aligned {
                     spec,
                     start,
                     end,
-                    &key,
+                    owned_key,
                     accs.iter().map(Acc::value),
                 ));
             }

@@ -65,6 +65,32 @@ pub struct WindowSpec {
 #[serde(transparent)]
 pub struct GroupKey(pub SmallVec<[Value; 3]>);
 
+/// The group-by values of one record, borrowed from it.
+pub(crate) type KeyRefs<'r> = SmallVec<[&'r Value; 4]>;
+
+static NULL: Value = Value::Null;
+
+impl GroupKey {
+    pub(crate) fn from_refs(refs: &[&Value]) -> Self {
+        GroupKey(refs.iter().map(|v| (*v).clone()).collect())
+    }
+
+    /// Whether this key holds exactly these values.
+    pub(crate) fn matches(&self, refs: &[&Value]) -> bool {
+        self.0.len() == refs.len() && self.0.iter().zip(refs).all(|(a, b)| a.total_cmp(b).is_eq())
+    }
+}
+
+/// Hash of key values, the same for an owned key and borrowed values.
+pub(crate) fn key_hash<'v>(values: impl Iterator<Item = &'v Value>) -> u64 {
+    use std::hash::Hasher as _;
+    let mut h = rustc_hash::FxHasher::default();
+    for v in values {
+        v.hash_into(&mut h);
+    }
+    h.finish()
+}
+
 impl PartialEq for GroupKey {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other).is_eq()
@@ -279,18 +305,33 @@ impl Window {
                 }
             }
         }
-        let key = GroupKey(
-            self.spec
-                .group_by
-                .iter()
-                .map(|p| r.value.get_path(p).cloned().unwrap_or(Value::Null))
-                .collect(),
-        );
+        // Borrowed key values: an owned key is built only when a new group starts.
+        let key: KeyRefs = self
+            .spec
+            .group_by
+            .iter()
+            .map(|p| r.value.get_path(p).unwrap_or(&NULL))
+            .collect();
         self.seq += 1;
         let accepted = match &mut self.state {
-            State::Aligned(s) => s.add(&self.spec, self.watermark, t, key, &inputs, self.seq, out),
-            State::Session(s) => s.add(&self.spec, self.watermark, t, key, &inputs, self.seq, out),
-            State::Sliding(s) => s.add(&self.spec, self.watermark, t, key, &inputs, self.seq),
+            State::Aligned(s) => s.add(&self.spec, self.watermark, t, &key, &inputs, self.seq, out),
+            State::Session(s) => s.add(
+                &self.spec,
+                self.watermark,
+                t,
+                GroupKey::from_refs(&key),
+                &inputs,
+                self.seq,
+                out,
+            ),
+            State::Sliding(s) => s.add(
+                &self.spec,
+                self.watermark,
+                t,
+                GroupKey::from_refs(&key),
+                &inputs,
+                self.seq,
+            ),
         };
         if !accepted {
             if self.spec.late_to_dlq {
