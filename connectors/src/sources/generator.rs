@@ -194,3 +194,122 @@ impl<M: RecordMaker + std::fmt::Debug> Source for Generator<M> {
         .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use connectd_sdk::config::{ConfigErrors, ConfigMap, ConfigNode, ConfigValue};
+    use connectd_sdk::{BuildContext, Record, Source, SourcePoll};
+
+    fn build(kind: &str, yaml: &[(&str, &str)]) -> Box<dyn Source> {
+        let node = ConfigNode {
+            value: ConfigValue::Map(
+                yaml.iter()
+                    .map(|(k, v)| {
+                        (
+                            connectd_sdk::config::ConfigKey {
+                                name: k.to_string(),
+                                span: Default::default(),
+                            },
+                            ConfigNode {
+                                value: ConfigValue::Scalar(v.to_string()),
+                                span: Default::default(),
+                                secret: false,
+                            },
+                        )
+                    })
+                    .collect(),
+            ),
+            span: Default::default(),
+            secret: false,
+        };
+        let errors = ConfigErrors::default();
+        let mut cfg = ConfigMap::new(&node, "sources.g", &errors);
+        let ctx = BuildContext {
+            pipeline: "p".into(),
+            component: "g".into(),
+            state_dir: ".".into(),
+            inputs: vec![],
+        };
+        let built = match kind {
+            "iot" => super::super::iot::build(&mut cfg, &ctx),
+            _ => super::super::trades::build(&mut cfg, &ctx),
+        };
+        assert!(errors.is_empty(), "{:?}", errors.take());
+        built.expect("valid config")
+    }
+
+    async fn take(src: &mut Box<dyn Source>, n: usize) -> Vec<Record> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            match src
+                .poll(n - out.len(), &mut Vec::new())
+                .await
+                .expect("poll")
+            {
+                SourcePoll::Batch(b) => out.extend(b),
+                SourcePoll::Idle(_) => {}
+                SourcePoll::End => break,
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn same_seed_and_offset_give_the_same_records() {
+        for kind in ["iot", "trades"] {
+            let opts = [
+                ("seed", "9"),
+                ("rate", "0"),
+                ("start", "0"),
+                ("jitter", "3s"),
+                ("late_ratio", "0.1"),
+            ];
+            let opts: Vec<_> = opts
+                .into_iter()
+                .filter(|(k, _)| kind == "iot" || !matches!(*k, "jitter" | "late_ratio"))
+                .collect();
+            let mut whole = build(kind, &opts);
+            whole.open(None).await.expect("open");
+            let all = take(&mut whole, 1000).await;
+            let mut first = build(kind, &opts);
+            first.open(None).await.expect("open");
+            let head = take(&mut first, 400).await;
+            let offset = first.offset();
+            let mut resumed = build(kind, &opts);
+            resumed.open(Some(offset)).await.expect("open");
+            let tail = take(&mut resumed, 600).await;
+            assert_eq!([head, tail].concat(), all, "{kind}");
+        }
+    }
+
+    #[tokio::test]
+    async fn count_bounds_the_stream_and_iot_has_late_events() {
+        let mut src = build(
+            "iot",
+            &[
+                ("seed", "1"),
+                ("rate", "0"),
+                ("count", "2500"),
+                ("start", "0"),
+                ("late_ratio", "0.2"),
+                ("late_by", "1m"),
+            ],
+        );
+        src.open(None).await.expect("open");
+        let all = take(&mut src, 10_000).await;
+        assert_eq!(all.len(), 2500);
+        let late = all
+            .iter()
+            .filter(|r| r.timestamp.unwrap_or(0) < -30_000)
+            .count();
+        assert!((300..700).contains(&late), "about 20% late, got {late}");
+        for r in &all {
+            let usage = r
+                .value
+                .get_path(&connectd_sdk::FieldPath::parse("usage"))
+                .and_then(|v| v.as_f64())
+                .unwrap_or(-1.0);
+            assert!((0.0..=100.0).contains(&usage));
+        }
+    }
+}

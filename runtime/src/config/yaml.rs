@@ -21,7 +21,7 @@ fn span(file: &Arc<str>, s: &marked_yaml::Span) -> Span {
 pub fn parse(file: &Arc<str>, text: &str, errors: &ConfigErrors) -> Option<ConfigNode> {
     let options = LoaderOptions::default().error_on_duplicate_keys(true);
     match marked_yaml::parse_yaml_with_options(0, text, options) {
-        Ok(node) => Some(convert(file, &node, errors)),
+        Ok(node) => Some(convert(file, &node, errors, "")),
         Err(e) => {
             let (marker, message) = match &e {
                 LoadError::TopLevelMustBeMapping(m) => (
@@ -64,7 +64,7 @@ pub fn parse(file: &Arc<str>, text: &str, errors: &ConfigErrors) -> Option<Confi
     }
 }
 
-fn convert(file: &Arc<str>, node: &Node, errors: &ConfigErrors) -> ConfigNode {
+fn convert(file: &Arc<str>, node: &Node, errors: &ConfigErrors, path: &str) -> ConfigNode {
     match node {
         Node::Scalar(s) => {
             let sp = span(file, s.span());
@@ -83,7 +83,7 @@ fn convert(file: &Arc<str>, node: &Node, errors: &ConfigErrors) -> ConfigNode {
                     secret,
                 },
                 Err(message) => {
-                    errors.push(&sp, "", message);
+                    errors.push(&sp, path, message);
                     ConfigNode {
                         value: ConfigValue::Scalar(String::new()),
                         span: sp,
@@ -93,7 +93,12 @@ fn convert(file: &Arc<str>, node: &Node, errors: &ConfigErrors) -> ConfigNode {
             }
         }
         Node::Sequence(seq) => ConfigNode {
-            value: ConfigValue::List(seq.iter().map(|n| convert(file, n, errors)).collect()),
+            value: ConfigValue::List(
+                seq.iter()
+                    .enumerate()
+                    .map(|(i, n)| convert(file, n, errors, &format!("{path}[{i}]")))
+                    .collect(),
+            ),
             span: span(file, seq.span()),
             secret: false,
         },
@@ -101,12 +106,17 @@ fn convert(file: &Arc<str>, node: &Node, errors: &ConfigErrors) -> ConfigNode {
             value: ConfigValue::Map(
                 map.iter()
                     .map(|(k, v)| {
+                        let child = if path.is_empty() {
+                            k.as_str().to_string()
+                        } else {
+                            format!("{path}.{}", k.as_str())
+                        };
                         (
                             ConfigKey {
                                 name: k.as_str().to_string(),
                                 span: span(file, k.span()),
                             },
-                            convert(file, v, errors),
+                            convert(file, v, errors, &child),
                         )
                     })
                     .collect(),

@@ -56,3 +56,51 @@ macro_rules! retry {
 }
 
 pub(crate) use retry;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use connectd_sdk::ConnectorError;
+
+    #[tokio::test]
+    async fn transient_errors_are_retried_until_success() {
+        let mut attempts = 0;
+        let mut op = || {
+            attempts += 1;
+            let n = attempts;
+            async move {
+                if n < 3 {
+                    Err(ConnectorError::transient(format!(
+                        "attempt {n}: connection reset"
+                    )))
+                } else {
+                    Ok(n)
+                }
+            }
+        };
+        let result: Result<u32, ConnectorError> = retry!(Duration::from_secs(10), "test op", op());
+        assert_eq!(result.ok(), Some(3));
+    }
+
+    #[tokio::test]
+    async fn permanent_errors_are_not_retried() {
+        let mut attempts = 0;
+        let mut op = || {
+            attempts += 1;
+            async { Err::<(), _>(ConnectorError::permanent("bad credentials")) }
+        };
+        let result = retry!(Duration::from_secs(10), "test op", op());
+        assert!(result.is_err());
+        assert_eq!(attempts, 1);
+    }
+
+    #[tokio::test]
+    async fn retrying_stops_at_the_deadline() {
+        let started = std::time::Instant::now();
+        let op = || async { Err::<(), _>(ConnectorError::transient("timeout")) };
+        let result = retry!(Duration::from_millis(300), "test op", op());
+        assert!(result.is_err());
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
