@@ -9,6 +9,8 @@ pub fn register(registry: &mut Registry) {
     registry.source("iot", sources::iot::build);
     registry.source("trades", sources::trades::build);
     registry.source("file", sources::file::build);
+    #[cfg(feature = "http-sources")]
+    registry.source("yahoo", sources::yahoo::build);
     registry.sink("csv", sinks::csv::build);
     registry.sink("jsonl", sinks::jsonl::build);
     registry.sink("stdout", sinks::stdout::build);

@@ -2,5 +2,9 @@
 
 pub mod file;
 pub mod generator;
+#[cfg(feature = "http-sources")]
+pub mod http;
 pub mod iot;
 pub mod trades;
+#[cfg(feature = "http-sources")]
+pub mod yahoo;

@@ -1,0 +1,192 @@
+//! A scripted HTTP server for the REST source tests: each path answers from its queue of
+//! replies (the last one repeats), and every request is recorded.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use connectd_sdk::config::{ConfigErrors, ConfigKey, ConfigMap, ConfigNode, ConfigValue};
+use connectd_sdk::{BadRecord, BuildContext, Record, Source, SourcePoll};
+
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(body: impl Into<String>) -> Self {
+        Reply {
+            status: 200,
+            headers: vec![("content-type", "application/json".into())],
+            body: body.into(),
+        }
+    }
+    pub fn status(status: u16, body: impl Into<String>) -> Self {
+        Reply {
+            status,
+            headers: vec![],
+            body: body.into(),
+        }
+    }
+    pub fn header(mut self, k: &'static str, v: impl Into<String>) -> Self {
+        self.headers.push((k, v.into()));
+        self
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+}
+
+#[derive(Clone, Default)]
+pub struct Server {
+    replies: Arc<Mutex<HashMap<String, VecDeque<Reply>>>>,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Server {
+    /// Starts on an ephemeral loopback port; returns the base URL.
+    pub async fn start(&self) -> String {
+        let me = self.clone();
+        let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
+            let me = me.clone();
+            async move { me.answer(uri, headers) }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}")
+    }
+
+    /// Queues replies for a path (without query).
+    pub fn script(&self, path: &str, replies: Vec<Reply>) {
+        self.replies
+            .lock()
+            .unwrap()
+            .entry(path.to_string())
+            .or_default()
+            .extend(replies);
+    }
+
+    pub fn requests_to(&self, path: &str) -> Vec<Seen> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.path_and_query.split('?').next() == Some(path))
+            .cloned()
+            .collect()
+    }
+
+    fn answer(&self, uri: Uri, headers: HeaderMap) -> Response {
+        self.seen.lock().unwrap().push(Seen {
+            path_and_query: uri.to_string(),
+            headers,
+        });
+        let mut replies = self.replies.lock().unwrap();
+        let reply = match replies.get_mut(uri.path()) {
+            Some(q) if q.len() > 1 => q.pop_front(),
+            Some(q) => q.front().cloned(),
+            None => None,
+        };
+        match reply {
+            Some(r) => {
+                let mut resp = (StatusCode::from_u16(r.status).unwrap(), r.body).into_response();
+                for (k, v) in r.headers {
+                    resp.headers_mut().insert(k, v.parse().unwrap());
+                }
+                resp
+            }
+            None => (StatusCode::NOT_FOUND, "no such path").into_response(),
+        }
+    }
+}
+
+/// Builds a source from `key: value` pairs as a pipeline file would give them.
+pub fn build_source(
+    build: connectd_sdk::registry::SourceBuilder,
+    pairs: &[(&str, ConfigValue)],
+) -> Result<Box<dyn Source>, Vec<connectd_sdk::config::ConfigError>> {
+    let node = ConfigNode {
+        value: ConfigValue::Map(
+            pairs
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        ConfigKey {
+                            name: k.to_string(),
+                            span: Default::default(),
+                        },
+                        ConfigNode {
+                            value: v.clone(),
+                            span: Default::default(),
+                            secret: false,
+                        },
+                    )
+                })
+                .collect(),
+        ),
+        span: Default::default(),
+        secret: false,
+    };
+    let errors = ConfigErrors::default();
+    let mut cfg = ConfigMap::new(&node, "sources.s", &errors);
+    let ctx = BuildContext {
+        pipeline: "p".into(),
+        component: "s".into(),
+        state_dir: ".".into(),
+        inputs: vec![],
+    };
+    build(&mut cfg, &ctx).map_err(|_| errors.take())
+}
+
+pub fn s(v: &str) -> ConfigValue {
+    ConfigValue::Scalar(v.to_string())
+}
+
+pub fn list(items: &[&str]) -> ConfigValue {
+    ConfigValue::List(
+        items
+            .iter()
+            .map(|i| ConfigNode {
+                value: s(i),
+                span: Default::default(),
+                secret: false,
+            })
+            .collect(),
+    )
+}
+
+/// Polls until `n` records arrived (or `limit` passed), honouring Idle waits.
+pub async fn collect(
+    src: &mut Box<dyn Source>,
+    n: usize,
+    limit: Duration,
+) -> (Vec<Record>, Vec<BadRecord>) {
+    let started = Instant::now();
+    let mut out = Vec::new();
+    let mut bad = Vec::new();
+    while out.len() < n && started.elapsed() < limit {
+        match src.poll(1000, &mut bad).await {
+            Ok(SourcePoll::Batch(b)) => out.extend(b),
+            Ok(SourcePoll::Idle(d)) => tokio::time::sleep(d.min(Duration::from_millis(20))).await,
+            Ok(SourcePoll::End) => break,
+            Err(e) => panic!("source failed: {e}"),
+        }
+    }
+    (out, bad)
+}
+
+pub fn field<'r>(r: &'r Record, name: &str) -> &'r connectd_sdk::Value {
+    r.value
+        .get_path(&connectd_sdk::FieldPath::parse(name))
+        .unwrap_or_else(|| panic!("no field {name} in {:?}", r.value))
+}
