@@ -11,6 +11,8 @@ pub fn register(registry: &mut Registry) {
     registry.source("file", sources::file::build);
     #[cfg(feature = "http-sources")]
     registry.source("yahoo", sources::yahoo::build);
+    #[cfg(feature = "http-sources")]
+    registry.source("goapi", sources::goapi::build);
     registry.sink("csv", sinks::csv::build);
     registry.sink("jsonl", sinks::jsonl::build);
     registry.sink("stdout", sinks::stdout::build);

@@ -42,6 +42,9 @@ pub struct ConfigNode {
     pub span: Span,
     /// True when `${env:...}` / `${file:...}` contributed to it: never echoed back.
     pub secret: bool,
+    /// For interpolated values, the text as written (`${env:GOAPI_KEY}`): safe to show,
+    /// so errors can name the variable to fix.
+    pub raw: Option<String>,
 }
 
 impl ConfigNode {
@@ -442,6 +445,12 @@ impl<'a> ConfigMap<'a> {
         self.node(key).map(|n| n.to_json())
     }
 
+    /// How a value was written when it came from interpolation (`${env:NAME}`), for
+    /// error messages that must point at the variable without showing the secret.
+    pub fn written_as(&self, key: &str) -> Option<String> {
+        self.node.get(key).and_then(|n| n.raw.clone())
+    }
+
     /// Marks keys as read without reading them (handled by the runtime, e.g. `inputs`).
     pub fn allow(&mut self, keys: &[&'a str]) {
         self.used.extend_from_slice(keys);
@@ -555,6 +564,7 @@ mod tests {
                 column: 5,
             },
             secret: false,
+            raw: None,
         }
     }
 
@@ -585,6 +595,7 @@ mod tests {
                 column: 1,
             },
             secret: false,
+            raw: None,
         }
     }
 

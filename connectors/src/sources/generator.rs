@@ -214,6 +214,7 @@ mod tests {
                                 value: ConfigValue::Scalar(v.to_string()),
                                 span: Default::default(),
                                 secret: false,
+                                raw: None,
                             },
                         )
                     })
@@ -221,6 +222,7 @@ mod tests {
             ),
             span: Default::default(),
             secret: false,
+            raw: None,
         };
         let errors = ConfigErrors::default();
         let mut cfg = ConfigMap::new(&node, "sources.g", &errors);

@@ -3,6 +3,8 @@
 pub mod file;
 pub mod generator;
 #[cfg(feature = "http-sources")]
+pub mod goapi;
+#[cfg(feature = "http-sources")]
 pub mod http;
 pub mod iot;
 pub mod trades;

@@ -129,6 +129,7 @@ pub fn build_source(
                             value: v.clone(),
                             span: Default::default(),
                             secret: false,
+                            raw: None,
                         },
                     )
                 })
@@ -136,6 +137,7 @@ pub fn build_source(
         ),
         span: Default::default(),
         secret: false,
+        raw: None,
     };
     let errors = ConfigErrors::default();
     let mut cfg = ConfigMap::new(&node, "sources.s", &errors);
@@ -160,6 +162,7 @@ pub fn list(items: &[&str]) -> ConfigValue {
                 value: s(i),
                 span: Default::default(),
                 secret: false,
+                raw: None,
             })
             .collect(),
     )
@@ -189,4 +192,51 @@ pub fn field<'r>(r: &'r Record, name: &str) -> &'r connectd_sdk::Value {
     r.value
         .get_path(&connectd_sdk::FieldPath::parse(name))
         .unwrap_or_else(|| panic!("no field {name} in {:?}", r.value))
+}
+
+/// Like `build_source`, with one key given as a full node (e.g. an interpolated secret).
+pub fn build_with_node(
+    pairs: &[(&str, ConfigValue)],
+    key: &str,
+    special: ConfigNode,
+) -> Box<dyn Source> {
+    let node = ConfigNode {
+        value: ConfigValue::Map(
+            pairs
+                .iter()
+                .map(|(k, v)| {
+                    let n = if *k == key {
+                        special.clone()
+                    } else {
+                        ConfigNode {
+                            value: v.clone(),
+                            span: Default::default(),
+                            secret: false,
+                            raw: None,
+                        }
+                    };
+                    (
+                        ConfigKey {
+                            name: k.to_string(),
+                            span: Default::default(),
+                        },
+                        n,
+                    )
+                })
+                .collect(),
+        ),
+        span: Default::default(),
+        secret: false,
+        raw: None,
+    };
+    let errors = ConfigErrors::default();
+    let mut cfg = ConfigMap::new(&node, "sources.s", &errors);
+    let ctx = BuildContext {
+        pipeline: "p".into(),
+        component: "s".into(),
+        state_dir: ".".into(),
+        inputs: vec![],
+    };
+    connectd_connectors::sources::goapi::build(&mut cfg, &ctx)
+        .unwrap_or_else(|_| panic!("{:?}", errors.take()))
 }

@@ -74,6 +74,7 @@ fn convert(file: &Arc<str>, node: &Node, errors: &ConfigErrors, path: &str) -> C
                     value: ConfigValue::Null,
                     span: sp,
                     secret: false,
+                    raw: None,
                 };
             }
             match interpolate(text) {
@@ -81,6 +82,7 @@ fn convert(file: &Arc<str>, node: &Node, errors: &ConfigErrors, path: &str) -> C
                     value: ConfigValue::Scalar(value),
                     span: sp,
                     secret,
+                    raw: secret.then(|| text.to_string()),
                 },
                 Err(message) => {
                     errors.push(&sp, path, message);
@@ -88,6 +90,7 @@ fn convert(file: &Arc<str>, node: &Node, errors: &ConfigErrors, path: &str) -> C
                         value: ConfigValue::Scalar(String::new()),
                         span: sp,
                         secret: true,
+                        raw: None,
                     }
                 }
             }
@@ -101,6 +104,7 @@ fn convert(file: &Arc<str>, node: &Node, errors: &ConfigErrors, path: &str) -> C
             ),
             span: span(file, seq.span()),
             secret: false,
+            raw: None,
         },
         Node::Mapping(map) => ConfigNode {
             value: ConfigValue::Map(
@@ -123,6 +127,7 @@ fn convert(file: &Arc<str>, node: &Node, errors: &ConfigErrors, path: &str) -> C
             ),
             span: span(file, map.span()),
             secret: false,
+            raw: None,
         },
     }
 }
