@@ -9,6 +9,8 @@ pub fn register(registry: &mut Registry) {
     registry.source("iot", sources::iot::build);
     registry.source("trades", sources::trades::build);
     registry.source("file", sources::file::build);
+    #[cfg(feature = "alpaca")]
+    registry.source("alpaca", sources::alpaca::build);
     #[cfg(feature = "http-sources")]
     registry.source("yahoo", sources::yahoo::build);
     #[cfg(feature = "http-sources")]

@@ -152,13 +152,46 @@ fn quoted_globs_load_every_matching_file() {
 #[test]
 fn the_shipped_examples_validate() {
     let pattern = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/pipelines/*.yaml");
+    let reference = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../configs/pipeline-reference.yaml"
+    );
     let out = connectd()
-        .args(["validate", "--config", pattern])
+        .env("APCA_API_KEY_ID", "k")
+        .env("APCA_API_SECRET_KEY", "s")
+        .args(["validate", "--config", pattern, reference])
         .output()
         .unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for name in ["reference", "iot-monitoring", "yahoo-btc", "alpaca-spy"] {
+        assert!(
+            stdout.contains(&format!("ok: {name} ")),
+            "{name} missing in {stdout}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_environment_variable_is_named() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/pipelines/alpaca-spy.yaml"
+    );
+    let out = connectd()
+        .env_remove("APCA_API_KEY_ID")
+        .env("APCA_API_SECRET_KEY", "s")
+        .args(["validate", "--config", example])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("`APCA_API_KEY_ID` is not set") && stderr.contains("`sources.quotes.key`"),
+        "{stderr}"
     );
 }

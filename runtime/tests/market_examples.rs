@@ -2,6 +2,8 @@
 //! speak the providers' protocols; outputs checked value by value.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../../connectors/tests/alpaca_server/mod.rs"]
+mod alpaca_server;
 mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,4 +97,73 @@ fn yahoo_btc_example_writes_each_tick_once() {
     for (row, want) in rows.iter().zip(&expected) {
         assert_eq!(row, want);
     }
+}
+
+#[test]
+fn alpaca_spy_example_averages_bids_per_5s_window() {
+    use alpaca_server::*;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = AlpacaServer::default();
+    let quotes = [
+        ("2024-04-01T15:56:50.500000001Z", 100.25),
+        ("2024-04-01T15:56:51Z", 102.5),
+        ("2024-04-01T15:56:54.999999Z", 104.0),
+        ("2024-04-01T15:56:55.1Z", 200.5),
+        ("2024-04-01T15:56:59Z", 210.25),
+        ("2024-04-01T15:57:00Z", 1.5),
+    ];
+    *server.sessions.lock().unwrap() = vec![vec![batch(
+        &quotes
+            .iter()
+            .map(|(t, p)| quote("SPY", t, *p))
+            .collect::<Vec<_>>(),
+    )]];
+    let url = rt.block_on(server.start());
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/pipelines/alpaca-spy.yaml");
+    let mut child = connectd()
+        .current_dir(dir.path())
+        .env("ALPACA_STREAM_URL", &url)
+        .env("APCA_API_KEY_ID", KEY)
+        .env("APCA_API_SECRET_KEY", SECRET)
+        .args(["--admin-addr", "off", "--config"])
+        .arg(&example)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let csv_path = dir.path().join("out/spy-5s-avg.csv");
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        if std::fs::read_to_string(&csv_path)
+            .map(|c| c.lines().count() >= 3)
+            .unwrap_or(false)
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500)); // let a checkpoint commit the rows
+    signal(&child, libc::SIGTERM);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
+    // Independently: window [15:56:50, :55) holds the first three bids, [:55, 15:57:00) the next two.
+    let ms = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .unwrap()
+            .timestamp_millis()
+    };
+    let w1 = ms("2024-04-01T15:56:50Z");
+    let w2 = ms("2024-04-01T15:56:55Z");
+    let expected = format!(
+        "window_start,window_end,symbol,avg_price\n{w1},{w2},SPY,{}\n{w2},{},SPY,{}\n",
+        (100.25 + 102.5 + 104.0) / 3.0,
+        w2 + 5000,
+        (200.5 + 210.25) / 2.0
+    );
+    assert_eq!(read(&csv_path), expected);
+    drop(rt);
 }

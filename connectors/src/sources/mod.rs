@@ -1,5 +1,8 @@
 //! Sources, one module each.
 
+#[cfg(feature = "alpaca")]
+pub mod alpaca;
+pub mod backoff;
 pub mod file;
 pub mod generator;
 #[cfg(feature = "http-sources")]
