@@ -190,6 +190,18 @@ async fn server_errors_and_silence_reconnect() {
         [&Value::Float(1.5), &Value::Float(2.5), &Value::Float(3.5)]
     );
     assert_eq!(*server.connections.lock().unwrap(), 3);
+    let stats = src.stats().unwrap();
+    assert_eq!(stats.reconnects(), 2);
+    assert_eq!(
+        stats.errors(connectd_sdk::stats::ErrorKind::Server),
+        1,
+        "the 500"
+    );
+    assert_eq!(
+        stats.errors(connectd_sdk::stats::ErrorKind::Network),
+        1,
+        "the silence"
+    );
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use connectd_connectors::sources::yahoo;
+use connectd_sdk::stats::ErrorKind;
 use connectd_sdk::{SourcePoll, Value};
 
 /// A chart body with candles at the given epoch seconds (`None` close = empty minute).
@@ -207,6 +208,12 @@ async fn rate_limits_and_server_errors_back_off_then_recover() {
     assert_eq!(got.len(), 1);
     assert!(started.elapsed() >= Duration::from_millis(900));
     assert_eq!(server.requests_to(path).len(), 3);
+    let stats = src.stats().unwrap();
+    assert_eq!(stats.requests(), 3);
+    assert_eq!(stats.errors(ErrorKind::RateLimited), 1);
+    assert_eq!(stats.errors(ErrorKind::Server), 1);
+    assert!(stats.last_success_ms() > 0);
+    assert_eq!(stats.last_event_ms(), 60_000);
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ pub mod expr;
 pub mod json;
 pub mod record;
 pub mod registry;
+pub mod stats;
 pub mod time;
 pub mod traits;
 pub mod value;

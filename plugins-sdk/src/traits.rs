@@ -48,6 +48,12 @@ pub trait Source: Send {
         true
     }
 
+    /// Counters about the external service, exported on `/metrics` (sources that talk
+    /// to one: requests, reconnects, errors by kind, last success, lag).
+    fn stats(&self) -> Option<std::sync::Arc<crate::stats::SourceStats>> {
+        None
+    }
+
     async fn close(&mut self) -> Result<(), ConnectorError> {
         Ok(())
     }

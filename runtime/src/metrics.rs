@@ -1,5 +1,9 @@
 //! Prometheus metrics, per component, labelled `pipeline`, `component`, `kind`.
 
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use connectd_sdk::stats::{ErrorKind, SourceStats};
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
     TextEncoder,
@@ -15,6 +19,8 @@ pub struct Metrics {
     late: IntCounterVec,
     checkpoint_duration: HistogramVec,
     last_checkpoint: GaugeVec,
+    /// Sources' own counters about their services, read at scrape time.
+    source_stats: Arc<Mutex<Vec<(String, String, Arc<SourceStats>)>>>,
 }
 
 /// One component's handles (cheap to update on the hot path: no label lookups).
@@ -108,6 +114,7 @@ impl Metrics {
             late,
             checkpoint_duration,
             last_checkpoint,
+            source_stats: Arc::default(),
         }
     }
 
@@ -124,10 +131,96 @@ impl Metrics {
         }
     }
 
+    /// Exports a source's service counters (requests, reconnects, errors, lag).
+    pub fn register_source_stats(&self, pipeline: &str, component: &str, stats: Arc<SourceStats>) {
+        let mut all = self.source_stats.lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|(p, c, _)| !(p == pipeline && c == component));
+        all.push((pipeline.to_string(), component.to_string(), stats));
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
+        let mut text = String::from_utf8_lossy(&buf).into_owned();
+        self.render_source_stats(&mut text);
+        text
+    }
+
+    fn render_source_stats(&self, out: &mut String) {
+        let all = self.source_stats.lock().unwrap_or_else(|p| p.into_inner());
+        if all.is_empty() {
+            return;
+        }
+        let now_ms = connectd_sdk::time::now_ms();
+        let labels =
+            |p: &str, c: &str| format!("pipeline=\"{p}\",component=\"{c}\",kind=\"source\"");
+        let mut family =
+            |name: &str,
+             kind: &str,
+             help: &str,
+             rows: &mut dyn Iterator<Item = (String, String)>| {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                for (l, v) in rows {
+                    let _ = writeln!(out, "{name}{{{l}}} {v}");
+                }
+            };
+        family(
+            "connectd_source_requests_total",
+            "counter",
+            "Requests (or connection attempts) a source made to its service.",
+            &mut all
+                .iter()
+                .map(|(p, c, s)| (labels(p, c), s.requests().to_string())),
+        );
+        family(
+            "connectd_source_reconnects_total",
+            "counter",
+            "Times a streaming source reconnected.",
+            &mut all
+                .iter()
+                .map(|(p, c, s)| (labels(p, c), s.reconnects().to_string())),
+        );
+        family(
+            "connectd_source_errors_total",
+            "counter",
+            "Errors of a source's service, by kind.",
+            &mut all.iter().flat_map(|(p, c, s)| {
+                ErrorKind::ALL.iter().map(move |k| {
+                    (
+                        format!("{},error=\"{}\"", labels(p, c), k.label()),
+                        s.errors(*k).to_string(),
+                    )
+                })
+            }),
+        );
+        family(
+            "connectd_source_last_success_timestamp_seconds",
+            "gauge",
+            "When a source last got a good answer from its service (Unix time).",
+            &mut all
+                .iter()
+                .filter(|(_, _, s)| s.last_success_ms() > 0)
+                .map(|(p, c, s)| {
+                    (
+                        labels(p, c),
+                        (s.last_success_ms() as f64 / 1000.0).to_string(),
+                    )
+                }),
+        );
+        family(
+            "connectd_source_lag",
+            "gauge",
+            "Seconds between now and the event time of the newest record a source emitted.",
+            &mut all
+                .iter()
+                .filter(|(_, _, s)| s.last_event_ms() > 0)
+                .map(|(p, c, s)| {
+                    (
+                        labels(p, c),
+                        ((now_ms - s.last_event_ms()) as f64 / 1000.0).to_string(),
+                    )
+                }),
+        );
     }
 }

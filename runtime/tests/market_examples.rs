@@ -55,22 +55,37 @@ fn yahoo_btc_example_writes_each_tick_once() {
     let dir = tempfile::tempdir().unwrap();
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples/pipelines/yahoo-btc.yaml");
-    let run = |ms: u64| {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut metrics = String::new();
+    let mut run = |ms: u64| {
         let mut child = connectd()
             .current_dir(dir.path())
             .env("YAHOO_BASE_URL", &base)
             .env("YAHOO_POLL_INTERVAL", "50ms")
-            .args(["--admin-addr", "off", "--config"])
+            .args(["--admin-addr", &format!("127.0.0.1:{port}"), "--config"])
             .arg(&example)
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(ms));
+        metrics = http_get(port, "/metrics");
         signal(&child, libc::SIGTERM);
         assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
     };
     run(1500);
     run(1500); // a restart must not repeat a tick
+    for needle in [
+        r#"connectd_source_requests_total{pipeline="yahoo-btc",component="btc",kind="source"}"#,
+        r#"connectd_source_last_success_timestamp_seconds{pipeline="yahoo-btc",component="btc",kind="source"}"#,
+        r#"connectd_source_lag{pipeline="yahoo-btc",component="btc",kind="source"}"#,
+        r#"connectd_source_errors_total{pipeline="yahoo-btc",component="btc",kind="source",error="rate_limited"} 0"#,
+    ] {
+        assert!(metrics.contains(needle), "no {needle} in\n{metrics}");
+    }
     let served = requests.load(Ordering::SeqCst);
     assert!(served >= 20, "the source polled ({served} requests)");
     let csv = read(dir.path().join("out/btc-usd.csv"));
@@ -166,4 +181,17 @@ fn alpaca_spy_example_averages_bids_per_5s_window() {
     );
     assert_eq!(read(&csv_path), expected);
     drop(rt);
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }

@@ -25,6 +25,8 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+use connectd_sdk::stats::{ErrorKind, SourceStats};
+
 use super::backoff::Backoff;
 
 #[derive(Debug, Clone)]
@@ -54,6 +56,7 @@ enum Event {
 
 pub struct AlpacaSource {
     settings: Arc<Settings>,
+    stats: Arc<SourceStats>,
     events: Option<mpsc::Receiver<Event>>,
     task: Option<tokio::task::JoinHandle<()>>,
     carry: VecDeque<(String, i64, Record)>,
@@ -125,6 +128,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Sou
     };
     Ok(Box::new(AlpacaSource {
         settings: Arc::new(settings),
+        stats: Arc::default(),
         events: None,
         task: None,
         carry: VecDeque::new(),
@@ -206,6 +210,7 @@ async fn next_array(
 }
 
 async fn bad(tx: &mpsc::Sender<Event>, raw: &str, why: &str) -> Result<(), Ended> {
+    // Counted by the source when it takes the event (see `accept`).
     let excerpt: String = raw.chars().take(300).collect();
     tx.send(Event::Bad(BadRecord::raw(
         excerpt,
@@ -265,7 +270,12 @@ fn to_record(m: &serde_json::Value) -> Result<Option<(String, i64, Record)>, Str
 }
 
 /// One connection, from connect to its end.
-async fn session(s: &Settings, tx: &mpsc::Sender<Event>, backoff: &mut Backoff) -> Ended {
+async fn session(
+    s: &Settings,
+    tx: &mpsc::Sender<Event>,
+    backoff: &mut Backoff,
+    stats: &SourceStats,
+) -> Ended {
     let mut request = match s.url.as_str().into_client_request() {
         Ok(r) => r,
         Err(e) => return Ended::Fatal(format!("alpaca: invalid URL {}: {e}", s.url)),
@@ -372,6 +382,7 @@ async fn session(s: &Settings, tx: &mpsc::Sender<Event>, backoff: &mut Backoff) 
     }
     tracing::info!(url = %s.url, "alpaca: subscribed");
     backoff.reset();
+    stats.success();
     if !pending_records.is_empty() && tx.send(Event::Records(pending_records)).await.is_err() {
         return Ended::Fatal("the source was closed".into());
     }
@@ -409,16 +420,20 @@ async fn session(s: &Settings, tx: &mpsc::Sender<Event>, backoff: &mut Backoff) 
                 }
             }
         }
-        if !records.is_empty() && tx.send(Event::Records(records)).await.is_err() {
-            return Ended::Fatal("the source was closed".into());
+        if !records.is_empty() {
+            stats.success();
+            if tx.send(Event::Records(records)).await.is_err() {
+                return Ended::Fatal("the source was closed".into());
+            }
         }
     }
 }
 
-async fn run(s: Arc<Settings>, tx: mpsc::Sender<Event>) {
+async fn run(s: Arc<Settings>, tx: mpsc::Sender<Event>, stats: Arc<SourceStats>) {
     let mut backoff = Backoff::default();
     loop {
-        match session(&s, &tx, &mut backoff).await {
+        stats.request();
+        match session(&s, &tx, &mut backoff, &stats).await {
             Ended::Fatal(why) => {
                 let _ = tx.send(Event::Fatal(why)).await;
                 return;
@@ -427,6 +442,12 @@ async fn run(s: Arc<Settings>, tx: mpsc::Sender<Event>) {
                 if tx.is_closed() {
                     return;
                 }
+                stats.reconnect();
+                stats.error(if why.starts_with("alpaca error") {
+                    ErrorKind::Server
+                } else {
+                    ErrorKind::Network
+                });
                 let wait = backoff.next_delay();
                 tracing::warn!(reason = %why, retry_in_ms = wait.as_millis() as u64, "alpaca: connection lost; reconnecting");
                 tokio::time::sleep(wait).await;
@@ -439,8 +460,14 @@ impl AlpacaSource {
     fn accept(&mut self, event: Event, bad: &mut Vec<BadRecord>) -> Result<(), ConnectorError> {
         match event {
             Event::Records(records) => self.carry.extend(records),
-            Event::Bad(b) => bad.push(b),
-            Event::Fatal(why) => return Err(ConnectorError::permanent(why)),
+            Event::Bad(b) => {
+                self.stats.error(ErrorKind::Garbage);
+                bad.push(b)
+            }
+            Event::Fatal(why) => {
+                self.stats.error(ErrorKind::Rejected);
+                return Err(ConnectorError::permanent(why));
+            }
         }
         Ok(())
     }
@@ -456,6 +483,9 @@ impl AlpacaSource {
                 continue;
             }
             self.last.insert(key, ns);
+            if let Some(ms) = record.timestamp {
+                self.stats.event_time(ms);
+            }
             out.push(record);
         }
         out
@@ -473,7 +503,11 @@ impl Source for AlpacaSource {
         }
         let (tx, rx) = mpsc::channel(64);
         self.events = Some(rx);
-        self.task = Some(tokio::spawn(run(self.settings.clone(), tx)));
+        self.task = Some(tokio::spawn(run(
+            self.settings.clone(),
+            tx,
+            self.stats.clone(),
+        )));
         Ok(())
     }
 
@@ -496,6 +530,10 @@ impl Source for AlpacaSource {
 
     fn replayable(&self) -> bool {
         false
+    }
+
+    fn stats(&self) -> Option<Arc<SourceStats>> {
+        Some(self.stats.clone())
     }
 
     async fn close(&mut self) -> Result<(), ConnectorError> {

@@ -23,6 +23,10 @@ use connectd_sdk::{
 };
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use connectd_sdk::stats::{ErrorKind, SourceStats};
+
 use super::http::{self, Backoff, Fetched};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +79,7 @@ pub struct GoapiSource {
     next_request: Option<Instant>,
     next_round: Option<Instant>,
     backoff: Backoff,
+    stats: Arc<SourceStats>,
     budget_warned: bool,
 }
 
@@ -174,6 +179,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Sou
         next_request: None,
         next_round: None,
         backoff: Backoff::default(),
+        stats: Arc::default(),
         budget_warned: false,
     }))
 }
@@ -365,6 +371,9 @@ impl GoapiSource {
         let n = max.min(self.pending.len());
         let mut out = Vec::with_capacity(n);
         for (advance, r) in self.pending.drain(..n) {
+            if let Some(ts) = r.timestamp {
+                self.stats.event_time(ts);
+            }
             if let Some((ticker, date)) = advance {
                 self.state.last_date.insert(ticker, date);
             }
@@ -393,13 +402,23 @@ impl GoapiSource {
         }
         self.budget_warned = false;
         *self.state.requests.entry(month).or_default() += 1;
-        match http::get(&self.client, &url, &[("X-API-KEY", &self.api_key), ("Accept", "application/json")]).await {
+        let fetched = http::get(
+            &self.client,
+            &url,
+            &[("X-API-KEY", &self.api_key), ("Accept", "application/json")],
+        )
+        .await;
+        http::record(&self.stats, &fetched);
+        match fetched {
             Fetched::Body(body) => {
                 self.work.pop_front();
                 self.backoff.reset();
                 match read_results(&body) {
                     Outcome::Rows(rows) => self.accept(&req, rows, &url, bad),
-                    Outcome::Garbage(why) => bad.push(BadRecord::raw(http::excerpt(&body), url.clone(), format!("goapi: {why}"))),
+                    Outcome::Garbage(why) => {
+                        self.stats.error(ErrorKind::Garbage);
+                        bad.push(BadRecord::raw(http::excerpt(&body), url.clone(), format!("goapi: {why}")))
+                    }
                 }
                 Ok(self.min_gap)
             }
@@ -467,6 +486,10 @@ impl Source for GoapiSource {
         } else {
             SourcePoll::Batch(Vec::new())
         })
+    }
+
+    fn stats(&self) -> Option<Arc<SourceStats>> {
+        Some(self.stats.clone())
     }
 
     fn offset(&self) -> serde_json::Value {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 pub use super::backoff::Backoff;
+use connectd_sdk::stats::{ErrorKind, SourceStats};
 
 /// The outcome of one request, classified.
 #[derive(Debug)]
@@ -84,4 +85,16 @@ pub fn excerpt(body: &[u8]) -> String {
         out.push('…');
     }
     out
+}
+
+/// Counts one request and its outcome.
+pub fn record(stats: &SourceStats, fetched: &Fetched) {
+    stats.request();
+    match fetched {
+        Fetched::Body(_) => stats.success(),
+        Fetched::RateLimited(_) => stats.error(ErrorKind::RateLimited),
+        Fetched::Transient(why) if why.starts_with("HTTP") => stats.error(ErrorKind::Server),
+        Fetched::Transient(_) => stats.error(ErrorKind::Network),
+        Fetched::Permanent { .. } => stats.error(ErrorKind::Rejected),
+    }
 }

@@ -18,6 +18,10 @@ use connectd_sdk::{
 };
 use serde::Deserialize;
 
+use std::sync::Arc;
+
+use connectd_sdk::stats::{ErrorKind, SourceStats};
+
 use super::http::{self, Backoff, Fetched};
 
 pub const BROWSER_USER_AGENT: &str =
@@ -44,6 +48,7 @@ pub struct YahooSource {
     pending: VecDeque<(String, i64, Record)>,
     next_poll: Option<Instant>,
     backoff: Backoff,
+    stats: Arc<SourceStats>,
 }
 
 impl std::fmt::Debug for YahooSource {
@@ -96,6 +101,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Sou
         pending: VecDeque::new(),
         next_poll: None,
         backoff: Backoff::default(),
+        stats: Arc::default(),
     }))
 }
 
@@ -258,6 +264,7 @@ impl YahooSource {
         let n = max.min(self.pending.len());
         let mut out = Vec::with_capacity(n);
         for (symbol, t, record) in self.pending.drain(..n) {
+            self.stats.event_time(t * 1000);
             self.last.insert(symbol, t);
             out.push(record);
         }
@@ -274,18 +281,23 @@ impl YahooSource {
             .collect();
         for symbol in active {
             let url = self.url(&symbol);
-            match http::get(&self.client, &url, &[]).await {
+            let fetched = http::get(&self.client, &url, &[]).await;
+            http::record(&self.stats, &fetched);
+            match fetched {
                 Fetched::Body(body) => match self.interpret(&symbol, &body) {
                     Answer::Records(records) => {
                         self.pending
                             .extend(records.into_iter().map(|(t, r)| (symbol.clone(), t, r)));
                     }
                     Answer::Rejected(why) => self.disable(&symbol, why),
-                    Answer::Garbage(why) => bad.push(BadRecord::raw(
-                        http::excerpt(&body),
-                        url.clone(),
-                        format!("yahoo `{symbol}`: {why}"),
-                    )),
+                    Answer::Garbage(why) => {
+                        self.stats.error(ErrorKind::Garbage);
+                        bad.push(BadRecord::raw(
+                            http::excerpt(&body),
+                            url.clone(),
+                            format!("yahoo `{symbol}`: {why}"),
+                        ));
+                    }
                 },
                 Fetched::Permanent { status, body } => {
                     // Yahoo answers unknown symbols with 404 and a chart.error body.
@@ -362,6 +374,10 @@ impl Source for YahooSource {
             });
         }
         Ok(SourcePoll::Batch(self.take(max)))
+    }
+
+    fn stats(&self) -> Option<Arc<SourceStats>> {
+        Some(self.stats.clone())
     }
 
     fn offset(&self) -> serde_json::Value {

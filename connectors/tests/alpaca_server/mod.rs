@@ -1,7 +1,13 @@
 //! A local server speaking the Alpaca market-data stream protocol (v2): connected →
 //! auth (message or headers) → subscribe → subscription, then a scripted session per
 //! connection.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::result_large_err
+)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

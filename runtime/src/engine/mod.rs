@@ -180,6 +180,9 @@ pub async fn run(
             s.component.open(offset.clone())
         )
         .map_err(|e| PipelineError::new(&s.name, format!("cannot open: {e}")))?;
+        if let Some(stats) = s.component.stats() {
+            metrics.register_source_stats(&name, &s.name, stats);
+        }
         if !s.component.replayable() {
             tracing::warn!(pipeline = %name, source = %s.name, "this source cannot replay: records it produced after the last checkpoint are lost in a crash (never duplicated)");
         }

@@ -1,0 +1,93 @@
+//! Operational counters a source keeps about its external service (requests,
+//! reconnects, errors by kind, last success, event-time lag). The runtime exports them
+//! on `/metrics`; the source only increments.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+/// Kinds of errors a source counts separately.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// HTTP 429 and the like.
+    RateLimited,
+    /// 5xx, protocol errors the server reported.
+    Server,
+    /// Timeouts, refused or dropped connections.
+    Network,
+    /// The service refused the request for good (bad key, unknown symbol).
+    Rejected,
+    /// The answer was not in the documented shape.
+    Garbage,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 5] = [
+        Self::RateLimited,
+        Self::Server,
+        Self::Network,
+        Self::Rejected,
+        Self::Garbage,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::RateLimited => "rate_limited",
+            Self::Server => "server",
+            Self::Network => "network",
+            Self::Rejected => "rejected",
+            Self::Garbage => "garbage",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    requests: AtomicU64,
+    reconnects: AtomicU64,
+    errors: [AtomicU64; 5],
+    /// Epoch ms of the last successful request or message; 0 = never.
+    last_success_ms: AtomicI64,
+    /// Event time (epoch ms) of the newest record emitted; 0 = none yet.
+    last_event_ms: AtomicI64,
+}
+
+impl SourceStats {
+    pub fn request(&self) {
+        self.requests.fetch_add(1, Relaxed);
+    }
+
+    pub fn reconnect(&self) {
+        self.reconnects.fetch_add(1, Relaxed);
+    }
+
+    pub fn error(&self, kind: ErrorKind) {
+        self.errors[kind as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn success(&self) {
+        self.last_success_ms.store(crate::time::now_ms(), Relaxed);
+    }
+
+    pub fn event_time(&self, ms: i64) {
+        self.last_event_ms.fetch_max(ms, Relaxed);
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Relaxed)
+    }
+
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Relaxed)
+    }
+
+    pub fn errors(&self, kind: ErrorKind) -> u64 {
+        self.errors[kind as usize].load(Relaxed)
+    }
+
+    pub fn last_success_ms(&self) -> i64 {
+        self.last_success_ms.load(Relaxed)
+    }
+
+    pub fn last_event_ms(&self) -> i64 {
+        self.last_event_ms.load(Relaxed)
+    }
+}
