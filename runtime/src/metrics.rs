@@ -20,8 +20,11 @@ pub struct Metrics {
     checkpoint_duration: HistogramVec,
     last_checkpoint: GaugeVec,
     /// Sources' own counters about their services, read at scrape time.
-    source_stats: Arc<Mutex<Vec<(String, String, Arc<SourceStats>)>>>,
+    source_stats: Arc<Mutex<Vec<RegisteredStats>>>,
 }
+
+/// (pipeline, component, counters)
+type RegisteredStats = (String, String, Arc<SourceStats>);
 
 /// One component's handles (cheap to update on the hot path: no label lookups).
 #[derive(Debug, Clone)]
