@@ -9,6 +9,11 @@ cargo --version
 rustc --version
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+echo "== services"
+# A throwaway MariaDB for the mysql sink tests (installed from Debian packages if missing).
+scripts/mariadb.sh start
+export MYSQL_URL=${MYSQL_URL:-mysql://root@127.0.0.1:${MYSQL_PORT:-3306}}
+
 echo "== format"
 cargo fmt --all -- --check
 

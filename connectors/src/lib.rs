@@ -17,5 +17,7 @@ pub fn register(registry: &mut Registry) {
     registry.source("goapi", sources::goapi::build);
     registry.sink("csv", sinks::csv::build);
     registry.sink("jsonl", sinks::jsonl::build);
+    #[cfg(feature = "mysql")]
+    registry.sink("mysql", sinks::mysql::build);
     registry.sink("stdout", sinks::stdout::build);
 }

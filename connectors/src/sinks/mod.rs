@@ -3,4 +3,6 @@
 pub mod committed_file;
 pub mod csv;
 pub mod jsonl;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 pub mod stdout;

@@ -1,0 +1,107 @@
+//! The `mysql` sink's behaviour on a real MariaDB/MySQL: upserts, rejected rows to the
+//! DLQ with the server's message, and the transaction of rows + checkpoint.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::mysql::*;
+use common::*;
+
+#[test]
+fn upserts_keep_the_latest_row_per_key_and_rejected_rows_go_to_the_dlq() {
+    let (db, url) = fresh_database("sink");
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::new();
+    for i in 0..300 {
+        let ticker = ["BBCA", "TLKM", "ASII"][i % 3];
+        input.push_str(&format!("{{\"ticker\":\"{ticker}\",\"price\":{i},\"day\":\"2024-01-0{}\",\"at\":1700000000{:03}}}\n", 1 + i % 3, i));
+    }
+    // Too long for VARCHAR(8): the server rejects it; the other rows still go in.
+    input.push_str(
+        "{\"ticker\":\"WAYTOOLONGTICKER\",\"price\":1,\"day\":\"2024-01-01\",\"at\":1}\n",
+    );
+    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            r#"
+name: upsert
+checkpoint: {{interval: 50ms}}
+errors:
+  tolerance: all
+  dlq: {{path: dlq.jsonl}}
+sources:
+  lines: {{type: file, path: in.jsonl}}
+sinks:
+  latest:
+    type: mysql
+    inputs: [lines]
+    url: {url}
+    table: latest_price
+    mode: upsert
+    key: [ticker, day]
+    batch_size: 7
+    columns:
+      ticker: ticker
+      day: day
+      price: price
+      seen_at: {{field: at, type: datetime}}
+    create_table:
+      ticker: VARCHAR(8) NOT NULL
+      day: DATE NOT NULL
+      price: BIGINT NOT NULL
+      seen_at: DATETIME(3) NOT NULL
+"#
+        ),
+    );
+    let out = run_to_end(dir.path(), &cfg);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = query(&[&format!(
+        "SELECT GROUP_CONCAT(CONCAT(ticker, ' ', day, ' ', price, ' ', seen_at) ORDER BY ticker SEPARATOR '; ') FROM {db}.latest_price"
+    )])
+    .unwrap();
+    // The last of each (ticker, day): i = 297 (BBCA), 298 (TLKM), 299 (ASII).
+    assert_eq!(
+        rows,
+        "ASII 2024-01-03 299 2023-11-14 22:13:20.299; BBCA 2024-01-01 297 2023-11-14 22:13:20.297; TLKM 2024-01-02 298 2023-11-14 22:13:20.298"
+    );
+    let dlq = read(dir.path().join("dlq.jsonl"));
+    assert_eq!(dlq.lines().count(), 1, "{dlq}");
+    assert!(
+        dlq.contains("WAYTOOLONGTICKER") && dlq.contains("MySQL error 1406"),
+        "{dlq}"
+    );
+    let checkpoint = query(&[&format!("SELECT checkpoint_id FROM {db}.connectd_checkpoints WHERE pipeline = 'upsert' AND sink = 'latest'")]);
+    assert!(
+        checkpoint.is_some(),
+        "the checkpoint row is written with the data"
+    );
+    query(&[&format!("DROP DATABASE {db}")]);
+}
+
+#[test]
+fn a_missing_database_is_a_clear_permanent_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), "{\"a\":1}\n").unwrap();
+    let url = format!(
+        "{}/connectd_surely_missing_db",
+        server_url().trim_end_matches('/')
+    );
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        &format!("name: nodb\nsources:\n  l: {{type: file, path: in.jsonl}}\nsinks:\n  m: {{type: mysql, inputs: [l], url: '{url}', table: t, columns: [a]}}\n"),
+    );
+    let out = run_to_end(dir.path(), &cfg);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("1049") && stderr.contains("CREATE DATABASE"),
+        "{stderr}"
+    );
+}
