@@ -19,5 +19,7 @@ pub fn register(registry: &mut Registry) {
     registry.sink("jsonl", sinks::jsonl::build);
     #[cfg(feature = "mysql")]
     registry.sink("mysql", sinks::mysql::build);
+    #[cfg(feature = "cassandra")]
+    registry.sink("cassandra", sinks::cassandra::build);
     registry.sink("stdout", sinks::stdout::build);
 }

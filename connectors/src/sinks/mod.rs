@@ -1,5 +1,9 @@
 //! Sinks, one module each.
 
+#[cfg(feature = "cassandra")]
+pub mod cassandra;
+#[cfg(any(feature = "mysql", feature = "cassandra"))]
+pub mod columns;
 pub mod committed_file;
 pub mod csv;
 pub mod jsonl;

@@ -105,80 +105,18 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
             "`mode: upsert` needs `key`: the columns of the table's primary or unique key",
         );
     }
-    let mut columns = Vec::new();
-    match cfg.node("columns").map(|n| &n.value) {
-        None => cfg.error(
-            "columns",
-            "missing required field (a list of fields, or a mapping column: field)",
-        ),
-        Some(ConfigValue::List(items)) => {
-            for item in items {
-                match &item.value {
-                    ConfigValue::Scalar(name) => columns.push(Column {
-                        name: name.clone(),
-                        field: FieldPath::parse(name),
-                        kind: ColumnKind::Auto,
-                    }),
-                    _ => cfg.error_at(item, "columns", "expected a field name"),
-                }
-            }
-        }
-        Some(ConfigValue::Map(entries)) => {
-            for (k, v) in entries {
-                let key_path = format!("columns.{}", k.name);
-                match &v.value {
-                    ConfigValue::Scalar(field) => columns.push(Column {
-                        name: k.name.clone(),
-                        field: FieldPath::parse(field),
-                        kind: ColumnKind::Auto,
-                    }),
-                    ConfigValue::Map(_) => {
-                        let field = v.get("field").and_then(|f| match &f.value {
-                            ConfigValue::Scalar(s) => Some(s.clone()),
-                            _ => None,
-                        });
-                        let kind = match v.get("type").map(|t| &t.value) {
-                            None => Some(ColumnKind::Auto),
-                            Some(ConfigValue::Scalar(t)) if t == "datetime" => {
-                                Some(ColumnKind::Datetime)
-                            }
-                            Some(ConfigValue::Scalar(t)) if t == "json" => Some(ColumnKind::Json),
-                            Some(ConfigValue::Scalar(t)) if t == "auto" => Some(ColumnKind::Auto),
-                            _ => None,
-                        };
-                        match (field, kind) {
-                            (Some(f), Some(kind)) => columns.push(Column {
-                                name: k.name.clone(),
-                                field: FieldPath::parse(&f),
-                                kind,
-                            }),
-                            _ => cfg.error_at(
-                                v,
-                                &key_path,
-                                "expected {field: <path>, type: auto | datetime | json}",
-                            ),
-                        }
-                    }
-                    _ => cfg.error_at(v, &key_path, "expected a field path or {field, type}"),
-                }
-            }
-        }
-        Some(_) => cfg.error(
-            "columns",
-            "expected a list of fields, or a mapping column: field",
-        ),
-    }
-    for c in &columns {
-        if !valid_ident(&c.name) || c.name.contains('.') {
-            cfg.error(
-                "columns",
-                format!(
-                    "`{}` is not a valid column name (letters, digits, `_`)",
-                    c.name
-                ),
-            );
-        }
-    }
+    let columns: Vec<Column> = super::columns::read(cfg, &["auto", "datetime", "json"])
+        .into_iter()
+        .map(|c| Column {
+            name: c.name,
+            field: c.field,
+            kind: match c.kind {
+                Some("datetime") => ColumnKind::Datetime,
+                Some("json") => ColumnKind::Json,
+                _ => ColumnKind::Auto,
+            },
+        })
+        .collect();
     for k in &key {
         if !columns.iter().any(|c| &c.name == k) {
             cfg.error("key", format!("key column `{k}` is not among `columns`"));

@@ -1,6 +1,7 @@
 //! Helpers for tests that run the real `connectd` binary.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod cql_server;
 pub mod mysql;
 
 use std::path::{Path, PathBuf};

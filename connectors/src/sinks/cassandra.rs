@@ -1,0 +1,615 @@
+//! `cassandra`: writes rows to Apache Cassandra / ScyllaDB (scylla driver).
+//!
+//! Writes are idempotent upserts keyed by the table's primary key (a CQL INSERT
+//! overwrites), sent as prepared statements with bounded concurrency. At a checkpoint,
+//! once every write of it is acknowledged, the checkpoint row goes to
+//! `connectd_checkpoints` in the same keyspace. After a crash the pipeline replays from
+//! that checkpoint and the replayed rows overwrite themselves: the table ends with
+//! exactly the expected rows. Values are converted to each column's CQL type as the
+//! prepared statement reports it (timestamps, UUIDs, decimals, dates, collections).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use connectd_sdk::config::{ConfigMap, ConfigValue, Invalid};
+use connectd_sdk::time::event_time_ms;
+use connectd_sdk::{
+    BadRecord, BuildContext, Checkpoint, Committed, ConnectorError, Record, Sink, Value,
+};
+use futures::stream::{self, StreamExt};
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::errors::ExecutionError;
+use scylla::frame::response::result::{CollectionType, ColumnType, NativeType};
+use scylla::frame::types::Consistency;
+use scylla::statement::prepared::PreparedStatement;
+use scylla::value::{CqlDate, CqlDecimal, CqlTimestamp, CqlTimeuuid, CqlValue};
+
+use super::columns::{self, ColumnSpec};
+
+#[derive(Debug, Clone)]
+struct Schema {
+    replication: String,
+    columns: Vec<(String, String)>,
+    primary_key: String,
+}
+
+pub struct CassandraSink {
+    contact_points: Vec<String>,
+    credentials: Option<(String, String)>,
+    keyspace: String,
+    table: String,
+    columns: Vec<ColumnSpec>,
+    consistency: Consistency,
+    concurrency: usize,
+    schema: Option<Schema>,
+    pipeline: String,
+    sink: String,
+    session: Option<Arc<Session>>,
+    insert: Option<PreparedStatement>,
+    /// CQL type of each column, from the prepared statement.
+    types: Vec<ColumnType<'static>>,
+}
+
+impl std::fmt::Debug for CassandraSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CassandraSink")
+            .field("keyspace", &self.keyspace)
+            .field("table", &self.table)
+            .finish()
+    }
+}
+
+fn ident_ok(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink>, Invalid> {
+    let contact_points = cfg
+        .opt_str_list("contact_points")
+        .unwrap_or_else(|| vec!["127.0.0.1:9042".into()]);
+    let keyspace = cfg.str("keyspace");
+    let table = cfg.str("table");
+    for (key, v) in [("keyspace", &keyspace), ("table", &table)] {
+        if !v.is_empty() && !ident_ok(v) {
+            cfg.error(key, "expected a CQL name: letters, digits and `_`");
+        }
+    }
+    let columns = columns::read(cfg, &[]);
+    let consistency = match cfg.one_of(
+        "consistency",
+        &[
+            "any",
+            "one",
+            "two",
+            "three",
+            "quorum",
+            "all",
+            "local_quorum",
+            "each_quorum",
+            "local_one",
+        ],
+        "local_quorum",
+    ) {
+        "any" => Consistency::Any,
+        "one" => Consistency::One,
+        "two" => Consistency::Two,
+        "three" => Consistency::Three,
+        "quorum" => Consistency::Quorum,
+        "all" => Consistency::All,
+        "each_quorum" => Consistency::EachQuorum,
+        "local_one" => Consistency::LocalOne,
+        _ => Consistency::LocalQuorum,
+    };
+    let username = cfg.opt_str("username");
+    let password = cfg.opt_str("password");
+    let credentials = match (username, password) {
+        (Some(u), Some(p)) => Some((u, p)),
+        (None, None) => None,
+        _ => {
+            cfg.error("username", "give both username and password, or neither");
+            None
+        }
+    };
+    let concurrency = cfg.u64_or("concurrency", 64).clamp(1, 4096) as usize;
+    let schema = cfg.opt_map("create_schema").and_then(|mut s| {
+        let replication = s
+            .opt_str("replication")
+            .unwrap_or_else(|| "{'class': 'SimpleStrategy', 'replication_factor': 1}".into());
+        let primary_key = s.str("primary_key");
+        let cols = s.opt_entries("columns").unwrap_or_default();
+        let mut defs = Vec::new();
+        for (k, v) in cols {
+            match &v.value {
+                ConfigValue::Scalar(t) => defs.push((k.name.clone(), t.clone())),
+                _ => s.error_at(
+                    v,
+                    &format!("columns.{}", k.name),
+                    "expected a CQL type such as text, bigint, timestamp",
+                ),
+            }
+        }
+        if defs.is_empty() {
+            s.error(
+                "columns",
+                "expected the table's columns with their CQL types",
+            );
+        }
+        s.finish().ok().map(|_| Schema {
+            replication,
+            columns: defs,
+            primary_key,
+        })
+    });
+    cfg.finish()?;
+    Ok(Box::new(CassandraSink {
+        contact_points,
+        credentials,
+        keyspace,
+        table,
+        columns,
+        consistency,
+        concurrency,
+        schema,
+        pipeline: ctx.pipeline.clone(),
+        sink: ctx.component.clone(),
+        session: None,
+        insert: None,
+        types: Vec::new(),
+    }))
+}
+
+fn classify(e: &ExecutionError, context: &str) -> ConnectorError {
+    use scylla::errors::{DbError, RequestAttemptError};
+    let text = format!("cassandra: {context}: {e}");
+    let permanent = match e {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, _)) => matches!(
+            db,
+            DbError::SyntaxError
+                | DbError::Invalid
+                | DbError::AlreadyExists { .. }
+                | DbError::Unauthorized
+                | DbError::AuthenticationError
+                | DbError::ConfigError
+        ),
+        ExecutionError::BadQuery(_) | ExecutionError::PrepareError(_) => true,
+        _ => false,
+    };
+    if permanent {
+        ConnectorError::permanent(text)
+    } else {
+        ConnectorError::transient(text)
+    }
+}
+
+fn already_exists(e: &ExecutionError) -> bool {
+    use scylla::errors::{DbError, RequestAttemptError};
+    matches!(
+        e,
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+            DbError::AlreadyExists { .. },
+            _
+        ))
+    ) || e.to_string().contains("already exist")
+}
+
+fn number(v: &Value) -> Result<f64, String> {
+    match v {
+        Value::Int(i) => Ok(*i as f64),
+        Value::Float(f) => Ok(*f),
+        Value::Str(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not a number")),
+        other => Err(format!("a {} is not a number", other.type_name())),
+    }
+}
+
+fn integer(v: &Value) -> Result<i64, String> {
+    match v {
+        Value::Int(i) => Ok(*i),
+        Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e18 => Ok(*f as i64),
+        Value::Str(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not an integer")),
+        other => Err(format!(
+            "a {} ({other}) is not an integer",
+            other.type_name()
+        )),
+    }
+}
+
+/// An exact decimal from a number or numeric string ("123.45" → 12345 × 10^-2).
+fn decimal(v: &Value) -> Result<CqlDecimal, String> {
+    let text = match v {
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Str(s) => s.trim().to_string(),
+        other => return Err(format!("a {} is not a decimal", other.type_name())),
+    };
+    let (int_part, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let digits = format!("{int_part}{frac}");
+    let unscaled: i128 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a decimal"))?;
+    let bytes = unscaled.to_be_bytes();
+    // Minimal two's-complement encoding.
+    let mut start = 0;
+    while start < 15
+        && ((bytes[start] == 0 && bytes[start + 1] & 0x80 == 0)
+            || (bytes[start] == 0xFF && bytes[start + 1] & 0x80 != 0))
+    {
+        start += 1;
+    }
+    Ok(CqlDecimal::from_signed_be_bytes_slice_and_exponent(
+        &bytes[start..],
+        frac.len() as i32,
+    ))
+}
+
+fn convert(v: &Value, typ: &ColumnType<'_>) -> Result<Option<CqlValue>, String> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let value = match typ {
+        ColumnType::Native(n) => match n {
+            NativeType::Text | NativeType::Ascii => CqlValue::Text(v.to_string()),
+            NativeType::Boolean => match v {
+                Value::Bool(b) => CqlValue::Boolean(*b),
+                other => return Err(format!("a {} is not a boolean", other.type_name())),
+            },
+            NativeType::BigInt | NativeType::Counter => CqlValue::BigInt(integer(v)?),
+            NativeType::Int => CqlValue::Int(
+                i32::try_from(integer(v)?).map_err(|_| "out of range for int".to_string())?,
+            ),
+            NativeType::SmallInt => CqlValue::SmallInt(
+                i16::try_from(integer(v)?).map_err(|_| "out of range for smallint".to_string())?,
+            ),
+            NativeType::TinyInt => CqlValue::TinyInt(
+                i8::try_from(integer(v)?).map_err(|_| "out of range for tinyint".to_string())?,
+            ),
+            NativeType::Double => CqlValue::Double(number(v)?),
+            NativeType::Float => CqlValue::Float(number(v)? as f32),
+            NativeType::Decimal => CqlValue::Decimal(decimal(v)?),
+            NativeType::Timestamp => CqlValue::Timestamp(CqlTimestamp(event_time_ms(v)?)),
+            NativeType::Date => {
+                let days = match v {
+                    Value::Str(s) if s.len() == 10 => {
+                        chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                            .map_err(|e| format!("`{s}` is not a date: {e}"))?
+                            .signed_duration_since(chrono::NaiveDate::default())
+                            .num_days()
+                    }
+                    other => event_time_ms(other)?.div_euclid(86_400_000),
+                };
+                CqlValue::Date(CqlDate((days + (1i64 << 31)) as u32))
+            }
+            NativeType::Uuid | NativeType::Timeuuid => {
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| format!("a {} is not a UUID", v.type_name()))?;
+                let u =
+                    uuid::Uuid::parse_str(s).map_err(|e| format!("`{s}` is not a UUID: {e}"))?;
+                if matches!(n, NativeType::Timeuuid) {
+                    CqlValue::Timeuuid(CqlTimeuuid::from(u))
+                } else {
+                    CqlValue::Uuid(u)
+                }
+            }
+            NativeType::Blob => match v {
+                Value::Str(s) => CqlValue::Blob(s.as_bytes().to_vec()),
+                other => CqlValue::Blob(serde_json::to_vec(other).map_err(|e| e.to_string())?),
+            },
+            other => {
+                return Err(format!(
+                    "the CQL type {other:?} is not supported by this sink"
+                ))
+            }
+        },
+        ColumnType::Collection { typ, .. } => match (typ, v) {
+            (CollectionType::List(inner), Value::List(items)) => CqlValue::List(
+                items
+                    .iter()
+                    .map(|i| {
+                        convert(i, inner).and_then(|x| x.ok_or_else(|| "null inside a list".into()))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            (CollectionType::Set(inner), Value::List(items)) => CqlValue::Set(
+                items
+                    .iter()
+                    .map(|i| {
+                        convert(i, inner).and_then(|x| x.ok_or_else(|| "null inside a set".into()))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            (CollectionType::Map(k, val), Value::Object(o)) => CqlValue::Map(
+                o.iter()
+                    .map(|(key, x)| {
+                        let key = convert(&Value::str(key), k)?.ok_or("null map key")?;
+                        let x = convert(x, val)?.ok_or("null map value")?;
+                        Ok((key, x))
+                    })
+                    .collect::<Result<_, String>>()?,
+            ),
+            (_, other) => {
+                return Err(format!(
+                    "a {} does not fit this collection column",
+                    other.type_name()
+                ))
+            }
+        },
+        other => {
+            return Err(format!(
+                "the CQL type {other:?} is not supported by this sink"
+            ))
+        }
+    };
+    Ok(Some(value))
+}
+
+impl CassandraSink {
+    fn session(&self) -> Result<Arc<Session>, ConnectorError> {
+        self.session
+            .clone()
+            .ok_or_else(|| ConnectorError::permanent("cassandra: used before open"))
+    }
+
+    async fn ddl(&self, session: &Session, cql: String) -> Result<(), ConnectorError> {
+        match session.query_unpaged(cql.as_str(), ()).await {
+            Ok(_) => Ok(()),
+            Err(e) if already_exists(&e) => Ok(()),
+            Err(e) => Err(classify(&e, &format!("running `{cql}`"))),
+        }
+    }
+
+    fn row(&self, r: &Record) -> Result<Vec<Option<CqlValue>>, String> {
+        self.columns
+            .iter()
+            .zip(&self.types)
+            .map(|(c, t)| {
+                convert(r.value.get_path(&c.field).unwrap_or(&Value::Null), t)
+                    .map_err(|e| format!("column `{}` (field `{}`): {e}", c.name, c.field))
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Sink for CassandraSink {
+    async fn open(&mut self) -> Result<Option<Committed>, ConnectorError> {
+        let mut builder = SessionBuilder::new()
+            .known_nodes(&self.contact_points)
+            .connection_timeout(Duration::from_secs(10))
+            // Emulators and single nodes report no peers to agree with; DDL waits are
+            // done explicitly where needed.
+            .auto_await_schema_agreement(false);
+        if let Some((u, p)) = &self.credentials {
+            builder = builder.user(u, p);
+        }
+        let session = builder.build().await.map_err(|e| {
+            ConnectorError::transient(format!(
+                "cassandra: cannot connect to {}: {e}",
+                self.contact_points.join(", ")
+            ))
+        })?;
+        if let Some(schema) = self.schema.clone() {
+            self.ddl(
+                &session,
+                format!(
+                    "CREATE KEYSPACE IF NOT EXISTS {} WITH replication = {}",
+                    self.keyspace, schema.replication
+                ),
+            )
+            .await?;
+            let cols: Vec<String> = schema
+                .columns
+                .iter()
+                .map(|(n, t)| format!("{n} {t}"))
+                .collect();
+            self.ddl(
+                &session,
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {}.{} ({}, PRIMARY KEY ({}))",
+                    self.keyspace,
+                    self.table,
+                    cols.join(", "),
+                    schema.primary_key
+                ),
+            )
+            .await?;
+        }
+        self.ddl(
+            &session,
+            format!(
+                "CREATE TABLE IF NOT EXISTS {}.connectd_checkpoints (pipeline text, sink text, checkpoint_id bigint, state text, PRIMARY KEY ((pipeline, sink)))",
+                self.keyspace
+            ),
+        )
+        .await?;
+        let names: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
+        let cql = format!(
+            "INSERT INTO {}.{} ({}) VALUES ({})",
+            self.keyspace,
+            self.table,
+            names.join(", "),
+            vec!["?"; names.len()].join(", ")
+        );
+        let mut insert = session.prepare(cql.as_str()).await.map_err(|e| {
+            ConnectorError::permanent(format!("cassandra: cannot prepare `{cql}`: {e}"))
+        })?;
+        insert.set_consistency(self.consistency);
+        insert.set_is_idempotent(true);
+        self.types = insert
+            .get_variable_col_specs()
+            .iter()
+            .map(|s| s.typ().clone().into_owned())
+            .collect();
+        self.insert = Some(insert);
+        let rows = session
+            .query_unpaged(
+                format!("SELECT checkpoint_id, state FROM {}.connectd_checkpoints WHERE pipeline = ? AND sink = ?", self.keyspace).as_str(),
+                (self.pipeline.as_str(), self.sink.as_str()),
+            )
+            .await
+            .map_err(|e| classify(&e, "reading the checkpoint"))?;
+        let committed = match rows.into_rows_result() {
+            Ok(rows) => match rows.maybe_first_row::<(i64, String)>() {
+                Ok(Some((id, state))) => Some(Checkpoint {
+                    id: id as u64,
+                    state: serde_json::from_str(&state).map_err(|e| {
+                        ConnectorError::permanent(
+                            "cassandra: the stored checkpoint state is not JSON",
+                        )
+                        .with_source(e)
+                    })?,
+                }),
+                Ok(None) => None,
+                Err(e) => {
+                    return Err(ConnectorError::permanent(format!(
+                        "cassandra: unreadable checkpoint row: {e}"
+                    )))
+                }
+            },
+            Err(_) => None,
+        };
+        self.session = Some(Arc::new(session));
+        Ok(committed)
+    }
+
+    async fn write(
+        &mut self,
+        batch: &[Record],
+        bad: &mut Vec<BadRecord>,
+    ) -> Result<(), ConnectorError> {
+        let session = self.session()?;
+        let insert = self
+            .insert
+            .clone()
+            .ok_or_else(|| ConnectorError::permanent("cassandra: used before open"))?;
+        let mut rows = Vec::with_capacity(batch.len());
+        let mut rejected = Vec::new();
+        for (i, r) in batch.iter().enumerate() {
+            match self.row(r) {
+                Ok(row) => rows.push((row, i)),
+                Err(why) => rejected.push(BadRecord::record(
+                    r.clone(),
+                    format!("cassandra `{}.{}`: {why}", self.keyspace, self.table),
+                )),
+            }
+        }
+        let results: Vec<_> = stream::iter(rows)
+            .map(|(row, i): (Vec<Option<CqlValue>>, usize)| {
+                let (session, insert) = (session.clone(), insert.clone());
+                async move { (session.execute_unpaged(&insert, row).await.map(|_| ()), i) }
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        for (result, i) in results {
+            let r = &batch[i];
+            if let Err(e) = result {
+                let err = classify(&e, "insert");
+                if err.is_transient() {
+                    // Upserts are idempotent: the whole batch is simply written again.
+                    return Err(err);
+                }
+                rejected.push(BadRecord::record(r.clone(), err.message));
+            }
+        }
+        bad.append(&mut rejected);
+        Ok(())
+    }
+
+    async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), ConnectorError> {
+        let session = self.session()?;
+        let state = serde_json::to_string(&checkpoint.state).map_err(|e| {
+            ConnectorError::permanent("cassandra: cannot encode the checkpoint").with_source(e)
+        })?;
+        let mut stmt = scylla::statement::Statement::new(format!(
+            "INSERT INTO {}.connectd_checkpoints (pipeline, sink, checkpoint_id, state) VALUES (?, ?, ?, ?)",
+            self.keyspace
+        ));
+        stmt.set_consistency(self.consistency);
+        session
+            .query_unpaged(
+                stmt,
+                (
+                    self.pipeline.as_str(),
+                    self.sink.as_str(),
+                    checkpoint.id as i64,
+                    state,
+                ),
+            )
+            .await
+            .map_err(|e| classify(&e, "writing the checkpoint"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_convert_to_the_column_types() {
+        let t = |n| ColumnType::Native(n);
+        assert_eq!(
+            convert(&Value::Int(5), &t(NativeType::BigInt)),
+            Ok(Some(CqlValue::BigInt(5)))
+        );
+        assert_eq!(
+            convert(&Value::Int(5), &t(NativeType::Int)),
+            Ok(Some(CqlValue::Int(5)))
+        );
+        assert!(convert(&Value::Int(1 << 40), &t(NativeType::Int)).is_err());
+        assert_eq!(
+            convert(
+                &Value::str("2024-04-01T15:56:48.427Z"),
+                &t(NativeType::Timestamp)
+            ),
+            Ok(Some(CqlValue::Timestamp(CqlTimestamp(1_711_987_008_427))))
+        );
+        assert_eq!(
+            convert(&Value::Int(86_400_000), &t(NativeType::Date)),
+            Ok(Some(CqlValue::Date(CqlDate((1u32 << 31) + 1))))
+        );
+        assert_eq!(
+            convert(&Value::str("1970-01-03"), &t(NativeType::Date)),
+            Ok(Some(CqlValue::Date(CqlDate((1u32 << 31) + 2))))
+        );
+        let id = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+        assert_eq!(
+            convert(&Value::str(id), &t(NativeType::Uuid)),
+            Ok(Some(CqlValue::Uuid(uuid::Uuid::parse_str(id).unwrap())))
+        );
+        assert!(convert(&Value::str("not-a-uuid"), &t(NativeType::Uuid)).is_err());
+        assert_eq!(convert(&Value::Null, &t(NativeType::Text)), Ok(None));
+        assert!(convert(&Value::str("x"), &t(NativeType::Boolean)).is_err());
+    }
+
+    #[test]
+    fn decimals_are_exact() {
+        assert_eq!(
+            decimal(&Value::str("123.45")),
+            Ok(CqlDecimal::from_signed_be_bytes_and_exponent(
+                vec![0x30, 0x39],
+                2
+            ))
+        );
+        assert_eq!(
+            decimal(&Value::str("-1.5")),
+            Ok(CqlDecimal::from_signed_be_bytes_and_exponent(vec![0xF1], 1))
+        );
+        assert_eq!(
+            decimal(&Value::Int(128)),
+            Ok(CqlDecimal::from_signed_be_bytes_and_exponent(
+                vec![0x00, 0x80],
+                0
+            ))
+        );
+        assert!(decimal(&Value::str("1e5x")).is_err());
+    }
+}
