@@ -13,6 +13,10 @@ echo "== services"
 # A throwaway MariaDB for the mysql sink tests (installed from Debian packages if missing).
 scripts/mariadb.sh start
 export MYSQL_URL=${MYSQL_URL:-mysql://root@127.0.0.1:${MYSQL_PORT:-3306}}
+# The MongoDB emulator (PyPI nx-27017). Set MONGODB_URL only to use a real server: the
+# tests then also check what the emulator cannot do (transaction rollback). Cassandra
+# is emulated inside the tests (the kassandra crate); CASSANDRA_URL=host:port uses a real one.
+if [ -z "${MONGODB_URL:-}" ]; then scripts/mongo-emulator.sh start; fi
 
 echo "== format"
 cargo fmt --all -- --check

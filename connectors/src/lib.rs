@@ -21,5 +21,7 @@ pub fn register(registry: &mut Registry) {
     registry.sink("mysql", sinks::mysql::build);
     #[cfg(feature = "cassandra")]
     registry.sink("cassandra", sinks::cassandra::build);
+    #[cfg(feature = "mongodb")]
+    registry.sink("mongodb", sinks::mongodb::build);
     registry.sink("stdout", sinks::stdout::build);
 }

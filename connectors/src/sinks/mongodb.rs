@@ -1,0 +1,396 @@
+//! `mongodb`: writes documents to MongoDB, exactly once.
+//!
+//! Each record's value becomes a document whose `_id` comes from the `id` field(s), so a
+//! write is idempotent: `mode: upsert` replaces the document with that `_id`,
+//! `mode: insert` inserts it and treats "duplicate key" on a replay as already written.
+//! A batch is one `update` (or `insert`) command: one round trip. When the server
+//! supports transactions (replica set or sharded cluster; `transactions: auto`), the
+//! documents of a checkpoint and the checkpoint document commit in one transaction;
+//! otherwise the checkpoint document is written once every write of the checkpoint is
+//! acknowledged, and replay after a crash rewrites the same documents.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use connectd_sdk::config::{ConfigMap, Invalid};
+use connectd_sdk::{
+    BadRecord, BuildContext, Checkpoint, Committed, ConnectorError, FieldPath, Record, Sink, Value,
+};
+use mongodb::bson::{doc, Bson, Document};
+use mongodb::{Client, ClientSession, Database};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transactions {
+    Auto,
+    On,
+    Off,
+}
+
+pub struct MongoSink {
+    uri: String,
+    database: String,
+    collection: String,
+    id: Vec<FieldPath>,
+    upsert: bool,
+    transactions: Transactions,
+    batch_size: usize,
+    pipeline: String,
+    sink: String,
+    db: Option<Database>,
+    client: Option<Client>,
+    use_transactions: bool,
+    /// With transactions: the documents since the last commit, written at commit.
+    pending: Vec<(Document, Record)>,
+}
+
+impl std::fmt::Debug for MongoSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URI may hold a password: never shown.
+        f.debug_struct("MongoSink")
+            .field("database", &self.database)
+            .field("collection", &self.collection)
+            .finish()
+    }
+}
+
+pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink>, Invalid> {
+    let uri = cfg.str("uri");
+    if !uri.is_empty() && !uri.starts_with("mongodb://") && !uri.starts_with("mongodb+srv://") {
+        cfg.error("uri", "expected a mongodb:// or mongodb+srv:// URI");
+    }
+    let database = cfg.str("database");
+    let collection = cfg.str("collection");
+    let id: Vec<FieldPath> = cfg
+        .opt_str_list("id")
+        .unwrap_or_default()
+        .iter()
+        .map(|p| FieldPath::parse(p))
+        .collect();
+    let upsert = cfg.one_of("mode", &["upsert", "insert"], "upsert") == "upsert";
+    let transactions = match cfg.one_of("transactions", &["auto", "on", "off"], "auto") {
+        "on" => Transactions::On,
+        "off" => Transactions::Off,
+        _ => Transactions::Auto,
+    };
+    if id.is_empty() && transactions == Transactions::Off {
+        cfg.error(
+            "id",
+            "exactly-once needs either `id` (the field(s) that make `_id`) or transactions",
+        );
+    }
+    if upsert && id.is_empty() {
+        cfg.error(
+            "id",
+            "`mode: upsert` needs `id`: the field(s) that make the document's `_id`",
+        );
+    }
+    let batch_size = cfg.u64_or("batch_size", 1000).clamp(1, 100_000) as usize;
+    cfg.finish()?;
+    Ok(Box::new(MongoSink {
+        uri,
+        database,
+        collection,
+        id,
+        upsert,
+        transactions,
+        batch_size,
+        pipeline: ctx.pipeline.clone(),
+        sink: ctx.component.clone(),
+        db: None,
+        client: None,
+        use_transactions: false,
+        pending: Vec::new(),
+    }))
+}
+
+fn bson(v: &Value) -> Bson {
+    match v {
+        Value::Null => Bson::Null,
+        Value::Bool(b) => Bson::Boolean(*b),
+        Value::Int(i) => Bson::Int64(*i),
+        Value::Float(f) => Bson::Double(*f),
+        Value::Str(s) => Bson::String(s.to_string()),
+        Value::List(items) => Bson::Array(items.iter().map(bson).collect()),
+        Value::Object(o) => {
+            Bson::Document(o.iter().map(|(k, v)| (k.to_string(), bson(v))).collect())
+        }
+    }
+}
+
+fn is_transient(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::ErrorKind;
+    e.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR)
+        || e.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT)
+        || matches!(
+            *e.kind,
+            ErrorKind::Io(_)
+                | ErrorKind::ConnectionPoolCleared { .. }
+                | ErrorKind::ServerSelection { .. }
+        )
+}
+
+fn to_error(e: mongodb::error::Error, context: &str) -> ConnectorError {
+    let text = format!("mongodb: {context}: {e}");
+    if is_transient(&e) {
+        ConnectorError::transient(text)
+    } else {
+        ConnectorError::permanent(text)
+    }
+}
+
+impl MongoSink {
+    fn db(&self) -> Result<&Database, ConnectorError> {
+        self.db
+            .as_ref()
+            .ok_or_else(|| ConnectorError::permanent("mongodb: used before open"))
+    }
+
+    fn document(&self, r: &Record) -> Result<Document, String> {
+        let mut d = match bson(&r.value) {
+            Bson::Document(d) => d,
+            other => {
+                return Err(format!(
+                    "the record value is a {}, not an object",
+                    other.element_type() as u8
+                ))
+            }
+        };
+        if !self.id.is_empty() {
+            let parts: Vec<Bson> = self
+                .id
+                .iter()
+                .map(|p| r.value.get_path(p).map_or(Bson::Null, bson))
+                .collect();
+            if parts.iter().any(|p| matches!(p, Bson::Null)) {
+                return Err(format!(
+                    "an `id` field is missing ({})",
+                    self.id
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            let id = if parts.len() == 1 {
+                parts.into_iter().next().unwrap_or(Bson::Null)
+            } else {
+                Bson::Document(
+                    self.id
+                        .iter()
+                        .zip(parts)
+                        .map(|(p, v)| (p.to_string(), v))
+                        .collect(),
+                )
+            };
+            d.insert("_id", id);
+        }
+        Ok(d)
+    }
+
+    /// One command for a batch; returns the indexes the server rejected, with reasons.
+    async fn write_batch(
+        &self,
+        docs: &[Document],
+        session: Option<&mut ClientSession>,
+    ) -> Result<Vec<(usize, String)>, ConnectorError> {
+        let db = self.db()?;
+        let command = if self.upsert {
+            let updates: Vec<Document> = docs
+                .iter()
+                .map(|d| doc! {"q": {"_id": d.get("_id").cloned().unwrap_or(Bson::Null)}, "u": d.clone(), "upsert": true})
+                .collect();
+            doc! {"update": &self.collection, "updates": updates, "ordered": false}
+        } else {
+            doc! {"insert": &self.collection, "documents": docs.to_vec(), "ordered": false}
+        };
+        let action = db.run_command(command);
+        let reply = match session {
+            Some(s) => action.session(s).await,
+            None => action.await,
+        }
+        .map_err(|e| to_error(e, "write"))?;
+        let mut rejected = Vec::new();
+        if let Ok(errors) = reply.get_array("writeErrors") {
+            for e in errors {
+                let Some(e) = e.as_document() else { continue };
+                let index = e.get_i32("index").unwrap_or(-1);
+                let code = e.get_i32("code").unwrap_or(0);
+                // On a replay in insert mode the document is already there: that is fine.
+                if code == 11000 && !self.upsert {
+                    continue;
+                }
+                let msg = e.get_str("errmsg").unwrap_or("");
+                rejected.push((
+                    index.max(0) as usize,
+                    format!("MongoDB error {code}: {msg}"),
+                ));
+            }
+        }
+        if let Ok(wc) = reply.get_document("writeConcernError") {
+            return Err(ConnectorError::transient(format!(
+                "mongodb: write concern error: {wc}"
+            )));
+        }
+        Ok(rejected)
+    }
+
+    async fn write_all(
+        &self,
+        docs: Vec<(Document, Record)>,
+        mut session: Option<&mut ClientSession>,
+        bad: &mut Vec<BadRecord>,
+    ) -> Result<(), ConnectorError> {
+        for chunk in docs.chunks(self.batch_size) {
+            let plain: Vec<Document> = chunk.iter().map(|(d, _)| d.clone()).collect();
+            let rejected = self.write_batch(&plain, session.as_deref_mut()).await?;
+            for (i, why) in rejected {
+                if let Some((_, r)) = chunk.get(i) {
+                    let mut b = BadRecord::record(
+                        r.clone(),
+                        format!("mongodb rejected the document: {why}"),
+                    );
+                    b.position = format!("{}.{}", self.database, self.collection);
+                    bad.push(b);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_checkpoint(
+        &self,
+        checkpoint: &Checkpoint,
+        session: Option<&mut ClientSession>,
+    ) -> Result<(), ConnectorError> {
+        let state = serde_json::to_string(&checkpoint.state).map_err(|e| {
+            ConnectorError::permanent("mongodb: cannot encode the checkpoint").with_source(e)
+        })?;
+        let id = format!("{}/{}", self.pipeline, self.sink);
+        let replacement = doc! {"_id": &id, "pipeline": &self.pipeline, "sink": &self.sink, "checkpoint_id": checkpoint.id as i64, "state": state};
+        let command = doc! {"update": "connectd_checkpoints", "updates": [{"q": {"_id": &id}, "u": replacement, "upsert": true}]};
+        let action = self.db()?.run_command(command);
+        match session {
+            Some(s) => action.session(s).await,
+            None => action.await,
+        }
+        .map_err(|e| to_error(e, "writing the checkpoint"))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Sink for MongoSink {
+    async fn open(&mut self) -> Result<Option<Committed>, ConnectorError> {
+        let client = Client::with_uri_str(&self.uri)
+            .await
+            .map_err(|e| to_error(e, "invalid URI or options"))?;
+        let db = client.database(&self.database);
+        let hello = db.run_command(doc! {"hello": 1}).await.map_err(|e| {
+            ConnectorError::transient(format!("mongodb: cannot reach the server: {e}"))
+        })?;
+        let supports = hello.get_str("setName").is_ok() || hello.get_str("msg") == Ok("isdbgrid");
+        self.use_transactions = match self.transactions {
+            Transactions::On => true,
+            Transactions::Off => false,
+            Transactions::Auto => supports,
+        };
+        if !self.use_transactions && self.id.is_empty() {
+            return Err(ConnectorError::permanent(
+                "mongodb: this server has no transactions (not a replica set), so exactly-once needs `id` (the field(s) that make `_id`)",
+            ));
+        }
+        tracing::info!(sink = %self.sink, transactions = self.use_transactions, "mongodb sink ready");
+        let id = format!("{}/{}", self.pipeline, self.sink);
+        let stored = db
+            .collection::<Document>("connectd_checkpoints")
+            .find_one(doc! {"_id": &id})
+            .await
+            .map_err(|e| to_error(e, "reading the checkpoint"))?;
+        self.db = Some(db);
+        self.client = Some(client);
+        self.pending.clear();
+        match stored {
+            None => Ok(None),
+            Some(d) => {
+                let checkpoint_id = d
+                    .get_i64("checkpoint_id")
+                    .or_else(|_| d.get_i32("checkpoint_id").map(i64::from))
+                    .unwrap_or(0);
+                let state = d.get_str("state").unwrap_or("null");
+                let state = serde_json::from_str(state).map_err(|e| {
+                    ConnectorError::permanent("mongodb: the stored checkpoint state is not JSON")
+                        .with_source(e)
+                })?;
+                Ok(Some(Checkpoint {
+                    id: checkpoint_id as u64,
+                    state,
+                }))
+            }
+        }
+    }
+
+    async fn write(
+        &mut self,
+        batch: &[Record],
+        bad: &mut Vec<BadRecord>,
+    ) -> Result<(), ConnectorError> {
+        let mut docs = Vec::with_capacity(batch.len());
+        let mut rejected = Vec::new();
+        for r in batch {
+            match self.document(r) {
+                Ok(d) => docs.push((d, r.clone())),
+                Err(why) => rejected.push(BadRecord::record(
+                    r.clone(),
+                    format!("mongodb `{}`: {why}", self.collection),
+                )),
+            }
+        }
+        if self.use_transactions {
+            self.pending.extend(docs);
+        } else {
+            self.write_all(docs, None, &mut rejected).await?;
+        }
+        bad.append(&mut rejected);
+        Ok(())
+    }
+
+    async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), ConnectorError> {
+        if !self.use_transactions {
+            return self.write_checkpoint(checkpoint, None).await;
+        }
+        let client = self
+            .client
+            .clone()
+            .ok_or_else(|| ConnectorError::permanent("mongodb: used before open"))?;
+        let mut session = client
+            .start_session()
+            .await
+            .map_err(|e| to_error(e, "starting a session"))?;
+        session
+            .start_transaction()
+            .await
+            .map_err(|e| to_error(e, "starting a transaction"))?;
+        let docs = self.pending.clone();
+        let mut bad = Vec::new();
+        self.write_all(docs, Some(&mut session), &mut bad).await?;
+        self.write_checkpoint(checkpoint, Some(&mut session))
+            .await?;
+        session
+            .commit_transaction()
+            .await
+            .map_err(|e| to_error(e, "commit"))?;
+        for b in bad {
+            // Rejected inside a committed transaction: reported, not retried.
+            tracing::error!(sink = %self.sink, reason = %b.reason, "mongodb rejected a document");
+        }
+        self.pending.clear();
+        Ok(())
+    }
+
+    async fn close(&mut self) -> Result<(), ConnectorError> {
+        if let Some(client) = self.client.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), client.shutdown()).await;
+        }
+        Ok(())
+    }
+}
