@@ -79,6 +79,20 @@ impl ConnectorError {
     }
 }
 
+/// Reads a checkpointed offset back into a source's own offset type; a mismatch (the
+/// pipeline changed the source's type under the same name) is a clear permanent error.
+pub fn parse_offset<T: serde::de::DeserializeOwned>(
+    offset: serde_json::Value,
+    source: &str,
+) -> Result<T, ConnectorError> {
+    serde_json::from_value(offset).map_err(|e| {
+        ConnectorError::permanent(format!(
+            "{source}: the checkpointed offset is not a {source} offset"
+        ))
+        .with_source(e)
+    })
+}
+
 /// One record (or one unparsable input) that a component could not handle. The runtime
 /// stops the pipeline or sends it to the dead-letter queue, per `errors.tolerance`.
 #[derive(Clone, Debug)]

@@ -34,12 +34,7 @@ impl Sink for JsonlSink {
         batch: &[Record],
         _bad: &mut Vec<BadRecord>,
     ) -> Result<(), ConnectorError> {
-        self.buf.clear();
-        for r in batch {
-            serde_json::to_writer(&mut self.buf, &r.value)
-                .map_err(|e| ConnectorError::permanent("jsonl: cannot encode").with_source(e))?;
-            self.buf.push(b'\n');
-        }
+        encode_lines(batch, &mut self.buf, "jsonl")?;
         let path = self.out.data_path.display().to_string();
         self.out
             .file()?
@@ -50,4 +45,16 @@ impl Sink for JsonlSink {
     async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), ConnectorError> {
         self.out.commit(checkpoint)
     }
+}
+
+/// Each record's value as one JSON line, into `buf` (cleared first).
+pub fn encode_lines(batch: &[Record], buf: &mut Vec<u8>, sink: &str) -> Result<(), ConnectorError> {
+    buf.clear();
+    for r in batch {
+        serde_json::to_writer(&mut *buf, &r.value).map_err(|e| {
+            ConnectorError::permanent(format!("{sink}: cannot encode")).with_source(e)
+        })?;
+        buf.push(b'\n');
+    }
+    Ok(())
 }

@@ -29,12 +29,7 @@ impl Sink for StdoutSink {
         batch: &[Record],
         _bad: &mut Vec<BadRecord>,
     ) -> Result<(), ConnectorError> {
-        self.buf.clear();
-        for r in batch {
-            serde_json::to_writer(&mut self.buf, &r.value)
-                .map_err(|e| ConnectorError::permanent("stdout: cannot encode").with_source(e))?;
-            self.buf.push(b'\n');
-        }
+        super::jsonl::encode_lines(batch, &mut self.buf, "stdout")?;
         std::io::stdout()
             .lock()
             .write_all(&self.buf)

@@ -496,10 +496,7 @@ impl AlpacaSource {
 impl Source for AlpacaSource {
     async fn open(&mut self, offset: Option<serde_json::Value>) -> Result<(), ConnectorError> {
         if let Some(v) = offset {
-            self.last = serde_json::from_value(v["last"].clone()).map_err(|e| {
-                ConnectorError::permanent("alpaca: the checkpointed offset is not an alpaca offset")
-                    .with_source(e)
-            })?;
+            self.last = connectd_sdk::error::parse_offset(v["last"].clone(), "alpaca")?;
         }
         let (tx, rx) = mpsc::channel(64);
         self.events = Some(rx);

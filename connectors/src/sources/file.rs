@@ -52,12 +52,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Sou
 impl Source for FileSource {
     async fn open(&mut self, offset: Option<serde_json::Value>) -> Result<(), ConnectorError> {
         if let Some(v) = offset {
-            let o: FileOffset = serde_json::from_value(v).map_err(|e| {
-                ConnectorError::permanent(
-                    "file source: the checkpointed offset is not a file offset",
-                )
-                .with_source(e)
-            })?;
+            let o: FileOffset = connectd_sdk::error::parse_offset(v, "file source")?;
             self.pos = o.pos;
             self.line = o.line;
         }

@@ -134,12 +134,7 @@ impl<M: RecordMaker + std::fmt::Debug> Source for Generator<M> {
     async fn open(&mut self, offset: Option<serde_json::Value>) -> Result<(), ConnectorError> {
         match offset {
             Some(v) => {
-                let o: GeneratorOffset = serde_json::from_value(v).map_err(|e| {
-                    ConnectorError::permanent(
-                        "generator: the checkpointed offset is not a generator offset",
-                    )
-                    .with_source(e)
-                })?;
+                let o: GeneratorOffset = connectd_sdk::error::parse_offset(v, "generator")?;
                 self.seq = o.seq;
                 self.start = o.start;
             }

@@ -449,10 +449,7 @@ impl GoapiSource {
 impl Source for GoapiSource {
     async fn open(&mut self, offset: Option<serde_json::Value>) -> Result<(), ConnectorError> {
         if let Some(v) = offset {
-            self.state = serde_json::from_value(v).map_err(|e| {
-                ConnectorError::permanent("goapi: the checkpointed offset is not a goapi offset")
-                    .with_source(e)
-            })?;
+            self.state = connectd_sdk::error::parse_offset(v, "goapi")?;
         }
         Ok(())
     }

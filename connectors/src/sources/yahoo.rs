@@ -344,10 +344,7 @@ impl YahooSource {
 impl Source for YahooSource {
     async fn open(&mut self, offset: Option<serde_json::Value>) -> Result<(), ConnectorError> {
         if let Some(v) = offset {
-            self.last = serde_json::from_value(v["last"].clone()).map_err(|e| {
-                ConnectorError::permanent("yahoo: the checkpointed offset is not a yahoo offset")
-                    .with_source(e)
-            })?;
+            self.last = connectd_sdk::error::parse_offset(v["last"].clone(), "yahoo")?;
         }
         Ok(())
     }
