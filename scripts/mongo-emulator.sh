@@ -6,6 +6,9 @@
 set -euo pipefail
 DIR=${CONNECTD_SERVICES_DIR:-/tmp/connectd-services}/mongo
 PORT=${MONGODB_PORT:-27017}
+# `memory` (default) or a directory: file-backed data survives a restart (outage tests).
+DATA=${MONGODB_DATA_DIR:-memory}
+RUN=$DIR/run-$PORT
 
 up() { python3 - "$PORT" <<'PY'
 import socket, sys
@@ -25,19 +28,20 @@ start() {
     "$DIR/venv/bin/pip" install -q nx-27017
   fi
   if up; then return 0; fi
-  setsid "$DIR/venv/bin/nx-27017" --data-dir memory --host 127.0.0.1 -p "$PORT" \
-    --log-file "$DIR/nx.log" --pid-file "$DIR/nx.pid" </dev/null >"$DIR/stdout.log" 2>&1 &
+  mkdir -p "$RUN"
+  setsid "$DIR/venv/bin/nx-27017" --data-dir "$DATA" --host 127.0.0.1 -p "$PORT" \
+    --log-file "$RUN/nx.log" --pid-file "$RUN/nx.pid" </dev/null >"$RUN/stdout.log" 2>&1 &
   for _ in $(seq 1 100); do
     if up; then return 0; fi
     sleep 0.2
   done
   echo "the MongoDB emulator did not start:" >&2
-  tail -20 "$DIR/stdout.log" "$DIR/nx.log" >&2 || true
+  tail -20 "$RUN/stdout.log" "$RUN/nx.log" >&2 || true
   exit 1
 }
 
 stop() {
-  if [ -f "$DIR/nx.pid" ]; then kill "$(cat "$DIR/nx.pid")" 2>/dev/null || true; fi
+  if [ -f "$RUN/nx.pid" ]; then kill "$(cat "$RUN/nx.pid")" 2>/dev/null || true; fi
   for _ in $(seq 1 50); do
     if ! up; then return 0; fi
     sleep 0.2

@@ -16,7 +16,24 @@ pub fn start() -> String {
     if let Ok(url) = std::env::var("CASSANDRA_URL") {
         return url;
     }
+    start_emulator().0
+}
+
+/// Takes the emulator off the network for a while: the port closes and every
+/// connection drops; the data stays. Then it listens on the same port again.
+#[derive(Clone, Debug)]
+pub struct Outage(tokio::sync::mpsc::UnboundedSender<std::time::Duration>);
+
+impl Outage {
+    pub fn go_down_for(&self, d: std::time::Duration) {
+        self.0.send(d).unwrap();
+    }
+}
+
+/// Starts the emulator itself; returns its address and a handle to simulate an outage.
+pub fn start_emulator() -> (String, Outage) {
     let (tx, rx) = std::sync::mpsc::channel();
+    let (outage_tx, mut outages) = tokio::sync::mpsc::unbounded_channel::<std::time::Duration>();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -24,18 +41,31 @@ pub fn start() -> String {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
+            let mut listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tx.send(addr).unwrap();
             let store = Arc::new(Mutex::new(KassandraSession::new()));
+            let mut clients: Vec<tokio::task::JoinHandle<()>> = Vec::new();
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                tokio::spawn(serve(stream, store.clone()));
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        if let Ok((stream, _)) = accepted {
+                            clients.push(tokio::spawn(serve(stream, store.clone())));
+                        }
+                    }
+                    Some(down) = outages.recv() => {
+                        drop(listener);
+                        for c in clients.drain(..) {
+                            c.abort();
+                        }
+                        tokio::time::sleep(down).await;
+                        listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+                    }
+                }
             }
         });
     });
-    rx.recv().unwrap().to_string()
+    (rx.recv().unwrap().to_string(), Outage(outage_tx))
 }
 
 async fn serve(mut stream: tokio::net::TcpStream, store: Arc<Mutex<KassandraSession>>) {
