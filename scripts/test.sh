@@ -18,6 +18,10 @@ export MYSQL_URL=${MYSQL_URL:-mysql://root@127.0.0.1:${MYSQL_PORT:-3306}}
 # is emulated inside the tests (the kassandra crate); CASSANDRA_URL=host:port uses a real one.
 if [ -z "${MONGODB_URL:-}" ]; then scripts/mongo-emulator.sh start; fi
 
+echo "== wasm plugins"
+# The example plugins and the sandbox-test guests (installs the wasm32-wasip2 target).
+scripts/build-plugins.sh
+
 echo "== format"
 cargo fmt --all -- --check
 

@@ -16,6 +16,8 @@ pub mod stats;
 pub mod time;
 pub mod traits;
 pub mod value;
+#[cfg(target_family = "wasm")]
+pub mod wasm;
 
 pub use error::{BadRecord, ConnectorError};
 pub use record::{Batch, Record};

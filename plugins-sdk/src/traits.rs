@@ -101,7 +101,7 @@ pub trait Transform: Send {
         Ok(())
     }
 
-    fn snapshot(&self) -> Result<serde_json::Value, ConnectorError> {
+    fn snapshot(&mut self) -> Result<serde_json::Value, ConnectorError> {
         Ok(serde_json::Value::Null)
     }
 

@@ -2,6 +2,8 @@
 
 pub mod filter;
 pub mod map;
+#[cfg(feature = "wasm")]
+pub mod wasm;
 pub mod window;
 
 use connectd_sdk::Registry;
@@ -10,4 +12,6 @@ pub fn register(registry: &mut Registry) {
     registry.transform("filter", filter::build);
     registry.transform("map", map::build);
     registry.transform("window", window::build);
+    #[cfg(feature = "wasm")]
+    registry.transform("wasm", wasm::build);
 }

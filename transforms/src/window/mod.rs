@@ -431,7 +431,7 @@ impl Transform for Window {
         Ok(())
     }
 
-    fn snapshot(&self) -> Result<serde_json::Value, ConnectorError> {
+    fn snapshot(&mut self) -> Result<serde_json::Value, ConnectorError> {
         #[derive(Serialize)]
         struct SnapshotRef<'a> {
             watermark: i64,
@@ -467,10 +467,10 @@ impl Transform for Window {
 pub(crate) mod pairs {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub fn serialize<'a, S, M, K, V>(m: &'a M, s: S) -> Result<S::Ok, S::Error>
+    pub fn serialize<'a, S, M, K, V>(m: M, s: S) -> Result<S::Ok, S::Error>
     where
         S: Serializer,
-        &'a M: IntoIterator<Item = (&'a K, &'a V)>,
+        M: IntoIterator<Item = (&'a K, &'a V)>,
         K: Serialize + 'a,
         V: Serialize + 'a,
     {

@@ -1,0 +1,80 @@
+//! Exponentially weighted moving average per key:
+//! `config: {key: symbol, field: price, alpha: 0.3, output: price_ewma}`.
+//! The averages are the plugin's state: snapshotted at every checkpoint, restored after
+//! a restart, so the output is the same as if nothing had failed.
+
+use std::collections::BTreeMap;
+
+use connectd_sdk::wasm::{bad_record, json, set_json, Event, Failure, Transform};
+
+struct Ewma {
+    key: String,
+    field: String,
+    output: String,
+    alpha: f64,
+    averages: BTreeMap<String, f64>,
+}
+
+impl Transform for Ewma {
+    fn init(config: serde_json::Value) -> Result<Self, String> {
+        let text = |k: &str| {
+            config[k]
+                .as_str()
+                .map(str::to_string)
+                .ok_or(format!("config.{k} must be a string"))
+        };
+        let alpha = config["alpha"].as_f64().unwrap_or(0.3);
+        if !(0.0..=1.0).contains(&alpha) || alpha == 0.0 {
+            return Err("config.alpha must be in (0, 1]".into());
+        }
+        let field = text("field")?;
+        let output = config["output"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{field}_ewma"));
+        Ok(Ewma {
+            key: text("key")?,
+            field,
+            output,
+            alpha,
+            averages: BTreeMap::new(),
+        })
+    }
+
+    fn process(&mut self, batch: Vec<Event>) -> Result<Vec<Event>, Failure> {
+        let mut out = Vec::with_capacity(batch.len());
+        for (i, mut e) in batch.into_iter().enumerate() {
+            let mut v = json(&e)?;
+            let key = match &v[&self.key] {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => {
+                    return Err(bad_record(i, format!("`{}` is missing", self.key)))
+                }
+                other => other.to_string(),
+            };
+            let Some(x) = v[&self.field].as_f64() else {
+                return Err(bad_record(i, format!("`{}` is not a number", self.field)));
+            };
+            let avg = match self.averages.get(&key) {
+                Some(prev) => self.alpha * x + (1.0 - self.alpha) * prev,
+                None => x,
+            };
+            self.averages.insert(key, avg);
+            v[&self.output] = avg.into();
+            set_json(&mut e, &v);
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.averages).unwrap_or_default()
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        self.averages = serde_json::from_slice(state).map_err(|e| format!("bad state: {e}"))?;
+        Ok(())
+    }
+}
+
+connectd_sdk::export_transform!(Ewma);

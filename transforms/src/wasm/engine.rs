@@ -1,0 +1,89 @@
+//! One wasmtime engine per worker, compiled components cached by path, and the epoch
+//! ticker that interrupts runaway guests.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine};
+
+use super::INTERFACE;
+
+/// How often the epoch advances: the granularity of `limits.timeout`.
+const TICK: Duration = Duration::from_millis(10);
+
+pub fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).unwrap_or_else(|_| Engine::default());
+        let ticker = engine.clone();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || loop {
+                std::thread::sleep(TICK);
+                ticker.increment_epoch();
+            })
+            .ok();
+        engine
+    })
+}
+
+/// Epoch ticks for a timeout (at least one).
+pub fn ticks(timeout: Duration) -> u64 {
+    (timeout.as_millis() / TICK.as_millis()).max(1) as u64
+}
+
+/// Compiles a component once per worker.
+pub fn load(path: &Path) -> Result<Component, String> {
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Component>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = path.to_path_buf();
+    if let Some(c) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(c.clone());
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let component = Component::new(engine(), &bytes).map_err(|e| {
+        format!("{} is not a WebAssembly component (build plugins with `cargo build --target wasm32-wasip2`): {e}", path.display())
+    })?;
+    check_interface(&component)?;
+    cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, component.clone());
+    Ok(component)
+}
+
+/// Refuses a component built against another version of the plugin interface.
+fn check_interface(component: &Component) -> Result<(), String> {
+    let ty = component.component_type();
+    for (name, _) in ty.imports(engine()) {
+        if let Some(rest) = name.strip_prefix("connectd:plugin/") {
+            let version = rest.split_once('@').map_or("unversioned", |(_, v)| v);
+            if format!("connectd:plugin@{version}") != INTERFACE {
+                return Err(format!(
+                    "the plugin was built against connectd:plugin@{version}; this connectd speaks {INTERFACE} (rebuild it with a matching connectd-sdk)"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn explain_instantiation(_component: &Component, e: wasmtime::Error) -> String {
+    format!("cannot instantiate (does it import something outside {INTERFACE} and WASI?): {e:#}")
+}
+
+pub fn explain_trap(e: &wasmtime::Error, timeout: Duration) -> String {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => {
+            format!("ran longer than the {timeout:?} timeout on one batch")
+        }
+        Some(t) => format!("{t}"),
+        None => format!("{e:#}"),
+    }
+}

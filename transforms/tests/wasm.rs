@@ -1,0 +1,261 @@
+//! WASM plugins in the host: the example plugins' outputs, and the sandbox against
+//! purpose-built guests. Build them first: `scripts/build-plugins.sh` (the test script
+//! does).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use connectd_sdk::config::{ConfigErrors, ConfigKey, ConfigMap, ConfigNode, ConfigValue};
+use connectd_sdk::{BuildContext, Emitter, FieldPath, Record, Transform, Value};
+
+fn wasm(workspace: &str, name: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(workspace)
+        .join("target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/build-plugins.sh",
+        p.display()
+    );
+    p.display().to_string()
+}
+
+fn node(v: &serde_json::Value) -> ConfigNode {
+    let value = match v {
+        serde_json::Value::Object(o) => ConfigValue::Map(
+            o.iter()
+                .map(|(k, v)| {
+                    (
+                        ConfigKey {
+                            name: k.clone(),
+                            span: Default::default(),
+                        },
+                        node(v),
+                    )
+                })
+                .collect(),
+        ),
+        serde_json::Value::Array(a) => ConfigValue::List(a.iter().map(node).collect()),
+        serde_json::Value::Null => ConfigValue::Null,
+        serde_json::Value::String(s) => ConfigValue::Scalar(s.clone()),
+        other => ConfigValue::Scalar(other.to_string()),
+    };
+    ConfigNode {
+        value,
+        span: Default::default(),
+        secret: false,
+        raw: None,
+    }
+}
+
+fn plugin(config: serde_json::Value) -> Result<Box<dyn Transform>, Vec<String>> {
+    let n = node(&config);
+    let errors = ConfigErrors::default();
+    let mut cfg = ConfigMap::new(&n, "transforms.p", &errors);
+    let ctx = BuildContext {
+        pipeline: "t".into(),
+        component: "p".into(),
+        state_dir: ".".into(),
+        inputs: vec!["in".into()],
+    };
+    connectd_transforms::wasm::build(&mut cfg, &ctx)
+        .map_err(|_| errors.take().iter().map(|e| e.to_string()).collect())
+}
+
+fn records(values: &[serde_json::Value]) -> Arc<Vec<Record>> {
+    Arc::new(
+        values
+            .iter()
+            .map(|v| Record::new(Value::from_json(v)))
+            .collect(),
+    )
+}
+
+fn run(t: &mut Box<dyn Transform>, values: &[serde_json::Value]) -> Emitter {
+    let mut out = Emitter::default();
+    t.process(0, records(values), &mut out).unwrap();
+    out
+}
+
+fn get(r: &Record, f: &str) -> Value {
+    r.value
+        .get_path(&FieldPath::parse(f))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn mask_fields_redacts_the_configured_fields() {
+    let mut t = plugin(serde_json::json!({"module": wasm("examples/plugins", "mask_fields"), "config": {"fields": ["ssn", "card"]}})).unwrap();
+    let out = run(
+        &mut t,
+        &[
+            serde_json::json!({"name": "ann", "ssn": "123-45", "card": "4111"}),
+            serde_json::json!({"name": "bob"}),
+        ],
+    );
+    assert_eq!(out.records.len(), 2);
+    assert_eq!(get(&out.records[0], "ssn"), Value::str("***"));
+    assert_eq!(get(&out.records[0], "card"), Value::str("***"));
+    assert_eq!(get(&out.records[0], "name"), Value::str("ann"));
+    assert_eq!(get(&out.records[1], "ssn"), Value::Null);
+}
+
+#[test]
+fn currency_converts_and_sends_a_bad_record_to_the_dlq() {
+    let mut t = plugin(serde_json::json!({"module": wasm("examples/plugins", "currency"), "config": {"fields": ["price"], "rate": 15800.0, "round": 0}})).unwrap();
+    let out = run(
+        &mut t,
+        &[
+            serde_json::json!({"price": 1.5}),
+            serde_json::json!({"price": "cheap"}),
+            serde_json::json!({"price": 2}),
+        ],
+    );
+    let prices: Vec<Value> = out.records.iter().map(|r| get(r, "price")).collect();
+    assert_eq!(prices, [Value::Float(23700.0), Value::Float(31600.0)]);
+    assert_eq!(out.bad.len(), 1);
+    assert!(
+        out.bad[0].reason.contains("not a number"),
+        "{}",
+        out.bad[0].reason
+    );
+}
+
+#[test]
+fn ewma_state_survives_snapshot_and_restore() {
+    let config = serde_json::json!({"module": wasm("examples/plugins", "ewma"), "config": {"key": "s", "field": "p", "alpha": 0.5}});
+    let input: Vec<serde_json::Value> = (0..10)
+        .map(|i| serde_json::json!({"s": if i % 2 == 0 { "a" } else { "b" }, "p": i as f64}))
+        .collect();
+    let mut whole = plugin(config.clone()).unwrap();
+    let all = run(&mut whole, &input);
+    let expected: Vec<Value> = all.records.iter().map(|r| get(r, "p_ewma")).collect();
+    // Independently: a: 0, 1, 2.5, 4.25, 6.125; b: 1, 2, 3.5, 5.25, 7.125
+    assert_eq!(expected[8], Value::Float(6.125));
+    assert_eq!(expected[9], Value::Float(7.125));
+
+    let mut first = plugin(config.clone()).unwrap();
+    let head = run(&mut first, &input[..5]);
+    let state = first.snapshot().unwrap();
+    let mut second = plugin(config).unwrap();
+    second
+        .restore(serde_json::from_str(&state.to_string()).unwrap())
+        .unwrap();
+    let tail = run(&mut second, &input[5..]);
+    let resumed: Vec<Value> = head
+        .records
+        .iter()
+        .chain(&tail.records)
+        .map(|r| get(r, "p_ewma"))
+        .collect();
+    assert_eq!(resumed, expected);
+}
+
+#[test]
+fn an_infinite_loop_is_stopped_within_the_timeout_and_the_instance_recreated() {
+    let mut t = plugin(serde_json::json!({"module": wasm("transforms/tests/guests", "probe"), "config": {"mode": "spin"}, "limits": {"timeout": "200ms"}})).unwrap();
+    let started = Instant::now();
+    let out = run(&mut t, &[serde_json::json!({"go": true})]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopped in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.bad.len(), 1);
+    assert!(
+        out.bad[0].reason.contains("longer than"),
+        "{}",
+        out.bad[0].reason
+    );
+    let next = run(&mut t, &[serde_json::json!({"go": false})]);
+    assert_eq!(
+        next.records.len(),
+        1,
+        "a fresh instance serves the next batch"
+    );
+}
+
+#[test]
+fn memory_is_capped() {
+    let mut t = plugin(serde_json::json!({"module": wasm("transforms/tests/guests", "probe"), "config": {"mode": "hog"}, "limits": {"memory": "16MiB"}})).unwrap();
+    let out = run(
+        &mut t,
+        &[
+            serde_json::json!({"go": true}),
+            serde_json::json!({"go": false}),
+        ],
+    );
+    assert_eq!(out.bad.len(), 2, "the whole batch goes to the DLQ");
+    assert!(
+        out.bad[0].reason.contains("trapped"),
+        "{}",
+        out.bad[0].reason
+    );
+    assert_eq!(run(&mut t, &[serde_json::json!({"x": 1})]).records.len(), 1);
+}
+
+#[test]
+fn a_panic_is_a_trap_not_a_crash() {
+    let mut t = plugin(serde_json::json!({"module": wasm("transforms/tests/guests", "probe"), "config": {"mode": "trap"}})).unwrap();
+    let out = run(&mut t, &[serde_json::json!({"go": true})]);
+    assert_eq!(out.bad.len(), 1);
+    assert!(
+        out.bad[0].reason.contains("wasm plugin trapped"),
+        "{}",
+        out.bad[0].reason
+    );
+}
+
+#[test]
+fn no_filesystem_and_no_environment() {
+    let mut files = plugin(serde_json::json!({"module": wasm("transforms/tests/guests", "probe"), "config": {"mode": "read-file"}})).unwrap();
+    assert_eq!(
+        get(
+            &run(&mut files, &[serde_json::json!({"go": true})]).records[0],
+            "read"
+        ),
+        Value::Bool(false)
+    );
+    std::env::set_var("CONNECTD_PLUGIN_SECRET", "x");
+    let mut env = plugin(serde_json::json!({"module": wasm("transforms/tests/guests", "probe"), "config": {"mode": "env"}})).unwrap();
+    assert_eq!(
+        get(
+            &run(&mut env, &[serde_json::json!({"go": true})]).records[0],
+            "env"
+        ),
+        Value::Int(0)
+    );
+}
+
+#[test]
+fn load_errors_are_clear() {
+    let errs = plugin(serde_json::json!({"module": "/nonexistent/plugin.wasm"})).unwrap_err();
+    assert!(
+        errs[0].contains("cannot read /nonexistent/plugin.wasm"),
+        "{errs:?}"
+    );
+    let not_wasm = tempfile_path();
+    let errs = plugin(serde_json::json!({"module": not_wasm})).unwrap_err();
+    assert!(errs[0].contains("not a WebAssembly component"), "{errs:?}");
+    let errs = plugin(serde_json::json!({"module": wasm("examples/plugins", "currency"), "config": {"fields": ["p"]}})).unwrap();
+    let mut t = errs;
+    let mut out = Emitter::default();
+    let e = t
+        .process(0, records(&[serde_json::json!({"p": 1})]), &mut out)
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("config.rate must be a number"),
+        "{e}"
+    );
+}
+
+fn tempfile_path() -> String {
+    let p = std::env::temp_dir().join(format!("not-wasm-{}.wasm", std::process::id()));
+    std::fs::write(&p, b"this is not wasm").unwrap();
+    p.display().to_string()
+}
