@@ -14,6 +14,9 @@ impl Transform for Probe {
     }
 
     fn process(&mut self, batch: Vec<Event>) -> Result<Vec<Event>, Failure> {
+        if self.mode == "identity" {
+            return Ok(batch);
+        }
         let mut out = Vec::new();
         for mut e in batch {
             let mut v = json(&e)?;
