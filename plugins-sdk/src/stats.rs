@@ -91,3 +91,35 @@ impl SourceStats {
         self.last_event_ms.load(Relaxed)
     }
 }
+
+/// Counters a plugin-hosting transform keeps (WASM): calls, traps, time in the guest.
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    batches: AtomicU64,
+    traps: AtomicU64,
+    guest_nanos: AtomicU64,
+}
+
+impl PluginStats {
+    pub fn batch(&self, guest_time: std::time::Duration) {
+        self.batches.fetch_add(1, Relaxed);
+        self.guest_nanos
+            .fetch_add(guest_time.as_nanos() as u64, Relaxed);
+    }
+
+    pub fn trap(&self) {
+        self.traps.fetch_add(1, Relaxed);
+    }
+
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Relaxed)
+    }
+
+    pub fn traps(&self) -> u64 {
+        self.traps.load(Relaxed)
+    }
+
+    pub fn guest_seconds(&self) -> f64 {
+        self.guest_nanos.load(Relaxed) as f64 / 1e9
+    }
+}

@@ -108,6 +108,12 @@ pub trait Transform: Send {
     fn restore(&mut self, _state: serde_json::Value) -> Result<(), ConnectorError> {
         Ok(())
     }
+
+    /// Counters of a transform that hosts a plugin (batches, traps, time in guest),
+    /// exported on `/metrics`.
+    fn plugin_stats(&self) -> Option<std::sync::Arc<crate::stats::PluginStats>> {
+        None
+    }
 }
 
 /// A checkpoint a sink commits together with the data written since the previous one.

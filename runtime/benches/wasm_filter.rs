@@ -5,7 +5,13 @@
 //!
 //! Needs the guests built: `scripts/build-plugins.sh`. Run:
 //! `cargo bench -p connectd-runtime --bench wasm_filter` (env `RECORDS`, `RUNS`).
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
+#![allow(
+    unsafe_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::zombie_processes
+)]
 
 use std::path::Path;
 use std::process::Command;
@@ -25,31 +31,51 @@ fn cpu_seconds_of(dir: &Path, yaml: &str) -> f64 {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     assert_eq!(pid, child.id() as i32);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "connectd failed");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "connectd failed"
+    );
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 fn main() {
-    let n: u64 = std::env::var("RECORDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
-    let runs: usize = std::env::var("RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
-    let probe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../transforms/tests/guests/target/wasm32-wasip2/release/probe.wasm");
-    assert!(probe.exists(), "build the guests first: scripts/build-plugins.sh");
+    let n: u64 = std::env::var("RECORDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let probe = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../transforms/tests/guests/target/wasm32-wasip2/release/probe.wasm");
+    assert!(
+        probe.exists(),
+        "build the guests first: scripts/build-plugins.sh"
+    );
     let pipeline = |transform: &str| {
         format!(
             "name: bench\nbatch_size: 1024\ncheckpoint: {{interval: 1s}}\nsources:\n  g: {{type: iot, seed: 1, rate: 0, count: {n}, start: 0}}\ntransforms:\n  t:\n    inputs: [g]\n{transform}\nsinks:\n  out: {{type: csv, inputs: [t], path: out/o.csv, columns: [hostname, usage]}}\n"
         )
     };
     let native = pipeline("    type: filter\n    where: usage >= 0");
-    let wasm = pipeline(&format!("    type: wasm\n    module: {}\n    config: {{mode: identity}}", probe.display()));
+    let wasm = pipeline(&format!(
+        "    type: wasm\n    module: {}\n    config: {{mode: identity}}",
+        probe.display()
+    ));
     let dir = tempfile::tempdir().unwrap();
     let median = |yaml: &str| {
-        let mut v: Vec<f64> = (0..runs).map(|_| cpu_seconds_of(dir.path(), yaml)).collect();
+        let mut v: Vec<f64> = (0..runs)
+            .map(|_| cpu_seconds_of(dir.path(), yaml))
+            .collect();
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
     };
     let (a, b) = (median(&native), median(&wasm));
-    println!("wasm_filter: {n} records, batch 1024, median of {runs} runs (CPU time of the process)");
+    println!(
+        "wasm_filter: {n} records, batch 1024, median of {runs} runs (CPU time of the process)"
+    );
     println!("| transform | CPU s | ns per record |");
     println!("|---|---|---|");
     println!("| native filter | {a:.3} | {:.0} |", a / n as f64 * 1e9);

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
-use connectd_sdk::stats::{ErrorKind, SourceStats};
+use connectd_sdk::stats::{ErrorKind, PluginStats, SourceStats};
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
     TextEncoder,
@@ -21,10 +21,14 @@ pub struct Metrics {
     last_checkpoint: GaugeVec,
     /// Sources' own counters about their services, read at scrape time.
     source_stats: Arc<Mutex<Vec<RegisteredStats>>>,
+    plugin_stats: Arc<Mutex<Vec<RegisteredPlugin>>>,
 }
 
 /// (pipeline, component, counters)
 type RegisteredStats = (String, String, Arc<SourceStats>);
+type RegisteredPlugin = (String, String, Arc<PluginStats>);
+/// (metric name, type, help, value)
+type PluginFamily = (&'static str, &'static str, &'static str, fn(&PluginStats) -> String);
 
 /// One component's handles (cheap to update on the hot path: no label lookups).
 #[derive(Debug, Clone)]
@@ -118,6 +122,7 @@ impl Metrics {
             checkpoint_duration,
             last_checkpoint,
             source_stats: Arc::default(),
+            plugin_stats: Arc::default(),
         }
     }
 
@@ -141,13 +146,58 @@ impl Metrics {
         all.push((pipeline.to_string(), component.to_string(), stats));
     }
 
+    /// Exports a plugin transform's counters (batches, traps, time in the guest).
+    pub fn register_plugin_stats(&self, pipeline: &str, component: &str, stats: Arc<PluginStats>) {
+        let mut all = self.plugin_stats.lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|(p, c, _)| !(p == pipeline && c == component));
+        all.push((pipeline.to_string(), component.to_string(), stats));
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         let mut text = String::from_utf8_lossy(&buf).into_owned();
         self.render_source_stats(&mut text);
+        self.render_plugin_stats(&mut text);
         text
+    }
+
+    fn render_plugin_stats(&self, out: &mut String) {
+        let all = self.plugin_stats.lock().unwrap_or_else(|p| p.into_inner());
+        if all.is_empty() {
+            return;
+        }
+        let families: [PluginFamily; 3] = [
+            (
+                "connectd_plugin_batches_total",
+                "counter",
+                "Batches a plugin processed.",
+                |s| s.batches().to_string(),
+            ),
+            (
+                "connectd_plugin_traps_total",
+                "counter",
+                "Times a plugin trapped (panic, memory cap, timeout).",
+                |s| s.traps().to_string(),
+            ),
+            (
+                "connectd_plugin_guest_seconds_total",
+                "counter",
+                "Time spent inside the plugin.",
+                |s| s.guest_seconds().to_string(),
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (p, c, s) in all.iter() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{pipeline=\"{p}\",component=\"{c}\",kind=\"transform\"}} {}",
+                    value(s)
+                );
+            }
+        }
     }
 
     fn render_source_stats(&self, out: &mut String) {
@@ -225,5 +275,33 @@ impl Metrics {
                     )
                 }),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_and_plugin_counters_are_rendered() {
+        let m = Metrics::new();
+        let source = Arc::new(SourceStats::default());
+        source.request();
+        source.error(ErrorKind::RateLimited);
+        m.register_source_stats("p", "src", source);
+        let plugin = Arc::new(PluginStats::default());
+        plugin.batch(std::time::Duration::from_millis(1500));
+        plugin.trap();
+        m.register_plugin_stats("p", "wasm", plugin);
+        let text = m.render();
+        for line in [
+            r#"connectd_source_requests_total{pipeline="p",component="src",kind="source"} 1"#,
+            r#"connectd_source_errors_total{pipeline="p",component="src",kind="source",error="rate_limited"} 1"#,
+            r#"connectd_plugin_batches_total{pipeline="p",component="wasm",kind="transform"} 1"#,
+            r#"connectd_plugin_traps_total{pipeline="p",component="wasm",kind="transform"} 1"#,
+            r#"connectd_plugin_guest_seconds_total{pipeline="p",component="wasm",kind="transform"} 1.5"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+        }
     }
 }

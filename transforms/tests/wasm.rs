@@ -259,3 +259,14 @@ fn tempfile_path() -> String {
     std::fs::write(&p, b"this is not wasm").unwrap();
     p.display().to_string()
 }
+
+#[test]
+fn a_plugin_built_against_another_interface_version_is_refused_naming_both() {
+    let errs =
+        plugin(serde_json::json!({"module": wasm("transforms/tests/guests", "other_version")}))
+            .unwrap_err();
+    assert!(
+        errs[0].contains("connectd:plugin@0.2.0") && errs[0].contains("connectd:plugin@0.1.0"),
+        "{errs:?}"
+    );
+}

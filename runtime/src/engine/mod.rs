@@ -211,6 +211,9 @@ pub async fn run(
     }
     drop(exhausted_tx);
     for mut t in transforms {
+        if let Some(stats) = t.component.plugin_stats() {
+            metrics.register_plugin_stats(&name, &t.name, stats);
+        }
         if let Some(snapshot) = state.transforms.get(&t.name) {
             t.component
                 .restore(snapshot.clone())

@@ -77,6 +77,7 @@ pub struct WasmTransform {
     instance: Option<(Store<State>, TransformWorld)>,
     /// State to hand to the next instance (after `restore`, or kept across a trap).
     restored: Option<Vec<u8>>,
+    stats: std::sync::Arc<connectd_sdk::stats::PluginStats>,
 }
 
 impl std::fmt::Debug for WasmTransform {
@@ -123,6 +124,7 @@ pub fn build(
         timeout,
         instance: None,
         restored: None,
+        stats: Default::default(),
     }))
 }
 
@@ -247,7 +249,10 @@ impl connectd_sdk::Transform for WasmTransform {
             let events: Vec<Event> = records.iter().map(to_event).collect();
             let (store, world) = self.instance()?;
             store.set_epoch_deadline(engine::ticks(timeout));
-            match world.call_process(&mut *store, &events) {
+            let started = std::time::Instant::now();
+            let called = world.call_process(&mut *store, &events);
+            self.stats.batch(started.elapsed());
+            match called {
                 Ok(Ok(result)) => {
                     for e in result {
                         match from_event(e) {
@@ -271,6 +276,7 @@ impl connectd_sdk::Transform for WasmTransform {
                 }
                 Ok(Err(Failure::Plugin(msg))) => return Err(self.err(msg)),
                 Err(trap) => {
+                    self.stats.trap();
                     // Keep the last good state; the next batch gets a fresh instance.
                     self.instance = None;
                     let why = engine::explain_trap(&trap, timeout);
@@ -299,6 +305,10 @@ impl connectd_sdk::Transform for WasmTransform {
             Some(s) if !s.is_empty() => serde_json::Value::String(hex(s)),
             _ => serde_json::Value::Null,
         })
+    }
+
+    fn plugin_stats(&self) -> Option<std::sync::Arc<connectd_sdk::stats::PluginStats>> {
+        Some(self.stats.clone())
     }
 
     fn restore(&mut self, state: serde_json::Value) -> Result<(), ConnectorError> {
