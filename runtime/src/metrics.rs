@@ -28,7 +28,12 @@ pub struct Metrics {
 type RegisteredStats = (String, String, Arc<SourceStats>);
 type RegisteredPlugin = (String, String, Arc<PluginStats>);
 /// (metric name, type, help, value)
-type PluginFamily = (&'static str, &'static str, &'static str, fn(&PluginStats) -> String);
+type PluginFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&PluginStats) -> String,
+);
 
 /// One component's handles (cheap to update on the hot path: no label lookups).
 #[derive(Debug, Clone)]
