@@ -16,12 +16,14 @@
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::Path;
-use std::process::Command;
-use std::time::Instant;
 
 const DWARFS: [&str; 7] = [
     "doc", "grumpy", "happy", "sleepy", "bashful", "sneezy", "dopey",
 ];
+
+mod common;
+
+use common::Usage;
 
 fn generate(path: &Path, n: usize) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
@@ -44,13 +46,7 @@ fn generate(path: &Path, n: usize) {
     f.flush().unwrap();
 }
 
-struct Usage {
-    cpu_seconds: f64,
-    max_rss_mb: f64,
-    wall_seconds: f64,
-}
-
-fn run_connectd(dir: &Path) -> Usage {
+fn run_pipeline(dir: &Path) -> Usage {
     let cfg = dir.join("bench.yaml");
     std::fs::write(
         &cfg,
@@ -79,30 +75,8 @@ sinks:
 "#,
     )
     .unwrap();
-    let _ = std::fs::remove_dir_all(dir.join(".connectd"));
     let _ = std::fs::remove_file(dir.join("out.csv"));
-    let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_connectd"))
-        .current_dir(dir)
-        .env("RUST_LOG", "warn")
-        .args(["--admin-addr", "off", "--config", "bench.yaml"])
-        .spawn()
-        .unwrap();
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "connectd failed"
-    );
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Usage {
-        cpu_seconds: secs(usage.ru_utime) + secs(usage.ru_stime),
-        max_rss_mb: usage.ru_maxrss as f64 / 1024.0,
-        wall_seconds: started.elapsed().as_secs_f64(),
-    }
+    common::run_connectd(dir, "bench.yaml")
 }
 
 fn self_cpu_seconds() -> f64 {
@@ -181,7 +155,7 @@ fn main() {
     let input = dir.path().join("events.jsonl");
     generate(&input, n);
     let (base_cpu, _) = baseline(&input);
-    let mut results: Vec<Usage> = (0..runs).map(|_| run_connectd(dir.path())).collect();
+    let mut results: Vec<Usage> = (0..runs).map(|_| run_pipeline(dir.path())).collect();
     results.sort_by(|a, b| a.cpu_seconds.total_cmp(&b.cpu_seconds));
     let median = &results[results.len() / 2];
     let best = &results[0];

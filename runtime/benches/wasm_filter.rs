@@ -14,29 +14,13 @@
 )]
 
 use std::path::Path;
-use std::process::Command;
+
+mod common;
 
 fn cpu_seconds_of(dir: &Path, yaml: &str) -> f64 {
     std::fs::write(dir.join("p.yaml"), yaml).unwrap();
-    let _ = std::fs::remove_dir_all(dir.join(".connectd"));
     let _ = std::fs::remove_dir_all(dir.join("out"));
-    let child = Command::new(env!("CARGO_BIN_EXE_connectd"))
-        .current_dir(dir)
-        .env("RUST_LOG", "warn")
-        .args(["--admin-addr", "off", "--config", "p.yaml"])
-        .spawn()
-        .unwrap();
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "connectd failed"
-    );
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
+    common::run_connectd(dir, "p.yaml").cpu_seconds
 }
 
 fn main() {

@@ -110,37 +110,44 @@ impl Server {
     }
 }
 
-/// Builds a source from `key: value` pairs as a pipeline file would give them.
-pub fn build_source(
-    build: connectd_sdk::registry::SourceBuilder,
-    pairs: &[(&str, ConfigValue)],
-) -> Result<Box<dyn Source>, Vec<connectd_sdk::config::ConfigError>> {
-    let node = ConfigNode {
-        value: ConfigValue::Map(
-            pairs
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        ConfigKey {
-                            name: k.to_string(),
-                            span: Default::default(),
-                        },
-                        ConfigNode {
-                            value: v.clone(),
-                            span: Default::default(),
-                            secret: false,
-                            raw: None,
-                        },
-                    )
-                })
-                .collect(),
-        ),
+fn plain(value: ConfigValue) -> ConfigNode {
+    ConfigNode {
+        value,
         span: Default::default(),
         secret: false,
         raw: None,
-    };
+    }
+}
+
+/// A component's config mapping from `key: value` pairs (a pair whose key is `special.0`
+/// takes the given node instead, e.g. an interpolated secret).
+fn mapping(pairs: &[(&str, ConfigValue)], special: Option<(&str, ConfigNode)>) -> ConfigNode {
+    plain(ConfigValue::Map(
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                let node = match &special {
+                    Some((key, n)) if key == k => n.clone(),
+                    _ => plain(v.clone()),
+                };
+                (
+                    ConfigKey {
+                        name: k.to_string(),
+                        span: Default::default(),
+                    },
+                    node,
+                )
+            })
+            .collect(),
+    ))
+}
+
+fn build_from(
+    build: connectd_sdk::registry::SourceBuilder,
+    node: &ConfigNode,
+) -> Result<Box<dyn Source>, Vec<connectd_sdk::config::ConfigError>> {
     let errors = ConfigErrors::default();
-    let mut cfg = ConfigMap::new(&node, "sources.s", &errors);
+    let mut cfg = ConfigMap::new(node, "sources.s", &errors);
     let ctx = BuildContext {
         pipeline: "p".into(),
         component: "s".into(),
@@ -148,6 +155,14 @@ pub fn build_source(
         inputs: vec![],
     };
     build(&mut cfg, &ctx).map_err(|_| errors.take())
+}
+
+/// Builds a source from `key: value` pairs as a pipeline file would give them.
+pub fn build_source(
+    build: connectd_sdk::registry::SourceBuilder,
+    pairs: &[(&str, ConfigValue)],
+) -> Result<Box<dyn Source>, Vec<connectd_sdk::config::ConfigError>> {
+    build_from(build, &mapping(pairs, None))
 }
 
 pub fn s(v: &str) -> ConfigValue {
@@ -200,43 +215,9 @@ pub fn build_with_node(
     key: &str,
     special: ConfigNode,
 ) -> Box<dyn Source> {
-    let node = ConfigNode {
-        value: ConfigValue::Map(
-            pairs
-                .iter()
-                .map(|(k, v)| {
-                    let n = if *k == key {
-                        special.clone()
-                    } else {
-                        ConfigNode {
-                            value: v.clone(),
-                            span: Default::default(),
-                            secret: false,
-                            raw: None,
-                        }
-                    };
-                    (
-                        ConfigKey {
-                            name: k.to_string(),
-                            span: Default::default(),
-                        },
-                        n,
-                    )
-                })
-                .collect(),
-        ),
-        span: Default::default(),
-        secret: false,
-        raw: None,
-    };
-    let errors = ConfigErrors::default();
-    let mut cfg = ConfigMap::new(&node, "sources.s", &errors);
-    let ctx = BuildContext {
-        pipeline: "p".into(),
-        component: "s".into(),
-        state_dir: ".".into(),
-        inputs: vec![],
-    };
-    connectd_connectors::sources::goapi::build(&mut cfg, &ctx)
-        .unwrap_or_else(|_| panic!("{:?}", errors.take()))
+    build_from(
+        connectd_connectors::sources::goapi::build,
+        &mapping(pairs, Some((key, special))),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"))
 }
