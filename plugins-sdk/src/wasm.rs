@@ -1,7 +1,12 @@
 //! The guest side of WASM transform plugins (built for `wasm32-wasip2`).
 //!
+//! A plugin reads the records of a [`Batch`] and writes its output to an [`Output`]:
+//! [`Output::keep`] passes a record on unchanged (nothing is copied back to the host),
+//! [`Output::emit_json`] passes it on with a new value, [`Output::emit`] adds a new
+//! record.
+//!
 //! ```ignore
-//! use connectd_sdk::wasm::{Event, Failure, Transform};
+//! use connectd_sdk::wasm::{Batch, Failure, Output, Transform};
 //!
 //! struct Upper;
 //!
@@ -9,18 +14,18 @@
 //!     fn init(_config: serde_json::Value) -> Result<Self, String> {
 //!         Ok(Upper)
 //!     }
-//!     fn process(&mut self, batch: Vec<Event>) -> Result<Vec<Event>, Failure> {
-//!         batch
-//!             .into_iter()
-//!             .map(|mut e| {
-//!                 let mut v = connectd_sdk::wasm::json(&e)?;
-//!                 if let Some(s) = v["name"].as_str() {
+//!     fn process(&mut self, batch: &Batch, out: &mut Output) -> Result<(), Failure> {
+//!         for e in batch.iter() {
+//!             let mut v = e.json()?;
+//!             match v["name"].as_str() {
+//!                 Some(s) => {
 //!                     v["name"] = s.to_uppercase().into();
+//!                     out.emit_json(&e, &v);
 //!                 }
-//!                 connectd_sdk::wasm::set_json(&mut e, &v);
-//!                 Ok(e)
-//!             })
-//!             .collect()
+//!                 None => out.keep(&e),
+//!             }
+//!         }
+//!         Ok(())
 //!     }
 //! }
 //!
@@ -43,17 +48,198 @@ pub mod bindings {
     });
 }
 
+use bindings::connectd::plugin::types as wit;
+
 pub use bindings::connectd::plugin::host::log;
-pub use bindings::connectd::plugin::types::{BadRecord, Event, Failure, Header, Level};
+pub use wit::{BadRecord, Failure, Level};
+
+/// The records of one `process` call.
+#[derive(Debug)]
+pub struct Batch {
+    raw: wit::Batch,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.raw.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.raw.events.is_empty()
+    }
+
+    /// The record at `index`.
+    pub fn get(&self, index: usize) -> Option<Event<'_>> {
+        let raw = self.raw.events.get(index)?;
+        Some(Event {
+            batch: self,
+            index,
+            raw,
+        })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Event<'_>> {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+
+    fn bytes(&self, s: wit::Span) -> &[u8] {
+        let start = s.start as usize;
+        self.raw
+            .data
+            .get(start..start + s.len as usize)
+            .unwrap_or_default()
+    }
+}
+
+/// One input record: a view into its batch.
+#[derive(Clone, Copy, Debug)]
+pub struct Event<'a> {
+    batch: &'a Batch,
+    index: usize,
+    raw: &'a wit::Event,
+}
+
+impl<'a> Event<'a> {
+    /// Position in the batch (what [`bad_record`] takes).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The value's JSON text.
+    pub fn value(&self) -> &'a [u8] {
+        self.batch.bytes(self.raw.value)
+    }
+
+    /// The key's JSON text, if the record has a key.
+    pub fn key(&self) -> Option<&'a [u8]> {
+        self.raw.key.map(|s| self.batch.bytes(s))
+    }
+
+    /// Event time, epoch milliseconds.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.raw.timestamp
+    }
+
+    /// The headers as (name, value).
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
+        let batch = self.batch;
+        let s = self.raw.headers;
+        let start = s.start as usize;
+        batch
+            .raw
+            .headers
+            .get(start..start + s.len as usize)
+            .unwrap_or_default()
+            .iter()
+            .map(move |h| {
+                let text = |s| std::str::from_utf8(batch.bytes(s)).unwrap_or_default();
+                (text(h.name), text(h.value))
+            })
+    }
+
+    /// The value parsed as JSON; a value that is not JSON is a bad record.
+    pub fn json(&self) -> Result<serde_json::Value, Failure> {
+        serde_json::from_slice(self.value())
+            .map_err(|err| bad_record(self.index, format!("the value is not JSON: {err}")))
+    }
+}
+
+/// A record the plugin creates (see [`Output::emit`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NewEvent {
+    /// The key as JSON text.
+    pub key: Option<Vec<u8>>,
+    /// The value as JSON text.
+    pub value: Vec<u8>,
+    /// Event time, epoch milliseconds.
+    pub timestamp: Option<i64>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Where a plugin writes its output records, in order.
+#[derive(Debug)]
+pub struct Output {
+    raw: wit::Processed,
+}
+
+impl Output {
+    fn new(capacity: usize) -> Self {
+        Output {
+            raw: wit::Processed {
+                data: Vec::new(),
+                headers: Vec::new(),
+                outputs: Vec::with_capacity(capacity),
+            },
+        }
+    }
+
+    /// Passes an input record on unchanged.
+    pub fn keep(&mut self, e: &Event<'_>) {
+        self.raw.outputs.push(wit::Output::Keep(e.index as u32));
+    }
+
+    /// Passes an input record on with its value replaced by this JSON.
+    pub fn emit_json(&mut self, e: &Event<'_>, value: &serde_json::Value) {
+        let key = e.key().map(|k| self.put(k));
+        let start = self.raw.data.len();
+        // Writing a serde_json::Value into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.raw.data, value);
+        let value = span(start, self.raw.data.len() - start);
+        let headers = self.put_headers(e.headers());
+        self.raw.outputs.push(wit::Output::Emit(wit::Event {
+            key,
+            value,
+            timestamp: e.timestamp(),
+            headers,
+        }));
+    }
+
+    /// Adds a new record.
+    pub fn emit(&mut self, e: &NewEvent) {
+        let key = e.key.as_deref().map(|k| self.put(k));
+        let value = self.put(&e.value);
+        let headers = self.put_headers(e.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        self.raw.outputs.push(wit::Output::Emit(wit::Event {
+            key,
+            value,
+            timestamp: e.timestamp,
+            headers,
+        }));
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> wit::Span {
+        let start = self.raw.data.len();
+        self.raw.data.extend_from_slice(bytes);
+        span(start, bytes.len())
+    }
+
+    fn put_headers<'h>(&mut self, headers: impl Iterator<Item = (&'h str, &'h str)>) -> wit::Span {
+        let start = self.raw.headers.len();
+        for (n, v) in headers {
+            let name = self.put(n.as_bytes());
+            let value = self.put(v.as_bytes());
+            self.raw.headers.push(wit::Header { name, value });
+        }
+        span(start, self.raw.headers.len() - start)
+    }
+}
+
+fn span(start: usize, len: usize) -> wit::Span {
+    wit::Span {
+        start: start as u32,
+        len: len as u32,
+    }
+}
 
 /// What a plugin author implements.
 pub trait Transform: Sized + 'static {
     /// Builds the plugin from the component's `config:` block.
     fn init(config: serde_json::Value) -> Result<Self, String>;
 
-    /// Transforms one batch. Return `Failure::BadRecord` for a record that cannot be
-    /// processed (it goes to the dead-letter queue; the rest is processed again).
-    fn process(&mut self, batch: Vec<Event>) -> Result<Vec<Event>, Failure>;
+    /// Transforms one batch into `out`. Return `Failure::BadRecord` (see [`bad_record`])
+    /// for a record that cannot be processed: it goes to the dead-letter queue and the
+    /// rest of the batch is passed to `process` again.
+    fn process(&mut self, batch: &Batch, out: &mut Output) -> Result<(), Failure>;
 
     /// State for a checkpoint; stateless plugins keep the default.
     fn snapshot(&self) -> Vec<u8> {
@@ -64,17 +250,6 @@ pub trait Transform: Sized + 'static {
     fn restore(&mut self, _state: &[u8]) -> Result<(), String> {
         Ok(())
     }
-}
-
-/// An event's value as JSON; a value that is not JSON is a `plugin` failure.
-pub fn json(e: &Event) -> Result<serde_json::Value, Failure> {
-    serde_json::from_slice(&e.value)
-        .map_err(|err| Failure::Plugin(format!("the event value is not JSON: {err}")))
-}
-
-/// Replaces an event's value with this JSON.
-pub fn set_json(e: &mut Event, v: &serde_json::Value) {
-    e.value = serde_json::to_vec(v).unwrap_or_default();
 }
 
 /// A `bad-record` failure for record `index` of the batch.
@@ -112,8 +287,11 @@ pub mod glue {
         Ok(())
     }
 
-    pub fn process<T: Transform>(batch: Vec<Event>) -> Result<Vec<Event>, Failure> {
-        with::<T, _>(|t| t.process(batch)).map_err(Failure::Plugin)?
+    pub fn process<T: Transform>(batch: wit::Batch) -> Result<wit::Processed, Failure> {
+        let batch = Batch { raw: batch };
+        let mut out = Output::new(batch.len());
+        with::<T, _>(|t| t.process(&batch, &mut out)).map_err(Failure::Plugin)??;
+        Ok(out.raw)
     }
 
     pub fn snapshot<T: Transform>() -> Vec<u8> {
@@ -135,7 +313,12 @@ macro_rules! export_transform {
             fn init(config: String) -> Result<(), String> {
                 $crate::wasm::glue::init::<$t>(config)
             }
-            fn process(batch: Vec<$crate::wasm::Event>) -> Result<Vec<$crate::wasm::Event>, $crate::wasm::Failure> {
+            fn process(
+                batch: $crate::wasm::bindings::connectd::plugin::types::Batch,
+            ) -> Result<
+                $crate::wasm::bindings::connectd::plugin::types::Processed,
+                $crate::wasm::Failure,
+            > {
                 $crate::wasm::glue::process::<$t>(batch)
             }
             fn snapshot() -> Vec<u8> {

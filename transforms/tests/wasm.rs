@@ -88,6 +88,59 @@ fn get(r: &Record, f: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// Records with everything the interface carries: key, timestamp, headers, nesting,
+/// escapes and non-ASCII text.
+fn rich_records() -> Vec<Record> {
+    (0..5)
+        .map(|i| Record {
+            key: Value::from_json(&serde_json::json!({"id": i})),
+            value: Value::from_json(&serde_json::json!({
+                "n": i, "x": i as f64 / 3.0, "s": format!("q\"uote\\ {i} ünï"),
+                "nested": {"list": [1, null, true, "two"]}
+            })),
+            timestamp: Some(1_700_000_000_000 + i),
+            headers: vec![
+                ("source".into(), format!("s-{i}").into()),
+                ("é".into(), "ü".into()),
+            ],
+        })
+        .collect()
+}
+
+fn run_records(t: &mut Box<dyn Transform>, input: Vec<Record>) -> Emitter {
+    let mut out = Emitter::default();
+    t.process(0, Arc::new(input), &mut out).unwrap();
+    out
+}
+
+#[test]
+fn kept_records_come_back_exactly_and_emitted_ones_keep_key_time_and_headers() {
+    let probe = wasm("transforms/tests/guests", "probe");
+    let input = rich_records();
+
+    let mut identity =
+        plugin(serde_json::json!({"module": probe, "config": {"mode": "identity"}})).unwrap();
+    assert_eq!(run_records(&mut identity, input.clone()).records, input);
+
+    let mut twice =
+        plugin(serde_json::json!({"module": probe, "config": {"mode": "twice"}})).unwrap();
+    let doubled: Vec<Record> = input.iter().flat_map(|r| [r.clone(), r.clone()]).collect();
+    assert_eq!(run_records(&mut twice, input.clone()).records, doubled);
+
+    // `pass` parses each value in the guest, adds `seen` and emits it as new JSON.
+    let mut pass =
+        plugin(serde_json::json!({"module": probe, "config": {"mode": "pass"}})).unwrap();
+    let out = run_records(&mut pass, input.clone()).records;
+    assert_eq!(out.len(), input.len());
+    for (o, i) in out.iter().zip(&input) {
+        let mut expected = i.clone();
+        let mut v = expected.value.to_json();
+        v["seen"] = true.into();
+        expected.value = Value::from_json(&v);
+        assert_eq!(o, &expected);
+    }
+}
+
 #[test]
 fn mask_fields_redacts_the_configured_fields() {
     let mut t = plugin(serde_json::json!({"module": wasm("examples/plugins", "mask_fields"), "config": {"fields": ["ssn", "card"]}})).unwrap();

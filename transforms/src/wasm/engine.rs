@@ -20,6 +20,18 @@ pub fn engine() -> &'static Engine {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        // Compiling a plugin takes a sizeable fraction of a second of CPU; wasmtime's
+        // on-disk cache (keyed by module and engine settings) makes a restart skip it.
+        if std::env::var("CONNECTD_WASM_CACHE").as_deref() != Ok("off") {
+            let mut cache_config = wasmtime::CacheConfig::new();
+            cache_config.with_directory(cache_dir());
+            match wasmtime::Cache::new(cache_config) {
+                Ok(cache) => {
+                    config.cache(Some(cache));
+                }
+                Err(e) => tracing::warn!(error = %e, "wasm compile cache unavailable; plugins are compiled at every start"),
+            }
+        }
         let engine = Engine::new(&config).unwrap_or_else(|_| Engine::default());
         let ticker = engine.clone();
         std::thread::Builder::new()
@@ -31,6 +43,19 @@ pub fn engine() -> &'static Engine {
             .ok();
         engine
     })
+}
+
+/// `$CONNECTD_WASM_CACHE`, else `$XDG_CACHE_HOME/connectd/wasm`, else
+/// `~/.cache/connectd/wasm`, else a directory under the system temp dir.
+fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CONNECTD_WASM_CACHE") {
+        return dir.into();
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("connectd").join("wasm")
 }
 
 /// Epoch ticks for a timeout (at least one).

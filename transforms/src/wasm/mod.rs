@@ -29,7 +29,9 @@ mod bindings {
 }
 
 use bindings::connectd;
-use bindings::connectd::plugin::types::{Event, Failure, Header, Level};
+use bindings::connectd::plugin::types::{
+    Batch as WitBatch, Event, Failure, Header, Level, Output, Processed, Span,
+};
 use bindings::Transform as TransformWorld;
 
 /// The interface version this connectd speaks.
@@ -75,6 +77,8 @@ pub struct WasmTransform {
     memory: usize,
     timeout: Duration,
     instance: Option<(Store<State>, TransformWorld)>,
+    /// The interface buffers, kept between batches for their allocations.
+    buffers: WitBatch,
     /// State to hand to the next instance (after `restore`, or kept across a trap).
     restored: Option<Vec<u8>>,
     stats: std::sync::Arc<connectd_sdk::stats::PluginStats>,
@@ -123,47 +127,136 @@ pub fn build(
         memory,
         timeout,
         instance: None,
+        buffers: empty_batch(),
         restored: None,
         stats: Default::default(),
     }))
 }
 
-fn to_event(r: &Record) -> Event {
-    let key = (!r.key.is_null()).then(|| serde_json::to_vec(&r.key).unwrap_or_default());
-    Event {
-        key,
-        value: serde_json::to_vec(&r.value).unwrap_or_default(),
-        timestamp: r.timestamp,
-        headers: r
-            .headers
-            .iter()
-            .map(|(n, v)| Header {
-                name: n.to_string(),
-                value: v.to_string(),
-            })
-            .collect(),
+fn empty_batch() -> WitBatch {
+    WitBatch {
+        data: Vec::new(),
+        headers: Vec::new(),
+        events: Vec::new(),
     }
 }
 
-fn from_event(e: Event) -> Result<Record, String> {
-    let text = std::str::from_utf8(&e.value)
-        .map_err(|err| format!("the plugin returned a value that is not UTF-8: {err}"))?;
-    let value = connectd_sdk::json::parse(text)
-        .map_err(|err| format!("the plugin returned a value that is not JSON: {err}"))?;
+/// Writes a batch of records into the interface's buffers, reusing their allocations.
+fn encode(records: &[Record], batch: &mut WitBatch) {
+    batch.data.clear();
+    batch.headers.clear();
+    batch.events.clear();
+    for r in records {
+        let key = (!r.key.is_null()).then(|| write_json(&mut batch.data, &r.key));
+        let value = write_json(&mut batch.data, &r.value);
+        let first = batch.headers.len();
+        for (n, v) in &r.headers {
+            let name = put(&mut batch.data, n.as_bytes());
+            let value = put(&mut batch.data, v.as_bytes());
+            batch.headers.push(Header { name, value });
+        }
+        batch.events.push(Event {
+            key,
+            value,
+            timestamp: r.timestamp,
+            headers: span(first, batch.headers.len() - first),
+        });
+    }
+}
+
+fn span(start: usize, len: usize) -> Span {
+    Span {
+        start: start as u32,
+        len: len as u32,
+    }
+}
+
+fn put(data: &mut Vec<u8>, bytes: &[u8]) -> Span {
+    let start = data.len();
+    data.extend_from_slice(bytes);
+    span(start, bytes.len())
+}
+
+fn write_json(data: &mut Vec<u8>, v: &Value) -> Span {
+    let start = data.len();
+    // Serializing a Value into a Vec cannot fail (non-finite floats become null).
+    let _ = serde_json::to_writer(&mut *data, v);
+    span(start, data.len() - start)
+}
+
+/// The records of a `process` result: `keep`s move the input records, `emit`s are
+/// parsed from the returned buffers.
+fn decode(records: Vec<Record>, processed: Processed) -> Result<Vec<Record>, String> {
+    let mut uses = vec![0u32; records.len()];
+    for o in &processed.outputs {
+        if let Output::Keep(i) = o {
+            let slot = uses
+                .get_mut(*i as usize)
+                .ok_or_else(|| format!("kept record {i} of a batch of {}", records.len()))?;
+            *slot += 1;
+        }
+    }
+    let mut inputs: Vec<Option<Record>> = records.into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(processed.outputs.len());
+    for o in &processed.outputs {
+        match o {
+            Output::Keep(i) => {
+                let i = *i as usize;
+                uses[i] -= 1;
+                // The last use moves the record; earlier ones (a plugin may keep a record
+                // twice) copy it.
+                let r = if uses[i] == 0 {
+                    inputs[i].take()
+                } else {
+                    inputs[i].clone()
+                };
+                out.extend(r);
+            }
+            Output::Emit(e) => out.push(emitted(&processed, e)?),
+        }
+    }
+    Ok(out)
+}
+
+fn emitted(p: &Processed, e: &Event) -> Result<Record, String> {
+    let bytes = |s: Span, what: &str| {
+        let start = s.start as usize;
+        p.data
+            .get(start..start + s.len as usize)
+            .ok_or_else(|| format!("returned a {what} outside its buffer"))
+    };
+    let text = |s: Span, what: &str| {
+        std::str::from_utf8(bytes(s, what)?)
+            .map_err(|err| format!("returned a {what} that is not UTF-8: {err}"))
+    };
+    let value = connectd_sdk::json::parse(text(e.value, "value")?)
+        .map_err(|err| format!("returned a value that is not JSON: {err}"))?;
     let key = match e.key {
-        Some(k) => serde_json::from_slice::<Value>(&k)
-            .unwrap_or_else(|_| Value::str(String::from_utf8_lossy(&k))),
+        Some(k) => {
+            let k = bytes(k, "key")?;
+            serde_json::from_slice::<Value>(k)
+                .unwrap_or_else(|_| Value::str(String::from_utf8_lossy(k)))
+        }
         None => Value::Null,
     };
+    let start = e.headers.start as usize;
+    let headers = p
+        .headers
+        .get(start..start + e.headers.len as usize)
+        .ok_or("returned headers outside its header list")?
+        .iter()
+        .map(|h| {
+            Ok((
+                text(h.name, "header")?.into(),
+                text(h.value, "header")?.into(),
+            ))
+        })
+        .collect::<Result<_, String>>()?;
     Ok(Record {
         key,
         value,
         timestamp: e.timestamp,
-        headers: e
-            .headers
-            .into_iter()
-            .map(|h| (h.name.into(), h.value.into()))
-            .collect(),
+        headers,
     })
 }
 
@@ -246,19 +339,18 @@ impl connectd_sdk::Transform for WasmTransform {
             if records.is_empty() {
                 return Ok(());
             }
-            let events: Vec<Event> = records.iter().map(to_event).collect();
+            let mut buffers = std::mem::replace(&mut self.buffers, empty_batch());
+            encode(&records, &mut buffers);
             let (store, world) = self.instance()?;
             store.set_epoch_deadline(engine::ticks(timeout));
             let started = std::time::Instant::now();
-            let called = world.call_process(&mut *store, &events);
+            let called = world.call_process(&mut *store, &buffers);
             self.stats.batch(started.elapsed());
+            self.buffers = buffers;
             match called {
-                Ok(Ok(result)) => {
-                    for e in result {
-                        match from_event(e) {
-                            Ok(r) => out.emit(r),
-                            Err(why) => return Err(self.err(why)),
-                        }
+                Ok(Ok(processed)) => {
+                    for r in decode(records, processed).map_err(|why| self.err(why))? {
+                        out.emit(r);
                     }
                     return Ok(());
                 }

@@ -1,7 +1,7 @@
 //! Converts price fields with a configured rate:
 //! `config: {fields: [price, bid], rate: 15800.0, round: 2}` (e.g. USD → IDR).
 
-use connectd_sdk::wasm::{bad_record, json, set_json, Event, Failure, Transform};
+use connectd_sdk::wasm::{bad_record, Batch, Failure, Output, Transform};
 
 struct Currency {
     fields: Vec<String>,
@@ -28,16 +28,16 @@ impl Transform for Currency {
         })
     }
 
-    fn process(&mut self, batch: Vec<Event>) -> Result<Vec<Event>, Failure> {
-        let mut out = Vec::with_capacity(batch.len());
-        for (i, mut e) in batch.into_iter().enumerate() {
-            let mut v = json(&e)?;
+    fn process(&mut self, batch: &Batch, out: &mut Output) -> Result<(), Failure> {
+        for e in batch.iter() {
+            let mut v = e.json()?;
+            let mut changed = false;
             for f in &self.fields {
                 match v.get(f) {
                     None | Some(serde_json::Value::Null) => {}
                     Some(x) => {
                         let Some(n) = x.as_f64() else {
-                            return Err(bad_record(i, format!("`{f}` is not a number: {x}")));
+                            return Err(bad_record(e.index(), format!("`{f}` is not a number: {x}")));
                         };
                         let mut converted = n * self.rate;
                         if let Some(r) = self.round {
@@ -45,13 +45,17 @@ impl Transform for Currency {
                             converted = (converted * factor).round() / factor;
                         }
                         v[f] = converted.into();
+                        changed = true;
                     }
                 }
             }
-            set_json(&mut e, &v);
-            out.push(e);
+            if changed {
+                out.emit_json(&e, &v);
+            } else {
+                out.keep(&e);
+            }
         }
-        Ok(out)
+        Ok(())
     }
 }
 

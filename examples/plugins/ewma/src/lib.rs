@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use connectd_sdk::wasm::{bad_record, json, set_json, Event, Failure, Transform};
+use connectd_sdk::wasm::{bad_record, Batch, Failure, Output, Transform};
 
 struct Ewma {
     key: String,
@@ -41,19 +41,21 @@ impl Transform for Ewma {
         })
     }
 
-    fn process(&mut self, batch: Vec<Event>) -> Result<Vec<Event>, Failure> {
-        let mut out = Vec::with_capacity(batch.len());
-        for (i, mut e) in batch.into_iter().enumerate() {
-            let mut v = json(&e)?;
+    fn process(&mut self, batch: &Batch, out: &mut Output) -> Result<(), Failure> {
+        for e in batch.iter() {
+            let mut v = e.json()?;
             let key = match &v[&self.key] {
                 serde_json::Value::String(s) => s.clone(),
                 serde_json::Value::Null => {
-                    return Err(bad_record(i, format!("`{}` is missing", self.key)))
+                    return Err(bad_record(e.index(), format!("`{}` is missing", self.key)))
                 }
                 other => other.to_string(),
             };
             let Some(x) = v[&self.field].as_f64() else {
-                return Err(bad_record(i, format!("`{}` is not a number", self.field)));
+                return Err(bad_record(
+                    e.index(),
+                    format!("`{}` is not a number", self.field),
+                ));
             };
             let avg = match self.averages.get(&key) {
                 Some(prev) => self.alpha * x + (1.0 - self.alpha) * prev,
@@ -61,10 +63,9 @@ impl Transform for Ewma {
             };
             self.averages.insert(key, avg);
             v[&self.output] = avg.into();
-            set_json(&mut e, &v);
-            out.push(e);
+            out.emit_json(&e, &v);
         }
-        Ok(out)
+        Ok(())
     }
 
     fn snapshot(&self) -> Vec<u8> {

@@ -1,6 +1,6 @@
 //! Redacts the configured top-level fields: `config: {fields: [ssn, card], mask: "***"}`.
 
-use connectd_sdk::wasm::{json, set_json, Event, Failure, Transform};
+use connectd_sdk::wasm::{Batch, Failure, Output, Transform};
 
 struct MaskFields {
     fields: Vec<String>,
@@ -23,22 +23,25 @@ impl Transform for MaskFields {
         Ok(MaskFields { fields, mask })
     }
 
-    fn process(&mut self, batch: Vec<Event>) -> Result<Vec<Event>, Failure> {
-        batch
-            .into_iter()
-            .map(|mut e| {
-                let mut v = json(&e)?;
-                if let Some(o) = v.as_object_mut() {
-                    for f in &self.fields {
-                        if o.contains_key(f) {
-                            o.insert(f.clone(), self.mask.clone());
-                        }
+    fn process(&mut self, batch: &Batch, out: &mut Output) -> Result<(), Failure> {
+        for e in batch.iter() {
+            let mut v = e.json()?;
+            let mut masked = false;
+            if let Some(o) = v.as_object_mut() {
+                for f in &self.fields {
+                    if let Some(slot) = o.get_mut(f) {
+                        *slot = self.mask.clone();
+                        masked = true;
                     }
                 }
-                set_json(&mut e, &v);
-                Ok(e)
-            })
-            .collect()
+            }
+            if masked {
+                out.emit_json(&e, &v);
+            } else {
+                out.keep(&e);
+            }
+        }
+        Ok(())
     }
 }
 

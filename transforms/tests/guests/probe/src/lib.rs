@@ -1,6 +1,6 @@
 //! Misbehaves on purpose, per `config.mode`, when a record has `"go": true`.
 
-use connectd_sdk::wasm::{json, set_json, Event, Failure, Transform};
+use connectd_sdk::wasm::{Batch, Failure, Output, Transform};
 
 struct Probe {
     mode: String,
@@ -13,13 +13,18 @@ impl Transform for Probe {
         })
     }
 
-    fn process(&mut self, batch: Vec<Event>) -> Result<Vec<Event>, Failure> {
-        if self.mode == "identity" {
-            return Ok(batch);
-        }
-        let mut out = Vec::new();
-        for mut e in batch {
-            let mut v = json(&e)?;
+    fn process(&mut self, batch: &Batch, out: &mut Output) -> Result<(), Failure> {
+        for e in batch.iter() {
+            if self.mode == "identity" {
+                out.keep(&e);
+                continue;
+            }
+            if self.mode == "twice" {
+                out.keep(&e);
+                out.keep(&e);
+                continue;
+            }
+            let mut v = e.json()?;
             if v["go"] == true {
                 match self.mode.as_str() {
                     "spin" => {
@@ -46,10 +51,9 @@ impl Transform for Probe {
                 }
             }
             v["seen"] = true.into();
-            set_json(&mut e, &v);
-            out.push(e);
+            out.emit_json(&e, &v);
         }
-        Ok(out)
+        Ok(())
     }
 }
 
