@@ -6,6 +6,8 @@
 //! numbers, any syntax error — is handed to `serde_json`, which gives the result and
 //! the error messages. A test checks that both paths agree.
 
+pub use crate::json_out::write;
+
 use compact_str::CompactString;
 
 use crate::value::{Object, Value};

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod expr;
 pub mod json;
+mod json_out;
 pub mod record;
 pub mod registry;
 pub mod stats;

@@ -179,8 +179,7 @@ fn put(data: &mut Vec<u8>, bytes: &[u8]) -> Span {
 
 fn write_json(data: &mut Vec<u8>, v: &Value) -> Span {
     let start = data.len();
-    // Serializing a Value into a Vec cannot fail (non-finite floats become null).
-    let _ = serde_json::to_writer(&mut *data, v);
+    connectd_sdk::json::write(v, data);
     span(start, data.len() - start)
 }
 
