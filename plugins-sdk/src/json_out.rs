@@ -106,12 +106,24 @@ mod tests {
             serde_json::json!(null),
             serde_json::json!({"hostname": "host-1", "cpu": "cpu3", "usage": 91.25, "n": -7, "ok": true, "z": null}),
             serde_json::json!({"s": "q\"uote\\ tab\t nl\n cr\r bell\u{7} del\u{7f} ünï 😀", "nested": {"list": [1, 2.5, "x", [], {}]}}),
-            serde_json::json!([1.0, 0.1, 1e300, -0.0, 123456789012345678i64, i64::MIN, f64::MAX]),
+            serde_json::json!([
+                1.0,
+                0.1,
+                1e300,
+                -0.0,
+                123456789012345678i64,
+                i64::MIN,
+                f64::MAX
+            ]),
             serde_json::json!(""),
         ];
         for s in samples {
             let v = Value::from_json(&s);
-            assert_eq!(text(&v), serde_json::to_string(&v).unwrap_or_default(), "{s}");
+            assert_eq!(
+                text(&v),
+                serde_json::to_string(&v).unwrap_or_default(),
+                "{s}"
+            );
         }
         assert_eq!(text(&Value::Float(f64::NAN)), "null");
         assert_eq!(text(&Value::Float(f64::INFINITY)), "null");
@@ -119,7 +131,9 @@ mod tests {
 
     #[test]
     fn round_trips_through_the_parser() {
-        let v = Value::from_json(&serde_json::json!({"a": 1, "b": 1.0, "c": "\u{1}\u{1f}", "d": [true, false]}));
+        let v = Value::from_json(
+            &serde_json::json!({"a": 1, "b": 1.0, "c": "\u{1}\u{1f}", "d": [true, false]}),
+        );
         let parsed = crate::json::parse(&text(&v)).ok();
         assert_eq!(parsed, Some(v));
     }

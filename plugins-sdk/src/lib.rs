@@ -22,6 +22,6 @@ pub mod wasm;
 
 pub use error::{BadRecord, ConnectorError};
 pub use record::{Batch, Record};
-pub use registry::{BuildContext, Registry};
+pub use registry::{BuildContext, Registry, WorkerSettings};
 pub use traits::{Checkpoint, Committed, Emitter, Sink, Source, SourcePoll, Transform};
 pub use value::{FieldPath, Object, Value};

@@ -7,8 +7,28 @@ use std::path::PathBuf;
 use crate::config::{ConfigMap, Invalid};
 use crate::traits::{Sink, Source, Transform};
 
+/// Settings of the worker process (`--worker worker.yaml`) that connectors may use.
+#[derive(Clone, Default)]
+pub struct WorkerSettings {
+    /// The worker's name (default: the host name): part of Kafka transactional ids.
+    pub name: String,
+    /// librdkafka properties for every Kafka client of this worker
+    /// (`bootstrap.servers`, SASL/SSL, ...); a connector's own `properties` win.
+    pub kafka: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for WorkerSettings {
+    // Kafka properties may hold passwords: only their names are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerSettings")
+            .field("name", &self.name)
+            .field("kafka", &self.kafka.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 /// What a builder knows about the component it builds.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct BuildContext {
     pub pipeline: String,
     pub component: String,
@@ -16,6 +36,7 @@ pub struct BuildContext {
     pub state_dir: PathBuf,
     /// Names of the component's inputs, in order (empty for sources).
     pub inputs: Vec<String>,
+    pub worker: WorkerSettings,
 }
 
 pub type SourceBuilder = fn(&mut ConfigMap<'_>, &BuildContext) -> Result<Box<dyn Source>, Invalid>;

@@ -43,6 +43,9 @@ struct ConfigArgs {
     /// Where checkpoints and other state are kept.
     #[arg(long, default_value = "./.connectd")]
     state_dir: PathBuf,
+    /// The worker file (worker name, Kafka connection settings).
+    #[arg(long)]
+    worker: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -51,6 +54,9 @@ struct RunArgs {
     config: Vec<String>,
     #[arg(long, default_value = "./.connectd")]
     state_dir: PathBuf,
+    /// The worker file (worker name, Kafka connection settings).
+    #[arg(long)]
+    worker: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     /// Address of the admin HTTP server (/metrics, /healthz); `off` disables it.
@@ -79,12 +85,17 @@ fn init_logging(format: LogFormat) {
 fn load(
     patterns: &[String],
     state_dir: &std::path::Path,
+    worker: Option<&std::path::Path>,
 ) -> Result<Vec<config::PipelinePlan>, ExitCode> {
+    let worker = config::load_worker(worker).map_err(|p| {
+        eprintln!("{p}");
+        ExitCode::FAILURE
+    })?;
     let files = config::expand_paths(patterns).map_err(|p| {
         eprintln!("{p}");
         ExitCode::FAILURE
     })?;
-    config::load(&files, &registry(), state_dir).map_err(|p| {
+    config::load(&files, &registry(), state_dir, &worker).map_err(|p| {
         eprintln!("{p}");
         ExitCode::FAILURE
     })
@@ -93,22 +104,24 @@ fn load(
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Validate(args)) => match load(&args.config, &args.state_dir) {
-            Ok(plans) => {
-                for p in &plans {
-                    println!(
-                        "ok: {} ({}): {} source(s), {} transform(s), {} sink(s)",
-                        p.name,
-                        p.file.display(),
-                        p.sources.len(),
-                        p.transforms.len(),
-                        p.sinks.len()
-                    );
+        Some(Command::Validate(args)) => {
+            match load(&args.config, &args.state_dir, args.worker.as_deref()) {
+                Ok(plans) => {
+                    for p in &plans {
+                        println!(
+                            "ok: {} ({}): {} source(s), {} transform(s), {} sink(s)",
+                            p.name,
+                            p.file.display(),
+                            p.sources.len(),
+                            p.transforms.len(),
+                            p.sinks.len()
+                        );
+                    }
+                    ExitCode::SUCCESS
                 }
-                ExitCode::SUCCESS
+                Err(code) => code,
             }
-            Err(code) => code,
-        },
+        }
         Some(Command::Run(args)) => run(args),
         None => run(cli.run),
     }
@@ -120,7 +133,7 @@ fn run(args: RunArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     init_logging(args.log_format);
-    let plans = match load(&args.config, &args.state_dir) {
+    let plans = match load(&args.config, &args.state_dir, args.worker.as_deref()) {
         Ok(p) => p,
         Err(code) => return code,
     };

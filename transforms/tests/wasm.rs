@@ -61,6 +61,7 @@ fn plugin(config: serde_json::Value) -> Result<Box<dyn Transform>, Vec<String>> 
         component: "p".into(),
         state_dir: ".".into(),
         inputs: vec!["in".into()],
+        ..Default::default()
     };
     connectd_transforms::wasm::build(&mut cfg, &ctx)
         .map_err(|_| errors.take().iter().map(|e| e.to_string()).collect())

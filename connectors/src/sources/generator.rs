@@ -226,6 +226,7 @@ mod tests {
             component: "g".into(),
             state_dir: ".".into(),
             inputs: vec![],
+            ..Default::default()
         };
         let built = match kind {
             "iot" => super::super::iot::build(&mut cfg, &ctx),

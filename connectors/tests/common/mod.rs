@@ -153,6 +153,7 @@ fn build_from(
         component: "s".into(),
         state_dir: ".".into(),
         inputs: vec![],
+        ..Default::default()
     };
     build(&mut cfg, &ctx).map_err(|_| errors.take())
 }

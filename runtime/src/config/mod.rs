@@ -5,6 +5,7 @@
 mod graph;
 mod interpolate;
 mod pipeline;
+mod worker_file;
 mod yaml;
 
 use std::fmt;
@@ -12,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use connectd_sdk::config::{ConfigError, ConfigErrors, Span};
-use connectd_sdk::Registry;
+use connectd_sdk::{Registry, WorkerSettings};
 
 pub use pipeline::{ComponentPlan, ErrorPolicy, PipelinePlan, Tolerance};
+pub use worker_file::load_worker;
 
 /// Every problem found in the given config files.
 #[derive(Debug)]
@@ -88,6 +90,7 @@ pub fn load(
     files: &[PathBuf],
     registry: &Registry,
     state_dir: &Path,
+    worker: &WorkerSettings,
 ) -> Result<Vec<PipelinePlan>, ConfigProblems> {
     let mut plans: Vec<PipelinePlan> = Vec::new();
     let mut problems = Vec::new();
@@ -97,7 +100,7 @@ pub fn load(
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 if let Some(root) = yaml::parse(&name, &text, &errors) {
-                    let plan = pipeline::build(&root, path, registry, state_dir, &errors);
+                    let plan = pipeline::build(&root, path, registry, state_dir, worker, &errors);
                     if let Some(plan) = plan.filter(|_| errors.is_empty()) {
                         if let Some(other) = plans.iter().find(|p| p.name == plan.name) {
                             errors.push(

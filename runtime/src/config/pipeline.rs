@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use connectd_sdk::config::{ConfigErrors, ConfigMap, ConfigNode, ConfigValue, Span};
-use connectd_sdk::{BuildContext, Registry, Sink, Source, Transform};
+use connectd_sdk::{BuildContext, Registry, Sink, Source, Transform, WorkerSettings};
 
 use super::graph;
 
@@ -117,6 +117,7 @@ pub fn build(
     file: &Path,
     registry: &Registry,
     state_dir: &Path,
+    worker: &WorkerSettings,
     errors: &ConfigErrors,
 ) -> Option<PipelinePlan> {
     let mut top = ConfigMap::new(root, "", errors);
@@ -177,6 +178,7 @@ pub fn build(
         component: component.to_string(),
         state_dir: state_dir.to_path_buf(),
         inputs: inputs.to_vec(),
+        worker: worker.clone(),
     };
     let mut sources = Vec::new();
     for (cname, _, node) in &source_nodes {
