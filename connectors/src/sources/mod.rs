@@ -10,6 +10,8 @@ pub mod goapi;
 #[cfg(feature = "http-sources")]
 pub mod http;
 pub mod iot;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod trades;
 #[cfg(feature = "http-sources")]
 pub mod yahoo;

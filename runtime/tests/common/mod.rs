@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod cql_server;
+pub mod kafka;
 pub mod mysql;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,73 @@
+//! What the `kafka` source and sink share: client settings, the offsets format, and the
+//! registry through which a sink finds the consumer groups of its pipeline's sources.
+
+pub mod groups;
+pub mod offsets;
+
+use std::collections::BTreeMap;
+
+use connectd_sdk::config::{ConfigMap, ConfigValue};
+use connectd_sdk::BuildContext;
+use rdkafka::ClientConfig;
+
+/// librdkafka properties: the worker's `kafka.properties`, then the connector's own
+/// `bootstrap_servers` / `properties`. Records an error when no bootstrap server is set.
+pub fn client_properties(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> BTreeMap<String, String> {
+    let mut props = ctx.worker.kafka.clone();
+    if let Some(servers) = cfg.opt_str("bootstrap_servers") {
+        props.insert("bootstrap.servers".into(), servers);
+    }
+    for (key, node) in cfg.opt_entries("properties").unwrap_or_default() {
+        match &node.value {
+            ConfigValue::Scalar(v) => {
+                props.insert(key.name.clone(), v.clone());
+            }
+            _ => cfg.error_at(
+                node,
+                &format!("properties.{}", key.name),
+                "expected a text value (librdkafka properties are strings)",
+            ),
+        }
+    }
+    if !props.contains_key("bootstrap.servers") {
+        cfg.error(
+            "bootstrap_servers",
+            "no Kafka bootstrap servers: set `bootstrap_servers` here or `kafka.bootstrap_servers` in the worker file (--worker)",
+        );
+    }
+    props
+}
+
+pub fn client_config(props: &BTreeMap<String, String>) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    for (k, v) in props {
+        c.set(k, v);
+    }
+    c
+}
+
+/// A Kafka error as a connector error: most Kafka errors clear up (broker restarts,
+/// leader elections); a fenced producer or bad configuration does not.
+pub fn error(what: &str, e: rdkafka::error::KafkaError) -> connectd_sdk::ConnectorError {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode as C};
+    let message = format!("kafka: {what}: {e}");
+    let permanent = match &e {
+        KafkaError::ClientCreation(_) => true,
+        KafkaError::Transaction(t) => t.is_fatal(),
+        other => matches!(
+            other.rdkafka_error_code(),
+            Some(
+                C::ProducerFenced
+                    | C::InvalidProducerEpoch
+                    | C::TopicAuthorizationFailed
+                    | C::GroupAuthorizationFailed
+                    | C::TransactionalIdAuthorizationFailed
+            )
+        ),
+    };
+    if permanent {
+        connectd_sdk::ConnectorError::permanent(message)
+    } else {
+        connectd_sdk::ConnectorError::transient(message)
+    }
+}

@@ -1,0 +1,537 @@
+//! `kafka`: writes records to a topic in Kafka transactions, exactly once.
+//!
+//! One transactional producer per sink instance; its `transactional.id` is
+//! `connectd-<worker>-<pipeline>-<sink>`, so a restarted instance fences its predecessor
+//! and aborts whatever it left open. The records of a checkpoint, the checkpoint record
+//! (compacted topic `connectd-checkpoints`, key `<pipeline>/<sink>/<worker>`) and — when
+//! the pipeline reads from kafka sources — those sources' consumer offsets
+//! (`send_offsets_to_transaction`) commit in one transaction.
+//!
+//! Records are held until the checkpoint (or until `max_buffered` of them wait) and then
+//! produced, so a transaction is open only briefly. While one is open the file
+//! `<state-dir>/<pipeline>/sinks/<sink>.in-transaction` exists.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use connectd_sdk::config::{ConfigMap, Invalid};
+use connectd_sdk::{
+    BadRecord, BuildContext, Checkpoint, Committed, ConnectorError, FieldPath, Record, Sink, Value,
+};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::kafka::{client_config, client_properties, error, groups, offsets};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+enum Route {
+    Topic(String),
+    Field(FieldPath),
+}
+
+struct Outgoing {
+    topic: String,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    headers: Vec<(String, String)>,
+}
+
+type TxProducer = ThreadedProducer<DefaultProducerContext>;
+
+pub struct KafkaSink {
+    props: BTreeMap<String, String>,
+    route: Route,
+    key: Vec<FieldPath>,
+    raw: bool,
+    checkpoint_topic: String,
+    checkpoint_key: String,
+    max_buffered: usize,
+    marker: PathBuf,
+    pipeline: String,
+    producer: Option<Arc<TxProducer>>,
+    /// Everything written since the last commit: produced again if a transaction fails.
+    pending: Vec<Outgoing>,
+    /// How many of `pending` the open transaction holds.
+    produced: usize,
+    in_transaction: bool,
+}
+
+impl std::fmt::Debug for KafkaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSink")
+            .field("checkpoint_key", &self.checkpoint_key)
+            .finish()
+    }
+}
+
+pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink>, Invalid> {
+    let mut props = client_properties(cfg, ctx);
+    let route = match (cfg.opt_str("topic"), cfg.opt_str("topic_field")) {
+        (Some(t), None) => Route::Topic(t),
+        (None, Some(f)) => Route::Field(FieldPath::parse(&f)),
+        (Some(_), Some(_)) => {
+            cfg.error(
+                "topic_field",
+                "give either `topic` or `topic_field`, not both",
+            );
+            Route::Topic(String::new())
+        }
+        (None, None) => {
+            cfg.error(
+                "topic",
+                "missing: the topic to write to (or `topic_field`, the field that names it)",
+            );
+            Route::Topic(String::new())
+        }
+    };
+    let key = cfg
+        .opt_str_list("key")
+        .unwrap_or_default()
+        .iter()
+        .map(|k| FieldPath::parse(k))
+        .collect();
+    let raw = cfg.one_of("format", &["json", "raw"], "json") == "raw";
+    let checkpoint_topic = cfg
+        .opt_str("checkpoint_topic")
+        .unwrap_or_else(|| "connectd-checkpoints".into());
+    let max_buffered = cfg.u64_or("max_buffered", 100_000).max(1) as usize;
+    cfg.finish()?;
+    let worker = if ctx.worker.name.is_empty() {
+        "connectd".to_string()
+    } else {
+        ctx.worker.name.clone()
+    };
+    props
+        .entry("transactional.id".into())
+        .or_insert_with(|| format!("connectd-{worker}-{}-{}", ctx.pipeline, ctx.component));
+    props.insert("enable.idempotence".into(), "true".into());
+    Ok(Box::new(KafkaSink {
+        props,
+        route,
+        key,
+        raw,
+        checkpoint_topic,
+        checkpoint_key: format!("{}/{}/{worker}", ctx.pipeline, ctx.component),
+        max_buffered,
+        marker: ctx
+            .state_dir
+            .join(&ctx.pipeline)
+            .join("sinks")
+            .join(format!("{}.in-transaction", ctx.component)),
+        pipeline: ctx.pipeline.clone(),
+        producer: None,
+        pending: Vec::new(),
+        produced: 0,
+        in_transaction: false,
+    }))
+}
+
+/// A value as key/payload text: strings as they are, anything else as JSON.
+fn text_of(v: &Value) -> Vec<u8> {
+    match v {
+        Value::Str(s) => s.as_bytes().to_vec(),
+        other => {
+            let mut out = Vec::new();
+            connectd_sdk::json::write(other, &mut out);
+            out
+        }
+    }
+}
+
+/// Runs a blocking librdkafka call off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ConnectorError> + Send + 'static,
+) -> Result<T, ConnectorError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ConnectorError::permanent(format!("kafka: a blocking call failed: {e}")))?
+}
+
+impl KafkaSink {
+    fn producer(&self) -> Result<Arc<TxProducer>, ConnectorError> {
+        self.producer
+            .clone()
+            .ok_or_else(|| ConnectorError::permanent("kafka sink used before open"))
+    }
+
+    fn outgoing(&self, r: &Record) -> Result<Outgoing, String> {
+        let topic = match &self.route {
+            Route::Topic(t) => t.clone(),
+            Route::Field(f) => match r.value.get_path(f) {
+                Some(Value::Str(s)) if !s.is_empty() => s.to_string(),
+                other => {
+                    return Err(format!(
+                        "the topic field `{f}` is {other:?}, not a topic name"
+                    ))
+                }
+            },
+        };
+        let key = match self.key.as_slice() {
+            [] => (!r.key.is_null()).then(|| text_of(&r.key)),
+            [one] => Some(text_of(r.value.get_path(one).unwrap_or(&Value::Null))),
+            many => {
+                let mut o = connectd_sdk::Object::with_capacity(many.len());
+                for f in many {
+                    o.insert(
+                        f.to_string(),
+                        r.value.get_path(f).cloned().unwrap_or(Value::Null),
+                    );
+                }
+                Some(text_of(&Value::Object(o)))
+            }
+        };
+        let payload = if self.raw {
+            text_of(&r.value)
+        } else {
+            let mut out = Vec::new();
+            connectd_sdk::json::write(&r.value, &mut out);
+            out
+        };
+        let headers = r
+            .headers
+            .iter()
+            // Where a record came from in its source topic is not carried to the next.
+            .filter(|(n, _)| !n.starts_with("kafka."))
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        Ok(Outgoing {
+            topic,
+            key,
+            payload,
+            headers,
+        })
+    }
+
+    /// Opens a transaction if none is open.
+    async fn begin(&mut self) -> Result<(), ConnectorError> {
+        if self.in_transaction {
+            return Ok(());
+        }
+        if let Some(dir) = self.marker.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| ConnectorError::io("kafka sink state", e))?;
+        }
+        std::fs::write(&self.marker, b"").map_err(|e| ConnectorError::io("kafka sink state", e))?;
+        let p = self.producer()?;
+        p.begin_transaction()
+            .map_err(|e| error("begin transaction", e))?;
+        self.in_transaction = true;
+        self.produced = 0;
+        Ok(())
+    }
+
+    /// Produces the pending records the open transaction does not hold yet.
+    async fn produce_pending(&mut self) -> Result<(), ConnectorError> {
+        let p = self.producer()?;
+        let from = self.produced;
+        let batch: Vec<Outgoing> = self.pending[from..]
+            .iter()
+            .map(|o| Outgoing {
+                topic: o.topic.clone(),
+                key: o.key.clone(),
+                payload: o.payload.clone(),
+                headers: o.headers.clone(),
+            })
+            .collect();
+        let n = batch.len();
+        blocking(move || {
+            for o in &batch {
+                produce(&p, &o.topic, o.key.as_deref(), &o.payload, &o.headers)?;
+            }
+            Ok(())
+        })
+        .await?;
+        self.produced = from + n;
+        Ok(())
+    }
+
+    /// Aborts the open transaction (after a failure); its records are produced again in
+    /// the next one.
+    async fn abort(&mut self) {
+        if !self.in_transaction {
+            return;
+        }
+        if let Ok(p) = self.producer() {
+            let _ =
+                blocking(move || p.abort_transaction(TIMEOUT).map_err(|e| error("abort", e))).await;
+        }
+        self.in_transaction = false;
+        self.produced = 0;
+        let _ = std::fs::remove_file(&self.marker);
+    }
+
+    async fn commit_once(&mut self, checkpoint: &Checkpoint) -> Result<(), ConnectorError> {
+        self.begin().await?;
+        self.produce_pending().await?;
+        let p = self.producer()?;
+        let record =
+            serde_json::json!({"id": checkpoint.id, "state": checkpoint.state}).to_string();
+        let (topic, key) = (self.checkpoint_topic.clone(), self.checkpoint_key.clone());
+        let sources = groups::of(&self.pipeline);
+        let mut commits = Vec::new();
+        for g in sources {
+            let offset = &checkpoint.state["sources"][&g.source]["offset"];
+            if offset.is_null() {
+                continue;
+            }
+            let positions = offsets::from_json(offset).map_err(|e| {
+                ConnectorError::permanent(format!(
+                    "kafka sink: offsets of source `{}`: {e}",
+                    g.source
+                ))
+            })?;
+            commits.push((offsets::to_list(&positions), g.metadata.clone()));
+        }
+        blocking(move || {
+            produce(&p, &topic, Some(key.as_bytes()), record.as_bytes(), &[])?;
+            for (tpl, md) in &commits {
+                p.send_offsets_to_transaction(tpl, md, TIMEOUT)
+                    .map_err(|e| error("commit the source offsets", e))?;
+            }
+            p.commit_transaction(TIMEOUT)
+                .map_err(|e| error("commit transaction", e))
+        })
+        .await?;
+        self.in_transaction = false;
+        self.produced = 0;
+        self.pending.clear();
+        let _ = std::fs::remove_file(&self.marker);
+        Ok(())
+    }
+}
+
+fn produce(
+    p: &TxProducer,
+    topic: &str,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    headers: &[(String, String)],
+) -> Result<(), ConnectorError> {
+    let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(payload);
+    if let Some(k) = key {
+        record = record.key(k);
+    }
+    if !headers.is_empty() {
+        let mut h = OwnedHeaders::new_with_capacity(headers.len());
+        for (n, v) in headers {
+            h = h.insert(Header {
+                key: n,
+                value: Some(v.as_bytes()),
+            });
+        }
+        record = record.headers(h);
+    }
+    let started = Instant::now();
+    loop {
+        match p.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                if started.elapsed() > TIMEOUT {
+                    return Err(ConnectorError::transient(
+                        "kafka: the producer queue stayed full for 30 s (broker unreachable?)",
+                    ));
+                }
+                record = r;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(error(&format!("produce to `{topic}`"), e)),
+        }
+    }
+}
+
+/// Creates the checkpoint topic (one partition, compacted) unless it exists.
+async fn ensure_checkpoint_topic(
+    props: &BTreeMap<String, String>,
+    topic: &str,
+) -> Result<(), ConnectorError> {
+    let mut admin_props = props.clone();
+    admin_props.remove("transactional.id");
+    admin_props.remove("enable.idempotence");
+    let admin: AdminClient<DefaultClientContext> = client_config(&admin_props)
+        .create()
+        .map_err(|e| error("cannot create an admin client", e))?;
+    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
+    let results = admin
+        .create_topics(
+            &[new],
+            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+        )
+        .await
+        .map_err(|e| error("create the checkpoint topic", e))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => {
+                return Err(ConnectorError::transient(format!(
+                    "kafka: cannot create the checkpoint topic `{t}`: {code}"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The last committed checkpoint under `key`: reads the checkpoint topic to its end
+/// (read_committed) and keeps the last record with that key.
+fn read_checkpoint(
+    props: &BTreeMap<String, String>,
+    topic: &str,
+    key: &str,
+) -> Result<Option<Committed>, ConnectorError> {
+    let mut consumer_props = props.clone();
+    consumer_props.remove("transactional.id");
+    consumer_props.remove("enable.idempotence");
+    consumer_props.insert(
+        "group.id".into(),
+        format!("connectd-checkpoint-reader-{key}"),
+    );
+    consumer_props.insert("enable.auto.commit".into(), "false".into());
+    consumer_props.insert("isolation.level".into(), "read_committed".into());
+    let consumer: BaseConsumer = client_config(&consumer_props)
+        .create()
+        .map_err(|e| error("cannot create the checkpoint reader", e))?;
+    let (_, high) = consumer
+        .fetch_watermarks(topic, 0, TIMEOUT)
+        .map_err(|e| error("read the checkpoint topic's end", e))?;
+    if high <= 0 {
+        return Ok(None);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .map_err(|e| error("read the checkpoint topic", e))?;
+    consumer
+        .assign(&tpl)
+        .map_err(|e| error("read the checkpoint topic", e))?;
+    let mut last: Option<Vec<u8>> = None;
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.map_err(|e| error("read the checkpoint topic", e))?;
+            if m.key() == Some(key.as_bytes()) {
+                last = m.payload().map(<[u8]>::to_vec);
+            }
+        }
+        // The position passes transaction markers too, so it reaches `high` once
+        // everything committed has been read.
+        let position = consumer
+            .position()
+            .ok()
+            .and_then(|p| p.find_partition(topic, 0).and_then(|e| e.offset().to_raw()))
+            .unwrap_or(-1);
+        if position >= high {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(ConnectorError::transient(format!(
+                "kafka: reading the checkpoint topic `{topic}` did not reach its end ({high}) in 30 s (an open transaction?)"
+            )));
+        }
+    }
+    let Some(bytes) = last else { return Ok(None) };
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        ConnectorError::permanent(format!(
+            "kafka: the checkpoint record for `{key}` is not JSON: {e}"
+        ))
+    })?;
+    let id = v["id"].as_u64().ok_or_else(|| {
+        ConnectorError::permanent(format!(
+            "kafka: the checkpoint record for `{key}` has no id"
+        ))
+    })?;
+    Ok(Some(Checkpoint {
+        id,
+        state: v["state"].clone(),
+    }))
+}
+
+#[async_trait]
+impl Sink for KafkaSink {
+    async fn open(&mut self) -> Result<Option<Committed>, ConnectorError> {
+        self.pending.clear();
+        self.produced = 0;
+        self.in_transaction = false;
+        ensure_checkpoint_topic(&self.props, &self.checkpoint_topic).await?;
+        let producer: TxProducer = client_config(&self.props)
+            .create()
+            .map_err(|e| error("cannot create the producer", e))?;
+        let producer = Arc::new(producer);
+        let p = producer.clone();
+        // Fences an earlier instance with the same transactional id and aborts what it
+        // left open.
+        blocking(move || {
+            p.init_transactions(TIMEOUT)
+                .map_err(|e| error("init transactions", e))
+        })
+        .await?;
+        self.producer = Some(producer);
+        let _ = std::fs::remove_file(&self.marker);
+        let (props, topic, key) = (
+            self.props.clone(),
+            self.checkpoint_topic.clone(),
+            self.checkpoint_key.clone(),
+        );
+        blocking(move || read_checkpoint(&props, &topic, &key)).await
+    }
+
+    async fn write(
+        &mut self,
+        batch: &[Record],
+        bad: &mut Vec<BadRecord>,
+    ) -> Result<(), ConnectorError> {
+        for r in batch {
+            match self.outgoing(r) {
+                Ok(o) => self.pending.push(o),
+                Err(why) => bad.push(BadRecord::record(r.clone(), format!("kafka sink: {why}"))),
+            }
+        }
+        if self.pending.len() - self.produced >= self.max_buffered {
+            let result = async {
+                self.begin().await?;
+                self.produce_pending().await
+            }
+            .await;
+            if let Err(e) = result {
+                self.abort().await;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), ConnectorError> {
+        match self.commit_once(checkpoint).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.abort().await;
+                // The commit may have succeeded before its answer was lost.
+                let (props, topic, key) = (
+                    self.props.clone(),
+                    self.checkpoint_topic.clone(),
+                    self.checkpoint_key.clone(),
+                );
+                if let Ok(Some(c)) = blocking(move || read_checkpoint(&props, &topic, &key)).await {
+                    if c.id >= checkpoint.id {
+                        self.pending.clear();
+                        return Ok(());
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn close(&mut self) -> Result<(), ConnectorError> {
+        if let Some(p) = self.producer.take() {
+            let _ = blocking(move || p.flush(TIMEOUT).map_err(|e| error("flush", e))).await;
+        }
+        Ok(())
+    }
+}

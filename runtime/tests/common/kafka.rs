@@ -1,0 +1,111 @@
+//! The test broker: `KAFKA_BOOTSTRAP`, or the Tansu broker `scripts/kafka.sh` starts.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::ClientConfig;
+
+pub fn bootstrap() -> String {
+    std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:19092".into())
+}
+
+/// A name no earlier run used (the broker may outlive test runs).
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+fn config() -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap());
+    c
+}
+
+pub fn create_topic(name: &str, partitions: i32) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let admin: AdminClient<DefaultClientContext> = config().create().unwrap();
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let results = rt
+        .block_on(admin.create_topics(&[topic], &AdminOptions::new()))
+        .expect("create topic");
+    for r in results {
+        r.expect("create topic");
+    }
+}
+
+/// Produces `(key, value)` records, in order, and waits until all are acknowledged.
+pub fn produce(topic: &str, records: impl IntoIterator<Item = (String, String)>) {
+    let p: ThreadedProducer<DefaultProducerContext> = config()
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    for (k, v) in records {
+        let mut rec = BaseRecord::to(topic).key(&k).payload(&v);
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    rec = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(60)).expect("flush");
+}
+
+/// Reads `topic` from the beginning with read_committed until `until` says enough (or
+/// `limit` passes), then `settle` longer to catch anything extra. Returns the values.
+pub fn consume_committed(
+    topic: &str,
+    limit: Duration,
+    settle: Duration,
+    until: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let c: BaseConsumer = config()
+        .set("group.id", unique("test-reader"))
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let start = Instant::now();
+    let mut done_at: Option<Instant> = None;
+    loop {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            out.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+        }
+        if done_at.is_none() && until(&out) {
+            done_at = Some(Instant::now());
+        }
+        if done_at.is_some_and(|t| t.elapsed() > settle) || start.elapsed() > limit {
+            return out;
+        }
+    }
+}
+
+/// Counts values by their `id` field.
+pub fn ids(values: &[String]) -> BTreeMap<u64, usize> {
+    let mut m = BTreeMap::new();
+    for v in values {
+        let v: serde_json::Value = serde_json::from_str(v).unwrap();
+        *m.entry(v["id"].as_u64().unwrap()).or_insert(0) += 1;
+    }
+    m
+}
