@@ -13,17 +13,25 @@ use rand::Rng;
 
 const N: u64 = 100_000;
 
-fn input(topic: &str) {
+fn record(i: u64) -> (String, String) {
+    (
+        format!("k{}", i % 16),
+        format!(r#"{{"id":{i},"v":{},"name":"n{i}"}}"#, i % 100),
+    )
+}
+
+/// The input arrives over about 40 s, as a live stream would, so the kills land while
+/// records are flowing.
+fn input(topic: &str) -> std::thread::JoinHandle<()> {
     kafka::create_topic(topic, 4);
-    kafka::produce(
-        topic,
-        (0..N).map(|i| {
-            (
-                format!("k{}", i % 16),
-                format!(r#"{{"id":{i},"v":{},"name":"n{i}"}}"#, i % 100),
-            )
-        }),
-    );
+    let topic = topic.to_string();
+    std::thread::spawn(move || {
+        for chunk in 0..40 {
+            let per = N / 40;
+            kafka::produce(&topic, (chunk * per..(chunk + 1) * per).map(record));
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    })
 }
 
 fn pipeline(dir: &Path, input: &str, output: &str, group: &str) -> std::path::PathBuf {
@@ -39,7 +47,7 @@ sources:
     bootstrap_servers: {bootstrap}
     topics: [{input}]
     group: {group}
-    properties: {{session.timeout.ms: "6000", heartbeat.interval.ms: "1000"}}
+    properties: {{session.timeout.ms: "2000", heartbeat.interval.ms: "500"}}
 transforms:
   keep:
     type: filter
@@ -78,6 +86,65 @@ fn kill_between_transactions(child: &mut Child, marker: &Path) {
     }
 }
 
+/// Records the sink `out` has written in this run, from `/metrics` (None while the
+/// admin server is not up).
+fn sink_records_out(port: u16) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find(|l| l.starts_with("connectd_records_out_total{") && l.contains("component=\"out\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the worker when a failed assertion unwinds the test (else it would outlive it).
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the worker until its sink has written something (the consumer group takes a
+/// few seconds to hand a restarted worker its partitions), then a random while more.
+fn run_a_while(dir: &Path, config: &Path, rng: &mut impl Rng) -> Worker {
+    let port = free_port();
+    let child = common::connectd()
+        .current_dir(dir)
+        .args(["--admin-addr", &format!("127.0.0.1:{port}"), "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    // Without progress for long (all input processed), the kill comes at an idle moment.
+    while sink_records_out(port).unwrap_or(0.0) == 0.0
+        && started.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(rng.random_range(0..1000)));
+    Worker(child)
+}
+
 fn check_exactly_once(output: &str) {
     let want = expected();
     let values = kafka::consume_committed(
@@ -104,8 +171,8 @@ fn check_exactly_once(output: &str) {
 fn consume_transform_produce_is_exactly_once_across_sigkills() {
     let dir = tempfile::tempdir().unwrap();
     let (input_topic, output) = (kafka::unique("ctp-in"), kafka::unique("ctp-out"));
-    input(&input_topic);
     kafka::create_topic(&output, 4);
+    let feeding = input(&input_topic);
     let config = pipeline(
         dir.path(),
         &input_topic,
@@ -115,10 +182,12 @@ fn consume_transform_produce_is_exactly_once_across_sigkills() {
     let marker = dir.path().join(".connectd/ctp/sinks/out.in-transaction");
     let mut rng = rand::rng();
     for _ in 0..10 {
-        let mut child = common::spawn(dir.path(), &config, &[]);
-        std::thread::sleep(Duration::from_millis(rng.random_range(1500..4000)));
-        assert!(child.try_wait().unwrap().is_none(), "connectd exited early");
-        kill_between_transactions(&mut child, &marker);
+        let mut worker = run_a_while(dir.path(), &config, &mut rng);
+        assert!(
+            worker.0.try_wait().unwrap().is_none(),
+            "connectd exited early"
+        );
+        kill_between_transactions(&mut worker.0, &marker);
     }
     // The kills landed mid-stream: some output was committed, not all of it.
     let so_far =
@@ -127,10 +196,11 @@ fn consume_transform_produce_is_exactly_once_across_sigkills() {
         so_far > 0 && so_far < expected(),
         "{so_far} records before the last restart"
     );
-    let mut child = common::spawn(dir.path(), &config, &[]);
+    feeding.join().unwrap();
+    let mut last = Worker(common::spawn(dir.path(), &config, &[]));
     check_exactly_once(&output);
-    common::signal(&child, libc::SIGTERM);
-    common::wait_with_deadline(&mut child, Duration::from_secs(60));
+    common::signal(&last.0, libc::SIGTERM);
+    common::wait_with_deadline(&mut last.0, Duration::from_secs(60));
 }
 
 /// Kills land anywhere, including inside a transaction: exactly-once then relies on the
@@ -140,8 +210,8 @@ fn consume_transform_produce_is_exactly_once_across_sigkills() {
 fn exactly_once_with_kills_inside_transactions() {
     let dir = tempfile::tempdir().unwrap();
     let (input_topic, output) = (kafka::unique("ctpa-in"), kafka::unique("ctpa-out"));
-    input(&input_topic);
     kafka::create_topic(&output, 4);
+    let feeding = input(&input_topic);
     let config = pipeline(
         dir.path(),
         &input_topic,
@@ -149,16 +219,13 @@ fn exactly_once_with_kills_inside_transactions() {
         &kafka::unique("ctpa-group"),
     );
     let mut rng = rand::rng();
-    let started = Instant::now();
     for _ in 0..10 {
-        let mut child = common::spawn(dir.path(), &config, &[]);
-        std::thread::sleep(Duration::from_millis(rng.random_range(1500..4000)));
-        common::signal(&child, libc::SIGKILL);
-        let _ = child.wait();
+        let worker = run_a_while(dir.path(), &config, &mut rng);
+        drop(worker); // SIGKILL, wherever it is
     }
-    let mut child = common::spawn(dir.path(), &config, &[]);
+    feeding.join().unwrap();
+    let mut last = Worker(common::spawn(dir.path(), &config, &[]));
     check_exactly_once(&output);
-    common::signal(&child, libc::SIGTERM);
-    common::wait_with_deadline(&mut child, Duration::from_secs(60));
-    eprintln!("took {:?}", started.elapsed());
+    common::signal(&last.0, libc::SIGTERM);
+    common::wait_with_deadline(&mut last.0, Duration::from_secs(60));
 }
