@@ -67,32 +67,59 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut plain = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        // Eight bytes at a time while none of them needs escaping (the common case).
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            if !needs_escape(u64::from_le_bytes(word)) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
         let e = ESCAPE[b as usize];
-        if e == 0 {
-            continue;
+        if e != 0 {
+            out.extend_from_slice(&bytes[plain..i]);
+            match e {
+                b'u' => out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[(b >> 4) as usize],
+                    HEX[(b & 0xf) as usize],
+                ]),
+                e => out.extend_from_slice(&[b'\\', e]),
+            }
+            plain = i + 1;
         }
-        out.extend_from_slice(&bytes[plain..i]);
-        match e {
-            b'u' => out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(b >> 4) as usize],
-                HEX[(b & 0xf) as usize],
-            ]),
-            e => out.extend_from_slice(&[b'\\', e]),
-        }
-        plain = i + 1;
+        i += 1;
     }
     out.extend_from_slice(&bytes[plain..]);
     out.push(b'"');
 }
 
+/// Whether any byte of `w` is a control character, `"` or `\\` (bit tricks from
+/// "Bit Twiddling Hacks": a byte below n sets its high bit in `(x - n) & !x`).
+fn needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
+    let control = below(w, 0x20);
+    let quote = below(w ^ (ONES * b'"' as u64), 1);
+    let backslash = below(w ^ (ONES * b'\\' as u64), 1);
+    control | quote | backslash != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn text_of(v: &Value) -> String {
+        text(v)
+    }
 
     fn text(v: &Value) -> String {
         let mut out = Vec::new();
@@ -127,6 +154,25 @@ mod tests {
         }
         assert_eq!(text(&Value::Float(f64::NAN)), "null");
         assert_eq!(text(&Value::Float(f64::INFINITY)), "null");
+    }
+
+    #[test]
+    fn escapes_every_special_byte_at_every_position() {
+        // The word-at-a-time check must find a special byte wherever it sits.
+        for special in (0u8..0x20).chain([b'"', b'\\']) {
+            for len in 0..20 {
+                for at in 0..len {
+                    let mut text = vec![b'a'; len];
+                    text[at] = special;
+                    let s = String::from_utf8(text).unwrap_or_default();
+                    let v = Value::str(s.as_str());
+                    assert_eq!(text_of(&v), serde_json::to_string(&s).unwrap_or_default());
+                }
+            }
+        }
+        // Bytes of multi-byte UTF-8 (>= 0x80) are not mistaken for special ones.
+        let s = "ünïcödé — ✓ 😀 ÿ\u{80}\u{7ff}";
+        assert_eq!(text_of(&Value::str(s)), serde_json::to_string(s).unwrap_or_default());
     }
 
     #[test]

@@ -61,25 +61,28 @@ pub struct Batch {
 
 impl Batch {
     pub fn len(&self) -> usize {
-        self.raw.events.len()
+        self.raw.value_starts.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.raw.events.is_empty()
+        self.raw.value_starts.is_empty()
     }
 
     /// The record at `index`.
     pub fn get(&self, index: usize) -> Option<Event<'_>> {
-        let raw = self.raw.events.get(index)?;
-        Some(Event {
-            batch: self,
-            index,
-            raw,
-        })
+        (index < self.len()).then_some(Event { batch: self, index })
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Event<'_>> {
-        (0..self.len()).filter_map(|i| self.get(i))
+        (0..self.len()).map(|index| Event { batch: self, index })
+    }
+
+    fn range(&self, start: Option<&u32>, end: Option<&u32>) -> &[u8] {
+        let (start, end) = (
+            start.copied().unwrap_or(0) as usize,
+            end.copied().unwrap_or(0) as usize,
+        );
+        self.raw.data.get(start..end).unwrap_or_default()
     }
 
     fn bytes(&self, s: wit::Span) -> &[u8] {
@@ -96,7 +99,6 @@ impl Batch {
 pub struct Event<'a> {
     batch: &'a Batch,
     index: usize,
-    raw: &'a wit::Event,
 }
 
 impl<'a> Event<'a> {
@@ -107,28 +109,43 @@ impl<'a> Event<'a> {
 
     /// The value's JSON text.
     pub fn value(&self) -> &'a [u8] {
-        self.batch.bytes(self.raw.value)
+        let raw = &self.batch.raw;
+        self.batch
+            .range(raw.value_starts.get(self.index), raw.value_ends.get(self.index))
     }
 
     /// The key's JSON text, if the record has a key.
     pub fn key(&self) -> Option<&'a [u8]> {
-        self.raw.key.map(|s| self.batch.bytes(s))
+        let raw = &self.batch.raw;
+        let key = self
+            .batch
+            .range(raw.key_starts.get(self.index), raw.value_starts.get(self.index));
+        (!key.is_empty()).then_some(key)
     }
 
     /// Event time, epoch milliseconds.
     pub fn timestamp(&self) -> Option<i64> {
-        self.raw.timestamp
+        self.batch
+            .raw
+            .timestamps
+            .get(self.index)
+            .copied()
+            .filter(|&t| t != i64::MIN)
     }
 
     /// The headers as (name, value).
     pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
         let batch = self.batch;
-        let s = self.raw.headers;
-        let start = s.start as usize;
+        let ends = &batch.raw.header_ends;
+        let start = match self.index {
+            0 => 0,
+            i => ends.get(i - 1).copied().unwrap_or(0) as usize,
+        };
+        let end = ends.get(self.index).copied().unwrap_or(0) as usize;
         batch
             .raw
             .headers
-            .get(start..start + s.len as usize)
+            .get(start..end)
             .unwrap_or_default()
             .iter()
             .map(move |h| {

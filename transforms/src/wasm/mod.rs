@@ -136,31 +136,39 @@ pub fn build(
 fn empty_batch() -> WitBatch {
     WitBatch {
         data: Vec::new(),
+        key_starts: Vec::new(),
+        value_starts: Vec::new(),
+        value_ends: Vec::new(),
+        timestamps: Vec::new(),
+        header_ends: Vec::new(),
         headers: Vec::new(),
-        events: Vec::new(),
     }
 }
 
-/// Writes a batch of records into the interface's buffers, reusing their allocations.
+/// Writes a batch of records into the interface's columns, reusing their allocations.
 fn encode(records: &[Record], batch: &mut WitBatch) {
     batch.data.clear();
+    batch.key_starts.clear();
+    batch.value_starts.clear();
+    batch.value_ends.clear();
+    batch.timestamps.clear();
+    batch.header_ends.clear();
     batch.headers.clear();
-    batch.events.clear();
     for r in records {
-        let key = (!r.key.is_null()).then(|| write_json(&mut batch.data, &r.key));
-        let value = write_json(&mut batch.data, &r.value);
-        let first = batch.headers.len();
+        batch.key_starts.push(batch.data.len() as u32);
+        if !r.key.is_null() {
+            connectd_sdk::json::write(&r.key, &mut batch.data);
+        }
+        batch.value_starts.push(batch.data.len() as u32);
+        connectd_sdk::json::write(&r.value, &mut batch.data);
+        batch.value_ends.push(batch.data.len() as u32);
+        batch.timestamps.push(r.timestamp.unwrap_or(i64::MIN));
         for (n, v) in &r.headers {
             let name = put(&mut batch.data, n.as_bytes());
             let value = put(&mut batch.data, v.as_bytes());
             batch.headers.push(Header { name, value });
         }
-        batch.events.push(Event {
-            key,
-            value,
-            timestamp: r.timestamp,
-            headers: span(first, batch.headers.len() - first),
-        });
+        batch.header_ends.push(batch.headers.len() as u32);
     }
 }
 
@@ -175,12 +183,6 @@ fn put(data: &mut Vec<u8>, bytes: &[u8]) -> Span {
     let start = data.len();
     data.extend_from_slice(bytes);
     span(start, bytes.len())
-}
-
-fn write_json(data: &mut Vec<u8>, v: &Value) -> Span {
-    let start = data.len();
-    connectd_sdk::json::write(v, data);
-    span(start, data.len() - start)
 }
 
 /// The records of a `process` result: `keep`s move the input records, `emit`s are
