@@ -125,10 +125,16 @@ impl Drop for Worker {
 /// Runs the worker until its sink has written something (the consumer group takes a
 /// few seconds to hand a restarted worker its partitions), then a random while more.
 fn run_a_while(dir: &Path, config: &Path, rng: &mut impl Rng) -> Worker {
+    run_worker_a_while(dir, config, &[], rng)
+}
+
+fn run_worker_a_while(dir: &Path, config: &Path, extra: &[&str], rng: &mut impl Rng) -> Worker {
     let port = free_port();
     let child = common::connectd()
         .current_dir(dir)
-        .args(["--admin-addr", &format!("127.0.0.1:{port}"), "--config"])
+        .args(["--admin-addr", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .arg("--config")
         .arg(config)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -228,4 +234,124 @@ fn exactly_once_with_kills_inside_transactions() {
     check_exactly_once(&output);
     common::signal(&last.0, libc::SIGTERM);
     common::wait_with_deadline(&mut last.0, Duration::from_secs(60));
+}
+
+/// Kafka → MySQL: the source's offsets are committed in the MySQL checkpoint
+/// transaction; SIGKILLs anywhere (a MySQL transaction is atomic on any server).
+#[test]
+fn kafka_to_mysql_is_exactly_once_across_sigkills() {
+    use common::mysql::{fresh_database, query};
+    let (db, url) = fresh_database("kafka_mysql");
+    let dir = tempfile::tempdir().unwrap();
+    let input_topic = kafka::unique("k2m-in");
+    let feeding = input(&input_topic);
+    let config = common::write_pipeline(
+        dir.path(),
+        "k2m.yaml",
+        &format!(
+            r#"name: k2m
+checkpoint: {{interval: 300ms}}
+sources:
+  in:
+    type: kafka
+    bootstrap_servers: {bootstrap}
+    topics: [{input_topic}]
+    group: {group}
+    properties: {{session.timeout.ms: "2000", heartbeat.interval.ms: "500"}}
+sinks:
+  out:
+    type: mysql
+    inputs: [in]
+    url: {url}
+    table: events
+    columns: {{id: id, v: v, name: name}}
+    create_table: {{id: BIGINT NOT NULL, v: INT NOT NULL, name: VARCHAR(16) NOT NULL}}
+"#,
+            bootstrap = kafka::bootstrap(),
+            group = kafka::unique("k2m-group"),
+        ),
+    );
+    let mut rng = rand::rng();
+    for _ in 0..10 {
+        drop(run_a_while(dir.path(), &config, &mut rng)); // SIGKILL
+    }
+    let count = || query(&[&format!("SELECT COUNT(*) FROM {db}.events")]).unwrap_or_default();
+    let partial: u64 = count().parse().unwrap();
+    assert!(partial > 0 && partial < N, "{partial} rows before the last restart");
+    feeding.join().unwrap();
+    let mut last = Worker(common::spawn(dir.path(), &config, &[]));
+    let started = Instant::now();
+    while count() != N.to_string() {
+        assert!(started.elapsed() < Duration::from_secs(240), "{} rows", count());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2)); // anything extra would show now
+    common::signal(&last.0, libc::SIGTERM);
+    common::wait_with_deadline(&mut last.0, Duration::from_secs(60));
+    // No key on the table: a duplicate would show in the count.
+    let summary = query(&[&format!(
+        "SELECT CONCAT(COUNT(*), '/', COUNT(DISTINCT id), '/', SUM(v), '/', SUM(id)) FROM {db}.events"
+    )])
+    .unwrap();
+    let sum_v: u64 = (0..N).map(|i| i % 100).sum();
+    let sum_id: u64 = (0..N).sum();
+    assert_eq!(summary, format!("{N}/{N}/{sum_v}/{sum_id}"));
+    // The offsets went into MySQL with the rows: they add up to every record read.
+    let state: serde_json::Value = serde_json::from_str(
+        &query(&[&format!("SELECT state FROM {db}.connectd_checkpoints WHERE pipeline = 'k2m'")]).unwrap(),
+    )
+    .unwrap();
+    let offsets = &state["sources"]["in"]["offset"][&input_topic];
+    let total: i64 = offsets.as_object().unwrap().values().map(|o| o.as_i64().unwrap()).sum();
+    assert_eq!(total, N as i64, "{offsets}");
+    query(&[&format!("DROP DATABASE {db}")]);
+}
+
+/// Two workers run the same pipeline in one consumer group and split the partitions; one
+/// is SIGKILLed mid-run and the other takes its partitions over.
+#[test]
+fn two_workers_split_the_partitions_and_survive_losing_one() {
+    let (input_topic, output) = (kafka::unique("scale-in"), kafka::unique("scale-out"));
+    kafka::create_topic(&input_topic, 4);
+    kafka::create_topic(&output, 4);
+    let group = kafka::unique("scale-group");
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let configs: Vec<_> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            std::fs::write(d.path().join("worker.yaml"), format!("name: scale-{i}\n")).unwrap();
+            pipeline(d.path(), &input_topic, &output, &group)
+        })
+        .collect();
+    let spawn = |i: usize| {
+        let port = free_port();
+        let child = common::connectd()
+            .current_dir(dirs[i].path())
+            .args(["--admin-addr", &format!("127.0.0.1:{port}"), "--worker", "worker.yaml", "--config"])
+            .arg(&configs[i])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        (Worker(child), port)
+    };
+    let (mut first, first_port) = spawn(0);
+    let (mut second, second_port) = spawn(1);
+    // Both members of the group before records arrive (partitions moving to a worker
+    // that joins are the case not handled yet: see the kafka source's docs).
+    std::thread::sleep(Duration::from_secs(8));
+    let feeding = input(&input_topic);
+    let started = Instant::now();
+    while sink_records_out(first_port).unwrap_or(0.0) == 0.0 || sink_records_out(second_port).unwrap_or(0.0) == 0.0 {
+        assert!(started.elapsed() < Duration::from_secs(60), "both workers should get partitions");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let marker = dirs[1].path().join(".connectd/ctp/sinks/out.in-transaction");
+    kill_between_transactions(&mut second.0, &marker);
+    feeding.join().unwrap();
+    check_exactly_once(&output);
+    common::signal(&first.0, libc::SIGTERM);
+    common::wait_with_deadline(&mut first.0, Duration::from_secs(60));
 }

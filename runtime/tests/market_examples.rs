@@ -114,6 +114,74 @@ fn yahoo_btc_example_writes_each_tick_once() {
     }
 }
 
+/// The Kafka variant: Yahoo → topic → csv, as two pipelines around a topic, stopped and
+/// restarted; every tick lands in the CSV once.
+#[test]
+fn yahoo_btc_through_kafka_example_writes_each_tick_once() {
+    let requests = Arc::new(AtomicU64::new(0));
+    let base = serve(
+        axum::Router::new()
+            .route("/v8/finance/chart/{symbol}", get(chart))
+            .with_state(requests.clone()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let examples = root.join("examples/pipelines/kafka");
+    let topic = common::kafka::unique("conn-events");
+    // Quick group joins (the broker waits half the session timeout before a join).
+    let worker = dir.path().join("worker.yaml");
+    std::fs::write(
+        &worker,
+        format!(
+            "name: example\nkafka:\n  bootstrap_servers: {}\n  properties: {{session.timeout.ms: \"2000\", heartbeat.interval.ms: \"500\"}}\n",
+            common::kafka::bootstrap()
+        ),
+    )
+    .unwrap();
+    let run = |files: &[&str], ms: u64| {
+        let mut c = connectd();
+        c.current_dir(dir.path())
+            .env("YAHOO_BASE_URL", &base)
+            .env("YAHOO_POLL_INTERVAL", "50ms")
+            .env("CONN_EVENTS_TOPIC", &topic)
+            .args(["--admin-addr", "off", "--worker"])
+            .arg(&worker)
+            .arg("--config");
+        for f in files {
+            c.arg(examples.join(f));
+        }
+        let mut child = c.stderr(std::process::Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(ms));
+        signal(&child, libc::SIGTERM);
+        assert!(wait_with_deadline(&mut child, Duration::from_secs(60)).success());
+    };
+    let both = ["yahoo-btc-to-kafka.yaml", "conn-events-to-csv.yaml"];
+    run(&both, 6000);
+    run(&both, 4000); // a restart must not repeat a tick
+    run(&["conn-events-to-csv.yaml"], 8000); // reads what is left in the topic
+    let served = requests.load(Ordering::SeqCst);
+    assert!(served >= 20, "the source polled ({served} requests)");
+    let csv = read(dir.path().join("out/btc-usd.csv"));
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("time,price"));
+    let rows: Vec<&str> = lines.collect();
+    let expected: Vec<String> = (0..=(served - 1) / 4)
+        .map(|n| {
+            let (price, time) = tick(n * 4);
+            format!("{},{price}", connectd_sdk::time::format_rfc3339_ms(time * 1000))
+        })
+        .collect();
+    assert!(
+        rows.len() + 1 >= expected.len() && rows.len() <= expected.len(),
+        "{} rows for {} ticks",
+        rows.len(),
+        expected.len()
+    );
+    for (row, want) in rows.iter().zip(&expected) {
+        assert_eq!(row, want);
+    }
+}
+
 #[test]
 fn alpaca_spy_example_averages_bids_per_5s_window() {
     use alpaca_server::*;

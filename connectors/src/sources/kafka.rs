@@ -3,9 +3,13 @@
 //! Offsets are part of the pipeline's checkpoint and come back from the sink's committed
 //! checkpoint on restart (auto-commit is off). Partitions are split between the workers
 //! running the same pipeline with the same `group` by Kafka's group protocol. A
-//! partition assigned to this worker resumes from the position this worker holds for
-//! it (its checkpoint, or how far it got), else from the group's committed offset —
-//! which a downstream kafka sink commits in its transaction — else per `start`.
+//! partition assigned to this worker resumes from the later of the position this worker
+//! holds for it (its checkpoint, or how far it got) and the group's committed offset —
+//! which a downstream kafka sink commits in its transaction —, else per `start`.
+//!
+//! Not done yet: when a partition moves to a worker that joins, the worker giving it up
+//! does not first commit what it has read of it, so records in flight there can be
+//! written twice (a worker that dies or leaves is handled).
 //! Records carry `kafka.topic`, `kafka.partition` and `kafka.offset` headers and the
 //! message timestamp.
 
@@ -28,6 +32,9 @@ pub struct KafkaSource {
     props: std::collections::BTreeMap<String, String>,
     topics: Vec<String>,
     raw: bool,
+    /// End once every assigned partition has been read to its end (a backfill).
+    bounded: bool,
+    last_end_check: Option<std::time::Instant>,
     pipeline: String,
     name: String,
     positions: Arc<Mutex<Positions>>,
@@ -56,6 +63,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sour
     );
     let start = cfg.one_of("start", &["earliest", "latest"], "earliest");
     let raw = cfg.one_of("format", &["json", "raw"], "json") == "raw";
+    let bounded = cfg.bool_or("bounded", false);
     cfg.finish()?;
     props.insert("group.id".into(), group);
     props.insert("isolation.level".into(), isolation.into());
@@ -67,6 +75,8 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sour
         props,
         topics,
         raw,
+        bounded,
+        last_end_check: None,
         pipeline: ctx.pipeline.clone(),
         name: ctx.component.clone(),
         positions: Default::default(),
@@ -74,8 +84,8 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sour
     }))
 }
 
-/// Applies this worker's positions to newly assigned partitions, and forgets the
-/// positions of revoked ones (another worker continues them from the group's offsets).
+/// Starts each newly assigned partition at the later of this worker's position and the
+/// group's committed offset.
 struct Rebalancer {
     positions: Arc<Mutex<Positions>>,
     source: String,
@@ -93,15 +103,34 @@ impl ConsumerContext for Rebalancer {
         let mut positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let held: Vec<(String, i32, i64)> = tpl
+                // What the group has committed (a kafka sink commits it in its
+                // transaction). A partition this worker still holds records of resumes
+                // after those; one that another worker moved on resumes after its commit.
+                let committed = consumer
+                    .committed_offsets(tpl.clone(), Duration::from_secs(10))
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(source = %self.source, error = %e, "kafka: cannot read the group's committed offsets; using this worker's positions");
+                        TopicPartitionList::new()
+                    });
+                let starts: Vec<(String, i32, i64)> = tpl
                     .elements()
                     .iter()
                     .filter_map(|e| {
                         let key = (e.topic().to_string(), e.partition());
-                        positions.get(&key).map(|&o| (key.0, key.1, o))
+                        let group = committed
+                            .find_partition(&key.0, key.1)
+                            .and_then(|c| match c.offset() {
+                                Offset::Offset(o) => Some(o),
+                                _ => None,
+                            });
+                        let start = match (positions.get(&key).copied(), group) {
+                            (Some(mine), Some(theirs)) => Some(mine.max(theirs)),
+                            (mine, theirs) => mine.or(theirs),
+                        }?;
+                        Some((key.0, key.1, start))
                     })
                     .collect();
-                for (topic, partition, offset) in held {
+                for (topic, partition, offset) in starts {
                     // Cannot fail: the partition is in the list.
                     let _ = tpl.set_partition_offset(&topic, partition, Offset::Offset(offset));
                 }
@@ -111,9 +140,8 @@ impl ConsumerContext for Rebalancer {
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                for e in tpl.elements() {
-                    positions.remove(&(e.topic().to_string(), e.partition()));
-                }
+                // Positions are kept: if a partition comes back, the later of this
+                // worker's position and the group's commit wins.
                 tracing::info!(source = %self.source, partitions = tpl.count(), "kafka partitions revoked");
                 let _ = consumer.unassign();
             }
@@ -166,6 +194,46 @@ fn message_record(
         timestamp: m.timestamp().to_millis(),
         headers,
     })
+}
+
+impl KafkaSource {
+    /// Whether every assigned partition has been read to its end (checked at most every
+    /// 200 ms: it asks the broker for each partition's end).
+    fn at_end(&mut self) -> Result<bool, ConnectorError> {
+        if self
+            .last_end_check
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(200))
+        {
+            return Ok(false);
+        }
+        self.last_end_check = Some(std::time::Instant::now());
+        let Some(consumer) = self.consumer.as_ref() else {
+            return Ok(false);
+        };
+        let assigned = consumer
+            .assignment()
+            .map_err(|e| error("read the assignment", e))?;
+        if assigned.count() == 0 {
+            return Ok(false);
+        }
+        // The consumer's position passes transaction markers, which no record reaches.
+        let positions = consumer
+            .position()
+            .map_err(|e| error("read the positions", e))?;
+        for e in assigned.elements() {
+            let (_, high) = consumer
+                .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10))
+                .map_err(|err| error("read a partition's end", err))?;
+            let position = positions
+                .find_partition(e.topic(), e.partition())
+                .and_then(|p| p.offset().to_raw())
+                .unwrap_or(-1);
+            if high > 0 && position < high {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
 }
 
 #[async_trait]
@@ -234,6 +302,9 @@ impl Source for KafkaSource {
             if let Some(md) = consumer.group_metadata() {
                 groups::register(&self.pipeline, &self.name, md);
             }
+        }
+        if out.is_empty() && bad.is_empty() && self.bounded && self.at_end()? {
+            return Ok(SourcePoll::End);
         }
         Ok(if out.is_empty() && bad.is_empty() {
             SourcePoll::Idle(Duration::from_millis(20))
