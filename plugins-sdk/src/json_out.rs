@@ -62,55 +62,42 @@ static ESCAPE: [u8; 256] = {
 };
 
 fn write_str(s: &str, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
+    if !bytes.iter().any(|&b| ESCAPE[b as usize] != 0) {
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    write_escaped(bytes, out);
+}
+
+#[cold]
+fn write_escaped(bytes: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let mut plain = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        // Eight bytes at a time while none of them needs escaping (the common case).
-        if let Some(chunk) = bytes.get(i..i + 8) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            if !needs_escape(u64::from_le_bytes(word)) {
-                i += 8;
-                continue;
-            }
-        }
-        let b = bytes[i];
+    for (i, &b) in bytes.iter().enumerate() {
         let e = ESCAPE[b as usize];
-        if e != 0 {
-            out.extend_from_slice(&bytes[plain..i]);
-            match e {
-                b'u' => out.extend_from_slice(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[(b >> 4) as usize],
-                    HEX[(b & 0xf) as usize],
-                ]),
-                e => out.extend_from_slice(&[b'\\', e]),
-            }
-            plain = i + 1;
+        if e == 0 {
+            continue;
         }
-        i += 1;
+        out.extend_from_slice(&bytes[plain..i]);
+        match e {
+            b'u' => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xf) as usize],
+            ]),
+            e => out.extend_from_slice(&[b'\\', e]),
+        }
+        plain = i + 1;
     }
     out.extend_from_slice(&bytes[plain..]);
     out.push(b'"');
-}
-
-/// Whether any byte of `w` is a control character, `"` or `\\` (bit tricks from
-/// "Bit Twiddling Hacks": a byte below n sets its high bit in `(x - n) & !x`).
-fn needs_escape(w: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
-    let control = below(w, 0x20);
-    let quote = below(w ^ (ONES * b'"' as u64), 1);
-    let backslash = below(w ^ (ONES * b'\\' as u64), 1);
-    control | quote | backslash != 0
 }
 
 #[cfg(test)]
@@ -172,7 +159,10 @@ mod tests {
         }
         // Bytes of multi-byte UTF-8 (>= 0x80) are not mistaken for special ones.
         let s = "ünïcödé — ✓ 😀 ÿ\u{80}\u{7ff}";
-        assert_eq!(text_of(&Value::str(s)), serde_json::to_string(s).unwrap_or_default());
+        assert_eq!(
+            text_of(&Value::str(s)),
+            serde_json::to_string(s).unwrap_or_default()
+        );
     }
 
     #[test]

@@ -110,16 +110,19 @@ impl<'a> Event<'a> {
     /// The value's JSON text.
     pub fn value(&self) -> &'a [u8] {
         let raw = &self.batch.raw;
-        self.batch
-            .range(raw.value_starts.get(self.index), raw.value_ends.get(self.index))
+        self.batch.range(
+            raw.value_starts.get(self.index),
+            raw.value_ends.get(self.index),
+        )
     }
 
     /// The key's JSON text, if the record has a key.
     pub fn key(&self) -> Option<&'a [u8]> {
         let raw = &self.batch.raw;
-        let key = self
-            .batch
-            .range(raw.key_starts.get(self.index), raw.value_starts.get(self.index));
+        let key = self.batch.range(
+            raw.key_starts.get(self.index),
+            raw.value_starts.get(self.index),
+        );
         (!key.is_empty()).then_some(key)
     }
 

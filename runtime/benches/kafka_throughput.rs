@@ -96,7 +96,12 @@ fn plain_loop(input: &str, output: &str, n: u64) -> f64 {
     while seen < n {
         if let Some(m) = c.poll(Duration::from_millis(100)) {
             let m = m.unwrap();
-            send(&p, output, m.key().unwrap_or_default(), m.payload().unwrap_or_default());
+            send(
+                &p,
+                output,
+                m.key().unwrap_or_default(),
+                m.payload().unwrap_or_default(),
+            );
             seen += 1;
         }
     }
@@ -109,7 +114,11 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
-    let (input, plain_out, connectd_out) = (unique("bench-in"), unique("bench-plain-out"), unique("bench-cd-out"));
+    let (input, plain_out, connectd_out) = (
+        unique("bench-in"),
+        unique("bench-plain-out"),
+        unique("bench-cd-out"),
+    );
     create_topics(&[&input, &plain_out, &connectd_out]);
     let p = producer();
     for i in 0..n {
@@ -156,7 +165,10 @@ sinks:
     .unwrap();
     let usage = common::run_connectd(dir.path(), "p.yaml");
     let (a, b) = (n as f64 / plain, n as f64 / usage.wall_seconds);
-    println!("kafka_throughput: {n} records of ~100 bytes, 4 partitions, broker {}", bootstrap());
+    println!(
+        "kafka_throughput: {n} records of ~100 bytes, 4 partitions, broker {}",
+        bootstrap()
+    );
     println!("| pipeline | wall s | records/s |");
     println!("|---|---|---|");
     println!("| plain rdkafka consume+produce loop | {plain:.2} | {a:.0} |");
@@ -164,5 +176,10 @@ sinks:
         "| connectd kafka → kafka, exactly-once | {:.2} | {b:.0} |",
         usage.wall_seconds
     );
-    println!("connectd / plain: {:.2}× (CPU {:.2} s, peak RSS {:.0} MB)", b / a, usage.cpu_seconds, usage.max_rss_mb);
+    println!(
+        "connectd / plain: {:.2}× (CPU {:.2} s, peak RSS {:.0} MB)",
+        b / a,
+        usage.cpu_seconds,
+        usage.max_rss_mb
+    );
 }

@@ -277,12 +277,19 @@ sinks:
     }
     let count = || query(&[&format!("SELECT COUNT(*) FROM {db}.events")]).unwrap_or_default();
     let partial: u64 = count().parse().unwrap();
-    assert!(partial > 0 && partial < N, "{partial} rows before the last restart");
+    assert!(
+        partial > 0 && partial < N,
+        "{partial} rows before the last restart"
+    );
     feeding.join().unwrap();
     let mut last = Worker(common::spawn(dir.path(), &config, &[]));
     let started = Instant::now();
     while count() != N.to_string() {
-        assert!(started.elapsed() < Duration::from_secs(240), "{} rows", count());
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "{} rows",
+            count()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(2)); // anything extra would show now
@@ -298,11 +305,19 @@ sinks:
     assert_eq!(summary, format!("{N}/{N}/{sum_v}/{sum_id}"));
     // The offsets went into MySQL with the rows: they add up to every record read.
     let state: serde_json::Value = serde_json::from_str(
-        &query(&[&format!("SELECT state FROM {db}.connectd_checkpoints WHERE pipeline = 'k2m'")]).unwrap(),
+        &query(&[&format!(
+            "SELECT state FROM {db}.connectd_checkpoints WHERE pipeline = 'k2m'"
+        )])
+        .unwrap(),
     )
     .unwrap();
     let offsets = &state["sources"]["in"]["offset"][&input_topic];
-    let total: i64 = offsets.as_object().unwrap().values().map(|o| o.as_i64().unwrap()).sum();
+    let total: i64 = offsets
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|o| o.as_i64().unwrap())
+        .sum();
     assert_eq!(total, N as i64, "{offsets}");
     query(&[&format!("DROP DATABASE {db}")]);
 }
@@ -328,7 +343,13 @@ fn two_workers_split_the_partitions_and_survive_losing_one() {
         let port = free_port();
         let child = common::connectd()
             .current_dir(dirs[i].path())
-            .args(["--admin-addr", &format!("127.0.0.1:{port}"), "--worker", "worker.yaml", "--config"])
+            .args([
+                "--admin-addr",
+                &format!("127.0.0.1:{port}"),
+                "--worker",
+                "worker.yaml",
+                "--config",
+            ])
             .arg(&configs[i])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -343,12 +364,19 @@ fn two_workers_split_the_partitions_and_survive_losing_one() {
     std::thread::sleep(Duration::from_secs(8));
     let feeding = input(&input_topic);
     let started = Instant::now();
-    while sink_records_out(first_port).unwrap_or(0.0) == 0.0 || sink_records_out(second_port).unwrap_or(0.0) == 0.0 {
-        assert!(started.elapsed() < Duration::from_secs(60), "both workers should get partitions");
+    while sink_records_out(first_port).unwrap_or(0.0) == 0.0
+        || sink_records_out(second_port).unwrap_or(0.0) == 0.0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "both workers should get partitions"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_secs(3));
-    let marker = dirs[1].path().join(".connectd/ctp/sinks/out.in-transaction");
+    let marker = dirs[1]
+        .path()
+        .join(".connectd/ctp/sinks/out.in-transaction");
     kill_between_transactions(&mut second.0, &marker);
     feeding.join().unwrap();
     check_exactly_once(&output);

@@ -168,7 +168,10 @@ fn yahoo_btc_through_kafka_example_writes_each_tick_once() {
     let expected: Vec<String> = (0..=(served - 1) / 4)
         .map(|n| {
             let (price, time) = tick(n * 4);
-            format!("{},{price}", connectd_sdk::time::format_rfc3339_ms(time * 1000))
+            format!(
+                "{},{price}",
+                connectd_sdk::time::format_rfc3339_ms(time * 1000)
+            )
         })
         .collect();
     assert!(

@@ -117,12 +117,12 @@ impl ConsumerContext for Rebalancer {
                     .iter()
                     .filter_map(|e| {
                         let key = (e.topic().to_string(), e.partition());
-                        let group = committed
-                            .find_partition(&key.0, key.1)
-                            .and_then(|c| match c.offset() {
+                        let group = committed.find_partition(&key.0, key.1).and_then(|c| {
+                            match c.offset() {
                                 Offset::Offset(o) => Some(o),
                                 _ => None,
-                            });
+                            }
+                        });
                         let start = match (positions.get(&key).copied(), group) {
                             (Some(mine), Some(theirs)) => Some(mine.max(theirs)),
                             (mine, theirs) => mine.or(theirs),
