@@ -31,7 +31,7 @@ fn main() {
     let runs: usize = std::env::var("RUNS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(7);
+        .unwrap_or(11);
     let probe = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../transforms/tests/guests/target/wasm32-wasip2/release/probe.wasm");
     assert!(

@@ -20,10 +20,9 @@ fn record(i: u64) -> (String, String) {
     )
 }
 
-/// The input arrives over about 40 s, as a live stream would, so the kills land while
+/// The input (a topic already created) arrives over about 40 s, as a live stream would, so the kills land while
 /// records are flowing.
 fn input(topic: &str) -> std::thread::JoinHandle<()> {
-    kafka::create_topic(topic, 4);
     let topic = topic.to_string();
     std::thread::spawn(move || {
         for chunk in 0..40 {
@@ -178,6 +177,7 @@ fn consume_transform_produce_is_exactly_once_across_sigkills() {
     let dir = tempfile::tempdir().unwrap();
     let (input_topic, output) = (kafka::unique("ctp-in"), kafka::unique("ctp-out"));
     kafka::create_topic(&output, 4);
+    kafka::create_topic(&input_topic, 4);
     let feeding = input(&input_topic);
     let config = pipeline(
         dir.path(),
@@ -217,6 +217,7 @@ fn exactly_once_with_kills_inside_transactions() {
     let dir = tempfile::tempdir().unwrap();
     let (input_topic, output) = (kafka::unique("ctpa-in"), kafka::unique("ctpa-out"));
     kafka::create_topic(&output, 4);
+    kafka::create_topic(&input_topic, 4);
     let feeding = input(&input_topic);
     let config = pipeline(
         dir.path(),
@@ -244,6 +245,7 @@ fn kafka_to_mysql_is_exactly_once_across_sigkills() {
     let (db, url) = fresh_database("kafka_mysql");
     let dir = tempfile::tempdir().unwrap();
     let input_topic = kafka::unique("k2m-in");
+    kafka::create_topic(&input_topic, 4);
     let feeding = input(&input_topic);
     let config = common::write_pipeline(
         dir.path(),

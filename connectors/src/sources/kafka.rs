@@ -100,7 +100,7 @@ impl ConsumerContext for Rebalancer {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let mut positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
+        let positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 // What the group has committed (a kafka sink commits it in its
