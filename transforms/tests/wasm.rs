@@ -134,11 +134,14 @@ fn kept_records_come_back_exactly_and_emitted_ones_keep_key_time_and_headers() {
     let out = run_records(&mut pass, input.clone()).records;
     assert_eq!(out.len(), input.len());
     for (o, i) in out.iter().zip(&input) {
-        let mut expected = i.clone();
-        let mut v = expected.value.to_json();
+        let mut v = i.value.to_json();
         v["seen"] = true.into();
-        expected.value = Value::from_json(&v);
-        assert_eq!(o, &expected);
+        // The guest's JSON library may order fields differently: compared as maps.
+        assert_eq!(o.value.to_json(), v);
+        assert_eq!(
+            (&o.key, o.timestamp, &o.headers),
+            (&i.key, i.timestamp, &i.headers)
+        );
     }
 }
 
