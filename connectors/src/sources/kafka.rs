@@ -32,9 +32,6 @@ pub struct KafkaSource {
     props: std::collections::BTreeMap<String, String>,
     topics: Vec<String>,
     raw: bool,
-    /// End once every assigned partition has been read to its end (a backfill).
-    bounded: bool,
-    last_end_check: Option<std::time::Instant>,
     pipeline: String,
     name: String,
     positions: Arc<Mutex<Positions>>,
@@ -63,7 +60,6 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sour
     );
     let start = cfg.one_of("start", &["earliest", "latest"], "earliest");
     let raw = cfg.one_of("format", &["json", "raw"], "json") == "raw";
-    let bounded = cfg.bool_or("bounded", false);
     cfg.finish()?;
     props.insert("group.id".into(), group);
     props.insert("isolation.level".into(), isolation.into());
@@ -75,8 +71,6 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sour
         props,
         topics,
         raw,
-        bounded,
-        last_end_check: None,
         pipeline: ctx.pipeline.clone(),
         name: ctx.component.clone(),
         positions: Default::default(),
@@ -196,46 +190,6 @@ fn message_record(
     })
 }
 
-impl KafkaSource {
-    /// Whether every assigned partition has been read to its end (checked at most every
-    /// 200 ms: it asks the broker for each partition's end).
-    fn at_end(&mut self) -> Result<bool, ConnectorError> {
-        if self
-            .last_end_check
-            .is_some_and(|t| t.elapsed() < Duration::from_millis(200))
-        {
-            return Ok(false);
-        }
-        self.last_end_check = Some(std::time::Instant::now());
-        let Some(consumer) = self.consumer.as_ref() else {
-            return Ok(false);
-        };
-        let assigned = consumer
-            .assignment()
-            .map_err(|e| error("read the assignment", e))?;
-        if assigned.count() == 0 {
-            return Ok(false);
-        }
-        // The consumer's position passes transaction markers, which no record reaches.
-        let positions = consumer
-            .position()
-            .map_err(|e| error("read the positions", e))?;
-        for e in assigned.elements() {
-            let (_, high) = consumer
-                .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10))
-                .map_err(|err| error("read a partition's end", err))?;
-            let position = positions
-                .find_partition(e.topic(), e.partition())
-                .and_then(|p| p.offset().to_raw())
-                .unwrap_or(-1);
-            if high > 0 && position < high {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-}
-
 #[async_trait]
 impl Source for KafkaSource {
     async fn open(&mut self, offset: Option<serde_json::Value>) -> Result<(), ConnectorError> {
@@ -302,9 +256,6 @@ impl Source for KafkaSource {
             if let Some(md) = consumer.group_metadata() {
                 groups::register(&self.pipeline, &self.name, md);
             }
-        }
-        if out.is_empty() && bad.is_empty() && self.bounded && self.at_end()? {
-            return Ok(SourcePoll::End);
         }
         Ok(if out.is_empty() && bad.is_empty() {
             SourcePoll::Idle(Duration::from_millis(20))
