@@ -132,12 +132,15 @@ fn yahoo_btc_through_kafka_example_writes_each_tick_once() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let examples = root.join("examples/pipelines/kafka");
     let topic = common::kafka::unique("conn-events");
+    common::kafka::create_topic(&topic, 4);
     // Quick group joins (the broker waits half the session timeout before a join).
     let worker = dir.path().join("worker.yaml");
     std::fs::write(
         &worker,
         format!(
-            "name: example\nkafka:\n  bootstrap_servers: {}\n  properties: {{session.timeout.ms: \"2000\", heartbeat.interval.ms: \"500\"}}\n",
+            "name: {}\nkafka:\n  bootstrap_servers: {}\n  properties: {{session.timeout.ms: \"2000\", heartbeat.interval.ms: \"500\"}}\n",
+            // A worker name of its own: checkpoints in the broker are kept by name.
+            common::kafka::unique("example"),
             common::kafka::bootstrap()
         ),
     )
