@@ -28,12 +28,7 @@ fn run_through_outage(dir: &Path, yaml: &str, outage: &dyn Fn()) {
     );
     outage();
     let status = wait_with_deadline(&mut child, Duration::from_secs(240));
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut stderr);
-    }
-    assert!(status.success(), "{stderr}");
+    assert!(status.success(), "{}", stderr_of(&child));
 }
 
 #[test]

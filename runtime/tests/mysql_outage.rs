@@ -61,12 +61,7 @@ sinks:
         "the pipeline must wait for the database, not fail"
     );
     let status = wait_with_deadline(&mut child, Duration::from_secs(180));
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut stderr);
-    }
-    assert!(status.success(), "{stderr}");
+    assert!(status.success(), "{}", stderr_of(&child));
     let summary = query(&[&format!(
         "SELECT CONCAT(COUNT(*), '/', COUNT(DISTINCT id)) FROM {db}.trades"
     )])

@@ -5,8 +5,10 @@ pub mod cql_server;
 pub mod kafka;
 pub mod mysql;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub fn connectd() -> Command {
@@ -32,8 +34,10 @@ pub fn run_to_end(dir: &Path, config: &Path) -> Output {
         .unwrap()
 }
 
+/// Spawns `connectd` in `dir`. Its stderr is drained by a thread (a full pipe would
+/// block the process) and kept for `stderr_of` and for the message of a missed deadline.
 pub fn spawn(dir: &Path, config: &Path, extra: &[&str]) -> Child {
-    connectd()
+    let mut child = connectd()
         .current_dir(dir)
         .args(["--admin-addr", "off"])
         .args(extra)
@@ -42,7 +46,54 @@ pub fn spawn(dir: &Path, config: &Path, extra: &[&str]) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
+        .unwrap();
+    let pipe = child.stderr.take().unwrap();
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            let mut all = sink.lock().unwrap();
+            all.push_str(&line);
+            all.push('\n');
+        }
+    });
+    CAPTURED
+        .lock()
         .unwrap()
+        .insert(child.id(), (text, Some(reader)));
+    child
+}
+
+type Captured = (Arc<Mutex<String>>, Option<std::thread::JoinHandle<()>>);
+static CAPTURED: Mutex<BTreeMap<u32, Captured>> = Mutex::new(BTreeMap::new());
+
+/// What a `spawn`ed child wrote to stderr; complete once the child has exited.
+pub fn stderr_of(child: &Child) -> String {
+    let mut map = CAPTURED.lock().unwrap();
+    let Some((text, reader)) = map.get_mut(&child.id()) else {
+        return String::new();
+    };
+    if let Some(r) = reader.take() {
+        let _ = r.join();
+    }
+    let out = text.lock().unwrap().clone();
+    out
+}
+
+/// The last `max` bytes of what a `spawn`ed child has written to stderr so far.
+fn stderr_tail(child: &Child, max: usize) -> String {
+    let map = CAPTURED.lock().unwrap();
+    let Some((text, _)) = map.get(&child.id()) else {
+        return String::new();
+    };
+    let all = text.lock().unwrap();
+    let mut start = all.len().saturating_sub(max);
+    while !all.is_char_boundary(start) {
+        start += 1;
+    }
+    all[start..].to_string()
 }
 
 /// Waits for a child with a deadline; kills it and fails the test when exceeded.
@@ -54,7 +105,11 @@ pub fn wait_with_deadline(child: &mut Child, limit: Duration) -> std::process::E
         }
         if start.elapsed() > limit {
             let _ = child.kill();
-            panic!("connectd did not finish within {limit:?}");
+            let _ = child.wait();
+            panic!(
+                "connectd did not finish within {limit:?}; the end of its stderr:\n{}",
+                stderr_tail(child, 8000)
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
