@@ -6,6 +6,7 @@
 //! - [`Registry`]: where connectors register their builders by type name.
 //! - [`expr`]: the expression language used by `filter`, `map` and routing options.
 
+pub mod checkpoints;
 pub mod config;
 pub mod error;
 pub mod expr;
@@ -20,6 +21,7 @@ pub mod value;
 #[cfg(target_family = "wasm")]
 pub mod wasm;
 
+pub use checkpoints::CheckpointControl;
 pub use error::{BadRecord, ConnectorError};
 pub use record::{Batch, Record};
 pub use registry::{BuildContext, Registry, WorkerSettings};

@@ -43,6 +43,10 @@ pub trait Source: Send {
     /// The position after the last record returned by `poll`.
     fn offset(&self) -> serde_json::Value;
 
+    /// Called once before `open`: the line to the checkpoint coordinator, for a source
+    /// that must see its output committed at moments of its own choosing.
+    fn attach_checkpoints(&mut self, _control: std::sync::Arc<dyn crate::CheckpointControl>) {}
+
     /// Whether a restart re-reads what was lost (false for a live websocket).
     fn replayable(&self) -> bool {
         true

@@ -4,27 +4,31 @@
 //! checkpoint on restart (auto-commit is off). Partitions are split between the workers
 //! running the same pipeline with the same `group` by Kafka's group protocol. A
 //! partition assigned to this worker resumes from the later of the position this worker
-//! holds for it (its checkpoint, or how far it got) and the group's committed offset —
-//! which a downstream kafka sink commits in its transaction —, else per `start`.
+//! holds for it (its checkpoint) and the group's committed offset — which a downstream
+//! kafka sink commits in its transaction —, else per `start`.
 //!
-//! Not done yet: when a partition moves to a worker that joins, the worker giving it up
-//! does not first commit what it has read of it, so records in flight there can be
-//! written twice (a worker that dies or leaves is handled).
+//! When a rebalance takes partitions away, the source first has a checkpoint committed
+//! that covers everything it read of them, commits those positions to the group, and
+//! only then lets them go: their next holder starts exactly where this one stopped. (A
+//! worker that dies cannot do this; its partitions resume from its last committed
+//! checkpoint, which with a kafka sink is in the group too.)
 //! Records carry `kafka.topic`, `kafka.partition` and `kafka.offset` headers and the
 //! message timestamp.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use connectd_sdk::config::{ConfigMap, Invalid};
-use connectd_sdk::{BadRecord, BuildContext, ConnectorError, Record, Source, SourcePoll, Value};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use connectd_sdk::{
+    BadRecord, BuildContext, CheckpointControl, ConnectorError, Source, SourcePoll,
+};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
-use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use crate::kafka::fetcher::{self, Fetched, Partition, Shared};
 use crate::kafka::offsets::{self, Positions};
 use crate::kafka::{client_config, client_properties, error, groups};
 
@@ -34,8 +38,21 @@ pub struct KafkaSource {
     raw: bool,
     pipeline: String,
     name: String,
-    positions: Arc<Mutex<Positions>>,
-    consumer: Option<BaseConsumer<Rebalancer>>,
+    shared: Option<Arc<Shared>>,
+    fetched: Option<Receiver<Fetched>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    control: Option<Arc<dyn CheckpointControl>>,
+    revoking: Option<Revoking>,
+    /// A consumer error that came after records: reported on the next poll.
+    deferred_error: Option<KafkaError>,
+}
+
+/// Partitions being taken away, waiting for the checkpoint that covers them.
+struct Revoking {
+    partitions: Vec<Partition>,
+    done: std::sync::mpsc::Sender<Positions>,
+    /// The checkpoint id asked for (once asked).
+    covering: Option<u64>,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -73,125 +90,55 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sour
         raw,
         pipeline: ctx.pipeline.clone(),
         name: ctx.component.clone(),
-        positions: Default::default(),
-        consumer: None,
+        shared: None,
+        fetched: None,
+        thread: None,
+        control: None,
+        revoking: None,
+        deferred_error: None,
     }))
 }
 
-/// Starts each newly assigned partition at the later of this worker's position and the
-/// group's committed offset.
-struct Rebalancer {
-    positions: Arc<Mutex<Positions>>,
-    source: String,
-}
-
-impl ClientContext for Rebalancer {}
-
-impl ConsumerContext for Rebalancer {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
-        let positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
-        match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                // What the group has committed (a kafka sink commits it in its
-                // transaction). A partition this worker still holds records of resumes
-                // after those; one that another worker moved on resumes after its commit.
-                let committed = consumer
-                    .committed_offsets(tpl.clone(), Duration::from_secs(10))
-                    .unwrap_or_else(|e| {
-                        tracing::warn!(source = %self.source, error = %e, "kafka: cannot read the group's committed offsets; using this worker's positions");
-                        TopicPartitionList::new()
-                    });
-                let starts: Vec<(String, i32, i64)> = tpl
-                    .elements()
-                    .iter()
-                    .filter_map(|e| {
-                        let key = (e.topic().to_string(), e.partition());
-                        let group = committed.find_partition(&key.0, key.1).and_then(|c| {
-                            match c.offset() {
-                                Offset::Offset(o) => Some(o),
-                                _ => None,
-                            }
-                        });
-                        let start = match (positions.get(&key).copied(), group) {
-                            (Some(mine), Some(theirs)) => Some(mine.max(theirs)),
-                            (mine, theirs) => mine.or(theirs),
-                        }?;
-                        Some((key.0, key.1, start))
-                    })
-                    .collect();
-                for (topic, partition, offset) in starts {
-                    // Cannot fail: the partition is in the list.
-                    let _ = tpl.set_partition_offset(&topic, partition, Offset::Offset(offset));
-                }
-                tracing::info!(source = %self.source, partitions = tpl.count(), "kafka partitions assigned");
-                if let Err(e) = consumer.assign(tpl) {
-                    tracing::error!(source = %self.source, error = %e, "kafka: cannot take the assigned partitions");
-                }
-            }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                // Positions are kept: if a partition comes back, the later of this
-                // worker's position and the group's commit wins.
-                tracing::info!(source = %self.source, partitions = tpl.count(), "kafka partitions revoked");
-                let _ = consumer.unassign();
-            }
-            other => {
-                tracing::error!(source = %self.source, error = ?other, "kafka rebalance failed");
-                let _ = consumer.unassign();
-            }
-        }
+impl KafkaSource {
+    fn shared(&self) -> Result<&Arc<Shared>, ConnectorError> {
+        self.shared
+            .as_ref()
+            .ok_or_else(|| ConnectorError::permanent("kafka source polled before open"))
     }
-}
 
-fn message_record(
-    m: &rdkafka::message::BorrowedMessage<'_>,
-    raw: bool,
-) -> Result<Record, (String, String)> {
-    let payload = m.payload().unwrap_or_default();
-    let text = std::str::from_utf8(payload).map_err(|e| {
-        (
-            String::from_utf8_lossy(payload).into_owned(),
-            format!("the value is not UTF-8: {e}"),
-        )
-    })?;
-    let value = if raw {
-        Value::str(text)
-    } else {
-        connectd_sdk::json::parse(text)
-            .map_err(|e| (text.to_string(), format!("the value is not JSON: {e}")))?
-    };
-    let key = match m.key() {
-        None => Value::Null,
-        Some(k) => {
-            let k = String::from_utf8_lossy(k);
-            connectd_sdk::json::parse(&k).unwrap_or_else(|_| Value::str(k.as_ref()))
+    /// Asks for the checkpoint that covers the revoked partitions and, once it is
+    /// committed, hands their positions to the consumer thread, which lets them go.
+    fn continue_revoke(&mut self) -> Result<SourcePoll, ConnectorError> {
+        let shared = self.shared()?.clone();
+        let Some(r) = self.revoking.as_mut() else {
+            return Ok(SourcePoll::Idle(Duration::ZERO));
+        };
+        if let Some(control) = &self.control {
+            let covering = *r.covering.get_or_insert_with(|| control.request());
+            if control.committed() < covering {
+                return Ok(SourcePoll::Idle(Duration::from_millis(10)));
+            }
         }
-    };
-    let mut headers = vec![
-        ("kafka.topic".into(), m.topic().into()),
-        ("kafka.partition".into(), m.partition().to_string().into()),
-        ("kafka.offset".into(), m.offset().to_string().into()),
-    ];
-    if let Some(hs) = m.headers() {
-        for h in hs.iter() {
-            let v = h.value.map(String::from_utf8_lossy).unwrap_or_default();
-            headers.push((h.key.into(), v.as_ref().into()));
-        }
+        let mut positions = shared.positions();
+        let reached: Positions = r
+            .partitions
+            .iter()
+            .filter_map(|p| positions.remove(p).map(|o| (p.clone(), o)))
+            .collect();
+        drop(positions);
+        // The thread may have given up waiting: then nobody listens any more.
+        let _ = r.done.send(reached);
+        self.revoking = None;
+        Ok(SourcePoll::Idle(Duration::ZERO))
     }
-    Ok(Record {
-        key,
-        value,
-        timestamp: m.timestamp().to_millis(),
-        headers,
-    })
 }
 
 #[async_trait]
 impl Source for KafkaSource {
+    fn attach_checkpoints(&mut self, control: Arc<dyn CheckpointControl>) {
+        self.control = Some(control);
+    }
+
     async fn open(&mut self, offset: Option<serde_json::Value>) -> Result<(), ConnectorError> {
         let start = match &offset {
             Some(v) if !v.is_null() => offsets::from_json(v).map_err(|e| {
@@ -202,19 +149,27 @@ impl Source for KafkaSource {
             })?,
             _ => Positions::new(),
         };
-        *self.positions.lock().unwrap_or_else(|p| p.into_inner()) = start;
-        let context = Rebalancer {
-            positions: self.positions.clone(),
+        let shared = Arc::new(Shared {
+            positions: std::sync::Mutex::new(start),
+            closing: Default::default(),
+            pipeline: self.pipeline.clone(),
             source: self.name.clone(),
-        };
-        let consumer: BaseConsumer<Rebalancer> = client_config(&self.props)
-            .create_with_context(context)
+            raw: self.raw,
+        });
+        let (consumer, fetched) = fetcher::create(&client_config(&self.props), shared.clone())
             .map_err(|e| error("cannot create the consumer", e))?;
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)
             .map_err(|e| error("cannot subscribe", e))?;
-        self.consumer = Some(consumer);
+        let thread = std::thread::Builder::new()
+            .name(format!("kafka-{}", self.name))
+            .spawn(move || fetcher::run(consumer))
+            .map_err(|e| ConnectorError::io("kafka source: starting the consumer thread", e))?;
+        self.shared = Some(shared);
+        self.fetched = Some(fetched);
+        self.thread = Some(thread);
+        self.revoking = None;
         Ok(())
     }
 
@@ -223,56 +178,83 @@ impl Source for KafkaSource {
         max: usize,
         bad: &mut Vec<BadRecord>,
     ) -> Result<SourcePoll, ConnectorError> {
-        let consumer = self
-            .consumer
+        if let Some(e) = self.deferred_error.take() {
+            return Err(error("consume", e));
+        }
+        if self.revoking.is_some() {
+            return self.continue_revoke();
+        }
+        let shared = self.shared()?.clone();
+        let fetched = self
+            .fetched
             .as_ref()
             .ok_or_else(|| ConnectorError::permanent("kafka source polled before open"))?;
         let mut out = Vec::new();
         while out.len() < max {
-            match consumer.poll(Duration::ZERO) {
-                None => break,
-                Some(Err(KafkaError::PartitionEOF(_))) => continue,
-                Some(Err(e)) => return Err(error("consume", e)),
-                Some(Ok(m)) => {
-                    let key = (m.topic().to_string(), m.partition());
-                    match message_record(&m, self.raw) {
+            match fetched.try_recv() {
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    return Err(ConnectorError::permanent(
+                        "kafka source: the consumer thread stopped",
+                    ))
+                }
+                Ok(Fetched::Record {
+                    partition,
+                    offset,
+                    record,
+                }) => {
+                    match record {
                         Ok(r) => out.push(r),
-                        Err((raw, reason)) => bad.push(BadRecord::raw(
-                            raw,
-                            format!("offset {} of {} partition {}", m.offset(), key.0, key.1),
-                            reason,
-                        )),
+                        Err(b) => bad.push(*b),
                     }
-                    self.positions
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(key, m.offset() + 1);
+                    shared.positions().insert(partition, offset + 1);
+                }
+                Ok(Fetched::Error(e)) => {
+                    if out.is_empty() && bad.is_empty() {
+                        return Err(error("consume", e));
+                    }
+                    self.deferred_error = Some(e);
+                    break;
+                }
+                Ok(Fetched::Revoke { partitions, done }) => {
+                    self.revoking = Some(Revoking {
+                        partitions,
+                        done,
+                        covering: None,
+                    });
+                    break;
                 }
             }
         }
-        if !out.is_empty() {
-            // Current group generation and member id: a kafka sink commits these offsets
-            // in its transaction, fenced against a consumer that has lost its partitions.
-            if let Some(md) = consumer.group_metadata() {
-                groups::register(&self.pipeline, &self.name, md);
-            }
+        if !out.is_empty() || !bad.is_empty() {
+            // Returned first: the revoke's checkpoint is asked for after these are out.
+            return Ok(SourcePoll::Batch(out));
         }
-        Ok(if out.is_empty() && bad.is_empty() {
-            SourcePoll::Idle(Duration::from_millis(20))
-        } else {
-            SourcePoll::Batch(out)
-        })
+        if self.revoking.is_some() {
+            return self.continue_revoke();
+        }
+        Ok(SourcePoll::Idle(Duration::from_millis(20)))
     }
 
     fn offset(&self) -> serde_json::Value {
-        offsets::to_json(&self.positions.lock().unwrap_or_else(|p| p.into_inner()))
+        match &self.shared {
+            Some(s) => offsets::to_json(&s.positions()),
+            None => serde_json::json!({}),
+        }
     }
 
     async fn close(&mut self) -> Result<(), ConnectorError> {
         groups::unregister(&self.pipeline, &self.name);
-        if let Some(c) = self.consumer.take() {
-            // Leave the group now rather than after the session timeout.
-            tokio::task::spawn_blocking(move || drop(c)).await.ok();
+        if let Some(s) = &self.shared {
+            s.closing.store(true, Ordering::Relaxed);
+        }
+        // Unblocks the thread if it waits to hand over records or a revoke.
+        self.fetched = None;
+        self.revoking = None;
+        if let Some(t) = self.thread.take() {
+            // Dropping the consumer leaves the group now rather than after the session
+            // timeout.
+            tokio::task::spawn_blocking(move || t.join()).await.ok();
         }
         Ok(())
     }

@@ -2,12 +2,65 @@
 //! flight at a time; turns shutdown into a Stop barrier and exhaustion of every source
 //! into an End barrier; finishes when that final checkpoint is committed everywhere.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use connectd_sdk::CheckpointControl;
+use tokio::sync::{mpsc, watch, Notify};
 
 use super::messages::{Barrier, BarrierKind};
 use super::PipelineError;
+
+/// Checkpoint ids shared with the sources that ask for checkpoints of their own
+/// (`CheckpointControl`).
+#[derive(Debug)]
+pub struct CheckpointLine {
+    ids: Mutex<Ids>,
+    requested: Notify,
+}
+
+#[derive(Debug)]
+struct Ids {
+    next: u64,
+    committed: u64,
+}
+
+impl CheckpointLine {
+    pub fn new(next: u64, committed: u64) -> Self {
+        Self {
+            ids: Mutex::new(Ids { next, committed }),
+            requested: Notify::new(),
+        }
+    }
+
+    fn ids(&self) -> std::sync::MutexGuard<'_, Ids> {
+        self.ids.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take_next(&self) -> u64 {
+        let mut ids = self.ids();
+        ids.next += 1;
+        ids.next - 1
+    }
+
+    fn set_committed(&self, id: u64) {
+        let mut ids = self.ids();
+        ids.committed = ids.committed.max(id);
+    }
+}
+
+impl CheckpointControl for CheckpointLine {
+    fn request(&self) -> u64 {
+        // Any barrier injected from now on reaches the source after what it returned.
+        let next = self.ids().next;
+        self.requested.notify_one();
+        next
+    }
+
+    fn committed(&self) -> u64 {
+        self.ids().committed
+    }
+}
 
 pub struct Coordinator {
     pub pipeline: String,
@@ -16,15 +69,14 @@ pub struct Coordinator {
     pub exhausted: mpsc::UnboundedReceiver<()>,
     pub stop: watch::Receiver<bool>,
     pub interval: Duration,
-    pub next_id: u64,
+    pub line: Arc<CheckpointLine>,
     /// While recovering: the last replayed checkpoint id (no new ones before it).
     pub replay_until: Option<u64>,
 }
 
 impl Coordinator {
     fn inject(&mut self, kind: BarrierKind) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.line.take_next();
         for c in &self.commands {
             let _ = c.send(Barrier { id, kind });
         }
@@ -46,9 +98,14 @@ impl Coordinator {
                 _ = ticker.tick(), if in_flight.is_none() && final_id.is_none() => {
                     in_flight = Some(self.inject(BarrierKind::Checkpoint));
                 }
+                // A source asked for one (it waits for it before going on).
+                _ = self.line.requested.notified(), if in_flight.is_none() && final_id.is_none() => {
+                    in_flight = Some(self.inject(BarrierKind::Checkpoint));
+                }
                 done = self.completed.recv() => {
                     let Some((id, secs)) = done else { return Ok(()) };
                     tracing::debug!(pipeline = %self.pipeline, checkpoint = id, seconds = secs, "checkpoint committed");
+                    self.line.set_committed(id);
                     if in_flight.is_some_and(|f| id >= f) {
                         in_flight = None;
                     }

@@ -28,7 +28,7 @@ pub use checkpoint::{PipelineState, SourceState};
 
 use self::align::Aligner;
 use self::checkpoint::CheckpointStore;
-use self::coordinator::Coordinator;
+use self::coordinator::{CheckpointLine, Coordinator};
 use self::dlq::DeadLetters;
 use self::messages::{Envelope, Output};
 use self::retry::retry;
@@ -170,8 +170,13 @@ pub async fn run(
     let (exhausted_tx, exhausted_rx) = mpsc::unbounded_channel();
     let mut tasks: JoinSet<Result<(), PipelineError>> = JoinSet::new();
     let mut commands = Vec::new();
+    let line = Arc::new(CheckpointLine::new(
+        max_committed.max(restore_id) + 1,
+        restore_id,
+    ));
 
     for mut s in sources {
+        s.component.attach_checkpoints(line.clone());
         let restored = state.sources.get(&s.name).cloned();
         let offset = restored.as_ref().map(|r| r.offset.clone());
         retry!(
@@ -257,7 +262,7 @@ pub async fn run(
         exhausted: exhausted_rx,
         stop,
         interval: checkpoint_interval,
-        next_id: max_committed.max(restore_id) + 1,
+        line,
         replay_until,
     };
     tasks.spawn(coordinator.run());

@@ -8,7 +8,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, ThreadedProducer};
 use rdkafka::ClientConfig;
 
 pub fn bootstrap() -> String {
@@ -45,26 +45,41 @@ pub fn create_topic(name: &str, partitions: i32) {
     }
 }
 
-/// Produces `(key, value)` records, in order, and waits until all are acknowledged.
-pub fn produce(topic: &str, records: impl IntoIterator<Item = (String, String)>) {
-    let p: ThreadedProducer<DefaultProducerContext> = config()
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .unwrap();
-    for (k, v) in records {
-        let mut rec = BaseRecord::to(topic).key(&k).payload(&v);
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    rec = r;
-                    std::thread::sleep(Duration::from_millis(5));
+/// An idempotent producer for test input.
+pub struct Producer(ThreadedProducer<DefaultProducerContext>);
+
+impl Producer {
+    pub fn new() -> Self {
+        Self(
+            config()
+                .set("enable.idempotence", "true")
+                .set("linger.ms", "5")
+                .create()
+                .unwrap(),
+        )
+    }
+
+    /// Produces `(key, value)` records, in order, and waits until all are acknowledged.
+    pub fn send(&self, topic: &str, records: impl IntoIterator<Item = (String, String)>) {
+        for (k, v) in records {
+            let mut rec = BaseRecord::to(topic).key(&k).payload(&v);
+            loop {
+                match self.0.send(rec) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        rec = r;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
                 }
             }
         }
+        self.0.flush(Duration::from_secs(60)).expect("flush");
     }
-    p.flush(Duration::from_secs(60)).expect("flush");
+}
+
+/// Produces `(key, value)` records with a producer of its own (see `Producer::send`).
+pub fn produce(topic: &str, records: impl IntoIterator<Item = (String, String)>) {
+    Producer::new().send(topic, records);
 }
 
 /// Reads `topic` from the beginning with read_committed until `until` says enough (or

@@ -34,15 +34,23 @@ pub fn run_to_end(dir: &Path, config: &Path) -> Output {
         .unwrap()
 }
 
-/// Spawns `connectd` in `dir`. Its stderr is drained by a thread (a full pipe would
-/// block the process) and kept for `stderr_of` and for the message of a missed deadline.
+/// Spawns `connectd` in `dir` with its stderr captured (see `spawn_captured`).
 pub fn spawn(dir: &Path, config: &Path, extra: &[&str]) -> Child {
-    let mut child = connectd()
-        .current_dir(dir)
-        .args(["--admin-addr", "off"])
-        .args(extra)
-        .arg("--config")
-        .arg(config)
+    spawn_captured(
+        connectd()
+            .current_dir(dir)
+            .args(["--admin-addr", "off"])
+            .args(extra)
+            .arg("--config")
+            .arg(config),
+    )
+}
+
+/// Spawns a command with stdout discarded and stderr drained by a thread (a full pipe
+/// would block the process) and kept for `stderr_of` and for the message of a missed
+/// deadline.
+pub fn spawn_captured(cmd: &mut Command) -> Child {
+    let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -83,7 +91,7 @@ pub fn stderr_of(child: &Child) -> String {
 }
 
 /// The last `max` bytes of what a `spawn`ed child has written to stderr so far.
-fn stderr_tail(child: &Child, max: usize) -> String {
+pub fn stderr_tail(child: &Child, max: usize) -> String {
     let map = CAPTURED.lock().unwrap();
     let Some((text, _)) = map.get(&child.id()) else {
         return String::new();

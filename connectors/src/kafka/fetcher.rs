@@ -1,0 +1,260 @@
+//! The kafka source's consumer, polled on a thread of its own.
+//!
+//! Why a thread: librdkafka calls the rebalance callback from inside `poll`, and a
+//! partition may only be given up after what was read of it is committed. The callback
+//! therefore blocks — the thread, not the pipeline — until the source has had a
+//! checkpoint committed (see `Fetched::Revoke`).
+//!
+//! Records travel to the source over a bounded channel, so a slow pipeline stops the
+//! polling and librdkafka's own fetch buffer bounds memory.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use connectd_sdk::{BadRecord, Record, Value};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::groups;
+use super::offsets::{self, Positions};
+
+/// How long a rebalance waits for the checkpoint of the partitions it takes away. Below
+/// librdkafka's default `max.poll.interval.ms` (5 min), after which the group would
+/// drop this worker anyway.
+const REVOKE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Records fetched but not yet handed to the pipeline.
+const CHANNEL_CAPACITY: usize = 4096;
+
+pub type Partition = (String, i32);
+
+#[derive(Debug)]
+pub enum Fetched {
+    Record {
+        partition: Partition,
+        offset: i64,
+        record: Result<Record, Box<BadRecord>>,
+    },
+    Error(KafkaError),
+    /// These partitions are being taken away. Every record of them was sent before
+    /// this. The source answers on `done`, once those records are committed, with the
+    /// positions it had reached in them (they are committed to the group too).
+    Revoke {
+        partitions: Vec<Partition>,
+        done: std::sync::mpsc::Sender<Positions>,
+    },
+}
+
+/// What the consumer thread and the source share.
+#[derive(Debug)]
+pub struct Shared {
+    /// Where the source is in each partition it holds: the next offset to read.
+    pub positions: Mutex<Positions>,
+    pub closing: AtomicBool,
+    pub pipeline: String,
+    pub source: String,
+    pub raw: bool,
+}
+
+impl Shared {
+    pub fn positions(&self) -> std::sync::MutexGuard<'_, Positions> {
+        self.positions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[derive(Debug)]
+pub struct Rebalancer {
+    shared: Arc<Shared>,
+    sender: SyncSender<Fetched>,
+}
+
+impl ClientContext for Rebalancer {}
+
+impl ConsumerContext for Rebalancer {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer, tpl),
+            other => {
+                tracing::error!(source = %self.shared.source, error = ?other, "kafka rebalance failed");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+impl Rebalancer {
+    /// Starts each partition at the later of this worker's position (from its own
+    /// checkpoint) and the group's committed offset (which the worker that held it last
+    /// committed before giving it up); else per `auto.offset.reset`.
+    fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let source = &self.shared.source;
+        let committed = consumer
+            .committed_offsets(tpl.clone(), Duration::from_secs(10))
+            .unwrap_or_else(|e| {
+                tracing::warn!(source = %source, error = %e, "kafka: cannot read the group's committed offsets; using this worker's positions");
+                TopicPartitionList::new()
+            });
+        let mut positions = self.shared.positions();
+        let mut starts = Positions::new();
+        for e in tpl.elements() {
+            let key = (e.topic().to_string(), e.partition());
+            let group = match committed.find_partition(&key.0, key.1).map(|c| c.offset()) {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            };
+            let start = match (positions.get(&key).copied(), group) {
+                (Some(mine), Some(theirs)) => Some(mine.max(theirs)),
+                (mine, theirs) => mine.or(theirs),
+            };
+            if let Some(start) = start {
+                starts.insert(key, start);
+            }
+        }
+        for ((topic, partition), offset) in &starts {
+            // Cannot fail: the partition is in the list.
+            let _ = tpl.set_partition_offset(topic, *partition, Offset::Offset(*offset));
+        }
+        // Only partitions held now belong in checkpoints: a stale position of one that
+        // another worker holds would be committed over that worker's progress.
+        *positions = starts;
+        drop(positions);
+        tracing::info!(source = %source, partitions = tpl.count(), "kafka partitions assigned");
+        if let Err(e) = consumer.assign(tpl) {
+            tracing::error!(source = %source, error = %e, "kafka: cannot take the assigned partitions");
+        }
+        // The new generation: a kafka sink commits offsets in its transactions with it.
+        if let Some(md) = consumer.group_metadata() {
+            groups::register(&self.shared.pipeline, source, md);
+        }
+    }
+
+    /// Waits until the source has had what it read of these partitions committed, then
+    /// commits those positions to the group (for the next holder) and lets them go.
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let source = &self.shared.source;
+        let partitions: Vec<Partition> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        tracing::info!(source = %source, partitions = partitions.len(), "kafka partitions revoked: committing what was read of them");
+        let (done, answer) = std::sync::mpsc::channel();
+        let committed = match self.sender.send(Fetched::Revoke { partitions, done }) {
+            Ok(()) => answer.recv_timeout(REVOKE_TIMEOUT).ok(),
+            Err(_) => None,
+        };
+        match committed {
+            Some(reached) if !reached.is_empty() => {
+                if let Err(e) = consumer.commit(&offsets::to_list(&reached), CommitMode::Sync) {
+                    tracing::warn!(source = %source, error = %e, "kafka: cannot commit the given-up partitions' offsets to the group");
+                }
+            }
+            Some(_) => {}
+            None if self.shared.closing.load(Ordering::Relaxed) => {}
+            None => {
+                tracing::warn!(source = %source, "kafka: partitions given up before what was read of them was committed (no checkpoint within {REVOKE_TIMEOUT:?}): their next holder may write those records again");
+                self.shared
+                    .positions()
+                    .retain(|p, _| tpl.find_partition(&p.0, p.1).is_none());
+            }
+        }
+        if let Err(e) = consumer.unassign() {
+            tracing::error!(source = %source, error = %e, "kafka: cannot give up the revoked partitions");
+        }
+    }
+}
+
+/// Creates the consumer and the channel its thread (`run`) fills.
+pub fn create(
+    config: &rdkafka::ClientConfig,
+    shared: Arc<Shared>,
+) -> Result<(BaseConsumer<Rebalancer>, Receiver<Fetched>), KafkaError> {
+    let (sender, receiver) = std::sync::mpsc::sync_channel(CHANNEL_CAPACITY);
+    let consumer = config.create_with_context(Rebalancer { shared, sender })?;
+    Ok((consumer, receiver))
+}
+
+/// The consumer thread: polls until the source closes (the channel's receiver is gone
+/// or `closing` is set), then drops the consumer, which leaves the group.
+pub fn run(consumer: BaseConsumer<Rebalancer>) {
+    let shared = consumer.context().shared.clone();
+    let sender = consumer.context().sender.clone();
+    while !shared.closing.load(Ordering::Relaxed) {
+        let fetched = match consumer.poll(Duration::from_millis(100)) {
+            None | Some(Err(KafkaError::PartitionEOF(_))) => continue,
+            Some(Err(e)) => Fetched::Error(e),
+            Some(Ok(m)) => Fetched::Record {
+                partition: (m.topic().to_string(), m.partition()),
+                offset: m.offset(),
+                record: message_record(&m, shared.raw),
+            },
+        };
+        if sender.send(fetched).is_err() {
+            break;
+        }
+    }
+    shared.closing.store(true, Ordering::Relaxed);
+}
+
+fn message_record(m: &BorrowedMessage<'_>, raw: bool) -> Result<Record, Box<BadRecord>> {
+    let payload = m.payload().unwrap_or_default();
+    let bad = |raw_text: String, reason: String| {
+        Box::new(BadRecord::raw(
+            raw_text,
+            format!(
+                "offset {} of {} partition {}",
+                m.offset(),
+                m.topic(),
+                m.partition()
+            ),
+            reason,
+        ))
+    };
+    let text = std::str::from_utf8(payload).map_err(|e| {
+        bad(
+            String::from_utf8_lossy(payload).into_owned(),
+            format!("the value is not UTF-8: {e}"),
+        )
+    })?;
+    let value = if raw {
+        Value::str(text)
+    } else {
+        connectd_sdk::json::parse(text)
+            .map_err(|e| bad(text.to_string(), format!("the value is not JSON: {e}")))?
+    };
+    let key = match m.key() {
+        None => Value::Null,
+        Some(k) => {
+            let k = String::from_utf8_lossy(k);
+            connectd_sdk::json::parse(&k).unwrap_or_else(|_| Value::str(k.as_ref()))
+        }
+    };
+    let mut headers = vec![
+        ("kafka.topic".into(), m.topic().into()),
+        ("kafka.partition".into(), m.partition().to_string().into()),
+        ("kafka.offset".into(), m.offset().to_string().into()),
+    ];
+    if let Some(hs) = m.headers() {
+        for h in hs.iter() {
+            let v = h.value.map(String::from_utf8_lossy).unwrap_or_default();
+            headers.push((h.key.into(), v.as_ref().into()));
+        }
+    }
+    Ok(Record {
+        key,
+        value,
+        timestamp: m.timestamp().to_millis(),
+        headers,
+    })
+}

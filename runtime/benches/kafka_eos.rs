@@ -1,0 +1,278 @@
+//! Benchmark: kafka source → kafka sink with exactly-once (transactions, offsets in the
+//! transaction, checkpoint every second) against a plain rdkafka consume + produce loop
+//! (no transactions, no offsets), both on the same broker, same input, same run.
+//!
+//! Each run reads a pre-filled 4-partition input topic of ~100-byte records. The clock
+//! starts at the first record through (group joins and startup are left out on both
+//! sides) and stops when the last one is done: for the plain loop when the producer has
+//! flushed; for connectd when the group's committed offsets — committed in the sink's
+//! transaction — cover the whole input.
+//!
+//! Needs a broker: `scripts/kafka.sh start` (or `KAFKA_BOOTSTRAP`). Run:
+//! `cargo bench -p connectd-runtime --bench kafka_eos` (env `RECORDS`, `RUNS`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+const PARTITIONS: i32 = 4;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+fn bootstrap() -> String {
+    std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:19092".into())
+}
+
+fn config() -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap());
+    c
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{nanos}")
+}
+
+fn create_topic(name: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let admin: AdminClient<DefaultClientContext> = config().create().unwrap();
+    let topic = NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(1));
+    for r in rt
+        .block_on(admin.create_topics(&[topic], &AdminOptions::new()))
+        .expect("create topic (start the broker: scripts/kafka.sh start)")
+    {
+        r.expect("create topic");
+    }
+}
+
+/// ~100-byte JSON values.
+fn fill(topic: &str, records: u64) {
+    let p: ThreadedProducer<DefaultProducerContext> = config()
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .create()
+        .unwrap();
+    for i in 0..records {
+        let value = format!(
+            r#"{{"id":{i},"symbol":"SYM{:03}","price":{}.25,"size":{},"venue":"bench-venue-x"}}"#,
+            i % 500,
+            1000 + i % 9000,
+            i % 977
+        );
+        let key = format!("k{}", i % 64);
+        let mut rec = BaseRecord::to(topic).key(&key).payload(&value);
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    rec = r;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(120)).expect("flush");
+}
+
+/// The plain loop: consume (assigned partitions, no group) and produce, then flush.
+fn plain(input: &str, output: &str, records: u64) -> f64 {
+    let consumer: BaseConsumer = config()
+        .set("group.id", unique("plain"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(input, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let producer: ThreadedProducer<DefaultProducerContext> = config().create().unwrap();
+    let mut seen = 0;
+    let mut started = None;
+    while seen < records {
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let m = m.unwrap();
+        started.get_or_insert_with(Instant::now);
+        use rdkafka::Message;
+        let mut rec = BaseRecord::to(output)
+            .payload(m.payload().unwrap_or_default())
+            .key(m.key().unwrap_or_default());
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    rec = r;
+                    producer.poll(Duration::from_millis(1));
+                }
+            }
+        }
+        seen += 1;
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    records as f64 / started.unwrap().elapsed().as_secs_f64()
+}
+
+/// The sink's records written so far, from `/metrics`.
+fn sink_records_out(port: u16) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find(|l| l.starts_with("connectd_records_out_total{") && l.contains("component=\"out\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// What the group has committed on the input, summed over partitions.
+fn committed(group: &str, input: &str) -> i64 {
+    let c: BaseConsumer = config().set("group.id", group).create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(input, p);
+    }
+    c.committed_offsets(tpl, Duration::from_secs(10))
+        .map(|l| {
+            l.elements()
+                .iter()
+                .filter_map(|e| e.offset().to_raw())
+                .filter(|o| *o > 0)
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn connectd(dir: &std::path::Path, input: &str, output: &str, records: u64) -> f64 {
+    let group = unique("eos");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.join("eos.yaml"),
+        format!(
+            r#"name: eos-bench
+checkpoint: {{interval: 1s}}
+sources:
+  in:
+    type: kafka
+    bootstrap_servers: {b}
+    topics: [{input}]
+    group: {group}
+    properties: {{session.timeout.ms: "6000"}}
+sinks:
+  out:
+    type: kafka
+    inputs: [in]
+    bootstrap_servers: {b}
+    topic: {output}
+"#,
+            b = bootstrap()
+        ),
+    )
+    .unwrap();
+    let _ = std::fs::remove_dir_all(dir.join(".connectd"));
+    let worker = Worker(
+        Command::new(env!("CARGO_BIN_EXE_connectd"))
+            .current_dir(dir)
+            .env("RUST_LOG", "warn")
+            .args([
+                "--admin-addr",
+                &format!("127.0.0.1:{port}"),
+                "--config",
+                "eos.yaml",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while sink_records_out(port).unwrap_or(0.0) == 0.0 {
+        assert!(Instant::now() < deadline, "connectd wrote nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    while committed(&group, input) < records as i64 {
+        assert!(Instant::now() < deadline, "connectd did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rate = records as f64 / started.elapsed().as_secs_f64();
+    drop(worker);
+    rate
+}
+
+fn main() {
+    let records = env_or("RECORDS", 1_000_000);
+    let runs = env_or("RUNS", 3) as usize;
+    let dir = tempfile::tempdir().unwrap();
+    let input = unique("bench-in");
+    create_topic(&input);
+    let filling = Instant::now();
+    fill(&input, records);
+    eprintln!(
+        "filled {input} with {records} records in {:.1} s",
+        filling.elapsed().as_secs_f64()
+    );
+    let (mut plain_rates, mut eos_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..runs {
+        let out = unique("bench-plain-out");
+        create_topic(&out);
+        let p = plain(&input, &out, records);
+        let out = unique("bench-eos-out");
+        create_topic(&out);
+        let e = connectd(dir.path(), &input, &out, records);
+        eprintln!("run {run}: plain {p:.0} records/s, connectd exactly-once {e:.0} records/s");
+        plain_rates.push(p);
+        eos_rates.push(e);
+        ratios.push(e / p);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    println!("kafka_eos: {records} records of ~100 bytes, 4 partitions, {runs} interleaved runs");
+    println!("| plain loop records/s | connectd exactly-once records/s | ratio (median of runs) |");
+    println!("|---|---|---|");
+    println!(
+        "| {:.0} | {:.0} | {:.2} |",
+        median(&mut plain_rates),
+        median(&mut eos_rates),
+        median(&mut ratios)
+    );
+}
