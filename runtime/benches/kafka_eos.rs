@@ -178,7 +178,9 @@ impl Drop for Worker {
 }
 
 fn connectd(dir: &std::path::Path, input: &str, output: &str, records: u64) -> f64 {
-    let group = unique("eos");
+    // A new pipeline name and group each run: checkpoints kept in the broker (keyed by
+    // pipeline, sink and worker) would otherwise resume a run where the last one ended.
+    let (pipeline, group) = (unique("eos-bench"), unique("eos"));
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -187,7 +189,7 @@ fn connectd(dir: &std::path::Path, input: &str, output: &str, records: u64) -> f
     std::fs::write(
         dir.join("eos.yaml"),
         format!(
-            r#"name: eos-bench
+            r#"name: {pipeline}
 checkpoint: {{interval: 1s}}
 sources:
   in:

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod config;
 pub mod engine;
 pub mod metrics;
+pub mod status_cli;
 pub mod worker;
 
 use connectd_sdk::Registry;

@@ -33,6 +33,15 @@ enum Command {
     Run(RunArgs),
     /// Check pipeline files without running them; exit 1 with every problem listed.
     Validate(ConfigArgs),
+    /// Print a running worker's pipelines and their state (from its admin API).
+    Status(StatusArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct StatusArgs {
+    /// The worker's --admin-addr.
+    #[arg(long, default_value = "127.0.0.1:8083")]
+    admin_addr: String,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -82,11 +91,13 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Loads the worker file and every pipeline; also returns the loader that builds a
+/// pipeline again (resume, restart).
 fn load(
     patterns: &[String],
     state_dir: &std::path::Path,
     worker: Option<&std::path::Path>,
-) -> Result<Vec<config::PipelinePlan>, ExitCode> {
+) -> Result<(Vec<config::PipelinePlan>, worker::Loader), ExitCode> {
     let worker = config::load_worker(worker).map_err(|p| {
         eprintln!("{p}");
         ExitCode::FAILURE
@@ -95,10 +106,16 @@ fn load(
         eprintln!("{p}");
         ExitCode::FAILURE
     })?;
-    config::load(&files, &registry(), state_dir, &worker).map_err(|p| {
+    let plans = config::load(&files, &registry(), state_dir, &worker).map_err(|p| {
         eprintln!("{p}");
         ExitCode::FAILURE
-    })
+    })?;
+    let loader = worker::Loader {
+        registry: registry(),
+        state_dir: state_dir.to_path_buf(),
+        worker,
+    };
+    Ok((plans, loader))
 }
 
 fn main() -> ExitCode {
@@ -106,7 +123,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Validate(args)) => {
             match load(&args.config, &args.state_dir, args.worker.as_deref()) {
-                Ok(plans) => {
+                Ok((plans, _)) => {
                     for p in &plans {
                         println!(
                             "ok: {} ({}): {} source(s), {} transform(s), {} sink(s)",
@@ -123,6 +140,7 @@ fn main() -> ExitCode {
             }
         }
         Some(Command::Run(args)) => run(args),
+        Some(Command::Status(args)) => status(&args),
         None => run(cli.run),
     }
 }
@@ -133,7 +151,7 @@ fn run(args: RunArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     init_logging(args.log_format);
-    let plans = match load(&args.config, &args.state_dir, args.worker.as_deref()) {
+    let (plans, loader) = match load(&args.config, &args.state_dir, args.worker.as_deref()) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -150,18 +168,25 @@ fn run(args: RunArgs) -> ExitCode {
     runtime.block_on(async move {
         let metrics = Metrics::new();
         let ready = Arc::new(AtomicBool::new(false));
+        let (worker, handle) = worker::Worker::new(Some(loader), metrics.clone());
         if args.admin_addr != "off" {
             match admin::serve(
                 &args.admin_addr,
                 admin::AdminState {
                     metrics: metrics.clone(),
                     ready: ready.clone(),
+                    worker: handle,
+                    plugins: admin::plugins_of(&registry()),
+                    token: std::env::var("CONNECTD_ADMIN_TOKEN")
+                        .ok()
+                        .filter(|t| !t.is_empty())
+                        .map(Arc::from),
                 },
             )
             .await
             {
                 Ok(addr) => {
-                    tracing::info!(%addr, "admin server listening (/metrics, /healthz, /readyz)")
+                    tracing::info!(%addr, "admin server listening (REST API, /metrics, /healthz, /readyz)")
                 }
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -179,7 +204,7 @@ fn run(args: RunArgs) -> ExitCode {
             // Keep the sender alive so pipelines see the flag, not a closed channel.
             std::future::pending::<()>().await;
         });
-        let outcome = worker::run(plans, metrics, stop_rx, ready).await;
+        let outcome = worker.run(plans, stop_rx, ready).await;
         if outcome.failed.is_empty() {
             ExitCode::SUCCESS
         } else {
@@ -189,6 +214,33 @@ fn run(args: RunArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     })
+}
+
+fn status(args: &StatusArgs) -> ExitCode {
+    let token = std::env::var("CONNECTD_ADMIN_TOKEN").ok();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(connectd_runtime::status_cli::table(
+        &args.admin_addr,
+        token.as_deref(),
+    )) {
+        Ok(table) => {
+            print!("{table}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn wait_for_signal() {

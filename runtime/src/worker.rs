@@ -1,13 +1,23 @@
-//! Runs a set of pipelines in one process: a failing pipeline is reported and stops,
-//! the others keep running.
+//! Runs a set of pipelines in one process and supervises each on its own: a failing
+//! pipeline is reported and stops while the others keep running, and the admin API
+//! pauses, resumes and restarts them (through a `WorkerHandle`).
+//!
+//! Pausing stops a pipeline at a final checkpoint; resuming and restarting build it
+//! again from its file and start it from its checkpoint. The process ends when no
+//! pipeline runs any more and none is paused (or on shutdown).
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use connectd_sdk::{Registry, WorkerSettings};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
-use crate::config::PipelinePlan;
+use crate::config::{self, PipelinePlan};
 use crate::engine::{self, PipelineError};
 use crate::metrics::Metrics;
 
@@ -18,36 +28,356 @@ pub struct Outcome {
     pub failed: Vec<(String, PipelineError)>,
 }
 
-pub async fn run(
-    plans: Vec<PipelinePlan>,
+/// What a pipeline is doing, as the admin API reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PipelineState {
+    Running,
+    /// Stopped at a checkpoint on request; resumes from there.
+    Paused,
+    Failed,
+    /// Its sources are exhausted and everything is committed (or the worker stopped).
+    Finished,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentInfo {
+    pub name: String,
+    pub kind: &'static str,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub inputs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineStatus {
+    pub name: String,
+    pub file: PathBuf,
+    pub state: PipelineState,
+    /// Why it failed: the component and the cause.
+    pub error: Option<String>,
+    /// When it entered `state` (RFC 3339).
+    pub since: String,
+    pub components: Vec<ComponentInfo>,
+}
+
+/// A request of the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Pause,
+    Resume,
+    Restart,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ControlError {
+    #[error("no pipeline named `{0}`")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// How pipelines are built again from their files (resume, restart).
+#[derive(Debug)]
+pub struct Loader {
+    pub registry: Registry,
+    pub state_dir: PathBuf,
+    pub worker: WorkerSettings,
+}
+
+impl Loader {
+    fn load(&self, file: &std::path::Path, name: &str) -> Result<PipelinePlan, String> {
+        let plans = config::load(
+            &[file.to_path_buf()],
+            &self.registry,
+            &self.state_dir,
+            &self.worker,
+        )
+        .map_err(|p| p.to_string())?;
+        plans
+            .into_iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| format!("{} no longer defines pipeline `{name}`", file.display()))
+    }
+}
+
+type Reply = oneshot::Sender<Result<(), ControlError>>;
+type Statuses = Arc<Mutex<BTreeMap<String, PipelineStatus>>>;
+
+/// The admin API's view of the worker: statuses, and requests to the supervisor.
+#[derive(Debug, Clone)]
+pub struct WorkerHandle {
+    statuses: Statuses,
+    commands: mpsc::UnboundedSender<(String, Control, Reply)>,
+}
+
+impl WorkerHandle {
+    pub fn statuses(&self) -> Vec<PipelineStatus> {
+        lock(&self.statuses).values().cloned().collect()
+    }
+
+    pub fn status(&self, name: &str) -> Option<PipelineStatus> {
+        lock(&self.statuses).get(name).cloned()
+    }
+
+    /// Hands a request to the supervisor; returns once it is under way.
+    pub async fn control(&self, name: &str, what: Control) -> Result<(), ControlError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send((name.to_string(), what, reply))
+            .map_err(|_| ControlError::Conflict("the worker is shutting down".into()))?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err(ControlError::Conflict("the worker is shutting down".into())))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// What to do when a pipeline's current run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    Report,
+    Pause,
+    Restart,
+}
+
+#[derive(Debug)]
+struct Running {
+    stop: watch::Sender<bool>,
+    then: Then,
+}
+
+#[derive(Debug)]
+pub struct Worker {
+    loader: Option<Loader>,
     metrics: Metrics,
-    stop: watch::Receiver<bool>,
-    ready: Arc<AtomicBool>,
-) -> Outcome {
-    let mut set = JoinSet::new();
-    for plan in plans {
+    statuses: Statuses,
+    commands: mpsc::UnboundedReceiver<(String, Control, Reply)>,
+    running: BTreeMap<String, Running>,
+    tasks: JoinSet<(String, Result<(), PipelineError>)>,
+    /// Why each failed pipeline failed (for the exit report).
+    failures: BTreeMap<String, PipelineError>,
+    stopping: bool,
+}
+
+impl Worker {
+    /// `loader` builds pipelines again for resume/restart (None: they cannot be).
+    pub fn new(loader: Option<Loader>, metrics: Metrics) -> (Self, WorkerHandle) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let statuses = Statuses::default();
+        let handle = WorkerHandle {
+            statuses: statuses.clone(),
+            commands: tx,
+        };
+        let worker = Worker {
+            loader,
+            metrics,
+            statuses,
+            commands: rx,
+            running: BTreeMap::new(),
+            tasks: JoinSet::new(),
+            failures: BTreeMap::new(),
+            stopping: false,
+        };
+        (worker, handle)
+    }
+
+    fn set(&mut self, name: &str, state: PipelineState, error: Option<PipelineError>) {
+        if let Some(s) = lock(&self.statuses).get_mut(name) {
+            s.state = state;
+            s.error = error.as_ref().map(ToString::to_string);
+            s.since = now();
+        }
+        match error {
+            Some(e) => self.failures.insert(name.to_string(), e),
+            None => self.failures.remove(name),
+        };
+    }
+
+    fn start(&mut self, plan: PipelinePlan) {
         let name = plan.name.clone();
         tracing::info!(pipeline = %name, file = %plan.file.display(), "starting pipeline");
-        let (metrics, stop) = (metrics.clone(), stop.clone());
-        set.spawn(async move { (name, engine::run(plan, metrics, stop).await) });
+        let info =
+            |kind: &'static str, name: &str, type_name: &str, inputs: &[String]| ComponentInfo {
+                name: name.to_string(),
+                kind,
+                type_name: type_name.to_string(),
+                inputs: inputs.to_vec(),
+            };
+        let components = plan
+            .sources
+            .iter()
+            .map(|c| info("source", &c.name, &c.type_name, &c.inputs))
+            .chain(
+                plan.transforms
+                    .iter()
+                    .map(|c| info("transform", &c.name, &c.type_name, &c.inputs)),
+            )
+            .chain(
+                plan.sinks
+                    .iter()
+                    .map(|c| info("sink", &c.name, &c.type_name, &c.inputs)),
+            )
+            .collect();
+        lock(&self.statuses).insert(
+            name.clone(),
+            PipelineStatus {
+                name: name.clone(),
+                file: plan.file.clone(),
+                state: PipelineState::Running,
+                error: None,
+                since: now(),
+                components,
+            },
+        );
+        let (stop, stop_rx) = watch::channel(self.stopping);
+        self.running.insert(
+            name.clone(),
+            Running {
+                stop,
+                then: Then::Report,
+            },
+        );
+        let metrics = self.metrics.clone();
+        // Every log line of the pipeline carries its name (a field in JSON logs).
+        let span = tracing::info_span!("pipeline", pipeline = %name);
+        self.tasks.spawn(
+            async move { (name, engine::run(plan, metrics, stop_rx).await) }.instrument(span),
+        );
     }
-    ready.store(true, Ordering::Relaxed);
-    let mut outcome = Outcome::default();
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok((name, Ok(()))) => {
-                tracing::info!(pipeline = %name, "pipeline finished");
-                outcome.finished.push(name);
+
+    /// Builds the pipeline again from its file and starts it from its checkpoint.
+    fn reload(&mut self, name: &str) -> Result<(), String> {
+        let file = lock(&self.statuses)
+            .get(name)
+            .map(|s| s.file.clone())
+            .ok_or_else(|| format!("no pipeline named `{name}`"))?;
+        let loader = self
+            .loader
+            .as_ref()
+            .ok_or("this worker cannot reload pipelines")?;
+        let plan = loader.load(&file, name)?;
+        self.start(plan);
+        Ok(())
+    }
+
+    fn control(&mut self, name: &str, what: Control) -> Result<(), ControlError> {
+        let state = lock(&self.statuses)
+            .get(name)
+            .map(|s| s.state)
+            .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        if self.stopping && what != Control::Pause {
+            return Err(ControlError::Conflict("the worker is shutting down".into()));
+        }
+        if let Some(r) = self.running.get_mut(name) {
+            // Running (or stopping for an earlier request): decided when the run ends.
+            match what {
+                Control::Pause => r.then = Then::Pause,
+                Control::Restart => r.then = Then::Restart,
+                Control::Resume if r.then == Then::Pause => r.then = Then::Restart,
+                Control::Resume => return Ok(()),
             }
-            Ok((name, Err(e))) => {
-                tracing::error!(pipeline = %name, component = %e.component, error = %e.message, "pipeline failed");
-                outcome.failed.push((name, e));
-            }
-            Err(e) => outcome.failed.push((
-                "?".into(),
-                PipelineError::new("runtime", format!("pipeline task ended abnormally: {e}")),
+            tracing::info!(pipeline = %name, request = ?what, "stopping the pipeline at a checkpoint");
+            let _ = r.stop.send(true);
+            return Ok(());
+        }
+        match (what, state) {
+            (Control::Pause, PipelineState::Paused) => Ok(()),
+            (Control::Pause, _) => Err(ControlError::Conflict(format!(
+                "pipeline `{name}` is not running"
+            ))),
+            (Control::Resume, s) if s != PipelineState::Paused => Err(ControlError::Conflict(
+                format!("pipeline `{name}` is not paused (restart it instead)"),
             )),
+            _ => self.reload(name).map_err(|e| {
+                self.set(
+                    name,
+                    PipelineState::Failed,
+                    Some(PipelineError::new("config", e.clone())),
+                );
+                ControlError::Conflict(e)
+            }),
         }
     }
-    outcome
+
+    fn ended(&mut self, name: String, result: Result<(), PipelineError>) {
+        let then = self.running.remove(&name).map_or(Then::Report, |r| r.then);
+        match (result, then) {
+            (Err(e), _) => {
+                tracing::error!(pipeline = %name, component = %e.component, error = %e.message, "pipeline failed");
+                self.set(&name, PipelineState::Failed, Some(e));
+            }
+            (Ok(()), Then::Pause) => {
+                tracing::info!(pipeline = %name, "pipeline paused");
+                self.set(&name, PipelineState::Paused, None);
+            }
+            (Ok(()), Then::Restart) if !self.stopping => {
+                if let Err(e) = self.reload(&name) {
+                    tracing::error!(pipeline = %name, error = %e, "cannot restart the pipeline");
+                    self.set(
+                        &name,
+                        PipelineState::Failed,
+                        Some(PipelineError::new("config", e)),
+                    );
+                }
+            }
+            (Ok(()), _) => {
+                tracing::info!(pipeline = %name, "pipeline finished");
+                self.set(&name, PipelineState::Finished, None);
+            }
+        }
+    }
+
+    fn any_paused(&self) -> bool {
+        lock(&self.statuses)
+            .values()
+            .any(|s| s.state == PipelineState::Paused)
+    }
+
+    pub async fn run(
+        mut self,
+        plans: Vec<PipelinePlan>,
+        mut stop: watch::Receiver<bool>,
+        ready: Arc<AtomicBool>,
+    ) -> Outcome {
+        self.stopping = *stop.borrow();
+        for plan in plans {
+            self.start(plan);
+        }
+        ready.store(true, Ordering::Relaxed);
+        while !(self.tasks.is_empty() && (self.stopping || !self.any_paused())) {
+            tokio::select! {
+                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => match joined {
+                    Ok((name, result)) => self.ended(name, result),
+                    Err(e) => tracing::error!(error = %e, "a pipeline task ended abnormally"),
+                },
+                changed = stop.changed(), if !self.stopping => {
+                    if changed.is_err() || *stop.borrow() {
+                        self.stopping = true;
+                        for r in self.running.values() {
+                            let _ = r.stop.send(true);
+                        }
+                    }
+                }
+                Some((name, what, reply)) = self.commands.recv() => {
+                    let _ = reply.send(self.control(&name, what));
+                }
+            }
+        }
+        let mut outcome = Outcome::default();
+        for name in lock(&self.statuses).keys() {
+            match self.failures.remove(name) {
+                Some(e) => outcome.failed.push((name.clone(), e)),
+                None => outcome.finished.push(name.clone()),
+            }
+        }
+        outcome
+    }
 }

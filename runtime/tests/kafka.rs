@@ -115,14 +115,6 @@ fn sink_records_out(port: u16) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Kills the worker when a failed assertion unwinds the test (else it would outlive it).
 struct Worker(Child);
 
@@ -140,7 +132,7 @@ fn run_a_while(dir: &Path, config: &Path, rng: &mut impl Rng) -> Worker {
 }
 
 fn run_worker_a_while(dir: &Path, config: &Path, extra: &[&str], rng: &mut impl Rng) -> Worker {
-    let port = free_port();
+    let port = common::free_port();
     let child = common::spawn_captured(
         common::connectd()
             .current_dir(dir)
@@ -370,7 +362,7 @@ fn two_workers_split_the_partitions_and_survive_losing_one() {
         })
         .collect();
     let spawn = |i: usize| {
-        let port = free_port();
+        let port = common::free_port();
         let child = common::spawn_captured(
             common::connectd()
                 .env("RUST_LOG", "info,librdkafka=warn")

@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 pub use checkpoint::{PipelineState, SourceState};
 
@@ -212,7 +213,7 @@ pub async fn run(
             dlq: dlq.clone(),
             retry_timeout,
         };
-        tasks.spawn(task.run());
+        tasks.spawn(task.run().in_current_span());
     }
     drop(exhausted_tx);
     for mut t in transforms {
@@ -236,7 +237,7 @@ pub async fn run(
             store: store.clone(),
             dlq: dlq.clone(),
         };
-        tasks.spawn(task.run());
+        tasks.spawn(task.run().in_current_span());
     }
     for (s, dropping_until) in sinks.into_iter().zip(dropping) {
         let rx = receivers
@@ -252,7 +253,7 @@ pub async fn run(
             dlq: dlq.clone(),
             retry_timeout,
         };
-        tasks.spawn(task.run());
+        tasks.spawn(task.run().in_current_span());
     }
     drop(outputs);
     let coordinator = Coordinator {
@@ -265,7 +266,7 @@ pub async fn run(
         line,
         replay_until,
     };
-    tasks.spawn(coordinator.run());
+    tasks.spawn(coordinator.run().in_current_span());
 
     while let Some(joined) = tasks.join_next().await {
         let result = joined.unwrap_or_else(|e| {
