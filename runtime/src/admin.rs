@@ -90,6 +90,7 @@ fn status_json(p: &crate::worker::PipelineStatus) -> serde_json::Value {
         "state": p.state,
         "error": p.error,
         "since": p.since,
+        "config_error": p.config_error,
     })
 }
 
@@ -130,6 +131,15 @@ async fn resume(State(s): State<AdminState>, Path(name): Path<String>) -> Respon
 
 async fn restart(State(s): State<AdminState>, Path(name): Path<String>) -> Response {
     control(&s, &name, Control::Restart).await
+}
+
+/// `{"checkpoint": id, "sources": {name: offset}}` of the newest committed checkpoint.
+async fn offsets(State(s): State<AdminState>, Path(name): Path<String>) -> Response {
+    match s.worker.offsets(&name) {
+        Ok(Some(v)) => Json(v).into_response(),
+        Ok(None) => Json(serde_json::json!({"checkpoint": null, "sources": {}})).into_response(),
+        Err(e) => problem(StatusCode::NOT_FOUND, e.to_string()),
+    }
 }
 
 async fn plugins(State(s): State<AdminState>) -> Json<Vec<Plugin>> {
@@ -182,6 +192,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/connectors/{name}/pause", put(pause))
         .route("/connectors/{name}/resume", put(resume))
         .route("/connectors/{name}/restart", post(restart))
+        .route("/connectors/{name}/offsets", get(offsets))
         .route("/connector-plugins", get(plugins))
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(

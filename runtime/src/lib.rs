@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod config_watch;
 pub mod engine;
 pub mod metrics;
 pub mod status_cli;

@@ -71,6 +71,9 @@ struct RunArgs {
     /// Address of the admin HTTP server (/metrics, /healthz); `off` disables it.
     #[arg(long, default_value = "127.0.0.1:8083")]
     admin_addr: String,
+    /// Do not watch the pipeline files; re-read them on SIGHUP only.
+    #[arg(long)]
+    no_watch: bool,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +114,7 @@ fn load(
         ExitCode::FAILURE
     })?;
     let loader = worker::Loader {
+        patterns: patterns.to_vec(),
         registry: registry(),
         state_dir: state_dir.to_path_buf(),
         worker,
@@ -169,6 +173,19 @@ fn run(args: RunArgs) -> ExitCode {
         let metrics = Metrics::new();
         let ready = Arc::new(AtomicBool::new(false));
         let (worker, handle) = worker::Worker::new(Some(loader), metrics.clone());
+        connectd_runtime::config_watch::on_sighup(handle.clone());
+        // Kept alive for the whole run: dropping it stops the watching.
+        let _watcher = if args.no_watch {
+            None
+        } else {
+            match connectd_runtime::config_watch::watch(&args.config, handle.clone()) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, "hot reload by file watching is off: send SIGHUP to reload");
+                    None
+                }
+            }
+        };
         if args.admin_addr != "off" {
             match admin::serve(
                 &args.admin_addr,

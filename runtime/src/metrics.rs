@@ -19,6 +19,7 @@ pub struct Metrics {
     late: IntCounterVec,
     checkpoint_duration: HistogramVec,
     last_checkpoint: GaugeVec,
+    config_reloads: IntCounterVec,
     /// Sources' own counters about their services, read at scrape time.
     source_stats: Arc<Mutex<Vec<RegisteredStats>>>,
     plugin_stats: Arc<Mutex<Vec<RegisteredPlugin>>>,
@@ -117,6 +118,15 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable_metric("last_checkpoint", e));
         let _ = registry.register(Box::new(last_checkpoint.clone()));
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "connectd_config_reloads_total",
+                "Pipeline files re-read after a change: result=ok (applied) or failed (invalid; the running version stays).",
+            ),
+            &["result"],
+        )
+        .unwrap_or_else(|e| unreachable_metric("config_reloads", e));
+        let _ = registry.register(Box::new(config_reloads.clone()));
         Self {
             registry,
             records_in,
@@ -126,9 +136,17 @@ impl Metrics {
             late,
             checkpoint_duration,
             last_checkpoint,
+            config_reloads,
             source_stats: Arc::default(),
             plugin_stats: Arc::default(),
         }
+    }
+
+    /// Counts a pipeline file re-read on a hot reload.
+    pub fn config_reload(&self, ok: bool) {
+        self.config_reloads
+            .with_label_values(&[if ok { "ok" } else { "failed" }])
+            .inc();
     }
 
     pub fn component(&self, pipeline: &str, component: &str, kind: &str) -> ComponentMetrics {

@@ -5,9 +5,15 @@
 //! Pausing stops a pipeline at a final checkpoint; resuming and restarting build it
 //! again from its file and start it from its checkpoint. The process ends when no
 //! pipeline runs any more and none is paused (or on shutdown).
+//!
+//! Hot reload (a watched file changed, or SIGHUP): an added file starts its pipelines,
+//! a removed one stops them after a final checkpoint, a changed one restarts only its
+//! own pipelines from their checkpoints. A file that no longer validates leaves its
+//! running pipelines untouched; the reason goes to the log, to their status
+//! (`config_error`) and to `connectd_config_reloads_total{result="failed"}`.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -18,7 +24,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::config::{self, PipelinePlan};
-use crate::engine::{self, PipelineError};
+use crate::engine::{self, CommittedOffsets, PipelineError};
 use crate::metrics::Metrics;
 
 /// How each pipeline ended.
@@ -58,6 +64,8 @@ pub struct PipelineStatus {
     pub error: Option<String>,
     /// When it entered `state` (RFC 3339).
     pub since: String,
+    /// Why the last change to its file was not applied (it runs the version before).
+    pub config_error: Option<String>,
     pub components: Vec<ComponentInfo>,
 }
 
@@ -77,23 +85,29 @@ pub enum ControlError {
     Conflict(String),
 }
 
-/// How pipelines are built again from their files (resume, restart).
+/// How pipelines are built again from their files (resume, restart, hot reload).
 #[derive(Debug)]
 pub struct Loader {
+    /// The `--config` arguments: files and globs, expanded again on a reload.
+    pub patterns: Vec<String>,
     pub registry: Registry,
     pub state_dir: PathBuf,
     pub worker: WorkerSettings,
 }
 
 impl Loader {
-    fn load(&self, file: &std::path::Path, name: &str) -> Result<PipelinePlan, String> {
-        let plans = config::load(
+    fn load_file(&self, file: &Path) -> Result<Vec<PipelinePlan>, String> {
+        config::load(
             &[file.to_path_buf()],
             &self.registry,
             &self.state_dir,
             &self.worker,
         )
-        .map_err(|p| p.to_string())?;
+        .map_err(|p| p.to_string())
+    }
+
+    fn load(&self, file: &Path, name: &str) -> Result<PipelinePlan, String> {
+        let plans = self.load_file(file)?;
         plans
             .into_iter()
             .find(|p| p.name == name)
@@ -103,21 +117,40 @@ impl Loader {
 
 type Reply = oneshot::Sender<Result<(), ControlError>>;
 type Statuses = Arc<Mutex<BTreeMap<String, PipelineStatus>>>;
+type Offsets = Arc<Mutex<BTreeMap<String, CommittedOffsets>>>;
 
 /// The admin API's view of the worker: statuses, and requests to the supervisor.
 #[derive(Debug, Clone)]
 pub struct WorkerHandle {
     statuses: Statuses,
+    offsets: Offsets,
     commands: mpsc::UnboundedSender<(String, Control, Reply)>,
+    reloads: mpsc::UnboundedSender<()>,
 }
 
 impl WorkerHandle {
+    /// Re-reads the pipeline files (a file changed, or SIGHUP).
+    pub fn reload(&self) {
+        let _ = self.reloads.send(());
+    }
+
     pub fn statuses(&self) -> Vec<PipelineStatus> {
         lock(&self.statuses).values().cloned().collect()
     }
 
     pub fn status(&self, name: &str) -> Option<PipelineStatus> {
         lock(&self.statuses).get(name).cloned()
+    }
+
+    /// The source offsets of the pipeline's newest committed checkpoint (None: no
+    /// checkpoint yet; Err: no such pipeline).
+    pub fn offsets(&self, name: &str) -> Result<Option<serde_json::Value>, ControlError> {
+        if !lock(&self.statuses).contains_key(name) {
+            return Err(ControlError::NotFound(name.to_string()));
+        }
+        Ok(lock(&self.offsets)
+            .get(name)
+            .and_then(|slot| lock(slot).clone()))
     }
 
     /// Hands a request to the supervisor; returns once it is under way.
@@ -136,16 +169,28 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+fn file_hash(file: &Path) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let text = std::fs::read(file).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    Some(h.finish())
+}
+
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// What to do when a pipeline's current run ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum Then {
     Report,
     Pause,
     Restart,
+    /// Start this new version (its file changed).
+    Replace(Box<PipelinePlan>),
+    /// Forget it (its file is gone).
+    Remove,
 }
 
 #[derive(Debug)]
@@ -159,7 +204,11 @@ pub struct Worker {
     loader: Option<Loader>,
     metrics: Metrics,
     statuses: Statuses,
+    offsets: Offsets,
     commands: mpsc::UnboundedReceiver<(String, Control, Reply)>,
+    reloads: mpsc::UnboundedReceiver<()>,
+    /// A hash of each pipeline file's text as last loaded: unchanged files are skipped.
+    files: BTreeMap<PathBuf, u64>,
     running: BTreeMap<String, Running>,
     tasks: JoinSet<(String, Result<(), PipelineError>)>,
     /// Why each failed pipeline failed (for the exit report).
@@ -171,16 +220,23 @@ impl Worker {
     /// `loader` builds pipelines again for resume/restart (None: they cannot be).
     pub fn new(loader: Option<Loader>, metrics: Metrics) -> (Self, WorkerHandle) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (reload_tx, reload_rx) = mpsc::unbounded_channel();
         let statuses = Statuses::default();
+        let offsets = Offsets::default();
         let handle = WorkerHandle {
             statuses: statuses.clone(),
+            offsets: offsets.clone(),
             commands: tx,
+            reloads: reload_tx,
         };
         let worker = Worker {
             loader,
             metrics,
             statuses,
+            offsets,
             commands: rx,
+            reloads: reload_rx,
+            files: BTreeMap::new(),
             running: BTreeMap::new(),
             tasks: JoinSet::new(),
             failures: BTreeMap::new(),
@@ -234,9 +290,13 @@ impl Worker {
                 state: PipelineState::Running,
                 error: None,
                 since: now(),
+                config_error: None,
                 components,
             },
         );
+        if let Some(h) = file_hash(&plan.file) {
+            self.files.entry(plan.file.clone()).or_insert(h);
+        }
         let (stop, stop_rx) = watch::channel(self.stopping);
         self.running.insert(
             name.clone(),
@@ -246,10 +306,12 @@ impl Worker {
             },
         );
         let metrics = self.metrics.clone();
+        let committed = lock(&self.offsets).entry(name.clone()).or_default().clone();
         // Every log line of the pipeline carries its name (a field in JSON logs).
         let span = tracing::info_span!("pipeline", pipeline = %name);
         self.tasks.spawn(
-            async move { (name, engine::run(plan, metrics, stop_rx).await) }.instrument(span),
+            async move { (name, engine::run(plan, metrics, stop_rx, committed).await) }
+                .instrument(span),
         );
     }
 
@@ -278,11 +340,16 @@ impl Worker {
         }
         if let Some(r) = self.running.get_mut(name) {
             // Running (or stopping for an earlier request): decided when the run ends.
-            match what {
-                Control::Pause => r.then = Then::Pause,
-                Control::Restart => r.then = Then::Restart,
-                Control::Resume if r.then == Then::Pause => r.then = Then::Restart,
-                Control::Resume => return Ok(()),
+            match (what, &r.then) {
+                (_, Then::Replace(_) | Then::Remove) => {
+                    return Err(ControlError::Conflict(format!(
+                        "pipeline `{name}` is being replaced or removed after a change of its file"
+                    )))
+                }
+                (Control::Pause, _) => r.then = Then::Pause,
+                (Control::Restart, _) => r.then = Then::Restart,
+                (Control::Resume, Then::Pause) => r.then = Then::Restart,
+                (Control::Resume, _) => return Ok(()),
             }
             tracing::info!(pipeline = %name, request = ?what, "stopping the pipeline at a checkpoint");
             let _ = r.stop.send(true);
@@ -310,6 +377,12 @@ impl Worker {
     fn ended(&mut self, name: String, result: Result<(), PipelineError>) {
         let then = self.running.remove(&name).map_or(Then::Report, |r| r.then);
         match (result, then) {
+            (_, Then::Remove) => {
+                tracing::info!(pipeline = %name, "pipeline removed (its file is gone)");
+                lock(&self.statuses).remove(&name);
+                lock(&self.offsets).remove(&name);
+                self.failures.remove(&name);
+            }
             (Err(e), _) => {
                 tracing::error!(pipeline = %name, component = %e.component, error = %e.message, "pipeline failed");
                 self.set(&name, PipelineState::Failed, Some(e));
@@ -317,6 +390,10 @@ impl Worker {
             (Ok(()), Then::Pause) => {
                 tracing::info!(pipeline = %name, "pipeline paused");
                 self.set(&name, PipelineState::Paused, None);
+            }
+            (Ok(()), Then::Replace(plan)) if !self.stopping => {
+                tracing::info!(pipeline = %name, "starting the changed pipeline from its checkpoint");
+                self.start(*plan);
             }
             (Ok(()), Then::Restart) if !self.stopping => {
                 if let Err(e) = self.reload(&name) {
@@ -331,6 +408,116 @@ impl Worker {
             (Ok(()), _) => {
                 tracing::info!(pipeline = %name, "pipeline finished");
                 self.set(&name, PipelineState::Finished, None);
+            }
+        }
+    }
+
+    /// Applies what changed in the pipeline files since they were last loaded.
+    fn reload_files(&mut self) {
+        let Some(loader) = &self.loader else { return };
+        let files = match config::current_paths(&loader.patterns) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "config reload: cannot list the pipeline files; nothing changed");
+                self.metrics.config_reload(false);
+                return;
+            }
+        };
+        let before: BTreeMap<String, PathBuf> = lock(&self.statuses)
+            .iter()
+            .filter(|(n, _)| {
+                !self
+                    .running
+                    .get(*n)
+                    .is_some_and(|r| matches!(r.then, Then::Remove))
+            })
+            .map(|(n, s)| (n.clone(), s.file.clone()))
+            .collect();
+        let of_file = |file: &Path| -> Vec<String> {
+            before
+                .iter()
+                .filter(|(_, f)| f.as_path() == file)
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        let mut kept: BTreeSet<String> = BTreeSet::new();
+        let mut loaded: Vec<(PathBuf, u64, Result<Vec<PipelinePlan>, String>)> = Vec::new();
+        for file in &files {
+            let hash = file_hash(file);
+            if hash.is_some() && self.files.get(file) == hash.as_ref() {
+                kept.extend(of_file(file));
+                continue;
+            }
+            loaded.push((file.clone(), hash.unwrap_or(0), loader.load_file(file)));
+        }
+        for (file, hash, result) in loaded {
+            match result {
+                Err(e) => {
+                    tracing::error!(file = %file.display(), error = %e, "config reload: the changed file is not valid; its pipelines keep running as they were");
+                    self.metrics.config_reload(false);
+                    for name in of_file(&file) {
+                        if let Some(s) = lock(&self.statuses).get_mut(&name) {
+                            s.config_error = Some(e.clone());
+                        }
+                        kept.insert(name);
+                    }
+                }
+                Ok(plans) => {
+                    self.metrics.config_reload(true);
+                    self.files.insert(file.clone(), hash);
+                    for plan in plans {
+                        let name = plan.name.clone();
+                        match before.get(&name) {
+                            Some(other) if *other != file => {
+                                tracing::error!(file = %file.display(), pipeline = %name, other = %other.display(), "config reload: this pipeline name is already used by another file; not started");
+                                continue;
+                            }
+                            Some(_) => self.replace(plan),
+                            None => {
+                                tracing::info!(pipeline = %name, file = %file.display(), "config reload: new pipeline");
+                                self.start(plan);
+                            }
+                        }
+                        kept.insert(name);
+                    }
+                }
+            }
+        }
+        for (name, file) in &before {
+            if !kept.contains(name) {
+                self.remove(name);
+                if !files.contains(file) {
+                    self.files.remove(file);
+                }
+            }
+        }
+    }
+
+    /// Its file changed: stop at a checkpoint, then start the new version from it.
+    fn replace(&mut self, plan: PipelinePlan) {
+        let name = plan.name.clone();
+        tracing::info!(pipeline = %name, "config reload: the pipeline changed; restarting it from its checkpoint");
+        match self.running.get_mut(&name) {
+            Some(r) => {
+                r.then = Then::Replace(Box::new(plan));
+                let _ = r.stop.send(true);
+            }
+            None => self.start(plan),
+        }
+    }
+
+    /// Its file is gone: stop at a final checkpoint and forget it.
+    fn remove(&mut self, name: &str) {
+        tracing::info!(pipeline = %name, "config reload: the pipeline's file is gone; stopping it at a final checkpoint");
+        match self.running.get_mut(name) {
+            Some(r) => {
+                r.then = Then::Remove;
+                let _ = r.stop.send(true);
+            }
+            None => {
+                lock(&self.statuses).remove(name);
+                lock(&self.offsets).remove(name);
+                self.failures.remove(name);
             }
         }
     }
@@ -368,6 +555,12 @@ impl Worker {
                 }
                 Some((name, what, reply)) = self.commands.recv() => {
                     let _ = reply.send(self.control(&name, what));
+                }
+                Some(()) = self.reloads.recv(), if !self.stopping => {
+                    // Editors write a file in several steps: let them finish.
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    while self.reloads.try_recv().is_ok() {}
+                    self.reload_files();
                 }
             }
         }

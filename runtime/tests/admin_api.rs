@@ -129,6 +129,13 @@ fn pipelines_are_listed_paused_resumed_and_restarted_exactly_once() {
     assert_eq!(code, 202);
     wait_for_state(port, "ticks", "PAUSED");
     let paused = rows(dir.path()).len();
+    // The offsets of the checkpoint it stopped at.
+    let (code, body) = http("GET", port, "/connectors/ticks/offsets", None);
+    assert_eq!(code, 200);
+    let offsets = json(&body);
+    assert!(offsets["checkpoint"].as_u64().unwrap() > 0, "{offsets}");
+    assert!(!offsets["sources"]["trades"].is_null(), "{offsets}");
+    assert_eq!(http("GET", port, "/connectors/nope/offsets", None).0, 404);
     assert!(paused > 0, "rows before the pause");
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(rows(dir.path()).len(), paused, "rows written while paused");

@@ -35,6 +35,18 @@ impl std::error::Error for ConfigProblems {}
 
 /// Expands the `--config` arguments (files or quoted globs) into files, sorted.
 pub fn expand_paths(patterns: &[String]) -> Result<Vec<PathBuf>, ConfigProblems> {
+    expand(patterns, true)
+}
+
+/// The files the `--config` arguments stand for now (a hot reload): a glob that
+/// matches nothing and a missing file are no error (their pipelines were removed).
+pub fn current_paths(patterns: &[String]) -> Result<Vec<PathBuf>, ConfigProblems> {
+    let mut files = expand(patterns, false)?;
+    files.retain(|f| f.is_file());
+    Ok(files)
+}
+
+fn expand(patterns: &[String], require: bool) -> Result<Vec<PathBuf>, ConfigProblems> {
     let mut files = Vec::new();
     let mut problems = Vec::new();
     let at = |p: &str| Span {
@@ -50,7 +62,7 @@ pub fn expand_paths(patterns: &[String]) -> Result<Vec<PathBuf>, ConfigProblems>
                         .filter_map(Result::ok)
                         .filter(|p| p.is_file())
                         .collect();
-                    if found.is_empty() {
+                    if found.is_empty() && require {
                         problems.push(ConfigError {
                             span: at(pattern),
                             field: String::new(),
@@ -70,7 +82,7 @@ pub fn expand_paths(patterns: &[String]) -> Result<Vec<PathBuf>, ConfigProblems>
             files.push(PathBuf::from(pattern));
         }
     }
-    if files.is_empty() && problems.is_empty() {
+    if files.is_empty() && problems.is_empty() && require {
         problems.push(ConfigError {
             span: at("--config"),
             field: String::new(),

@@ -3,7 +3,7 @@
 //! sink has committed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,21 @@ pub struct SourceState {
     /// Records emitted since the pipeline first started: where the barrier stood in the
     /// source's output, so a replay can put it at exactly the same place.
     pub emitted: u64,
+}
+
+/// The source offsets of the newest checkpoint every sink has committed, as the admin
+/// API shows them: `{"checkpoint": id, "sources": {name: offset}}`.
+pub type CommittedOffsets = Arc<Mutex<Option<serde_json::Value>>>;
+
+/// Records `state` as the committed one in `slot`.
+pub fn publish(slot: &CommittedOffsets, id: u64, state: &PipelineState) {
+    let sources: serde_json::Map<String, serde_json::Value> = state
+        .sources
+        .iter()
+        .map(|(n, s)| (n.clone(), s.offset.clone()))
+        .collect();
+    *slot.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some(serde_json::json!({"checkpoint": id, "sources": sources}));
 }
 
 /// The state a sink commits with its data.
@@ -40,6 +55,7 @@ pub struct CheckpointStore {
     n_transforms: usize,
     n_sinks: usize,
     completed: mpsc::UnboundedSender<(u64, f64)>,
+    committed: CommittedOffsets,
 }
 
 impl CheckpointStore {
@@ -47,6 +63,7 @@ impl CheckpointStore {
         n_sources: usize,
         n_transforms: usize,
         n_sinks: usize,
+        committed: CommittedOffsets,
     ) -> (Self, mpsc::UnboundedReceiver<(u64, f64)>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (
@@ -57,6 +74,7 @@ impl CheckpointStore {
                 n_transforms,
                 n_sinks,
                 completed: tx,
+                committed,
             },
             rx,
         )
@@ -106,8 +124,10 @@ impl CheckpointStore {
             let p = map.entry(id).or_default();
             p.sinks_done += 1;
             if p.sinks_done >= self.n_sinks {
-                map.remove(&id)
-                    .map(|p| p.started.map_or(0.0, |s| s.elapsed().as_secs_f64()))
+                map.remove(&id).map(|p| {
+                    publish(&self.committed, id, &p.state);
+                    p.started.map_or(0.0, |s| s.elapsed().as_secs_f64())
+                })
             } else {
                 None
             }

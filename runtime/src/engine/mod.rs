@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-pub use checkpoint::{PipelineState, SourceState};
+pub use checkpoint::{CommittedOffsets, PipelineState, SourceState};
 
 use self::align::Aligner;
 use self::checkpoint::CheckpointStore;
@@ -69,6 +69,7 @@ pub async fn run(
     plan: PipelinePlan,
     metrics: Metrics,
     stop: watch::Receiver<bool>,
+    committed_offsets: CommittedOffsets,
 ) -> Result<(), PipelineError> {
     let PipelinePlan {
         name,
@@ -118,6 +119,9 @@ pub async fn run(
         })
     };
     let state = restore.map(parse_state).transpose()?.unwrap_or_default();
+    if restore.is_some() {
+        checkpoint::publish(&committed_offsets, restore_id, &state);
+    }
     // 3. Sinks ahead of the restore point, and where their barriers stood.
     let mut ahead: BTreeMap<u64, PipelineState> = BTreeMap::new();
     let mut dropping = Vec::with_capacity(sinks.len());
@@ -166,7 +170,12 @@ pub async fn run(
         }
     }
 
-    let (store, completed) = CheckpointStore::new(sources.len(), transforms.len(), sinks.len());
+    let (store, completed) = CheckpointStore::new(
+        sources.len(),
+        transforms.len(),
+        sinks.len(),
+        committed_offsets,
+    );
     let store = Arc::new(store);
     let (exhausted_tx, exhausted_rx) = mpsc::unbounded_channel();
     let mut tasks: JoinSet<Result<(), PipelineError>> = JoinSet::new();
