@@ -22,6 +22,8 @@ if [ -z "${MONGODB_URL:-}" ]; then scripts/mongo-emulator.sh start; fi
 if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then scripts/kafka.sh start; fi
 # Debian's prometheus server, for the scrape test (the test starts its own instance).
 scripts/prometheus.sh
+# Headless chromium + chromedriver, for the dashboard test.
+scripts/browser.sh
 
 echo "== wasm plugins"
 # The example plugins and the sandbox-test guests (installs the wasm32-wasip2 target).

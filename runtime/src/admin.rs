@@ -28,7 +28,20 @@ pub struct AdminState {
     pub plugins: Arc<Vec<Plugin>>,
     /// The bearer token every API call must carry, if any.
     pub token: Option<Arc<str>>,
+    pub validator: Arc<Validator>,
 }
+
+/// What `PUT /connector-plugins/{type}/config/validate` builds components with.
+#[derive(Debug)]
+pub struct Validator {
+    pub registry: Registry,
+    pub state_dir: std::path::PathBuf,
+    pub worker: connectd_sdk::WorkerSettings,
+}
+
+const OPENAPI: &str = include_str!("../assets/openapi.json");
+/// The dashboard: one self-contained page (no build step, nothing fetched from outside).
+const DASHBOARD: &str = include_str!("../assets/dashboard.html");
 
 /// A component type this worker can build, as `GET /connector-plugins` lists it.
 #[derive(Debug, Clone, Serialize)]
@@ -146,6 +159,156 @@ async fn plugins(State(s): State<AdminState>) -> Json<Vec<Plugin>> {
     Json(s.plugins.as_ref().clone())
 }
 
+async fn dashboard() -> impl IntoResponse {
+    axum::response::Html(DASHBOARD)
+}
+
+/// Every pipeline with its state and each component's counters.
+async fn dashboard_data(State(s): State<AdminState>) -> Json<serde_json::Value> {
+    let pipelines: Vec<serde_json::Value> = s
+        .worker
+        .statuses()
+        .into_iter()
+        .map(|p| {
+            let components: Vec<serde_json::Value> = p
+                .components
+                .iter()
+                .map(|c| {
+                    let mut v = s.metrics.counters(&p.name, &c.name, c.kind);
+                    v["name"] = c.name.clone().into();
+                    v["kind"] = c.kind.into();
+                    v["type"] = c.type_name.clone().into();
+                    v
+                })
+                .collect();
+            serde_json::json!({
+                "name": p.name,
+                "state": p.state,
+                "error": p.error,
+                "components": components,
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "pipelines": pipelines }))
+}
+
+/// Server-sent events, one `window` event per record a window transform emits:
+/// `{pipeline, component, key, time, value}`.
+async fn windows(State(s): State<AdminState>) -> impl IntoResponse {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures_util::StreamExt;
+    let receiver = s.metrics.live().subscribe();
+    let batches = futures_util::stream::unfold(receiver, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(batch) => return Some((batch, rx)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    let events = batches.flat_map(|w| {
+        let events: Vec<Result<Event, std::convert::Infallible>> = w
+            .records
+            .iter()
+            .map(|r| {
+                let mut value = Vec::new();
+                connectd_sdk::json::write(&r.value, &mut value);
+                let mut key = Vec::new();
+                connectd_sdk::json::write(&r.key, &mut key);
+                let data = format!(
+                    r#"{{"pipeline":{},"component":{},"key":{},"time":{},"value":{}}}"#,
+                    serde_json::Value::from(w.pipeline.as_ref()),
+                    serde_json::Value::from(w.component.as_ref()),
+                    String::from_utf8_lossy(&key),
+                    r.timestamp.map_or("null".to_string(), |t| t.to_string()),
+                    String::from_utf8_lossy(&value)
+                );
+                Ok(Event::default().event("window").data(data))
+            })
+            .collect();
+        futures_util::stream::iter(events)
+    });
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct KindQuery {
+    kind: Option<String>,
+}
+
+/// Checks one component's configuration; 200 with every problem by field (Kafka
+/// Connect answers validation problems with 200 too).
+async fn validate(
+    State(s): State<AdminState>,
+    Path(type_name): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<KindQuery>,
+    body: String,
+) -> Response {
+    let config: serde_json::Value = match serde_json::from_str(&body) {
+        Ok(v @ serde_json::Value::Object(_)) => v,
+        _ => return problem(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object: the component's configuration, as in a pipeline file",
+        ),
+    };
+    let kinds: Vec<&str> = s
+        .plugins
+        .iter()
+        .filter(|p| p.class == type_name)
+        .map(|p| p.kind)
+        .collect();
+    let kind = match (q.kind.as_deref(), kinds.as_slice()) {
+        (_, []) => {
+            return problem(
+                StatusCode::NOT_FOUND,
+                format!("no component type `{type_name}` (GET /connector-plugins lists them)"),
+            )
+        }
+        (Some(k), ks) if ks.contains(&k) => k.to_string(),
+        (Some(k), ks) => {
+            return problem(
+                StatusCode::NOT_FOUND,
+                format!("`{type_name}` is a {}, not a {k}", ks.join(" and a ")),
+            )
+        }
+        (None, [one]) => one.to_string(),
+        (None, many) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "`{type_name}` is a {}: say which with ?kind=",
+                    many.join(" and a ")
+                ),
+            )
+        }
+    };
+    let v = &s.validator;
+    let errors = crate::config::validate_component(
+        &kind,
+        &type_name,
+        &config,
+        &v.registry,
+        &v.state_dir,
+        &v.worker,
+    );
+    let list: Vec<serde_json::Value> = errors
+        .iter()
+        .map(|e| serde_json::json!({"field": e.field, "message": e.message}))
+        .collect();
+    Json(serde_json::json!({
+        "type": type_name,
+        "kind": kind,
+        "error_count": list.len(),
+        "errors": list,
+    }))
+    .into_response()
+}
+
 async fn require_token(State(s): State<AdminState>, req: Request, next: Next) -> Response {
     let Some(token) = &s.token else {
         return next.run(req).await;
@@ -154,8 +317,17 @@ async fn require_token(State(s): State<AdminState>, req: Request, next: Next) ->
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(token.as_ref()) {
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string)
+        // The dashboard's page and event stream cannot send headers: ?token= there.
+        .or_else(|| {
+            axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(
+                req.uri(),
+            )
+            .ok()
+            .and_then(|q| q.0.get("token").cloned())
+        });
+    if given.as_deref() == Some(token.as_ref()) {
         next.run(req).await
     } else {
         problem(
@@ -194,6 +366,11 @@ pub fn router(state: AdminState) -> Router {
         .route("/connectors/{name}/restart", post(restart))
         .route("/connectors/{name}/offsets", get(offsets))
         .route("/connector-plugins", get(plugins))
+        .route("/connector-plugins/{type}/config/validate", put(validate))
+        .route("/openapi.json", get(openapi))
+        .route("/", get(dashboard))
+        .route("/api/dashboard", get(dashboard_data))
+        .route("/api/windows", get(windows))
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

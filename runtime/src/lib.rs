@@ -4,6 +4,7 @@ pub mod admin;
 pub mod config;
 pub mod config_watch;
 pub mod engine;
+pub mod live;
 pub mod metrics;
 pub mod status_cli;
 pub mod worker;

@@ -159,6 +159,11 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
+    let validator = Arc::new(admin::Validator {
+        registry: registry(),
+        state_dir: loader.state_dir.clone(),
+        worker: loader.worker.clone(),
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -198,6 +203,7 @@ fn run(args: RunArgs) -> ExitCode {
                         .ok()
                         .filter(|t| !t.is_empty())
                         .map(Arc::from),
+                    validator,
                 },
             )
             .await

@@ -20,6 +20,8 @@ pub struct Metrics {
     checkpoint_duration: HistogramVec,
     last_checkpoint: GaugeVec,
     config_reloads: IntCounterVec,
+    /// Window output for the dashboard (not a metric, but shared the same way).
+    live: crate::live::Live,
     /// Sources' own counters about their services, read at scrape time.
     source_stats: Arc<Mutex<Vec<RegisteredStats>>>,
     plugin_stats: Arc<Mutex<Vec<RegisteredPlugin>>>,
@@ -137,9 +139,37 @@ impl Metrics {
             checkpoint_duration,
             last_checkpoint,
             config_reloads,
+            live: Default::default(),
             source_stats: Arc::default(),
             plugin_stats: Arc::default(),
         }
+    }
+
+    pub fn live(&self) -> &crate::live::Live {
+        &self.live
+    }
+
+    /// A component's counters now, for the dashboard.
+    pub fn counters(&self, pipeline: &str, component: &str, kind: &str) -> serde_json::Value {
+        let l = [pipeline, component, kind];
+        let lag = (kind == "source")
+            .then(|| {
+                let all = self.source_stats.lock().unwrap_or_else(|p| p.into_inner());
+                all.iter()
+                    .find(|(p, c, s)| p == pipeline && c == component && s.last_event_ms() > 0)
+                    .map(|(_, _, s)| {
+                        (connectd_sdk::time::now_ms() - s.last_event_ms()) as f64 / 1000.0
+                    })
+            })
+            .flatten();
+        serde_json::json!({
+            "records_in": self.records_in.with_label_values(&l).get(),
+            "records_out": self.records_out.with_label_values(&l).get(),
+            "errors": self.errors.with_label_values(&l).get(),
+            "dlq": self.dlq.with_label_values(&l).get(),
+            "last_checkpoint": self.last_checkpoint.with_label_values(&l).get(),
+            "lag": lag,
+        })
     }
 
     /// Counts a pipeline file re-read on a hot reload.

@@ -238,6 +238,7 @@ pub async fn run(
             .remove(&t.name)
             .ok_or_else(|| PipelineError::new(&t.name, "no input channel"))?;
         let task = TransformTask {
+            live: (t.type_name == "window").then(|| metrics.live().tap(&name, &t.name)),
             metrics: metrics.component(&name, &t.name, "transform"),
             outputs: outputs.remove(&t.name).unwrap_or_default(),
             aligner: Aligner::new(rx, t.inputs.len()),

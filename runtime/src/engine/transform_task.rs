@@ -19,6 +19,8 @@ pub struct TransformTask {
     pub store: Arc<CheckpointStore>,
     pub dlq: Arc<DeadLetters>,
     pub metrics: ComponentMetrics,
+    /// Window transforms: their output to the dashboard's chart.
+    pub live: Option<crate::live::LiveTap>,
 }
 
 impl TransformTask {
@@ -36,9 +38,12 @@ impl TransformTask {
                 .handle(&self.name, std::mem::take(&mut out.bad), &self.metrics)?;
         }
         if !out.records.is_empty() {
-            let records = std::mem::take(&mut out.records);
+            let records = Arc::new(std::mem::take(&mut out.records));
             self.metrics.records_out.inc_by(records.len() as u64);
-            broadcast(&self.outputs, Message::Data(Arc::new(records)))
+            if let Some(live) = &self.live {
+                live.publish(&records);
+            }
+            broadcast(&self.outputs, Message::Data(records))
                 .await
                 .map_err(|e| self.err(e))?;
         }

@@ -156,26 +156,60 @@ pub fn http_get(port: u16, path: &str) -> String {
 
 /// One HTTP/1.1 request on loopback: (status code, body).
 pub fn http(method: &str, port: u16, path: &str, token: Option<&str>) -> (u16, String) {
-    use std::io::{Read, Write};
+    http_with_body(method, port, path, token, "")
+}
+
+/// `http` with a JSON request body.
+pub fn http_with_body(
+    method: &str,
+    port: u16,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    use std::io::{BufRead, Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let code = out
+    // Headers, then Content-Length bytes (a server may keep the connection open), else
+    // everything up to the close.
+    let mut reader = std::io::BufReader::new(s);
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    let code = status
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (code, body)
+    let mut length: Option<usize> = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().ok();
+            }
+        }
+    }
+    let mut bytes = Vec::new();
+    match length {
+        Some(n) => {
+            bytes.resize(n, 0);
+            reader.read_exact(&mut bytes).unwrap();
+        }
+        None => {
+            reader.read_to_end(&mut bytes).unwrap();
+        }
+    }
+    (code, String::from_utf8_lossy(&bytes).into_owned())
 }
 
 pub fn free_port() -> u16 {
