@@ -1,12 +1,76 @@
-//! `connectd status`: a running worker's pipelines as a table, read from its admin API
-//! (`GET /connectors?expand=status`).
+//! `connectd status`: a running worker's pipelines as tables, read from its admin API:
+//! each pipeline's state (`GET /connectors?expand=status`), then each component's
+//! counters, as the dashboard shows them (`GET /api/dashboard`).
 
 use std::fmt::Write;
 
-/// Fetches the statuses and lays them out; the error says what went wrong and where.
+/// Fetches the statuses and counters and lays them out; the error says what went
+/// wrong and where.
 pub async fn table(addr: &str, token: Option<&str>) -> Result<String, String> {
-    let url = format!("http://{addr}/connectors?expand=status");
-    let mut request = reqwest::Client::new().get(&url);
+    let client = reqwest::Client::new();
+    let all = get(&client, addr, "/connectors?expand=status", token).await?;
+    let all = all
+        .as_object()
+        .ok_or_else(|| format!("http://{addr}/connectors?expand=status: not a JSON object"))?;
+    let mut out = String::new();
+    let pipelines: Vec<Vec<String>> = all
+        .iter()
+        .map(|(name, v)| {
+            let s = &v["status"];
+            let text = |k: &str| s[k].as_str().unwrap_or("").to_string();
+            vec![name.clone(), text("state"), text("since"), text("error")]
+        })
+        .collect();
+    lay_out(
+        &mut out,
+        &["PIPELINE", "STATE", "SINCE", "ERROR"],
+        &pipelines,
+    );
+    let dashboard = get(&client, addr, "/api/dashboard", token).await?;
+    let mut components = Vec::new();
+    for p in dashboard["pipelines"].as_array().into_iter().flatten() {
+        for c in p["components"].as_array().into_iter().flatten() {
+            let n = |k: &str| c[k].as_f64().map_or(String::new(), |v| v.to_string());
+            components.push(vec![
+                p["name"].as_str().unwrap_or("").to_string(),
+                c["name"].as_str().unwrap_or("").to_string(),
+                format!(
+                    "{} ({})",
+                    c["kind"].as_str().unwrap_or(""),
+                    c["type"].as_str().unwrap_or("")
+                ),
+                n("records_in"),
+                n("records_out"),
+                n("errors"),
+                n("dlq"),
+            ]);
+        }
+    }
+    out.push('\n');
+    lay_out(
+        &mut out,
+        &[
+            "PIPELINE",
+            "COMPONENT",
+            "KIND",
+            "IN",
+            "OUT",
+            "ERRORS",
+            "DLQ",
+        ],
+        &components,
+    );
+    Ok(out)
+}
+
+async fn get(
+    client: &reqwest::Client,
+    addr: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<serde_json::Value, String> {
+    let url = format!("http://{addr}{path}");
+    let mut request = client.get(&url);
     if let Some(t) = token {
         request = request.bearer_auth(t);
     }
@@ -22,39 +86,29 @@ pub async fn table(addr: &str, token: Option<&str>) -> Result<String, String> {
     if !code.is_success() {
         return Err(format!("{url} answered {code}: {body}"));
     }
-    let all: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&body)
-        .map_err(|e| format!("{url} did not answer a JSON object ({e}): {body}"))?;
-    let rows: Vec<[String; 4]> = all
-        .iter()
-        .map(|(name, v)| {
-            let s = &v["status"];
-            let text = |k: &str| s[k].as_str().unwrap_or("").to_string();
-            [name.clone(), text("state"), text("since"), text("error")]
-        })
-        .collect();
-    let header = ["PIPELINE", "STATE", "SINCE", "ERROR"].map(String::from);
-    let widths: Vec<usize> = (0..3)
+    serde_json::from_str(&body).map_err(|e| format!("{url} did not answer JSON ({e}): {body}"))
+}
+
+/// Columns padded to their widest cell; the last one is not padded.
+fn lay_out(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    let widths: Vec<usize> = (0..header.len())
         .map(|i| {
             std::iter::once(&header)
-                .chain(&rows)
-                .map(|r| r[i].chars().count())
+                .chain(rows)
+                .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
                 .max()
                 .unwrap_or(0)
         })
         .collect();
-    let mut out = String::new();
-    for r in std::iter::once(&header).chain(&rows) {
-        let _ = writeln!(
-            out,
-            "{:w0$}  {:w1$}  {:w2$}  {}",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2]
-        );
+    for r in std::iter::once(&header).chain(rows) {
+        let last = r.len().saturating_sub(1);
+        for (i, cell) in r.iter().enumerate() {
+            if i == last {
+                let _ = writeln!(out, "{cell}");
+            } else {
+                let _ = write!(out, "{cell:w$}  ", w = widths[i]);
+            }
+        }
     }
-    Ok(out)
 }

@@ -169,6 +169,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// `text` with every secret value replaced (values shorter than 4 characters are left:
+/// they would blank out ordinary words and numbers).
+fn redact(secrets: &[String], text: &str) -> String {
+    secrets
+        .iter()
+        .filter(|s| s.chars().count() >= 4)
+        .fold(text.to_string(), |t, s| t.replace(s.as_str(), "<redacted>"))
+}
+
 fn file_hash(file: &Path) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let text = std::fs::read(file).ok()?;
@@ -213,6 +222,8 @@ pub struct Worker {
     tasks: JoinSet<(String, Result<(), PipelineError>)>,
     /// Why each failed pipeline failed (for the exit report).
     failures: BTreeMap<String, PipelineError>,
+    /// Each pipeline's interpolated values, redacted from the errors it reports.
+    secrets: BTreeMap<String, Vec<String>>,
     stopping: bool,
 }
 
@@ -240,12 +251,17 @@ impl Worker {
             running: BTreeMap::new(),
             tasks: JoinSet::new(),
             failures: BTreeMap::new(),
+            secrets: BTreeMap::new(),
             stopping: false,
         };
         (worker, handle)
     }
 
     fn set(&mut self, name: &str, state: PipelineState, error: Option<PipelineError>) {
+        let error = error.map(|e| {
+            let secrets = self.secrets.get(name).map_or(&[][..], Vec::as_slice);
+            PipelineError::new(redact(secrets, &e.component), redact(secrets, &e.message))
+        });
         if let Some(s) = lock(&self.statuses).get_mut(name) {
             s.state = state;
             s.error = error.as_ref().map(ToString::to_string);
@@ -259,6 +275,7 @@ impl Worker {
 
     fn start(&mut self, plan: PipelinePlan) {
         let name = plan.name.clone();
+        self.secrets.insert(name.clone(), plan.secrets.clone());
         tracing::info!(pipeline = %name, file = %plan.file.display(), "starting pipeline");
         let info =
             |kind: &'static str, name: &str, type_name: &str, inputs: &[String]| ComponentInfo {
@@ -384,7 +401,8 @@ impl Worker {
                 self.failures.remove(&name);
             }
             (Err(e), _) => {
-                tracing::error!(pipeline = %name, component = %e.component, error = %e.message, "pipeline failed");
+                let secrets = self.secrets.get(&name).map_or(&[][..], Vec::as_slice);
+                tracing::error!(pipeline = %name, component = %e.component, error = %redact(secrets, &e.message), "pipeline failed");
                 self.set(&name, PipelineState::Failed, Some(e));
             }
             (Ok(()), Then::Pause) => {

@@ -42,10 +42,7 @@ fn start(dir: &Path, extra: &[&str]) -> (std::process::Child, u16) {
             .args(extra)
             .args(["--config", "pipelines/*.yaml"]),
     );
-    wait_until("the worker never got ready", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && http("GET", port, "/readyz", None).0 == 200
-    });
+    wait_for_admin(port);
     (child, port)
 }
 

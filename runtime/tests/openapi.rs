@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -98,13 +98,7 @@ fn the_server_answers_as_its_openapi_document_says() {
             .args(["--admin-addr", &format!("127.0.0.1:{port}")])
             .args(["--config", "ticks.yaml"]),
     );
-    let started = Instant::now();
-    while !(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        && http("GET", port, "/readyz", None).0 == 200)
-    {
-        assert!(started.elapsed() < Duration::from_secs(30), "never ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_admin(port);
     let (code, body) = http("GET", port, "/openapi.json", None);
     assert_eq!(code, 200);
     let doc: Value = serde_json::from_str(&body).unwrap();

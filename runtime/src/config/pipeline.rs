@@ -33,6 +33,41 @@ pub struct ComponentPlan<T: ?Sized> {
     pub component: Box<T>,
 }
 
+/// What each `${...}` of `raw` became in `value`: the value with the literal text
+/// around the references taken out, piece by piece.
+fn substituted(raw: &str, value: &str) -> Vec<String> {
+    let mut literals = Vec::new();
+    let mut rest = raw;
+    while let Some(start) = rest.find("${") {
+        literals.push(&rest[..start]);
+        rest = rest[start..]
+            .find('}')
+            .map_or("", |end| &rest[start + end + 1..]);
+    }
+    literals.push(rest);
+    let Some(mut left) = value.strip_prefix(literals[0]) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, lit) in literals.iter().enumerate().skip(1) {
+        let end = if lit.is_empty() {
+            if i + 1 == literals.len() {
+                left.len()
+            } else {
+                continue;
+            }
+        } else {
+            match left.find(lit) {
+                Some(e) => e,
+                None => break,
+            }
+        };
+        out.push(left[..end].to_string());
+        left = &left[end + lit.len()..];
+    }
+    out
+}
+
 /// A pipeline ready to run.
 #[derive(Debug)]
 pub struct PipelinePlan {
@@ -45,6 +80,25 @@ pub struct PipelinePlan {
     pub sources: Vec<ComponentPlan<dyn Source>>,
     pub transforms: Vec<ComponentPlan<dyn Transform>>,
     pub sinks: Vec<ComponentPlan<dyn Sink>>,
+    /// Values that came from `${env:...}` / `${file:...}`: kept out of what the admin
+    /// API and the exit report show.
+    pub secrets: Vec<String>,
+}
+
+/// The substituted parts of every interpolated scalar under `node` (the text written
+/// around a `${...}` is not secret; what it stood for is).
+fn secrets_of(node: &ConfigNode, out: &mut Vec<String>) {
+    match &node.value {
+        ConfigValue::Scalar(s) if node.secret => {
+            out.push(s.clone());
+            if let Some(raw) = &node.raw {
+                out.extend(substituted(raw, s));
+            }
+        }
+        ConfigValue::List(items) => items.iter().for_each(|n| secrets_of(n, out)),
+        ConfigValue::Map(entries) => entries.iter().for_each(|(_, n)| secrets_of(n, out)),
+        _ => {}
+    }
 }
 
 fn valid_name(s: &str) -> bool {
@@ -248,7 +302,10 @@ pub fn build(
         errors,
     );
 
+    let mut secrets = Vec::new();
+    secrets_of(root, &mut secrets);
     Some(PipelinePlan {
+        secrets,
         name,
         name_span,
         file: file.to_path_buf(),
@@ -319,4 +376,20 @@ fn read_inputs(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::substituted;
+
+    #[test]
+    fn finds_what_references_stood_for() {
+        assert_eq!(substituted("${env:A}", "s3cret"), vec!["s3cret"]);
+        assert_eq!(
+            substituted("mysql://u:${env:P}@h/${env:D}", "mysql://u:pw9@h/db"),
+            vec!["pw9", "db"]
+        );
+        assert_eq!(substituted("${env:H}/x/c.csv", "dir/x/c.csv"), vec!["dir"]);
+        assert!(substituted("a${env:B}", "zzz").is_empty());
+    }
 }

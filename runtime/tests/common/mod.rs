@@ -219,3 +219,17 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Waits until the admin server on `port` answers `/readyz` with 200.
+pub fn wait_for_admin(port: u16) {
+    let started = Instant::now();
+    while !std::net::TcpStream::connect(("127.0.0.1", port))
+        .is_ok_and(|_| http("GET", port, "/readyz", None).0 == 200)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the admin server on {port} never got ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
