@@ -155,6 +155,15 @@ pub trait Sink: Send {
         Ok(())
     }
 
+    /// Forgets the committed checkpoint (the admin API's offset reset, with the
+    /// pipeline stopped and this sink not opened): the next run starts from the
+    /// beginning, and what was written stays.
+    async fn reset(&mut self) -> Result<(), ConnectorError> {
+        Err(ConnectorError::permanent(
+            "this sink type cannot reset its checkpoint yet",
+        ))
+    }
+
     /// Whether this sink can honour exactly-once (false: at-least-once, e.g. stdout).
     fn exactly_once(&self) -> bool {
         true

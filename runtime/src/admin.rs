@@ -146,6 +146,18 @@ async fn restart(State(s): State<AdminState>, Path(name): Path<String>) -> Respo
     control(&s, &name, Control::Restart).await
 }
 
+/// Forgets the committed checkpoint of a stopped pipeline (200, as Kafka Connect).
+async fn reset_offsets(State(s): State<AdminState>, Path(name): Path<String>) -> Response {
+    match s.worker.control(&name, Control::ResetOffsets).await {
+        Ok(()) => Json(serde_json::json!({
+            "message": format!("the offsets of `{name}` have been reset: its next run starts from the beginning")
+        }))
+        .into_response(),
+        Err(e @ ControlError::NotFound(_)) => problem(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ ControlError::Conflict(_)) => problem(StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
 /// `{"checkpoint": id, "sources": {name: offset}}` of the newest committed checkpoint.
 async fn offsets(State(s): State<AdminState>, Path(name): Path<String>) -> Response {
     match s.worker.offsets(&name) {
@@ -364,7 +376,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/connectors/{name}/pause", put(pause))
         .route("/connectors/{name}/resume", put(resume))
         .route("/connectors/{name}/restart", post(restart))
-        .route("/connectors/{name}/offsets", get(offsets))
+        .route(
+            "/connectors/{name}/offsets",
+            get(offsets).delete(reset_offsets),
+        )
         .route("/connector-plugins", get(plugins))
         .route("/connector-plugins/{type}/config/validate", put(validate))
         .route("/openapi.json", get(openapi))

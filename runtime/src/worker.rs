@@ -75,6 +75,8 @@ pub enum Control {
     Pause,
     Resume,
     Restart,
+    /// Forget the committed checkpoint in every sink (only while stopped).
+    ResetOffsets,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -352,6 +354,11 @@ impl Worker {
             .get(name)
             .map(|s| s.state)
             .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        if what == Control::ResetOffsets {
+            return Err(ControlError::Conflict(
+                "an offset reset is handled by reset_offsets".into(),
+            ));
+        }
         if self.stopping && what != Control::Pause {
             return Err(ControlError::Conflict("the worker is shutting down".into()));
         }
@@ -367,6 +374,11 @@ impl Worker {
                 (Control::Restart, _) => r.then = Then::Restart,
                 (Control::Resume, Then::Pause) => r.then = Then::Restart,
                 (Control::Resume, _) => return Ok(()),
+                (Control::ResetOffsets, _) => {
+                    return Err(ControlError::Conflict(format!(
+                        "pipeline `{name}` is running: pause it first"
+                    )))
+                }
             }
             tracing::info!(pipeline = %name, request = ?what, "stopping the pipeline at a checkpoint");
             let _ = r.stop.send(true);
@@ -389,6 +401,35 @@ impl Worker {
                 ControlError::Conflict(e)
             }),
         }
+    }
+
+    /// Forgets the committed checkpoint in each of the pipeline's sinks, so that its
+    /// next run starts from the beginning (what was written stays).
+    async fn reset_offsets(&mut self, name: &str) -> Result<(), ControlError> {
+        let file = lock(&self.statuses)
+            .get(name)
+            .map(|s| s.file.clone())
+            .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        if self.running.contains_key(name) {
+            return Err(ControlError::Conflict(format!(
+                "pipeline `{name}` is running: pause it first (offsets are reset only while it is stopped)"
+            )));
+        }
+        let loader = self
+            .loader
+            .as_ref()
+            .ok_or_else(|| ControlError::Conflict("this worker cannot rebuild pipelines".into()))?;
+        let plan = loader.load(&file, name).map_err(ControlError::Conflict)?;
+        for mut sink in plan.sinks {
+            sink.component.reset().await.map_err(|e| {
+                ControlError::Conflict(format!("sink `{}` ({}): {e}", sink.name, sink.type_name))
+            })?;
+        }
+        if let Some(slot) = lock(&self.offsets).get(name) {
+            *lock(slot) = None;
+        }
+        tracing::info!(pipeline = %name, "offsets reset: the next run starts from the beginning");
+        Ok(())
     }
 
     fn ended(&mut self, name: String, result: Result<(), PipelineError>) {
@@ -572,7 +613,12 @@ impl Worker {
                     }
                 }
                 Some((name, what, reply)) = self.commands.recv() => {
-                    let _ = reply.send(self.control(&name, what));
+                    let result = if what == Control::ResetOffsets {
+                        self.reset_offsets(&name).await
+                    } else {
+                        self.control(&name, what)
+                    };
+                    let _ = reply.send(result);
                 }
                 Some(()) = self.reloads.recv(), if !self.stopping => {
                     // Editors write a file in several steps: let them finish.

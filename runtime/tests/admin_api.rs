@@ -37,6 +37,15 @@ sinks:
     columns: [id]
 "#;
 
+/// Ends quickly: its offsets are reset and it runs again from the beginning.
+const ONCE: &str = r#"
+name: once
+sources:
+  trades: {type: trades, seed: 9, rate: 0, count: 300}
+sinks:
+  out: {type: csv, inputs: [trades], path: out/once.csv, columns: [id]}
+"#;
+
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
@@ -76,20 +85,21 @@ fn pipelines_are_listed_paused_resumed_and_restarted_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     write_pipeline(dir.path(), "ticks.yaml", TICKS);
     write_pipeline(dir.path(), "broken.yaml", BROKEN);
+    write_pipeline(dir.path(), "once.yaml", ONCE);
     let port = free_port();
     let mut child = spawn_captured(
         connectd()
             .current_dir(dir.path())
             .args(["--admin-addr", &format!("127.0.0.1:{port}")])
             .env("CONNECTD_TEST_HIDDEN", "ticks.yaml/hidden-x9")
-            .args(["--config", "ticks.yaml", "broken.yaml"]),
+            .args(["--config", "ticks.yaml", "broken.yaml", "once.yaml"]),
     );
     wait_for_admin(port);
 
     let (code, body) = http("GET", port, "/connectors", None);
     assert_eq!(
         (code, json(&body)),
-        (200, serde_json::json!(["broken", "ticks"]))
+        (200, serde_json::json!(["broken", "once", "ticks"]))
     );
     let (code, body) = http("GET", port, "/connectors/ticks", None);
     assert_eq!(code, 200);
@@ -183,6 +193,41 @@ fn pipelines_are_listed_paused_resumed_and_restarted_exactly_once() {
             "{class} ({kind}) missing from {plugins}"
         );
     }
+
+    // Offsets reset: only while stopped; the next run starts from the beginning.
+    wait_for_state(port, "once", "FINISHED");
+    let once_rows = || read(dir.path().join("out/once.csv")).lines().count() - 1;
+    assert_eq!(once_rows(), 300);
+    assert_eq!(
+        http("DELETE", port, "/connectors/ticks/offsets", None).0,
+        409
+    );
+    assert_eq!(
+        http("DELETE", port, "/connectors/nope/offsets", None).0,
+        404
+    );
+    let (code, body) = http("DELETE", port, "/connectors/once/offsets", None);
+    assert_eq!(code, 200, "{body}");
+    assert!(json(&http("GET", port, "/connectors/once/offsets", None).1)["checkpoint"].is_null());
+    let (_, before) = http("GET", port, "/connectors/once/status", None);
+    assert_eq!(http("POST", port, "/connectors/once/restart", None).0, 202);
+    let started = Instant::now();
+    loop {
+        let (_, now) = http("GET", port, "/connectors/once/status", None);
+        if json(&now)["since"] != json(&before)["since"] && json(&now)["state"] == "FINISHED" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not run again: {now}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        once_rows(),
+        600,
+        "the whole input again, after what was written"
+    );
 
     // The CLI's table, from the same API.
     let out = connectd()

@@ -128,6 +128,16 @@ impl CommittedFile {
         })
     }
 
+    /// Forgets the checkpoint: the next `open` takes the file as it is (nothing
+    /// truncated) and appends from the beginning of the input.
+    pub fn reset(&mut self) -> Result<(), ConnectorError> {
+        match fs::remove_file(&self.commit_path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io("cannot remove", &self.commit_path, e)),
+        }
+    }
+
     fn read_commit(&self) -> Result<Option<CommitRecord>, ConnectorError> {
         match fs::read(&self.commit_path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {

@@ -79,6 +79,10 @@ impl CsvSink {
 
 #[async_trait]
 impl Sink for CsvSink {
+    async fn reset(&mut self) -> Result<(), ConnectorError> {
+        self.out.reset()
+    }
+
     async fn open(&mut self) -> Result<Option<Committed>, ConnectorError> {
         let (committed, length) = self.out.open()?;
         if length == 0 && self.header {

@@ -25,6 +25,10 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
 
 #[async_trait]
 impl Sink for JsonlSink {
+    async fn reset(&mut self) -> Result<(), ConnectorError> {
+        self.out.reset()
+    }
+
     async fn open(&mut self) -> Result<Option<Committed>, ConnectorError> {
         Ok(self.out.open()?.0)
     }
