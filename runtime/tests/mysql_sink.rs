@@ -105,3 +105,68 @@ fn a_missing_database_is_a_clear_permanent_error() {
         "{stderr}"
     );
 }
+
+/// `DELETE /connectors/{name}/offsets` on a stopped mysql pipeline deletes its
+/// checkpoint row: the next run writes the whole input again after what is there.
+#[test]
+fn an_offset_reset_deletes_the_checkpoint_row_and_the_next_run_starts_over() {
+    use std::time::{Duration, Instant};
+    let (db, url) = fresh_database("reset");
+    let dir = tempfile::tempdir().unwrap();
+    write_pipeline(
+        dir.path(),
+        "keepalive.yaml",
+        "name: keepalive\nsources:\n  gen: {type: trades, seed: 1, rate: 20, count: 1000000}\nsinks:\n  out: {type: csv, inputs: [gen], path: out/k.csv, columns: [id]}\n",
+    );
+    write_pipeline(
+        dir.path(),
+        "once.yaml",
+        &format!(
+            "name: once_db\nsources:\n  gen: {{type: trades, seed: 2, rate: 0, count: 200}}\nsinks:\n  out:\n    type: mysql\n    inputs: [gen]\n    url: {url}\n    table: trades\n    columns: {{id: id, volume: volume}}\n    create_table: {{id: CHAR(36) NOT NULL, volume: BIGINT NOT NULL}}\n"
+        ),
+    );
+    let port = free_port();
+    let mut child = spawn_captured(
+        connectd()
+            .current_dir(dir.path())
+            .args(["--admin-addr", &format!("127.0.0.1:{port}")])
+            .args(["--config", "keepalive.yaml", "once.yaml"]),
+    );
+    wait_for_admin(port);
+    let status = || {
+        let (_, body) = http("GET", port, "/connectors/once_db/status", None);
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let wait_finished = |after: &serde_json::Value| {
+        let started = Instant::now();
+        loop {
+            let s = status();
+            if s["state"] == "FINISHED" && s["since"] != after["since"] {
+                return s;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "{s}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let first = wait_finished(&serde_json::Value::Null);
+    let rows = || query(&[&format!("SELECT COUNT(*) FROM {db}.trades")]).unwrap();
+    let checkpoints = || {
+        query(&[&format!(
+            "SELECT COUNT(*) FROM {db}.connectd_checkpoints WHERE pipeline = 'once_db'"
+        )])
+        .unwrap()
+    };
+    assert_eq!((rows(), checkpoints()), ("200".into(), "1".into()));
+    let (code, body) = http("DELETE", port, "/connectors/once_db/offsets", None);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(checkpoints(), "0");
+    assert_eq!(
+        http("POST", port, "/connectors/once_db/restart", None).0,
+        202
+    );
+    wait_finished(&first);
+    assert_eq!(rows(), "400", "the whole input again after what was there");
+    signal(&child, libc::SIGTERM);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
+    query(&[&format!("DROP DATABASE {db}")]);
+}

@@ -550,6 +550,28 @@ impl Sink for MysqlSink {
         Ok(())
     }
 
+    /// Deletes this sink's checkpoint row (none yet, or no table yet: nothing to do).
+    async fn reset(&mut self) -> Result<(), ConnectorError> {
+        let opts = Opts::from_url(&self.url)
+            .map_err(|_| ConnectorError::permanent("mysql: invalid url"))?;
+        let mut conn = Conn::new(opts)
+            .await
+            .map_err(|e| to_error(classify(&e), "connecting to reset the checkpoint"))?;
+        let deleted = conn
+            .exec_drop(
+                "DELETE FROM connectd_checkpoints WHERE pipeline = ? AND sink = ?",
+                (self.pipeline.as_str(), self.sink.as_str()),
+            )
+            .await;
+        let _ = conn.disconnect().await;
+        match deleted {
+            Ok(()) => Ok(()),
+            // ER_NO_SUCH_TABLE: this sink never ran against this database.
+            Err(mysql_async::Error::Server(e)) if e.code == 1146 => Ok(()),
+            Err(e) => Err(to_error(classify(&e), "deleting the checkpoint row")),
+        }
+    }
+
     async fn close(&mut self) -> Result<(), ConnectorError> {
         self.conn = None;
         if let Some(pool) = self.pool.take() {
