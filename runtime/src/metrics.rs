@@ -129,6 +129,11 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable_metric("config_reloads", e));
         let _ = registry.register(Box::new(config_reloads.clone()));
+        // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...
+        #[cfg(target_os = "linux")]
+        let _ = registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
         Self {
             registry,
             records_in,

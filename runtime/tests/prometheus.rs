@@ -70,6 +70,15 @@ fn prometheus_scrapes_connectd_and_answers_queries_about_it() {
         std::thread::sleep(Duration::from_millis(250));
     };
     assert!(value > 0.0);
+    // Process metrics too.
+    let metrics = http("GET", port, "/metrics", None).1;
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+    ] {
+        assert!(metrics.contains(name), "no {name} in /metrics");
+    }
     let _ = prometheus.kill();
     let _ = prometheus.wait();
     signal(&worker, libc::SIGTERM);
