@@ -365,6 +365,24 @@ impl CassandraSink {
         }
     }
 
+    async fn connect(&self) -> Result<Session, ConnectorError> {
+        let mut builder = SessionBuilder::new()
+            .known_nodes(&self.contact_points)
+            .connection_timeout(Duration::from_secs(10))
+            // Emulators and single nodes report no peers to agree with; DDL waits are
+            // done explicitly where needed.
+            .auto_await_schema_agreement(false);
+        if let Some((u, p)) = &self.credentials {
+            builder = builder.user(u, p);
+        }
+        builder.build().await.map_err(|e| {
+            ConnectorError::transient(format!(
+                "cassandra: cannot connect to {}: {e}",
+                self.contact_points.join(", ")
+            ))
+        })
+    }
+
     fn row(&self, r: &Record) -> Result<Vec<Option<CqlValue>>, String> {
         self.columns
             .iter()
@@ -379,22 +397,25 @@ impl CassandraSink {
 
 #[async_trait]
 impl Sink for CassandraSink {
+    /// Deletes this sink's checkpoint row.
+    async fn reset(&mut self) -> Result<(), ConnectorError> {
+        let session = self.connect().await?;
+        session
+            .query_unpaged(
+                format!(
+                    "DELETE FROM {}.connectd_checkpoints WHERE pipeline = ? AND sink = ?",
+                    self.keyspace
+                )
+                .as_str(),
+                (self.pipeline.as_str(), self.sink.as_str()),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(&e, "deleting the checkpoint"))
+    }
+
     async fn open(&mut self) -> Result<Option<Committed>, ConnectorError> {
-        let mut builder = SessionBuilder::new()
-            .known_nodes(&self.contact_points)
-            .connection_timeout(Duration::from_secs(10))
-            // Emulators and single nodes report no peers to agree with; DDL waits are
-            // done explicitly where needed.
-            .auto_await_schema_agreement(false);
-        if let Some((u, p)) = &self.credentials {
-            builder = builder.user(u, p);
-        }
-        let session = builder.build().await.map_err(|e| {
-            ConnectorError::transient(format!(
-                "cassandra: cannot connect to {}: {e}",
-                self.contact_points.join(", ")
-            ))
-        })?;
+        let session = self.connect().await?;
         if let Some(schema) = self.schema.clone() {
             self.ddl(
                 &session,

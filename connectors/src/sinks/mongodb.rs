@@ -387,6 +387,23 @@ impl Sink for MongoSink {
         Ok(())
     }
 
+    /// Deletes this sink's checkpoint document.
+    async fn reset(&mut self) -> Result<(), ConnectorError> {
+        let client = Client::with_uri_str(&self.uri)
+            .await
+            .map_err(|e| to_error(e, "invalid URI or options"))?;
+        let id = format!("{}/{}", self.pipeline, self.sink);
+        let deleted = client
+            .database(&self.database)
+            .collection::<Document>("connectd_checkpoints")
+            .delete_one(doc! {"_id": &id})
+            .await
+            .map(|_| ())
+            .map_err(|e| to_error(e, "deleting the checkpoint"));
+        let _ = tokio::time::timeout(Duration::from_secs(5), client.shutdown()).await;
+        deleted
+    }
+
     async fn close(&mut self) -> Result<(), ConnectorError> {
         if let Some(client) = self.client.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), client.shutdown()).await;
