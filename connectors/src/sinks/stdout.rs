@@ -20,6 +20,11 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Sin
 
 #[async_trait]
 impl Sink for StdoutSink {
+    /// Nothing is committed: nothing to forget.
+    async fn reset(&mut self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
     async fn open(&mut self) -> Result<Option<Committed>, ConnectorError> {
         Ok(None)
     }
