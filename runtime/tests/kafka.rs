@@ -404,3 +404,78 @@ fn two_workers_split_the_partitions_and_survive_losing_one() {
     common::signal(&first.0, libc::SIGTERM);
     common::wait_with_deadline(&mut first.0, Duration::from_secs(60));
 }
+
+/// An offset reset of a stopped kafka → kafka pipeline: the sink's checkpoint record
+/// gets a tombstone and the source's group goes back to the start, so the next run
+/// reads and writes the whole input again.
+#[test]
+fn an_offset_reset_starts_a_kafka_pipeline_over() {
+    let (input_topic, output) = (kafka::unique("reset-in"), kafka::unique("reset-out"));
+    kafka::create_topic(&input_topic, 2);
+    kafka::create_topic(&output, 2);
+    kafka::produce(&input_topic, (0..200).map(record));
+    let name = kafka::unique("reset");
+    let dir = tempfile::tempdir().unwrap();
+    common::write_pipeline(
+        dir.path(),
+        "keepalive.yaml",
+        "name: keepalive\nsources:\n  gen: {type: trades, seed: 1, rate: 20, count: 1000000}\nsinks:\n  out: {type: csv, inputs: [gen], path: out/k.csv, columns: [id]}\n",
+    );
+    common::write_pipeline(
+        dir.path(),
+        "k2k.yaml",
+        &format!(
+            "name: {name}\ncheckpoint: {{interval: 300ms}}\nsources:\n  in:\n    type: kafka\n    bootstrap_servers: {b}\n    topics: [{input_topic}]\n    group: {group}\n    properties: {{session.timeout.ms: \"2000\", heartbeat.interval.ms: \"500\"}}\nsinks:\n  out:\n    type: kafka\n    inputs: [in]\n    bootstrap_servers: {b}\n    topic: {output}\n",
+            b = kafka::bootstrap(),
+            group = kafka::unique("reset-group"),
+        ),
+    );
+    let port = common::free_port();
+    let mut worker = Worker(common::spawn_captured(
+        common::connectd()
+            .current_dir(dir.path())
+            .args(["--admin-addr", &format!("127.0.0.1:{port}")])
+            .args(["--config", "keepalive.yaml", "k2k.yaml"]),
+    ));
+    common::wait_for_admin(port);
+    let committed = |n: usize| {
+        kafka::consume_committed(
+            &output,
+            Duration::from_secs(90),
+            Duration::from_secs(2),
+            |v| v.len() >= n,
+        )
+    };
+    assert_eq!(committed(200).len(), 200);
+    let state = || {
+        let (_, body) = common::http("GET", port, &format!("/connectors/{name}/status"), None);
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["state"].clone()
+    };
+    assert_eq!(
+        common::http("PUT", port, &format!("/connectors/{name}/pause"), None).0,
+        202
+    );
+    let started = Instant::now();
+    while state() != "PAUSED" {
+        assert!(started.elapsed() < Duration::from_secs(60), "not paused");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, body) = common::http("DELETE", port, &format!("/connectors/{name}/offsets"), None);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        common::http("PUT", port, &format!("/connectors/{name}/resume"), None).0,
+        202
+    );
+    // Each input record twice: once per run.
+    let values = committed(400);
+    let ids = kafka::ids(&values);
+    assert_eq!(
+        values.len(),
+        400,
+        "{}",
+        common::stderr_tail(&worker.0, 3000)
+    );
+    assert!(ids.values().all(|n| *n == 2) && ids.len() == 200);
+    common::signal(&worker.0, libc::SIGTERM);
+    common::wait_with_deadline(&mut worker.0, Duration::from_secs(60));
+}
