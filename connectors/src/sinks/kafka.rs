@@ -481,23 +481,6 @@ impl Sink for KafkaSink {
         blocking(move || read_checkpoint(&props, &topic, &key)).await
     }
 
-    /// Writes a tombstone for this sink's checkpoint record: the next `open` finds none.
-    async fn reset(&mut self) -> Result<(), ConnectorError> {
-        let mut props = self.props.clone();
-        props.remove("transactional.id");
-        let (topic, key) = (self.checkpoint_topic.clone(), self.checkpoint_key.clone());
-        blocking(move || {
-            let p: rdkafka::producer::BaseProducer = client_config(&props)
-                .create()
-                .map_err(|e| error("cannot create a producer", e))?;
-            p.send(BaseRecord::<[u8], [u8]>::to(&topic).key(key.as_bytes()))
-                .map_err(|(e, _)| error("write the checkpoint tombstone", e))?;
-            p.flush(TIMEOUT)
-                .map_err(|e| error("write the checkpoint tombstone", e))
-        })
-        .await
-    }
-
     async fn write(
         &mut self,
         batch: &[Record],

@@ -243,15 +243,6 @@ impl Source for KafkaSource {
         }
     }
 
-    /// Sets the group's committed offsets back to where `start` says a new group
-    /// begins (the group has no members: the pipeline is stopped).
-    async fn reset(&mut self) -> Result<(), ConnectorError> {
-        let (props, topics) = (self.props.clone(), self.topics.clone());
-        tokio::task::spawn_blocking(move || reset_group(&props, &topics))
-            .await
-            .map_err(|e| ConnectorError::permanent(format!("kafka: reset: {e}")))?
-    }
-
     async fn close(&mut self) -> Result<(), ConnectorError> {
         groups::unregister(&self.pipeline, &self.name);
         if let Some(s) = &self.shared {
@@ -267,38 +258,4 @@ impl Source for KafkaSource {
         }
         Ok(())
     }
-}
-
-fn reset_group(
-    props: &std::collections::BTreeMap<String, String>,
-    topics: &[String],
-) -> Result<(), ConnectorError> {
-    use rdkafka::consumer::{BaseConsumer, CommitMode};
-    const TIMEOUT: Duration = Duration::from_secs(30);
-    let consumer: BaseConsumer = client_config(props)
-        .create()
-        .map_err(|e| error("cannot create the consumer", e))?;
-    let latest = props.get("auto.offset.reset").map(String::as_str) == Some("latest");
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for topic in topics {
-        let md = consumer
-            .fetch_metadata(Some(topic), TIMEOUT)
-            .map_err(|e| error("read the topic's partitions", e))?;
-        for t in md.topics() {
-            for p in t.partitions() {
-                let (low, high) = consumer
-                    .fetch_watermarks(topic, p.id(), TIMEOUT)
-                    .map_err(|e| error("read the partition's offsets", e))?;
-                let offset = if latest { high } else { low };
-                tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Offset(offset))
-                    .map_err(|e| error("reset", e))?;
-            }
-        }
-    }
-    if tpl.count() > 0 {
-        consumer
-            .commit(&tpl, CommitMode::Sync)
-            .map_err(|e| error("commit the reset offsets to the group", e))?;
-    }
-    Ok(())
 }
