@@ -126,11 +126,18 @@ async fn status(State(s): State<AdminState>, Path(name): Path<String>) -> Respon
     }
 }
 
+fn control_problem(e: &ControlError) -> Response {
+    let code = match e {
+        ControlError::NotFound(_) => StatusCode::NOT_FOUND,
+        ControlError::Conflict(_) => StatusCode::CONFLICT,
+    };
+    problem(code, e.to_string())
+}
+
 async fn control(s: &AdminState, name: &str, what: Control) -> Response {
     match s.worker.control(name, what).await {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
-        Err(e @ ControlError::NotFound(_)) => problem(StatusCode::NOT_FOUND, e.to_string()),
-        Err(e @ ControlError::Conflict(_)) => problem(StatusCode::CONFLICT, e.to_string()),
+        Err(e) => control_problem(&e),
     }
 }
 
@@ -153,8 +160,7 @@ async fn reset_offsets(State(s): State<AdminState>, Path(name): Path<String>) ->
             "message": format!("the offsets of `{name}` have been reset: its next run starts from the beginning")
         }))
         .into_response(),
-        Err(e @ ControlError::NotFound(_)) => problem(StatusCode::NOT_FOUND, e.to_string()),
-        Err(e @ ControlError::Conflict(_)) => problem(StatusCode::CONFLICT, e.to_string()),
+        Err(e) => control_problem(&e),
     }
 }
 

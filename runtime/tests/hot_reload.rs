@@ -34,16 +34,9 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
 }
 
 fn start(dir: &Path, extra: &[&str]) -> (std::process::Child, u16) {
-    let port = free_port();
-    let child = spawn_captured(
-        connectd()
-            .current_dir(dir)
-            .args(["--admin-addr", &format!("127.0.0.1:{port}")])
-            .args(extra)
-            .args(["--config", "pipelines/*.yaml"]),
-    );
-    wait_for_admin(port);
-    (child, port)
+    let mut args = extra.to_vec();
+    args.extend(["--config", "pipelines/*.yaml"]);
+    start_worker(dir, &args)
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! `DELETE /connectors/{name}/offsets` with the cassandra and mongodb sinks (mysql and
-//! csv are in `mysql_sink.rs` and `admin_api.rs`): the sink's checkpoint is gone, and
-//! the next run writes the whole input again.
+//! `DELETE /connectors/{name}/offsets` with the database sinks (csv is in
+//! `admin_api.rs`): the sink's checkpoint is gone, and the next run writes the whole
+//! input again.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -25,14 +25,7 @@ fn reset_and_run_again(pipeline: &str, sink: &str, checkpoints: &dyn Fn() -> usi
         "once.yaml",
         &format!("name: {pipeline}\nsources:\n  gen: {{type: trades, seed: 2, rate: 0, count: 200}}\nsinks:\n  out:\n    inputs: [gen]\n{sink}\n"),
     );
-    let port = free_port();
-    let mut child = spawn_captured(
-        connectd()
-            .current_dir(dir.path())
-            .args(["--admin-addr", &format!("127.0.0.1:{port}")])
-            .args(["--config", "keepalive.yaml", "once.yaml"]),
-    );
-    wait_for_admin(port);
+    let (mut child, port) = start_worker(dir.path(), &["--config", "keepalive.yaml", "once.yaml"]);
     let finished_after = |before: &Value| {
         let started = Instant::now();
         loop {
@@ -88,6 +81,23 @@ fn reset_and_run_again(pipeline: &str, sink: &str, checkpoints: &dyn Fn() -> usi
     assert_eq!(checkpoints(), 1);
     signal(&child, libc::SIGTERM);
     assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
+}
+
+#[test]
+fn mysql_offset_reset_deletes_the_checkpoint_row() {
+    use common::mysql::{fresh_database, query};
+    let (db, url) = fresh_database("reset");
+    let sink = format!("    type: mysql\n    url: {url}\n    table: trades\n    columns: {{id: id, volume: volume}}\n    create_table: {{id: CHAR(36) NOT NULL, volume: BIGINT NOT NULL}}");
+    let count = |sql: &str| query(&[sql]).unwrap().parse::<usize>().unwrap();
+    let checkpoints = || {
+        count(&format!(
+            "SELECT COUNT(*) FROM {db}.connectd_checkpoints WHERE pipeline = 'once_db'"
+        ))
+    };
+    reset_and_run_again("once_db", &sink, &checkpoints);
+    // No key on the table: the second run's rows are there beside the first's.
+    assert_eq!(count(&format!("SELECT COUNT(*) FROM {db}.trades")), 400);
+    query(&[&format!("DROP DATABASE {db}")]);
 }
 
 #[test]

@@ -91,14 +91,7 @@ fn check(doc: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String>
 fn the_server_answers_as_its_openapi_document_says() {
     let dir = tempfile::tempdir().unwrap();
     write_pipeline(dir.path(), "ticks.yaml", TICKS);
-    let port = free_port();
-    let mut child = spawn_captured(
-        connectd()
-            .current_dir(dir.path())
-            .args(["--admin-addr", &format!("127.0.0.1:{port}")])
-            .args(["--config", "ticks.yaml"]),
-    );
-    wait_for_admin(port);
+    let (mut child, port) = start_worker(dir.path(), &["--config", "ticks.yaml"]);
     let (code, body) = http("GET", port, "/openapi.json", None);
     assert_eq!(code, 200);
     let doc: Value = serde_json::from_str(&body).unwrap();

@@ -233,3 +233,17 @@ pub fn wait_for_admin(port: u16) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Starts `connectd` in `dir` with an admin server on a free port and `args` (e.g.
+/// `--config` and files); returns once the server is ready.
+pub fn start_worker(dir: &Path, args: &[&str]) -> (Child, u16) {
+    let port = free_port();
+    let child = spawn_captured(
+        connectd()
+            .current_dir(dir)
+            .args(["--admin-addr", &format!("127.0.0.1:{port}")])
+            .args(args),
+    );
+    wait_for_admin(port);
+    (child, port)
+}
