@@ -9,6 +9,11 @@ cargo --version
 rustc --version
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+# A fresh clone gains nothing from incremental caches, which would double the disk used.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+echo "== disk"
+df -h "${CARGO_TARGET_DIR:-target}" 2>/dev/null || df -h .
+
 echo "== services"
 # A throwaway MariaDB for the mysql sink tests (installed from Debian packages if missing).
 scripts/mariadb.sh start
@@ -45,4 +50,5 @@ set -e
 # One closing line with the totals of every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+du -sh "${CARGO_TARGET_DIR:-target}" 2>/dev/null || true
 exit "$status"
