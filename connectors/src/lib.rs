@@ -1,5 +1,7 @@
 //! connectd sources and sinks. `register` has one line per connector.
 
+#[cfg(feature = "avro")]
+pub mod avro;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod sinks;

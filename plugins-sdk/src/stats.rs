@@ -1,5 +1,5 @@
 //! Operational counters a source keeps about its external service (requests,
-//! reconnects, errors by kind, last success, event-time lag). The runtime exports them
+//! reconnects, errors by kind, last success, event-time lag, backlog). The runtime exports them
 //! on `/metrics`; the source only increments.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -39,7 +39,7 @@ impl ErrorKind {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SourceStats {
     requests: AtomicU64,
     reconnects: AtomicU64,
@@ -48,6 +48,22 @@ pub struct SourceStats {
     last_success_ms: AtomicI64,
     /// Event time (epoch ms) of the newest record emitted; 0 = none yet.
     last_event_ms: AtomicI64,
+    /// Records waiting at the service that the source has not emitted yet (a kafka
+    /// consumer's lag); -1 = the source cannot tell.
+    backlog: AtomicI64,
+}
+
+impl Default for SourceStats {
+    fn default() -> Self {
+        Self {
+            requests: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            errors: Default::default(),
+            last_success_ms: AtomicI64::new(0),
+            last_event_ms: AtomicI64::new(0),
+            backlog: AtomicI64::new(-1),
+        }
+    }
 }
 
 impl SourceStats {
@@ -71,6 +87,11 @@ impl SourceStats {
         self.last_event_ms.fetch_max(ms, Relaxed);
     }
 
+    pub fn set_backlog(&self, records: u64) {
+        self.backlog
+            .store(i64::try_from(records).unwrap_or(i64::MAX), Relaxed);
+    }
+
     pub fn requests(&self) -> u64 {
         self.requests.load(Relaxed)
     }
@@ -89,6 +110,11 @@ impl SourceStats {
 
     pub fn last_event_ms(&self) -> i64 {
         self.last_event_ms.load(Relaxed)
+    }
+
+    /// None until the source has measured it (and for sources that cannot).
+    pub fn backlog(&self) -> Option<u64> {
+        u64::try_from(self.backlog.load(Relaxed)).ok()
     }
 }
 

@@ -61,6 +61,14 @@ pub trait Source: Send {
     async fn close(&mut self) -> Result<(), ConnectorError> {
         Ok(())
     }
+
+    /// The admin API's offset reset, with the pipeline stopped and this source not
+    /// opened: forget any position kept outside the pipeline's checkpoints (a Kafka
+    /// group's committed offsets), so the next run starts as configured. Most sources
+    /// keep none.
+    async fn reset(&mut self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
 }
 
 /// Where a transform puts its output.

@@ -320,6 +320,14 @@ impl Metrics {
                 }),
         );
         family(
+            "connectd_source_backlog_records",
+            "gauge",
+            "Records waiting at a source's service that it has not read yet (kafka: consumer lag).",
+            &mut all
+                .iter()
+                .filter_map(|(p, c, s)| s.backlog().map(|b| (labels(p, c), b.to_string()))),
+        );
+        family(
             "connectd_source_lag",
             "gauge",
             "Seconds between now and the event time of the newest record a source emitted.",
@@ -346,7 +354,9 @@ mod tests {
         let source = Arc::new(SourceStats::default());
         source.request();
         source.error(ErrorKind::RateLimited);
-        m.register_source_stats("p", "src", source);
+        m.register_source_stats("p", "src", source.clone());
+        assert!(!m.render().contains("connectd_source_backlog_records{"));
+        source.set_backlog(42);
         let plugin = Arc::new(PluginStats::default());
         plugin.batch(std::time::Duration::from_millis(1500));
         plugin.trap();
@@ -355,6 +365,7 @@ mod tests {
         for line in [
             r#"connectd_source_requests_total{pipeline="p",component="src",kind="source"} 1"#,
             r#"connectd_source_errors_total{pipeline="p",component="src",kind="source",error="rate_limited"} 1"#,
+            r#"connectd_source_backlog_records{pipeline="p",component="src",kind="source"} 42"#,
             r#"connectd_plugin_batches_total{pipeline="p",component="wasm",kind="transform"} 1"#,
             r#"connectd_plugin_traps_total{pipeline="p",component="wasm",kind="transform"} 1"#,
             r#"connectd_plugin_guest_seconds_total{pipeline="p",component="wasm",kind="transform"} 1.5"#,

@@ -420,6 +420,14 @@ impl Worker {
             .as_ref()
             .ok_or_else(|| ControlError::Conflict("this worker cannot rebuild pipelines".into()))?;
         let plan = loader.load(&file, name).map_err(ControlError::Conflict)?;
+        for mut source in plan.sources {
+            source.component.reset().await.map_err(|e| {
+                ControlError::Conflict(format!(
+                    "source `{}` ({}): {e}",
+                    source.name, source.type_name
+                ))
+            })?;
+        }
         for mut sink in plan.sinks {
             sink.component.reset().await.map_err(|e| {
                 ControlError::Conflict(format!("sink `{}` ({}): {e}", sink.name, sink.type_name))

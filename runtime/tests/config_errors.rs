@@ -156,10 +156,20 @@ fn the_shipped_examples_validate() {
         env!("CARGO_MANIFEST_DIR"),
         "/../configs/pipeline-reference.yaml"
     );
+    let kafka = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/pipelines/kafka/*.yaml"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let worker = dir.path().join("worker.yaml");
+    std::fs::write(&worker, "kafka: {bootstrap_servers: 127.0.0.1:9092}\n").unwrap();
     let out = connectd()
         .env("APCA_API_KEY_ID", "k")
         .env("APCA_API_SECRET_KEY", "s")
-        .args(["validate", "--config", pattern, reference])
+        .env("GOAPI_API_KEY", "g")
+        .args(["validate", "--worker"])
+        .arg(&worker)
+        .args(["--config", pattern, kafka, reference])
         .output()
         .unwrap();
     assert!(
@@ -168,7 +178,15 @@ fn the_shipped_examples_validate() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    for name in ["reference", "iot-monitoring", "yahoo-btc", "alpaca-spy"] {
+    for name in [
+        "reference",
+        "iot-monitoring",
+        "yahoo-btc",
+        "alpaca-spy",
+        "conn-events-to-csv",
+        "goapi-to-avro",
+        "goapi-ksql-to-mongodb",
+    ] {
         assert!(
             stdout.contains(&format!("ok: {name} ")),
             "{name} missing in {stdout}"

@@ -99,28 +99,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
 
     let crashed = tempfile::tempdir().unwrap();
     let cfg = write_pipeline(crashed.path(), "p.yaml", PIPELINE);
-    let mut rng = rand::rng();
-    let mut kills = 0;
-    let mut restarts = 0;
-    while kills < 12 {
-        restarts += 1;
-        assert!(restarts < 200, "too many restarts without finishing");
-        let mut child = spawn(crashed.path(), &cfg, &[]);
-        let delay = Duration::from_millis(rng.random_range(30..400));
-        std::thread::sleep(delay);
-        if child.try_wait().unwrap().is_some() {
-            // Finished before the kill: start over to get enough kills mid-run.
-            std::fs::remove_dir_all(crashed.path().join("out")).unwrap();
-            std::fs::remove_dir_all(crashed.path().join(".connectd")).unwrap();
-            continue;
-        }
-        signal(&child, libc::SIGKILL);
-        let _ = child.wait();
-        kills += 1;
-    }
-    let mut child = spawn(crashed.path(), &cfg, &[]);
-    let status = wait_with_deadline(&mut child, Duration::from_secs(300));
-    assert!(status.success(), "the final run failed");
+    let kills = run_with_sigkills(crashed.path(), &cfg);
     for (file, want) in OUTPUTS.iter().zip(&expected) {
         let got = read(crashed.path().join(file));
         assert!(
@@ -130,6 +109,128 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
             want.len()
         );
     }
+}
+
+/// Runs the pipeline to its end, SIGKILLed 12 times at random moments on the way.
+/// Returns the number of kills.
+fn run_with_sigkills(dir: &std::path::Path, cfg: &std::path::Path) -> usize {
+    let mut rng = rand::rng();
+    let mut kills = 0;
+    let mut restarts = 0;
+    while kills < 12 {
+        restarts += 1;
+        assert!(restarts < 200, "too many restarts without finishing");
+        let mut child = spawn(dir, cfg, &[]);
+        let delay = Duration::from_millis(rng.random_range(30..400));
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_some() {
+            // Finished before the kill: start over to get enough kills mid-run.
+            std::fs::remove_dir_all(dir.join("out")).unwrap();
+            std::fs::remove_dir_all(dir.join(".connectd")).unwrap();
+            continue;
+        }
+        signal(&child, libc::SIGKILL);
+        let _ = child.wait();
+        kills += 1;
+    }
+    let mut child = spawn(dir, cfg, &[]);
+    let status = wait_with_deadline(&mut child, Duration::from_secs(300));
+    assert!(status.success(), "the final run failed");
+    kills
+}
+
+/// Dedup and a windowed join hold state across checkpoints: 12 SIGKILLs change nothing
+/// in their output. (The join's two inputs interleave differently from run to run, so
+/// its rows are compared as a set; generous grace keeps every pair in.)
+const STATEFUL_PIPELINE: &str = r#"
+name: stateful
+checkpoint:
+  interval: 100ms
+sources:
+  metrics:
+    type: iot
+    seed: 11
+    rate: 0
+    count: 100000
+    start: 2024-01-01T00:00:00Z
+    step: 1ms
+    jitter: 500ms
+transforms:
+  firsts:
+    type: dedup
+    inputs: [metrics]
+    key: [hostname]
+    keep: first
+    retention: 2s
+    time: occurred_at
+  hot:
+    type: filter
+    inputs: [metrics]
+    where: usage > 97
+  paired:
+    type: join
+    inputs: [hot, firsts]
+    on: [hostname]
+    within: 300ms
+    time: occurred_at
+    grace: 60s
+    kind: left
+    right_prefix: first_
+sinks:
+  firsts_csv:
+    type: csv
+    inputs: [firsts]
+    path: out/firsts.csv
+    columns: [hostname, cpu, usage, occurred_at]
+  paired_csv:
+    type: csv
+    inputs: [paired]
+    path: out/paired.csv
+    columns: [hostname, cpu, usage, occurred_at, first_cpu, first_usage, first_occurred_at]
+"#;
+
+fn sorted_lines(text: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort_unstable();
+    lines
+}
+
+#[test]
+fn dedup_and_join_are_exact_across_sigkills() {
+    let reference = tempfile::tempdir().unwrap();
+    let cfg = write_pipeline(reference.path(), "p.yaml", STATEFUL_PIPELINE);
+    let out = run_to_end(reference.path(), &cfg);
+    assert!(
+        out.status.success(),
+        "uninterrupted run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let firsts = read(reference.path().join("out/firsts.csv"));
+    let paired = read(reference.path().join("out/paired.csv"));
+    assert!(firsts.lines().count() > 100, "{firsts}");
+    let with_partner = paired.lines().filter(|l| !l.ends_with(",,")).count();
+    let alone = paired.lines().filter(|l| l.ends_with(",,")).count();
+    assert!(
+        with_partner > 20 && alone > 100,
+        "{with_partner} paired, {alone} alone"
+    );
+
+    let crashed = tempfile::tempdir().unwrap();
+    let cfg = write_pipeline(crashed.path(), "p.yaml", STATEFUL_PIPELINE);
+    let kills = run_with_sigkills(crashed.path(), &cfg);
+    let got = read(crashed.path().join("out/firsts.csv"));
+    assert!(
+        got == firsts,
+        "firsts.csv differs after {kills} kills: {} vs {} bytes",
+        got.len(),
+        firsts.len()
+    );
+    let got = read(crashed.path().join("out/paired.csv"));
+    assert_eq!(
+        sorted_lines(&got),
+        sorted_lines(&paired),
+        "paired.csv differs after {kills} kills"
+    );
 }
 
 /// A crash between two sinks' commits leaves one sink a checkpoint ahead of the other.

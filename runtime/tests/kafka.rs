@@ -404,3 +404,258 @@ fn two_workers_split_the_partitions_and_survive_losing_one() {
     common::signal(&first.0, libc::SIGTERM);
     common::wait_with_deadline(&mut first.0, Duration::from_secs(60));
 }
+
+/// An offset reset of a stopped kafka → kafka pipeline: the sink commits a reset record
+/// under its checkpoint key and the source's group goes back to the start, so the next
+/// run reads and writes the whole input again.
+#[test]
+fn an_offset_reset_starts_a_kafka_pipeline_over() {
+    let (input_topic, output) = (kafka::unique("reset-in"), kafka::unique("reset-out"));
+    kafka::create_topic(&input_topic, 2);
+    kafka::create_topic(&output, 2);
+    kafka::produce(&input_topic, (0..200).map(record));
+    let name = kafka::unique("reset");
+    let dir = tempfile::tempdir().unwrap();
+    common::write_pipeline(
+        dir.path(),
+        "keepalive.yaml",
+        "name: keepalive\nsources:\n  gen: {type: trades, seed: 1, rate: 20, count: 1000000}\nsinks:\n  out: {type: csv, inputs: [gen], path: out/k.csv, columns: [id]}\n",
+    );
+    common::write_pipeline(
+        dir.path(),
+        "k2k.yaml",
+        &format!(
+            "name: {name}\ncheckpoint: {{interval: 300ms}}\nsources:\n  in:\n    type: kafka\n    bootstrap_servers: {b}\n    topics: [{input_topic}]\n    group: {group}\n    properties: {{session.timeout.ms: \"2000\", heartbeat.interval.ms: \"500\"}}\nsinks:\n  out:\n    type: kafka\n    inputs: [in]\n    bootstrap_servers: {b}\n    topic: {output}\n",
+            b = kafka::bootstrap(),
+            group = kafka::unique("reset-group"),
+        ),
+    );
+    let port = common::free_port();
+    let mut worker = Worker(common::spawn_captured(
+        common::connectd()
+            .current_dir(dir.path())
+            .args(["--admin-addr", &format!("127.0.0.1:{port}")])
+            .args(["--config", "keepalive.yaml", "k2k.yaml"]),
+    ));
+    common::wait_for_admin(port);
+    let committed = |n: usize| {
+        kafka::consume_committed(
+            &output,
+            Duration::from_secs(90),
+            Duration::from_secs(2),
+            |v| v.len() >= n,
+        )
+    };
+    assert_eq!(committed(200).len(), 200);
+    let state = || {
+        let (_, body) = common::http("GET", port, &format!("/connectors/{name}/status"), None);
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["state"].clone()
+    };
+    assert_eq!(
+        common::http("PUT", port, &format!("/connectors/{name}/pause"), None).0,
+        202
+    );
+    let started = Instant::now();
+    while state() != "PAUSED" {
+        assert!(started.elapsed() < Duration::from_secs(60), "not paused");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, body) = common::http("DELETE", port, &format!("/connectors/{name}/offsets"), None);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        common::http("PUT", port, &format!("/connectors/{name}/resume"), None).0,
+        202
+    );
+    // Each input record twice: once per run.
+    let values = committed(400);
+    let ids = kafka::ids(&values);
+    assert_eq!(
+        values.len(),
+        400,
+        "{}",
+        common::stderr_tail(&worker.0, 3000)
+    );
+    assert!(ids.values().all(|n| *n == 2) && ids.len() == 200);
+    common::signal(&worker.0, libc::SIGTERM);
+    common::wait_with_deadline(&mut worker.0, Duration::from_secs(60));
+}
+
+/// The value of a metric line of the source `in`, if `/metrics` has it.
+fn source_metric(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains("component=\"in\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A source started behind a topic that already holds records reports a backlog while
+/// it catches up, and none once it has read everything; and the event-time lag.
+#[test]
+fn kafka_source_reports_its_backlog() {
+    const RECORDS: u64 = 200_000;
+    let topic = kafka::unique("backlog");
+    kafka::create_topic(&topic, 2);
+    kafka::Producer::new().send(&topic, (0..RECORDS).map(record));
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::write_pipeline(
+        dir.path(),
+        "backlog.yaml",
+        &format!(
+            r#"name: backlog
+sources:
+  in:
+    type: kafka
+    bootstrap_servers: {bootstrap}
+    topics: [{topic}]
+    group: {group}
+    properties: {{statistics.interval.ms: "100"}}
+sinks:
+  out: {{type: csv, inputs: [in], path: out.csv, columns: [id]}}
+"#,
+            bootstrap = kafka::bootstrap(),
+            group = kafka::unique("backlog-group"),
+        ),
+    );
+    let config = config.to_str().unwrap();
+    let (child, port) = common::start_worker(dir.path(), &["--config", config]);
+    let mut worker = Worker(child);
+    let started = Instant::now();
+    let mut largest = 0.0f64;
+    let metrics = loop {
+        let metrics = common::http("GET", port, "/metrics", None).1;
+        let backlog = source_metric(&metrics, "connectd_source_backlog_records");
+        largest = largest.max(backlog.unwrap_or(0.0));
+        let written = sink_records_out(port).unwrap_or(0.0);
+        if written >= RECORDS as f64 && backlog == Some(0.0) {
+            break metrics;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "not caught up in 120 s: {written} written, backlog {backlog:?}\n{}",
+            common::stderr_tail(&worker.0, 4000)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        largest > 0.0 && largest <= RECORDS as f64,
+        "backlog while catching up: {largest}"
+    );
+    let lag = source_metric(&metrics, "connectd_source_lag").expect("no connectd_source_lag");
+    assert!((0.0..600.0).contains(&lag), "event-time lag {lag} s");
+    common::signal(&worker.0, libc::SIGTERM);
+    common::wait_with_deadline(&mut worker.0, Duration::from_secs(60));
+}
+
+/// `format: avro` both ways: through the schema registry (Confluent wire format) and
+/// with an inline schema; values that are not Avro of a known schema go to the DLQ.
+#[test]
+fn avro_values_round_trip_and_bad_ones_go_to_the_dlq() {
+    const SCHEMA: &str = r#"{"type":"record","name":"Row","fields":[{"name":"id","type":"long"},{"name":"v","type":"int"},{"name":"name","type":"string"}]}"#;
+    let registry = common::schema_registry::start();
+    let [input, via_registry, inline, bad] =
+        ["avro-in", "avro-reg", "avro-inline", "avro-bad"].map(kafka::unique);
+    for t in [&input, &via_registry, &inline, &bad] {
+        kafka::create_topic(t, 1);
+    }
+    kafka::produce(&input, (0..300).map(record));
+    let b = kafka::bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    let to_kafka = |name: &str, topic: &str, avro: &str| {
+        common::write_pipeline(
+            dir.path(),
+            &format!("{name}.yaml"),
+            &format!(
+                "name: {name}\ncheckpoint: {{interval: 300ms}}\nsources:\n  in: {{type: kafka, bootstrap_servers: {b}, topics: [{input}], group: {g}}}\nsinks:\n  out: {{type: kafka, inputs: [in], bootstrap_servers: {b}, topic: {topic}, format: avro, {avro}}}\n",
+                g = kafka::unique("avro-group"),
+            ),
+        )
+    };
+    let schema = serde_json::to_string(SCHEMA).unwrap();
+    let write_registry = to_kafka(
+        "write-reg",
+        &via_registry,
+        &format!("schema: {schema}, schema_registry: {{url: \"{registry}\"}}"),
+    );
+    let write_inline = to_kafka("write-inline", &inline, &format!("schema: {schema}"));
+    let from_kafka = |name: &str, topics: &str, avro: &str| {
+        common::write_pipeline(
+            dir.path(),
+            &format!("{name}.yaml"),
+            &format!(
+                "name: {name}\ncheckpoint: {{interval: 300ms}}\nerrors: {{tolerance: all, dlq: {{path: out/{name}-dlq.jsonl}}}}\nsources:\n  in: {{type: kafka, bootstrap_servers: {b}, topics: [{topics}], group: {g}, format: avro, {avro}}}\nsinks:\n  out: {{type: jsonl, inputs: [in], path: out/{name}.jsonl}}\n",
+                g = kafka::unique("avro-group"),
+            ),
+        )
+    };
+    let read_registry = from_kafka(
+        "read-reg",
+        &format!("{via_registry}, {bad}"),
+        &format!("schema_registry: {{url: \"{registry}\"}}"),
+    );
+    let read_inline = from_kafka("read-inline", &inline, &format!("schema: {schema}"));
+    // Not Avro at all; the wire format with a schema id the registry does not know.
+    kafka::Producer::new().send(
+        &bad,
+        [
+            ("x", b"{\"id\":1}".to_vec()),
+            ("y", vec![0, 0, 0, 0, 99, 2]),
+        ],
+    );
+    let configs: Vec<&str> = [&write_registry, &write_inline, &read_registry, &read_inline]
+        .iter()
+        .map(|p| p.to_str().unwrap())
+        .collect();
+    let mut args = vec!["--config"];
+    args.extend(configs);
+    let (child, _port) = common::start_worker(dir.path(), &args);
+    let mut worker = Worker(child);
+    let lines = |file: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.path().join("out").join(file))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let started = Instant::now();
+    while lines("read-reg.jsonl").len() < 300
+        || lines("read-inline.jsonl").len() < 300
+        || lines("read-reg-dlq.jsonl").len() < 2
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "not all through in 90 s\n{}",
+            common::stderr_tail(&worker.0, 4000)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let expected: Vec<serde_json::Value> = (0..300)
+        .map(|i| serde_json::from_str(&record(i).1).unwrap())
+        .collect();
+    for file in ["read-reg.jsonl", "read-inline.jsonl"] {
+        let mut got = lines(file);
+        got.sort_by_key(|v| v["id"].as_u64());
+        assert_eq!(got, expected, "{file}");
+    }
+    let dlq = lines("read-reg-dlq.jsonl");
+    let reasons: Vec<&str> = dlq.iter().map(|d| d["reason"].as_str().unwrap()).collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("first byte is 123")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("Schema not found")),
+        "{reasons:?}"
+    );
+    // The writer registered its schema under the topic's subject.
+    let latest = common::http_get(
+        registry
+            .trim_start_matches("http://127.0.0.1:")
+            .parse()
+            .unwrap(),
+        &format!("/subjects/{via_registry}-value/versions/latest"),
+    );
+    assert!(latest.contains("\"id\":1"), "{latest}");
+    common::signal(&worker.0, libc::SIGTERM);
+    common::wait_with_deadline(&mut worker.0, Duration::from_secs(60));
+}

@@ -14,23 +14,6 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use common::*;
 
-/// Starts an HTTP server on a background thread; returns its base URL.
-fn serve(app: axum::Router) -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    format!("http://{}", rx.recv().unwrap())
-}
-
 /// Tick n: price 60000 + n/4 (a new tick every fourth request), time 1700000000 + 30·n/4.
 fn tick(request: u64) -> (f64, i64) {
     let n = request / 4;
@@ -236,4 +219,196 @@ fn alpaca_spy_example_averages_bids_per_5s_window() {
     );
     assert_eq!(read(&csv_path), expected);
     drop(rt);
+}
+
+/// GoAPI's answer around `results`.
+fn goapi_ok(results: serde_json::Value) -> axum::Json<serde_json::Value> {
+    axum::Json(
+        serde_json::json!({"status": "success", "message": "OK", "data": {"results": results}}),
+    )
+}
+
+const TRENDING: [&str; 3] = ["BBCA", "TLKM", "GOTO"];
+/// (ticker, name, logo): GOTO is trending but not listed here; ASII is listed only.
+const COMPANIES: [(&str, &str, Option<&str>); 3] = [
+    (
+        "BBCA",
+        "Bank Central Asia Tbk.",
+        Some("https://logo.test/bbca.png"),
+    ),
+    ("TLKM", "Telkom Indonesia (Persero) Tbk.", None),
+    (
+        "ASII",
+        "Astra International Tbk.",
+        Some("https://logo.test/asii.png"),
+    ),
+];
+
+/// Day d (1..=5 days ago) of a ticker: (date, open, close, volume), numbers as GoAPI
+/// sends them (strings, thousands separators).
+fn goapi_day(ticker: &str, d: u64) -> (String, f64, f64, i64) {
+    let date = (chrono::Utc::now().date_naive() - chrono::Days::new(d)).to_string();
+    let base = ticker.bytes().map(f64::from).sum::<f64>() * 10.0;
+    (
+        date,
+        base + d as f64,
+        base + d as f64 + 0.5,
+        1_000 * d as i64 + 7,
+    )
+}
+
+async fn goapi_trending() -> axum::Json<serde_json::Value> {
+    goapi_ok(
+        TRENDING
+            .iter()
+            .map(|t| serde_json::json!({"ticker": t, "change": "5", "percent": "0.1"}))
+            .collect(),
+    )
+}
+
+async fn goapi_companies() -> axum::Json<serde_json::Value> {
+    goapi_ok(
+        COMPANIES
+            .iter()
+            .map(|(t, n, l)| serde_json::json!({"ticker": t, "name": n, "logo": l}))
+            .collect(),
+    )
+}
+
+async fn goapi_history(
+    Path(ticker): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::Json<serde_json::Value>, axum::http::StatusCode> {
+    if headers.get("X-API-KEY").and_then(|v| v.to_str().ok()) != Some("test-key") {
+        return Err(axum::http::StatusCode::UNAUTHORIZED);
+    }
+    Ok(goapi_ok(
+        (1..=5)
+            .map(|d| {
+                let (date, open, close, volume) = goapi_day(&ticker, d);
+                serde_json::json!({"ticker": ticker, "date": date, "open": open.to_string(),
+                    "high": (close + 1.0).to_string(), "low": (open - 1.0).to_string(),
+                    "close": close.to_string(), "volume": format!("{},{:03}", volume / 1000, volume % 1000)})
+            })
+            .collect(),
+    ))
+}
+
+/// The GoAPI → Avro topics → dedup → join → MongoDB pair of example pipelines, against
+/// a local GoAPI, the test schema registry, the broker and MongoDB; each collection
+/// checked document by document against what the server served.
+#[test]
+fn goapi_ksql_example_upserts_latest_rows_and_the_join_into_mongodb() {
+    let goapi = serve(
+        axum::Router::new()
+            .route("/trending", get(goapi_trending))
+            .route("/companies", get(goapi_companies))
+            .route("/{ticker}/historical", get(goapi_history)),
+    );
+    let registry = common::schema_registry::start();
+    let (stocks, companies) = (
+        common::kafka::unique("ksql-stock"),
+        common::kafka::unique("ksql-company"),
+    );
+    common::kafka::create_topic(&stocks, 2);
+    common::kafka::create_topic(&companies, 1);
+    let database = common::kafka::unique("idx").replace('-', "_");
+    let dir = tempfile::tempdir().unwrap();
+    let examples =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pipelines/kafka");
+    let worker = dir.path().join("worker.yaml");
+    std::fs::write(
+        &worker,
+        format!(
+            "name: {}\nkafka:\n  bootstrap_servers: {}\n  properties: {{session.timeout.ms: \"2000\", heartbeat.interval.ms: \"500\"}}\n",
+            common::kafka::unique("goapi"),
+            common::kafka::bootstrap()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut child = spawn_captured(
+        connectd()
+            .current_dir(dir.path())
+            .env("GOAPI_BASE_URL", &goapi)
+            .env("GOAPI_API_KEY", "test-key")
+            .env("GOAPI_INTERVAL", "1s")
+            .env("SCHEMA_REGISTRY_URL", &registry)
+            .env("STOCK_TOPIC", &stocks)
+            .env("COMPANY_TOPIC", &companies)
+            .env("KSQL_GROUP", common::kafka::unique("ksql"))
+            .env("KSQL_DATABASE", &database)
+            .args(["--admin-addr", &format!("127.0.0.1:{port}"), "--worker"])
+            .arg(&worker)
+            .arg("--config")
+            .arg(examples.join("goapi-to-avro.yaml"))
+            .arg(examples.join("goapi-ksql-to-mongodb.yaml")),
+    );
+    let mut want_stocks = std::collections::BTreeMap::new();
+    for t in TRENDING {
+        for d in 1..=5 {
+            let (date, open, close, volume) = goapi_day(t, d);
+            want_stocks.insert(format!("{t}_{date}"), (t, date, open, close, volume));
+        }
+    }
+    let want_joined = want_stocks.values().filter(|s| s.0 != "GOTO").count();
+    let started = std::time::Instant::now();
+    loop {
+        let done = common::mongo::collection(&database, "ksql-stock-stream").len()
+            == want_stocks.len()
+            && common::mongo::collection(&database, "ksql-company-stream").len() == COMPANIES.len()
+            && common::mongo::collection(&database, "ksql-join-stock-company").len() == want_joined;
+        if done {
+            // A few more poll rounds: repeats must change nothing.
+            std::thread::sleep(Duration::from_secs(3));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "not all in MongoDB within 120 s\n{}",
+            stderr_tail(&child, 4000)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let stock_docs = common::mongo::collection(&database, "ksql-stock-stream");
+    assert_eq!(stock_docs.len(), want_stocks.len());
+    for (id, (t, date, open, close, volume)) in &want_stocks {
+        let d = &stock_docs[id];
+        assert_eq!(
+            (
+                d["ticker"].as_str(),
+                d["date"].as_str(),
+                d["open"].as_f64(),
+                d["close"].as_f64(),
+                d["volume"].as_i64()
+            ),
+            (
+                Some(*t),
+                Some(date.as_str()),
+                Some(*open),
+                Some(*close),
+                Some(*volume)
+            ),
+            "{id}: {d}"
+        );
+    }
+    let company_docs = common::mongo::collection(&database, "ksql-company-stream");
+    assert_eq!(company_docs.len(), COMPANIES.len());
+    for (t, name, logo) in COMPANIES {
+        assert_eq!(company_docs[t]["name"].as_str(), Some(name));
+        assert_eq!(company_docs[t]["logo"].as_str(), logo);
+    }
+    let joined = common::mongo::collection(&database, "ksql-join-stock-company");
+    assert_eq!(joined.len(), want_joined, "{joined:?}");
+    for (id, (t, _, _, close, _)) in want_stocks.iter().filter(|(_, s)| s.0 != "GOTO") {
+        let (_, name, logo) = COMPANIES.iter().find(|c| c.0 == *t).unwrap();
+        let d = &joined[id];
+        assert_eq!(
+            (d["close"].as_f64(), d["name"].as_str(), d["logo"].as_str()),
+            (Some(*close), Some(*name), *logo),
+            "{id}: {d}"
+        );
+    }
+    signal(&child, libc::SIGTERM);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(60)).success());
 }

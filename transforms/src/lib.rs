@@ -1,7 +1,13 @@
 //! Built-in transforms. `register` adds them to a registry, one line each.
 
+pub mod dedup;
 pub mod filter;
+pub(crate) mod held;
+pub mod join;
 pub mod map;
+#[cfg(test)]
+mod test_config;
+pub(crate) mod time;
 #[cfg(feature = "wasm")]
 pub mod wasm;
 pub mod window;
@@ -9,7 +15,9 @@ pub mod window;
 use connectd_sdk::Registry;
 
 pub fn register(registry: &mut Registry) {
+    registry.transform("dedup", dedup::build);
     registry.transform("filter", filter::build);
+    registry.transform("join", join::build);
     registry.transform("map", map::build);
     registry.transform("window", window::build);
     #[cfg(feature = "wasm")]

@@ -13,13 +13,16 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use connectd_sdk::stats::{ErrorKind, SourceStats};
 use connectd_sdk::{BadRecord, Record, Value};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use super::format::{Decoder, ValueFormat};
 use super::groups;
 use super::offsets::{self, Positions};
 
@@ -41,6 +44,8 @@ pub enum Fetched {
         record: Result<Record, Box<BadRecord>>,
     },
     Error(KafkaError),
+    /// The consumer thread cannot go on.
+    Fatal(String),
     /// These partitions are being taken away. Every record of them was sent before
     /// this. The source answers on `done`, once those records are committed, with the
     /// positions it had reached in them (they are committed to the group too).
@@ -58,7 +63,11 @@ pub struct Shared {
     pub closing: AtomicBool,
     pub pipeline: String,
     pub source: String,
-    pub raw: bool,
+    pub format: ValueFormat,
+    pub stats: Arc<SourceStats>,
+    /// Whether the consumer reads committed records only: its end of a partition is then
+    /// the last stable offset rather than the high watermark.
+    pub read_committed: bool,
 }
 
 impl Shared {
@@ -73,7 +82,28 @@ pub struct Rebalancer {
     sender: SyncSender<Fetched>,
 }
 
-impl ClientContext for Rebalancer {}
+impl ClientContext for Rebalancer {
+    /// librdkafka's statistics (every `statistics.interval.ms`) carry each partition's
+    /// end offsets: the backlog is how far the source's positions are behind them.
+    fn stats(&self, statistics: Statistics) {
+        let positions = self.shared.positions();
+        let mut backlog = 0u64;
+        for (name, topic) in &statistics.topics {
+            for (id, p) in &topic.partitions {
+                let Some(position) = positions.get(&(name.clone(), *id)) else {
+                    continue;
+                };
+                let end = if self.shared.read_committed && p.ls_offset >= 0 {
+                    p.ls_offset
+                } else {
+                    p.hi_offset
+                };
+                backlog += u64::try_from(end - position).unwrap_or(0);
+            }
+        }
+        self.shared.stats.set_backlog(backlog);
+    }
+}
 
 impl ConsumerContext for Rebalancer {
     fn rebalance(
@@ -190,15 +220,32 @@ pub fn create(
 pub fn run(consumer: BaseConsumer<Rebalancer>) {
     let shared = consumer.context().shared.clone();
     let sender = consumer.context().sender.clone();
+    let decoder = match Decoder::new(shared.format.clone()) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = sender.send(Fetched::Fatal(e));
+            shared.closing.store(true, Ordering::Relaxed);
+            return;
+        }
+    };
     while !shared.closing.load(Ordering::Relaxed) {
         let fetched = match consumer.poll(Duration::from_millis(100)) {
             None | Some(Err(KafkaError::PartitionEOF(_))) => continue,
-            Some(Err(e)) => Fetched::Error(e),
-            Some(Ok(m)) => Fetched::Record {
-                partition: (m.topic().to_string(), m.partition()),
-                offset: m.offset(),
-                record: message_record(&m, shared.raw),
-            },
+            Some(Err(e)) => {
+                shared.stats.error(error_kind(&e));
+                Fetched::Error(e)
+            }
+            Some(Ok(m)) => {
+                shared.stats.success();
+                if let Some(ms) = m.timestamp().to_millis() {
+                    shared.stats.event_time(ms);
+                }
+                Fetched::Record {
+                    partition: (m.topic().to_string(), m.partition()),
+                    offset: m.offset(),
+                    record: message_record(&m, &decoder, &shared.closing),
+                }
+            }
         };
         if sender.send(fetched).is_err() {
             break;
@@ -207,11 +254,41 @@ pub fn run(consumer: BaseConsumer<Rebalancer>) {
     shared.closing.store(true, Ordering::Relaxed);
 }
 
-fn message_record(m: &BorrowedMessage<'_>, raw: bool) -> Result<Record, Box<BadRecord>> {
+fn error_kind(e: &KafkaError) -> ErrorKind {
+    use rdkafka::error::RDKafkaErrorCode as C;
+    match e.rdkafka_error_code() {
+        Some(
+            C::BrokerTransportFailure
+            | C::AllBrokersDown
+            | C::NetworkException
+            | C::RequestTimedOut
+            | C::OperationTimedOut
+            | C::Resolve,
+        ) => ErrorKind::Network,
+        Some(
+            C::TopicAuthorizationFailed
+            | C::GroupAuthorizationFailed
+            | C::UnknownTopicOrPartition
+            | C::UnknownTopic,
+        ) => ErrorKind::Rejected,
+        _ => ErrorKind::Server,
+    }
+}
+
+fn message_record(
+    m: &BorrowedMessage<'_>,
+    decoder: &Decoder,
+    closing: &AtomicBool,
+) -> Result<Record, Box<BadRecord>> {
     let payload = m.payload().unwrap_or_default();
-    let bad = |raw_text: String, reason: String| {
+    let value = decoder.decode(payload, closing).map_err(|reason| {
+        let raw = match std::str::from_utf8(payload) {
+            Ok(text) => text.to_string(),
+            // Binary (Avro) kept whole, as hex.
+            Err(_) => payload.iter().map(|b| format!("{b:02x}")).collect(),
+        };
         Box::new(BadRecord::raw(
-            raw_text,
+            raw,
             format!(
                 "offset {} of {} partition {}",
                 m.offset(),
@@ -220,19 +297,7 @@ fn message_record(m: &BorrowedMessage<'_>, raw: bool) -> Result<Record, Box<BadR
             ),
             reason,
         ))
-    };
-    let text = std::str::from_utf8(payload).map_err(|e| {
-        bad(
-            String::from_utf8_lossy(payload).into_owned(),
-            format!("the value is not UTF-8: {e}"),
-        )
     })?;
-    let value = if raw {
-        Value::str(text)
-    } else {
-        connectd_sdk::json::parse(text)
-            .map_err(|e| bad(text.to_string(), format!("the value is not JSON: {e}")))?
-    };
     let key = match m.key() {
         None => Value::Null,
         Some(k) => {

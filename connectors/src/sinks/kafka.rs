@@ -29,9 +29,13 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::kafka::format::{self, text_of, Encoder, ValueFormat};
 use crate::kafka::{client_config, client_properties, error, groups, offsets};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The checkpoint record an offset reset writes: "no checkpoint".
+const RESET_RECORD: &str = r#"{"reset":true}"#;
 
 enum Route {
     Topic(String),
@@ -51,7 +55,9 @@ pub struct KafkaSink {
     props: BTreeMap<String, String>,
     route: Route,
     key: Vec<FieldPath>,
-    raw: bool,
+    format: ValueFormat,
+    /// Made ready (Avro schema registered) by `open`.
+    encoder: Encoder,
     checkpoint_topic: String,
     checkpoint_key: String,
     max_buffered: usize,
@@ -99,7 +105,15 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
         .iter()
         .map(|k| FieldPath::parse(k))
         .collect();
-    let raw = cfg.one_of("format", &["json", "raw"], "json") == "raw";
+    let format = format::read(cfg);
+    if let (ValueFormat::Avro(a), Route::Field(_)) = (&format, &route) {
+        if a.registry.as_ref().is_some_and(|r| r.subject.is_none()) {
+            cfg.error(
+                "schema_registry",
+                "with `topic_field`, name the subject: `schema_registry: {url: ..., subject: ...}`",
+            );
+        }
+    }
     let checkpoint_topic = cfg
         .opt_str("checkpoint_topic")
         .unwrap_or_else(|| "connectd-checkpoints".into());
@@ -118,7 +132,8 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
         props,
         route,
         key,
-        raw,
+        format,
+        encoder: Encoder::Json,
         checkpoint_topic,
         checkpoint_key: format!("{}/{}/{worker}", ctx.pipeline, ctx.component),
         max_buffered,
@@ -136,17 +151,6 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
 }
 
 /// A value as key/payload text: strings as they are, anything else as JSON.
-fn text_of(v: &Value) -> Vec<u8> {
-    match v {
-        Value::Str(s) => s.as_bytes().to_vec(),
-        other => {
-            let mut out = Vec::new();
-            connectd_sdk::json::write(other, &mut out);
-            out
-        }
-    }
-}
-
 /// Runs a blocking librdkafka call off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ConnectorError> + Send + 'static,
@@ -189,13 +193,7 @@ impl KafkaSink {
                 Some(text_of(&Value::Object(o)))
             }
         };
-        let payload = if self.raw {
-            text_of(&r.value)
-        } else {
-            let mut out = Vec::new();
-            connectd_sdk::json::write(&r.value, &mut out);
-            out
-        };
+        let payload = self.encoder.encode(&r.value)?;
         let headers = r
             .headers
             .iter()
@@ -441,6 +439,9 @@ fn read_checkpoint(
             "kafka: the checkpoint record for `{key}` is not JSON: {e}"
         ))
     })?;
+    if v["reset"] == true {
+        return Ok(None);
+    }
     let id = v["id"].as_u64().ok_or_else(|| {
         ConnectorError::permanent(format!(
             "kafka: the checkpoint record for `{key}` has no id"
@@ -459,6 +460,11 @@ impl Sink for KafkaSink {
         self.produced = 0;
         self.in_transaction = false;
         ensure_checkpoint_topic(&self.props, &self.checkpoint_topic).await?;
+        let subject = match &self.route {
+            Route::Topic(t) => format!("{t}-value"),
+            Route::Field(_) => String::new(),
+        };
+        self.encoder = Encoder::ready(&self.format, &subject).await?;
         let producer: TxProducer = client_config(&self.props)
             .create()
             .map_err(|e| error("cannot create the producer", e))?;
@@ -479,6 +485,34 @@ impl Sink for KafkaSink {
             self.checkpoint_key.clone(),
         );
         blocking(move || read_checkpoint(&props, &topic, &key)).await
+    }
+
+    /// Writes a reset record under this sink's checkpoint key, in a transaction like
+    /// every checkpoint (a plain write between transactional ones is what some brokers
+    /// mishandle): the next `open` finds no checkpoint.
+    async fn reset(&mut self) -> Result<(), ConnectorError> {
+        ensure_checkpoint_topic(&self.props, &self.checkpoint_topic).await?;
+        let producer: TxProducer = client_config(&self.props)
+            .create()
+            .map_err(|e| error("cannot create the producer", e))?;
+        let (topic, key) = (self.checkpoint_topic.clone(), self.checkpoint_key.clone());
+        blocking(move || {
+            let p = producer;
+            p.init_transactions(TIMEOUT)
+                .map_err(|e| error("init transactions", e))?;
+            p.begin_transaction()
+                .map_err(|e| error("begin transaction", e))?;
+            produce(
+                &p,
+                &topic,
+                Some(key.as_bytes()),
+                RESET_RECORD.as_bytes(),
+                &[],
+            )?;
+            p.commit_transaction(TIMEOUT)
+                .map_err(|e| error("commit the reset", e))
+        })
+        .await
     }
 
     async fn write(

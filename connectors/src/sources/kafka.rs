@@ -14,6 +14,10 @@
 //! checkpoint, which with a kafka sink is in the group too.)
 //! Records carry `kafka.topic`, `kafka.partition` and `kafka.offset` headers and the
 //! message timestamp.
+//!
+//! The source reports its consumer lag (records between its positions and the end of
+//! its partitions) as `connectd_source_backlog_records`, from librdkafka's statistics
+//! (every `statistics.interval.ms`, 5 s unless set in `properties`).
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -22,6 +26,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use connectd_sdk::config::{ConfigMap, Invalid};
+use connectd_sdk::stats::SourceStats;
 use connectd_sdk::{
     BadRecord, BuildContext, CheckpointControl, ConnectorError, Source, SourcePoll,
 };
@@ -29,13 +34,14 @@ use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 
 use crate::kafka::fetcher::{self, Fetched, Partition, Shared};
+use crate::kafka::format::{self, ValueFormat};
 use crate::kafka::offsets::{self, Positions};
 use crate::kafka::{client_config, client_properties, error, groups};
 
 pub struct KafkaSource {
     props: std::collections::BTreeMap<String, String>,
     topics: Vec<String>,
-    raw: bool,
+    format: ValueFormat,
     pipeline: String,
     name: String,
     shared: Option<Arc<Shared>>,
@@ -45,6 +51,7 @@ pub struct KafkaSource {
     revoking: Option<Revoking>,
     /// A consumer error that came after records: reported on the next poll.
     deferred_error: Option<KafkaError>,
+    stats: Arc<SourceStats>,
 }
 
 /// Partitions being taken away, waiting for the checkpoint that covers them.
@@ -76,7 +83,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sour
         "read_committed",
     );
     let start = cfg.one_of("start", &["earliest", "latest"], "earliest");
-    let raw = cfg.one_of("format", &["json", "raw"], "json") == "raw";
+    let format = format::read(cfg);
     cfg.finish()?;
     props.insert("group.id".into(), group);
     props.insert("isolation.level".into(), isolation.into());
@@ -84,10 +91,14 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sour
     // Offsets live in checkpoints (and in the sink's transaction), never auto-committed.
     props.insert("enable.auto.commit".into(), "false".into());
     props.insert("enable.auto.offset.store".into(), "false".into());
+    // Statistics feed the backlog metric (`connectd_source_backlog_records`).
+    props
+        .entry("statistics.interval.ms".into())
+        .or_insert_with(|| "5000".into());
     Ok(Box::new(KafkaSource {
         props,
         topics,
-        raw,
+        format,
         pipeline: ctx.pipeline.clone(),
         name: ctx.component.clone(),
         shared: None,
@@ -96,6 +107,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sour
         control: None,
         revoking: None,
         deferred_error: None,
+        stats: Arc::default(),
     }))
 }
 
@@ -154,7 +166,10 @@ impl Source for KafkaSource {
             closing: Default::default(),
             pipeline: self.pipeline.clone(),
             source: self.name.clone(),
-            raw: self.raw,
+            format: self.format.clone(),
+            stats: self.stats.clone(),
+            read_committed: self.props.get("isolation.level").map(String::as_str)
+                == Some("read_committed"),
         });
         let (consumer, fetched) = fetcher::create(&client_config(&self.props), shared.clone())
             .map_err(|e| error("cannot create the consumer", e))?;
@@ -209,6 +224,9 @@ impl Source for KafkaSource {
                     }
                     shared.positions().insert(partition, offset + 1);
                 }
+                Ok(Fetched::Fatal(why)) => {
+                    return Err(ConnectorError::permanent(format!("kafka source: {why}")))
+                }
                 Ok(Fetched::Error(e)) => {
                     if out.is_empty() && bad.is_empty() {
                         return Err(error("consume", e));
@@ -236,11 +254,24 @@ impl Source for KafkaSource {
         Ok(SourcePoll::Idle(Duration::from_millis(20)))
     }
 
+    fn stats(&self) -> Option<Arc<SourceStats>> {
+        Some(self.stats.clone())
+    }
+
     fn offset(&self) -> serde_json::Value {
         match &self.shared {
             Some(s) => offsets::to_json(&s.positions()),
             None => serde_json::json!({}),
         }
+    }
+
+    /// Sets the group's committed offsets back to where `start` says a new group
+    /// begins (the group has no members: the pipeline is stopped).
+    async fn reset(&mut self) -> Result<(), ConnectorError> {
+        let (props, topics) = (self.props.clone(), self.topics.clone());
+        tokio::task::spawn_blocking(move || reset_group(&props, &topics))
+            .await
+            .map_err(|e| ConnectorError::permanent(format!("kafka: reset: {e}")))?
     }
 
     async fn close(&mut self) -> Result<(), ConnectorError> {
@@ -258,4 +289,38 @@ impl Source for KafkaSource {
         }
         Ok(())
     }
+}
+
+fn reset_group(
+    props: &std::collections::BTreeMap<String, String>,
+    topics: &[String],
+) -> Result<(), ConnectorError> {
+    use rdkafka::consumer::{BaseConsumer, CommitMode};
+    const TIMEOUT: Duration = Duration::from_secs(30);
+    let consumer: BaseConsumer = client_config(props)
+        .create()
+        .map_err(|e| error("cannot create the consumer", e))?;
+    let latest = props.get("auto.offset.reset").map(String::as_str) == Some("latest");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for topic in topics {
+        let md = consumer
+            .fetch_metadata(Some(topic), TIMEOUT)
+            .map_err(|e| error("read the topic's partitions", e))?;
+        for t in md.topics() {
+            for p in t.partitions() {
+                let (low, high) = consumer
+                    .fetch_watermarks(topic, p.id(), TIMEOUT)
+                    .map_err(|e| error("read the partition's offsets", e))?;
+                let offset = if latest { high } else { low };
+                tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Offset(offset))
+                    .map_err(|e| error("reset", e))?;
+            }
+        }
+    }
+    if tpl.count() > 0 {
+        consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(|e| error("commit the reset offsets to the group", e))?;
+    }
+    Ok(())
 }

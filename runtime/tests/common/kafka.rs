@@ -60,9 +60,13 @@ impl Producer {
     }
 
     /// Produces `(key, value)` records, in order, and waits until all are acknowledged.
-    pub fn send(&self, topic: &str, records: impl IntoIterator<Item = (String, String)>) {
+    pub fn send<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        topic: &str,
+        records: impl IntoIterator<Item = (K, V)>,
+    ) {
         for (k, v) in records {
-            let mut rec = BaseRecord::to(topic).key(&k).payload(&v);
+            let mut rec = BaseRecord::to(topic).key(k.as_ref()).payload(v.as_ref());
             loop {
                 match self.0.send(rec) {
                     Ok(()) => break,

@@ -3,7 +3,9 @@
 
 pub mod cql_server;
 pub mod kafka;
+pub mod mongo;
 pub mod mysql;
+pub mod schema_registry;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -246,4 +248,21 @@ pub fn start_worker(dir: &Path, args: &[&str]) -> (Child, u16) {
     );
     wait_for_admin(port);
     (child, port)
+}
+
+/// Starts an HTTP server on a background thread; returns its base URL.
+fn serve(app: axum::Router) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    format!("http://{}", rx.recv().unwrap())
 }

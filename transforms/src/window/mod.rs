@@ -17,7 +17,7 @@ use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use connectd_sdk::config::{ConfigMap, ConfigValue, Invalid};
-use connectd_sdk::time::{event_time_ms, now_ms};
+use connectd_sdk::time::now_ms;
 use connectd_sdk::{
     BadRecord, Batch, BuildContext, ConnectorError, Emitter, FieldPath, Object, Record, Transform,
     Value,
@@ -35,13 +35,7 @@ pub enum Kind {
     Session,
 }
 
-/// Where event time comes from.
-#[derive(Clone, Debug)]
-pub enum TimeSource {
-    Field(FieldPath),
-    RecordTimestamp,
-    ProcessingTime,
-}
+pub use crate::time::TimeSource;
 
 /// Everything the window kinds share; built once from the config.
 #[derive(Clone, Debug)]
@@ -162,11 +156,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Tra
     if kind == Kind::Session && gap <= 0 && cfg.has("gap") {
         cfg.error("gap", "gap must be greater than 0");
     }
-    let time = match cfg.opt_str("time").as_deref() {
-        None => TimeSource::ProcessingTime,
-        Some("$timestamp") => TimeSource::RecordTimestamp,
-        Some(path) => TimeSource::Field(FieldPath::parse(path)),
-    };
+    let time = TimeSource::from_config(cfg);
     let out_of_orderness = ms(cfg.duration_or("max_out_of_orderness", Duration::ZERO));
     let grace = ms(cfg.duration_or("grace", Duration::ZERO));
     let late_to_dlq = cfg.one_of("late", &["drop", "dlq"], "drop") == "dlq";
@@ -275,22 +265,9 @@ impl Window {
         }
     }
 
-    fn event_time(&self, r: &Record) -> Result<i64, String> {
-        match &self.spec.time {
-            TimeSource::Field(path) => {
-                event_time_ms(r.value.get_path(path).unwrap_or(&Value::Null))
-                    .map_err(|e| format!("window time `{path}`: {e}"))
-            }
-            TimeSource::RecordTimestamp => r
-                .timestamp
-                .ok_or_else(|| "window time `$timestamp`: the record has no timestamp".to_string()),
-            TimeSource::ProcessingTime => Ok(now_ms()),
-        }
-    }
-
     /// Handles one record: lateness, state update, watermark, firing.
     fn on_record(&mut self, r: &Record, out: &mut Emitter) {
-        let t = match self.event_time(r) {
+        let t = match self.spec.time.of(r, "window") {
             Ok(t) => t,
             Err(e) => return out.bad.push(BadRecord::record(r.clone(), e)),
         };

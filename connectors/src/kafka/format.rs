@@ -1,0 +1,183 @@
+//! How the kafka connectors read and write record values: `format: json | raw | avro`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use apache_avro::Schema;
+use connectd_sdk::config::ConfigMap;
+use connectd_sdk::{ConnectorError, Value};
+
+use crate::avro::config::AvroSettings;
+use crate::avro::registry::{Registry, RegistryError};
+
+#[derive(Clone, Debug)]
+pub enum ValueFormat {
+    Json,
+    /// The value is text, taken as it is.
+    Raw,
+    Avro(AvroSettings),
+}
+
+/// Reads `format` and, for avro, its schema settings.
+pub fn read(cfg: &mut ConfigMap<'_>) -> ValueFormat {
+    let format = cfg.one_of("format", &["json", "raw", "avro"], "json");
+    let avro = crate::avro::config::read(cfg, format == "avro");
+    match (format, avro) {
+        ("raw", _) => ValueFormat::Raw,
+        (_, Some(settings)) => ValueFormat::Avro(settings),
+        _ => ValueFormat::Json,
+    }
+}
+
+/// A source's decoder, used on its consumer thread (schema lookups block that thread).
+#[derive(Debug)]
+pub struct Decoder {
+    format: ValueFormat,
+    /// For registry lookups: the thread has no async runtime of its own otherwise.
+    registry: Option<(Registry, tokio::runtime::Runtime)>,
+}
+
+impl Decoder {
+    pub fn new(format: ValueFormat) -> Result<Self, String> {
+        let registry = match &format {
+            ValueFormat::Avro(AvroSettings {
+                registry: Some(r), ..
+            }) => {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start the schema registry client: {e}"))?;
+                Some((Registry::new(&r.url), rt))
+            }
+            _ => None,
+        };
+        Ok(Decoder { format, registry })
+    }
+
+    /// The value of a message. A registry that cannot be reached is waited for (with
+    /// backoff, until `closing`): the record is not bad, the registry is away.
+    pub fn decode(&self, payload: &[u8], closing: &AtomicBool) -> Result<Value, String> {
+        let text =
+            || std::str::from_utf8(payload).map_err(|e| format!("the value is not UTF-8: {e}"));
+        match &self.format {
+            ValueFormat::Raw => Ok(Value::str(text()?)),
+            ValueFormat::Json => connectd_sdk::json::parse(text()?)
+                .map_err(|e| format!("the value is not JSON: {e}")),
+            ValueFormat::Avro(settings) => match &self.registry {
+                None => match &settings.schema {
+                    Some(given) => crate::avro::decode(&given.schema, payload),
+                    None => Err("no Avro schema configured".into()),
+                },
+                Some((registry, rt)) => {
+                    let (id, datum) = crate::avro::split_wire(payload)?;
+                    let schema = match registry.cached(id) {
+                        Some(s) => s,
+                        None => lookup(registry, rt, id, closing)?,
+                    };
+                    crate::avro::decode(&schema, datum).map_err(|e| format!("schema id {id}: {e}"))
+                }
+            },
+        }
+    }
+}
+
+fn lookup(
+    registry: &Registry,
+    rt: &tokio::runtime::Runtime,
+    id: u32,
+    closing: &AtomicBool,
+) -> Result<Arc<Schema>, String> {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match rt.block_on(registry.by_id(id)) {
+            Ok(schema) => return Ok(schema),
+            Err(e @ RegistryError::Refused { .. }) => return Err(e.to_string()),
+            Err(e) => {
+                if closing.load(Ordering::Relaxed) {
+                    return Err(e.to_string());
+                }
+                tracing::warn!(error = %e, "kafka: cannot look up Avro schema {id}; retrying in {wait:?}");
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// A sink's encoder, made ready (schema registered or looked up) when the sink opens.
+#[derive(Clone, Debug)]
+pub enum Encoder {
+    Json,
+    Raw,
+    Avro {
+        schema: Arc<Schema>,
+        id: Option<u32>,
+    },
+}
+
+impl Encoder {
+    /// Registers the configured schema (or reads the subject's latest) when there is a
+    /// registry.
+    pub async fn ready(format: &ValueFormat, subject: &str) -> Result<Encoder, ConnectorError> {
+        let settings = match format {
+            ValueFormat::Json => return Ok(Encoder::Json),
+            ValueFormat::Raw => return Ok(Encoder::Raw),
+            ValueFormat::Avro(s) => s,
+        };
+        let Some(r) = &settings.registry else {
+            let given = settings.schema.as_ref().ok_or_else(|| {
+                ConnectorError::permanent("kafka sink: no Avro schema configured")
+            })?;
+            return Ok(Encoder::Avro {
+                schema: Arc::new(given.schema.clone()),
+                id: None,
+            });
+        };
+        let registry = Registry::new(&r.url);
+        let subject = r.subject.as_deref().unwrap_or(subject);
+        let found = match &settings.schema {
+            Some(given) => registry
+                .register(subject, &given.text, &given.schema)
+                .await
+                .map(|id| (id, Arc::new(given.schema.clone()))),
+            None => registry.latest(subject).await,
+        };
+        let (id, schema) = found.map_err(|e| {
+            let message = format!("kafka sink: {e}");
+            if e.is_transient() {
+                ConnectorError::transient(message)
+            } else {
+                ConnectorError::permanent(message)
+            }
+        })?;
+        Ok(Encoder::Avro {
+            schema,
+            id: Some(id),
+        })
+    }
+
+    pub fn encode(&self, v: &Value) -> Result<Vec<u8>, String> {
+        match self {
+            Encoder::Raw => Ok(text_of(v)),
+            Encoder::Json => {
+                let mut out = Vec::new();
+                connectd_sdk::json::write(v, &mut out);
+                Ok(out)
+            }
+            Encoder::Avro { schema, id } => crate::avro::encode(schema, *id, v),
+        }
+    }
+}
+
+/// A value as text: strings as they are, anything else as JSON.
+pub fn text_of(v: &Value) -> Vec<u8> {
+    match v {
+        Value::Str(s) => s.as_bytes().to_vec(),
+        other => {
+            let mut out = Vec::new();
+            connectd_sdk::json::write(other, &mut out);
+            out
+        }
+    }
+}

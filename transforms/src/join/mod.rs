@@ -1,0 +1,290 @@
+//! `join`: two inputs joined on key fields, `inputs: [left, right]`.
+//!
+//! - `within: <duration>` — a windowed stream–stream join: a left and a right record
+//!   with equal keys whose event times are at most `within` apart make one output.
+//!   Event time is `time` (and `right_time` for the right input, if it differs).
+//!   Records are held until the watermark (newest event time − `max_out_of_orderness`)
+//!   passes their time + `within` + `grace`; one older than watermark − `grace` on
+//!   arrival is late (`late: drop | dlq`). `kind: left` also emits each left record that
+//!   found no partner, with the left fields only, when it leaves the window.
+//! - `table: <right input>` — a stream–table join: the right input is kept as the
+//!   latest record per key, and each left record is
+//!   enriched with the right one of its key (`kind: inner` drops a left record without
+//!   one; `kind: left` passes it unenriched). Table updates emit nothing.
+//!
+//! The output is the left record's fields, then the right record's fields that the left
+//! lacks (prefixed with `right_prefix`, if set); its time is the later of the two.
+//! A record without the key fields goes to the DLQ. State is part of checkpoints.
+
+mod table;
+mod windowed;
+
+use std::time::Duration;
+
+use connectd_sdk::config::{ConfigMap, Invalid};
+use connectd_sdk::{
+    BadRecord, Batch, BuildContext, ConnectorError, Emitter, FieldPath, Object, Record, Value,
+};
+
+use connectd_sdk::record::take_records;
+
+use crate::held::{field_list, key_of};
+use crate::time::TimeSource;
+
+/// What both join kinds need to know.
+#[derive(Debug)]
+pub(crate) struct Spec {
+    /// Key fields of the left and the right input.
+    keys: [Vec<FieldPath>; 2],
+    left_outer: bool,
+    right_prefix: String,
+    /// The input names, for non-object values.
+    names: [String; 2],
+}
+
+#[derive(Debug)]
+enum Kind {
+    Windowed {
+        within: i64,
+        grace: i64,
+        /// Event time of the left and the right input.
+        time: [TimeSource; 2],
+        out_of_orderness: i64,
+        late_to_dlq: bool,
+        state: windowed::Windowed,
+    },
+    Table(table::Table),
+}
+
+#[derive(Debug)]
+pub struct Join {
+    spec: Spec,
+    kind: Kind,
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub fn build(
+    cfg: &mut ConfigMap<'_>,
+    ctx: &BuildContext,
+) -> Result<Box<dyn connectd_sdk::Transform>, Invalid> {
+    if ctx.inputs.len() != 2 {
+        cfg.error(
+            "inputs",
+            format!(
+                "a join has exactly two inputs, [left, right]; found {}",
+                ctx.inputs.len()
+            ),
+        );
+    }
+    let left_key = field_list(cfg, "on");
+    let right_key = if cfg.has("right_on") {
+        field_list(cfg, "right_on")
+    } else {
+        left_key.clone()
+    };
+    if right_key.len() != left_key.len() {
+        cfg.error(
+            "right_on",
+            format!(
+                "name as many fields as `on` ({}), in the same order",
+                left_key.len()
+            ),
+        );
+    }
+    let left_outer = cfg.one_of("kind", &["inner", "left"], "inner") == "left";
+    let right_prefix = cfg.opt_str("right_prefix").unwrap_or_default();
+    let within = cfg.opt_duration("within").map(ms);
+    let table = cfg.opt_str("table");
+    let kind = match (within, table) {
+        (Some(within), None) => {
+            let grace = ms(cfg.duration_or("grace", Duration::ZERO));
+            let left_time = TimeSource::from_config(cfg);
+            let right_time = if cfg.has("right_time") {
+                TimeSource::from_config_key(cfg, "right_time")
+            } else {
+                left_time.clone()
+            };
+            let time = [left_time, right_time];
+            let out_of_orderness = ms(cfg.duration_or("max_out_of_orderness", Duration::ZERO));
+            let late_to_dlq = cfg.one_of("late", &["drop", "dlq"], "drop") == "dlq";
+            Kind::Windowed {
+                within,
+                grace,
+                time,
+                out_of_orderness,
+                late_to_dlq,
+                state: windowed::Windowed::default(),
+            }
+        }
+        (None, Some(table)) => {
+            if ctx.inputs.len() == 2 && ctx.inputs[1] != table {
+                cfg.error(
+                    "table",
+                    format!(
+                        "the table must be the right (second) input, `{}`: inputs: [stream, table]",
+                        ctx.inputs[1]
+                    ),
+                );
+            }
+            Kind::Table(table::Table::default())
+        }
+        (Some(_), Some(_)) => {
+            cfg.error(
+                "table",
+                "set `within` (a windowed stream–stream join) or `table` (a stream–table join), not both",
+            );
+            Kind::Table(table::Table::default())
+        }
+        (None, None) => {
+            cfg.error(
+                "within",
+                "missing: set `within` (a windowed stream–stream join) or `table: <right input>` (a stream–table join)",
+            );
+            Kind::Table(table::Table::default())
+        }
+    };
+    cfg.finish()?;
+    let name = |i: usize| ctx.inputs.get(i).cloned().unwrap_or_default();
+    Ok(Box::new(Join {
+        spec: Spec {
+            keys: [left_key, right_key],
+            left_outer,
+            right_prefix,
+            names: [name(0), name(1)],
+        },
+        kind,
+    }))
+}
+
+impl Spec {
+    /// One output row: the left fields, then the right's that the left lacks.
+    pub(crate) fn combine(&self, left: &Record, right: Option<&Record>) -> Record {
+        let mut o = match &left.value {
+            Value::Object(o) => o.clone(),
+            other => Object::from_iter([(self.names[0].as_str(), other.clone())]),
+        };
+        if let Some(right) = right {
+            match &right.value {
+                Value::Object(fields) => {
+                    for (name, v) in fields.iter() {
+                        let name = format!("{}{name}", self.right_prefix);
+                        if o.get(&name).is_none() {
+                            o.push_unchecked(name, v.clone());
+                        }
+                    }
+                }
+                other => o.insert(self.names[1].as_str(), other.clone()),
+            }
+        }
+        Record {
+            key: left.key.clone(),
+            value: Value::Object(o),
+            timestamp: match (left.timestamp, right.and_then(|r| r.timestamp)) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            },
+            headers: left.headers.clone(),
+        }
+    }
+}
+
+impl connectd_sdk::Transform for Join {
+    fn process(
+        &mut self,
+        input: usize,
+        batch: Batch,
+        out: &mut Emitter,
+    ) -> Result<(), ConnectorError> {
+        let side = input.min(1);
+        for r in take_records(batch) {
+            let Some(key) = key_of(&r, &self.spec.keys[side]) else {
+                let fields: Vec<String> = self.spec.keys[side]
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                let why = format!(
+                    "join: the key field(s) {} of input `{}` are missing or null",
+                    fields.join(", "),
+                    self.spec.names[side]
+                );
+                out.bad.push(BadRecord::record(r, why));
+                continue;
+            };
+            match &mut self.kind {
+                Kind::Table(t) => t.add(&self.spec, side, key, r, out),
+                Kind::Windowed {
+                    within,
+                    grace,
+                    time,
+                    out_of_orderness,
+                    late_to_dlq,
+                    state,
+                } => {
+                    let t = match time[side].of(&r, "join") {
+                        Ok(t) => t,
+                        Err(e) => {
+                            out.bad.push(BadRecord::record(r, e));
+                            continue;
+                        }
+                    };
+                    let window = windowed::Bounds {
+                        within: *within,
+                        grace: *grace,
+                        out_of_orderness: *out_of_orderness,
+                    };
+                    if let Err(r) = state.add(&self.spec, &window, side, key, t, r, out) {
+                        if *late_to_dlq {
+                            let reason = format!(
+                                "late record: event time {t} is behind the join's watermark {} by more than grace {grace} ms",
+                                state.watermark()
+                            );
+                            out.bad.push(BadRecord::record(r, reason));
+                        } else {
+                            out.late_dropped += 1;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_end(&mut self, out: &mut Emitter) -> Result<(), ConnectorError> {
+        if let Kind::Windowed { state, .. } = &mut self.kind {
+            state.finish(&self.spec, out);
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<serde_json::Value, ConnectorError> {
+        let state = match &self.kind {
+            Kind::Table(t) => serde_json::to_value(t),
+            Kind::Windowed { state, .. } => serde_json::to_value(state),
+        };
+        state.map_err(|e| ConnectorError::permanent("join: cannot serialize state").with_source(e))
+    }
+
+    fn restore(&mut self, state: serde_json::Value) -> Result<(), ConnectorError> {
+        if state.is_null() {
+            return Ok(());
+        }
+        let wrong = |e| {
+            ConnectorError::permanent("join: the checkpointed state is not this join's")
+                .with_source(e)
+        };
+        match &mut self.kind {
+            Kind::Table(t) => *t = serde_json::from_value(state).map_err(wrong)?,
+            Kind::Windowed { state: w, .. } => {
+                *w = serde_json::from_value(state).map_err(wrong)?;
+                w.rebuild_index();
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

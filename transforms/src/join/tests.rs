@@ -1,0 +1,234 @@
+//! Joins against results computed here by brute force over the inputs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use connectd_sdk::{Emitter, Object, Record, Transform, Value};
+use serde_json::json;
+
+use crate::test_config;
+
+/// Deterministic pseudo-random numbers for test data.
+struct Lcg(u64);
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// (side, id, key, event time)
+type Event = (usize, i64, i64, i64);
+
+fn record(side: usize, id: i64, key: i64, t: i64) -> Record {
+    let o: Object = if side == 0 {
+        [
+            ("sym", Value::Int(key)),
+            ("lid", Value::Int(id)),
+            ("ts", Value::Int(t)),
+        ]
+        .into_iter()
+        .collect()
+    } else {
+        [
+            ("sym", Value::Int(key)),
+            ("rid", Value::Int(id)),
+            ("ts", Value::Int(t)),
+        ]
+        .into_iter()
+        .collect()
+    };
+    Record::new(Value::Object(o))
+}
+
+/// Both inputs interleaved in roughly time order (out of order by up to 400 ms).
+fn events(seed: u64, n: i64) -> Vec<Event> {
+    let mut rng = Lcg(seed);
+    (0..n)
+        .map(|i| {
+            let t = 10_000 + i * 100 - rng.below(400) as i64;
+            (rng.below(2) as usize, i, rng.below(5) as i64, t)
+        })
+        .collect()
+}
+
+fn join(config: serde_json::Value) -> Box<dyn Transform> {
+    test_config::build(super::build, config, &["stocks", "companies"]).unwrap()
+}
+
+fn int(r: &Record, f: &str) -> Option<i64> {
+    match r.value.as_object().and_then(|o| o.get(f)) {
+        Some(Value::Int(i)) => Some(*i),
+        _ => None,
+    }
+}
+
+/// (left id, right id or None) → how many times.
+type Pairs = BTreeMap<(i64, Option<i64>), usize>;
+
+fn run(t: &mut dyn Transform, input: &[Event], end: bool) -> Pairs {
+    let mut out = Emitter::default();
+    for &(side, id, key, ts) in input {
+        let batch = Arc::new(vec![record(side, id, key, ts)]);
+        t.process(side, batch, &mut out).unwrap();
+    }
+    if end {
+        t.on_end(&mut out).unwrap();
+    }
+    assert!(out.bad.is_empty(), "{:?}", out.bad);
+    assert_eq!(out.late_dropped, 0);
+    let mut pairs = Pairs::new();
+    for r in &out.records {
+        *pairs
+            .entry((int(r, "lid").unwrap(), int(r, "rid")))
+            .or_default() += 1;
+    }
+    pairs
+}
+
+fn expected_window_join(input: &[Event], within: i64, left_outer: bool) -> Pairs {
+    let mut pairs = Pairs::new();
+    for &(ls, lid, lk, lt) in input.iter().filter(|e| e.0 == 0) {
+        let _ = ls;
+        let partners: Vec<i64> = input
+            .iter()
+            .filter(|&&(rs, _, rk, rt)| rs == 1 && rk == lk && (rt - lt).abs() <= within)
+            .map(|e| e.1)
+            .collect();
+        for rid in &partners {
+            *pairs.entry((lid, Some(*rid))).or_default() += 1;
+        }
+        if partners.is_empty() && left_outer {
+            *pairs.entry((lid, None)).or_default() += 1;
+        }
+    }
+    pairs
+}
+
+#[test]
+fn windowed_inner_join_finds_every_pair_within_the_bound() {
+    let input = events(1, 2000);
+    let config = json!({"on": ["sym"], "within": "1s", "time": "ts", "grace": "500ms"});
+    let got = run(join(config).as_mut(), &input, true);
+    let want = expected_window_join(&input, 1000, false);
+    assert!(want.len() > 1000, "{}", want.len());
+    assert_eq!(got, want);
+}
+
+#[test]
+fn windowed_left_join_emits_lonely_left_records_once() {
+    let input = events(2, 2000);
+    let config =
+        json!({"on": "sym", "within": "150ms", "time": "ts", "grace": "500ms", "kind": "left"});
+    let got = run(join(config).as_mut(), &input, true);
+    let want = expected_window_join(&input, 150, true);
+    assert!(want.keys().any(|k| k.1.is_none()) && want.keys().any(|k| k.1.is_some()));
+    assert_eq!(got, want);
+}
+
+#[test]
+fn windowed_state_stays_bounded_and_survives_a_restore() {
+    let input = events(3, 3000);
+    let config =
+        json!({"on": ["sym"], "within": "1s", "time": "ts", "grace": "500ms", "kind": "left"});
+    let whole = run(join(config.clone()).as_mut(), &input, true);
+    let mut first = join(config.clone());
+    let mut got = run(first.as_mut(), &input[..1234], false);
+    let state = first.snapshot().unwrap();
+    // Held: about (within + grace) / 100 ms per side, not the whole input.
+    let held = state.to_string().matches("\"seq\"").count();
+    assert!(held < 100, "{held} records held");
+    let mut second = join(config);
+    second.restore(state).unwrap();
+    for (k, n) in run(second.as_mut(), &input[1234..], true) {
+        *got.entry(k).or_default() += n;
+    }
+    assert_eq!(got, whole);
+}
+
+#[test]
+fn late_records_are_counted_or_sent_to_the_dlq() {
+    let late = [(0, 1, 1, 50_000), (1, 2, 1, 40_000)];
+    let mut t = join(json!({"on": ["sym"], "within": "1s", "time": "ts", "late": "dlq"}));
+    let mut out = Emitter::default();
+    for (side, id, key, ts) in late {
+        t.process(side, Arc::new(vec![record(side, id, key, ts)]), &mut out)
+            .unwrap();
+    }
+    assert_eq!(out.bad.len(), 1);
+    assert!(out.bad[0].reason.contains("late"), "{}", out.bad[0].reason);
+}
+
+#[test]
+fn stream_table_join_enriches_with_the_latest_row() {
+    let mut t = join(json!({"on": ["sym"], "table": "companies", "kind": "left"}));
+    let mut out = Emitter::default();
+    let steps = [
+        (1, 100, 1),
+        (0, 1, 1), // enriched by 100
+        (0, 2, 2), // no row: alone
+        (1, 101, 1),
+        (0, 3, 1), // enriched by 101
+    ];
+    for (side, id, key) in steps {
+        t.process(side, Arc::new(vec![record(side, id, key, 0)]), &mut out)
+            .unwrap();
+    }
+    let got: Vec<(Option<i64>, Option<i64>)> = out
+        .records
+        .iter()
+        .map(|r| (int(r, "lid"), int(r, "rid")))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(Some(1), Some(100)), (Some(2), None), (Some(3), Some(101))]
+    );
+    let snapshot = t.snapshot().unwrap();
+    let mut inner = join(json!({"on": ["sym"], "table": "companies"}));
+    inner.restore(snapshot).unwrap();
+    let mut out = Emitter::default();
+    for (id, key) in [(4, 1), (5, 2)] {
+        inner
+            .process(0, Arc::new(vec![record(0, id, key, 0)]), &mut out)
+            .unwrap();
+    }
+    assert_eq!(out.records.len(), 1);
+    assert_eq!(int(&out.records[0], "rid"), Some(101));
+}
+
+#[test]
+fn output_prefixes_right_fields_and_keeps_the_later_time() {
+    let mut t = join(json!({"on": ["sym"], "table": "companies", "right_prefix": "c_"}));
+    let mut out = Emitter::default();
+    let right = record(1, 7, 1, 0).with_timestamp(2_000);
+    let left = record(0, 8, 1, 0).with_timestamp(1_000);
+    t.process(1, Arc::new(vec![right]), &mut out).unwrap();
+    t.process(0, Arc::new(vec![left]), &mut out).unwrap();
+    let o = out.records[0].value.as_object().unwrap();
+    let names: Vec<&str> = o.iter().map(|(k, _)| k).collect();
+    assert_eq!(names, ["sym", "lid", "ts", "c_sym", "c_rid", "c_ts"]);
+    assert_eq!(out.records[0].timestamp, Some(2_000));
+}
+
+#[test]
+fn config_errors_name_the_field() {
+    let e = test_config::build(super::build, json!({"on": ["sym"]}), &["a", "b"])
+        .err()
+        .unwrap();
+    assert!(e.contains("t.within"), "{e}");
+    let e = test_config::build(
+        super::build,
+        json!({"on": ["sym"], "table": "a"}),
+        &["a", "b"],
+    )
+    .err()
+    .unwrap();
+    assert!(e.contains("t.table") && e.contains("second"), "{e}");
+    let e = test_config::build(super::build, json!({"on": ["sym"], "within": "1s"}), &["a"])
+        .err()
+        .unwrap();
+    assert!(e.contains("t.inputs"), "{e}");
+}
