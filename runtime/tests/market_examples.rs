@@ -338,6 +338,10 @@ fn goapi_ksql_example_upserts_latest_rows_and_the_join_into_mongodb() {
             .env("COMPANY_TOPIC", &companies)
             .env("KSQL_GROUP", common::kafka::unique("ksql"))
             .env("KSQL_DATABASE", &database)
+            // The emulator refuses `-` in collection names; a real MongoDB takes them.
+            .env("STOCK_COLLECTION", "ksql_stock_stream")
+            .env("COMPANY_COLLECTION", "ksql_company_stream")
+            .env("JOIN_COLLECTION", "ksql_join_stock_company")
             .args(["--admin-addr", &format!("127.0.0.1:{port}"), "--worker"])
             .arg(&worker)
             .arg("--config")
@@ -354,10 +358,10 @@ fn goapi_ksql_example_upserts_latest_rows_and_the_join_into_mongodb() {
     let want_joined = want_stocks.values().filter(|s| s.0 != "GOTO").count();
     let started = std::time::Instant::now();
     loop {
-        let done = common::mongo::collection(&database, "ksql-stock-stream").len()
+        let done = common::mongo::collection(&database, "ksql_stock_stream").len()
             == want_stocks.len()
-            && common::mongo::collection(&database, "ksql-company-stream").len() == COMPANIES.len()
-            && common::mongo::collection(&database, "ksql-join-stock-company").len() == want_joined;
+            && common::mongo::collection(&database, "ksql_company_stream").len() == COMPANIES.len()
+            && common::mongo::collection(&database, "ksql_join_stock_company").len() == want_joined;
         if done {
             // A few more poll rounds: repeats must change nothing.
             std::thread::sleep(Duration::from_secs(3));
@@ -370,7 +374,7 @@ fn goapi_ksql_example_upserts_latest_rows_and_the_join_into_mongodb() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
-    let stock_docs = common::mongo::collection(&database, "ksql-stock-stream");
+    let stock_docs = common::mongo::collection(&database, "ksql_stock_stream");
     assert_eq!(stock_docs.len(), want_stocks.len());
     for (id, (t, date, open, close, volume)) in &want_stocks {
         let d = &stock_docs[id];
@@ -392,13 +396,13 @@ fn goapi_ksql_example_upserts_latest_rows_and_the_join_into_mongodb() {
             "{id}: {d}"
         );
     }
-    let company_docs = common::mongo::collection(&database, "ksql-company-stream");
+    let company_docs = common::mongo::collection(&database, "ksql_company_stream");
     assert_eq!(company_docs.len(), COMPANIES.len());
     for (t, name, logo) in COMPANIES {
         assert_eq!(company_docs[t]["name"].as_str(), Some(name));
         assert_eq!(company_docs[t]["logo"].as_str(), logo);
     }
-    let joined = common::mongo::collection(&database, "ksql-join-stock-company");
+    let joined = common::mongo::collection(&database, "ksql_join_stock_company");
     assert_eq!(joined.len(), want_joined, "{joined:?}");
     for (id, (t, _, _, close, _)) in want_stocks.iter().filter(|(_, s)| s.0 != "GOTO") {
         let (_, name, logo) = COMPANIES.iter().find(|c| c.0 == *t).unwrap();

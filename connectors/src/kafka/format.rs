@@ -16,7 +16,7 @@ pub enum ValueFormat {
     Json,
     /// The value is text, taken as it is.
     Raw,
-    Avro(AvroSettings),
+    Avro(Box<AvroSettings>),
 }
 
 /// Reads `format` and, for avro, its schema settings.
@@ -25,7 +25,7 @@ pub fn read(cfg: &mut ConfigMap<'_>) -> ValueFormat {
     let avro = crate::avro::config::read(cfg, format == "avro");
     match (format, avro) {
         ("raw", _) => ValueFormat::Raw,
-        (_, Some(settings)) => ValueFormat::Avro(settings),
+        (_, Some(settings)) => ValueFormat::Avro(Box::new(settings)),
         _ => ValueFormat::Json,
     }
 }
@@ -41,14 +41,13 @@ pub struct Decoder {
 impl Decoder {
     pub fn new(format: ValueFormat) -> Result<Self, String> {
         let registry = match &format {
-            ValueFormat::Avro(AvroSettings {
-                registry: Some(r), ..
-            }) => {
+            ValueFormat::Avro(settings) if settings.registry.is_some() => {
+                let r = settings.registry.as_ref().map_or("", |r| r.url.as_str());
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .map_err(|e| format!("cannot start the schema registry client: {e}"))?;
-                Some((Registry::new(&r.url), rt))
+                Some((Registry::new(r), rt))
             }
             _ => None,
         };

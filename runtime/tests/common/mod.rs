@@ -251,7 +251,7 @@ pub fn start_worker(dir: &Path, args: &[&str]) -> (Child, u16) {
 }
 
 /// Starts an HTTP server on a background thread; returns its base URL.
-fn serve(app: axum::Router) -> String {
+pub fn serve(app: axum::Router) -> String {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
