@@ -186,6 +186,8 @@ fn the_shipped_examples_validate() {
         "conn-events-to-csv",
         "goapi-to-avro",
         "goapi-ksql-to-mongodb",
+        "alpaca-spy-to-kafka",
+        "iot-to-kafka",
     ] {
         assert!(
             stdout.contains(&format!("ok: {name} ")),

@@ -1,5 +1,5 @@
-//! The market-data example pipelines, run by the binary against local servers that
-//! speak the providers' protocols; outputs checked value by value.
+//! The example pipelines, run by the binary against local servers that speak the
+//! providers' protocols (and the test broker, registry, databases); outputs checked value by value.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../connectors/tests/alpaca_server/mod.rs"]
@@ -152,8 +152,14 @@ fn yahoo_btc_through_kafka_example_writes_each_tick_once() {
     assert_each_tick_once(&requests, &dir.path().join("out/btc-usd.csv"));
 }
 
-#[test]
-fn alpaca_spy_example_averages_bids_per_5s_window() {
+/// Runs an Alpaca example against a local stream of six SPY quotes until its CSV has
+/// two windows; returns the folder it ran in and the expected rows
+/// `(window_start, window_end, avg_price)`.
+fn run_alpaca_example(
+    file: &str,
+    worker: Option<&std::path::Path>,
+    env: &[(&str, &str)],
+) -> (tempfile::TempDir, Vec<(i64, i64, f64)>) {
     use alpaca_server::*;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -178,20 +184,22 @@ fn alpaca_spy_example_averages_bids_per_5s_window() {
     let url = rt.block_on(server.start());
     let dir = tempfile::tempdir().unwrap();
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/pipelines/alpaca-spy.yaml");
-    let mut child = connectd()
-        .current_dir(dir.path())
+        .join("../examples/pipelines")
+        .join(file);
+    let mut cmd = connectd();
+    cmd.current_dir(dir.path())
         .env("ALPACA_STREAM_URL", &url)
         .env("APCA_API_KEY_ID", KEY)
         .env("APCA_API_SECRET_KEY", SECRET)
-        .args(["--admin-addr", "off", "--config"])
-        .arg(&example)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .envs(env.iter().copied())
+        .args(["--admin-addr", "off"]);
+    if let Some(w) = worker {
+        cmd.arg("--worker").arg(w);
+    }
+    let mut child = spawn_captured(cmd.arg("--config").arg(&example));
     let csv_path = dir.path().join("out/spy-5s-avg.csv");
     let started = std::time::Instant::now();
-    while started.elapsed() < Duration::from_secs(20) {
+    while started.elapsed() < Duration::from_secs(30) {
         if std::fs::read_to_string(&csv_path)
             .map(|c| c.lines().count() >= 3)
             .unwrap_or(false)
@@ -202,7 +210,12 @@ fn alpaca_spy_example_averages_bids_per_5s_window() {
     }
     std::thread::sleep(Duration::from_millis(1500)); // let a checkpoint commit the rows
     signal(&child, libc::SIGTERM);
-    assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
+    assert!(
+        wait_with_deadline(&mut child, Duration::from_secs(30)).success(),
+        "{}",
+        stderr_tail(&child, 3000)
+    );
+    drop(rt);
     // Independently: window [15:56:50, :55) holds the first three bids, [:55, 15:57:00) the next two.
     let ms = |t: &str| {
         chrono::DateTime::parse_from_rfc3339(t)
@@ -211,14 +224,73 @@ fn alpaca_spy_example_averages_bids_per_5s_window() {
     };
     let w1 = ms("2024-04-01T15:56:50Z");
     let w2 = ms("2024-04-01T15:56:55Z");
-    let expected = format!(
-        "window_start,window_end,symbol,avg_price\n{w1},{w2},SPY,{}\n{w2},{},SPY,{}\n",
-        (100.25 + 102.5 + 104.0) / 3.0,
-        w2 + 5000,
-        (200.5 + 210.25) / 2.0
+    let expected = vec![
+        (w1, w2, (100.25 + 102.5 + 104.0) / 3.0),
+        (w2, w2 + 5000, (200.5 + 210.25) / 2.0),
+    ];
+    (dir, expected)
+}
+
+fn expected_spy_csv(rows: &[(i64, i64, f64)]) -> String {
+    let mut csv = String::from("window_start,window_end,symbol,avg_price\n");
+    for (start, end, avg) in rows {
+        csv.push_str(&format!("{start},{end},SPY,{avg}\n"));
+    }
+    csv
+}
+
+#[test]
+fn alpaca_spy_example_averages_bids_per_5s_window() {
+    let (dir, expected) = run_alpaca_example("alpaca-spy.yaml", None, &[]);
+    assert_eq!(
+        read(dir.path().join("out/spy-5s-avg.csv")),
+        expected_spy_csv(&expected)
     );
-    assert_eq!(read(&csv_path), expected);
-    drop(rt);
+}
+
+/// The Kafka variant: the same windows in the topic (once each) and in the CSV.
+#[test]
+fn alpaca_spy_kafka_example_writes_the_windows_to_the_topic_and_csv() {
+    let topic = common::kafka::unique("spy-5s-avg");
+    common::kafka::create_topic(&topic, 1);
+    let worker = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        worker.path(),
+        format!(
+            "name: {}\nkafka: {{bootstrap_servers: {}}}\n",
+            common::kafka::unique("alpaca"),
+            common::kafka::bootstrap()
+        ),
+    )
+    .unwrap();
+    let (dir, expected) = run_alpaca_example(
+        "kafka/alpaca-spy-to-kafka.yaml",
+        Some(worker.path()),
+        &[("SPY_TOPIC", &topic)],
+    );
+    assert_eq!(
+        read(dir.path().join("out/spy-5s-avg.csv")),
+        expected_spy_csv(&expected)
+    );
+    let values = common::kafka::consume_committed(
+        &topic,
+        Duration::from_secs(30),
+        Duration::from_secs(2),
+        |v| v.len() >= expected.len(),
+    );
+    let got: Vec<(i64, i64, f64)> = values
+        .iter()
+        .map(|v| {
+            let v: serde_json::Value = serde_json::from_str(v).unwrap();
+            assert_eq!(v["symbol"], "SPY", "{v}");
+            (
+                v["window_start"].as_i64().unwrap(),
+                v["window_end"].as_i64().unwrap(),
+                v["avg_price"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected);
 }
 
 /// GoAPI's answer around `results`.
@@ -415,4 +487,156 @@ fn goapi_ksql_example_upserts_latest_rows_and_the_join_into_mongodb() {
     }
     signal(&child, libc::SIGTERM);
     assert!(wait_with_deadline(&mut child, Duration::from_secs(60)).success());
+}
+
+/// The IoT reference pipeline with Kafka outputs: the same generated input is captured
+/// to a file by a second pipeline, and alerts and 5-minute windows are computed from it
+/// here; the topics and the CSV must hold exactly those.
+#[test]
+fn iot_kafka_example_alerts_and_windows_match_the_generated_input() {
+    const SOURCE: &str = "type: iot, seed: 42, rate: 0, count: 30000, start: 2024-01-01T00:00:00Z, step: 40ms, jitter: 5s";
+    let (alerts_topic, cpu_topic) = (
+        common::kafka::unique("iot-alerts"),
+        common::kafka::unique("iot-cpu-5m"),
+    );
+    common::kafka::create_topic(&alerts_topic, 1);
+    common::kafka::create_topic(&cpu_topic, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let capture = write_pipeline(
+        dir.path(),
+        "capture.yaml",
+        &format!("name: capture\nsources:\n  metrics: {{{SOURCE}}}\nsinks:\n  raw: {{type: jsonl, inputs: [metrics], path: out/raw.jsonl}}\n"),
+    );
+    assert!(run_to_end(dir.path(), &capture).status.success());
+    let worker = dir.path().join("worker.yaml");
+    std::fs::write(
+        &worker,
+        format!(
+            "name: {}\nkafka: {{bootstrap_servers: {}}}\n",
+            common::kafka::unique("iot"),
+            common::kafka::bootstrap()
+        ),
+    )
+    .unwrap();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/pipelines/kafka/iot-to-kafka.yaml");
+    let mut child = spawn_captured(
+        connectd()
+            .current_dir(dir.path())
+            .envs([
+                ("IOT_RATE", "0"),
+                ("IOT_COUNT", "30000"),
+                ("IOT_START", "2024-01-01T00:00:00Z"),
+                ("IOT_STEP", "40ms"),
+                ("ALERTS_TOPIC", alerts_topic.as_str()),
+                ("CPU_TOPIC", cpu_topic.as_str()),
+            ])
+            .args(["--admin-addr", "off", "--worker"])
+            .arg(&worker)
+            .arg("--config")
+            .arg(&example),
+    );
+    assert!(
+        wait_with_deadline(&mut child, Duration::from_secs(120)).success(),
+        "{}",
+        stderr_tail(&child, 3000)
+    );
+
+    // Independently, from the captured input.
+    let input: Vec<serde_json::Value> = read(dir.path().join("out/raw.jsonl"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(input.len(), 30000);
+    let want_alerts: Vec<&serde_json::Value> = input
+        .iter()
+        .filter(|r| r["usage"].as_f64().unwrap() > 90.0)
+        .collect();
+    type Window = (i64, String, String);
+    let mut groups: std::collections::BTreeMap<Window, (f64, f64, f64)> = Default::default();
+    for r in &input {
+        let t = r["occurred_at"].as_i64().unwrap();
+        let key = (
+            t.div_euclid(300_000) * 300_000,
+            r["hostname"].as_str().unwrap().to_string(),
+            r["cpu"].as_str().unwrap().to_string(),
+        );
+        let usage = r["usage"].as_f64().unwrap();
+        let g = groups.entry(key).or_insert((0.0, 0.0, f64::MIN));
+        *g = (g.0 + usage, g.1 + 1.0, g.2.max(usage));
+    }
+    let want_windows: Vec<(Window, f64, f64)> = groups
+        .into_iter()
+        .map(|(k, (sum, n, max))| (k, sum / n, max))
+        .collect();
+
+    let alerts = common::kafka::consume_committed(
+        &alerts_topic,
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+        |v| v.len() >= want_alerts.len(),
+    );
+    let alerts: Vec<serde_json::Value> = alerts
+        .iter()
+        .map(|v| serde_json::from_str(v).unwrap())
+        .collect();
+    assert_eq!(alerts.len(), want_alerts.len());
+    assert!(alerts.iter().zip(&want_alerts).all(|(a, b)| a == *b));
+
+    let same = |got: &[(Window, f64, f64)], source: &str| {
+        assert_eq!(got.len(), want_windows.len(), "{source}");
+        for (g, w) in got.iter().zip(&want_windows) {
+            assert_eq!(g.0, w.0, "{source}");
+            assert!(
+                (g.1 - w.1).abs() < 1e-9 && g.2 == w.2,
+                "{source}: {g:?} vs {w:?}"
+            );
+        }
+    };
+    let row = |start: i64, end: i64, host: &str, cpu: &str, avg: f64, max: f64| {
+        assert_eq!(end - start, 300_000);
+        ((start, host.to_string(), cpu.to_string()), avg, max)
+    };
+    let mut from_topic: Vec<(Window, f64, f64)> = common::kafka::consume_committed(
+        &cpu_topic,
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+        |v| v.len() >= want_windows.len(),
+    )
+    .iter()
+    .map(|v| {
+        let v: serde_json::Value = serde_json::from_str(v).unwrap();
+        row(
+            v["window_start"].as_i64().unwrap(),
+            v["window_end"].as_i64().unwrap(),
+            v["hostname"].as_str().unwrap(),
+            v["cpu"].as_str().unwrap(),
+            v["avg_usage"].as_f64().unwrap(),
+            v["max_usage"].as_f64().unwrap(),
+        )
+    })
+    .collect();
+    from_topic.sort_by(|a, b| a.0.cmp(&b.0));
+    same(&from_topic, "topic");
+    let csv = read(dir.path().join("out/iot-cpu-5m.csv"));
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("window_start,window_end,hostname,cpu,avg_usage,max_usage")
+    );
+    let mut from_csv: Vec<(Window, f64, f64)> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            row(
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2],
+                f[3],
+                f[4].parse().unwrap(),
+                f[5].parse().unwrap(),
+            )
+        })
+        .collect();
+    from_csv.sort_by(|a, b| a.0.cmp(&b.0));
+    same(&from_csv, "csv");
 }
