@@ -2,6 +2,8 @@
 
 #[cfg(feature = "avro")]
 pub mod avro;
+pub mod config_paths;
+pub mod json_schema;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod sinks;
@@ -30,6 +32,8 @@ pub fn register(registry: &mut Registry) {
     #[cfg(feature = "mongodb")]
     registry.sink("mongodb", sinks::mongodb::build);
     registry.sink("stdout", sinks::stdout::build);
+    #[cfg(feature = "avro")]
+    registry.sink("avro", sinks::avro::build);
     #[cfg(feature = "kafka")]
     registry.sink("kafka", sinks::kafka::build);
 }

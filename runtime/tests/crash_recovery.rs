@@ -139,8 +139,8 @@ fn run_with_sigkills(dir: &std::path::Path, cfg: &std::path::Path) -> usize {
     kills
 }
 
-/// Dedup and a windowed join hold state across checkpoints: 12 SIGKILLs change nothing
-/// in their output. (The join's two inputs interleave differently from run to run, so
+/// Dedup and a windowed join hold state across checkpoints, and the `avro` file sink
+/// truncates to its last committed block: 12 SIGKILLs change nothing in their output. (The join's two inputs interleave differently from run to run, so
 /// its rows are compared as a set; generous grace keeps every pair in.)
 const STATEFUL_PIPELINE: &str = r#"
 name: stateful
@@ -187,7 +187,29 @@ sinks:
     inputs: [paired]
     path: out/paired.csv
     columns: [hostname, cpu, usage, occurred_at, first_cpu, first_usage, first_occurred_at]
+  firsts_avro:
+    type: avro
+    inputs: [firsts]
+    path: out/firsts.avro
+    block_records: 200
+    schema: '{"type":"record","name":"Metric","fields":[{"name":"hostname","type":"string"},{"name":"cpu","type":"string"},{"name":"usage","type":"double"},{"name":"occurred_at","type":"long"}]}'
 "#;
+
+/// The records of an Avro container file, as JSON lines (read by connectd itself).
+fn avro_records(dir: &std::path::Path) -> String {
+    let cfg = write_pipeline(
+        dir,
+        "read-avro.yaml",
+        "name: read-avro\nsources:\n  f: {type: file, path: out/firsts.avro, format: avro}\nsinks:\n  j: {type: jsonl, inputs: [f], path: out/firsts-avro.jsonl}\n",
+    );
+    let out = run_to_end(dir, &cfg);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    read(dir.join("out/firsts-avro.jsonl"))
+}
 
 fn sorted_lines(text: &str) -> Vec<&str> {
     let mut lines: Vec<&str> = text.lines().collect();
@@ -224,6 +246,12 @@ fn dedup_and_join_are_exact_across_sigkills() {
         "firsts.csv differs after {kills} kills: {} vs {} bytes",
         got.len(),
         firsts.len()
+    );
+    let from_avro = avro_records(crashed.path());
+    assert_eq!(from_avro.lines().count(), firsts.lines().count() - 1);
+    assert!(
+        from_avro == avro_records(reference.path()),
+        "firsts.avro differs after {kills} kills"
     );
     let got = read(crashed.path().join("out/paired.csv"));
     assert_eq!(

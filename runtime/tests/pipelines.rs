@@ -247,3 +247,90 @@ fn metrics_are_served_in_prometheus_format() {
         assert!(value > 0.0, "{line}");
     }
 }
+
+const ROW_SCHEMA: &str = r#"{"type":"record","name":"Row","fields":[{"name":"id","type":"long"},{"name":"price","type":"double"},{"name":"sym","type":"string"}]}"#;
+
+/// JSON lines checked by a JSON Schema → an Avro container file (`avro` sink) → read
+/// back by the `file` source with `format: avro`: the good records come back as they
+/// were; a JSON Schema mismatch and a record the Avro schema cannot hold go to the DLQ.
+#[test]
+fn avro_files_round_trip_and_mismatches_go_to_the_dlq() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::new();
+    let mut expected = Vec::new();
+    for i in 0..200 {
+        let v = serde_json::json!({"id": i, "price": 1.5 * i as f64 + 0.25, "sym": format!("S{}", i % 3)});
+        input.push_str(&format!("{v}\n"));
+        expected.push(v);
+        if i == 50 {
+            input.push_str("{\"id\": 1000, \"price\": \"cheap\", \"sym\": \"X\"}\n");
+        }
+        if i == 120 {
+            // Passes the JSON Schema (sym is optional there), not the Avro schema.
+            input.push_str("{\"id\": 1001, \"price\": 2.5}\n");
+        }
+    }
+    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    let schema = serde_json::to_string(ROW_SCHEMA).unwrap();
+    let write = write_pipeline(
+        dir.path(),
+        "write.yaml",
+        &format!(
+            r#"name: to-avro
+errors: {{tolerance: all, dlq: {{path: out/dlq.jsonl}}}}
+sources:
+  lines:
+    type: file
+    path: in.jsonl
+    json_schema:
+      type: object
+      required: [id, price]
+      properties:
+        id: {{type: integer}}
+        price: {{type: number}}
+sinks:
+  rows: {{type: avro, inputs: [lines], path: out/rows.avro, schema: {schema}}}
+"#
+        ),
+    );
+    let out = run_to_end(dir.path(), &write);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read_back = write_pipeline(
+        dir.path(),
+        "read.yaml",
+        "name: from-avro\nsources:\n  rows: {type: file, path: out/rows.avro, format: avro}\nsinks:\n  back: {type: jsonl, inputs: [rows], path: out/back.jsonl}\n",
+    );
+    let out = run_to_end(dir.path(), &read_back);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let back: Vec<serde_json::Value> = read(dir.path().join("out/back.jsonl"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(back, expected);
+    let dlq: Vec<serde_json::Value> = read(dir.path().join("out/dlq.jsonl"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dlq.len(), 2, "{dlq:?}");
+    let reasons: Vec<&str> = dlq.iter().map(|d| d["reason"].as_str().unwrap()).collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("does not match the JSON Schema") && r.contains("/price")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("does not match the schema") && r.contains("sym")),
+        "{reasons:?}"
+    );
+}

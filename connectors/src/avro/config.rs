@@ -37,31 +37,7 @@ pub fn read(cfg: &mut ConfigMap<'_>, avro: bool) -> Option<AvroSettings> {
         }
         return None;
     }
-    let text = match (cfg.opt_str("schema"), cfg.opt_str("schema_file")) {
-        (Some(_), Some(_)) => {
-            cfg.error(
-                "schema_file",
-                "give either `schema` or `schema_file`, not both",
-            );
-            None
-        }
-        (Some(text), None) => Some(("schema", text)),
-        (None, Some(path)) => match std::fs::read_to_string(beside_config(cfg, &path)) {
-            Ok(text) => Some(("schema_file", text)),
-            Err(e) => {
-                cfg.error("schema_file", format!("cannot read `{path}`: {e}"));
-                None
-            }
-        },
-        (None, None) => None,
-    };
-    let schema = text.and_then(|(key, text)| match super::parse_schema(&text) {
-        Ok(schema) => Some(GivenSchema { text, schema }),
-        Err(e) => {
-            cfg.error(key, e);
-            None
-        }
-    });
+    let schema = given_schema(cfg);
     let registry = cfg.opt_map("schema_registry").and_then(|mut r| {
         let url = r.str("url");
         let subject = r.opt_str("subject");
@@ -77,12 +53,45 @@ pub fn read(cfg: &mut ConfigMap<'_>, avro: bool) -> Option<AvroSettings> {
     Some(AvroSettings { schema, registry })
 }
 
-/// A relative path is taken from the folder of the file the config was written in, so
-/// schemas ship beside their pipelines.
-fn beside_config(cfg: &ConfigMap<'_>, path: &str) -> std::path::PathBuf {
-    let path = std::path::Path::new(path);
-    match std::path::Path::new(&*cfg.span().file).parent() {
-        Some(dir) if path.is_relative() => dir.join(path),
-        _ => path.to_path_buf(),
+/// `schema` (inline JSON) or `schema_file`, if either is given.
+fn given_schema(cfg: &mut ConfigMap<'_>) -> Option<GivenSchema> {
+    let text = match (cfg.opt_str("schema"), cfg.opt_str("schema_file")) {
+        (Some(_), Some(_)) => {
+            cfg.error(
+                "schema_file",
+                "give either `schema` or `schema_file`, not both",
+            );
+            None
+        }
+        (Some(text), None) => Some(("schema", text)),
+        (None, Some(path)) => {
+            match std::fs::read_to_string(crate::config_paths::beside_config(cfg, &path)) {
+                Ok(text) => Some(("schema_file", text)),
+                Err(e) => {
+                    cfg.error("schema_file", format!("cannot read `{path}`: {e}"));
+                    None
+                }
+            }
+        }
+        (None, None) => None,
+    };
+    text.and_then(|(key, text)| match super::parse_schema(&text) {
+        Ok(schema) => Some(GivenSchema { text, schema }),
+        Err(e) => {
+            cfg.error(key, e);
+            None
+        }
+    })
+}
+
+/// A schema that must be given (`schema` or `schema_file`): for Avro files.
+pub fn read_schema(cfg: &mut ConfigMap<'_>) -> Option<GivenSchema> {
+    let schema = given_schema(cfg);
+    if schema.is_none() && !cfg.has("schema") && !cfg.has("schema_file") {
+        cfg.error(
+            "schema",
+            "missing: the Avro schema, inline (`schema: '{...}'`) or in a file (`schema_file`)",
+        );
     }
+    schema
 }

@@ -10,10 +10,12 @@ use connectd_sdk::{ConnectorError, Value};
 
 use crate::avro::config::AvroSettings;
 use crate::avro::registry::{Registry, RegistryError};
+use crate::json_schema::JsonSchemaCheck;
 
 #[derive(Clone, Debug)]
 pub enum ValueFormat {
-    Json,
+    /// JSON, checked against a JSON Schema when one is given.
+    Json(Option<Arc<JsonSchemaCheck>>),
     /// The value is text, taken as it is.
     Raw,
     Avro(Box<AvroSettings>),
@@ -23,10 +25,14 @@ pub enum ValueFormat {
 pub fn read(cfg: &mut ConfigMap<'_>) -> ValueFormat {
     let format = cfg.one_of("format", &["json", "raw", "avro"], "json");
     let avro = crate::avro::config::read(cfg, format == "avro");
+    let check = crate::json_schema::read(cfg);
+    if check.is_some() && format != "json" {
+        cfg.error("json_schema", "applies only with `format: json`");
+    }
     match (format, avro) {
         ("raw", _) => ValueFormat::Raw,
         (_, Some(settings)) => ValueFormat::Avro(Box::new(settings)),
-        _ => ValueFormat::Json,
+        _ => ValueFormat::Json(check),
     }
 }
 
@@ -61,8 +67,14 @@ impl Decoder {
             || std::str::from_utf8(payload).map_err(|e| format!("the value is not UTF-8: {e}"));
         match &self.format {
             ValueFormat::Raw => Ok(Value::str(text()?)),
-            ValueFormat::Json => connectd_sdk::json::parse(text()?)
-                .map_err(|e| format!("the value is not JSON: {e}")),
+            ValueFormat::Json(check) => {
+                let v = connectd_sdk::json::parse(text()?)
+                    .map_err(|e| format!("the value is not JSON: {e}"))?;
+                match check {
+                    Some(check) => check.check(&v).map(|()| v),
+                    None => Ok(v),
+                }
+            }
             ValueFormat::Avro(settings) => match &self.registry {
                 None => match &settings.schema {
                     Some(given) => crate::avro::decode(&given.schema, payload),
@@ -107,7 +119,7 @@ fn lookup(
 /// A sink's encoder, made ready (schema registered or looked up) when the sink opens.
 #[derive(Clone, Debug)]
 pub enum Encoder {
-    Json,
+    Json(Option<Arc<JsonSchemaCheck>>),
     Raw,
     Avro {
         schema: Arc<Schema>,
@@ -120,7 +132,7 @@ impl Encoder {
     /// registry.
     pub async fn ready(format: &ValueFormat, subject: &str) -> Result<Encoder, ConnectorError> {
         let settings = match format {
-            ValueFormat::Json => return Ok(Encoder::Json),
+            ValueFormat::Json(check) => return Ok(Encoder::Json(check.clone())),
             ValueFormat::Raw => return Ok(Encoder::Raw),
             ValueFormat::Avro(s) => s,
         };
@@ -159,7 +171,10 @@ impl Encoder {
     pub fn encode(&self, v: &Value) -> Result<Vec<u8>, String> {
         match self {
             Encoder::Raw => Ok(text_of(v)),
-            Encoder::Json => {
+            Encoder::Json(check) => {
+                if let Some(check) = check {
+                    check.check(v)?;
+                }
                 let mut out = Vec::new();
                 connectd_sdk::json::write(v, &mut out);
                 Ok(out)

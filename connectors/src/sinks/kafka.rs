@@ -133,7 +133,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
         route,
         key,
         format,
-        encoder: Encoder::Json,
+        encoder: Encoder::Json(None),
         checkpoint_topic,
         checkpoint_key: format!("{}/{}/{worker}", ctx.pipeline, ctx.component),
         max_buffered,

@@ -1,5 +1,7 @@
 //! Sinks, one module each.
 
+#[cfg(feature = "avro")]
+pub mod avro;
 #[cfg(feature = "cassandra")]
 pub mod cassandra;
 #[cfg(any(feature = "mysql", feature = "cassandra"))]

@@ -1,16 +1,21 @@
 //! `file`: JSON lines from a file, resuming by byte offset; `follow: true` tails a
-//! growing file. A line that is not valid JSON is reported with its line number and
-//! the parser's reason (to the DLQ or as a pipeline error, per `errors.tolerance`).
+//! growing file. A line that is not valid JSON (or does not match `json_schema`) is
+//! reported with its line number and the reason (to the DLQ or as a pipeline error, per
+//! `errors.tolerance`). `format: avro` reads an Avro container file instead
+//! (`avro_file`).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use connectd_sdk::config::{ConfigMap, Invalid};
 use connectd_sdk::{BadRecord, BuildContext, ConnectorError, Record, Source, SourcePoll};
 use serde::{Deserialize, Serialize};
+
+use crate::json_schema::JsonSchemaCheck;
 
 #[derive(Debug)]
 pub struct FileSource {
@@ -21,6 +26,7 @@ pub struct FileSource {
     pos: u64,
     line: u64,
     buf: Vec<u8>,
+    schema_check: Option<Arc<JsonSchemaCheck>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -35,7 +41,17 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Sou
     let path = PathBuf::from(cfg.str("path"));
     let follow = cfg.bool_or("follow", false);
     let poll_interval = cfg.duration_or("poll_interval", Duration::from_millis(250));
-    cfg.one_of("format", &["json"], "json");
+    if cfg.one_of("format", &["json", "avro"], "json") == "avro" {
+        if follow {
+            cfg.error(
+                "follow",
+                "an Avro container file is read once: `follow` needs `format: json`",
+            );
+        }
+        cfg.finish()?;
+        return avro_source(path);
+    }
+    let schema_check = crate::json_schema::read(cfg);
     cfg.finish()?;
     Ok(Box::new(FileSource {
         path,
@@ -45,7 +61,19 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Sou
         pos: 0,
         line: 0,
         buf: Vec::new(),
+        schema_check,
     }))
+}
+
+#[cfg(feature = "avro")]
+fn avro_source(path: PathBuf) -> Result<Box<dyn Source>, Invalid> {
+    Ok(Box::new(super::avro_file::AvroFileSource::new(path)))
+}
+
+#[cfg(not(feature = "avro"))]
+fn avro_source(_path: PathBuf) -> Result<Box<dyn Source>, Invalid> {
+    tracing::error!("file source: this build has no Avro support (the `avro` feature)");
+    Err(Invalid)
 }
 
 #[async_trait]
@@ -115,17 +143,24 @@ impl Source for FileSource {
             // every string in it.
             let parsed = std::str::from_utf8(text)
                 .map_err(|e| format!("the line is not UTF-8: {e}"))
-                .and_then(|s| connectd_sdk::json::parse(s).map_err(|e| e.to_string()));
-            match parsed {
-                Ok(v) => out.push(Record::new(v)),
-                Err(e) => bad.push(BadRecord::raw(
-                    String::from_utf8_lossy(text),
-                    format!("line {} of {}", self.line, self.path.display()),
+                .and_then(|s| connectd_sdk::json::parse(s).map_err(|e| e.to_string()))
+                .map_err(|e| {
                     format!(
                         "malformed JSON at {}:{}: {e}",
                         self.path.display(),
                         self.line
-                    ),
+                    )
+                })
+                .and_then(|v| match &self.schema_check {
+                    Some(check) => check.check(&v).map(|()| v),
+                    None => Ok(v),
+                });
+            match parsed {
+                Ok(v) => out.push(Record::new(v)),
+                Err(reason) => bad.push(BadRecord::raw(
+                    String::from_utf8_lossy(text),
+                    format!("line {} of {}", self.line, self.path.display()),
+                    reason,
                 )),
             }
         }

@@ -2,6 +2,8 @@
 
 #[cfg(feature = "alpaca")]
 pub mod alpaca;
+#[cfg(feature = "avro")]
+pub mod avro_file;
 pub mod backoff;
 pub mod file;
 pub mod generator;
