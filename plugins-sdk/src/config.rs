@@ -48,6 +48,37 @@ pub struct ConfigNode {
 }
 
 impl ConfigNode {
+    /// A config tree from JSON, with no source positions: for configs built in code
+    /// (tests, embedding). Scalars become text, as if written in YAML.
+    pub fn from_json(v: &serde_json::Value) -> ConfigNode {
+        let value = match v {
+            serde_json::Value::Null => ConfigValue::Null,
+            serde_json::Value::String(s) => ConfigValue::Scalar(s.clone()),
+            serde_json::Value::Array(items) => {
+                ConfigValue::List(items.iter().map(ConfigNode::from_json).collect())
+            }
+            serde_json::Value::Object(fields) => ConfigValue::Map(
+                fields
+                    .iter()
+                    .map(|(k, v)| {
+                        let key = ConfigKey {
+                            name: k.clone(),
+                            span: Span::default(),
+                        };
+                        (key, ConfigNode::from_json(v))
+                    })
+                    .collect(),
+            ),
+            other => ConfigValue::Scalar(other.to_string()),
+        };
+        ConfigNode {
+            value,
+            span: Span::default(),
+            secret: false,
+            raw: None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match &self.value {
             ConfigValue::Scalar(_) => "a scalar",

@@ -283,47 +283,31 @@ fn trading_oltp_olap_example_fills_both_tables() {
 }
 
 fn mongodb_url() -> String {
-    std::env::var("MONGODB_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".into())
+    common::mongo::url()
 }
 
 /// All documents of a collection as sorted lines.
 fn mongo_docs(database: &str) -> Vec<String> {
-    use futures_util::TryStreamExt;
-    rt().block_on(async {
-        let client = mongodb::Client::with_uri_str(mongodb_url())
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot reach MongoDB at {} (scripts/mongo-emulator.sh start): {e}",
-                    mongodb_url()
-                )
-            });
-        let docs: Vec<mongodb::bson::Document> = client
-            .database(database)
-            .collection("trades")
-            .find(mongodb::bson::doc! {})
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
-        let mut out: Vec<String> = docs
-            .iter()
-            .map(|d| {
-                let num = |k: &str| d.get(k).map(|v| v.to_string()).unwrap_or_default();
-                format!(
-                    "{}|{}|{}|{}|{}",
-                    d.get_str("_id").unwrap_or(""),
-                    d.get_str("created_at").unwrap_or(""),
-                    d.get_str("ticker").unwrap_or(""),
-                    num("volume"),
-                    num("price")
-                )
-            })
-            .collect();
-        out.sort();
-        out
-    })
+    let mut out: Vec<String> = common::mongo::documents(database, "trades")
+        .iter()
+        .map(|d| {
+            let text = |k: &str| {
+                d[k].as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| d[k].to_string())
+            };
+            format!(
+                "{}|{}|{}|{}|{}",
+                text("_id"),
+                text("created_at"),
+                text("ticker"),
+                d["volume"],
+                d["price"]
+            )
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 #[test]

@@ -1,35 +1,8 @@
 //! Builds transforms from JSON-written configs in unit tests.
 
-use connectd_sdk::config::{ConfigErrors, ConfigKey, ConfigMap, ConfigNode, ConfigValue, Span};
+use connectd_sdk::config::{ConfigErrors, ConfigMap, ConfigNode};
 use connectd_sdk::registry::TransformBuilder;
 use connectd_sdk::{BuildContext, Transform};
-
-fn node(v: &serde_json::Value) -> ConfigNode {
-    let value = match v {
-        serde_json::Value::Null => ConfigValue::Null,
-        serde_json::Value::String(s) => ConfigValue::Scalar(s.clone()),
-        serde_json::Value::Array(items) => ConfigValue::List(items.iter().map(node).collect()),
-        serde_json::Value::Object(fields) => ConfigValue::Map(
-            fields
-                .iter()
-                .map(|(k, v)| {
-                    let key = ConfigKey {
-                        name: k.clone(),
-                        span: Span::default(),
-                    };
-                    (key, node(v))
-                })
-                .collect(),
-        ),
-        other => ConfigValue::Scalar(other.to_string()),
-    };
-    ConfigNode {
-        value,
-        span: Span::default(),
-        secret: false,
-        raw: None,
-    }
-}
 
 /// The transform, or the config errors as text.
 pub fn build(
@@ -37,7 +10,7 @@ pub fn build(
     config: serde_json::Value,
     inputs: &[&str],
 ) -> Result<Box<dyn Transform>, String> {
-    let root = node(&config);
+    let root = ConfigNode::from_json(&config);
     let errors = ConfigErrors::default();
     let mut cfg = ConfigMap::new(&root, "t", &errors);
     let ctx = BuildContext {

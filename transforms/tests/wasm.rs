@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use connectd_sdk::config::{ConfigErrors, ConfigKey, ConfigMap, ConfigNode, ConfigValue};
+use connectd_sdk::config::{ConfigErrors, ConfigMap, ConfigNode};
 use connectd_sdk::{BuildContext, Emitter, FieldPath, Record, Transform, Value};
 
 fn wasm(workspace: &str, name: &str) -> String {
@@ -24,36 +24,8 @@ fn wasm(workspace: &str, name: &str) -> String {
     p.display().to_string()
 }
 
-fn node(v: &serde_json::Value) -> ConfigNode {
-    let value = match v {
-        serde_json::Value::Object(o) => ConfigValue::Map(
-            o.iter()
-                .map(|(k, v)| {
-                    (
-                        ConfigKey {
-                            name: k.clone(),
-                            span: Default::default(),
-                        },
-                        node(v),
-                    )
-                })
-                .collect(),
-        ),
-        serde_json::Value::Array(a) => ConfigValue::List(a.iter().map(node).collect()),
-        serde_json::Value::Null => ConfigValue::Null,
-        serde_json::Value::String(s) => ConfigValue::Scalar(s.clone()),
-        other => ConfigValue::Scalar(other.to_string()),
-    };
-    ConfigNode {
-        value,
-        span: Default::default(),
-        secret: false,
-        raw: None,
-    }
-}
-
 fn plugin(config: serde_json::Value) -> Result<Box<dyn Transform>, Vec<String>> {
-    let n = node(&config);
+    let n = ConfigNode::from_json(&config);
     let errors = ConfigErrors::default();
     let mut cfg = ConfigMap::new(&n, "transforms.p", &errors);
     let ctx = BuildContext {

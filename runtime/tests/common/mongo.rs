@@ -7,13 +7,18 @@ pub fn url() -> String {
     std::env::var("MONGODB_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".into())
 }
 
-/// The documents of a collection by `_id`, as (relaxed extended) JSON.
-pub fn collection(database: &str, name: &str) -> BTreeMap<String, serde_json::Value> {
+/// Every document of a collection, as (relaxed extended) JSON.
+pub fn documents(database: &str, name: &str) -> Vec<serde_json::Value> {
     use futures_util::TryStreamExt;
     super::mysql::rt().block_on(async {
         let client = mongodb::Client::with_uri_str(url())
             .await
-            .unwrap_or_else(|e| panic!("cannot reach MongoDB at {}: {e}", url()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot reach MongoDB at {} (scripts/mongo-emulator.sh start): {e}",
+                    url()
+                )
+            });
         let docs: Vec<mongodb::bson::Document> = client
             .database(database)
             .collection(name)
@@ -24,10 +29,15 @@ pub fn collection(database: &str, name: &str) -> BTreeMap<String, serde_json::Va
             .await
             .unwrap();
         docs.into_iter()
-            .map(|d| {
-                let json = mongodb::bson::Bson::Document(d).into_relaxed_extjson();
-                (json["_id"].as_str().unwrap_or_default().to_string(), json)
-            })
+            .map(|d| mongodb::bson::Bson::Document(d).into_relaxed_extjson())
             .collect()
     })
+}
+
+/// The documents of a collection by their (text) `_id`.
+pub fn collection(database: &str, name: &str) -> BTreeMap<String, serde_json::Value> {
+    documents(database, name)
+        .into_iter()
+        .map(|d| (d["_id"].as_str().unwrap_or_default().to_string(), d))
+        .collect()
 }

@@ -10,7 +10,8 @@
 //! - `table: <right input>` — a stream–table join: the right input is kept as the
 //!   latest record per key, and each left record is
 //!   enriched with the right one of its key (`kind: inner` drops a left record without
-//!   one; `kind: left` passes it unenriched). Table updates emit nothing.
+//!   one; `kind: left` passes it unenriched). Table updates emit nothing. With
+//!   `retention`, a row not updated for that long (wall clock) is forgotten.
 //!
 //! The output is the left record's fields, then the right record's fields that the left
 //! lacks (prefixed with `right_prefix`, if set); its time is the later of the two.
@@ -53,7 +54,11 @@ enum Kind {
         late_to_dlq: bool,
         state: windowed::Windowed,
     },
-    Table(table::Table),
+    Table {
+        /// Rows not updated for this long (ms) are forgotten.
+        retention: Option<i64>,
+        state: table::Table,
+    },
 }
 
 #[derive(Debug)]
@@ -129,21 +134,34 @@ pub fn build(
                     ),
                 );
             }
-            Kind::Table(table::Table::default())
+            let retention = cfg.opt_duration("retention").map(ms);
+            if retention.is_some_and(|r| r <= 0) {
+                cfg.error("retention", "retention must be greater than 0");
+            }
+            Kind::Table {
+                retention,
+                state: table::Table::default(),
+            }
         }
         (Some(_), Some(_)) => {
             cfg.error(
                 "table",
                 "set `within` (a windowed stream–stream join) or `table` (a stream–table join), not both",
             );
-            Kind::Table(table::Table::default())
+            Kind::Table {
+                retention: None,
+                state: table::Table::default(),
+            }
         }
         (None, None) => {
             cfg.error(
                 "within",
                 "missing: set `within` (a windowed stream–stream join) or `table: <right input>` (a stream–table join)",
             );
-            Kind::Table(table::Table::default())
+            Kind::Table {
+                retention: None,
+                state: table::Table::default(),
+            }
         }
     };
     cfg.finish()?;
@@ -214,7 +232,7 @@ impl connectd_sdk::Transform for Join {
                 continue;
             };
             match &mut self.kind {
-                Kind::Table(t) => t.add(&self.spec, side, key, r, out),
+                Kind::Table { state, .. } => state.add(&self.spec, side, key, r, out),
                 Kind::Windowed {
                     within,
                     grace,
@@ -252,6 +270,26 @@ impl connectd_sdk::Transform for Join {
         Ok(())
     }
 
+    fn tick_interval(&self) -> Option<Duration> {
+        match &self.kind {
+            Kind::Table {
+                retention: Some(r), ..
+            } => Some(Duration::from_millis((r / 4).clamp(10, 1000) as u64)),
+            _ => None,
+        }
+    }
+
+    fn on_tick(&mut self, now: i64, _out: &mut Emitter) -> Result<(), ConnectorError> {
+        if let Kind::Table {
+            retention: Some(r),
+            state,
+        } = &mut self.kind
+        {
+            state.expire(now, *r);
+        }
+        Ok(())
+    }
+
     fn on_end(&mut self, out: &mut Emitter) -> Result<(), ConnectorError> {
         if let Kind::Windowed { state, .. } = &mut self.kind {
             state.finish(&self.spec, out);
@@ -261,7 +299,7 @@ impl connectd_sdk::Transform for Join {
 
     fn snapshot(&mut self) -> Result<serde_json::Value, ConnectorError> {
         let state = match &self.kind {
-            Kind::Table(t) => serde_json::to_value(t),
+            Kind::Table { state, .. } => serde_json::to_value(state),
             Kind::Windowed { state, .. } => serde_json::to_value(state),
         };
         state.map_err(|e| ConnectorError::permanent("join: cannot serialize state").with_source(e))
@@ -276,7 +314,7 @@ impl connectd_sdk::Transform for Join {
                 .with_source(e)
         };
         match &mut self.kind {
-            Kind::Table(t) => *t = serde_json::from_value(state).map_err(wrong)?,
+            Kind::Table { state: t, .. } => *t = serde_json::from_value(state).map_err(wrong)?,
             Kind::Windowed { state: w, .. } => {
                 *w = serde_json::from_value(state).map_err(wrong)?;
                 w.rebuild_index();

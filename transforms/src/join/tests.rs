@@ -232,3 +232,24 @@ fn config_errors_name_the_field() {
         .unwrap();
     assert!(e.contains("t.inputs"), "{e}");
 }
+
+#[test]
+fn table_rows_are_forgotten_after_their_retention() {
+    let mut t = join(json!({"on": ["sym"], "table": "companies", "retention": "1s"}));
+    assert_eq!(
+        t.tick_interval(),
+        Some(std::time::Duration::from_millis(250))
+    );
+    let mut out = Emitter::default();
+    t.process(1, Arc::new(vec![record(1, 100, 1, 0)]), &mut out)
+        .unwrap();
+    let now = connectd_sdk::time::now_ms();
+    t.on_tick(now + 500, &mut out).unwrap();
+    t.process(0, Arc::new(vec![record(0, 1, 1, 0)]), &mut out)
+        .unwrap();
+    assert_eq!(out.records.len(), 1, "still there after 0.5 s");
+    t.on_tick(now + 1500, &mut out).unwrap();
+    t.process(0, Arc::new(vec![record(0, 2, 1, 0)]), &mut out)
+        .unwrap();
+    assert_eq!(out.records.len(), 1, "forgotten after 1.5 s");
+}
