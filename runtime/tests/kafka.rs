@@ -548,7 +548,8 @@ sinks:
 }
 
 /// `format: avro` both ways: through the schema registry (Confluent wire format) and
-/// with an inline schema; values that are not Avro of a known schema go to the DLQ.
+/// with an inline schema; values that are not Avro of a known schema go to the DLQ. And
+/// `format: json` with a JSON Schema check.
 #[test]
 fn avro_values_round_trip_and_bad_ones_go_to_the_dlq() {
     const SCHEMA: &str = r#"{"type":"record","name":"Row","fields":[{"name":"id","type":"long"},{"name":"v","type":"int"},{"name":"name","type":"string"}]}"#;
@@ -594,6 +595,15 @@ fn avro_values_round_trip_and_bad_ones_go_to_the_dlq() {
         &format!("schema_registry: {{url: \"{registry}\"}}"),
     );
     let read_inline = from_kafka("read-inline", &inline, &format!("schema: {schema}"));
+    // JSON with a JSON Schema check: the values with v ≥ 50 go to the DLQ.
+    let read_checked = common::write_pipeline(
+        dir.path(),
+        "read-checked.yaml",
+        &format!(
+            "name: read-checked\nerrors: {{tolerance: all, dlq: {{path: out/read-checked-dlq.jsonl}}}}\nsources:\n  in: {{type: kafka, bootstrap_servers: {b}, topics: [{input}], group: {g}, json_schema: {{type: object, properties: {{v: {{maximum: 49}}}}}}}}\nsinks:\n  out: {{type: jsonl, inputs: [in], path: out/read-checked.jsonl}}\n",
+            g = kafka::unique("checked-group"),
+        ),
+    );
     // Not Avro at all; the wire format with a schema id the registry does not know.
     kafka::Producer::new().send(
         &bad,
@@ -602,10 +612,16 @@ fn avro_values_round_trip_and_bad_ones_go_to_the_dlq() {
             ("y", vec![0, 0, 0, 0, 99, 2]),
         ],
     );
-    let configs: Vec<&str> = [&write_registry, &write_inline, &read_registry, &read_inline]
-        .iter()
-        .map(|p| p.to_str().unwrap())
-        .collect();
+    let configs: Vec<&str> = [
+        &write_registry,
+        &write_inline,
+        &read_registry,
+        &read_inline,
+        &read_checked,
+    ]
+    .iter()
+    .map(|p| p.to_str().unwrap())
+    .collect();
     let mut args = vec!["--config"];
     args.extend(configs);
     let (child, _port) = common::start_worker(dir.path(), &args);
@@ -621,6 +637,7 @@ fn avro_values_round_trip_and_bad_ones_go_to_the_dlq() {
     while lines("read-reg.jsonl").len() < 300
         || lines("read-inline.jsonl").len() < 300
         || lines("read-reg-dlq.jsonl").len() < 2
+        || lines("read-checked.jsonl").len() + lines("read-checked-dlq.jsonl").len() < 300
     {
         assert!(
             started.elapsed() < Duration::from_secs(90),
@@ -637,6 +654,16 @@ fn avro_values_round_trip_and_bad_ones_go_to_the_dlq() {
         got.sort_by_key(|v| v["id"].as_u64());
         assert_eq!(got, expected, "{file}");
     }
+    let checked = lines("read-checked.jsonl");
+    assert_eq!(checked.len(), 150);
+    assert!(checked.iter().all(|v| v["v"].as_u64().unwrap() < 50));
+    let rejected = lines("read-checked-dlq.jsonl");
+    assert_eq!(rejected.len(), 150);
+    let reason = rejected[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("does not match the JSON Schema") && reason.contains("/v"),
+        "{reason}"
+    );
     let dlq = lines("read-reg-dlq.jsonl");
     let reasons: Vec<&str> = dlq.iter().map(|d| d["reason"].as_str().unwrap()).collect();
     assert!(
