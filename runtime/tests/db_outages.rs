@@ -44,12 +44,7 @@ fn cassandra_outage_loses_and_duplicates_nothing() {
     });
     let (count, total) = common::mysql::rt().block_on(async {
         use futures_util::StreamExt;
-        let session = scylla::client::session_builder::SessionBuilder::new()
-            .known_node(&addr)
-            .auto_await_schema_agreement(false)
-            .build()
-            .await
-            .unwrap();
+        let session = common::cql_server::session(&addr).await;
         let pager = session
             .query_iter("SELECT id, volume FROM outage.trades", ())
             .await

@@ -126,12 +126,7 @@ fn cassandra_offset_reset_deletes_the_checkpoint_row() {
     let sink = format!("    type: cassandra\n    contact_points: [\"{addr}\"]\n    keyspace: {keyspace}\n    table: trades\n    consistency: one\n    columns: [id, volume]\n    create_schema:\n      primary_key: id\n      columns: {{id: text, volume: bigint}}");
     let checkpoints = || {
         rt().block_on(async {
-            let session = scylla::client::session_builder::SessionBuilder::new()
-                .known_node(&addr)
-                .auto_await_schema_agreement(false)
-                .build()
-                .await
-                .unwrap();
+            let session = common::cql_server::session(&addr).await;
             let rows = session
                 .query_unpaged(
                     format!("SELECT checkpoint_id FROM {keyspace}.connectd_checkpoints WHERE pipeline = 'once_c' AND sink = 'out'").as_str(),

@@ -139,12 +139,7 @@ fn csv_sink_is_exactly_once_across_sigkills() {
 fn cql_rows(addr: &str, keyspace: &str) -> Vec<String> {
     use futures_util::StreamExt;
     rt().block_on(async {
-        let session = scylla::client::session_builder::SessionBuilder::new()
-            .known_node(addr)
-            .auto_await_schema_agreement(false)
-            .build()
-            .await
-            .unwrap();
+        let session = common::cql_server::session(addr).await;
         let pager = session
             .query_iter(
                 format!(
@@ -242,12 +237,7 @@ fn trading_oltp_olap_example_fills_both_tables() {
     );
     let raw = rt().block_on(async {
         use futures_util::StreamExt;
-        let session = scylla::client::session_builder::SessionBuilder::new()
-            .known_node(&addr)
-            .auto_await_schema_agreement(false)
-            .build()
-            .await
-            .unwrap();
+        let session = common::cql_server::session(&addr).await;
         let pager = session
             .query_iter(
                 "SELECT created_at, sector, volume FROM trading.real_time_data",

@@ -111,3 +111,13 @@ fn answer(request: Request<'_>, store: &Mutex<KassandraSession>) -> Response {
         Err(e) => Response::Error(e),
     }
 }
+
+/// A driver session to `addr` (no wait for schema agreement: one node).
+pub async fn session(addr: &str) -> scylla::client::session::Session {
+    scylla::client::session_builder::SessionBuilder::new()
+        .known_node(addr)
+        .auto_await_schema_agreement(false)
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the CQL server at {addr}: {e}"))
+}
