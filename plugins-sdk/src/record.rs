@@ -3,15 +3,20 @@
 use std::sync::Arc;
 
 use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
 
 use crate::value::Value;
 
 /// One event. `timestamp` is event time in epoch milliseconds when the source knows it.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// Serializable so that stateful transforms can keep records in their checkpoints.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Record {
+    #[serde(default, skip_serializing_if = "Value::is_null")]
     pub key: Value,
     pub value: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<(CompactString, CompactString)>,
 }
 

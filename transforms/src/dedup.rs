@@ -21,7 +21,7 @@ use connectd_sdk::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::held::{field_list, key_of, Held};
+use crate::keys::{field_list, key_of};
 use crate::time::TimeSource;
 use crate::window::GroupKey;
 
@@ -51,7 +51,7 @@ struct State {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Kept {
-    record: Held,
+    record: Record,
     expires: i64,
     seq: u64,
 }
@@ -116,27 +116,25 @@ impl Dedup {
         match self.state.keys.get_mut(&key) {
             None => {
                 self.expiries.insert((expires, seq), key.clone());
-                self.state.keys.insert(
-                    key,
-                    Kept {
-                        record: Held::from(&r),
-                        expires,
-                        seq,
-                    },
-                );
+                let kept = Kept {
+                    record: r,
+                    expires,
+                    seq,
+                };
                 if !self.emit_final {
-                    out.emit(r);
+                    out.emit(kept.record.clone());
                 }
+                self.state.keys.insert(key, kept);
             }
             Some(kept) if self.keep_latest && changed(&self.compare, &kept.record, &r) => {
                 self.expiries.remove(&(kept.expires, kept.seq));
-                kept.record = Held::from(&r);
                 kept.expires = expires.max(kept.expires);
                 kept.seq = seq;
                 self.expiries.insert((kept.expires, seq), key);
                 if !self.emit_final {
-                    out.emit(r);
+                    out.emit(r.clone());
                 }
+                kept.record = r;
             }
             // A duplicate: of the latest (same value) or of the first.
             Some(_) => {}
@@ -159,7 +157,7 @@ impl Dedup {
             let key = entry.remove();
             if let Some(kept) = self.state.keys.remove(&key) {
                 if self.emit_final {
-                    out.emit(Record::from(&kept.record));
+                    out.emit(kept.record);
                 }
             }
         }
@@ -167,7 +165,7 @@ impl Dedup {
 }
 
 /// Whether `r` differs from what is kept in the `compare` fields (or anywhere).
-fn changed(compare: &[FieldPath], kept: &Held, r: &Record) -> bool {
+fn changed(compare: &[FieldPath], kept: &Record, r: &Record) -> bool {
     if compare.is_empty() {
         return kept.value != r.value;
     }

@@ -2,8 +2,8 @@
 
 pub mod dedup;
 pub mod filter;
-pub(crate) mod held;
 pub mod join;
+pub(crate) mod keys;
 pub mod map;
 #[cfg(test)]
 mod test_config;

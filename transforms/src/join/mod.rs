@@ -29,7 +29,7 @@ use connectd_sdk::{
 
 use connectd_sdk::record::take_records;
 
-use crate::held::{field_list, key_of};
+use crate::keys::{field_list, key_of};
 use crate::time::TimeSource;
 
 /// What both join kinds need to know.

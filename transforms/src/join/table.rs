@@ -7,7 +7,6 @@ use connectd_sdk::{Emitter, Record};
 use serde::{Deserialize, Serialize};
 
 use super::Spec;
-use crate::held::Held;
 use crate::window::GroupKey;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -18,7 +17,7 @@ pub struct Table {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Row {
-    record: Held,
+    record: Record,
     /// Wall-clock epoch ms of the last update.
     updated: i64,
 }
@@ -27,14 +26,14 @@ impl Table {
     pub fn add(&mut self, spec: &Spec, side: usize, key: GroupKey, r: Record, out: &mut Emitter) {
         if side == 1 {
             let row = Row {
-                record: Held::from(&r),
+                record: r,
                 updated: connectd_sdk::time::now_ms(),
             };
             self.rows.insert(key, row);
             return;
         }
         match self.rows.get(&key) {
-            Some(row) => out.emit(spec.combine(&r, Some(&Record::from(&row.record)))),
+            Some(row) => out.emit(spec.combine(&r, Some(&row.record))),
             None if spec.left_outer => out.emit(spec.combine(&r, None)),
             None => {}
         }

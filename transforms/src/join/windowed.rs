@@ -7,7 +7,6 @@ use connectd_sdk::{Emitter, Record};
 use serde::{Deserialize, Serialize};
 
 use super::Spec;
-use crate::held::Held;
 use crate::window::GroupKey;
 
 #[derive(Clone, Copy, Debug)]
@@ -50,7 +49,7 @@ struct Buffered {
     seq: u64,
     leaves_at: i64,
     matched: bool,
-    record: Held,
+    record: Record,
 }
 
 impl Windowed {
@@ -82,11 +81,10 @@ impl Windowed {
                 }
                 p.matched = true;
                 matched = true;
-                let partner = Record::from(&p.record);
                 out.emit(if side == 0 {
-                    spec.combine(&r, Some(&partner))
+                    spec.combine(&r, Some(&p.record))
                 } else {
-                    spec.combine(&partner, Some(&r))
+                    spec.combine(&p.record, Some(&r))
                 });
             }
         }
@@ -103,7 +101,7 @@ impl Windowed {
                 seq: self.seq,
                 leaves_at,
                 matched,
-                record: Held::from(&r),
+                record: r,
             });
         let candidate = t.saturating_sub(b.out_of_orderness);
         if candidate > self.watermark {
@@ -134,7 +132,7 @@ impl Windowed {
                 held.remove(&key);
             }
             if side == 0 && spec.left_outer && !gone.matched {
-                out.emit(spec.combine(&Record::from(&gone.record), None));
+                out.emit(spec.combine(&gone.record, None));
             }
         }
     }
