@@ -47,14 +47,16 @@ pub struct Decoder {
 impl Decoder {
     pub fn new(format: ValueFormat) -> Result<Self, String> {
         let registry = match &format {
-            ValueFormat::Avro(settings) if settings.registry.is_some() => {
-                let r = settings.registry.as_ref().map_or("", |r| r.url.as_str());
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| format!("cannot start the schema registry client: {e}"))?;
-                Some((Registry::new(r), rt))
-            }
+            ValueFormat::Avro(settings) => match &settings.registry {
+                Some(r) => {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| format!("cannot start the schema registry client: {e}"))?;
+                    Some((Registry::new(&r.url), rt))
+                }
+                None => None,
+            },
             _ => None,
         };
         Ok(Decoder { format, registry })
@@ -99,7 +101,7 @@ fn lookup(
     id: u32,
     closing: &AtomicBool,
 ) -> Result<Arc<Schema>, String> {
-    let mut wait = Duration::from_millis(200);
+    let mut backoff = crate::sources::backoff::Backoff::default();
     loop {
         match rt.block_on(registry.by_id(id)) {
             Ok(schema) => return Ok(schema),
@@ -108,9 +110,13 @@ fn lookup(
                 if closing.load(Ordering::Relaxed) {
                     return Err(e.to_string());
                 }
+                let wait = backoff.next_delay();
                 tracing::warn!(error = %e, "kafka: cannot look up Avro schema {id}; retrying in {wait:?}");
-                std::thread::sleep(wait);
-                wait = (wait * 2).min(Duration::from_secs(30));
+                // In slices, so that closing the source does not wait out the backoff.
+                let until = std::time::Instant::now() + wait;
+                while std::time::Instant::now() < until && !closing.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
             }
         }
     }
