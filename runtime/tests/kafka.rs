@@ -1,5 +1,5 @@
 //! Kafka source → filter → Kafka sink, exactly once, against a real Kafka-protocol broker
-//! (Tansu from `scripts/kafka.sh`, or `KAFKA_BOOTSTRAP`).
+//! (a Tansu broker per test, see `common::tansu`, or `KAFKA_BOOTSTRAP`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -24,9 +24,11 @@ fn record(i: u64) -> (String, String) {
 /// so that kills and rebalances land while records are flowing.
 fn input(topic: &str) -> std::thread::JoinHandle<()> {
     let topic = topic.to_string();
+    // Resolved here: the broker belongs to the test's thread (`common::tansu`).
+    let bootstrap = kafka::bootstrap();
     std::thread::spawn(move || {
         const CHUNKS: u64 = 200;
-        let producer = kafka::Producer::new();
+        let producer = kafka::Producer::connect(&bootstrap);
         for chunk in 0..CHUNKS {
             let per = N / CHUNKS;
             producer.send(&topic, (chunk * per..(chunk + 1) * per).map(record));

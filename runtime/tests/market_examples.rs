@@ -128,28 +128,76 @@ fn yahoo_btc_through_kafka_example_writes_each_tick_once() {
         ),
     )
     .unwrap();
-    let run = |files: &[&str], ms: u64| {
+    let logs = std::cell::RefCell::new(String::new());
+    let spawn_worker = |files: &[&str]| {
         let mut c = connectd();
         c.current_dir(dir.path())
             .env("YAHOO_BASE_URL", &base)
             .env("YAHOO_POLL_INTERVAL", "50ms")
             .env("CONN_EVENTS_TOPIC", &topic)
+            // Logged in full: a failure's message shows the pipelines' lives.
+            .env("RUST_LOG", "info")
             .args(["--admin-addr", "off", "--worker"])
             .arg(&worker)
             .arg("--config");
         for f in files {
             c.arg(examples.join(f));
         }
-        let mut child = c.stderr(std::process::Stdio::null()).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(ms));
-        signal(&child, libc::SIGTERM);
-        assert!(wait_with_deadline(&mut child, Duration::from_secs(60)).success());
+        spawn_captured(&mut c)
     };
+    let stop = |mut child: std::process::Child| {
+        signal(&child, libc::SIGTERM);
+        let status = wait_with_deadline(&mut child, Duration::from_secs(60));
+        logs.borrow_mut()
+            .push_str(&format!("--- a run ({status}):\n{}", stderr_of(&child)));
+        assert!(status.success(), "{}", logs.borrow());
+    };
+    let csv = dir.path().join("out/btc-usd.csv");
     let both = ["yahoo-btc-to-kafka.yaml", "conn-events-to-csv.yaml"];
-    run(&both, 6000);
-    run(&both, 4000); // a restart must not repeat a tick
-    run(&["conn-events-to-csv.yaml"], 8000); // reads what is left in the topic
-    assert_each_tick_once(&requests, &dir.path().join("out/btc-usd.csv"));
+    // Each run lasts until ticks have gone all the way through it (into the CSV) and a
+    // few seconds more, so that it stops with ticks in flight. The second run is a
+    // restart: it must not repeat a tick.
+    for _ in 0..2 {
+        let before = csv_rows(&csv);
+        let mut child = spawn_worker(&both);
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while csv_rows(&csv) < before + 5 {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "no new ticks in the CSV within 90 s; the workers' logs:\n{}\n--- this run:\n{}",
+                    logs.borrow(),
+                    stderr_tail(&child, 20_000)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        stop(child);
+    }
+    // The CSV half alone reads what is left in the topic: it runs until the CSV holds
+    // every tick (on a loaded machine a group join can take seconds), then a little
+    // longer, so that a repeat would show.
+    let ticks = (requests.load(Ordering::SeqCst) - 1) / 4 + 1;
+    let child = spawn_worker(&["conn-events-to-csv.yaml"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while csv_rows(&csv) + 1 < ticks as usize && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    stop(child);
+    let outcome = std::panic::catch_unwind(|| assert_each_tick_once(&requests, &csv));
+    if let Err(e) = outcome {
+        eprintln!("the workers' logs:\n{}", logs.borrow());
+        std::panic::resume_unwind(e);
+    }
+}
+
+/// Data rows in a CSV with a header (0 while it does not exist).
+fn csv_rows(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().count().saturating_sub(1))
+        .unwrap_or(0)
 }
 
 /// Runs an Alpaca example against a local stream of six SPY quotes until its CSV has

@@ -1,4 +1,4 @@
-//! The test broker: `KAFKA_BOOTSTRAP`, or the Tansu broker `scripts/kafka.sh` starts.
+//! The test broker: `KAFKA_BOOTSTRAP`, or a Tansu broker of the test's own.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -11,8 +11,10 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, ThreadedProducer};
 use rdkafka::ClientConfig;
 
+/// `KAFKA_BOOTSTRAP` (a broker shared by all tests), else the calling test's own
+/// Tansu broker (see `tansu`).
 pub fn bootstrap() -> String {
-    std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:19092".into())
+    std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| super::tansu::broker_for_this_test())
 }
 
 /// A name no earlier run used (the broker may outlive test runs).
@@ -25,8 +27,12 @@ pub fn unique(prefix: &str) -> String {
 }
 
 fn config() -> ClientConfig {
+    config_for(&bootstrap())
+}
+
+fn config_for(bootstrap: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap());
+    c.set("bootstrap.servers", bootstrap);
     c
 }
 
@@ -50,8 +56,13 @@ pub struct Producer(ThreadedProducer<DefaultProducerContext>);
 
 impl Producer {
     pub fn new() -> Self {
+        Self::connect(&bootstrap())
+    }
+
+    /// A producer to the given broker (for threads other than the test's own).
+    pub fn connect(bootstrap: &str) -> Self {
         Self(
-            config()
+            config_for(bootstrap)
                 .set("enable.idempotence", "true")
                 .set("linger.ms", "5")
                 .create()

@@ -1,0 +1,103 @@
+//! A Tansu broker of each test's own (the binary that `scripts/kafka.sh install` puts in
+//! place). Tansu keeps everything in memory, and after the Kafka crash tests (producers
+//! SIGKILLed inside transactions) one broker was seen to stop answering group requests
+//! and to keep committed transactional writes invisible for good. With a broker per
+//! test, such a broker fails at most the test that broke it, not every Kafka test after.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The address of the calling test's broker, started on first use. A test is known by
+/// its thread's name (libtest names each test's thread after the test): a thread the
+/// test spawns must be handed the address.
+pub fn broker_for_this_test() -> String {
+    static BROKERS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_string();
+    let mut brokers = BROKERS.lock().unwrap();
+    if let Some(b) = brokers.get(&test) {
+        return b.clone();
+    }
+    let address = start();
+    brokers.insert(test, address.clone());
+    address
+}
+
+fn binary() -> PathBuf {
+    match std::env::var_os("TANSU_BIN") {
+        Some(p) => p.into(),
+        None => PathBuf::from(
+            std::env::var("CONNECTD_SERVICES_DIR")
+                .unwrap_or_else(|_| "/tmp/connectd-services".into()),
+        )
+        .join("kafka/tansu"),
+    }
+}
+
+type Request = (u16, Sender<std::io::Result<()>>);
+
+/// Starts a broker on a free port and waits until it accepts connections.
+fn start() -> String {
+    // The brokers are children of one thread that lives as long as the test process,
+    // and die with it (PR_SET_PDEATHSIG follows the thread that spawned them).
+    static SPAWNER: OnceLock<Mutex<Sender<Request>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = channel::<Request>();
+        std::thread::spawn(move || {
+            let mut children: Vec<Child> = Vec::new();
+            for (port, answer) in rx {
+                let spawned = spawn(port).map(|c| children.push(c));
+                let _ = answer.send(spawned);
+            }
+        });
+        Mutex::new(tx)
+    });
+    let port = super::free_port();
+    let (answer, spawned) = channel();
+    spawner.lock().unwrap().send((port, answer)).unwrap();
+    if let Err(e) = spawned.recv().unwrap() {
+        panic!(
+            "cannot start the Tansu broker {} ({e}); run `scripts/kafka.sh install`, or set KAFKA_BOOTSTRAP",
+            binary().display()
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the Tansu broker on port {port} did not start within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    format!("127.0.0.1:{port}")
+}
+
+#[allow(unsafe_code)]
+fn spawn(port: u16) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut cmd = Command::new(binary());
+    cmd.args(["broker", "--listener-url", &url])
+        .args(["--advertised-listener-url", &url])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
