@@ -28,9 +28,13 @@ install_tansu() {
   rm -rf "$DIR/dl"
 }
 
-start() {
+install() {
   mkdir -p "$DIR"
   [ -x "$DIR/tansu" ] || install_tansu
+}
+
+start() {
+  install
   if up; then return 0; fi
   mkdir -p "$RUN"
   setsid "$DIR/tansu" broker --listener-url "tcp://127.0.0.1:$PORT" \
@@ -55,7 +59,7 @@ stop() {
 }
 
 case "${1:-start}" in
-  install) mkdir -p "$DIR"; [ -x "$DIR/tansu" ] || install_tansu ;;
+  install) install ;;
   start) start ;;
   stop) stop ;;
   *) echo "usage: $0 start|stop|install" >&2; exit 2 ;;

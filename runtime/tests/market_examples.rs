@@ -160,17 +160,13 @@ fn yahoo_btc_through_kafka_example_writes_each_tick_once() {
     for _ in 0..2 {
         let before = csv_rows(&csv);
         let mut child = spawn_worker(&both);
-        let deadline = std::time::Instant::now() + Duration::from_secs(90);
-        while csv_rows(&csv) < before + 5 {
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                panic!(
-                    "no new ticks in the CSV within 90 s; the workers' logs:\n{}\n--- this run:\n{}",
-                    logs.borrow(),
-                    stderr_tail(&child, 20_000)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if !wait_for_csv_rows(&csv, before + 5) {
+            let _ = child.kill();
+            panic!(
+                "no new ticks in the CSV within 90 s; the workers' logs:\n{}\n--- this run:\n{}",
+                logs.borrow(),
+                stderr_tail(&child, 20_000)
+            );
         }
         std::thread::sleep(Duration::from_secs(3));
         stop(child);
@@ -180,10 +176,8 @@ fn yahoo_btc_through_kafka_example_writes_each_tick_once() {
     // longer, so that a repeat would show.
     let ticks = (requests.load(Ordering::SeqCst) - 1) / 4 + 1;
     let child = spawn_worker(&["conn-events-to-csv.yaml"]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    while csv_rows(&csv) + 1 < ticks as usize && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // Not reaching it is reported below, tick by tick, with the logs.
+    wait_for_csv_rows(&csv, (ticks as usize).saturating_sub(1));
     std::thread::sleep(Duration::from_secs(2));
     stop(child);
     let outcome = std::panic::catch_unwind(|| assert_each_tick_once(&requests, &csv));
@@ -191,6 +185,18 @@ fn yahoo_btc_through_kafka_example_writes_each_tick_once() {
         eprintln!("the workers' logs:\n{}", logs.borrow());
         std::panic::resume_unwind(e);
     }
+}
+
+/// Waits up to 90 s for the CSV to hold `rows` data rows; whether it got there.
+fn wait_for_csv_rows(path: &std::path::Path, rows: usize) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while csv_rows(path) < rows {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
 }
 
 /// Data rows in a CSV with a header (0 while it does not exist).

@@ -13,14 +13,14 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The address of the calling test's broker, started on first use. A test is known by
-/// its thread's name (libtest names each test's thread after the test): a thread the
-/// test spawns must be handed the address.
+/// its thread's name (libtest names each test's thread after the test), so a thread the
+/// test spawns must be handed the address: called there, this panics rather than start
+/// a second broker the test would not know of.
 pub fn broker_for_this_test() -> String {
     static BROKERS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("unnamed")
-        .to_string();
+    let Some(test) = std::thread::current().name().map(str::to_string) else {
+        panic!("the test broker is looked up on the test's own thread; hand its address to threads the test spawns");
+    };
     let mut brokers = BROKERS.lock().unwrap();
     if let Some(b) = brokers.get(&test) {
         return b.clone();
@@ -46,15 +46,14 @@ type Request = (u16, Sender<std::io::Result<()>>);
 /// Starts a broker on a free port and waits until it accepts connections.
 fn start() -> String {
     // The brokers are children of one thread that lives as long as the test process,
-    // and die with it (PR_SET_PDEATHSIG follows the thread that spawned them).
+    // and die with it (PR_SET_PDEATHSIG follows the thread that spawned them, so not a
+    // test's thread, which ends with the test).
     static SPAWNER: OnceLock<Mutex<Sender<Request>>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
         let (tx, rx) = channel::<Request>();
         std::thread::spawn(move || {
-            let mut children: Vec<Child> = Vec::new();
             for (port, answer) in rx {
-                let spawned = spawn(port).map(|c| children.push(c));
-                let _ = answer.send(spawned);
+                let _ = answer.send(spawn(port).map(drop));
             }
         });
         Mutex::new(tx)
