@@ -28,13 +28,13 @@ install_tansu() {
   rm -rf "$DIR/dl"
 }
 
-install() {
+ensure_installed() {
   mkdir -p "$DIR"
   [ -x "$DIR/tansu" ] || install_tansu
 }
 
 start() {
-  install
+  ensure_installed
   if up; then return 0; fi
   mkdir -p "$RUN"
   setsid "$DIR/tansu" broker --listener-url "tcp://127.0.0.1:$PORT" \
@@ -59,7 +59,7 @@ stop() {
 }
 
 case "${1:-start}" in
-  install) install ;;
+  install) ensure_installed ;;
   start) start ;;
   stop) stop ;;
   *) echo "usage: $0 start|stop|install" >&2; exit 2 ;;
