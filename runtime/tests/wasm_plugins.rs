@@ -159,3 +159,282 @@ sinks:
         "the output differs from the uninterrupted run's"
     );
 }
+
+/// A purpose-built misbehaving guest (`transforms/tests/guests/probe`).
+fn probe() -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../transforms/tests/guests/target/wasm32-wasip2/release/probe.wasm");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/build-plugins.sh",
+        p.display()
+    );
+    p.display().to_string()
+}
+
+/// Trades are numbered `n` by their event time (1 ms apart from the start); the probe
+/// misbehaves on these (`go: true`).
+const GO_IDS: [u64; 3] = [17, 1017, 2017];
+
+fn probe_pipeline(mode: &str, tolerance: &str, rate: u32) -> String {
+    format!(
+        r#"
+name: probe-{mode}
+checkpoint: {{interval: 100ms}}
+errors: {{tolerance: {tolerance}, dlq: {{path: dlq.jsonl}}}}
+sources:
+  trades: {{type: trades, seed: 3, rate: {rate}, count: 3000, start: 2024-01-01T00:00:00Z, step: 1ms}}
+transforms:
+  marked:
+    type: map
+    inputs: [trades]
+    fields:
+      n: $timestamp - 1704067200000
+      go: ($timestamp - 1704067200000) % 1000 == 17
+  probe:
+    type: wasm
+    inputs: [marked]
+    module: {}
+    config: {{mode: {mode}, print: true}}
+    limits: {{memory: 32MiB, timeout: 300ms}}
+sinks:
+  out: {{type: jsonl, inputs: [probe], path: out.jsonl}}
+"#,
+        probe()
+    )
+}
+
+fn ids_in(
+    path: &std::path::Path,
+    field: impl Fn(&serde_json::Value) -> &serde_json::Value,
+) -> Vec<u64> {
+    if !path.exists() {
+        return Vec::new();
+    }
+    read(path)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            field(&v)["n"].as_u64().unwrap()
+        })
+        .collect()
+}
+
+fn metric(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The plugins of a third-party author, in a running worker (tasks on the async
+/// runtime, where printing once took the pipeline down): one that prints on every
+/// batch, one that panics on a record, one that allocates past its cap, one that loops
+/// forever. Under `errors.tolerance: all` each pipeline stays RUNNING, counts its traps,
+/// exits 0, and every record is in the output or, if the plugin trapped on it, in the DLQ.
+#[test]
+fn misbehaving_plugins_keep_their_pipeline_running() {
+    for (mode, why) in [
+        ("pass", None),
+        ("trap", Some("the probe panics on purpose")),
+        ("hog", Some("trapped")),
+        ("spin", Some("timeout")),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write_pipeline(dir.path(), "p.yaml", &probe_pipeline(mode, "all", 1000));
+        let port = free_port();
+        let mut child = spawn_captured(
+            connectd()
+                .env("RUST_LOG", "info")
+                .current_dir(dir.path())
+                .args(["--admin-addr", &format!("127.0.0.1:{port}"), "--config"])
+                .arg(&cfg),
+        );
+        wait_for_admin(port);
+        // While it runs: RUNNING, and the traps counted.
+        let started = std::time::Instant::now();
+        loop {
+            let metrics = http("GET", port, "/metrics", None).1;
+            let traps = metric(&metrics, "connectd_plugin_traps_total").unwrap_or(0.0);
+            let status = http(
+                "GET",
+                port,
+                &format!("/connectors/probe-{mode}/status"),
+                None,
+            )
+            .1;
+            assert!(
+                status.contains("RUNNING"),
+                "{mode}: {status}\n{}",
+                stderr_tail(&child, 4000)
+            );
+            if why.is_none() || traps >= GO_IDS.len() as f64 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{mode}: {traps} traps counted\n{metrics}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let status = wait_with_deadline(&mut child, Duration::from_secs(120));
+        let log = stderr_of(&child);
+        assert!(status.success(), "{mode}: {status}\n{log}");
+        // The guest's prints reach the log under the plugin's name, both streams.
+        assert!(
+            log.contains("probe: batch") && log.contains("probe: stderr on batch"),
+            "{mode}: {log}"
+        );
+        assert!(log.contains("probe-") && log.contains("/probe"), "{mode}");
+
+        let out = ids_in(&dir.path().join("out.jsonl"), |v| v);
+        let dlq_path = dir.path().join("dlq.jsonl");
+        let dlq = ids_in(&dlq_path, |v| &v["record"]["value"]);
+        let mut all: Vec<u64> = out.iter().chain(&dlq).copied().collect();
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (0..3000).collect::<Vec<u64>>(),
+            "{mode}: every record once"
+        );
+        match why {
+            None => assert!(dlq.is_empty(), "{mode}: {dlq:?}"),
+            Some(reason) => {
+                let mut dlq = dlq.clone();
+                dlq.sort_unstable();
+                assert_eq!(dlq, GO_IDS, "{mode}: only the records it trapped on");
+                let text = read(&dlq_path);
+                assert!(
+                    text.contains("trapped") && text.contains(reason),
+                    "{mode}: {text}"
+                );
+            }
+        }
+    }
+}
+
+/// Under `errors.tolerance: none` a trap stops the pipeline, naming the plugin and the
+/// record it trapped on.
+#[test]
+fn a_trap_under_tolerance_none_stops_the_pipeline_naming_plugin_and_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_pipeline(dir.path(), "p.yaml", &probe_pipeline("trap", "none", 0));
+    let out = run_to_end(dir.path(), &cfg);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("probe.wasm")
+            && log.contains("trapped")
+            && log.contains("2024-01-01T00:00:00.017Z")
+            && log.contains("the probe panics on purpose"),
+        "{log}"
+    );
+}
+
+/// `n` records of two symbols with `BOOM` records among them when `boom`.
+fn ewma_input(n: usize, boom: bool) -> String {
+    let mut s = String::new();
+    for i in 0..n {
+        if boom && i % 997 == 500 {
+            s.push_str(&format!("{{\"i\":{i},\"symbol\":\"BOOM\",\"price\":1}}\n"));
+        }
+        let sym = ["BBCA", "TLKM"][i % 2];
+        s.push_str(&format!(
+            "{{\"i\":{i},\"symbol\":\"{sym}\",\"price\":{}}}\n",
+            1 + (i * 7919) % 101
+        ));
+    }
+    s
+}
+
+fn ewma_pipeline(panic_on: bool) -> String {
+    let extra = if panic_on { ", panic_on: BOOM" } else { "" };
+    format!(
+        r#"
+name: ewma-trap
+checkpoint: {{interval: 50ms}}
+errors: {{tolerance: all, dlq: {{path: dlq.jsonl}}}}
+sources:
+  lines: {{type: file, path: in.jsonl}}
+transforms:
+  smooth:
+    type: wasm
+    inputs: [lines]
+    module: {}
+    config: {{key: symbol, field: price, alpha: 0.3, output: ewma{extra}}}
+sinks:
+  out: {{type: csv, inputs: [smooth], path: out/ewma.csv, columns: [i, symbol, price, ewma]}}
+"#,
+        plugin("ewma")
+    )
+}
+
+/// A trap rolls the stateful plugin back to its state before the trapped batch: the
+/// ewma's output with forced traps (`panic_on`) equals its output on the input without
+/// the records it trapped on, also across SIGKILLs.
+#[test]
+fn a_trap_leaves_the_stateful_plugin_as_if_the_record_never_came() {
+    const N: usize = 40_000;
+    let reference = tempfile::tempdir().unwrap();
+    std::fs::write(reference.path().join("in.jsonl"), ewma_input(N, false)).unwrap();
+    let cfg = write_pipeline(reference.path(), "p.yaml", &ewma_pipeline(false));
+    assert!(run_to_end(reference.path(), &cfg).status.success());
+    let want = read(reference.path().join("out/ewma.csv"));
+    assert_eq!(want.lines().count(), N + 1);
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), ewma_input(N, true)).unwrap();
+    let cfg = write_pipeline(dir.path(), "p.yaml", &ewma_pipeline(true));
+    let out = run_to_end(dir.path(), &cfg);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        read(dir.path().join("out/ewma.csv")) == want,
+        "the output differs from the run without the trapping records"
+    );
+    let booms = ewma_input(N, true)
+        .lines()
+        .filter(|l| l.contains("BOOM"))
+        .count();
+    let dlq = read(dir.path().join("dlq.jsonl"));
+    assert_eq!(dlq.lines().count(), booms, "{dlq}");
+    assert!(
+        dlq.lines()
+            .all(|l| l.contains("BOOM") && l.contains("panic_on")),
+        "{dlq}"
+    );
+
+    // Again, SIGKILLed at seeded random moments.
+    let seed: u64 = rand::rng().random();
+    println!("seed {seed}");
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    let _ = std::fs::remove_dir_all(dir.path().join("out"));
+    let _ = std::fs::remove_dir_all(dir.path().join(".connectd"));
+    let mut kills = 0;
+    for _ in 0..40 {
+        if kills >= 6 {
+            break;
+        }
+        let mut child = spawn(dir.path(), &cfg, &[]);
+        std::thread::sleep(Duration::from_millis(rng.random_range(150..700)));
+        if child.try_wait().unwrap().is_some() {
+            let _ = std::fs::remove_dir_all(dir.path().join("out"));
+            let _ = std::fs::remove_dir_all(dir.path().join(".connectd"));
+            continue;
+        }
+        signal(&child, libc::SIGKILL);
+        let _ = child.wait();
+        kills += 1;
+    }
+    assert!(kills >= 6, "seed {seed}: the run was too short to kill");
+    let mut child = spawn(dir.path(), &cfg, &[]);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(300)).success());
+    assert!(
+        read(dir.path().join("out/ewma.csv")) == want,
+        "seed {seed}: the output differs from the run without the trapping records"
+    );
+}

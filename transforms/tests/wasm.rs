@@ -219,7 +219,12 @@ fn memory_is_capped() {
             serde_json::json!({"go": false}),
         ],
     );
-    assert_eq!(out.bad.len(), 2, "the whole batch goes to the DLQ");
+    assert_eq!(
+        out.bad.len(),
+        1,
+        "only the record it trapped on goes to the DLQ"
+    );
+    assert_eq!(out.records.len(), 1, "the rest of the batch goes through");
     assert!(
         out.bad[0].reason.contains("trapped"),
         "{}",
@@ -229,12 +234,72 @@ fn memory_is_capped() {
 }
 
 #[test]
+fn an_allocation_under_the_cap_succeeds_and_one_over_it_traps() {
+    let mut t = plugin(serde_json::json!({"module": wasm("transforms/tests/guests", "probe"), "config": {"mode": "alloc"}, "limits": {"memory": "16MiB"}})).unwrap();
+    let under = run(&mut t, &[serde_json::json!({"go": true, "bytes": 8 << 20})]);
+    assert_eq!(under.records.len(), 1, "{:?}", under.bad);
+    assert_eq!(get(&under.records[0], "allocated"), Value::from(8i64 << 20));
+    let over = run(
+        &mut t,
+        &[serde_json::json!({"go": true, "bytes": 32 << 20})],
+    );
+    assert_eq!(over.bad.len(), 1);
+    assert!(
+        over.bad[0].reason.contains("trapped"),
+        "{}",
+        over.bad[0].reason
+    );
+}
+
+/// In a worker, transforms run as tasks on the async runtime: a guest that prints
+/// (and a Rust guest's panic message goes to stderr) must not take the runtime down.
+#[test]
+fn prints_and_traps_inside_the_async_runtime() {
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for rt in [multi, current] {
+        let out = rt.block_on(async {
+            tokio::spawn(async {
+                let mut t = plugin(serde_json::json!({"module": wasm("transforms/tests/guests", "probe"), "config": {"mode": "trap", "print": true}})).unwrap();
+                let mut outs = Vec::new();
+                for _ in 0..3 {
+                    outs.push(run(&mut t, &[
+                        serde_json::json!({"go": false}),
+                        serde_json::json!({"go": true}),
+                        serde_json::json!({"go": false}),
+                    ]));
+                }
+                outs
+            })
+            .await
+            .unwrap()
+        });
+        for o in out {
+            assert_eq!(o.records.len(), 2);
+            assert_eq!(o.bad.len(), 1);
+            assert!(
+                o.bad[0].reason.contains("the probe panics on purpose"),
+                "the trap reason quotes the guest's stderr: {}",
+                o.bad[0].reason
+            );
+        }
+    }
+}
+
+#[test]
 fn a_panic_is_a_trap_not_a_crash() {
     let mut t = plugin(serde_json::json!({"module": wasm("transforms/tests/guests", "probe"), "config": {"mode": "trap"}})).unwrap();
     let out = run(&mut t, &[serde_json::json!({"go": true})]);
     assert_eq!(out.bad.len(), 1);
     assert!(
-        out.bad[0].reason.contains("wasm plugin trapped"),
+        out.bad[0].reason.contains("probe.wasm trapped"),
         "{}",
         out.bad[0].reason
     );

@@ -58,6 +58,24 @@ fn cache_dir() -> PathBuf {
     base.join("connectd").join("wasm")
 }
 
+/// Runs a guest call off the async runtime. wasmtime-wasi's synchronous WASI blocks on
+/// a Tokio handle for every call a guest makes (a print, a clock read), which panics on
+/// a runtime worker thread.
+pub fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Err(_) => f(),
+        // The worker hands its other tasks to another thread while the guest runs.
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        // A current-thread runtime cannot give its thread up: a scoped thread, outside
+        // any runtime, makes the call.
+        Ok(_) => std::thread::scope(|s| match s.spawn(f).join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
+    }
+}
+
 /// Epoch ticks for a timeout (at least one).
 pub fn ticks(timeout: Duration) -> u64 {
     (timeout.as_millis() / TICK.as_millis()).max(1) as u64

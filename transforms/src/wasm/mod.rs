@@ -5,11 +5,18 @@
 //!   called once per batch.
 //! - Sandbox: no filesystem, network or environment (WASI with nothing granted); memory
 //!   capped (`limits.memory`); a guest running past `limits.timeout` on one batch is
-//!   interrupted (epoch deadline). A trap sends that batch to the DLQ (or stops the
-//!   pipeline, per `errors.tolerance`) and the instance is recreated.
+//!   interrupted (epoch deadline).
+//! - Guest calls run off the async runtime (wasmtime-wasi's synchronous WASI blocks on
+//!   a Tokio handle); guest stdout and stderr go to the log (`guest_output`).
+//! - A trap or a bad record rolls the plugin back: a fresh instance restores the last
+//!   snapshot and replays the batches processed since, so its state is as if the failed
+//!   call never happened. After a trap the batch is retried one record at a time, and
+//!   only the record that traps goes to the DLQ (or stops the pipeline, per
+//!   `errors.tolerance`).
 //! - A module built against another interface version is refused at load, naming both.
 
 mod engine;
+mod guest_output;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -81,8 +88,19 @@ pub struct WasmTransform {
     buffers: WitBatch,
     /// State to hand to the next instance (after `restore`, or kept across a trap).
     restored: Option<Vec<u8>>,
+    /// The batches the live instance processed since `restored` was taken, replayed
+    /// into a fresh instance after a trap.
+    replay: Vec<WitBatch>,
+    replay_bytes: usize,
+    /// Emptied replay buffers, reused for their allocations.
+    spare: Vec<WitBatch>,
+    output: guest_output::GuestOutput,
     stats: std::sync::Arc<connectd_sdk::stats::PluginStats>,
 }
+
+/// Past this much replay log, the live instance is snapshotted and the log dropped:
+/// it bounds both the memory held and the work of a rollback.
+const REPLAY_LIMIT: usize = 16 << 20;
 
 impl std::fmt::Debug for WasmTransform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -119,8 +137,10 @@ pub fn build(
             return Err(Invalid);
         }
     };
+    let component_name = format!("{}/{}", ctx.pipeline, ctx.component);
     Ok(Box::new(WasmTransform {
-        component_name: format!("{}/{}", ctx.pipeline, ctx.component),
+        output: guest_output::GuestOutput::new(component_name.clone()),
+        component_name,
         module,
         component,
         config: config.to_string(),
@@ -129,6 +149,9 @@ pub fn build(
         instance: None,
         buffers: empty_batch(),
         restored: None,
+        replay: Vec::new(),
+        replay_bytes: 0,
+        spare: Vec::new(),
         stats: Default::default(),
     }))
 }
@@ -275,87 +298,201 @@ fn unhex(s: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
+/// How a guest call ended.
+enum Called<T> {
+    Done(T),
+    /// A trap, with its reason (and the end of what the guest wrote to stderr). The
+    /// instance is gone: the next call rolls back to the last snapshot.
+    Trapped(String),
+}
+
 impl WasmTransform {
     fn err(&self, what: impl std::fmt::Display) -> ConnectorError {
         ConnectorError::permanent(format!("wasm plugin {}: {what}", self.module.display()))
     }
 
-    fn instance(&mut self) -> Result<&mut (Store<State>, TransformWorld), ConnectorError> {
-        if self.instance.is_none() {
-            let engine = engine::engine();
-            let mut linker: Linker<State> = Linker::new(engine);
-            wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| self.err(e))?;
-            TransformWorld::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
-                .map_err(|e| self.err(e))?;
-            // Nothing granted: no preopened directories, no environment, no sockets.
-            let wasi = WasiCtxBuilder::new()
-                .allow_tcp(false)
-                .allow_udp(false)
-                .allow_ip_name_lookup(false)
-                .build();
-            let limits = StoreLimitsBuilder::new()
-                .memory_size(self.memory)
-                .instances(4)
-                .build();
-            let state = State {
-                wasi,
-                table: ResourceTable::new(),
-                limits,
-                component: self.component_name.clone(),
-            };
-            let mut store = Store::new(engine, state);
-            store.limiter(|s| &mut s.limits);
-            store.set_epoch_deadline(engine::ticks(self.timeout));
-            let world = TransformWorld::instantiate(&mut store, &self.component, &linker)
-                .map_err(|e| self.err(engine::explain_instantiation(&self.component, e)))?;
+    /// A new instance with `init` called and the last snapshot restored.
+    fn instantiate(&mut self) -> Result<(Store<State>, TransformWorld), ConnectorError> {
+        let engine = engine::engine();
+        let mut linker: Linker<State> = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| self.err(e))?;
+        TransformWorld::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+            .map_err(|e| self.err(e))?;
+        // Nothing granted: no preopened directories, no environment, no sockets.
+        let wasi = WasiCtxBuilder::new()
+            .stdout(self.output.stdout.clone())
+            .stderr(self.output.stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.memory)
+            .table_elements(TABLE_ELEMENTS)
+            .instances(4)
+            .build();
+        let state = State {
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            component: self.component_name.clone(),
+        };
+        let mut store = Store::new(engine, state);
+        store.limiter(|s| &mut s.limits);
+        let ticks = engine::ticks(self.timeout);
+        let (component, config, restored) = (&self.component, &self.config, &self.restored);
+        let started = engine::off_runtime(|| {
+            store.set_epoch_deadline(ticks);
+            let world = TransformWorld::instantiate(&mut store, component, &linker)
+                .map_err(|e| engine::explain_instantiation(component, e))?;
             world
-                .call_init(&mut store, &self.config)
-                .map_err(|e| self.err(format!("init trapped: {e}")))?
-                .map_err(|e| self.err(format!("init refused the config: {e}")))?;
-            if let Some(state) = &self.restored {
-                store.set_epoch_deadline(engine::ticks(self.timeout));
+                .call_init(&mut store, config)
+                .map_err(|e| format!("init trapped: {e}"))?
+                .map_err(|e| format!("init refused the config: {e}"))?;
+            if let Some(state) = restored {
+                store.set_epoch_deadline(ticks);
                 world
                     .call_restore(&mut store, state)
-                    .map_err(|e| self.err(format!("restore trapped: {e}")))?
-                    .map_err(|e| self.err(format!("restore refused the state: {e}")))?;
+                    .map_err(|e| format!("restore trapped: {e}"))?
+                    .map_err(|e| format!("restore refused the state: {e}"))?;
             }
-            self.instance = Some((store, world));
+            Ok::<_, String>(world)
+        });
+        let stderr = self.output.forward();
+        match started {
+            Ok(world) => Ok((store, world)),
+            Err(why) if stderr.is_empty() => Err(self.err(why)),
+            Err(why) => Err(self.err(format!("{why}; its stderr ends with: {stderr}"))),
         }
-        self.instance
-            .as_mut()
-            .ok_or_else(|| ConnectorError::permanent("wasm: no instance"))
     }
-}
 
-impl connectd_sdk::Transform for WasmTransform {
-    fn process(
-        &mut self,
-        _input: usize,
-        batch: Batch,
-        out: &mut Emitter,
-    ) -> Result<(), ConnectorError> {
-        let mut records = take_records(batch);
+    /// Makes sure there is a live instance: a fresh one replays the batches processed
+    /// since the snapshot it restored, then becomes the new snapshot.
+    fn ensure_instance(&mut self) -> Result<(), ConnectorError> {
+        if self.instance.is_some() {
+            return Ok(());
+        }
+        let (mut store, world) = self.instantiate()?;
+        let ticks = engine::ticks(self.timeout);
         let timeout = self.timeout;
+        let replay = &self.replay;
+        let replayed = engine::off_runtime(|| {
+            for b in replay {
+                store.set_epoch_deadline(ticks);
+                match world.call_process(&mut store, b) {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => return Err("a batch it had accepted was refused".to_string()),
+                    Err(e) => return Err(engine::explain_trap(&e, timeout)),
+                }
+            }
+            Ok(())
+        });
+        // What the guest printed the first time round was logged then.
+        self.output.discard();
+        if let Err(why) = replayed {
+            return Err(self.err(format!(
+                "replaying the batches since the last snapshot after a trap failed ({why}): the plugin does not process the same input the same way twice"
+            )));
+        }
+        self.instance = Some((store, world));
+        if !self.replay.is_empty() {
+            self.snapshot_live()?;
+        }
+        Ok(())
+    }
+
+    /// Runs one guest call on the live instance, off the async runtime and within the
+    /// timeout, and forwards what the guest printed to the log.
+    fn call<R: Send>(
+        &mut self,
+        f: impl FnOnce(&mut Store<State>, &TransformWorld) -> wasmtime::Result<R> + Send,
+    ) -> Result<Called<R>, ConnectorError> {
+        self.ensure_instance()?;
+        let timeout = self.timeout;
+        let Some((store, world)) = self.instance.as_mut() else {
+            return Err(self.err("no instance"));
+        };
+        store.set_epoch_deadline(engine::ticks(timeout));
+        let world = &*world;
+        let result = engine::off_runtime(|| f(store, world));
+        let stderr = self.output.forward();
+        Ok(match result {
+            Ok(r) => Called::Done(r),
+            Err(trap) => {
+                self.stats.trap();
+                self.instance = None;
+                let why = engine::explain_trap(&trap, timeout);
+                Called::Trapped(if stderr.is_empty() {
+                    why
+                } else {
+                    format!("{why}; its stderr ends with: {stderr}")
+                })
+            }
+        })
+    }
+
+    /// Snapshots the live instance as the state a fresh one starts from, and drops the
+    /// replay log that led to it.
+    fn snapshot_live(&mut self) -> Result<(), ConnectorError> {
+        match self.call(|store, world| world.call_snapshot(store))? {
+            Called::Done(state) => {
+                self.restored = Some(state);
+                self.forget_replay();
+                Ok(())
+            }
+            Called::Trapped(why) => Err(self.err(format!("snapshot trapped: {why}"))),
+        }
+    }
+
+    fn forget_replay(&mut self) {
+        self.replay_bytes = 0;
+        for b in self.replay.drain(..) {
+            if self.spare.len() < 4 {
+                self.spare.push(b);
+            }
+        }
+    }
+
+    /// Keeps a processed batch for a replay after a trap.
+    fn remember(&mut self, processed: WitBatch) -> Result<(), ConnectorError> {
+        self.replay_bytes += processed.data.len() + 16 * processed.key_starts.len();
+        self.replay.push(processed);
+        self.buffers = self.spare.pop().unwrap_or_else(empty_batch);
+        if self.replay_bytes > REPLAY_LIMIT {
+            self.snapshot_live()?;
+        }
+        Ok(())
+    }
+
+    /// Processes records, diverting the ones the plugin refuses or traps on.
+    fn run(&mut self, mut records: Vec<Record>, out: &mut Emitter) -> Result<(), ConnectorError> {
         loop {
             if records.is_empty() {
                 return Ok(());
             }
             let mut buffers = std::mem::replace(&mut self.buffers, empty_batch());
             encode(&records, &mut buffers);
-            let (store, world) = self.instance()?;
-            store.set_epoch_deadline(engine::ticks(timeout));
             let started = std::time::Instant::now();
-            let called = world.call_process(&mut *store, &buffers);
+            let called = self.call(|store, world| world.call_process(store, &buffers));
             self.stats.batch(started.elapsed());
-            self.buffers = buffers;
+            let called = match called {
+                Ok(c) => c,
+                Err(e) => {
+                    self.buffers = buffers;
+                    return Err(e);
+                }
+            };
             match called {
-                Ok(Ok(processed)) => {
-                    for r in decode(records, processed).map_err(|why| self.err(why))? {
+                Called::Done(Ok(processed)) => {
+                    let emitted = decode(records, processed).map_err(|why| self.err(why))?;
+                    self.remember(buffers)?;
+                    for r in emitted {
                         out.emit(r);
                     }
                     return Ok(());
                 }
-                Ok(Err(Failure::BadRecord(b))) => {
+                Called::Done(Err(Failure::BadRecord(b))) => {
+                    self.buffers = buffers;
                     let i = b.index as usize;
                     if i >= records.len() {
                         return Err(self.err(format!(
@@ -366,33 +503,56 @@ impl connectd_sdk::Transform for WasmTransform {
                     let r = records.remove(i);
                     out.bad
                         .push(BadRecord::record(r, format!("wasm plugin: {}", b.reason)));
-                }
-                Ok(Err(Failure::Plugin(msg))) => return Err(self.err(msg)),
-                Err(trap) => {
-                    self.stats.trap();
-                    // Keep the last good state; the next batch gets a fresh instance.
+                    // The call may have changed the plugin's state before it refused the
+                    // record: the retry starts from the state before the call.
                     self.instance = None;
-                    let why = engine::explain_trap(&trap, timeout);
-                    tracing::warn!(module = %self.module.display(), reason = %why, "wasm plugin trapped; the batch goes to the dead-letter queue and the instance is recreated");
+                }
+                Called::Done(Err(Failure::Plugin(msg))) => {
+                    self.buffers = buffers;
+                    return Err(self.err(msg));
+                }
+                Called::Trapped(why) => {
+                    self.buffers = buffers;
+                    if records.len() == 1 {
+                        tracing::warn!(plugin = %self.component_name, module = %self.module.display(), reason = %why, "wasm plugin trapped on a record; it goes to the dead-letter queue");
+                        for r in records {
+                            out.bad.push(BadRecord::record(
+                                r,
+                                format!("wasm plugin {} trapped: {why}", self.module.display()),
+                            ));
+                        }
+                        return Ok(());
+                    }
+                    // Find the record that traps: the rest of the batch goes through.
                     for r in records {
-                        out.bad
-                            .push(BadRecord::record(r, format!("wasm plugin trapped: {why}")));
+                        self.run(vec![r], out)?;
                     }
                     return Ok(());
                 }
             }
         }
     }
+}
+
+/// Table elements an instance may hold: enough for any plugin's function tables, and
+/// a bound on what a hostile one can make the host allocate.
+const TABLE_ELEMENTS: usize = 1 << 20;
+
+impl connectd_sdk::Transform for WasmTransform {
+    fn process(
+        &mut self,
+        _input: usize,
+        batch: Batch,
+        out: &mut Emitter,
+    ) -> Result<(), ConnectorError> {
+        self.run(take_records(batch), out)
+    }
 
     fn snapshot(&mut self) -> Result<serde_json::Value, ConnectorError> {
-        let timeout = self.timeout;
-        if let Some((store, world)) = self.instance.as_mut() {
-            store.set_epoch_deadline(engine::ticks(timeout));
-            let state = world.call_snapshot(&mut *store).map_err(|e| {
-                ConnectorError::permanent(format!("wasm plugin snapshot trapped: {e}"))
-            })?;
-            // A trap later recreates the instance from this state.
-            self.restored = Some(state);
+        // Without an instance (none yet, or one that trapped) the state is `restored`
+        // plus whatever the replay log holds.
+        if self.instance.is_some() || !self.replay.is_empty() {
+            self.snapshot_live()?;
         }
         Ok(match &self.restored {
             Some(s) if !s.is_empty() => serde_json::Value::String(hex(s)),
@@ -409,6 +569,7 @@ impl connectd_sdk::Transform for WasmTransform {
             self.restored =
                 Some(unhex(&s).map_err(|e| self.err(format!("corrupt checkpointed state: {e}")))?);
             self.instance = None;
+            self.forget_replay();
         }
         Ok(())
     }

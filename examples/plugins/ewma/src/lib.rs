@@ -2,6 +2,10 @@
 //! `config: {key: symbol, field: price, alpha: 0.3, output: price_ewma}`.
 //! The averages are the plugin's state: snapshotted at every checkpoint, restored after
 //! a restart, so the output is the same as if nothing had failed.
+//!
+//! `panic_on: <key>` makes the plugin panic on every record of that key: a way to watch
+//! connectd recover from a trap (the record goes to the DLQ; the averages of the other
+//! keys are as if it had never been seen).
 
 use std::collections::BTreeMap;
 
@@ -12,6 +16,7 @@ struct Ewma {
     field: String,
     output: String,
     alpha: f64,
+    panic_on: Option<String>,
     averages: BTreeMap<String, f64>,
 }
 
@@ -37,6 +42,7 @@ impl Transform for Ewma {
             field,
             output,
             alpha,
+            panic_on: config["panic_on"].as_str().map(str::to_string),
             averages: BTreeMap::new(),
         })
     }
@@ -51,6 +57,9 @@ impl Transform for Ewma {
                 }
                 other => other.to_string(),
             };
+            if self.panic_on.as_ref() == Some(&key) {
+                panic!("ewma: panic_on is set for key {key}");
+            }
             let Some(x) = v[&self.field].as_f64() else {
                 return Err(bad_record(
                     e.index(),

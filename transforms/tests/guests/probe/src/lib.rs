@@ -1,19 +1,29 @@
-//! Misbehaves on purpose, per `config.mode`, when a record has `"go": true`.
+//! Misbehaves on purpose, per `config.mode`, when a record has `"go": true`; with
+//! `config.print: true` it also prints a line to stdout and to stderr on every batch.
 
 use connectd_sdk::wasm::{Batch, Failure, Output, Transform};
 
 struct Probe {
     mode: String,
+    print: bool,
+    batches: u64,
 }
 
 impl Transform for Probe {
     fn init(config: serde_json::Value) -> Result<Self, String> {
         Ok(Probe {
             mode: config["mode"].as_str().unwrap_or("pass").to_string(),
+            print: config["print"] == true,
+            batches: 0,
         })
     }
 
     fn process(&mut self, batch: &Batch, out: &mut Output) -> Result<(), Failure> {
+        self.batches += 1;
+        if self.print {
+            println!("probe: batch {} of {} records", self.batches, batch.len());
+            eprintln!("probe: stderr on batch {}", self.batches);
+        }
         for e in batch.iter() {
             if self.mode == "identity" {
                 out.keep(&e);
@@ -41,6 +51,11 @@ impl Transform for Probe {
                         }
                     }
                     "trap" => panic!("the probe panics on purpose"),
+                    "alloc" => {
+                        let n = v["bytes"].as_u64().unwrap_or(0) as usize;
+                        let block = vec![7u8; n];
+                        v["allocated"] = (std::hint::black_box(&block).len() as u64).into();
+                    }
                     "read-file" => {
                         v["read"] = std::fs::read_to_string("/etc/hostname").is_ok().into();
                     }
