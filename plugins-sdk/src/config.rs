@@ -160,18 +160,41 @@ impl fmt::Display for ConfigError {
 }
 
 /// Collects the problems of one file. Shared by all readers of that file.
+///
+/// Values that came from `${env:}`/`${file:}` are registered as secrets; every message
+/// pushed has them replaced by `<redacted>`, whichever reader wrote it.
 #[derive(Debug, Default)]
 pub struct ConfigErrors {
     errors: RefCell<Vec<ConfigError>>,
+    secrets: RefCell<Vec<String>>,
 }
+
+/// Secrets shorter than this are not redacted from messages: replacing every `a` or
+/// `,` would make them unreadable, and so short a value reveals little.
+pub const MIN_REDACTED_LEN: usize = 4;
 
 impl ConfigErrors {
     pub fn push(&self, span: &Span, field: impl Into<String>, message: impl Into<String>) {
+        let message = self.redact(message.into());
         self.errors.borrow_mut().push(ConfigError {
             span: span.clone(),
             field: field.into(),
-            message: message.into(),
+            message,
         });
+    }
+
+    /// Registers an interpolated value: no message will show it.
+    pub fn add_secret(&self, value: &str) {
+        if value.len() >= MIN_REDACTED_LEN {
+            self.secrets.borrow_mut().push(value.to_string());
+        }
+    }
+
+    fn redact(&self, message: String) -> String {
+        self.secrets
+            .borrow()
+            .iter()
+            .fold(message, |m, s| m.replace(s.as_str(), "<redacted>"))
     }
 
     pub fn len(&self) -> usize {

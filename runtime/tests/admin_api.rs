@@ -301,3 +301,90 @@ fn a_token_guards_the_api_and_is_required_off_loopback() {
         "{err}"
     );
 }
+
+/// The validate endpoint never expands `${file:}` or `${env:}` from a request body: no
+/// caller can read the worker's files or environment through it.
+#[test]
+fn validate_reads_no_file_and_no_environment_for_a_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pipeline(dir.path(), "ticks.yaml", TICKS);
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "TOPSECRET-4711\n").unwrap();
+    let (mut child, port) = start_worker(dir.path(), &["--config", "ticks.yaml"]);
+
+    let body = serde_json::json!({
+        "inputs": ["x"], "path": "/tmp/o.csv", "columns": ["a"],
+        "delimiter": format!("${{file:{}}}", secret.display()),
+    });
+    let (code, answer) = http_with_body(
+        "PUT",
+        port,
+        "/connector-plugins/csv/config/validate",
+        None,
+        &body.to_string(),
+    );
+    assert_eq!(code, 200, "{answer}");
+    assert!(!answer.contains("TOPSECRET"), "{answer}");
+    let v = json(&answer);
+    let errors = v["errors"].as_array().unwrap();
+    assert!(
+        errors.iter().any(|e| e["field"] == "delimiter"
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains("not expanded in a request")),
+        "{answer}"
+    );
+
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let body = serde_json::json!({"inputs": ["x"], "where": "name == \"${env:HOME}\" and"});
+    let (code, answer) = http_with_body(
+        "PUT",
+        port,
+        "/connector-plugins/filter/config/validate",
+        None,
+        &body.to_string(),
+    );
+    assert_eq!(code, 200, "{answer}");
+    assert!(!answer.contains(&home), "{answer}");
+    assert!(answer.contains("not expanded in a request"), "{answer}");
+
+    signal(&child, libc::SIGTERM);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
+}
+
+/// In a pipeline file `${file:}` is expanded, and still no error message shows what it
+/// stood for, whichever component wrote the message.
+#[test]
+fn config_errors_never_show_an_interpolated_value() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "TOPSECRET-4711\n").unwrap();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            r#"
+name: leaky
+sources:
+  trades: {{type: trades, seed: 1, rate: 0, count: 10}}
+sinks:
+  out: {{type: csv, inputs: [trades], path: o.csv, columns: [id], delimiter: "${{file:{}}}"}}
+"#,
+            dir.path().join("secret.txt").display()
+        ),
+    );
+    let out = connectd()
+        .current_dir(dir.path())
+        .args(["validate", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("delimiter"), "{text}");
+    assert!(!text.contains("TOPSECRET"), "{text}");
+}

@@ -163,7 +163,12 @@ pub fn validate_component(
     let errors = ConfigErrors::default();
     let file: Arc<str> = "request body".into();
     // JSON is YAML: the same parser gives the same checks and messages.
-    if let Some(node) = yaml::parse(&file, &config.to_string(), &errors) {
+    if let Some(node) = yaml::parse_with(
+        &file,
+        &config.to_string(),
+        &errors,
+        yaml::Interpolation::Refuse,
+    ) {
         let mut cfg = ConfigMap::new(&node, "", &errors);
         // As in a pipeline file; not the component's own settings.
         let _ = cfg.opt_str("type");

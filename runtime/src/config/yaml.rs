@@ -18,10 +18,29 @@ fn span(file: &Arc<str>, s: &marked_yaml::Span) -> Span {
 }
 
 /// Parses a file's text; on a syntax error returns it as a single config error.
+/// Whether `${env:}` and `${file:}` are expanded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interpolation {
+    /// Pipeline files: written by the operator, read with the worker's rights.
+    Expand,
+    /// Bodies of API requests: expanding them would let any caller read the worker's
+    /// files and environment, so a `${` is refused with an error instead.
+    Refuse,
+}
+
 pub fn parse(file: &Arc<str>, text: &str, errors: &ConfigErrors) -> Option<ConfigNode> {
+    parse_with(file, text, errors, Interpolation::Expand)
+}
+
+pub fn parse_with(
+    file: &Arc<str>,
+    text: &str,
+    errors: &ConfigErrors,
+    interpolation: Interpolation,
+) -> Option<ConfigNode> {
     let options = LoaderOptions::default().error_on_duplicate_keys(true);
     match marked_yaml::parse_yaml_with_options(0, text, options) {
-        Ok(node) => Some(convert(file, &node, errors, "")),
+        Ok(node) => Some(convert(file, &node, errors, "", interpolation)),
         Err(e) => {
             let (marker, message) = match &e {
                 LoadError::TopLevelMustBeMapping(m) => (
@@ -64,7 +83,13 @@ pub fn parse(file: &Arc<str>, text: &str, errors: &ConfigErrors) -> Option<Confi
     }
 }
 
-fn convert(file: &Arc<str>, node: &Node, errors: &ConfigErrors, path: &str) -> ConfigNode {
+fn convert(
+    file: &Arc<str>,
+    node: &Node,
+    errors: &ConfigErrors,
+    path: &str,
+    interpolation: Interpolation,
+) -> ConfigNode {
     match node {
         Node::Scalar(s) => {
             let sp = span(file, s.span());
@@ -77,9 +102,27 @@ fn convert(file: &Arc<str>, node: &Node, errors: &ConfigErrors, path: &str) -> C
                     raw: None,
                 };
             }
+            if interpolation == Interpolation::Refuse && text.contains("${") {
+                errors.push(
+                    &sp,
+                    path,
+                    "`${...}` is not expanded in a request: the API never reads the worker's files or environment for a caller. Write the value itself, or check the pipeline file on the worker with `connectd validate --config FILE`",
+                );
+                return ConfigNode {
+                    value: ConfigValue::Scalar(String::new()),
+                    span: sp,
+                    secret: true,
+                    raw: None,
+                };
+            }
             match interpolate(text) {
                 Ok((value, secret)) => ConfigNode {
-                    value: ConfigValue::Scalar(value),
+                    value: ConfigValue::Scalar({
+                        if secret {
+                            errors.add_secret(&value);
+                        }
+                        value
+                    }),
                     span: sp,
                     secret,
                     raw: secret.then(|| text.to_string()),
@@ -99,7 +142,7 @@ fn convert(file: &Arc<str>, node: &Node, errors: &ConfigErrors, path: &str) -> C
             value: ConfigValue::List(
                 seq.iter()
                     .enumerate()
-                    .map(|(i, n)| convert(file, n, errors, &format!("{path}[{i}]")))
+                    .map(|(i, n)| convert(file, n, errors, &format!("{path}[{i}]"), interpolation))
                     .collect(),
             ),
             span: span(file, seq.span()),
@@ -120,7 +163,7 @@ fn convert(file: &Arc<str>, node: &Node, errors: &ConfigErrors, path: &str) -> C
                                 name: k.as_str().to_string(),
                                 span: span(file, k.span()),
                             },
-                            convert(file, v, errors, &child),
+                            convert(file, v, errors, &child, interpolation),
                         )
                     })
                     .collect(),
