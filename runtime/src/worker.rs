@@ -420,6 +420,7 @@ impl Worker {
             .as_ref()
             .ok_or_else(|| ControlError::Conflict("this worker cannot rebuild pipelines".into()))?;
         let plan = loader.load(&file, name).map_err(ControlError::Conflict)?;
+        let state_dir = plan.state_dir.clone();
         for mut source in plan.sources {
             source.component.reset().await.map_err(|e| {
                 ControlError::Conflict(format!(
@@ -433,6 +434,17 @@ impl Worker {
                 ControlError::Conflict(format!("sink `{}` ({}): {e}", sink.name, sink.type_name))
             })?;
         }
+        // The pipeline's own checkpoint log and write-ahead logs go last: a sink that
+        // refuses the reset leaves the pipeline where it was.
+        crate::engine::PipelineLog::new(&state_dir)
+            .remove()
+            .map_err(|e| ControlError::Conflict(e.to_string()))?;
+        crate::engine::Wal::remove_all(&state_dir).map_err(|e| {
+            ControlError::Conflict(format!(
+                "cannot remove the write-ahead logs under {}: {e}",
+                state_dir.display()
+            ))
+        })?;
         if let Some(slot) = lock(&self.offsets).get(name) {
             *lock(slot) = None;
         }

@@ -83,6 +83,9 @@ pub struct PipelinePlan {
     /// Values that came from `${env:...}` / `${file:...}`: kept out of what the admin
     /// API and the exit report show.
     pub secrets: Vec<String>,
+    /// The pipeline's own state directory (`<state dir>/<name>`): its checkpoint log and
+    /// its sinks' write-ahead logs.
+    pub state_dir: PathBuf,
 }
 
 /// The substituted parts of every interpolated scalar under `node` (the text written
@@ -306,6 +309,7 @@ pub fn build(
     secrets_of(root, &mut secrets);
     Some(PipelinePlan {
         secrets,
+        state_dir: state_dir.join(&name),
         name,
         name_span,
         file: file.to_path_buf(),

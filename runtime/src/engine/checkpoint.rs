@@ -1,6 +1,6 @@
-//! Collects the state of every source and transform for each checkpoint id, hands the
-//! complete state to the sinks that commit it, and tells the coordinator when every
-//! sink has committed.
+//! Collects the state of every source and transform for each checkpoint id; once every
+//! sink has pre-committed it, records it as complete in the pipeline log (the commit
+//! point); tells the coordinator when every sink has committed it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -9,12 +9,14 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
 
+use super::pipeline_log::{Manifest, PipelineLog};
+
 /// A source's position in a checkpoint.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SourceState {
     pub offset: serde_json::Value,
-    /// Records emitted since the pipeline first started: where the barrier stood in the
-    /// source's output, so a replay can put it at exactly the same place.
+    /// Records emitted since the pipeline first started (informational).
+    #[serde(default)]
     pub emitted: u64,
 }
 
@@ -33,18 +35,43 @@ pub fn publish(slot: &CommittedOffsets, id: u64, state: &PipelineState) {
         Some(serde_json::json!({"checkpoint": id, "sources": sources}));
 }
 
-/// The state a sink commits with its data.
+/// The pipeline's state at a checkpoint, as the pipeline log keeps it. Sinks commit
+/// only its `sources` part (`for_sinks`): small, whatever the transforms hold.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PipelineState {
     pub sources: BTreeMap<String, SourceState>,
+    #[serde(default)]
     pub transforms: BTreeMap<String, serde_json::Value>,
+}
+
+impl PipelineState {
+    /// What a sink stores with its commit: the source positions only.
+    pub fn for_sinks(&self) -> PipelineState {
+        PipelineState {
+            sources: self.sources.clone(),
+            transforms: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct Pending {
     state: PipelineState,
+    sinks_prepared: usize,
+    /// The pipeline log is being written (by the last sink to prepare).
+    completing: bool,
+    /// Written to the pipeline log: `Err` carries why it could not be.
+    complete: Option<Result<(), String>>,
     sinks_done: usize,
     started: Option<Instant>,
+}
+
+/// What a sink waiting for a checkpoint to complete does next.
+enum Step {
+    Done(Result<PipelineState, String>),
+    /// Every sink has prepared: this one writes the pipeline log.
+    Write(PipelineState),
+    Wait,
 }
 
 #[derive(Debug)]
@@ -56,6 +83,7 @@ pub struct CheckpointStore {
     n_sinks: usize,
     completed: mpsc::UnboundedSender<(u64, f64)>,
     committed: CommittedOffsets,
+    log: PipelineLog,
 }
 
 impl CheckpointStore {
@@ -64,6 +92,7 @@ impl CheckpointStore {
         n_transforms: usize,
         n_sinks: usize,
         committed: CommittedOffsets,
+        log: PipelineLog,
     ) -> (Self, mpsc::UnboundedReceiver<(u64, f64)>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (
@@ -75,6 +104,7 @@ impl CheckpointStore {
                 n_sinks,
                 completed: tx,
                 committed,
+                log,
             },
             rx,
         )
@@ -99,25 +129,47 @@ impl CheckpointStore {
         self.changed.notify_waiters();
     }
 
-    /// Waits until every source and transform has reported checkpoint `id`.
-    pub async fn state_for(&self, id: u64) -> PipelineState {
+    /// A sink has pre-committed checkpoint `id` (its epoch is durable in its
+    /// write-ahead log). Waits until the checkpoint is complete: every sink has
+    /// pre-committed it and the pipeline log holds it. The last sink to arrive writes
+    /// the log. Returns the state the sinks commit with.
+    pub async fn prepared(&self, id: u64, sink: &str) -> Result<PipelineState, String> {
+        self.with(id, |p| p.sinks_prepared += 1);
+        self.changed.notify_waiters();
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let ready = self.with(id, |p| {
-                (p.state.sources.len() == self.n_sources
-                    && p.state.transforms.len() == self.n_transforms)
-                    .then(|| p.state.clone())
+            let step = self.with(id, |p| {
+                if let Some(done) = &p.complete {
+                    return Step::Done(done.clone().map(|()| p.state.for_sinks()));
+                }
+                let ready = p.sinks_prepared >= self.n_sinks
+                    && p.state.sources.len() == self.n_sources
+                    && p.state.transforms.len() == self.n_transforms;
+                if ready && !p.completing {
+                    p.completing = true;
+                    return Step::Write(p.state.clone());
+                }
+                Step::Wait
             });
-            if let Some(state) = ready {
-                return state;
+            match step {
+                Step::Done(result) => return result,
+                Step::Write(state) => {
+                    let written = self
+                        .log
+                        .write(&Manifest { id, state })
+                        .map_err(|e| e.message);
+                    super::crash_point::hit("logged", id, sink);
+                    self.with(id, |p| p.complete = Some(written));
+                    self.changed.notify_waiters();
+                }
+                Step::Wait => notified.await,
             }
-            notified.await;
         }
     }
 
-    /// A sink is done with checkpoint `id` (committed, or skipped while replaying).
+    /// A sink is done with checkpoint `id` (committed it).
     pub fn sink_done(&self, id: u64) {
         let finished = {
             let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());

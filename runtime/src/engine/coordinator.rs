@@ -70,8 +70,6 @@ pub struct Coordinator {
     pub stop: watch::Receiver<bool>,
     pub interval: Duration,
     pub line: Arc<CheckpointLine>,
-    /// While recovering: the last replayed checkpoint id (no new ones before it).
-    pub replay_until: Option<u64>,
 }
 
 impl Coordinator {
@@ -84,7 +82,7 @@ impl Coordinator {
     }
 
     pub async fn run(mut self) -> Result<(), PipelineError> {
-        let mut in_flight = self.replay_until;
+        let mut in_flight: Option<u64> = None;
         let mut final_id: Option<u64> = None;
         let mut exhausted = 0;
         let mut ticker = tokio::time::interval(self.interval);

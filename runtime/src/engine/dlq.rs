@@ -117,6 +117,23 @@ impl DeadLetters {
     }
 }
 
+impl DeadLetters {
+    /// Makes the dead-letter file durable: called before a checkpoint that covers what
+    /// it holds is committed.
+    pub fn sync(&self, component: &str) -> Result<(), PipelineError> {
+        if let Some((path, f)) = &self.file {
+            let f = f.lock().unwrap_or_else(|p| p.into_inner());
+            f.sync_data().map_err(|e| {
+                PipelineError::new(
+                    component,
+                    format!("cannot fsync the dead-letter file {path}: {e}"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
 fn excerpt(s: &str) -> String {
     if s.chars().count() > 200 {
         format!("`{}…`", s.chars().take(200).collect::<String>())

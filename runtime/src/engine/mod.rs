@@ -1,23 +1,27 @@
 //! The embedded engine: one task per component, bounded channels of batches, aligned
-//! checkpoint barriers, and recovery from what the sinks committed.
+//! checkpoint barriers, and a two-phase commit per checkpoint.
 //!
-//! Recovery: every sink reports its last committed checkpoint. The pipeline restores
-//! source offsets and transform state from the oldest; a sink that is ahead drops the
-//! replayed records up to its own checkpoint. For that, barriers are replayed at the
-//! same record counts where they stood (each checkpoint stores each source's emitted
-//! count), so the records between two barriers are the same as before the crash.
+//! Each sink pre-commits checkpoint *n* (its write-ahead log of the epoch is sealed);
+//! then the pipeline log records *n* as complete; then the sinks commit *n*. Recovery
+//! restores the last complete checkpoint and finishes the commit of any sink that had
+//! not made it (`recovery`). Nothing after that checkpoint survives anywhere, so what
+//! the sources produce after a restart need not equal what they produced before.
 
 mod align;
 mod checkpoint;
 mod coordinator;
+mod crash_point;
 mod dlq;
 mod messages;
+mod pipeline_log;
+pub mod recovery;
 mod retry;
 mod sink_task;
 mod source_task;
 mod transform_task;
+mod wal;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -26,6 +30,8 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 pub use checkpoint::{CommittedOffsets, PipelineState, SourceState};
+pub use pipeline_log::PipelineLog;
+pub use wal::Wal;
 
 use self::align::Aligner;
 use self::checkpoint::CheckpointStore;
@@ -79,13 +85,18 @@ pub async fn run(
         sources,
         transforms,
         mut sinks,
+        state_dir,
         ..
     } = plan;
     let retry_timeout = errors.retry_timeout;
     let dlq = Arc::new(DeadLetters::open(&name, &errors)?);
+    let log = PipelineLog::new(&state_dir);
 
-    // 1. What did each sink commit?
-    let mut committed = Vec::with_capacity(sinks.len());
+    // 1. What the pipeline log and each sink hold.
+    let manifest = log.latest()?;
+    let mut found = Vec::with_capacity(sinks.len());
+    let mut sink_checkpoints = Vec::with_capacity(sinks.len());
+    let mut wals = Vec::with_capacity(sinks.len());
     for s in &mut sinks {
         let c = retry!(
             retry_timeout,
@@ -93,23 +104,23 @@ pub async fn run(
             s.component.open()
         )
         .map_err(|e| PipelineError::new(&s.name, format!("cannot open: {e}")))?;
-        if !s.component.exactly_once() {
+        let exactly_once = s.component.exactly_once();
+        if !exactly_once {
             tracing::info!(pipeline = %name, sink = %s.name, "this sink is at-least-once: records may repeat after a crash");
         }
-        committed.push(if s.component.exactly_once() {
-            Some(c)
-        } else {
-            None
+        let wal = Wal::new(&state_dir, &s.name);
+        found.push(recovery::SinkFound {
+            name: s.name.clone(),
+            exactly_once,
+            committed: c.as_ref().map(|c| c.id),
+            wal_epochs: wal.epochs()?,
         });
+        sink_checkpoints.push(c);
+        wals.push(exactly_once.then_some(wal));
     }
-    // 2. Restore from the oldest committed checkpoint (none at all: from the start).
-    let exact: Vec<&Option<connectd_sdk::Checkpoint>> = committed.iter().flatten().collect();
-    let restore = if exact.iter().any(|c| c.is_none()) {
-        None
-    } else {
-        exact.iter().filter_map(|c| c.as_ref()).min_by_key(|c| c.id)
-    };
-    let restore_id = restore.map_or(0, |c| c.id);
+    // 2. The recovery plan: which checkpoint to restore, what each sink must finish.
+    let plan = recovery::plan(manifest.as_ref().map(|m| m.id), &found)
+        .map_err(|e| PipelineError::new("checkpoint", e))?;
     let parse_state = |c: &connectd_sdk::Checkpoint| {
         serde_json::from_value::<PipelineState>(c.state.clone()).map_err(|e| {
             PipelineError::new(
@@ -118,38 +129,67 @@ pub async fn run(
             )
         })
     };
-    let state = restore.map(parse_state).transpose()?.unwrap_or_default();
-    if restore.is_some() {
+    let (restore_id, state) = match &plan.restore {
+        recovery::Restore::Beginning => (0, PipelineState::default()),
+        recovery::Restore::Log(id) => (*id, manifest.map(|m| m.state).unwrap_or_default()),
+        recovery::Restore::Sink { id, sink } => {
+            let i = found.iter().position(|f| &f.name == sink).unwrap_or(0);
+            let state = match sink_checkpoints.get(i) {
+                Some(Some(c)) => parse_state(c)?,
+                _ => PipelineState::default(),
+            };
+            tracing::warn!(pipeline = %name, checkpoint = id, log = %log.path().display(), "no checkpoint log: restoring the checkpoint the sinks committed (a state directory from before the log existed, or a lost one)");
+            (*id, state)
+        }
+    };
+    if restore_id > 0 {
         checkpoint::publish(&committed_offsets, restore_id, &state);
+        tracing::info!(pipeline = %name, checkpoint = restore_id, "restoring from checkpoint");
+    } else {
+        tracing::info!(pipeline = %name, "starting from the beginning (no checkpoint)");
     }
-    // 3. Sinks ahead of the restore point, and where their barriers stood.
-    let mut ahead: BTreeMap<u64, PipelineState> = BTreeMap::new();
-    let mut dropping = Vec::with_capacity(sinks.len());
-    for c in &committed {
-        match c {
-            Some(Some(c)) if restore.is_none() || c.id > restore_id => {
-                ahead.insert(c.id, parse_state(c)?);
-                dropping.push(Some(c.id));
+    // 3. Sinks finish what the crash interrupted, before anything new is written.
+    for ((s, sink_plan), wal) in sinks.iter_mut().zip(&plan.sinks).zip(wals.iter_mut()) {
+        if let Some(wal) = wal.as_mut() {
+            for epoch in &sink_plan.discard {
+                wal.remove(*epoch)?;
             }
-            _ => dropping.push(None),
+        }
+        match sink_plan.action {
+            recovery::SinkAction::UpToDate => {}
+            recovery::SinkAction::StartsHere { had } => {
+                tracing::warn!(pipeline = %name, sink = %s.name, had = ?had, checkpoint = restore_id, "sink new to the pipeline (or back after missing checkpoints): it starts at the pipeline's current checkpoint, without what came before");
+            }
+            recovery::SinkAction::Redo(id) => {
+                let Some(wal) = wal.as_mut() else { continue };
+                let records = wal.read(id)?;
+                tracing::info!(pipeline = %name, sink = %s.name, checkpoint = id, records = records.len(), "finishing the commit the crash interrupted, from the write-ahead log");
+                let mut bad = Vec::new();
+                retry!(
+                    retry_timeout,
+                    format!("sink `{}`", s.name),
+                    s.component.write(&records, &mut bad)
+                )
+                .map_err(|e| PipelineError::new(&s.name, e.to_string()))?;
+                let m = metrics.component(&name, &s.name, "sink");
+                dlq.handle(&s.name, bad, &m)?;
+                let checkpoint = connectd_sdk::Checkpoint {
+                    id,
+                    state: serde_json::to_value(state.for_sinks()).map_err(|e| {
+                        PipelineError::new(&s.name, format!("cannot encode the checkpoint: {e}"))
+                    })?,
+                };
+                retry!(
+                    retry_timeout,
+                    format!("commit of sink `{}`", s.name),
+                    s.component.commit(&checkpoint)
+                )
+                .map_err(|e| PipelineError::new(&s.name, format!("checkpoint {id} failed: {e}")))?;
+                wal.remove(id)?;
+            }
         }
     }
-    let max_committed = committed
-        .iter()
-        .flatten()
-        .flatten()
-        .map(|c| c.id)
-        .max()
-        .unwrap_or(0);
-    let replay_until = ahead.keys().next_back().copied();
-    match restore {
-        Some(c) => {
-            tracing::info!(pipeline = %name, checkpoint = c.id, replaying_to = ?replay_until, "restoring from checkpoint")
-        }
-        None => {
-            tracing::info!(pipeline = %name, replaying_to = ?replay_until, "starting from the beginning (no checkpoint)")
-        }
-    }
+    let first_id = plan.next_id;
 
     // 4. Channels: one receiver per transform/sink; outputs per producer.
     let mut outputs: HashMap<String, Vec<Output>> = HashMap::new();
@@ -175,15 +215,13 @@ pub async fn run(
         transforms.len(),
         sinks.len(),
         committed_offsets,
+        log,
     );
     let store = Arc::new(store);
     let (exhausted_tx, exhausted_rx) = mpsc::unbounded_channel();
     let mut tasks: JoinSet<Result<(), PipelineError>> = JoinSet::new();
     let mut commands = Vec::new();
-    let line = Arc::new(CheckpointLine::new(
-        max_committed.max(restore_id) + 1,
-        restore_id,
-    ));
+    let line = Arc::new(CheckpointLine::new(first_id, restore_id));
 
     for mut s in sources {
         s.component.attach_checkpoints(line.clone());
@@ -202,10 +240,6 @@ pub async fn run(
             tracing::warn!(pipeline = %name, source = %s.name, "this source cannot replay: records it produced after the last checkpoint are lost in a crash (never duplicated)");
         }
         let emitted = restored.map_or(0, |r| r.emitted);
-        let schedule: VecDeque<(u64, u64)> = ahead
-            .iter()
-            .map(|(id, st)| (*id, st.sources.get(&s.name).map_or(emitted, |x| x.emitted)))
-            .collect();
         let (tx, rx) = mpsc::unbounded_channel();
         commands.push(tx);
         let task = SourceTask {
@@ -216,7 +250,6 @@ pub async fn run(
             commands: rx,
             exhausted: exhausted_tx.clone(),
             store: store.clone(),
-            schedule,
             emitted,
             batch_size,
             dlq: dlq.clone(),
@@ -249,7 +282,7 @@ pub async fn run(
         };
         tasks.spawn(task.run().in_current_span());
     }
-    for (s, dropping_until) in sinks.into_iter().zip(dropping) {
+    for (s, wal) in sinks.into_iter().zip(wals) {
         let rx = receivers
             .remove(&s.name)
             .ok_or_else(|| PipelineError::new(&s.name, "no input channel"))?;
@@ -259,7 +292,8 @@ pub async fn run(
             name: s.name,
             sink: s.component,
             store: store.clone(),
-            dropping_until,
+            wal,
+            epoch: first_id,
             dlq: dlq.clone(),
             retry_timeout,
         };
@@ -274,7 +308,6 @@ pub async fn run(
         stop,
         interval: checkpoint_interval,
         line,
-        replay_until,
     };
     tasks.spawn(coordinator.run().in_current_span());
 

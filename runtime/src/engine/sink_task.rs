@@ -1,6 +1,7 @@
-//! Drives one sink: writes batches, commits each aligned checkpoint with the pipeline
-//! state, and — when it was ahead of the others at restart — drops the replayed
-//! records it had already committed.
+//! Drives one sink through the two-phase commit of each checkpoint: the epoch's records
+//! are written to the sink (its open transaction) and to its write-ahead log; at the
+//! aligned barrier the log is sealed (pre-commit), the task waits until the checkpoint
+//! is complete in the pipeline log, then commits it to the sink.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use super::checkpoint::CheckpointStore;
 use super::dlq::DeadLetters;
 use super::messages::BarrierKind;
 use super::retry::retry;
+use super::wal::Wal;
 use super::PipelineError;
 use crate::metrics::ComponentMetrics;
 
@@ -20,9 +22,10 @@ pub struct SinkTask {
     pub sink: Box<dyn Sink>,
     pub aligner: Aligner,
     pub store: Arc<CheckpointStore>,
-    /// Set when this sink had committed checkpoint `k` beyond the restore point:
-    /// everything before barrier `k` is already in the sink.
-    pub dropping_until: Option<u64>,
+    /// An exactly-once sink's write-ahead log (at-least-once sinks keep none).
+    pub wal: Option<Wal>,
+    /// The checkpoint the records now arriving belong to.
+    pub epoch: u64,
     pub dlq: Arc<DeadLetters>,
     pub metrics: ComponentMetrics,
     pub retry_timeout: Duration,
@@ -35,14 +38,12 @@ impl SinkTask {
 
     pub async fn run(mut self) -> Result<(), PipelineError> {
         let mut bad = Vec::new();
-        let mut skipped = 0u64;
         loop {
             match self.aligner.next().await {
                 Event::Data(_, batch) => {
                     self.metrics.records_in.inc_by(batch.len() as u64);
-                    if self.dropping_until.is_some() {
-                        skipped += batch.len() as u64;
-                        continue;
+                    if let Some(wal) = self.wal.as_mut() {
+                        wal.append(self.epoch, &batch)?;
                     }
                     retry!(
                         self.retry_timeout,
@@ -60,35 +61,39 @@ impl SinkTask {
                         .inc_by((batch.len() as u64).saturating_sub(rejected));
                 }
                 Event::Aligned(b) => {
-                    match self.dropping_until {
-                        Some(k) => {
-                            if b.id == k {
-                                tracing::info!(component = %self.name, checkpoint = k, skipped, "caught up with the records this sink had already committed");
-                                self.dropping_until = None;
-                            }
-                        }
-                        None => {
-                            let state = self.store.state_for(b.id).await;
-                            let state = serde_json::to_value(&state).map_err(|e| {
-                                self.err(format!("cannot encode the checkpoint: {e}"))
-                            })?;
-                            let checkpoint = Checkpoint { id: b.id, state };
-                            let started = Instant::now();
-                            retry!(
-                                self.retry_timeout,
-                                format!("commit of sink `{}`", self.name),
-                                self.sink.commit(&checkpoint)
-                            )
-                            .map_err(|e| self.err(format!("checkpoint {} failed: {e}", b.id)))?;
-                            self.metrics
-                                .checkpoint_duration
-                                .observe(started.elapsed().as_secs_f64());
-                            self.metrics
-                                .last_checkpoint
-                                .set(connectd_sdk::time::now_ms() as f64 / 1000.0);
-                        }
+                    let started = Instant::now();
+                    // Pre-commit: what the epoch sent to the DLQ and to this sink is durable.
+                    self.dlq.sync(&self.name)?;
+                    if let Some(wal) = self.wal.as_mut() {
+                        wal.seal_as(b.id)?;
                     }
+                    super::crash_point::hit("prepared", b.id, &self.name);
+                    let state = self
+                        .store
+                        .prepared(b.id, &self.name)
+                        .await
+                        .map_err(|e| self.err(format!("checkpoint {}: {e}", b.id)))?;
+                    let state = serde_json::to_value(&state)
+                        .map_err(|e| self.err(format!("cannot encode the checkpoint: {e}")))?;
+                    let checkpoint = Checkpoint { id: b.id, state };
+                    retry!(
+                        self.retry_timeout,
+                        format!("commit of sink `{}`", self.name),
+                        self.sink.commit(&checkpoint)
+                    )
+                    .map_err(|e| self.err(format!("checkpoint {} failed: {e}", b.id)))?;
+                    super::crash_point::hit("committed", b.id, &self.name);
+                    if let Some(wal) = self.wal.as_mut() {
+                        wal.remove(b.id)?;
+                    }
+                    self.metrics
+                        .checkpoint_duration
+                        .observe(started.elapsed().as_secs_f64());
+                    self.metrics
+                        .last_checkpoint
+                        .set(connectd_sdk::time::now_ms() as f64 / 1000.0);
                     self.store.sink_done(b.id);
+                    self.epoch = b.id + 1;
                     if b.kind != BarrierKind::Checkpoint {
                         if let Err(e) = self.sink.close().await {
                             tracing::warn!(component = %self.name, error = %e, "closing the sink failed");

@@ -1,6 +1,5 @@
-//! Drives one source: polls batches, fans them out, and injects barriers — on the
-//! coordinator's command, or during recovery at the exact record counts where they
-//! stood before the crash.
+//! Drives one source: polls batches, fans them out, and forwards the coordinator's
+//! barriers with the source's position at each.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -23,8 +22,6 @@ pub struct SourceTask {
     pub commands: mpsc::UnboundedReceiver<Barrier>,
     pub exhausted: mpsc::UnboundedSender<()>,
     pub store: Arc<CheckpointStore>,
-    /// Replay barriers: (checkpoint id, emitted count at which it goes out).
-    pub schedule: VecDeque<(u64, u64)>,
     pub emitted: u64,
     pub batch_size: usize,
     pub dlq: Arc<DeadLetters>,
@@ -61,42 +58,15 @@ impl SourceTask {
 
     pub async fn run(mut self) -> Result<(), PipelineError> {
         let mut queued: VecDeque<Barrier> = VecDeque::new();
-        // A stop that waits for the replay schedule to finish (so checkpoint ids keep
-        // following positions).
-        let mut deferred: Option<Barrier> = None;
         let mut exhausted = false;
         let mut bad = Vec::new();
         loop {
-            if let Some(&(id, at)) = self.schedule.front() {
-                if self.emitted >= at || exhausted {
-                    if self.emitted < at {
-                        tracing::warn!(component = %self.name, expected = at, got = self.emitted, "the source ended earlier on replay than before the restart");
-                    }
-                    self.schedule.pop_front();
-                    self.barrier(Barrier {
-                        id,
-                        kind: BarrierKind::Checkpoint,
-                    })
-                    .await?;
-                    continue;
-                }
-            }
-            if self.schedule.is_empty() {
-                if let Some(b) = deferred.take() {
-                    self.barrier(b).await?;
-                    return Ok(());
-                }
-            }
             while let Ok(b) = self.commands.try_recv() {
                 queued.push_back(b);
             }
             if let Some(b) = queued.pop_front() {
-                if b.kind == BarrierKind::Checkpoint || self.schedule.is_empty() {
-                    if self.barrier(b).await? {
-                        return Ok(());
-                    }
-                } else {
-                    deferred = Some(b);
+                if self.barrier(b).await? {
+                    return Ok(());
                 }
                 continue;
             }
@@ -107,14 +77,10 @@ impl SourceTask {
                 }
                 continue;
             }
-            let mut max = self.batch_size;
-            if let Some(&(_, at)) = self.schedule.front() {
-                max = max.min((at - self.emitted) as usize);
-            }
             let polled = retry!(
                 self.retry_timeout,
                 format!("source `{}`", self.name),
-                self.source.poll(max, &mut bad)
+                self.source.poll(self.batch_size, &mut bad)
             )
             .map_err(|e| self.err(e.to_string()))?;
             if !bad.is_empty() {

@@ -1,0 +1,40 @@
+//! Deterministic crashes at the steps of the two-phase commit, for tests of the running
+//! binary: `CONNECTD_CRASH_AT=<step>:<checkpoint id>[:<sink>]` aborts the process (as a
+//! SIGKILL would stop it) when that sink — any sink, if none is named — reaches that
+//! step of that checkpoint. Steps: `prepared` (its write-ahead log sealed, the log not
+//! yet written), `logged` (the pipeline log holds the checkpoint, no sink has committed
+//! it through this one), `committed` (this sink committed, others may not have).
+//! Read once; unset, it costs one comparison per checkpoint.
+
+use std::sync::OnceLock;
+
+#[derive(Debug)]
+struct Point {
+    step: String,
+    id: u64,
+    sink: Option<String>,
+}
+
+fn point() -> Option<&'static Point> {
+    static POINT: OnceLock<Option<Point>> = OnceLock::new();
+    POINT
+        .get_or_init(|| {
+            let spec = std::env::var("CONNECTD_CRASH_AT").ok()?;
+            let mut parts = spec.splitn(3, ':');
+            let step = parts.next()?.to_string();
+            let id = parts.next()?.parse().ok()?;
+            let sink = parts.next().map(str::to_string);
+            Some(Point { step, id, sink })
+        })
+        .as_ref()
+}
+
+/// Aborts the process if the test hook names this step.
+pub fn hit(step: &str, id: u64, sink: &str) {
+    if let Some(p) = point() {
+        if p.step == step && p.id == id && p.sink.as_deref().is_none_or(|s| s == sink) {
+            eprintln!("CONNECTD_CRASH_AT: aborting at {step} of checkpoint {id} in sink `{sink}`");
+            std::process::abort();
+        }
+    }
+}

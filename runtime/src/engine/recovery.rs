@@ -1,0 +1,288 @@
+//! Recovery as a pure function: what the pipeline log and the sinks hold goes in, what
+//! to restore and what each sink must do comes out. No I/O here, so every case is
+//! unit-tested.
+//!
+//! The protocol behind it (two-phase commit per checkpoint): every sink pre-commits
+//! checkpoint *n* (its write-ahead log of the epoch is sealed), then the pipeline log
+//! records *n* as complete, then each sink commits *n*. So after a crash, with *c* the
+//! last complete checkpoint, every sink that took part has committed *c* or *c − 1*,
+//! and one at *c − 1* has the epoch of *c* in its log.
+
+/// What one sink holds at startup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkFound {
+    pub name: String,
+    /// At-least-once sinks take no part in checkpoints.
+    pub exactly_once: bool,
+    pub committed: Option<u64>,
+    /// Epochs with a write-ahead log file.
+    pub wal_epochs: Vec<u64>,
+}
+
+/// What a sink does before the pipeline runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkAction {
+    /// It holds the restored checkpoint (or it is at-least-once).
+    UpToDate,
+    /// Finish the commit of this checkpoint: write its epoch from the write-ahead log
+    /// and commit it (idempotent: the sink's commit carries the checkpoint id).
+    Redo(u64),
+    /// New to the pipeline, or back after missing checkpoints: it starts at the
+    /// restored checkpoint, without what came before.
+    StartsHere { had: Option<u64> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkPlan {
+    pub action: SinkAction,
+    /// Write-ahead log epochs to delete: committed already, or never complete.
+    pub discard: Vec<u64>,
+}
+
+/// Where the restored state comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restore {
+    /// No checkpoint anywhere: sources start as configured.
+    Beginning,
+    /// The pipeline log's last complete checkpoint.
+    Log(u64),
+    /// No pipeline log (a state directory made before it existed, or lost): the
+    /// checkpoint every sink that has one agrees on, with the state it stored.
+    Sink { id: u64, sink: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryPlan {
+    pub restore: Restore,
+    pub sinks: Vec<SinkPlan>,
+    /// The id of the next checkpoint: above every id any sink has seen.
+    pub next_id: u64,
+}
+
+/// Decides the recovery. `log`: the pipeline log's last complete checkpoint.
+pub fn plan(log: Option<u64>, sinks: &[SinkFound]) -> Result<RecoveryPlan, String> {
+    let restore = match log {
+        Some(c) => Restore::Log(c),
+        None => from_sinks(sinks)?,
+    };
+    let c = match &restore {
+        Restore::Beginning => None,
+        Restore::Log(c) | Restore::Sink { id: c, .. } => Some(*c),
+    };
+    let mut plans = Vec::with_capacity(sinks.len());
+    for s in sinks {
+        if !s.exactly_once {
+            plans.push(SinkPlan {
+                action: SinkAction::UpToDate,
+                discard: s.wal_epochs.clone(),
+            });
+            continue;
+        }
+        let action = match (c, s.committed) {
+            (None, None) => SinkAction::UpToDate,
+            (None, Some(_)) => unreachable_ahead(s, None)?,
+            (Some(c), Some(k)) if k == c => SinkAction::UpToDate,
+            (Some(c), Some(k)) if k > c => unreachable_ahead(s, Some(c))?,
+            (Some(c), Some(k)) if k + 1 == c => SinkAction::Redo(c),
+            // Present in the epoch of `c` (it logged it) but never committed before:
+            // the pipeline's first checkpoint, or a sink added in the run that made `c`.
+            (Some(c), None) if s.wal_epochs.contains(&c) => SinkAction::Redo(c),
+            (Some(_), had) => SinkAction::StartsHere { had },
+        };
+        let keep = match action {
+            SinkAction::Redo(c) => Some(c),
+            _ => None,
+        };
+        plans.push(SinkPlan {
+            action,
+            discard: s
+                .wal_epochs
+                .iter()
+                .copied()
+                .filter(|e| Some(*e) != keep)
+                .collect(),
+        });
+    }
+    let seen = sinks
+        .iter()
+        .filter_map(|s| s.committed)
+        .chain(sinks.iter().flat_map(|s| s.wal_epochs.iter().copied()))
+        .chain(c)
+        .max()
+        .unwrap_or(0);
+    Ok(RecoveryPlan {
+        restore,
+        sinks: plans,
+        next_id: seen + 1,
+    })
+}
+
+/// Without a pipeline log: the sinks' checkpoints must agree.
+fn from_sinks(sinks: &[SinkFound]) -> Result<Restore, String> {
+    let committed: Vec<(&str, u64)> = sinks
+        .iter()
+        .filter(|s| s.exactly_once)
+        .filter_map(|s| s.committed.map(|k| (s.name.as_str(), k)))
+        .collect();
+    let Some(&(first, id)) = committed.first() else {
+        return Ok(Restore::Beginning);
+    };
+    if committed.iter().all(|(_, k)| *k == id) {
+        return Ok(Restore::Sink {
+            id,
+            sink: first.to_string(),
+        });
+    }
+    let list: Vec<String> = committed
+        .iter()
+        .map(|(n, k)| format!("`{n}` at {k}"))
+        .collect();
+    Err(format!(
+        "the pipeline's checkpoint log is missing and its sinks hold different checkpoints ({}): which one the pipeline stood at cannot be known. Restore the state directory, or reset the pipeline's offsets (DELETE /connectors/<name>/offsets) to start over",
+        list.join(", ")
+    ))
+}
+
+fn unreachable_ahead(s: &SinkFound, c: Option<u64>) -> Result<SinkAction, String> {
+    Err(format!(
+        "sink `{}` has committed checkpoint {}, after the pipeline's last complete checkpoint ({}): the state directory is older than the sink's destination (restored from a backup, or shared with another worker?). Restore the matching state directory, or reset the pipeline's offsets (DELETE /connectors/<name>/offsets) to start over",
+        s.name,
+        s.committed.unwrap_or(0),
+        c.map_or("none".to_string(), |c| c.to_string()),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn sink(name: &str, committed: Option<u64>, wal: &[u64]) -> SinkFound {
+        SinkFound {
+            name: name.into(),
+            exactly_once: true,
+            committed,
+            wal_epochs: wal.to_vec(),
+        }
+    }
+
+    fn actions(p: &RecoveryPlan) -> Vec<SinkAction> {
+        p.sinks.iter().map(|s| s.action.clone()).collect()
+    }
+
+    #[test]
+    fn a_fresh_pipeline_starts_from_the_beginning() {
+        let p = plan(None, &[sink("a", None, &[]), sink("b", None, &[1])]).unwrap();
+        assert_eq!(p.restore, Restore::Beginning);
+        assert_eq!(actions(&p), [SinkAction::UpToDate, SinkAction::UpToDate]);
+        assert_eq!(
+            p.sinks[1].discard,
+            [1],
+            "a log of a checkpoint that never completed"
+        );
+        assert_eq!(p.next_id, 2);
+    }
+
+    #[test]
+    fn a_crash_between_complete_and_commit_redoes_the_sinks_behind() {
+        // Checkpoint 7 completed; `a` committed it, `b` crashed before its commit.
+        let p = plan(
+            Some(7),
+            &[sink("a", Some(7), &[]), sink("b", Some(6), &[7])],
+        )
+        .unwrap();
+        assert_eq!(p.restore, Restore::Log(7));
+        assert_eq!(actions(&p), [SinkAction::UpToDate, SinkAction::Redo(7)]);
+        assert!(p.sinks[1].discard.is_empty());
+        assert_eq!(p.next_id, 8);
+    }
+
+    #[test]
+    fn a_crash_before_complete_rolls_every_sink_back_to_the_log() {
+        // Both prepared 8, the log never recorded it: 8 is given up everywhere.
+        let p = plan(
+            Some(7),
+            &[sink("a", Some(7), &[8]), sink("b", Some(7), &[8])],
+        )
+        .unwrap();
+        assert_eq!(actions(&p), [SinkAction::UpToDate, SinkAction::UpToDate]);
+        assert_eq!(p.sinks[0].discard, [8]);
+        assert_eq!(p.next_id, 9, "ids are never reused");
+    }
+
+    #[test]
+    fn an_empty_epoch_redoes_as_a_commit_of_nothing() {
+        let p = plan(Some(3), &[sink("a", Some(2), &[])]).unwrap();
+        assert_eq!(actions(&p), [SinkAction::Redo(3)]);
+    }
+
+    #[test]
+    fn the_first_checkpoint_is_redone_into_a_sink_that_never_committed() {
+        let p = plan(Some(1), &[sink("a", None, &[1]), sink("b", Some(1), &[])]).unwrap();
+        assert_eq!(actions(&p), [SinkAction::Redo(1), SinkAction::UpToDate]);
+    }
+
+    #[test]
+    fn new_and_returning_sinks_start_at_the_restored_checkpoint() {
+        let p = plan(
+            Some(9),
+            &[sink("new", None, &[]), sink("back", Some(4), &[5])],
+        )
+        .unwrap();
+        assert_eq!(
+            actions(&p),
+            [
+                SinkAction::StartsHere { had: None },
+                SinkAction::StartsHere { had: Some(4) }
+            ]
+        );
+        assert_eq!(p.sinks[1].discard, [5]);
+    }
+
+    #[test]
+    fn a_sink_ahead_of_the_log_is_refused_with_the_fix() {
+        let e = plan(Some(3), &[sink("db", Some(5), &[])]).unwrap_err();
+        assert!(
+            e.contains("`db`") && e.contains("checkpoint 5") && e.contains("offsets"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn without_a_log_the_sinks_must_agree() {
+        let p = plan(
+            None,
+            &[
+                sink("a", Some(4), &[]),
+                sink("b", Some(4), &[]),
+                sink("c", None, &[]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            p.restore,
+            Restore::Sink {
+                id: 4,
+                sink: "a".into()
+            }
+        );
+        assert_eq!(
+            actions(&p),
+            [
+                SinkAction::UpToDate,
+                SinkAction::UpToDate,
+                SinkAction::StartsHere { had: None }
+            ]
+        );
+        let e = plan(None, &[sink("a", Some(4), &[]), sink("b", Some(3), &[])]).unwrap_err();
+        assert!(e.contains("`a` at 4") && e.contains("`b` at 3"), "{e}");
+    }
+
+    #[test]
+    fn at_least_once_sinks_take_no_part() {
+        let mut out = sink("stdout", None, &[]);
+        out.exactly_once = false;
+        let p = plan(Some(5), &[out]).unwrap();
+        assert_eq!(actions(&p), [SinkAction::UpToDate]);
+    }
+}
