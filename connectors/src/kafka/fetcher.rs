@@ -8,6 +8,7 @@
 //! Records travel to the source over a bounded channel, so a slow pipeline stops the
 //! polling and librdkafka's own fetch buffer bounds memory.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -58,8 +59,13 @@ pub enum Fetched {
 /// What the consumer thread and the source share.
 #[derive(Debug)]
 pub struct Shared {
-    /// Where the source is in each partition it holds: the next offset to read.
+    /// Where the source is in every partition it has read, held now or not: the next
+    /// offset to read. Checkpoints keep them all, merged across assignments, so a
+    /// partition that comes back never falls back to `start`.
     pub positions: Mutex<Positions>,
+    /// The partitions this consumer holds now: the only ones whose positions a kafka
+    /// sink may commit to the group (another worker's progress on the rest is newer).
+    pub held: Arc<Mutex<BTreeSet<Partition>>>,
     pub closing: AtomicBool,
     pub pipeline: String,
     pub source: String,
@@ -74,6 +80,10 @@ impl Shared {
     pub fn positions(&self) -> std::sync::MutexGuard<'_, Positions> {
         self.positions.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    pub fn held(&self) -> std::sync::MutexGuard<'_, BTreeSet<Partition>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 #[derive(Debug)]
@@ -86,11 +96,14 @@ impl ClientContext for Rebalancer {
     /// librdkafka's statistics (every `statistics.interval.ms`) carry each partition's
     /// end offsets: the backlog is how far the source's positions are behind them.
     fn stats(&self, statistics: Statistics) {
+        let held = self.shared.held().clone();
         let positions = self.shared.positions();
         let mut backlog = 0u64;
         for (name, topic) in &statistics.topics {
             for (id, p) in &topic.partitions {
-                let Some(position) = positions.get(&(name.clone(), *id)) else {
+                let key = (name.clone(), *id);
+                // Only what this worker holds is its backlog.
+                let (true, Some(position)) = (held.contains(&key), positions.get(&key)) else {
                     continue;
                 };
                 let end = if self.shared.read_committed && p.ls_offset >= 0 {
@@ -143,6 +156,8 @@ impl Rebalancer {
                 Some(Offset::Offset(o)) => Some(o),
                 _ => None,
             };
+            // The newest position known: this pipeline's checkpoint (every partition it
+            // ever read) or the group's committed offset (the last holder's progress).
             let start = match (positions.get(&key).copied(), group) {
                 (Some(mine), Some(theirs)) => Some(mine.max(theirs)),
                 (mine, theirs) => mine.or(theirs),
@@ -155,17 +170,21 @@ impl Rebalancer {
             // Cannot fail: the partition is in the list.
             let _ = tpl.set_partition_offset(topic, *partition, Offset::Offset(*offset));
         }
-        // Only partitions held now belong in checkpoints: a stale position of one that
-        // another worker holds would be committed over that worker's progress.
-        *positions = starts;
+        // Merged, never replaced: a partition held elsewhere now keeps its position here.
+        positions.extend(starts);
         drop(positions);
+        *self.shared.held() = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
         tracing::info!(source = %source, partitions = tpl.count(), "kafka partitions assigned");
         if let Err(e) = consumer.assign(tpl) {
             tracing::error!(source = %source, error = %e, "kafka: cannot take the assigned partitions");
         }
         // The new generation: a kafka sink commits offsets in its transactions with it.
         if let Some(md) = consumer.group_metadata() {
-            groups::register(&self.shared.pipeline, source, md);
+            groups::register(&self.shared.pipeline, source, md, self.shared.held.clone());
         }
     }
 
@@ -199,6 +218,9 @@ impl Rebalancer {
                     .retain(|p, _| tpl.find_partition(&p.0, p.1).is_none());
             }
         }
+        self.shared
+            .held()
+            .retain(|p| tpl.find_partition(&p.0, p.1).is_none());
         if let Err(e) = consumer.unassign() {
             tracing::error!(source = %source, error = %e, "kafka: cannot give up the revoked partitions");
         }

@@ -2,7 +2,7 @@
 //! sources' offsets inside its own transaction (`send_offsets_to_transaction`), which
 //! needs each source consumer's group metadata: sources register it here by pipeline.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rdkafka::consumer::ConsumerGroupMetadata;
@@ -13,6 +13,18 @@ pub struct GroupSource {
     /// The source's component name: its offsets are `state.sources[name].offset`.
     pub source: String,
     pub metadata: Arc<ConsumerGroupMetadata>,
+    /// The partitions the source's consumer holds now.
+    pub held: Arc<Mutex<BTreeSet<(String, i32)>>>,
+}
+
+impl GroupSource {
+    /// Whether the consumer holds this partition now.
+    pub fn holds(&self, topic: &str, partition: i32) -> bool {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(topic.to_string(), partition))
+    }
 }
 
 impl std::fmt::Debug for GroupSource {
@@ -31,13 +43,19 @@ fn registry() -> &'static Registry {
 }
 
 /// Called by a source when its consumer has joined (or rejoined) its group.
-pub fn register(pipeline: &str, source: &str, metadata: ConsumerGroupMetadata) {
+pub fn register(
+    pipeline: &str,
+    source: &str,
+    metadata: ConsumerGroupMetadata,
+    held: Arc<Mutex<BTreeSet<(String, i32)>>>,
+) {
     let mut r = registry().lock().unwrap_or_else(|p| p.into_inner());
     let list = r.entry(pipeline.to_string()).or_default();
     list.retain(|g| g.source != source);
     list.push(GroupSource {
         source: source.to_string(),
         metadata: Arc::new(metadata),
+        held,
     });
 }
 

@@ -280,12 +280,15 @@ impl KafkaSink {
             if offset.is_null() {
                 continue;
             }
-            let positions = offsets::from_json(offset).map_err(|e| {
+            let mut positions = offsets::from_json(offset).map_err(|e| {
                 ConnectorError::permanent(format!(
                     "kafka sink: offsets of source `{}`: {e}",
                     g.source
                 ))
             })?;
+            // Checkpoints keep every partition ever read; another worker's progress on
+            // the ones held elsewhere now must not be set back.
+            positions.retain(|(topic, partition), _| g.holds(topic, *partition));
             commits.push((offsets::to_list(&positions), g.metadata.clone()));
         }
         blocking(move || {

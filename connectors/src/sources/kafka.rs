@@ -3,9 +3,12 @@
 //! Offsets are part of the pipeline's checkpoint and come back from the sink's committed
 //! checkpoint on restart (auto-commit is off). Partitions are split between the workers
 //! running the same pipeline with the same `group` by Kafka's group protocol. A
-//! partition assigned to this worker resumes from the later of the position this worker
-//! holds for it (its checkpoint) and the group's committed offset — which a downstream
-//! kafka sink commits in its transaction —, else per `start`.
+//! partition assigned to this worker resumes from the later of the position this
+//! pipeline's checkpoint holds for it and the group's committed offset — which a
+//! downstream kafka sink commits in its transaction —, else per `start` (a partition
+//! never read). Checkpoints keep the position of every partition ever read, merged
+//! across assignments: a restart that first gets only some partitions (the killed
+//! member still holds the rest until its session times out) forgets none.
 //!
 //! When a rebalance takes partitions away, the source first has a checkpoint committed
 //! that covers everything it read of them, commits those positions to the group, and
@@ -163,6 +166,7 @@ impl Source for KafkaSource {
         };
         let shared = Arc::new(Shared {
             positions: std::sync::Mutex::new(start),
+            held: Default::default(),
             closing: Default::default(),
             pipeline: self.pipeline.clone(),
             source: self.name.clone(),
