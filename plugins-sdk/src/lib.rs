@@ -14,6 +14,7 @@ pub mod json;
 mod json_out;
 pub mod record;
 pub mod registry;
+pub mod state;
 pub mod stats;
 pub mod time;
 pub mod traits;

@@ -121,6 +121,14 @@ pub trait Transform: Send {
         Ok(())
     }
 
+    /// Offered once, before `restore`: keyed state in the pipeline's state store,
+    /// checkpointed incrementally by the runtime (already at the restored checkpoint).
+    /// A transform that takes it returns true and keeps only small metadata in its
+    /// `snapshot`.
+    fn attach_state(&mut self, _state: Box<dyn crate::state::KeyedState>) -> bool {
+        false
+    }
+
     /// Counters of a transform that hosts a plugin (batches, traps, time in guest),
     /// exported on `/metrics`.
     fn plugin_stats(&self) -> Option<std::sync::Arc<crate::stats::PluginStats>> {

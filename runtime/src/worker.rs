@@ -436,8 +436,7 @@ impl Worker {
         }
         // The pipeline's own checkpoint log and write-ahead logs go last: a sink that
         // refuses the reset leaves the pipeline where it was.
-        crate::engine::PipelineLog::new(&state_dir)
-            .remove()
+        crate::engine::StateStore::remove(&state_dir)
             .map_err(|e| ControlError::Conflict(e.to_string()))?;
         crate::engine::Wal::remove_all(&state_dir).map_err(|e| {
             ControlError::Conflict(format!(

@@ -1,5 +1,5 @@
 //! Collects the state of every source and transform for each checkpoint id; once every
-//! sink has pre-committed it, records it as complete in the pipeline log (the commit
+//! sink has pre-committed it, records it as complete in the state store (the commit
 //! point); tells the coordinator when every sink has committed it.
 
 use std::collections::{BTreeMap, HashMap};
@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
 
-use super::pipeline_log::{Manifest, PipelineLog};
+use super::state_store::{Manifest, StateStore};
 
 /// A source's position in a checkpoint.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -35,7 +35,7 @@ pub fn publish(slot: &CommittedOffsets, id: u64, state: &PipelineState) {
         Some(serde_json::json!({"checkpoint": id, "sources": sources}));
 }
 
-/// The pipeline's state at a checkpoint, as the pipeline log keeps it. Sinks commit
+/// The pipeline's state at a checkpoint, as the state store keeps it. Sinks commit
 /// only its `sources` part (`for_sinks`): small, whatever the transforms hold.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PipelineState {
@@ -58,9 +58,9 @@ impl PipelineState {
 struct Pending {
     state: PipelineState,
     sinks_prepared: usize,
-    /// The pipeline log is being written (by the last sink to prepare).
+    /// The state store is being written (by the last sink to prepare).
     completing: bool,
-    /// Written to the pipeline log: `Err` carries why it could not be.
+    /// Written to the state store: `Err` carries why it could not be.
     complete: Option<Result<(), String>>,
     sinks_done: usize,
     started: Option<Instant>,
@@ -69,7 +69,7 @@ struct Pending {
 /// What a sink waiting for a checkpoint to complete does next.
 enum Step {
     Done(Result<PipelineState, String>),
-    /// Every sink has prepared: this one writes the pipeline log.
+    /// Every sink has prepared: this one writes the state store.
     Write(PipelineState),
     Wait,
 }
@@ -83,7 +83,7 @@ pub struct CheckpointStore {
     n_sinks: usize,
     completed: mpsc::UnboundedSender<(u64, f64)>,
     committed: CommittedOffsets,
-    log: PipelineLog,
+    state: StateStore,
 }
 
 impl CheckpointStore {
@@ -92,7 +92,7 @@ impl CheckpointStore {
         n_transforms: usize,
         n_sinks: usize,
         committed: CommittedOffsets,
-        log: PipelineLog,
+        state: StateStore,
     ) -> (Self, mpsc::UnboundedReceiver<(u64, f64)>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (
@@ -104,7 +104,7 @@ impl CheckpointStore {
                 n_sinks,
                 completed: tx,
                 committed,
-                log,
+                state,
             },
             rx,
         )
@@ -131,7 +131,7 @@ impl CheckpointStore {
 
     /// A sink has pre-committed checkpoint `id` (its epoch is durable in its
     /// write-ahead log). Waits until the checkpoint is complete: every sink has
-    /// pre-committed it and the pipeline log holds it. The last sink to arrive writes
+    /// pre-committed it and the state store holds it. The last sink to arrive writes
     /// the log. Returns the state the sinks commit with.
     pub async fn prepared(&self, id: u64, sink: &str) -> Result<PipelineState, String> {
         self.with(id, |p| p.sinks_prepared += 1);
@@ -157,8 +157,9 @@ impl CheckpointStore {
                 Step::Done(result) => return result,
                 Step::Write(state) => {
                     let written = self
-                        .log
-                        .write(&Manifest { id, state })
+                        .state
+                        .complete(&Manifest { id, state })
+                        .map(|_bytes| ())
                         .map_err(|e| e.message);
                     super::crash_point::hit("logged", id, sink);
                     self.with(id, |p| p.complete = Some(written));

@@ -2,7 +2,7 @@
 //! binary: `CONNECTD_CRASH_AT=<step>:<checkpoint id>[:<sink>]` aborts the process (as a
 //! SIGKILL would stop it) when that sink — any sink, if none is named — reaches that
 //! step of that checkpoint. Steps: `prepared` (its write-ahead log sealed, the log not
-//! yet written), `logged` (the pipeline log holds the checkpoint, no sink has committed
+//! yet written), `logged` (the state store holds the checkpoint, no sink has committed
 //! it through this one), `committed` (this sink committed, others may not have).
 //! Read once; unset, it costs one comparison per checkpoint.
 

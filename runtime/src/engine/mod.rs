@@ -2,7 +2,7 @@
 //! checkpoint barriers, and a two-phase commit per checkpoint.
 //!
 //! Each sink pre-commits checkpoint *n* (its write-ahead log of the epoch is sealed);
-//! then the pipeline log records *n* as complete; then the sinks commit *n*. Recovery
+//! then the state store records *n* as complete; then the sinks commit *n*. Recovery
 //! restores the last complete checkpoint and finishes the commit of any sink that had
 //! not made it (`recovery`). Nothing after that checkpoint survives anywhere, so what
 //! the sources produce after a restart need not equal what they produced before.
@@ -13,11 +13,11 @@ mod coordinator;
 mod crash_point;
 mod dlq;
 mod messages;
-mod pipeline_log;
 pub mod recovery;
 mod retry;
 mod sink_task;
 mod source_task;
+mod state_store;
 mod transform_task;
 mod wal;
 
@@ -30,7 +30,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 pub use checkpoint::{CommittedOffsets, PipelineState, SourceState};
-pub use pipeline_log::PipelineLog;
+pub use state_store::StateStore;
 pub use wal::Wal;
 
 use self::align::Aligner;
@@ -90,10 +90,10 @@ pub async fn run(
     } = plan;
     let retry_timeout = errors.retry_timeout;
     let dlq = Arc::new(DeadLetters::open(&name, &errors)?);
-    let log = PipelineLog::new(&state_dir);
+    let state_store = StateStore::open(&state_dir)?;
 
-    // 1. What the pipeline log and each sink hold.
-    let manifest = log.latest()?;
+    // 1. What the state store (the pipeline's checkpoint log) and each sink hold.
+    let manifest = state_store.latest()?;
     let mut found = Vec::with_capacity(sinks.len());
     let mut sink_checkpoints = Vec::with_capacity(sinks.len());
     let mut wals = Vec::with_capacity(sinks.len());
@@ -138,7 +138,7 @@ pub async fn run(
                 Some(Some(c)) => parse_state(c)?,
                 _ => PipelineState::default(),
             };
-            tracing::warn!(pipeline = %name, checkpoint = id, log = %log.path().display(), "no checkpoint log: restoring the checkpoint the sinks committed (a state directory from before the log existed, or a lost one)");
+            tracing::warn!(pipeline = %name, checkpoint = id, store = %state_store.dir().display(), "no checkpoint log: restoring the checkpoint the sinks committed (a state directory from before the log existed, or a lost one)");
             (*id, state)
         }
     };
@@ -215,7 +215,7 @@ pub async fn run(
         transforms.len(),
         sinks.len(),
         committed_offsets,
-        log,
+        state_store.clone(),
     );
     let store = Arc::new(store);
     let (exhausted_tx, exhausted_rx) = mpsc::unbounded_channel();
@@ -262,6 +262,8 @@ pub async fn run(
         if let Some(stats) = t.component.plugin_stats() {
             metrics.register_plugin_stats(&name, &t.name, stats);
         }
+        let (table, freezer) = state_store.table(&t.name)?;
+        let freezer = t.component.attach_state(Box::new(table)).then_some(freezer);
         if let Some(snapshot) = state.transforms.get(&t.name) {
             t.component
                 .restore(snapshot.clone())
@@ -277,6 +279,7 @@ pub async fn run(
             aligner: Aligner::new(rx, t.inputs.len()),
             name: t.name,
             transform: t.component,
+            freezer,
             store: store.clone(),
             dlq: dlq.clone(),
         };

@@ -1,9 +1,9 @@
-//! Recovery as a pure function: what the pipeline log and the sinks hold goes in, what
+//! Recovery as a pure function: what the state store and the sinks hold goes in, what
 //! to restore and what each sink must do comes out. No I/O here, so every case is
 //! unit-tested.
 //!
 //! The protocol behind it (two-phase commit per checkpoint): every sink pre-commits
-//! checkpoint *n* (its write-ahead log of the epoch is sealed), then the pipeline log
+//! checkpoint *n* (its write-ahead log of the epoch is sealed), then the state store
 //! records *n* as complete, then each sink commits *n*. So after a crash, with *c* the
 //! last complete checkpoint, every sink that took part has committed *c* or *c − 1*,
 //! and one at *c − 1* has the epoch of *c* in its log.
@@ -44,7 +44,7 @@ pub struct SinkPlan {
 pub enum Restore {
     /// No checkpoint anywhere: sources start as configured.
     Beginning,
-    /// The pipeline log's last complete checkpoint.
+    /// The state store's last complete checkpoint.
     Log(u64),
     /// No pipeline log (a state directory made before it existed, or lost): the
     /// checkpoint every sink that has one agrees on, with the state it stored.
@@ -59,7 +59,7 @@ pub struct RecoveryPlan {
     pub next_id: u64,
 }
 
-/// Decides the recovery. `log`: the pipeline log's last complete checkpoint.
+/// Decides the recovery. `log`: the state store's last complete checkpoint.
 pub fn plan(log: Option<u64>, sinks: &[SinkFound]) -> Result<RecoveryPlan, String> {
     let restore = match log {
         Some(c) => Restore::Log(c),

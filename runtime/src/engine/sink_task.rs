@@ -1,7 +1,7 @@
 //! Drives one sink through the two-phase commit of each checkpoint: the epoch's records
 //! are written to the sink (its open transaction) and to its write-ahead log; at the
 //! aligned barrier the log is sealed (pre-commit), the task waits until the checkpoint
-//! is complete in the pipeline log, then commits it to the sink.
+//! is complete in the state store, then commits it to the sink.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

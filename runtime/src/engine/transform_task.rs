@@ -8,12 +8,16 @@ use super::align::{Aligner, Event};
 use super::checkpoint::CheckpointStore;
 use super::dlq::DeadLetters;
 use super::messages::{broadcast, BarrierKind, Message, Output};
+use super::state_store::Freezer;
 use super::PipelineError;
 use crate::metrics::ComponentMetrics;
 
 pub struct TransformTask {
     pub name: String,
     pub transform: Box<dyn Transform>,
+    /// Freezes the transform's keyed-state changes at each barrier (when it keeps
+    /// keyed state in the store).
+    pub freezer: Option<Freezer>,
     pub aligner: Aligner,
     pub outputs: Vec<Output>,
     pub store: Arc<CheckpointStore>,
@@ -84,6 +88,9 @@ impl TransformTask {
                         .transform
                         .snapshot()
                         .map_err(|e| self.err(e.to_string()))?;
+                    if let Some(f) = &self.freezer {
+                        f.freeze(b.id);
+                    }
                     self.store.report_transform(b.id, &self.name, snapshot);
                     broadcast(&self.outputs, Message::Barrier(b))
                         .await

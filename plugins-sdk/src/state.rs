@@ -1,0 +1,65 @@
+//! Keyed state for transforms, kept by the runtime in the pipeline's state store.
+//!
+//! A transform that holds state per key takes a [`KeyedState`] in
+//! [`Transform::attach_state`](crate::Transform::attach_state) and reads and writes it
+//! instead of keeping its keys in memory and in its snapshot. The runtime writes only
+//! what changed since the previous checkpoint, together with the checkpoint, and
+//! restores it after a crash: a checkpoint's cost grows with the keys changed, not
+//! with the keys held. [`MemoryState`] is the same thing in memory, for tests and for
+//! hosts without a store.
+
+use std::collections::BTreeMap;
+
+use crate::error::ConnectorError;
+
+/// Key-value pairs, in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Byte keys to byte values, ordered by key.
+pub trait KeyedState: Send + std::fmt::Debug {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ConnectorError>;
+    fn put(&mut self, key: &[u8], value: &[u8]);
+    fn delete(&mut self, key: &[u8]);
+    /// The entries with keys in `[from, to)`, in key order, at most `limit`: an index
+    /// ordered by time is read this way, up to the watermark.
+    fn range(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Entries, ConnectorError>;
+    /// Every entry, when the state lives only in memory (it then goes into the
+    /// transform's snapshot); `None` for a store that checkpoints itself.
+    fn export(&self) -> Option<Entries> {
+        None
+    }
+}
+
+/// Keyed state in memory: snapshotted whole through `export`.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryState(pub BTreeMap<Vec<u8>, Vec<u8>>);
+
+impl KeyedState for MemoryState {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ConnectorError> {
+        Ok(self.0.get(key).cloned())
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.0.insert(key.to_vec(), value.to_vec());
+    }
+
+    fn delete(&mut self, key: &[u8]) {
+        self.0.remove(key);
+    }
+
+    fn range(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Entries, ConnectorError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .0
+            .range(from.to_vec()..to.to_vec())
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn export(&self) -> Option<Entries> {
+        Some(self.0.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+}
