@@ -55,7 +55,7 @@ pub enum Restore {
 pub struct RecoveryPlan {
     pub restore: Restore,
     pub sinks: Vec<SinkPlan>,
-    /// The id of the next checkpoint: above every id any sink has seen.
+    /// The id of the next checkpoint: the one after the restored one.
     pub next_id: u64,
 }
 
@@ -84,9 +84,9 @@ pub fn plan(log: Option<u64>, sinks: &[SinkFound]) -> Result<RecoveryPlan, Strin
             (Some(c), Some(k)) if k == c => SinkAction::UpToDate,
             (Some(c), Some(k)) if k > c => unreachable_ahead(s, Some(c))?,
             (Some(c), Some(k)) if k + 1 == c => SinkAction::Redo(c),
-            // Present in the epoch of `c` (it logged it) but never committed before:
+            // Present in the epoch of `c` (it logged it) but without the commit before:
             // the pipeline's first checkpoint, or a sink added in the run that made `c`.
-            (Some(c), None) if s.wal_epochs.contains(&c) => SinkAction::Redo(c),
+            (Some(c), _) if s.wal_epochs.contains(&c) => SinkAction::Redo(c),
             (Some(_), had) => SinkAction::StartsHere { had },
         };
         let keep = match action {
@@ -103,17 +103,13 @@ pub fn plan(log: Option<u64>, sinks: &[SinkFound]) -> Result<RecoveryPlan, Strin
                 .collect(),
         });
     }
-    let seen = sinks
-        .iter()
-        .filter_map(|s| s.committed)
-        .chain(sinks.iter().flat_map(|s| s.wal_epochs.iter().copied()))
-        .chain(c)
-        .max()
-        .unwrap_or(0);
     Ok(RecoveryPlan {
         restore,
         sinks: plans,
-        next_id: seen + 1,
+        // Ids follow on without a gap, so that "one behind" (`k + 1 == c`) always
+        // means "took part in `c` but had not committed it". The ids of epochs that
+        // never completed are free again: their logs are discarded first.
+        next_id: c.map_or(1, |c| c + 1),
     })
 }
 
@@ -180,7 +176,7 @@ mod tests {
             [1],
             "a log of a checkpoint that never completed"
         );
-        assert_eq!(p.next_id, 2);
+        assert_eq!(p.next_id, 1);
     }
 
     #[test]
@@ -207,7 +203,7 @@ mod tests {
         .unwrap();
         assert_eq!(actions(&p), [SinkAction::UpToDate, SinkAction::UpToDate]);
         assert_eq!(p.sinks[0].discard, [8]);
-        assert_eq!(p.next_id, 9, "ids are never reused");
+        assert_eq!(p.next_id, 8, "no gap: 8 is given up and made anew");
     }
 
     #[test]
@@ -220,6 +216,12 @@ mod tests {
     fn the_first_checkpoint_is_redone_into_a_sink_that_never_committed() {
         let p = plan(Some(1), &[sink("a", None, &[1]), sink("b", Some(1), &[])]).unwrap();
         assert_eq!(actions(&p), [SinkAction::Redo(1), SinkAction::UpToDate]);
+    }
+
+    #[test]
+    fn a_sink_that_logged_the_restored_checkpoint_redoes_it_whatever_it_committed() {
+        let p = plan(Some(9), &[sink("a", Some(6), &[9])]).unwrap();
+        assert_eq!(actions(&p), [SinkAction::Redo(9)]);
     }
 
     #[test]
