@@ -326,3 +326,137 @@ fn a_crash_at_each_step_of_the_commit_loses_and_duplicates_nothing() {
         }
     }
 }
+
+/// Dedup with big state in the state store: 300 000 records over 150 000 distinct ids
+/// (keep first), checkpoints every 100 ms, a crash right after a checkpoint's state
+/// write (`CONNECTD_CRASH_AT=logged`), then SIGKILLs at seeded random moments. The CSV
+/// must hold each id's first record, once, in input order: computed here from the
+/// input, not taken from a run.
+#[test]
+fn dedup_with_big_state_is_exact_across_sigkills() {
+    const RECORDS: u64 = 300_000;
+    const IDS: u64 = 150_000;
+    let seed: u64 = rand::random();
+    println!("seed {seed}");
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::new();
+    let mut expected = String::from("id,v\n");
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..RECORDS {
+        let id = i.wrapping_mul(2_654_435_761) % IDS;
+        input.push_str(&format!(
+            "{{\"id\":{id},\"v\":{i},\"ts\":{}}}\n",
+            1_700_000_000_000u64 + i
+        ));
+        if seen.insert(id) {
+            expected.push_str(&format!("{id},{i}\n"));
+        }
+    }
+    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        r#"
+name: bigdedup
+checkpoint: {interval: 100ms}
+sources:
+  lines: {type: file, path: in.jsonl}
+transforms:
+  firsts: {type: dedup, inputs: [lines], key: [id], keep: first, retention: 1d, time: ts}
+sinks:
+  out: {type: csv, inputs: [firsts], path: out/firsts.csv, columns: [id, v]}
+"#,
+    );
+    let crashed = connectd()
+        .current_dir(dir.path())
+        .env("CONNECTD_CRASH_AT", "logged:3")
+        .args(["--admin-addr", "off", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&crashed.stderr).contains("aborting at"),
+        "the hook did not fire"
+    );
+    let mut kills = 0;
+    for _ in 0..40 {
+        if kills >= 6 {
+            break;
+        }
+        let mut child = spawn(dir.path(), &cfg, &[]);
+        std::thread::sleep(Duration::from_millis(rng.random_range(200..1500)));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        signal(&child, libc::SIGKILL);
+        let _ = child.wait();
+        kills += 1;
+    }
+    assert!(
+        kills >= 3,
+        "seed {seed}: only {kills} kills landed before the end"
+    );
+    let mut child = spawn(dir.path(), &cfg, &[]);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(300)).success());
+    let got = read(dir.path().join("out/firsts.csv"));
+    assert_eq!(got.lines().count(), IDS as usize + 1, "seed {seed}");
+    assert!(
+        got == expected,
+        "seed {seed}: the CSV differs from each id's first record"
+    );
+}
+
+/// A damaged state store stops the pipeline with an error naming the store and the
+/// way to reset it; it never runs on from state it cannot trust.
+#[test]
+fn a_damaged_state_store_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::new();
+    for i in 0..20_000u64 {
+        input.push_str(&format!("{{\"id\":{},\"v\":{i},\"ts\":{i}}}\n", i % 5000));
+    }
+    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        r#"
+name: damaged
+sources:
+  lines: {type: file, path: in.jsonl}
+transforms:
+  firsts: {type: dedup, inputs: [lines], key: [id], keep: first, retention: 1d, time: ts}
+sinks:
+  out: {type: csv, inputs: [firsts], path: out/firsts.csv, columns: [id, v]}
+"#,
+    );
+    assert!(run_to_end(dir.path(), &cfg).status.success());
+    let store = dir.path().join(".connectd/damaged/state");
+    damage(&store);
+    let out = run_to_end(dir.path(), &cfg);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "ran on a damaged store: {log}");
+    assert!(
+        log.contains(".connectd/damaged/state") && log.contains("reset"),
+        "{log}"
+    );
+}
+
+/// Flips bytes in the middle of every file under `dir`.
+fn damage(dir: &std::path::Path) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            damage(&path);
+            continue;
+        }
+        let mut bytes = std::fs::read(&path).unwrap();
+        if bytes.len() > 8 {
+            let (mid, len) = (bytes.len() / 2, bytes.len());
+            for b in &mut bytes[mid.saturating_sub(4)..(mid + 4).min(len)] {
+                *b ^= 0x5a;
+            }
+            std::fs::write(&path, bytes).unwrap();
+        }
+    }
+}

@@ -8,13 +8,18 @@
 //!
 //! A key expires `retention` after its kept record: by the watermark (the newest event
 //! time seen − `max_out_of_orderness`) when `time:` is set, else by the wall clock.
-//! State (every live key's record) is part of checkpoints.
+//!
+//! State lives in a [`KeyedState`]: the pipeline's state store when the runtime offers
+//! one (checkpointed incrementally; only the clock and a sequence number go into the
+//! snapshot), else memory. Per key `k<key>` → the kept entry (with its record only when
+//! `keep: latest` or `emit: final` need it); an index by expiry time
+//! `x<expires><seq>` → key, so expiring reads the keys due and no other.
 
-use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use connectd_sdk::config::{ConfigMap, Invalid};
 use connectd_sdk::record::take_records;
+use connectd_sdk::state::{KeyedState, MemoryState};
 use connectd_sdk::time::now_ms;
 use connectd_sdk::{
     BadRecord, Batch, BuildContext, ConnectorError, Emitter, FieldPath, Record, Transform,
@@ -35,25 +40,36 @@ pub struct Dedup {
     retention: i64,
     time: TimeSource,
     out_of_orderness: i64,
-    state: State,
-    /// Expiry order: (expires, seq) → key. Rebuilt from `state` on restore.
-    expiries: BTreeMap<(i64, u64), GroupKey>,
+    meta: Meta,
+    state: Box<dyn KeyedState>,
 }
 
+/// What the snapshot holds besides the keyed state.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct State {
+struct Meta {
     /// The watermark (event time) or the last wall-clock reading (processing time).
     clock: i64,
     seq: u64,
-    #[serde(with = "crate::window::pairs")]
-    keys: HashMap<GroupKey, Kept>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Kept {
-    record: Record,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    record: Option<Record>,
     expires: i64,
     seq: u64,
+}
+
+/// The snapshot: `entries` only when the state lives in memory.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Snapshot {
+    #[serde(flatten)]
+    meta: Meta,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    entries: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+    /// Round 1's whole-state snapshot (`keys`), read for an upgrade.
+    #[serde(default, with = "crate::window::pairs", skip_serializing)]
+    keys: std::collections::HashMap<GroupKey, Kept>,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -84,23 +100,73 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Tra
         retention,
         time,
         out_of_orderness,
-        state: State {
+        meta: Meta {
             clock: i64::MIN,
-            ..State::default()
+            seq: 0,
         },
-        expiries: BTreeMap::new(),
+        state: Box::new(MemoryState::default()),
     }))
 }
+
+/// `k` + the key.
+fn entry_key(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(b'k');
+    k.extend_from_slice(key);
+    k
+}
+
+/// Order-preserving bytes of an i64 (sign bit flipped, big-endian).
+fn ordered(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// `x` + expiry time + sequence: the expiry index, in time order.
+fn index_key(expires: i64, seq: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = b'x';
+    k[1..9].copy_from_slice(&ordered(expires));
+    k[9..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn corrupt(e: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::permanent(format!("dedup: a state entry does not decode: {e}"))
+}
+
+/// How many index entries one read of the expiry index takes.
+const EXPIRE_CHUNK: usize = 1024;
 
 impl Dedup {
     fn event_time(&self) -> bool {
         !matches!(self.time, TimeSource::ProcessingTime)
     }
 
-    fn on_record(&mut self, r: Record, out: &mut Emitter) {
+    /// Whether the kept entry needs the record itself.
+    fn keeps_records(&self) -> bool {
+        self.keep_latest || self.emit_final
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Kept>, ConnectorError> {
+        match self.state.get(&entry_key(key))? {
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(corrupt),
+            None => Ok(None),
+        }
+    }
+
+    fn put(&mut self, key: &[u8], kept: &Kept) -> Result<(), ConnectorError> {
+        let bytes = serde_json::to_vec(kept).map_err(corrupt)?;
+        self.state.put(&entry_key(key), &bytes);
+        Ok(())
+    }
+
+    fn on_record(&mut self, r: Record, out: &mut Emitter) -> Result<(), ConnectorError> {
         let t = match self.time.of(&r, "dedup") {
             Ok(t) => t,
-            Err(e) => return out.bad.push(BadRecord::record(r, e)),
+            Err(e) => {
+                out.bad.push(BadRecord::record(r, e));
+                return Ok(());
+            }
         };
         let Some(key) = key_of(&r, &self.key) else {
             let fields: Vec<String> = self.key.iter().map(ToString::to_string).collect();
@@ -108,57 +174,86 @@ impl Dedup {
                 "dedup: the key field(s) {} are missing or null",
                 fields.join(", ")
             );
-            return out.bad.push(BadRecord::record(r, why));
+            out.bad.push(BadRecord::record(r, why));
+            return Ok(());
         };
-        self.state.seq += 1;
-        let seq = self.state.seq;
+        let key = serde_json::to_vec(&key.0).map_err(corrupt)?;
+        self.meta.seq += 1;
+        let seq = self.meta.seq;
         let expires = t.saturating_add(self.retention);
-        match self.state.keys.get_mut(&key) {
+        match self.get(&key)? {
             None => {
-                self.expiries.insert((expires, seq), key.clone());
-                let kept = Kept {
-                    record: r,
-                    expires,
-                    seq,
-                };
-                if !self.emit_final {
-                    out.emit(kept.record.clone());
-                }
-                self.state.keys.insert(key, kept);
-            }
-            Some(kept) if self.keep_latest && changed(&self.compare, &kept.record, &r) => {
-                self.expiries.remove(&(kept.expires, kept.seq));
-                kept.expires = expires.max(kept.expires);
-                kept.seq = seq;
-                self.expiries.insert((kept.expires, seq), key);
+                self.state.put(&index_key(expires, seq), &key);
                 if !self.emit_final {
                     out.emit(r.clone());
                 }
-                kept.record = r;
+                let record = self.keeps_records().then_some(r);
+                self.put(
+                    &key,
+                    &Kept {
+                        record,
+                        expires,
+                        seq,
+                    },
+                )?;
+            }
+            Some(kept)
+                if self.keep_latest
+                    && kept
+                        .record
+                        .as_ref()
+                        .is_none_or(|k| changed(&self.compare, k, &r)) =>
+            {
+                self.state.delete(&index_key(kept.expires, kept.seq));
+                let expires = expires.max(kept.expires);
+                self.state.put(&index_key(expires, seq), &key);
+                if !self.emit_final {
+                    out.emit(r.clone());
+                }
+                self.put(
+                    &key,
+                    &Kept {
+                        record: Some(r),
+                        expires,
+                        seq,
+                    },
+                )?;
             }
             // A duplicate: of the latest (same value) or of the first.
             Some(_) => {}
         }
         if self.event_time() {
             let candidate = t.saturating_sub(self.out_of_orderness);
-            if candidate > self.state.clock {
-                self.state.clock = candidate;
-                self.expire(out);
+            if candidate > self.meta.clock {
+                self.meta.clock = candidate;
+                self.expire(out)?;
             }
         }
+        Ok(())
     }
 
     /// Forgets the keys whose retention has passed (emitting them under `emit: final`).
-    fn expire(&mut self, out: &mut Emitter) {
-        while let Some(entry) = self.expiries.first_entry() {
-            if entry.key().0 > self.state.clock {
-                break;
-            }
-            let key = entry.remove();
-            if let Some(kept) = self.state.keys.remove(&key) {
-                if self.emit_final {
-                    out.emit(kept.record);
+    fn expire(&mut self, out: &mut Emitter) -> Result<(), ConnectorError> {
+        // Up to and including the clock (the whole index at the end of the input).
+        let to = match self.meta.clock.checked_add(1) {
+            Some(next) => index_key(next, 0).to_vec(),
+            None => b"y".to_vec(),
+        };
+        loop {
+            let due = self.state.range(b"x", &to, EXPIRE_CHUNK)?;
+            for (index, key) in &due {
+                self.state.delete(index);
+                let entry = entry_key(key);
+                if let Some(bytes) = self.state.get(&entry)? {
+                    let kept: Kept = serde_json::from_slice(&bytes).map_err(corrupt)?;
+                    self.state.delete(&entry);
+                    if let (true, Some(r)) = (self.emit_final, kept.record) {
+                        out.emit(r);
+                    }
                 }
+            }
+            if due.len() < EXPIRE_CHUNK {
+                return Ok(());
             }
         }
     }
@@ -182,11 +277,11 @@ impl Transform for Dedup {
         out: &mut Emitter,
     ) -> Result<(), ConnectorError> {
         if !self.event_time() {
-            self.state.clock = now_ms();
-            self.expire(out);
+            self.meta.clock = now_ms();
+            self.expire(out)?;
         }
         for r in take_records(batch) {
-            self.on_record(r, out);
+            self.on_record(r, out)?;
         }
         Ok(())
     }
@@ -198,22 +293,35 @@ impl Transform for Dedup {
 
     fn on_tick(&mut self, now: i64, out: &mut Emitter) -> Result<(), ConnectorError> {
         if !self.event_time() {
-            self.state.clock = now;
-            self.expire(out);
+            self.meta.clock = now;
+            self.expire(out)?;
         }
         Ok(())
     }
 
     fn on_end(&mut self, out: &mut Emitter) -> Result<(), ConnectorError> {
         if self.emit_final {
-            self.state.clock = i64::MAX;
-            self.expire(out);
+            self.meta.clock = i64::MAX;
+            self.expire(out)?;
         }
         Ok(())
     }
 
+    fn attach_state(&mut self, state: Box<dyn KeyedState>) -> bool {
+        self.state = state;
+        true
+    }
+
     fn snapshot(&mut self) -> Result<serde_json::Value, ConnectorError> {
-        serde_json::to_value(&self.state)
+        let snapshot = Snapshot {
+            meta: Meta {
+                clock: self.meta.clock,
+                seq: self.meta.seq,
+            },
+            entries: self.state.export(),
+            keys: Default::default(),
+        };
+        serde_json::to_value(&snapshot)
             .map_err(|e| ConnectorError::permanent("dedup: cannot serialize state").with_source(e))
     }
 
@@ -221,16 +329,19 @@ impl Transform for Dedup {
         if state.is_null() {
             return Ok(());
         }
-        self.state = serde_json::from_value(state).map_err(|e| {
+        let snapshot: Snapshot = serde_json::from_value(state).map_err(|e| {
             ConnectorError::permanent("dedup: the checkpointed state is not a dedup's")
                 .with_source(e)
         })?;
-        self.expiries = self
-            .state
-            .keys
-            .iter()
-            .map(|(k, kept)| ((kept.expires, kept.seq), k.clone()))
-            .collect();
+        self.meta = snapshot.meta;
+        for (k, v) in snapshot.entries.into_iter().flatten() {
+            self.state.put(&k, &v);
+        }
+        for (key, kept) in snapshot.keys {
+            let key = serde_json::to_vec(&key.0).map_err(corrupt)?;
+            self.state.put(&index_key(kept.expires, kept.seq), &key);
+            self.put(&key, &kept)?;
+        }
         Ok(())
     }
 }
