@@ -8,9 +8,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -28,6 +27,10 @@ pub struct AdminState {
     pub plugins: Arc<Vec<Plugin>>,
     /// The bearer token every API call must carry, if any.
     pub token: Option<Arc<str>>,
+    /// A read-only token that opens `/metrics` only (`CONNECTD_METRICS_TOKEN`).
+    pub metrics_token: Option<Arc<str>>,
+    /// The `Host` values the API answers to (set by `serve` once bound).
+    pub hosts: crate::admin_guard::AllowedHosts,
     pub validator: Arc<Validator>,
 }
 
@@ -65,7 +68,7 @@ pub fn plugins_of(registry: &Registry) -> Arc<Vec<Plugin>> {
 }
 
 /// An error body as Kafka Connect writes it.
-fn problem(code: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn problem(code: StatusCode, message: impl Into<String>) -> Response {
     (
         code,
         Json(serde_json::json!({"error_code": code.as_u16(), "message": message.into()})),
@@ -327,34 +330,6 @@ async fn validate(
     .into_response()
 }
 
-async fn require_token(State(s): State<AdminState>, req: Request, next: Next) -> Response {
-    let Some(token) = &s.token else {
-        return next.run(req).await;
-    };
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string)
-        // The dashboard's page and event stream cannot send headers: ?token= there.
-        .or_else(|| {
-            axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(
-                req.uri(),
-            )
-            .ok()
-            .and_then(|q| q.0.get("token").cloned())
-        });
-    if given.as_deref() == Some(token.as_ref()) {
-        next.run(req).await
-    } else {
-        problem(
-            StatusCode::UNAUTHORIZED,
-            "this admin API wants `Authorization: Bearer <token>` (CONNECTD_ADMIN_TOKEN)",
-        )
-    }
-}
-
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -389,24 +364,29 @@ pub fn router(state: AdminState) -> Router {
         .route("/connector-plugins", get(plugins))
         .route("/connector-plugins/{type}/config/validate", put(validate))
         .route("/openapi.json", get(openapi))
-        .route("/", get(dashboard))
         .route("/api/dashboard", get(dashboard_data))
         .route("/api/windows", get(windows))
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            require_token,
+            crate::admin_guard::require_token,
         ));
     Router::new()
         .merge(api)
+        // The page holds no data: it asks the API with the token the user gives it.
+        .route("/", get(dashboard))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::admin_guard::check_host,
+        ))
         .with_state(state)
 }
 
 /// Binds now (so a taken port is reported at startup) and serves in the background.
 /// Refuses a non-loopback address without a token: the API can stop pipelines.
-pub async fn serve(addr: &str, state: AdminState) -> Result<SocketAddr, String> {
+pub async fn serve(addr: &str, mut state: AdminState) -> Result<SocketAddr, String> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on --admin-addr {addr}: {e}"))?;
@@ -416,6 +396,11 @@ pub async fn serve(addr: &str, state: AdminState) -> Result<SocketAddr, String> 
             "refusing to serve the admin API on {local} without a token: anyone who can reach it could pause or restart pipelines. Set CONNECTD_ADMIN_TOKEN, or use a loopback --admin-addr such as 127.0.0.1:8083"
         ));
     }
+    state.hosts = crate::admin_guard::AllowedHosts::new(
+        addr,
+        local.ip(),
+        std::env::var("CONNECTD_ADMIN_HOSTS").ok().as_deref(),
+    );
     let app = router(state);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {

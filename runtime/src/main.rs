@@ -197,6 +197,11 @@ fn run(args: RunArgs) -> ExitCode {
                         .ok()
                         .filter(|t| !t.is_empty())
                         .map(Arc::from),
+                    metrics_token: std::env::var("CONNECTD_METRICS_TOKEN")
+                        .ok()
+                        .filter(|t| !t.is_empty())
+                        .map(Arc::from),
+                    hosts: Default::default(),
                     validator,
                 },
             )

@@ -388,3 +388,97 @@ sinks:
     assert!(text.contains("delimiter"), "{text}");
     assert!(!text.contains("TOPSECRET"), "{text}");
 }
+
+/// A request with the given raw header lines; returns the status code (the body is
+/// not read: an event stream never ends).
+fn status_with_headers(port: u16, method: &str, path: &str, headers: &[&str]) -> u16 {
+    use std::io::{BufRead, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("Content-Length: 0\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).unwrap();
+    line.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// DNS rebinding and cross-site requests: a Host that is not ours is refused on every
+/// route; a change requested with another site's Origin is refused; `?token=` opens
+/// nothing but the dashboard's event stream.
+#[test]
+fn the_api_refuses_foreign_hosts_and_origins_and_query_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pipeline(dir.path(), "ticks.yaml", TICKS);
+    let port = free_port();
+    let mut child = spawn_captured(
+        connectd()
+            .current_dir(dir.path())
+            .env("CONNECTD_ADMIN_TOKEN", "s3cret")
+            .args(["--admin-addr", &format!("127.0.0.1:{port}")])
+            .args(["--config", "ticks.yaml"]),
+    );
+    wait_for_admin(port);
+    let auth = "Authorization: Bearer s3cret";
+    let here = format!("Host: 127.0.0.1:{port}");
+    assert_eq!(
+        status_with_headers(port, "GET", "/connectors", &[&here, auth]),
+        200
+    );
+    for path in ["/connectors", "/healthz", "/metrics", "/"] {
+        assert_eq!(
+            status_with_headers(port, "GET", path, &["Host: evil.example", auth]),
+            403,
+            "{path} answered a foreign Host"
+        );
+    }
+    assert_eq!(
+        status_with_headers(port, "GET", "/connectors", &["Host: localhost:1", auth]),
+        200
+    );
+    // A browser's cross-site change carries its Origin.
+    assert_eq!(
+        status_with_headers(
+            port,
+            "PUT",
+            "/connectors/ticks/pause",
+            &[&here, auth, "Origin: http://evil.example"]
+        ),
+        403
+    );
+    assert_eq!(
+        status_with_headers(
+            port,
+            "PUT",
+            "/connectors/nope/pause",
+            &[&here, auth, &format!("Origin: http://localhost:{port}")]
+        ),
+        404,
+        "a same-site change goes through to the handler"
+    );
+    // ?token= only on the event stream.
+    assert_eq!(
+        status_with_headers(port, "GET", "/connectors?token=s3cret", &[&here]),
+        401
+    );
+    assert_eq!(
+        status_with_headers(port, "GET", "/api/windows?token=s3cret", &[&here]),
+        200
+    );
+    assert_eq!(
+        status_with_headers(port, "GET", "/api/windows?token=wrong", &[&here]),
+        401
+    );
+    // The dashboard page holds no data: it loads without the token, and asks the API
+    // with the one the user gives it.
+    assert_eq!(status_with_headers(port, "GET", "/", &[&here]), 200);
+    signal(&child, libc::SIGTERM);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
+}

@@ -17,16 +17,19 @@ fn prometheus_scrapes_connectd_and_answers_queries_about_it() {
         "name: scraped\nsources:\n  gen: {type: trades, seed: 4, rate: 200, count: 1000000}\nsinks:\n  out: {type: csv, inputs: [gen], path: out.csv, columns: [id]}\n",
     );
     let port = free_port();
+    // The admin API wants a token; Prometheus scrapes with the read-only metrics token.
     let mut worker = spawn_captured(
         connectd()
             .current_dir(dir.path())
+            .env("CONNECTD_ADMIN_TOKEN", "admin-secret")
+            .env("CONNECTD_METRICS_TOKEN", "scrape-only")
             .args(["--admin-addr", &format!("127.0.0.1:{port}")])
             .args(["--config", "p.yaml"]),
     );
     std::fs::write(
         dir.path().join("prometheus.yml"),
         format!(
-            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: connectd\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: connectd\n    authorization: {{credentials: scrape-only}}\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
         ),
     )
     .unwrap();
@@ -70,8 +73,15 @@ fn prometheus_scrapes_connectd_and_answers_queries_about_it() {
         std::thread::sleep(Duration::from_millis(250));
     };
     assert!(value > 0.0);
+    // The metrics token opens /metrics and nothing else.
+    assert_eq!(http("GET", port, "/metrics", None).0, 401);
+    assert_eq!(http("GET", port, "/connectors", Some("scrape-only")).0, 401);
+    assert_eq!(
+        http("GET", port, "/connectors", Some("admin-secret")).0,
+        200
+    );
     // Process metrics too.
-    let metrics = http("GET", port, "/metrics", None).1;
+    let metrics = http("GET", port, "/metrics", Some("scrape-only")).1;
     for name in [
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
