@@ -336,15 +336,11 @@ fn load_errors_are_clear() {
     let not_wasm = tempfile_path();
     let errs = plugin(serde_json::json!({"module": not_wasm})).unwrap_err();
     assert!(errs[0].contains("not a WebAssembly component"), "{errs:?}");
-    let errs = plugin(serde_json::json!({"module": wasm("examples/plugins", "currency"), "config": {"fields": ["p"]}})).unwrap();
-    let mut t = errs;
-    let mut out = Emitter::default();
-    let e = t
-        .process(0, records(&[serde_json::json!({"p": 1})]), &mut out)
-        .unwrap_err();
+    // A config the plugin's init refuses is an error of the build, with the field.
+    let errs = plugin(serde_json::json!({"module": wasm("examples/plugins", "currency"), "config": {"fields": ["p"]}})).unwrap_err();
     assert!(
-        e.to_string().contains("config.rate must be a number"),
-        "{e}"
+        errs[0].contains("transforms.p.config") && errs[0].contains("config.rate must be a number"),
+        "{errs:?}"
     );
 }
 
@@ -362,5 +358,54 @@ fn a_plugin_built_against_another_interface_version_is_refused_naming_both() {
     assert!(
         errs[0].contains("connectd:plugin@0.2.0") && errs[0].contains("connectd:plugin@0.1.0"),
         "{errs:?}"
+    );
+}
+
+#[test]
+fn clocks_and_randomness_are_granted_only_when_allowed() {
+    let probe = wasm("transforms/tests/guests", "probe");
+    let go = [serde_json::json!({"go": true})];
+    let field = |allow: &[&str], mode: &str, f: &str| {
+        let mut t =
+            plugin(serde_json::json!({"module": probe, "config": {"mode": mode}, "allow": allow}))
+                .unwrap();
+        let out = run(&mut t, &go);
+        assert_eq!(out.records.len(), 1, "{:?}", out.bad);
+        get(&out.records[0], f)
+    };
+    assert_eq!(
+        field(&[], "clock", "now"),
+        Value::from(0i64),
+        "the clock is frozen by default"
+    );
+    match field(&["clock"], "clock", "now") {
+        Value::Int(secs) => assert!(secs > 1_700_000_000, "{secs}"),
+        other => panic!("{other:?}"),
+    }
+    // Fixed randomness: two instances hash alike; real randomness: they differ.
+    assert_eq!(field(&[], "random", "hash"), field(&[], "random", "hash"));
+    assert_ne!(
+        field(&["random"], "random", "hash"),
+        field(&["random"], "random", "hash")
+    );
+    let e = plugin(serde_json::json!({"module": probe, "allow": ["network"]})).unwrap_err();
+    assert!(
+        e.iter()
+            .any(|m| m.contains("allow") && m.contains("network")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_config_the_plugin_refuses_is_reported_when_the_pipeline_is_built() {
+    let e = plugin(serde_json::json!({
+        "module": wasm("examples/plugins", "ewma"),
+        "config": {"key": "symbol", "field": "price", "alpha": 5}
+    }))
+    .unwrap_err();
+    assert!(
+        e.iter()
+            .any(|m| m.contains("transforms.p.config") && m.contains("alpha")),
+        "{e:?}"
     );
 }

@@ -23,13 +23,18 @@ pub fn engine() -> &'static Engine {
         // Compiling a plugin takes a sizeable fraction of a second of CPU; wasmtime's
         // on-disk cache (keyed by module and engine settings) makes a restart skip it.
         if std::env::var("CONNECTD_WASM_CACHE").as_deref() != Ok("off") {
-            let mut cache_config = wasmtime::CacheConfig::new();
-            cache_config.with_directory(cache_dir());
-            match wasmtime::Cache::new(cache_config) {
-                Ok(cache) => {
-                    config.cache(Some(cache));
+            match cache_dir().and_then(|dir| safe_cache_dir(&dir).map(|()| dir)) {
+                Ok(dir) => {
+                    let mut cache_config = wasmtime::CacheConfig::new();
+                    cache_config.with_directory(dir);
+                    match wasmtime::Cache::new(cache_config) {
+                        Ok(cache) => {
+                            config.cache(Some(cache));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "wasm compile cache unavailable; plugins are compiled at every start"),
+                    }
                 }
-                Err(e) => tracing::warn!(error = %e, "wasm compile cache unavailable; plugins are compiled at every start"),
+                Err(why) => tracing::warn!(reason = %why, "wasm compile cache off; plugins are compiled at every start"),
             }
         }
         let engine = Engine::new(&config).unwrap_or_else(|_| Engine::default());
@@ -46,16 +51,37 @@ pub fn engine() -> &'static Engine {
 }
 
 /// `$CONNECTD_WASM_CACHE`, else `$XDG_CACHE_HOME/connectd/wasm`, else
-/// `~/.cache/connectd/wasm`, else a directory under the system temp dir.
-fn cache_dir() -> PathBuf {
+/// `~/.cache/connectd/wasm`; none without a home (never a shared temp directory).
+fn cache_dir() -> Result<PathBuf, String> {
     if let Some(dir) = std::env::var_os("CONNECTD_WASM_CACHE") {
-        return dir.into();
+        return Ok(dir.into());
     }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("connectd").join("wasm")
+        .ok_or("neither XDG_CACHE_HOME nor HOME is set (set CONNECTD_WASM_CACHE)")?;
+    Ok(base.join("connectd").join("wasm"))
+}
+
+/// The cache holds compiled native code that wasmtime loads and runs: anyone who can
+/// write into it, or replace it, could run code in connectd. So no directory on its
+/// path may be writable by others.
+pub fn safe_cache_dir(dir: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for d in dir.ancestors() {
+            if let Ok(meta) = std::fs::metadata(d) {
+                if meta.permissions().mode() & 0o002 != 0 {
+                    return Err(format!(
+                        "{} is writable by every user: the compiled-code cache under it could be replaced (set CONNECTD_WASM_CACHE to a private directory)",
+                        d.display()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs a guest call off the async runtime. wasmtime-wasi's synchronous WASI blocks on
@@ -128,5 +154,42 @@ pub fn explain_trap(e: &wasmtime::Error, timeout: Duration) -> String {
         }
         Some(t) => format!("{t}"),
         None => format!("{e:#}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_cache_under_a_directory_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile_dir();
+        let open = base.join("open");
+        std::fs::create_dir_all(open.join("wasm")).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(safe_cache_dir(&open.join("wasm"))
+            .unwrap_err()
+            .contains("writable by every user"));
+        let private = base.join("private");
+        std::fs::create_dir_all(private.join("wasm")).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // The system temp dir above `base` is world-writable: a private dir under it is
+        // still refused, as a cache must be.
+        let verdict = safe_cache_dir(&private.join("wasm"));
+        let tmp_open = std::fs::metadata(std::env::temp_dir())
+            .map(|m| m.permissions().mode() & 0o002 != 0)
+            .unwrap_or(false);
+        assert_eq!(verdict.is_err(), tmp_open);
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("connectd-cache-test-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
     }
 }

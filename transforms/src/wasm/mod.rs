@@ -17,6 +17,7 @@
 
 mod engine;
 mod guest_output;
+mod sandbox;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -83,6 +84,10 @@ pub struct WasmTransform {
     config: String,
     memory: usize,
     timeout: Duration,
+    /// `allow: [clock]`: the real clocks (else frozen at 0: replays stay identical).
+    allow_clock: bool,
+    /// `allow: [random]`: real randomness (else a fixed sequence).
+    allow_random: bool,
     instance: Option<(Store<State>, TransformWorld)>,
     /// The interface buffers, kept between batches for their allocations.
     buffers: WitBatch,
@@ -129,6 +134,15 @@ pub fn build(
         timeout = limits.duration_or("timeout", timeout);
         let _ = limits.finish();
     }
+    let allow = cfg.opt_str_list("allow").unwrap_or_default();
+    for a in &allow {
+        if !matches!(a.as_str(), "clock" | "random") {
+            cfg.error(
+                "allow",
+                format!("`{a}` cannot be granted: `allow` takes `clock` and `random`"),
+            );
+        }
+    }
     cfg.finish()?;
     let component = match engine::load(&module) {
         Ok(c) => c,
@@ -138,7 +152,7 @@ pub fn build(
         }
     };
     let component_name = format!("{}/{}", ctx.pipeline, ctx.component);
-    Ok(Box::new(WasmTransform {
+    let mut transform = WasmTransform {
         output: guest_output::GuestOutput::new(component_name.clone()),
         component_name,
         module,
@@ -146,6 +160,8 @@ pub fn build(
         config: config.to_string(),
         memory,
         timeout,
+        allow_clock: allow.iter().any(|a| a == "clock"),
+        allow_random: allow.iter().any(|a| a == "random"),
         instance: None,
         buffers: empty_batch(),
         restored: None,
@@ -153,7 +169,17 @@ pub fn build(
         replay_bytes: 0,
         spare: Vec::new(),
         stats: Default::default(),
-    }))
+    };
+    // Instantiated and `init` called now, so `validate` reports a config the plugin
+    // refuses before anything runs.
+    match transform.instantiate() {
+        Ok(instance) => transform.instance = Some(instance),
+        Err(e) => {
+            cfg.error("config", e.to_string());
+            return Err(Invalid);
+        }
+    }
+    Ok(Box::new(transform))
 }
 
 fn empty_batch() -> WitBatch {
@@ -318,14 +344,24 @@ impl WasmTransform {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| self.err(e))?;
         TransformWorld::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
             .map_err(|e| self.err(e))?;
-        // Nothing granted: no preopened directories, no environment, no sockets.
-        let wasi = WasiCtxBuilder::new()
-            .stdout(self.output.stdout.clone())
+        // Nothing granted: no preopened directories, no environment, no sockets; clocks
+        // and randomness only when the pipeline allows them.
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(self.output.stdout.clone())
             .stderr(self.output.stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+            .allow_ip_name_lookup(false);
+        if !self.allow_clock {
+            wasi.wall_clock(sandbox::FrozenClock)
+                .monotonic_clock(sandbox::FrozenClock);
+        }
+        if !self.allow_random {
+            wasi.secure_random(sandbox::fixed_random())
+                .insecure_random(sandbox::fixed_random())
+                .insecure_random_seed(0);
+        }
+        let wasi = wasi.build();
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.memory)
             .table_elements(TABLE_ELEMENTS)

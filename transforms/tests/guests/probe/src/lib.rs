@@ -51,6 +51,18 @@ impl Transform for Probe {
                         }
                     }
                     "trap" => panic!("the probe panics on purpose"),
+                    "clock" => {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_secs())
+                            .unwrap_or(0);
+                        v["now"] = now.into();
+                    }
+                    "random" => {
+                        use std::hash::BuildHasher;
+                        let seeded = std::collections::hash_map::RandomState::new();
+                        v["hash"] = seeded.hash_one(42u64).into();
+                    }
                     "alloc" => {
                         let n = v["bytes"].as_u64().unwrap_or(0) as usize;
                         let block = vec![7u8; n];
