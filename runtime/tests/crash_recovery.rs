@@ -269,8 +269,9 @@ fn dedup_and_join_are_exact_across_sigkills() {
 /// finished everywhere in the other two, from the write-ahead logs.
 #[test]
 fn a_crash_at_each_step_of_the_commit_loses_and_duplicates_nothing() {
-    // Slowed down to last a few seconds: checkpoint 5 comes before the end.
-    let yaml = PIPELINE.replace("rate: 0", "rate: 100000");
+    // Slowed down to last about 4 s: checkpoint 4 comes before the end, even on a
+    // loaded machine where a checkpoint takes longer than the 100 ms interval.
+    let yaml = PIPELINE.replace("rate: 0", "rate: 50000");
     let reference = tempfile::tempdir().unwrap();
     let cfg = write_pipeline(reference.path(), "p.yaml", &yaml);
     assert!(run_to_end(reference.path(), &cfg).status.success());
@@ -281,33 +282,21 @@ fn a_crash_at_each_step_of_the_commit_loses_and_duplicates_nothing() {
 
     // The pipeline log is written by whichever sink prepares last: `logged` names none.
     for hook in [
-        "prepared:5:windows_csv",
-        "logged:5",
-        "committed:5:alerts_csv",
-        "committed:5:windows_csv",
-        "committed:9:sessions_jsonl",
+        "prepared:3:windows_csv",
+        "logged:3",
+        "committed:3:alerts_csv",
+        "committed:4:windows_csv",
+        "committed:4:sessions_jsonl",
     ] {
         let dir = tempfile::tempdir().unwrap();
         let cfg = write_pipeline(dir.path(), "p.yaml", &yaml);
-        let crashed = connectd()
-            .current_dir(dir.path())
-            .env("CONNECTD_CRASH_AT", hook)
-            .args(["--admin-addr", "off", "--config"])
-            .arg(&cfg)
-            .output()
-            .unwrap();
+        let crashed = run_with_env(dir.path(), &cfg, &[("CONNECTD_CRASH_AT", hook)]);
         let log = String::from_utf8_lossy(&crashed.stderr);
         assert!(
             !crashed.status.success() && log.contains("aborting at"),
             "{hook}: the hook did not fire: {log}"
         );
-        let out = connectd()
-            .env("RUST_LOG", "info")
-            .current_dir(dir.path())
-            .args(["--admin-addr", "off", "--config"])
-            .arg(&cfg)
-            .output()
-            .unwrap();
+        let out = run_with_env(dir.path(), &cfg, &[("RUST_LOG", "info")]);
         let log = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{hook}: {log}");
         // Complete, committed nowhere: finished from the write-ahead logs. (After one
@@ -368,13 +357,7 @@ sinks:
   out: {type: csv, inputs: [firsts], path: out/firsts.csv, columns: [id, v]}
 "#,
     );
-    let crashed = connectd()
-        .current_dir(dir.path())
-        .env("CONNECTD_CRASH_AT", "logged:3")
-        .args(["--admin-addr", "off", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let crashed = run_with_env(dir.path(), &cfg, &[("CONNECTD_CRASH_AT", "logged:3")]);
     assert!(
         String::from_utf8_lossy(&crashed.stderr).contains("aborting at"),
         "the hook did not fire"

@@ -134,24 +134,7 @@ sinks:
 
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_pipeline(dir.path(), "p.yaml", &yaml);
-    let mut rng = rand::rng();
-    let mut kills = 0;
-    for _ in 0..100 {
-        if kills >= 10 {
-            break;
-        }
-        let mut child = spawn(dir.path(), &cfg, &[]);
-        std::thread::sleep(Duration::from_millis(rng.random_range(100..900)));
-        if child.try_wait().unwrap().is_some() {
-            let _ = std::fs::remove_dir_all(dir.path().join("out"));
-            let _ = std::fs::remove_dir_all(dir.path().join(".connectd"));
-            continue;
-        }
-        signal(&child, libc::SIGKILL);
-        let _ = child.wait();
-        kills += 1;
-    }
-    assert!(kills >= 10);
+    kill_repeatedly(dir.path(), &cfg, 10, 100..900, &mut rand::rng());
     let mut child = spawn(dir.path(), &cfg, &[]);
     assert!(wait_with_deadline(&mut child, Duration::from_secs(300)).success());
     assert!(
@@ -414,23 +397,7 @@ fn a_trap_leaves_the_stateful_plugin_as_if_the_record_never_came() {
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
     let _ = std::fs::remove_dir_all(dir.path().join("out"));
     let _ = std::fs::remove_dir_all(dir.path().join(".connectd"));
-    let mut kills = 0;
-    for _ in 0..40 {
-        if kills >= 6 {
-            break;
-        }
-        let mut child = spawn(dir.path(), &cfg, &[]);
-        std::thread::sleep(Duration::from_millis(rng.random_range(150..700)));
-        if child.try_wait().unwrap().is_some() {
-            let _ = std::fs::remove_dir_all(dir.path().join("out"));
-            let _ = std::fs::remove_dir_all(dir.path().join(".connectd"));
-            continue;
-        }
-        signal(&child, libc::SIGKILL);
-        let _ = child.wait();
-        kills += 1;
-    }
-    assert!(kills >= 6, "seed {seed}: the run was too short to kill");
+    kill_repeatedly(dir.path(), &cfg, 6, 150..700, &mut rng);
     let mut child = spawn(dir.path(), &cfg, &[]);
     assert!(wait_with_deadline(&mut child, Duration::from_secs(300)).success());
     assert!(

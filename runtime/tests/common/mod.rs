@@ -37,6 +37,46 @@ pub fn run_to_end(dir: &Path, config: &Path) -> Output {
         .unwrap()
 }
 
+/// Runs `connectd --config <file>` in `dir` to completion with extra environment.
+pub fn run_with_env(dir: &Path, config: &Path, env: &[(&str, &str)]) -> Output {
+    connectd()
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .args(["--admin-addr", "off", "--config"])
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+/// Starts the pipeline of `config` in `dir` and SIGKILLs it after a random delay in
+/// `delay_ms`, `kills` times. A run that ends before its kill starts over from nothing
+/// (`out/` and the state directory removed). The caller then runs it to the end.
+pub fn kill_repeatedly(
+    dir: &Path,
+    config: &Path,
+    kills: usize,
+    delay_ms: std::ops::Range<u64>,
+    rng: &mut impl rand::Rng,
+) {
+    let mut done = 0;
+    for _ in 0..kills * 10 {
+        if done >= kills {
+            return;
+        }
+        let mut child = spawn(dir, config, &[]);
+        std::thread::sleep(Duration::from_millis(rng.random_range(delay_ms.clone())));
+        if child.try_wait().unwrap().is_some() {
+            let _ = std::fs::remove_dir_all(dir.join("out"));
+            let _ = std::fs::remove_dir_all(dir.join(".connectd"));
+            continue;
+        }
+        signal(&child, libc::SIGKILL);
+        let _ = child.wait();
+        done += 1;
+    }
+    panic!("the runs ended before {kills} kills could land: make the input longer");
+}
+
 /// Spawns `connectd` in `dir` with its stderr captured (see `spawn_captured`).
 pub fn spawn(dir: &Path, config: &Path, extra: &[&str]) -> Child {
     spawn_captured(
