@@ -42,6 +42,9 @@ pub struct Dedup {
     out_of_orderness: i64,
     meta: Meta,
     state: Box<dyn KeyedState>,
+    /// No index entry expires before this (a lower bound; `i64::MIN`: unknown), so
+    /// most records need no look at the index at all.
+    earliest: i64,
 }
 
 /// What the snapshot holds besides the keyed state.
@@ -105,6 +108,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Tra
             seq: 0,
         },
         state: Box::new(MemoryState::default()),
+        earliest: i64::MIN,
     }))
 }
 
@@ -184,6 +188,7 @@ impl Dedup {
         match self.get(&key)? {
             None => {
                 self.state.put(&index_key(expires, seq), &key);
+                self.earliest = self.earliest.min(expires);
                 if !self.emit_final {
                     out.emit(r.clone());
                 }
@@ -207,6 +212,7 @@ impl Dedup {
                 self.state.delete(&index_key(kept.expires, kept.seq));
                 let expires = expires.max(kept.expires);
                 self.state.put(&index_key(expires, seq), &key);
+                self.earliest = self.earliest.min(expires);
                 if !self.emit_final {
                     out.emit(r.clone());
                 }
@@ -234,6 +240,9 @@ impl Dedup {
 
     /// Forgets the keys whose retention has passed (emitting them under `emit: final`).
     fn expire(&mut self, out: &mut Emitter) -> Result<(), ConnectorError> {
+        if self.meta.clock < self.earliest {
+            return Ok(());
+        }
         // Up to and including the clock (the whole index at the end of the input).
         let to = match self.meta.clock.checked_add(1) {
             Some(next) => index_key(next, 0).to_vec(),
@@ -253,9 +262,19 @@ impl Dedup {
                 }
             }
             if due.len() < EXPIRE_CHUNK {
-                return Ok(());
+                break;
             }
         }
+        // The next entry due, if any: until the clock reaches it, nothing expires.
+        self.earliest = match self.state.range(b"x", b"y", 1)?.first() {
+            Some((index, _)) => {
+                let mut t = [0u8; 8];
+                t.copy_from_slice(&index[1..9]);
+                (u64::from_be_bytes(t) ^ (1 << 63)) as i64
+            }
+            None => i64::MAX,
+        };
+        Ok(())
     }
 }
 
@@ -309,6 +328,7 @@ impl Transform for Dedup {
 
     fn attach_state(&mut self, state: Box<dyn KeyedState>) -> bool {
         self.state = state;
+        self.earliest = i64::MIN;
         true
     }
 
@@ -334,6 +354,7 @@ impl Transform for Dedup {
                 .with_source(e)
         })?;
         self.meta = snapshot.meta;
+        self.earliest = i64::MIN;
         for (k, v) in snapshot.entries.into_iter().flatten() {
             self.state.put(&k, &v);
         }
