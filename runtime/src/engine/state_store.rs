@@ -46,6 +46,9 @@ fn lock(o: &SharedOverlay) -> MutexGuard<'_, Overlay> {
 
 /// Block cache of the store: what of the keyed state stays in memory.
 const CACHE_BYTES: u64 = 64 << 20;
+/// A table's memtable, before it is flushed to disk (fjall's default is 64 MiB): with
+/// the cache, what bounds the store's memory.
+const MEMTABLE_BYTES: u64 = 8 << 20;
 const MANIFEST: &[u8] = b"manifest";
 
 #[derive(Clone)]
@@ -112,7 +115,9 @@ impl StateStore {
         // Keyspace names are limited to 255 bytes; component names are short.
         let ks = self
             .db
-            .keyspace(&format!("t.{name}"), KeyspaceCreateOptions::default)
+            .keyspace(&format!("t.{name}"), || {
+                KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+            })
             .map_err(|e| self.err("cannot open a table in", e))?;
         let overlay = SharedOverlay::default();
         self.tables
