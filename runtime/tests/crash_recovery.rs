@@ -325,9 +325,7 @@ fn a_crash_at_each_step_of_the_commit_loses_and_duplicates_nothing() {
 fn dedup_with_big_state_is_exact_across_sigkills() {
     const RECORDS: u64 = 300_000;
     const IDS: u64 = 150_000;
-    let seed: u64 = rand::random();
-    println!("seed {seed}");
-    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    let (seed, mut rng) = common::seeded_rng();
     let dir = tempfile::tempdir().unwrap();
     let mut input = String::new();
     let mut expected = String::from("id,v\n");

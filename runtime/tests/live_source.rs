@@ -19,7 +19,7 @@ use std::time::Duration;
 use alpaca_server::*;
 use common::mysql::*;
 use common::*;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 /// Connection `k` gets quotes `k * 10_000 ..`: 40 batches of 25, 15 ms apart.
 fn sessions(connections: usize) -> Vec<Vec<Step>> {
@@ -81,9 +81,7 @@ fn numbers(values: impl Iterator<Item = f64>) -> Vec<u64> {
 #[test]
 fn a_live_source_into_three_sinks_stays_exactly_once_across_sigkills() {
     const KILLS: usize = 12;
-    let seed: u64 = rand::rng().random();
-    println!("seed {seed}");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (seed, mut rng) = common::seeded_rng();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -14,9 +14,27 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The seeded random generator of a kill test: the seed comes from `CONNECTD_TEST_SEED`
+/// when set (to replay a failure), else at random; it is printed either way.
+pub fn seeded_rng() -> (u64, rand::rngs::StdRng) {
+    let seed = std::env::var("CONNECTD_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("seed {seed} (replay with CONNECTD_TEST_SEED={seed})");
+    (
+        seed,
+        <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed),
+    )
+}
+
 pub fn connectd() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_connectd"));
-    c.env("RUST_LOG", "warn");
+    // CONNECTD_TEST_LOG raises the log level of the workers a test starts.
+    c.env(
+        "RUST_LOG",
+        std::env::var("CONNECTD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+    );
     c
 }
 
