@@ -12,6 +12,7 @@ pub mod error;
 pub mod expr;
 pub mod json;
 mod json_out;
+pub mod lanes;
 pub mod record;
 pub mod registry;
 pub mod state;

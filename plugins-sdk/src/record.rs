@@ -18,6 +18,15 @@ pub struct Record {
     pub timestamp: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<(CompactString, CompactString)>,
+    /// The input partition (lane) the record came from, for watermarks per partition.
+    /// A source sets its own lane number (0 for a single stream); the runtime makes it
+    /// unique in the pipeline (see [`crate::lanes`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lane: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Record {

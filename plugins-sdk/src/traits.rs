@@ -47,6 +47,14 @@ pub trait Source: Send {
     /// that must see its output committed at moments of its own choosing.
     fn attach_checkpoints(&mut self, _control: std::sync::Arc<dyn crate::CheckpointControl>) {}
 
+    /// The source's partitions (its own lane numbers, see [`crate::lanes`]) when it
+    /// reads several ordered streams at once and sets `Record::lane`; `None`: one
+    /// stream. Asked after every poll; a change (a rebalance) is passed downstream, so
+    /// event-time transforms wait for every partition before their watermark moves.
+    fn lanes(&self) -> Option<Vec<u32>> {
+        None
+    }
+
     /// Whether a restart re-reads what was lost (false for a live websocket).
     fn replayable(&self) -> bool {
         true
@@ -77,8 +85,12 @@ pub struct Emitter {
     pub records: Vec<Record>,
     /// Records this transform could not handle (type errors, unparsable times...).
     pub bad: Vec<BadRecord>,
-    /// Records that arrived after their window closed and were dropped (counted).
+    /// Records that arrived after their window closed and were dropped (counted):
+    /// behind the watermark of their own partition.
     pub late_dropped: u64,
+    /// Records dropped as late that were on time in their own partition: the partition
+    /// had been idle, or was newly assigned, while the watermark moved on.
+    pub late_partition_behind: u64,
 }
 
 impl Emitter {
@@ -97,6 +109,18 @@ pub trait Transform: Send {
         batch: Batch,
         out: &mut Emitter,
     ) -> Result<(), ConnectorError>;
+
+    /// The lanes `origin` has now (see [`crate::lanes`]): sent before that origin's
+    /// first records and again after a rebalance. Event-time transforms keep a
+    /// watermark per lane.
+    fn on_lanes(&mut self, _origin: u32, _lanes: &[u64], _out: &mut Emitter) {}
+
+    /// Whether output records keep the lane of the input they came from (filters,
+    /// maps, plugins). A transform whose output is a new stream (windows, joins)
+    /// returns false: its output gets a lane of its own.
+    fn keeps_lanes(&self) -> bool {
+        true
+    }
 
     /// How often `on_tick` wants to be called (processing-time duties), if at all.
     fn tick_interval(&self) -> Option<Duration> {

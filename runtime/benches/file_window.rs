@@ -4,7 +4,11 @@
 //! RSS, next to a hand-written serde_json + HashMap loop doing the same work.
 //!
 //! Run: `cargo bench -p connectd-runtime --bench file_window` (env `EVENTS` to change
-//! the count, `RUNS` for repetitions).
+//! the count, `RUNS` for repetitions). `BASELINE_BIN=<an earlier connectd>` runs that
+//! binary alternately with this one on the same input and fails if this one needs more
+//! than 10 % more CPU (median against median).
+//!
+//! Checks its output: connectd's window rows equal the hand-written loop's in number.
 #![allow(
     unsafe_code,
     clippy::unwrap_used,
@@ -46,7 +50,7 @@ fn generate(path: &Path, n: usize) {
     f.flush().unwrap();
 }
 
-fn run_pipeline(dir: &Path) -> Usage {
+fn run_pipeline(dir: &Path, binary: Option<&Path>) -> Usage {
     let cfg = dir.join("bench.yaml");
     std::fs::write(
         &cfg,
@@ -76,7 +80,23 @@ sinks:
     )
     .unwrap();
     let _ = std::fs::remove_file(dir.join("out.csv"));
-    common::run_connectd(dir, "bench.yaml")
+    match binary {
+        Some(b) => common::run_binary(b, dir, "bench.yaml"),
+        None => common::run_connectd(dir, "bench.yaml"),
+    }
+}
+
+fn rows(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("out.csv"))
+        .unwrap()
+        .lines()
+        .count()
+        - 1
+}
+
+fn median(mut runs: Vec<Usage>) -> (Usage, Usage) {
+    runs.sort_by(|a, b| a.cpu_seconds.total_cmp(&b.cpu_seconds));
+    (runs[runs.len() / 2], runs[0])
 }
 
 fn self_cpu_seconds() -> f64 {
@@ -139,6 +159,19 @@ fn baseline(path: &Path) -> (f64, usize) {
             }
         }
     }
+    // The end of the input closes every window, as in connectd.
+    for (start, groups) in windows {
+        for ((h, c), (sum, n, max)) in groups {
+            writeln!(
+                out,
+                "{start},{},{h},{c},{},{max}",
+                start + 5000,
+                sum / n as f64
+            )
+            .unwrap();
+            rows += 1;
+        }
+    }
     (self_cpu_seconds() - before, rows)
 }
 
@@ -154,17 +187,24 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("events.jsonl");
     generate(&input, n);
-    let (base_cpu, _) = baseline(&input);
-    let mut results: Vec<Usage> = (0..runs).map(|_| run_pipeline(dir.path())).collect();
-    results.sort_by(|a, b| a.cpu_seconds.total_cmp(&b.cpu_seconds));
-    let median = &results[results.len() / 2];
-    let best = &results[0];
-    let rows = std::fs::read_to_string(dir.path().join("out.csv"))
-        .unwrap()
-        .lines()
-        .count()
-        - 1;
+    let (base_cpu, base_rows) = baseline(&input);
+    let earlier = std::env::var_os("BASELINE_BIN").map(std::path::PathBuf::from);
+    let (mut results, mut earlier_results) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        results.push(run_pipeline(dir.path(), None));
+        let rows = rows(dir.path());
+        assert_eq!(
+            rows, base_rows,
+            "connectd wrote {rows} window rows, the hand-written loop {base_rows}"
+        );
+        if let Some(bin) = &earlier {
+            earlier_results.push(run_pipeline(dir.path(), Some(bin)));
+        }
+    }
+    let rows = base_rows;
     let max_rss = results.iter().map(|r| r.max_rss_mb).fold(0.0, f64::max);
+    let (median, best) = median(results);
+    let (median, best) = (&median, &best);
     println!("file_window: {n} events, {rows} window rows, {runs} runs");
     println!("| what | CPU s | wall s | M events per CPU-second | peak RSS MB |");
     println!("|---|---|---|---|---|");
@@ -186,4 +226,23 @@ fn main() {
         "connectd / hand-written throughput (median): {:.0}%",
         100.0 * base_cpu / median.cpu_seconds
     );
+    if let Some(bin) = earlier {
+        let (then, _) = self::median(earlier_results);
+        let ratio = median.cpu_seconds / then.cpu_seconds;
+        println!(
+            "| {} (median) | {:.3} | {:.3} | {:.2} | {:.1} |",
+            bin.display(),
+            then.cpu_seconds,
+            then.wall_seconds,
+            n as f64 / then.cpu_seconds / 1e6,
+            then.max_rss_mb
+        );
+        println!("this build / earlier build CPU (medians): {ratio:.3}");
+        assert!(
+            ratio <= 1.10,
+            "this build needs {:.0} % more CPU than {}",
+            (ratio - 1.0) * 100.0,
+            bin.display()
+        );
+    }
 }

@@ -45,7 +45,11 @@ pub struct ComponentMetrics {
     pub records_out: IntCounter,
     pub errors: IntCounter,
     pub dlq: IntCounter,
+    /// Late records behind the watermark of their own partition (`cause="within_partition"`).
     pub late: IntCounter,
+    /// Late records on time in their partition, which had fallen behind
+    /// (`cause="partition_behind"`: idle, or newly assigned).
+    pub late_partition_behind: IntCounter,
     pub checkpoint_duration: prometheus::Histogram,
     pub last_checkpoint: prometheus::Gauge,
 }
@@ -94,11 +98,15 @@ impl Metrics {
             "connectd_dlq_records_total",
             "Records sent to the dead-letter queue.",
         );
-        let late = counter(
-            &registry,
-            "connectd_late_records_total",
-            "Records that arrived after their window closed and were dropped.",
-        );
+        let late = IntCounterVec::new(
+            Opts::new(
+                "connectd_late_records_total",
+                "Records that arrived after their window closed and were dropped, by cause: within_partition (behind the watermark of their own partition) or partition_behind (on time in their partition, which was idle or newly assigned while the watermark moved on).",
+            ),
+            &["pipeline", "component", "kind", "cause"],
+        )
+        .unwrap_or_else(|e| unreachable_metric("late", e));
+        let _ = registry.register(Box::new(late.clone()));
         let checkpoint_duration = HistogramVec::new(
             HistogramOpts::new(
                 "connectd_checkpoint_duration_seconds",
@@ -191,7 +199,15 @@ impl Metrics {
             records_out: self.records_out.with_label_values(&l),
             errors: self.errors.with_label_values(&l),
             dlq: self.dlq.with_label_values(&l),
-            late: self.late.with_label_values(&l),
+            late: self
+                .late
+                .with_label_values(&[pipeline, component, kind, "within_partition"]),
+            late_partition_behind: self.late.with_label_values(&[
+                pipeline,
+                component,
+                kind,
+                "partition_behind",
+            ]),
             checkpoint_duration: self.checkpoint_duration.with_label_values(&l),
             last_checkpoint: self.last_checkpoint.with_label_values(&l),
         }

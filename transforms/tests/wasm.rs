@@ -76,6 +76,8 @@ fn rich_records() -> Vec<Record> {
                 ("source".into(), format!("s-{i}").into()),
                 ("é".into(), "ü".into()),
             ],
+            // Kept and emitted records both stay in their input's lane.
+            lane: 7,
         })
         .collect()
 }
@@ -111,8 +113,8 @@ fn kept_records_come_back_exactly_and_emitted_ones_keep_key_time_and_headers() {
         // The guest's JSON library may order fields differently: compared as maps.
         assert_eq!(o.value.to_json(), v);
         assert_eq!(
-            (&o.key, o.timestamp, &o.headers),
-            (&i.key, i.timestamp, &i.headers)
+            (&o.key, o.timestamp, &o.headers, o.lane),
+            (&i.key, i.timestamp, &i.headers, i.lane)
         );
     }
 }

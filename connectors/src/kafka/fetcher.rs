@@ -74,9 +74,18 @@ pub struct Shared {
     /// Whether the consumer reads committed records only: its end of a partition is then
     /// the last stable offset rather than the high watermark.
     pub read_committed: bool,
+    /// The subscribed topics, in configuration order: a partition's lane is its topic's
+    /// index × 65 536 + its number.
+    pub topics: Vec<String>,
 }
 
 impl Shared {
+    /// The lane (see `connectd_sdk::lanes`) of a partition.
+    pub fn lane(&self, topic: &str, partition: i32) -> u32 {
+        let index = self.topics.iter().position(|t| t == topic).unwrap_or(0) as u32;
+        (index << 16) | (partition as u32 & 0xffff)
+    }
+
     pub fn positions(&self) -> std::sync::MutexGuard<'_, Positions> {
         self.positions.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -265,7 +274,7 @@ pub fn run(consumer: BaseConsumer<Rebalancer>) {
                 Fetched::Record {
                     partition: (m.topic().to_string(), m.partition()),
                     offset: m.offset(),
-                    record: message_record(&m, &decoder, &shared.closing),
+                    record: message_record(&m, &decoder, &shared),
                 }
             }
         };
@@ -300,10 +309,10 @@ fn error_kind(e: &KafkaError) -> ErrorKind {
 fn message_record(
     m: &BorrowedMessage<'_>,
     decoder: &Decoder,
-    closing: &AtomicBool,
+    shared: &Shared,
 ) -> Result<Record, Box<BadRecord>> {
     let payload = m.payload().unwrap_or_default();
-    let value = decoder.decode(payload, closing).map_err(|reason| {
+    let value = decoder.decode(payload, &shared.closing).map_err(|reason| {
         let raw = match std::str::from_utf8(payload) {
             Ok(text) => text.to_string(),
             // Binary (Avro) kept whole, as hex.
@@ -343,5 +352,6 @@ fn message_record(
         value,
         timestamp: m.timestamp().to_millis(),
         headers,
+        lane: shared.lane(m.topic(), m.partition()).into(),
     })
 }

@@ -174,6 +174,7 @@ impl Source for KafkaSource {
             stats: self.stats.clone(),
             read_committed: self.props.get("isolation.level").map(String::as_str)
                 == Some("read_committed"),
+            topics: self.topics.clone(),
         });
         let (consumer, fetched) = fetcher::create(&client_config(&self.props), shared.clone())
             .map_err(|e| error("cannot create the consumer", e))?;
@@ -256,6 +257,13 @@ impl Source for KafkaSource {
             return self.continue_revoke();
         }
         Ok(SourcePoll::Idle(Duration::from_millis(20)))
+    }
+
+    /// The partitions this worker holds now.
+    fn lanes(&self) -> Option<Vec<u32>> {
+        let shared = self.shared.as_ref()?;
+        let held = shared.held().clone();
+        Some(held.iter().map(|(t, p)| shared.lane(t, *p)).collect())
     }
 
     fn stats(&self) -> Option<Arc<SourceStats>> {

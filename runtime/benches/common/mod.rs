@@ -22,9 +22,14 @@ pub struct Usage {
 
 /// Runs `connectd --config <config>` in `dir` to completion (fresh state), asserting success.
 pub fn run_connectd(dir: &Path, config: &str) -> Usage {
+    run_binary(Path::new(env!("CARGO_BIN_EXE_connectd")), dir, config)
+}
+
+/// The same with another `connectd` binary (an earlier build, to compare against).
+pub fn run_binary(binary: &Path, dir: &Path, config: &str) -> Usage {
     let _ = std::fs::remove_dir_all(dir.join(".connectd"));
     let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_connectd"))
+    let child = Command::new(binary)
         .current_dir(dir)
         .env("RUST_LOG", "warn")
         .args(["--admin-addr", "off", "--config", config])

@@ -7,11 +7,13 @@ use std::collections::VecDeque;
 use connectd_sdk::Batch;
 use tokio::sync::mpsc::Receiver;
 
-use super::messages::{Barrier, Envelope, Message};
+use super::messages::{Barrier, Envelope, LaneSet, Message};
 
 #[derive(Debug)]
 pub enum Event {
     Data(usize, Batch),
+    /// An origin upstream of this input has these lanes now.
+    Lanes(LaneSet),
     /// Barrier n has arrived on all inputs.
     Aligned(Barrier),
     /// Every upstream sender is gone (only after a failure elsewhere).
@@ -54,6 +56,7 @@ impl Aligner {
             }
             match env.message {
                 Message::Data(batch) => return Event::Data(env.input, batch),
+                Message::Lanes(set) => return Event::Lanes(set),
                 Message::Barrier(b) => {
                     if let Some(slot) = self.blocked.get_mut(env.input) {
                         *slot = true;
@@ -120,6 +123,7 @@ mod tests {
             match a.next().await {
                 Event::Data(i, b) => seen.push(format!("d{i}:{}", b.len())),
                 Event::Aligned(b) => seen.push(format!("b{}", b.id)),
+                Event::Lanes(_) => {}
                 Event::Closed => break,
             }
         }

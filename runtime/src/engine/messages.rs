@@ -18,10 +18,18 @@ pub struct Barrier {
     pub kind: BarrierKind,
 }
 
+/// The lanes (partitions) an origin has now: see `connectd_sdk::lanes`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LaneSet {
+    pub origin: u32,
+    pub lanes: std::sync::Arc<Vec<u64>>,
+}
+
 #[derive(Clone, Debug)]
 pub enum Message {
     Data(Batch),
     Barrier(Barrier),
+    Lanes(LaneSet),
 }
 
 /// A message tagged with the receiver's input number.

@@ -12,6 +12,7 @@ mod checkpoint;
 mod coordinator;
 mod crash_point;
 mod dlq;
+mod lanes;
 mod messages;
 pub mod recovery;
 mod retry;
@@ -254,10 +255,21 @@ pub async fn run(
             batch_size,
             dlq: dlq.clone(),
             retry_timeout,
+            lanes_sent: None,
         };
         tasks.spawn(task.run().in_current_span());
     }
     drop(exhausted_tx);
+    let mut expected_origins = lanes::upstream_origins(
+        &transforms
+            .iter()
+            .map(|t| lanes::Node {
+                name: &t.name,
+                inputs: &t.inputs,
+                keeps_lanes: t.component.keeps_lanes(),
+            })
+            .collect::<Vec<_>>(),
+    );
     for mut t in transforms {
         if let Some(stats) = t.component.plugin_stats() {
             metrics.register_plugin_stats(&name, &t.name, stats);
@@ -272,6 +284,7 @@ pub async fn run(
         let rx = receivers
             .remove(&t.name)
             .ok_or_else(|| PipelineError::new(&t.name, "no input channel"))?;
+        let expected_origins = expected_origins.remove(&t.name).unwrap_or_default();
         let task = TransformTask {
             live: (t.type_name == "window").then(|| metrics.live().tap(&name, &t.name)),
             metrics: metrics.component(&name, &t.name, "transform"),
@@ -282,6 +295,8 @@ pub async fn run(
             freezer,
             store: store.clone(),
             dlq: dlq.clone(),
+            own_lane: None,
+            expected_origins,
         };
         tasks.spawn(task.run().in_current_span());
     }

@@ -101,6 +101,7 @@ impl SinkTask {
                         return Ok(());
                     }
                 }
+                Event::Lanes(_) => {}
                 Event::Closed => return Ok(()),
             }
         }

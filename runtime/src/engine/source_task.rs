@@ -5,12 +5,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use connectd_sdk::{Source, SourcePoll};
+use connectd_sdk::{lanes, Record, Source, SourcePoll};
 use tokio::sync::mpsc;
 
 use super::checkpoint::{CheckpointStore, SourceState};
 use super::dlq::DeadLetters;
-use super::messages::{broadcast, Barrier, BarrierKind, Message, Output};
+use super::messages::{broadcast, Barrier, BarrierKind, LaneSet, Message, Output};
 use super::retry::retry;
 use super::PipelineError;
 use crate::metrics::ComponentMetrics;
@@ -27,6 +27,28 @@ pub struct SourceTask {
     pub dlq: Arc<DeadLetters>,
     pub metrics: ComponentMetrics,
     pub retry_timeout: Duration,
+    /// The lanes last announced downstream (the source's own numbers).
+    pub lanes_sent: Option<Vec<u32>>,
+}
+
+/// Splits a polled batch by lane (records keep their order within a lane), making
+/// each lane pipeline-wide: downstream, a batch is one lane's.
+fn by_lane(origin: u32, mut records: Vec<Record>) -> Vec<Vec<Record>> {
+    for r in &mut records {
+        r.lane = lanes::global(origin, r.lane as u32);
+    }
+    let first = records.first().map_or(0, |r| r.lane);
+    if records.iter().all(|r| r.lane == first) {
+        return vec![records];
+    }
+    let mut runs: Vec<Vec<Record>> = Vec::new();
+    for r in records {
+        match runs.iter_mut().find(|run| run[0].lane == r.lane) {
+            Some(run) => run.push(r),
+            None => runs.push(vec![r]),
+        }
+    }
+    runs
 }
 
 impl SourceTask {
@@ -54,6 +76,28 @@ impl SourceTask {
             tracing::warn!(component = %self.name, error = %e, "closing the source failed");
         }
         Ok(true)
+    }
+
+    /// Tells downstream transforms the source's lanes when they changed (at the start
+    /// and after a rebalance).
+    async fn announce_lanes(&mut self, exhausted: bool) -> Result<(), PipelineError> {
+        // An exhausted source has no lanes left: it no longer holds watermarks back.
+        let now = match exhausted {
+            true => Vec::new(),
+            false => self.source.lanes().unwrap_or_else(|| vec![0]),
+        };
+        if self.lanes_sent.as_ref() == Some(&now) {
+            return Ok(());
+        }
+        let origin = lanes::origin(&self.name);
+        let set = LaneSet {
+            origin,
+            lanes: Arc::new(now.iter().map(|l| lanes::global(origin, *l)).collect()),
+        };
+        self.lanes_sent = Some(now);
+        broadcast(&self.outputs, Message::Lanes(set))
+            .await
+            .map_err(|e| self.err(e))
     }
 
     pub async fn run(mut self) -> Result<(), PipelineError> {
@@ -87,6 +131,8 @@ impl SourceTask {
                 self.dlq
                     .handle(&self.name, std::mem::take(&mut bad), &self.metrics)?;
             }
+            self.announce_lanes(matches!(polled, SourcePoll::End))
+                .await?;
             match polled {
                 SourcePoll::Batch(records) => {
                     if records.is_empty() {
@@ -94,9 +140,11 @@ impl SourceTask {
                     }
                     self.emitted += records.len() as u64;
                     self.metrics.records_out.inc_by(records.len() as u64);
-                    broadcast(&self.outputs, Message::Data(Arc::new(records)))
-                        .await
-                        .map_err(|e| self.err(e))?;
+                    for run in by_lane(lanes::origin(&self.name), records) {
+                        broadcast(&self.outputs, Message::Data(Arc::new(run)))
+                            .await
+                            .map_err(|e| self.err(e))?;
+                    }
                 }
                 SourcePoll::Idle(wait) => {
                     tokio::select! {

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use connectd_sdk::{Emitter, Transform};
+use connectd_sdk::{lanes, Emitter, Transform};
 
 use super::align::{Aligner, Event};
 use super::checkpoint::CheckpointStore;
 use super::dlq::DeadLetters;
-use super::messages::{broadcast, BarrierKind, Message, Output};
+use super::messages::{broadcast, BarrierKind, LaneSet, Message, Output};
 use super::state_store::Freezer;
 use super::PipelineError;
 use crate::metrics::ComponentMetrics;
@@ -25,6 +25,11 @@ pub struct TransformTask {
     pub metrics: ComponentMetrics,
     /// Window transforms: their output to the dashboard's chart.
     pub live: Option<crate::live::LiveTap>,
+    /// The lane of its output when that is a new stream (see `Transform::keeps_lanes`).
+    pub own_lane: Option<u64>,
+    /// The origins of lanes upstream: each holds the watermark until it declares its
+    /// lanes (see `engine::lanes`).
+    pub expected_origins: Vec<u32>,
 }
 
 impl TransformTask {
@@ -37,11 +42,20 @@ impl TransformTask {
             self.metrics.late.inc_by(out.late_dropped);
             out.late_dropped = 0;
         }
+        if out.late_partition_behind > 0 {
+            self.metrics
+                .late_partition_behind
+                .inc_by(out.late_partition_behind);
+            out.late_partition_behind = 0;
+        }
         if !out.bad.is_empty() {
             self.dlq
                 .handle(&self.name, std::mem::take(&mut out.bad), &self.metrics)?;
         }
         if !out.records.is_empty() {
+            if let Some(own) = self.own_lane {
+                out.records.iter_mut().for_each(|r| r.lane = own);
+            }
             let records = Arc::new(std::mem::take(&mut out.records));
             self.metrics.records_out.inc_by(records.len() as u64);
             if let Some(live) = &self.live {
@@ -56,6 +70,24 @@ impl TransformTask {
 
     pub async fn run(mut self) -> Result<(), PipelineError> {
         let mut out = Emitter::default();
+        for origin in std::mem::take(&mut self.expected_origins) {
+            let pending = [lanes::global(origin, lanes::PENDING)];
+            self.transform.on_lanes(origin, &pending, &mut out);
+        }
+        self.flush(&mut out).await?;
+        if !self.transform.keeps_lanes() {
+            // Its output is a new stream: one lane of its own, announced before any data.
+            let origin = lanes::origin(&self.name);
+            let own = lanes::global(origin, 0);
+            self.own_lane = Some(own);
+            let set = LaneSet {
+                origin,
+                lanes: Arc::new(vec![own]),
+            };
+            broadcast(&self.outputs, Message::Lanes(set))
+                .await
+                .map_err(|e| self.err(e))?;
+        }
         let mut ticker = self.transform.tick_interval().map(tokio::time::interval);
         loop {
             let event = match ticker.as_mut() {
@@ -97,6 +129,15 @@ impl TransformTask {
                         .map_err(|e| self.err(e))?;
                     if b.kind != BarrierKind::Checkpoint {
                         return Ok(());
+                    }
+                }
+                Event::Lanes(set) => {
+                    self.transform.on_lanes(set.origin, &set.lanes, &mut out);
+                    self.flush(&mut out).await?;
+                    if self.own_lane.is_none() {
+                        broadcast(&self.outputs, Message::Lanes(set))
+                            .await
+                            .map_err(|e| self.err(e))?;
                     }
                 }
                 Event::Closed => return Ok(()),

@@ -3,7 +3,8 @@
 //! - `within: <duration>` — a windowed stream–stream join: a left and a right record
 //!   with equal keys whose event times are at most `within` apart make one output.
 //!   Event time is `time` (and `right_time` for the right input, if it differs).
-//!   Records are held until the watermark (newest event time − `max_out_of_orderness`)
+//!   Records are held until the watermark (the minimum over the input partitions of
+//!   the newest event time in each − `max_out_of_orderness`, see `connectd_sdk::lanes`)
 //!   passes their time + `within` + `grace`; one older than watermark − `grace` on
 //!   arrival is late (`late: drop | dlq`). `kind: left` also emits each left record that
 //!   found no partner, with the left fields only, when it leaves the window.
@@ -27,6 +28,7 @@ use connectd_sdk::{
     BadRecord, Batch, BuildContext, ConnectorError, Emitter, FieldPath, Object, Record, Value,
 };
 
+use connectd_sdk::lanes::LateCause;
 use connectd_sdk::record::take_records;
 
 use crate::keys::{field_list, key_of};
@@ -52,7 +54,8 @@ enum Kind {
         time: [TimeSource; 2],
         out_of_orderness: i64,
         late_to_dlq: bool,
-        state: windowed::Windowed,
+        /// Boxed: far larger than a table join's state.
+        state: Box<windowed::Windowed>,
     },
     Table {
         /// Rows not updated for this long (ms) are forgotten.
@@ -115,13 +118,15 @@ pub fn build(
             let time = [left_time, right_time];
             let out_of_orderness = ms(cfg.duration_or("max_out_of_orderness", Duration::ZERO));
             let late_to_dlq = cfg.one_of("late", &["drop", "dlq"], "drop") == "dlq";
+            let mut state = windowed::Windowed::default();
+            state.configure(out_of_orderness);
             Kind::Windowed {
                 within,
                 grace,
                 time,
                 out_of_orderness,
                 late_to_dlq,
-                state: windowed::Windowed::default(),
+                state: Box::new(state),
             }
         }
         (None, Some(table)) => {
@@ -198,6 +203,7 @@ impl Spec {
             }
         }
         Record {
+            lane: left.lane,
             key: left.key.clone(),
             value: Value::Object(o),
             timestamp: match (left.timestamp, right.and_then(|r| r.timestamp)) {
@@ -217,6 +223,7 @@ impl connectd_sdk::Transform for Join {
         out: &mut Emitter,
     ) -> Result<(), ConnectorError> {
         let side = input.min(1);
+        let now = connectd_sdk::time::now_ms();
         for r in take_records(batch) {
             let Some(key) = key_of(&r, &self.spec.keys[side]) else {
                 let fields: Vec<String> = self.spec.keys[side]
@@ -237,9 +244,9 @@ impl connectd_sdk::Transform for Join {
                     within,
                     grace,
                     time,
-                    out_of_orderness,
                     late_to_dlq,
                     state,
+                    ..
                 } => {
                     let t = match time[side].of(&r, "join") {
                         Ok(t) => t,
@@ -251,17 +258,25 @@ impl connectd_sdk::Transform for Join {
                     let window = windowed::Bounds {
                         within: *within,
                         grace: *grace,
-                        out_of_orderness: *out_of_orderness,
                     };
-                    if let Err(r) = state.add(&self.spec, &window, side, key, t, r, out) {
+                    if let Err(r) = state.add(&self.spec, &window, side, key, t, r, now, out) {
+                        let cause = state.late_cause(r.lane, t, *grace);
                         if *late_to_dlq {
+                            let why = match cause {
+                                LateCause::WithinPartition => "out of order within its partition",
+                                LateCause::PartitionBehind => {
+                                    "its partition had been idle or was newly assigned"
+                                }
+                            };
                             let reason = format!(
-                                "late record: event time {t} is behind the join's watermark {} by more than grace {grace} ms",
+                                "late record: event time {t} is behind the join's watermark {} by more than grace {grace} ms ({why})",
                                 state.watermark()
                             );
                             out.bad.push(BadRecord::record(r, reason));
-                        } else {
+                        } else if cause == LateCause::WithinPartition {
                             out.late_dropped += 1;
+                        } else {
+                            out.late_partition_behind += 1;
                         }
                     }
                 }
@@ -290,6 +305,16 @@ impl connectd_sdk::Transform for Join {
         Ok(())
     }
 
+    fn on_lanes(&mut self, origin: u32, lanes: &[u64], out: &mut Emitter) {
+        if let Kind::Windowed { state, .. } = &mut self.kind {
+            state.declare(&self.spec, origin, lanes, out);
+        }
+    }
+
+    fn keeps_lanes(&self) -> bool {
+        false
+    }
+
     fn on_end(&mut self, out: &mut Emitter) -> Result<(), ConnectorError> {
         if let Kind::Windowed { state, .. } = &mut self.kind {
             state.finish(&self.spec, out);
@@ -315,8 +340,13 @@ impl connectd_sdk::Transform for Join {
         };
         match &mut self.kind {
             Kind::Table { state: t, .. } => *t = serde_json::from_value(state).map_err(wrong)?,
-            Kind::Windowed { state: w, .. } => {
-                *w = serde_json::from_value(state).map_err(wrong)?;
+            Kind::Windowed {
+                state: w,
+                out_of_orderness,
+                ..
+            } => {
+                **w = serde_json::from_value(state).map_err(wrong)?;
+                w.configure(*out_of_orderness);
                 w.rebuild_index();
             }
         }

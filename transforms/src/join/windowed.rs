@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use connectd_sdk::lanes::{LaneClock, LateCause};
 use connectd_sdk::{Emitter, Record};
 use serde::{Deserialize, Serialize};
 
@@ -13,12 +14,13 @@ use crate::window::GroupKey;
 pub struct Bounds {
     pub within: i64,
     pub grace: i64,
-    pub out_of_orderness: i64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Windowed {
-    watermark: i64,
+    /// The watermark over the lanes of both inputs.
+    #[serde(flatten)]
+    clock: LaneClock,
     seq: u64,
     sides: [Side; 2],
     /// When each held record leaves: (leaves_at, seq) → (side, key). Rebuilt on restore.
@@ -29,7 +31,7 @@ pub struct Windowed {
 impl Default for Windowed {
     fn default() -> Self {
         Self {
-            watermark: i64::MIN,
+            clock: LaneClock::new(0, None),
             seq: 0,
             sides: Default::default(),
             leaving: BTreeMap::new(),
@@ -54,7 +56,28 @@ struct Buffered {
 
 impl Windowed {
     pub fn watermark(&self) -> i64 {
-        self.watermark
+        self.clock.watermark()
+    }
+
+    /// Sets the allowed out-of-orderness (at build and after a restore).
+    pub fn configure(&mut self, out_of_orderness: i64) {
+        self.clock.configure(out_of_orderness, None);
+    }
+
+    /// Why a record of `lane` at `t` was late.
+    pub fn late_cause(&self, lane: u64, t: i64, grace: i64) -> LateCause {
+        self.clock.late_cause(lane, t, grace)
+    }
+
+    /// The lanes `origin` has now.
+    pub fn declare(&mut self, spec: &Spec, origin: u32, lanes: &[u64], out: &mut Emitter) {
+        if self
+            .clock
+            .declare(origin, lanes, connectd_sdk::time::now_ms())
+            .is_some()
+        {
+            self.expire(spec, out);
+        }
     }
 
     /// Joins `r` (of `side`, event time `t`) with the other side's held records, holds
@@ -68,11 +91,14 @@ impl Windowed {
         key: GroupKey,
         t: i64,
         r: Record,
+        now: i64,
         out: &mut Emitter,
     ) -> Result<(), Record> {
-        if self.watermark != i64::MIN && t < self.watermark.saturating_sub(b.grace) {
+        let watermark = self.clock.watermark();
+        if watermark != i64::MIN && t < watermark.saturating_sub(b.grace) {
             return Err(r);
         }
+        let lane = r.lane;
         let mut matched = false;
         if let Some(partners) = self.sides[1 - side].by_key.get_mut(&key) {
             for p in partners.iter_mut() {
@@ -103,9 +129,7 @@ impl Windowed {
                 matched,
                 record: r,
             });
-        let candidate = t.saturating_sub(b.out_of_orderness);
-        if candidate > self.watermark {
-            self.watermark = candidate;
+        if self.clock.observe(lane, t, now).is_some() {
             self.expire(spec, out);
         }
         Ok(())
@@ -114,8 +138,9 @@ impl Windowed {
     /// Lets go of the records no future record can match; under `kind: left`, a left
     /// record that never matched is emitted alone.
     fn expire(&mut self, spec: &Spec, out: &mut Emitter) {
+        let watermark = self.clock.watermark();
         while let Some(entry) = self.leaving.first_entry() {
-            if entry.key().0 >= self.watermark {
+            if entry.key().0 >= watermark {
                 break;
             }
             let seq = entry.key().1;
@@ -139,7 +164,7 @@ impl Windowed {
 
     /// The input ended: every held record leaves.
     pub fn finish(&mut self, spec: &Spec, out: &mut Emitter) {
-        self.watermark = i64::MAX;
+        self.clock.advance_to(i64::MAX);
         self.expire(spec, out);
     }
 

@@ -246,6 +246,7 @@ fn decode(records: Vec<Record>, processed: Processed) -> Result<Vec<Record>, Str
             *slot += 1;
         }
     }
+    let lane = records.first().map_or(0, |r| r.lane);
     let mut inputs: Vec<Option<Record>> = records.into_iter().map(Some).collect();
     let mut out = Vec::with_capacity(processed.outputs.len());
     for o in &processed.outputs {
@@ -262,13 +263,14 @@ fn decode(records: Vec<Record>, processed: Processed) -> Result<Vec<Record>, Str
                 };
                 out.extend(r);
             }
-            Output::Emit(e) => out.push(emitted(&processed, e)?),
+            Output::Emit(e) => out.push(emitted(&processed, e, lane)?),
         }
     }
     Ok(out)
 }
 
-fn emitted(p: &Processed, e: &Event) -> Result<Record, String> {
+/// A record the plugin emitted; it takes the lane of its batch (one lane per batch).
+fn emitted(p: &Processed, e: &Event, lane: u64) -> Result<Record, String> {
     let bytes = |s: Span, what: &str| {
         let start = s.start as usize;
         p.data
@@ -307,6 +309,7 @@ fn emitted(p: &Processed, e: &Event) -> Result<Record, String> {
         value,
         timestamp: e.timestamp,
         headers,
+        lane,
     })
 }
 

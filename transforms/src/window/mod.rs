@@ -1,11 +1,14 @@
 //! `window`: event-time windows (tumbling, hopping, sliding, session) with watermarks,
 //! grace, a late-data policy, and `emit: final | changes`.
 //!
-//! Watermark = max event time seen − `max_out_of_orderness`. A window `[start, end)`
-//! is emitted once the watermark reaches `end + grace`; a record whose every window has
+//! Watermark = the minimum over the input partitions (lanes) of the newest event time
+//! seen in each − `max_out_of_orderness` (see `connectd_sdk::lanes`): a partition read
+//! ahead of the others does not make theirs late. A partition without records for
+//! `idle_timeout` is left out until it has records again. A window `[start, end)` is
+//! emitted once the watermark reaches `end + grace`; a record whose every window has
 //! been emitted is late (`late: drop` counts it, `late: dlq` sends it to the DLQ).
-//! The watermark advances per record, so results do not depend on how the input was
-//! batched — which is what makes replay after a crash reproduce the same output.
+//! The watermark advances per record, so within a partition results do not depend on
+//! how the input was batched.
 
 mod aggregate;
 mod aligned;
@@ -17,6 +20,7 @@ use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use connectd_sdk::config::{ConfigMap, ConfigValue, Invalid};
+use connectd_sdk::lanes::{LaneClock, LaneClockSnapshot, LateCause};
 use connectd_sdk::time::now_ms;
 use connectd_sdk::{
     BadRecord, Batch, BuildContext, ConnectorError, Emitter, FieldPath, Object, Record, Transform,
@@ -234,13 +238,16 @@ struct Snapshot {
     watermark: i64,
     seq: u64,
     state: State,
+    /// The newest event time per lane (absent in checkpoints of before lanes).
+    #[serde(default)]
+    lanes: Vec<(u64, i64)>,
 }
 
 #[derive(Debug)]
 pub struct Window {
     spec: WindowSpec,
     state: State,
-    watermark: i64,
+    clock: LaneClock,
     /// Arrival sequence number: orders `first` / `last` and ties.
     seq: u64,
     last_input_wall: i64,
@@ -256,9 +263,9 @@ impl Window {
         };
         let now = now_ms();
         Self {
+            clock: LaneClock::new(spec.out_of_orderness, spec.idle_timeout),
             spec,
             state,
-            watermark: i64::MIN,
             seq: 0,
             last_input_wall: now,
             last_tick_wall: now,
@@ -266,7 +273,7 @@ impl Window {
     }
 
     /// Handles one record: lateness, state update, watermark, firing.
-    fn on_record(&mut self, r: &Record, out: &mut Emitter) {
+    fn on_record(&mut self, r: &Record, now: i64, out: &mut Emitter) {
         let t = match self.spec.time.of(r, "window") {
             Ok(t) => t,
             Err(e) => return out.bad.push(BadRecord::record(r.clone(), e)),
@@ -290,11 +297,12 @@ impl Window {
             .map(|p| r.value.get_path(p).unwrap_or(&NULL))
             .collect();
         self.seq += 1;
+        let watermark = self.clock.watermark();
         let accepted = match &mut self.state {
-            State::Aligned(s) => s.add(&self.spec, self.watermark, t, &key, &inputs, self.seq, out),
+            State::Aligned(s) => s.add(&self.spec, watermark, t, &key, &inputs, self.seq, out),
             State::Session(s) => s.add(
                 &self.spec,
-                self.watermark,
+                watermark,
                 t,
                 GroupKey::from_refs(&key),
                 &inputs,
@@ -303,7 +311,7 @@ impl Window {
             ),
             State::Sliding(s) => s.add(
                 &self.spec,
-                self.watermark,
+                watermark,
                 t,
                 GroupKey::from_refs(&key),
                 &inputs,
@@ -311,26 +319,33 @@ impl Window {
             ),
         };
         if !accepted {
+            let cause = self.clock.late_cause(r.lane, t, self.spec.grace);
             if self.spec.late_to_dlq {
+                let why = match cause {
+                    LateCause::WithinPartition => "out of order within its partition",
+                    LateCause::PartitionBehind => {
+                        "its partition had been idle or was newly assigned"
+                    }
+                };
                 let reason = format!(
-                    "late record: event time {t} is behind the watermark {} by more than grace {} ms",
-                    self.watermark, self.spec.grace
+                    "late record: event time {t} is behind the watermark {watermark} by more than grace {} ms ({why})",
+                    self.spec.grace
                 );
                 out.bad.push(BadRecord::record(r.clone(), reason));
-            } else {
+            } else if cause == LateCause::WithinPartition {
                 out.late_dropped += 1;
+            } else {
+                out.late_partition_behind += 1;
             }
             return;
         }
-        let candidate = t.saturating_sub(self.spec.out_of_orderness);
-        if candidate > self.watermark {
-            self.watermark = candidate;
+        if self.clock.observe(r.lane, t, now).is_some() {
             self.fire(out);
         }
     }
 
     fn fire(&mut self, out: &mut Emitter) {
-        let wm = self.watermark;
+        let wm = self.clock.watermark();
         match &mut self.state {
             State::Aligned(s) => s.fire(&self.spec, wm, out),
             State::Session(s) => s.fire(&self.spec, wm, out),
@@ -373,13 +388,25 @@ impl Transform for Window {
         batch: Batch,
         out: &mut Emitter,
     ) -> Result<(), ConnectorError> {
-        if !batch.is_empty() {
-            self.last_input_wall = now_ms();
+        if batch.is_empty() {
+            return Ok(());
         }
+        let now = now_ms();
+        self.last_input_wall = now;
         for r in batch.iter() {
-            self.on_record(r, out);
+            self.on_record(r, now, out);
         }
         Ok(())
+    }
+
+    fn on_lanes(&mut self, origin: u32, lanes: &[u64], out: &mut Emitter) {
+        if self.clock.declare(origin, lanes, now_ms()).is_some() {
+            self.fire(out);
+        }
+    }
+
+    fn keeps_lanes(&self) -> bool {
+        false
     }
 
     fn tick_interval(&self) -> Option<Duration> {
@@ -388,14 +415,19 @@ impl Transform for Window {
             .map(|t| Duration::from_millis((t / 4).clamp(10, 1000) as u64))
     }
 
-    /// An idle input advances the watermark by processing time, so the last windows of
-    /// a quiet stream are still emitted.
+    /// A partition quiet for `idle_timeout` stops holding the watermark back; when the
+    /// whole input is quiet, processing time advances it, so the last windows of a
+    /// quiet stream are still emitted.
     fn on_tick(&mut self, now: i64, out: &mut Emitter) -> Result<(), ConnectorError> {
         let elapsed = now - self.last_tick_wall;
         self.last_tick_wall = now;
+        if self.clock.tick(now).is_some() {
+            self.fire(out);
+        }
         if let Some(idle) = self.spec.idle_timeout {
-            if now - self.last_input_wall >= idle && self.watermark != i64::MIN && elapsed > 0 {
-                self.watermark = self.watermark.saturating_add(elapsed);
+            let wm = self.clock.watermark();
+            if now - self.last_input_wall >= idle && wm != i64::MIN && elapsed > 0 {
+                self.clock.advance_to(wm.saturating_add(elapsed));
                 self.fire(out);
             }
         }
@@ -403,7 +435,7 @@ impl Transform for Window {
     }
 
     fn on_end(&mut self, out: &mut Emitter) -> Result<(), ConnectorError> {
-        self.watermark = i64::MAX;
+        self.clock.advance_to(i64::MAX);
         self.fire(out);
         Ok(())
     }
@@ -414,11 +446,14 @@ impl Transform for Window {
             watermark: i64,
             seq: u64,
             state: &'a State,
+            lanes: Vec<(u64, i64)>,
         }
+        let clock = self.clock.snapshot();
         serde_json::to_value(SnapshotRef {
-            watermark: self.watermark,
+            watermark: clock.watermark,
             seq: self.seq,
             state: &self.state,
+            lanes: clock.lanes,
         })
         .map_err(|e| ConnectorError::permanent("window: cannot serialize state").with_source(e))
     }
@@ -433,7 +468,13 @@ impl Transform for Window {
             )
             .with_source(e)
         })?;
-        self.watermark = snap.watermark;
+        self.clock.restore(
+            &LaneClockSnapshot {
+                watermark: snap.watermark,
+                lanes: snap.lanes,
+            },
+            now_ms(),
+        );
         self.seq = snap.seq;
         self.state = snap.state;
         Ok(())
