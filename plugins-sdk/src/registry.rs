@@ -10,7 +10,7 @@ use crate::traits::{Sink, Source, Transform};
 /// Settings of the worker process (`--worker worker.yaml`) that connectors may use.
 #[derive(Clone, Default)]
 pub struct WorkerSettings {
-    /// The worker's name (default: the host name): part of Kafka transactional ids.
+    /// The worker's name (default: the host name): the Kafka clients' `client.id`.
     pub name: String,
     /// librdkafka properties for every Kafka client of this worker
     /// (`bootstrap.servers`, SASL/SSL, ...); a connector's own `properties` win.

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use connectd_sdk::stats::{ErrorKind, PluginStats, SourceStats};
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 #[derive(Debug, Clone)]
@@ -20,6 +20,9 @@ pub struct Metrics {
     checkpoint_duration: HistogramVec,
     last_checkpoint: GaugeVec,
     config_reloads: IntCounterVec,
+    checkpoint_bytes: IntCounterVec,
+    state_keys: IntGaugeVec,
+    state_bytes: IntGaugeVec,
     /// Window output for the dashboard (not a metric, but shared the same way).
     live: crate::live::Live,
     /// Sources' own counters about their services, read at scrape time.
@@ -52,6 +55,28 @@ pub struct ComponentMetrics {
     pub late_partition_behind: IntCounter,
     pub checkpoint_duration: prometheus::Histogram,
     pub last_checkpoint: prometheus::Gauge,
+}
+
+/// A pipeline's state-store metrics, updated after each checkpoint is written.
+#[derive(Debug, Clone)]
+pub struct StateMetrics {
+    pipeline: String,
+    pub checkpoint_bytes: IntCounter,
+    keys: IntGaugeVec,
+    bytes: IntGaugeVec,
+}
+
+impl StateMetrics {
+    /// A transform's keyed state size: approximate keys and bytes on disk.
+    pub fn table(&self, component: &str, keys: u64, disk_bytes: u64) {
+        let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.keys
+            .with_label_values(&[&self.pipeline, component])
+            .set(to_i64(keys));
+        self.bytes
+            .with_label_values(&[&self.pipeline, component, "disk"])
+            .set(to_i64(disk_bytes));
+    }
 }
 
 const LABELS: [&str; 3] = ["pipeline", "component", "kind"];
@@ -137,6 +162,33 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable_metric("config_reloads", e));
         let _ = registry.register(Box::new(config_reloads.clone()));
+        let checkpoint_bytes = IntCounterVec::new(
+            Opts::new(
+                "connectd_checkpoint_bytes_total",
+                "Bytes written to the state store by checkpoints: changed keyed state and manifests.",
+            ),
+            &["pipeline"],
+        )
+        .unwrap_or_else(|e| unreachable_metric("checkpoint_bytes", e));
+        let _ = registry.register(Box::new(checkpoint_bytes.clone()));
+        let state_keys = IntGaugeVec::new(
+            Opts::new(
+                "connectd_state_keys",
+                "Keys in a transform's keyed state at the last checkpoint (approximate: deleted keys count until compaction).",
+            ),
+            &["pipeline", "component"],
+        )
+        .unwrap_or_else(|e| unreachable_metric("state_keys", e));
+        let _ = registry.register(Box::new(state_keys.clone()));
+        let state_bytes = IntGaugeVec::new(
+            Opts::new(
+                "connectd_state_bytes",
+                "Size of a transform's keyed state at the last checkpoint: where=disk (the store's files).",
+            ),
+            &["pipeline", "component", "where"],
+        )
+        .unwrap_or_else(|e| unreachable_metric("state_bytes", e));
+        let _ = registry.register(Box::new(state_bytes.clone()));
         // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...
         #[cfg(target_os = "linux")]
         let _ = registry.register(Box::new(
@@ -152,6 +204,9 @@ impl Metrics {
             checkpoint_duration,
             last_checkpoint,
             config_reloads,
+            checkpoint_bytes,
+            state_keys,
+            state_bytes,
             live: Default::default(),
             source_stats: Arc::default(),
             plugin_stats: Arc::default(),
@@ -190,6 +245,16 @@ impl Metrics {
         self.config_reloads
             .with_label_values(&[if ok { "ok" } else { "failed" }])
             .inc();
+    }
+
+    /// The state store's metrics of one pipeline.
+    pub fn state(&self, pipeline: &str) -> StateMetrics {
+        StateMetrics {
+            pipeline: pipeline.to_string(),
+            checkpoint_bytes: self.checkpoint_bytes.with_label_values(&[pipeline]),
+            keys: self.state_keys.clone(),
+            bytes: self.state_bytes.clone(),
+        }
     }
 
     pub fn component(&self, pipeline: &str, component: &str, kind: &str) -> ComponentMetrics {

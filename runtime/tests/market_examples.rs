@@ -122,7 +122,6 @@ fn yahoo_btc_through_kafka_example_writes_each_tick_once() {
         &worker,
         format!(
             "name: {}\nkafka:\n  bootstrap_servers: {}\n  properties: {{session.timeout.ms: \"2000\", heartbeat.interval.ms: \"500\"}}\n",
-            // A worker name of its own: checkpoints in the broker are kept by name.
             common::kafka::unique("example"),
             common::kafka::bootstrap()
         ),

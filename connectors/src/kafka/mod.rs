@@ -4,6 +4,7 @@
 pub mod fetcher;
 pub mod format;
 pub mod groups;
+pub mod instance;
 pub mod offsets;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,12 @@ use rdkafka::ClientConfig;
 /// `bootstrap_servers` / `properties`. Records an error when no bootstrap server is set.
 pub fn client_properties(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> BTreeMap<String, String> {
     let mut props = ctx.worker.kafka.clone();
+    // The worker's name identifies its clients to the broker (unless set explicitly).
+    if !ctx.worker.name.is_empty() {
+        props
+            .entry("client.id".into())
+            .or_insert_with(|| format!("connectd-{}", ctx.worker.name));
+    }
     if let Some(servers) = cfg.opt_str("bootstrap_servers") {
         props.insert("bootstrap.servers".into(), servers);
     }

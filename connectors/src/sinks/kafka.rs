@@ -1,9 +1,11 @@
 //! `kafka`: writes records to a topic in Kafka transactions, exactly once.
 //!
 //! One transactional producer per sink instance; its `transactional.id` is
-//! `connectd-<worker>-<pipeline>-<sink>`, so a restarted instance fences its predecessor
-//! and aborts whatever it left open. The records of a checkpoint, the checkpoint record
-//! (compacted topic `connectd-checkpoints`, key `<pipeline>/<sink>/<worker>`) and — when
+//! `connectd-<pipeline>-<sink>-<instance>`, so a restarted instance fences its
+//! predecessor and aborts whatever it left open. `<instance>` is the id kept in the
+//! worker's state directory (see `kafka::instance`), never the host name. The records
+//! of a checkpoint, the checkpoint record (compacted topic `connectd-checkpoints`, key
+//! `<pipeline>/<sink>/<instance>`) and — when
 //! the pipeline reads from kafka sources — those sources' consumer offsets
 //! (`send_offsets_to_transaction`) commit in one transaction.
 //!
@@ -59,7 +61,13 @@ pub struct KafkaSink {
     /// Made ready (Avro schema registered) by `open`.
     encoder: Encoder,
     checkpoint_topic: String,
+    /// Set by `identify` (open, reset): `<pipeline>/<sink>/<instance>`.
     checkpoint_key: String,
+    /// Where the instance id is kept (the worker's state directory).
+    state_dir: PathBuf,
+    /// The `transactional.id` comes from `properties` rather than the instance id.
+    explicit_transactional_id: bool,
+    component: String,
     max_buffered: usize,
     marker: PathBuf,
     pipeline: String,
@@ -119,14 +127,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
         .unwrap_or_else(|| "connectd-checkpoints".into());
     let max_buffered = cfg.u64_or("max_buffered", 100_000).max(1) as usize;
     cfg.finish()?;
-    let worker = if ctx.worker.name.is_empty() {
-        "connectd".to_string()
-    } else {
-        ctx.worker.name.clone()
-    };
-    props
-        .entry("transactional.id".into())
-        .or_insert_with(|| format!("connectd-{worker}-{}-{}", ctx.pipeline, ctx.component));
+    let explicit_transactional_id = props.contains_key("transactional.id");
     props.insert("enable.idempotence".into(), "true".into());
     Ok(Box::new(KafkaSink {
         props,
@@ -135,7 +136,10 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
         format,
         encoder: Encoder::Json(None),
         checkpoint_topic,
-        checkpoint_key: format!("{}/{}/{worker}", ctx.pipeline, ctx.component),
+        checkpoint_key: String::new(),
+        state_dir: ctx.state_dir.clone(),
+        explicit_transactional_id,
+        component: ctx.component.clone(),
         max_buffered,
         marker: ctx
             .state_dir
@@ -161,6 +165,20 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl KafkaSink {
+    /// The instance's transactional id and checkpoint key (see `kafka::instance`).
+    fn identify(&mut self) -> Result<(), ConnectorError> {
+        let instance = crate::kafka::instance::instance_id(&self.state_dir)
+            .map_err(|e| ConnectorError::permanent(format!("kafka sink: {e}")))?;
+        if !self.explicit_transactional_id {
+            self.props.insert(
+                "transactional.id".into(),
+                format!("connectd-{}-{}-{instance}", self.pipeline, self.component),
+            );
+        }
+        self.checkpoint_key = format!("{}/{}/{instance}", self.pipeline, self.component);
+        Ok(())
+    }
+
     fn producer(&self) -> Result<Arc<TxProducer>, ConnectorError> {
         self.producer
             .clone()
@@ -459,6 +477,7 @@ fn read_checkpoint(
 #[async_trait]
 impl Sink for KafkaSink {
     async fn open(&mut self) -> Result<Option<Committed>, ConnectorError> {
+        self.identify()?;
         self.pending.clear();
         self.produced = 0;
         self.in_transaction = false;
@@ -494,6 +513,7 @@ impl Sink for KafkaSink {
     /// every checkpoint (a plain write between transactional ones is what some brokers
     /// mishandle): the next `open` finds no checkpoint.
     async fn reset(&mut self) -> Result<(), ConnectorError> {
+        self.identify()?;
         ensure_checkpoint_topic(&self.props, &self.checkpoint_topic).await?;
         let producer: TxProducer = client_config(&self.props)
             .create()

@@ -84,6 +84,7 @@ pub struct CheckpointStore {
     completed: mpsc::UnboundedSender<(u64, f64)>,
     committed: CommittedOffsets,
     state: StateStore,
+    metrics: crate::metrics::StateMetrics,
 }
 
 impl CheckpointStore {
@@ -93,6 +94,7 @@ impl CheckpointStore {
         n_sinks: usize,
         committed: CommittedOffsets,
         state: StateStore,
+        metrics: crate::metrics::StateMetrics,
     ) -> (Self, mpsc::UnboundedReceiver<(u64, f64)>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (
@@ -105,6 +107,7 @@ impl CheckpointStore {
                 completed: tx,
                 committed,
                 state,
+                metrics,
             },
             rx,
         )
@@ -159,7 +162,12 @@ impl CheckpointStore {
                     let written = self
                         .state
                         .complete(&Manifest { id, state })
-                        .map(|_bytes| ())
+                        .map(|bytes| {
+                            self.metrics.checkpoint_bytes.inc_by(bytes);
+                            for (table, keys, disk) in self.state.sizes() {
+                                self.metrics.table(&table, keys, disk);
+                            }
+                        })
                         .map_err(|e| e.message);
                     super::crash_point::hit("logged", id, sink);
                     self.with(id, |p| p.complete = Some(written));

@@ -217,6 +217,7 @@ pub async fn run(
         sinks.len(),
         committed_offsets,
         state_store.clone(),
+        metrics.state(&name),
     );
     let store = Arc::new(store);
     let (exhausted_tx, exhausted_rx) = mpsc::unbounded_channel();
@@ -275,7 +276,12 @@ pub async fn run(
             metrics.register_plugin_stats(&name, &t.name, stats);
         }
         let (table, freezer) = state_store.table(&t.name)?;
-        let freezer = t.component.attach_state(Box::new(table)).then_some(freezer);
+        state_store.in_use(&t.name, &table);
+        let taken = t.component.attach_state(Box::new(table));
+        if !taken {
+            state_store.not_in_use(&t.name);
+        }
+        let freezer = taken.then_some(freezer);
         if let Some(snapshot) = state.transforms.get(&t.name) {
             t.component
                 .restore(snapshot.clone())

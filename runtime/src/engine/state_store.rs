@@ -57,6 +57,8 @@ pub struct StateStore {
     meta: Keyspace,
     dir: PathBuf,
     tables: Arc<Mutex<Vec<(Keyspace, SharedOverlay)>>>,
+    /// Transforms that keep keyed state here, by table: their sizes go to metrics.
+    used: Arc<Mutex<Vec<(String, Keyspace)>>>,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -89,6 +91,7 @@ impl StateStore {
             meta,
             dir,
             tables: Default::default(),
+            used: Default::default(),
         })
     }
 
@@ -131,6 +134,24 @@ impl StateStore {
             },
             Freezer(overlay),
         ))
+    }
+
+    /// Marks the table of transform `name` as in use (it took its keyed state).
+    pub fn in_use(&self, name: &str, table: &StoreTable) {
+        lock_vec(&self.used).push((name.to_string(), table.keyspace()));
+    }
+
+    /// The transform declined keyed state: no metrics for its (empty) table.
+    pub fn not_in_use(&self, name: &str) {
+        lock_vec(&self.used).retain(|(n, _)| n != name);
+    }
+
+    /// (transform, approximate keys, bytes on disk) of every table in use.
+    pub fn sizes(&self) -> Vec<(String, u64, u64)> {
+        lock_vec(&self.used)
+            .iter()
+            .map(|(name, ks)| (name.clone(), ks.approximate_len() as u64, ks.disk_space()))
+            .collect()
     }
 
     /// Records checkpoint `manifest.id` as complete, with every table's changes of its
@@ -188,6 +209,10 @@ fn fail(dir: &Path, what: &str, e: impl std::fmt::Display) -> PipelineError {
     )
 }
 
+fn lock_vec<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Freezes a table's changes at a barrier, as the delta of that checkpoint.
 #[derive(Debug, Clone)]
 pub struct Freezer(SharedOverlay);
@@ -197,6 +222,12 @@ impl Freezer {
         let mut o = lock(&self.0);
         let dirty = std::mem::take(&mut o.dirty);
         o.frozen.insert(id, Arc::new(dirty));
+    }
+}
+
+impl StoreTable {
+    fn keyspace(&self) -> Keyspace {
+        self.ks.clone()
     }
 }
 
