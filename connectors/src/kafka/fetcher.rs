@@ -9,7 +9,7 @@
 //! polling and librdkafka's own fetch buffer bounds memory.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,6 +23,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use super::fairness::Fairness;
 use super::format::{Decoder, ValueFormat};
 use super::groups;
 use super::offsets::{self, Positions};
@@ -77,6 +78,13 @@ pub struct Shared {
     /// The subscribed topics, in configuration order: a partition's lane is its topic's
     /// index × 65 536 + its number.
     pub topics: Vec<String>,
+    /// Pause partitions this far (ms) ahead of the slowest (see `fairness`); `None`: off.
+    pub max_partition_skew: Option<i64>,
+    /// Counts assignments: a new one resumes every partition it gives.
+    pub generation: AtomicU64,
+    /// Each partition's end (high watermark, or last stable offset when reading
+    /// committed), from librdkafka's statistics.
+    pub ends: Mutex<std::collections::HashMap<Partition, i64>>,
 }
 
 impl Shared {
@@ -107,18 +115,22 @@ impl ClientContext for Rebalancer {
     fn stats(&self, statistics: Statistics) {
         let held = self.shared.held().clone();
         let positions = self.shared.positions();
+        let mut ends = self.shared.ends.lock().unwrap_or_else(|p| p.into_inner());
         let mut backlog = 0u64;
         for (name, topic) in &statistics.topics {
             for (id, p) in &topic.partitions {
                 let key = (name.clone(), *id);
-                // Only what this worker holds is its backlog.
-                let (true, Some(position)) = (held.contains(&key), positions.get(&key)) else {
-                    continue;
-                };
                 let end = if self.shared.read_committed && p.ls_offset >= 0 {
                     p.ls_offset
                 } else {
                     p.hi_offset
+                };
+                if end >= 0 {
+                    ends.insert(key.clone(), end);
+                }
+                // Only what this worker holds is its backlog.
+                let (true, Some(position)) = (held.contains(&key), positions.get(&key)) else {
+                    continue;
                 };
                 backlog += u64::try_from(end - position).unwrap_or(0);
             }
@@ -187,6 +199,7 @@ impl Rebalancer {
             .iter()
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
+        self.shared.generation.fetch_add(1, Ordering::Relaxed);
         tracing::info!(source = %source, partitions = tpl.count(), "kafka partitions assigned");
         if let Err(e) = consumer.assign(tpl) {
             tracing::error!(source = %source, error = %e, "kafka: cannot take the assigned partitions");
@@ -259,7 +272,15 @@ pub fn run(consumer: BaseConsumer<Rebalancer>) {
             return;
         }
     };
+    let mut fairness = shared.max_partition_skew.map(Fairness::new);
+    let (mut generation, mut balanced) = (0, std::time::Instant::now());
     while !shared.closing.load(Ordering::Relaxed) {
+        if let Some(f) = fairness.as_mut() {
+            if balanced.elapsed() >= Duration::from_millis(100) {
+                balanced = std::time::Instant::now();
+                balance(&consumer, f, &mut generation);
+            }
+        }
         let fetched = match consumer.poll(Duration::from_millis(100)) {
             None | Some(Err(KafkaError::PartitionEOF(_))) => continue,
             Some(Err(e)) => {
@@ -270,6 +291,10 @@ pub fn run(consumer: BaseConsumer<Rebalancer>) {
                 shared.stats.success();
                 if let Some(ms) = m.timestamp().to_millis() {
                     shared.stats.event_time(ms);
+                }
+                if let Some(f) = fairness.as_mut() {
+                    let partition = (m.topic().to_string(), m.partition());
+                    f.seen(&partition, m.offset(), m.timestamp().to_millis());
                 }
                 Fetched::Record {
                     partition: (m.topic().to_string(), m.partition()),
@@ -283,6 +308,46 @@ pub fn run(consumer: BaseConsumer<Rebalancer>) {
         }
     }
     shared.closing.store(true, Ordering::Relaxed);
+}
+
+/// Pauses partitions running ahead and resumes those the others caught up with.
+fn balance(consumer: &BaseConsumer<Rebalancer>, f: &mut Fairness, generation: &mut u64) {
+    let shared = &consumer.context().shared;
+    let now = shared.generation.load(Ordering::Relaxed);
+    let held = shared.held().clone();
+    let list = |ps: &mut dyn Iterator<Item = &Partition>| {
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in ps {
+            tpl.add_partition(t, *p);
+        }
+        tpl
+    };
+    if now != *generation {
+        // A partition paused before a rebalance would stay paused after it.
+        *generation = now;
+        f.reassigned();
+        if let Err(e) = consumer.resume(&list(&mut held.iter())) {
+            tracing::warn!(source = %shared.source, error = %e, "kafka: cannot resume partitions");
+        }
+    }
+    // From the last statistics (every `statistics.interval.ms`): no request here.
+    let ends = shared
+        .ends
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let d = f.decide(&held, |p| ends.get(p).copied());
+    if !d.pause.is_empty() {
+        tracing::debug!(source = %shared.source, partitions = ?d.pause, "kafka: pausing partitions ahead of the others");
+        if let Err(e) = consumer.pause(&list(&mut d.pause.iter())) {
+            tracing::warn!(source = %shared.source, error = %e, "kafka: cannot pause partitions");
+        }
+    }
+    if !d.resume.is_empty() {
+        if let Err(e) = consumer.resume(&list(&mut d.resume.iter())) {
+            tracing::warn!(source = %shared.source, error = %e, "kafka: cannot resume partitions");
+        }
+    }
 }
 
 fn error_kind(e: &KafkaError) -> ErrorKind {

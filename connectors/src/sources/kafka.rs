@@ -16,7 +16,10 @@
 //! worker that dies cannot do this; its partitions resume from its last committed
 //! checkpoint, which with a kafka sink is in the group too.)
 //! Records carry `kafka.topic`, `kafka.partition` and `kafka.offset` headers and the
-//! message timestamp.
+//! message timestamp, and each partition is a lane of its own (watermarks per
+//! partition, see `connectd_sdk::lanes`). While catching up, a partition whose message
+//! timestamps run `max_partition_skew` (60 s; 0: off) ahead of the slowest partition
+//! with messages left is paused until that one comes within half of it (`fairness`).
 //!
 //! The source reports its consumer lag (records between its positions and the end of
 //! its partitions) as `connectd_source_backlog_records`, from librdkafka's statistics
@@ -45,6 +48,7 @@ pub struct KafkaSource {
     props: std::collections::BTreeMap<String, String>,
     topics: Vec<String>,
     format: ValueFormat,
+    max_partition_skew: Option<i64>,
     pipeline: String,
     name: String,
     shared: Option<Arc<Shared>>,
@@ -87,6 +91,10 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sour
     );
     let start = cfg.one_of("start", &["earliest", "latest"], "earliest");
     let format = format::read(cfg);
+    // 0 turns it off.
+    let skew = cfg.duration_or("max_partition_skew", Duration::from_secs(60));
+    let max_partition_skew =
+        (!skew.is_zero()).then(|| i64::try_from(skew.as_millis()).unwrap_or(i64::MAX));
     cfg.finish()?;
     props.insert("group.id".into(), group);
     props.insert("isolation.level".into(), isolation.into());
@@ -102,6 +110,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sour
         props,
         topics,
         format,
+        max_partition_skew,
         pipeline: ctx.pipeline.clone(),
         name: ctx.component.clone(),
         shared: None,
@@ -175,6 +184,9 @@ impl Source for KafkaSource {
             read_committed: self.props.get("isolation.level").map(String::as_str)
                 == Some("read_committed"),
             topics: self.topics.clone(),
+            max_partition_skew: self.max_partition_skew,
+            generation: Default::default(),
+            ends: Default::default(),
         });
         let (consumer, fetched) = fetcher::create(&client_config(&self.props), shared.clone())
             .map_err(|e| error("cannot create the consumer", e))?;
