@@ -30,6 +30,8 @@ if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then scripts/kafka.sh install; fi
 scripts/prometheus.sh
 # Headless chromium + chromedriver, for the dashboard test.
 scripts/browser.sh
+# kafka-connect-py, the Kafka Connect REST client the admin API is tested with.
+python3 -c 'import kafka_connect' 2>/dev/null || python3 -m pip install --quiet kafka-connect-py
 
 echo "== wasm plugins"
 # The example plugins and the sandbox-test guests (installs the wasm32-wasip2 target).

@@ -32,6 +32,9 @@ pub struct AdminState {
     /// The `Host` values the API answers to (set by `serve` once bound).
     pub hosts: crate::admin_guard::AllowedHosts,
     pub validator: Arc<Validator>,
+    /// This worker as Kafka Connect names workers: the API's `host:port` (set by
+    /// `serve` once bound).
+    pub worker_id: Arc<str>,
 }
 
 /// What `PUT /connector-plugins/{type}/config/validate` builds components with.
@@ -76,23 +79,39 @@ pub(crate) fn problem(code: StatusCode, message: impl Into<String>) -> Response 
         .into_response()
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct ListQuery {
-    expand: Option<String>,
-}
-
-/// The names; with `?expand=status`, `{name: {status: {...}}}` as Kafka Connect does.
+/// The names; with `?expand=status` and/or `?expand=info` (repeatable, as in Kafka
+/// Connect), `{name: {status: {...}, info: {...}}}`.
 async fn connectors(
     State(s): State<AdminState>,
-    axum::extract::Query(q): axum::extract::Query<ListQuery>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
+    // Hand-parsed: the values are plain words, and a repeated key is what
+    // axum's typed `Query` cannot take.
+    let expand: Vec<String> = query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("expand="))
+        .map(str::to_string)
+        .collect();
+    if let Some(bad) = expand.iter().find(|e| *e != "status" && *e != "info") {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            format!("expand={bad}: expected status or info"),
+        );
+    }
     let all = s.worker.statuses();
-    if q.expand.as_deref() == Some("status") {
+    if !expand.is_empty() {
         let map: serde_json::Map<String, serde_json::Value> = all
             .into_iter()
             .map(|p| {
-                let status = status_json(&p);
-                (p.name, serde_json::json!({ "status": status }))
+                let mut v = serde_json::json!({});
+                if expand.iter().any(|e| e == "status") {
+                    v["status"] = crate::admin_connect::status_body(&p, &s.worker_id);
+                }
+                if expand.iter().any(|e| e == "info") {
+                    v["info"] = crate::admin_connect::info_body(&p);
+                }
+                (p.name, v)
             })
             .collect();
         return Json(map).into_response();
@@ -100,31 +119,21 @@ async fn connectors(
     Json(all.into_iter().map(|p| p.name).collect::<Vec<_>>()).into_response()
 }
 
-fn status_json(p: &crate::worker::PipelineStatus) -> serde_json::Value {
-    serde_json::json!({
-        "name": p.name,
-        "state": p.state,
-        "error": p.error,
-        "since": p.since,
-        "config_error": p.config_error,
-    })
-}
-
 async fn connector(State(s): State<AdminState>, Path(name): Path<String>) -> Response {
     match s.worker.status(&name) {
-        Some(p) => Json(serde_json::json!({
-            "name": p.name,
-            "file": p.file,
-            "components": p.components,
-        }))
-        .into_response(),
+        Some(p) => {
+            let mut body = crate::admin_connect::info_body(&p);
+            body["file"] = serde_json::json!(p.file);
+            body["components"] = serde_json::json!(p.components);
+            Json(body).into_response()
+        }
         None => problem(StatusCode::NOT_FOUND, format!("no pipeline named `{name}`")),
     }
 }
 
 async fn status(State(s): State<AdminState>, Path(name): Path<String>) -> Response {
     match s.worker.status(&name) {
-        Some(p) => Json(status_json(&p)).into_response(),
+        Some(p) => Json(crate::admin_connect::status_body(&p, &s.worker_id)).into_response(),
         None => problem(StatusCode::NOT_FOUND, format!("no pipeline named `{name}`")),
     }
 }
@@ -152,8 +161,42 @@ async fn resume(State(s): State<AdminState>, Path(name): Path<String>) -> Respon
     control(&s, &name, Control::Resume).await
 }
 
-async fn restart(State(s): State<AdminState>, Path(name): Path<String>) -> Response {
-    control(&s, &name, Control::Restart).await
+/// As Kafka Connect: 204 when done; with `?includeTasks=true` (or `onlyFailed`), 202
+/// and the status.
+async fn restart(
+    State(s): State<AdminState>,
+    Path(name): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    if let Err(e) = s.worker.control(&name, Control::Restart).await {
+        return control_problem(&e);
+    }
+    // Python clients send `True`.
+    let q = query.unwrap_or_default().to_ascii_lowercase();
+    if q.contains("includetasks=true") || q.contains("onlyfailed=true") {
+        if let Some(p) = s.worker.status(&name) {
+            let body = crate::admin_connect::status_body(&p, &s.worker_id);
+            return (StatusCode::ACCEPTED, Json(body)).into_response();
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// The one task (0) is the whole pipeline: restarting it restarts the pipeline.
+async fn restart_task(
+    State(s): State<AdminState>,
+    Path((name, id)): Path<(String, u32)>,
+) -> Response {
+    if id != 0 {
+        return problem(
+            StatusCode::NOT_FOUND,
+            format!("pipeline `{name}` has one task, 0"),
+        );
+    }
+    match s.worker.control(&name, Control::Restart).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => control_problem(&e),
+    }
 }
 
 /// Forgets the committed checkpoint of a stopped pipeline (200, as Kafka Connect).
@@ -180,7 +223,7 @@ async fn plugins(State(s): State<AdminState>) -> Json<Vec<Plugin>> {
     Json(s.plugins.as_ref().clone())
 }
 
-async fn dashboard() -> impl IntoResponse {
+pub(crate) async fn dashboard() -> impl IntoResponse {
     axum::response::Html(DASHBOARD)
 }
 
@@ -330,11 +373,29 @@ async fn validate(
     .into_response()
 }
 
+/// The registry's metrics, then what is read from the worker at scrape time: each
+/// pipeline's state (a removed pipeline's series are gone with it) and the build.
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(),
-    )
+    use std::fmt::Write as _;
+    let mut text = s.metrics.render();
+    text.push_str("# HELP connectd_pipeline_state 1 for the state each pipeline is in, 0 for the others.\n# TYPE connectd_pipeline_state gauge\n");
+    for p in s.worker.statuses() {
+        let now = serde_json::to_value(p.state).unwrap_or_default();
+        for state in ["RUNNING", "PAUSED", "FAILED", "FINISHED"] {
+            let on = u8::from(now.as_str() == Some(state));
+            let _ = writeln!(
+                text,
+                "connectd_pipeline_state{{pipeline=\"{}\",state=\"{state}\"}} {on}",
+                p.name
+            );
+        }
+    }
+    let _ = write!(
+        text,
+        "# HELP connectd_build_info The running build.\n# TYPE connectd_build_info gauge\nconnectd_build_info{{version=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 async fn healthz() -> &'static str {
@@ -357,6 +418,12 @@ pub fn router(state: AdminState) -> Router {
         .route("/connectors/{name}/pause", put(pause))
         .route("/connectors/{name}/resume", put(resume))
         .route("/connectors/{name}/restart", post(restart))
+        .route("/connectors/{name}/tasks", get(crate::admin_connect::tasks))
+        .route(
+            "/connectors/{name}/tasks/{id}/status",
+            get(crate::admin_connect::task_status),
+        )
+        .route("/connectors/{name}/tasks/{id}/restart", post(restart_task))
         .route(
             "/connectors/{name}/offsets",
             get(offsets).delete(reset_offsets),
@@ -374,7 +441,7 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .merge(api)
         // The page holds no data: it asks the API with the token the user gives it.
-        .route("/", get(dashboard))
+        .route("/", get(crate::admin_connect::root))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .layer(axum::middleware::from_fn_with_state(
@@ -396,6 +463,7 @@ pub async fn serve(addr: &str, mut state: AdminState) -> Result<SocketAddr, Stri
             "refusing to serve the admin API on {local} without a token: anyone who can reach it could pause or restart pipelines. Set CONNECTD_ADMIN_TOKEN, or use a loopback --admin-addr such as 127.0.0.1:8083"
         ));
     }
+    state.worker_id = local.to_string().into();
     state.hosts = crate::admin_guard::AllowedHosts::new(
         addr,
         local.ip(),

@@ -1,6 +1,7 @@
 //! The connectd worker: config loading, the pipeline engine, metrics, admin server.
 
 pub mod admin;
+pub mod admin_connect;
 pub mod admin_guard;
 pub mod config;
 pub mod config_watch;

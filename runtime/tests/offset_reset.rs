@@ -73,7 +73,7 @@ fn reset_and_run_again(pipeline: &str, sink: &str, checkpoints: &dyn Fn() -> usi
             None
         )
         .0,
-        202
+        204
     );
     finished_after(&first);
     // With its checkpoint, the second run would have had nothing left to write.

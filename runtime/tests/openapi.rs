@@ -107,9 +107,16 @@ fn the_server_answers_as_its_openapi_document_says() {
     calls.sort_by_key(|(m, _, _)| m != "GET");
     let mut checked = 0;
     for (method, path, op) in &calls {
+        let path = &path.replace("{id}", "0");
         let mut urls = vec![path.replace("{name}", "ticks").replace("{type}", "trades")];
         if path.contains("{name}") {
             urls.push(path.replace("{name}", "nope"));
+        }
+        if path.contains("/tasks/0/") {
+            urls.push(
+                path.replace("{name}", "ticks")
+                    .replace("/tasks/0/", "/tasks/7/"),
+            );
         }
         if path.contains("{type}") {
             urls.push(path.replace("{type}", "nope"));
@@ -117,6 +124,9 @@ fn the_server_answers_as_its_openapi_document_says() {
         }
         if path == "/connectors" {
             urls.push("/connectors?expand=status".into());
+            urls.push("/connectors?expand=info".into());
+            urls.push("/connectors?expand=status&expand=info".into());
+            urls.push("/connectors?expand=everything".into());
         }
         for url in urls {
             let body = if op.get("requestBody").is_some() {
