@@ -35,44 +35,58 @@ enum Command {
     Validate(ConfigArgs),
     /// Print a running worker's pipelines and their state (from its admin API).
     Status(StatusArgs),
+    /// Evaluate a filter or map expression against a record, to try it out.
+    Eval(EvalArgs),
 }
 
 #[derive(Args, Debug, Clone)]
 struct StatusArgs {
     /// The worker's --admin-addr.
-    #[arg(long, default_value = "127.0.0.1:8083")]
+    #[arg(long, env = "CONNECTD_ADMIN_ADDR", default_value = "127.0.0.1:8083")]
     admin_addr: String,
+}
+
+#[derive(Args, Debug, Clone)]
+struct EvalArgs {
+    /// The expression, e.g. `usage > 90 and host == 'doc'`.
+    expr: String,
+    /// The record's value, as JSON.
+    #[arg(long, default_value = "{}")]
+    record: String,
 }
 
 #[derive(Args, Debug, Clone)]
 struct ConfigArgs {
     /// Pipeline files or quoted globs ('pipelines/*.yaml'); repeatable.
-    #[arg(long, short = 'c', num_args = 1.., required = true)]
+    #[arg(long, short = 'c', env = "CONNECTD_CONFIG", num_args = 1.., required = true)]
     config: Vec<String>,
     /// Where checkpoints and other state are kept.
-    #[arg(long, default_value = "./.connectd")]
+    #[arg(long, env = "CONNECTD_STATE_DIR", default_value = "./.connectd")]
     state_dir: PathBuf,
     /// The worker file (worker name, Kafka connection settings).
-    #[arg(long)]
+    #[arg(long, env = "CONNECTD_WORKER")]
     worker: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
 struct RunArgs {
-    #[arg(long, short = 'c', num_args = 1..)]
+    /// Pipeline files or quoted globs ('pipelines/*.yaml'); repeatable.
+    #[arg(long, short = 'c', env = "CONNECTD_CONFIG", num_args = 1..)]
     config: Vec<String>,
-    #[arg(long, default_value = "./.connectd")]
+    /// Where checkpoints, keyed state and the instance id are kept.
+    #[arg(long, env = "CONNECTD_STATE_DIR", default_value = "./.connectd")]
     state_dir: PathBuf,
     /// The worker file (worker name, Kafka connection settings).
-    #[arg(long)]
+    #[arg(long, env = "CONNECTD_WORKER")]
     worker: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    /// Log lines as text or as JSON objects (one per line).
+    #[arg(long, env = "CONNECTD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     /// Address of the admin HTTP server (/metrics, /healthz); `off` disables it.
-    #[arg(long, default_value = "127.0.0.1:8083")]
+    #[arg(long, env = "CONNECTD_ADMIN_ADDR", default_value = "127.0.0.1:8083")]
     admin_addr: String,
     /// Do not watch the pipeline files; re-read them on SIGHUP only.
-    #[arg(long)]
+    #[arg(long, env = "CONNECTD_NO_WATCH")]
     no_watch: bool,
 }
 
@@ -145,7 +159,38 @@ fn main() -> ExitCode {
         }
         Some(Command::Run(args)) => run(args),
         Some(Command::Status(args)) => status(&args),
+        Some(Command::Eval(args)) => eval(&args),
         None => run(cli.run),
+    }
+}
+
+/// Prints the expression's value on the record as JSON; exit 1 with the error (and
+/// its position) otherwise.
+fn eval(args: &EvalArgs) -> ExitCode {
+    let value: serde_json::Value = match serde_json::from_str(&args.record) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: --record is not JSON: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let expr = match connectd_sdk::expr::Expr::parse(&args.expr) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let record = connectd_sdk::Record::new(connectd_sdk::Value::from_json(&value));
+    match expr.eval(&record) {
+        Ok(v) => {
+            println!("{}", v.to_json());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -202,6 +247,7 @@ fn run(args: RunArgs) -> ExitCode {
                         .filter(|t| !t.is_empty())
                         .map(Arc::from),
                     hosts: Default::default(),
+                    worker_id: "".into(),
                     validator,
                 },
             )

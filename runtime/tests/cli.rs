@@ -1,0 +1,85 @@
+//! The command line: help on every flag, flags from `CONNECTD_*` variables, and
+//! `connectd eval` (issue 20).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+
+fn output(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = connectd()
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_flag_has_help_and_an_environment_variable() {
+    for command in [
+        &["run", "--help"][..],
+        &["validate", "--help"],
+        &["status", "--help"],
+    ] {
+        let (ok, help, _) = output(command, &[]);
+        assert!(ok, "{command:?}");
+        // clap prints each option as `--name ...` then its help; an option without
+        // help would be a line that ends right after its value name.
+        for line in help.lines().filter(|l| l.trim_start().starts_with("--")) {
+            assert!(
+                line.trim_start()
+                    .split("  ")
+                    .filter(|s| !s.is_empty())
+                    .count()
+                    >= 2,
+                "{command:?}: no help for `{}`",
+                line.trim()
+            );
+            let takes_env = line.contains("--help") || line.contains("--version");
+            assert!(
+                takes_env || help.contains("[env: CONNECTD_"),
+                "{command:?}: no environment variable for `{}`",
+                line.trim()
+            );
+        }
+    }
+    // A flag from the environment: the state directory of `validate`.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        "name: p\nsources:\n  gen: {type: trades, seed: 1, rate: 0, count: 1}\nsinks:\n  out: {type: csv, inputs: [gen], path: out.csv, columns: [id]}\n",
+    );
+    let (ok, stdout, stderr) = output(&["validate"], &[("CONNECTD_CONFIG", cfg.to_str().unwrap())]);
+    assert!(ok && stdout.contains("ok: p"), "{stdout}{stderr}");
+}
+
+#[test]
+fn eval_prints_the_value_of_an_expression_on_a_record() {
+    let (ok, out, _) = output(
+        &[
+            "eval",
+            "usage > 90 and host == 'doc'",
+            "--record",
+            r#"{"usage": 91.5, "host": "doc"}"#,
+        ],
+        &[],
+    );
+    assert!(ok);
+    assert_eq!(out.trim(), "true");
+    let (ok, out, _) = output(&["eval", "round(n / 3)", "--record", r#"{"n": 10}"#], &[]);
+    assert!(ok);
+    assert_eq!(out.trim(), "3.0", "round gives a float");
+    // A syntax error names its position; a type error is an error, never false.
+    let (ok, _, err) = output(&["eval", "usage >", "--record", "{}"], &[]);
+    assert!(!ok && err.contains("error:"), "{err}");
+    let (ok, _, err) = output(&["eval", "host > 3", "--record", r#"{"host": "doc"}"#], &[]);
+    assert!(!ok && err.contains("error:"), "{err}");
+    let (ok, _, err) = output(&["eval", "1", "--record", "{not json"], &[]);
+    assert!(!ok && err.contains("--record is not JSON"), "{err}");
+}
