@@ -147,32 +147,33 @@ fn baseline(path: &Path) -> (f64, usize) {
                 break;
             }
             let start = *entry.key();
-            for ((h, c), (sum, n, max)) in entry.remove() {
-                writeln!(
-                    out,
-                    "{start},{},{h},{c},{},{max}",
-                    start + 5000,
-                    sum / n as f64
-                )
-                .unwrap();
-                rows += 1;
-            }
+            rows += write_rows(&mut out, start, entry.remove());
         }
     }
     // The end of the input closes every window, as in connectd.
     for (start, groups) in windows {
-        for ((h, c), (sum, n, max)) in groups {
-            writeln!(
-                out,
-                "{start},{},{h},{c},{},{max}",
-                start + 5000,
-                sum / n as f64
-            )
-            .unwrap();
-            rows += 1;
-        }
+        rows += write_rows(&mut out, start, groups);
     }
     (self_cpu_seconds() - before, rows)
+}
+
+/// Writes one window's rows as CSV; returns how many.
+fn write_rows(
+    out: &mut Vec<u8>,
+    start: i64,
+    groups: HashMap<(String, String), (f64, u64, f64)>,
+) -> usize {
+    let n = groups.len();
+    for ((h, c), (sum, count, max)) in groups {
+        writeln!(
+            out,
+            "{start},{},{h},{c},{},{max}",
+            start + 5000,
+            sum / count as f64
+        )
+        .unwrap();
+    }
+    n
 }
 
 fn main() {
