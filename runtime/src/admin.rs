@@ -35,6 +35,8 @@ pub struct AdminState {
     /// This worker as Kafka Connect names workers: the API's `host:port` (set by
     /// `serve` once bound).
     pub worker_id: Arc<str>,
+    /// Where pipelines created over the API live (`--pipelines-dir`), if anywhere.
+    pub pipelines_dir: Option<std::path::PathBuf>,
 }
 
 /// What `PUT /connector-plugins/{type}/config/validate` builds components with.
@@ -412,8 +414,18 @@ async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
 
 pub fn router(state: AdminState) -> Router {
     let api = Router::new()
-        .route("/connectors", get(connectors))
-        .route("/connectors/{name}", get(connector))
+        .route(
+            "/connectors",
+            get(connectors).post(crate::admin_pipelines::create),
+        )
+        .route(
+            "/connectors/{name}",
+            get(connector).delete(crate::admin_pipelines::delete),
+        )
+        .route(
+            "/connectors/{name}/config",
+            get(crate::admin_connect::config).put(crate::admin_pipelines::put_config),
+        )
         .route("/connectors/{name}/status", get(status))
         .route("/connectors/{name}/pause", put(pause))
         .route("/connectors/{name}/resume", put(resume))

@@ -79,6 +79,14 @@ pub async fn root(headers: HeaderMap) -> Response {
     .into_response()
 }
 
+/// `GET /connectors/{name}/config`: where the pipeline is defined.
+pub async fn config(State(s): State<AdminState>, Path(name): Path<String>) -> Response {
+    match s.worker.status(&name) {
+        Some(p) => Json(info_body(&p)["config"].clone()).into_response(),
+        None => problem(StatusCode::NOT_FOUND, format!("no pipeline named `{name}`")),
+    }
+}
+
 /// `GET /connectors/{name}/tasks`: the one task, with the pipeline's config.
 pub async fn tasks(State(s): State<AdminState>, Path(name): Path<String>) -> Response {
     match s.worker.status(&name) {

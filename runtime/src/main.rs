@@ -88,6 +88,10 @@ struct RunArgs {
     /// Do not watch the pipeline files; re-read them on SIGHUP only.
     #[arg(long, env = "CONNECTD_NO_WATCH")]
     no_watch: bool,
+    /// A folder of pipeline files (`*.yaml`) that the admin API creates, changes and
+    /// deletes; watched like --config. With it the worker runs even with no pipeline.
+    #[arg(long, env = "CONNECTD_PIPELINES_DIR")]
+    pipelines_dir: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,14 +119,36 @@ fn load(
     state_dir: &std::path::Path,
     worker: Option<&std::path::Path>,
 ) -> Result<(Vec<config::PipelinePlan>, worker::Loader), ExitCode> {
+    load_with(patterns, None, state_dir, worker)
+}
+
+/// The same, plus the pipelines directory's `*.yaml` (which may be empty).
+fn load_with(
+    required: &[String],
+    pipelines_dir: Option<&std::path::Path>,
+    state_dir: &std::path::Path,
+    worker: Option<&std::path::Path>,
+) -> Result<(Vec<config::PipelinePlan>, worker::Loader), ExitCode> {
     let worker = config::load_worker(worker).map_err(|p| {
         eprintln!("{p}");
         ExitCode::FAILURE
     })?;
-    let files = config::expand_paths(patterns).map_err(|p| {
+    let report = |p: config::ConfigProblems| {
         eprintln!("{p}");
         ExitCode::FAILURE
-    })?;
+    };
+    let mut files = if required.is_empty() && pipelines_dir.is_some() {
+        Vec::new()
+    } else {
+        config::expand_paths(required).map_err(report)?
+    };
+    let mut patterns = required.to_vec();
+    if let Some(dir) = pipelines_dir {
+        let pattern = format!("{}/*.yaml", dir.display());
+        files.extend(config::current_paths(std::slice::from_ref(&pattern)).map_err(report)?);
+        patterns.push(pattern);
+    }
+    let patterns = &patterns;
     let plans = config::load(&files, &registry(), state_dir, &worker).map_err(|p| {
         eprintln!("{p}");
         ExitCode::FAILURE
@@ -195,15 +221,30 @@ fn eval(args: &EvalArgs) -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    if args.config.is_empty() {
-        eprintln!("error: no pipelines given: use --config <file-or-glob> (see connectd --help)");
+    if args.config.is_empty() && args.pipelines_dir.is_none() {
+        eprintln!("error: no pipelines given: use --config <file-or-glob> or --pipelines-dir <folder> (see connectd --help)");
         return ExitCode::FAILURE;
     }
     init_logging(args.log_format);
-    let (plans, loader) = match load(&args.config, &args.state_dir, args.worker.as_deref()) {
+    if let Some(dir) = &args.pipelines_dir {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!(
+                "error: cannot create --pipelines-dir {}: {e}",
+                dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    let (plans, loader) = match load_with(
+        &args.config,
+        args.pipelines_dir.as_deref(),
+        &args.state_dir,
+        args.worker.as_deref(),
+    ) {
         Ok(p) => p,
         Err(code) => return code,
     };
+    let watched = loader.patterns.clone();
     let validator = Arc::new(admin::Validator {
         registry: registry(),
         state_dir: loader.state_dir.clone(),
@@ -216,13 +257,16 @@ fn run(args: RunArgs) -> ExitCode {
     runtime.block_on(async move {
         let metrics = Metrics::new();
         let ready = Arc::new(AtomicBool::new(false));
-        let (worker, handle) = worker::Worker::new(Some(loader), metrics.clone());
+        let (mut worker, handle) = worker::Worker::new(Some(loader), metrics.clone());
+        if args.pipelines_dir.is_some() {
+            worker.stay_resident();
+        }
         connectd_runtime::config_watch::on_sighup(handle.clone());
         // Kept alive for the whole run: dropping it stops the watching.
         let _watcher = if args.no_watch {
             None
         } else {
-            match connectd_runtime::config_watch::watch(&args.config, handle.clone()) {
+            match connectd_runtime::config_watch::watch(&watched, handle.clone()) {
                 Ok(w) => Some(w),
                 Err(e) => {
                     tracing::warn!(error = %e, "hot reload by file watching is off: send SIGHUP to reload");
@@ -248,6 +292,7 @@ fn run(args: RunArgs) -> ExitCode {
                         .map(Arc::from),
                     hosts: Default::default(),
                     worker_id: "".into(),
+                    pipelines_dir: args.pipelines_dir.clone(),
                     validator,
                 },
             )

@@ -227,9 +227,16 @@ pub struct Worker {
     /// Each pipeline's interpolated values, redacted from the errors it reports.
     secrets: BTreeMap<String, Vec<String>>,
     stopping: bool,
+    /// Runs until told to stop, even with no pipeline (pipelines come over the API).
+    resident: bool,
 }
 
 impl Worker {
+    /// Keeps running with no pipeline: pipelines may be created over the API.
+    pub fn stay_resident(&mut self) {
+        self.resident = true;
+    }
+
     /// `loader` builds pipelines again for resume/restart (None: they cannot be).
     pub fn new(loader: Option<Loader>, metrics: Metrics) -> (Self, WorkerHandle) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -255,6 +262,7 @@ impl Worker {
             failures: BTreeMap::new(),
             secrets: BTreeMap::new(),
             stopping: false,
+            resident: false,
         };
         (worker, handle)
     }
@@ -617,7 +625,7 @@ impl Worker {
             self.start(plan);
         }
         ready.store(true, Ordering::Relaxed);
-        while !(self.tasks.is_empty() && (self.stopping || !self.any_paused())) {
+        while !(self.tasks.is_empty() && (self.stopping || !(self.any_paused() || self.resident))) {
             tokio::select! {
                 Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => match joined {
                     Ok((name, result)) => self.ended(name, result),

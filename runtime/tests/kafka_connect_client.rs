@@ -34,3 +34,78 @@ fn kafka_connect_py_lists_reads_status_pauses_resumes_and_restarts_a_pipeline() 
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// With `--pipelines-dir`, kafka-connect-py creates, changes and deletes pipelines; they
+/// are files in that folder, and one created over the API runs again after a restart.
+#[test]
+fn kafka_connect_py_creates_changes_and_deletes_pipelines_kept_as_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients/kafka_connect_py_manage.py");
+    let (mut worker, port) = start_worker(dir.path(), &["--pipelines-dir", "pipes"]);
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(format!("http://127.0.0.1:{port}"))
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "kafka-connect-py failed:\n{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        stderr_tail(&worker, 3000)
+    );
+    signal(&worker, libc::SIGTERM);
+    assert!(wait_with_deadline(&mut worker, Duration::from_secs(60)).success());
+    let mut files: Vec<String> = std::fs::read_dir(dir.path().join("pipes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["kept.yaml"],
+        "deleted, invalid and staged files are gone"
+    );
+    // After a restart, the pipeline created over the API runs again.
+    let (mut worker, port) = start_worker(dir.path(), &["--pipelines-dir", "pipes"]);
+    let started = std::time::Instant::now();
+    loop {
+        let (code, body) = http("GET", port, "/connectors/kept/status", None);
+        if code == 200 && body.contains("RUNNING") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "kept is not running after a restart: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal(&worker, libc::SIGTERM);
+    assert!(wait_with_deadline(&mut worker, Duration::from_secs(60)).success());
+}
+
+/// Without `--pipelines-dir` the API cannot create pipelines, and says why.
+#[test]
+fn without_a_pipelines_dir_creating_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pipeline(
+        dir.path(),
+        "p.yaml",
+        "name: ticks\nsources:\n  gen: {type: trades, seed: 5, rate: 50, count: 1000000}\nsinks:\n  out: {type: csv, inputs: [gen], path: out/t.csv, columns: [id]}\n",
+    );
+    let (mut worker, port) = start_worker(dir.path(), &["--config", "p.yaml"]);
+    let (code, body) = http_with_body(
+        "PUT",
+        port,
+        "/connectors/other/config",
+        None,
+        r#"{"sources": {}, "sinks": {}}"#,
+    );
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("--pipelines-dir"), "{body}");
+    let (code, _) = http("DELETE", port, "/connectors/ticks", None);
+    assert_eq!(code, 409);
+    signal(&worker, libc::SIGTERM);
+    let _ = wait_with_deadline(&mut worker, Duration::from_secs(60));
+}
