@@ -13,10 +13,26 @@ use std::path::Path;
 
 const FILE: &str = "instance-id";
 
-/// The id kept in `state_dir`, made (and stored durably) on first use.
+/// The id kept in `state_dir`, made (and stored durably) on first use. Safe when
+/// several sinks, or workers sharing the folder, ask at once: the first file to be
+/// linked into place wins and everyone reads it.
 pub fn instance_id(state_dir: &Path) -> Result<String, String> {
+    // Sinks of one worker open concurrently.
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = MAKING.lock().unwrap_or_else(|p| p.into_inner());
     let path = state_dir.join(FILE);
-    match std::fs::read_to_string(&path) {
+    match read(&path)? {
+        Some(id) => Ok(id),
+        None => {
+            store(state_dir, &path, &random_id())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            read(&path)?.ok_or_else(|| format!("{} vanished as it was made", path.display()))
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<Option<String>, String> {
+    match std::fs::read_to_string(path) {
         Ok(text) => {
             let id = text.trim();
             if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
@@ -25,14 +41,9 @@ pub fn instance_id(state_dir: &Path) -> Result<String, String> {
                     path.display()
                 ));
             }
-            Ok(id.to_string())
+            Ok(Some(id.to_string()))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let id = random_id();
-            store(state_dir, &path, &id)
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            Ok(id)
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
 }
@@ -48,15 +59,22 @@ fn random_id() -> String {
     )
 }
 
-/// Written to a temporary file, synced, then renamed: never seen half-written.
+/// Written whole to a file of its own, synced, then hard-linked into place: the link
+/// fails if another process made the file first, and nobody sees it half-written.
 fn store(dir: &Path, path: &Path, id: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!("{FILE}.tmp"));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(id.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
+    let tmp = dir.join(format!("{FILE}.{}.{id}.tmp", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(id.as_bytes())?;
+        f.sync_all()?;
+        match std::fs::hard_link(&tmp, path) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+            _ => std::fs::File::open(dir)?.sync_all(),
+        }
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    written
 }
 
 #[cfg(test)]
@@ -74,5 +92,22 @@ mod tests {
         assert!(instance_id(dir.path())
             .unwrap_err()
             .contains("not an instance id"));
+    }
+
+    /// Two sinks of a worker open at once (the kafka test that found this had a
+    /// pipeline with two): one id for both, no temporary file left.
+    #[test]
+    fn sinks_asking_at_once_all_get_the_one_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let ids: Vec<String> = std::thread::scope(|s| {
+            let asks: Vec<_> = (0..8).map(|_| s.spawn(|| instance_id(&state))).collect();
+            asks.into_iter()
+                .map(|a| a.join().unwrap().unwrap())
+                .collect()
+        });
+        assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+        let left: Vec<_> = std::fs::read_dir(&state).unwrap().collect();
+        assert_eq!(left.len(), 1, "temporary files left behind");
     }
 }
