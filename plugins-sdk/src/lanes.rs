@@ -89,7 +89,8 @@ pub struct LaneClock {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LaneClockSnapshot {
     pub watermark: i64,
-    /// `(lane, newest event time)` of every lane that had records.
+    /// `(lane, newest event time)` of every lane known (`i64::MIN`: declared, no
+    /// record yet), so a restart waits for partitions that had not delivered yet.
     #[serde(default)]
     pub lanes: Vec<(u64, i64)>,
 }
@@ -236,7 +237,8 @@ impl LaneClock {
             lanes: self
                 .lanes
                 .iter()
-                .filter(|(_, l)| l.max != i64::MIN)
+                // Placeholders are made again at every start.
+                .filter(|(id, _)| (**id & 0xffff_ffff) as u32 != PENDING)
                 .map(|(id, l)| (*id, l.max))
                 .collect(),
         }
@@ -326,6 +328,14 @@ mod tests {
         c.observe(b, 100, 0);
         let mut d = LaneClock::new(0, None);
         d.restore(&c.snapshot(), 0);
+        // A lane declared but without records is kept too.
+        let mut e = LaneClock::new(0, None);
+        e.declare(1, &[a, b, global(1, PENDING)], 0);
+        e.observe(a, 100, 0);
+        let mut f = LaneClock::new(0, None);
+        f.restore(&e.snapshot(), 0);
+        f.declare(1, &[a], 0);
+        assert_eq!(f.observe(a, 500, 0), None, "b, never read, holds it");
         // The restarted source first gets only a: b still holds the watermark.
         d.declare(1, &[a], 0);
         assert_eq!(d.observe(a, 500, 0), None);
