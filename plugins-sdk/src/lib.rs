@@ -13,6 +13,7 @@ pub mod expr;
 pub mod json;
 mod json_out;
 pub mod lanes;
+pub mod ordered;
 pub mod record;
 pub mod registry;
 pub mod state;

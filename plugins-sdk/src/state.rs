@@ -12,6 +12,12 @@ use std::collections::BTreeMap;
 
 use crate::error::ConnectorError;
 
+/// The default `state.cache_size` of a pipeline: half is the store's block cache, half
+/// what transforms keep decoded in front of it.
+pub const DEFAULT_CACHE_SIZE: u64 = 64 << 20;
+/// A transform's share of the default cache size.
+pub const DEFAULT_MEMORY_BUDGET: usize = (DEFAULT_CACHE_SIZE / 2) as usize;
+
 /// Key-value pairs, in key order.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -23,6 +29,21 @@ pub trait KeyedState: Send + std::fmt::Debug {
     /// The entries with keys in `[from, to)`, in key order, at most `limit`: an index
     /// ordered by time is read this way, up to the watermark.
     fn range(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Entries, ConnectorError>;
+    /// Forgets every key below `bound`: the old part of a time-ordered key space that
+    /// is done with (windows that have closed). Reads stop seeing those keys at once;
+    /// a store reclaims them in the background, so this costs the same for a million
+    /// keys as for one.
+    fn forget_below(&mut self, bound: &[u8]);
+    /// How many bytes of decoded state a transform may keep in memory in front of this
+    /// store (a share of the pipeline's `state.cache_size`).
+    fn memory_budget(&self) -> usize {
+        DEFAULT_MEMORY_BUDGET
+    }
+
+    /// Tells the host how many bytes of this state the transform keeps decoded in
+    /// memory (for `connectd_state_bytes{where="memory"}`).
+    fn report_memory(&self, _bytes: usize) {}
+
     /// Every entry, when the state lives only in memory (it then goes into the
     /// transform's snapshot); `None` for a store that checkpoints itself.
     fn export(&self) -> Option<Entries> {
@@ -45,6 +66,10 @@ impl KeyedState for MemoryState {
 
     fn delete(&mut self, key: &[u8]) {
         self.0.remove(key);
+    }
+
+    fn forget_below(&mut self, bound: &[u8]) {
+        self.0 = self.0.split_off(bound);
     }
 
     fn range(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Entries, ConnectorError> {

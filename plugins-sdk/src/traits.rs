@@ -137,6 +137,14 @@ pub trait Transform: Send {
         Ok(())
     }
 
+    /// Emits more output owed from the previous call, a bounded amount at a time, so a
+    /// window closing over millions of keys does not hold all its rows in memory at
+    /// once. The host calls it, passing each part on, until it returns false; a
+    /// snapshot is never taken in between.
+    fn resume(&mut self, _out: &mut Emitter) -> Result<bool, ConnectorError> {
+        Ok(false)
+    }
+
     fn snapshot(&mut self) -> Result<serde_json::Value, ConnectorError> {
         Ok(serde_json::Value::Null)
     }

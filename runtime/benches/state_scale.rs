@@ -1,8 +1,10 @@
 //! Benchmark: state that scales (issue 14). 1 000 000 JSON records through a `dedup`
-//! (keep first, retention 1 d) into a CSV, once with 1 000 distinct ids and once with
-//! 1 000 000; the CPU of the second must be at most 3x the first's, with peak RSS under
-//! 256 MB. Both run the real `connectd` binary with checkpoints every second, so the
-//! 1 M-key run checkpoints its state incrementally as it grows.
+//! (keep first, retention 1 d), and through a 1-hour tumbling window `group_by: [id]`
+//! with count and sum, into a CSV; each once with 1 000 distinct ids and once with
+//! 1 000 000. The CPU of the second must be at most 3x the first's, with peak RSS under
+//! 256 MB. All run the real `connectd` binary with checkpoints every second, so the
+//! 1 M-key runs checkpoint their state incrementally as it grows. The output is checked
+//! against values computed here.
 //!
 //! Run: `cargo bench -p connectd-runtime --bench state_scale` (`RECORDS` to change the
 //! count). Exits non-zero when a target is missed.
@@ -24,31 +26,87 @@ fn generate(path: &Path, n: u64, distinct: u64) {
     f.flush().unwrap();
 }
 
-fn pipeline(dir: &Path, input: &str) -> String {
-    let name = format!("dedup-{input}");
+/// The transform under test, applied to records `{id, v, ts}`.
+#[derive(Clone, Copy)]
+enum Case {
+    /// `dedup` keyed by id: keep first, retention 1 d.
+    Dedup,
+    /// A 1-hour tumbling window `group_by: [id]` with count and sum.
+    Window,
+}
+
+impl Case {
+    fn name(self) -> &'static str {
+        match self {
+            Case::Dedup => "dedup",
+            Case::Window => "window",
+        }
+    }
+
+    fn transform(self) -> &'static str {
+        match self {
+            Case::Dedup => {
+                "type: dedup, inputs: [lines], key: [id], keep: first, retention: 1d, time: ts"
+            }
+            Case::Window => {
+                "type: window, inputs: [lines], kind: tumbling, size: 1h, time: ts, group_by: [id], aggregates: {n: count(), total: sum(v)}"
+            }
+        }
+    }
+
+    fn columns(self) -> &'static str {
+        match self {
+            Case::Dedup => "[id, v]",
+            Case::Window => "[id, n, total]",
+        }
+    }
+}
+
+fn pipeline(dir: &Path, case: Case, input: &str) -> String {
+    let name = format!("{}-{input}", case.name());
     std::fs::write(
         dir.join(format!("{name}.yaml")),
         format!(
-            r#"name: d{}
+            r#"name: {name}
 checkpoint: {{interval: 1s}}
 sources:
   lines: {{type: file, path: {input}.jsonl}}
 transforms:
-  firsts:
-    type: dedup
-    inputs: [lines]
-    key: [id]
-    keep: first
-    retention: 1d
-    time: ts
+  t: {{{}}}
 sinks:
-  out: {{type: csv, inputs: [firsts], path: out-{input}.csv, columns: [id, v]}}
+  out: {{type: csv, inputs: [t], path: out-{name}.csv, columns: {}}}
 "#,
-            input.len()
+            case.transform(),
+            case.columns()
         ),
     )
     .unwrap();
     format!("{name}.yaml")
+}
+
+/// Checks the output against values computed here from the input: one row per
+/// distinct id; for the window, each id's count and sum.
+fn check(dir: &Path, case: Case, input: &str, n: u64, distinct: u64) {
+    let text =
+        std::fs::read_to_string(dir.join(format!("out-{}-{input}.csv", case.name()))).unwrap();
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(
+        rows.len() as u64,
+        distinct.min(n),
+        "{input}: wrong number of rows"
+    );
+    if let Case::Window = case {
+        let mut want = vec![(0u64, 0u64); distinct as usize];
+        for i in 0..n {
+            let slot = &mut want[(i.wrapping_mul(2_654_435_761) % distinct) as usize];
+            slot.0 += 1;
+            slot.1 += i % 97;
+        }
+        for row in rows {
+            let f: Vec<u64> = row.split(',').map(|x| x.parse().unwrap()).collect();
+            assert_eq!((f[1], f[2]), want[f[0] as usize], "window row {row}");
+        }
+    }
 }
 
 fn main() {
@@ -57,36 +115,39 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
-    let mut results = Vec::new();
     for (input, distinct) in [("few", 1_000u64), ("many", n)] {
         generate(&dir.path().join(format!("{input}.jsonl")), n, distinct);
-        let cfg = pipeline(dir.path(), input);
-        let usage = common::run_connectd(dir.path(), &cfg);
-        // Checked: one row per distinct id (plus the header).
-        let rows = std::fs::read_to_string(dir.path().join(format!("out-{input}.csv")))
-            .unwrap()
-            .lines()
-            .count() as u64;
-        assert_eq!(rows, distinct.min(n) + 1, "{input}: wrong number of rows");
-        println!(
-            "dedup of {n} records, {distinct} distinct ids: {:.2} CPU-s, {:.2} s wall, peak RSS {:.0} MB",
-            usage.cpu_seconds, usage.wall_seconds, usage.max_rss_mb
-        );
-        results.push(usage);
     }
-    let ratio = results[1].cpu_seconds / results[0].cpu_seconds;
-    println!(
-        "CPU ratio 1 M keys / 1 000 keys: {ratio:.2}x (target <= 3x); peak RSS of the 1 M-key run: {:.0} MB (target < 256 MB)",
-        results[1].max_rss_mb
-    );
     let mut failed = false;
-    if ratio > 3.0 {
-        println!("FAILED: the CPU ratio is over 3x");
-        failed = true;
-    }
-    if results[1].max_rss_mb >= 256.0 {
-        println!("FAILED: peak RSS is 256 MB or more");
-        failed = true;
+    for case in [Case::Dedup, Case::Window] {
+        let mut results = Vec::new();
+        for (input, distinct) in [("few", 1_000u64), ("many", n)] {
+            let cfg = pipeline(dir.path(), case, input);
+            let usage = common::run_connectd(dir.path(), &cfg);
+            check(dir.path(), case, input, n, distinct);
+            println!(
+                "{} of {n} records, {distinct} distinct ids: {:.2} CPU-s, {:.2} s wall, peak RSS {:.0} MB",
+                case.name(),
+                usage.cpu_seconds,
+                usage.wall_seconds,
+                usage.max_rss_mb
+            );
+            results.push(usage);
+        }
+        let ratio = results[1].cpu_seconds / results[0].cpu_seconds;
+        println!(
+            "{}: CPU ratio 1 M keys / 1 000 keys: {ratio:.2}x (target <= 3x); peak RSS of the 1 M-key run: {:.0} MB (target < 256 MB)",
+            case.name(),
+            results[1].max_rss_mb
+        );
+        if ratio > 3.0 {
+            println!("FAILED: {}: the CPU ratio is over 3x", case.name());
+            failed = true;
+        }
+        if results[1].max_rss_mb >= 256.0 {
+            println!("FAILED: {}: peak RSS is 256 MB or more", case.name());
+            failed = true;
+        }
     }
     if failed {
         std::process::exit(1);

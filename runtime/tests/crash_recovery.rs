@@ -316,6 +316,44 @@ fn a_crash_at_each_step_of_the_commit_loses_and_duplicates_nothing() {
     }
 }
 
+/// The kill pattern of the big-state tests: a crash right after a checkpoint's state
+/// write (`CONNECTD_CRASH_AT=logged:3`), then up to 6 SIGKILLs at seeded random moments
+/// (at least 3 must land before the input ends), then a run to the end. Returns the
+/// number of kills.
+fn crash_kill_and_finish(
+    dir: &std::path::Path,
+    cfg: &std::path::Path,
+    seed: u64,
+    rng: &mut rand::rngs::StdRng,
+) -> usize {
+    let crashed = run_with_env(dir, cfg, &[("CONNECTD_CRASH_AT", "logged:3")]);
+    assert!(
+        String::from_utf8_lossy(&crashed.stderr).contains("aborting at"),
+        "the hook did not fire"
+    );
+    let mut kills = 0;
+    for _ in 0..40 {
+        if kills >= 6 {
+            break;
+        }
+        let mut child = spawn(dir, cfg, &[]);
+        std::thread::sleep(Duration::from_millis(rng.random_range(200..1500)));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        signal(&child, libc::SIGKILL);
+        let _ = child.wait();
+        kills += 1;
+    }
+    assert!(
+        kills >= 3,
+        "seed {seed}: only {kills} kills landed before the end"
+    );
+    let mut child = spawn(dir, cfg, &[]);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(300)).success());
+    kills
+}
+
 /// Dedup with big state in the state store: 300 000 records over 150 000 distinct ids
 /// (keep first), checkpoints every 100 ms, a crash right after a checkpoint's state
 /// write (`CONNECTD_CRASH_AT=logged`), then SIGKILLs at seeded random moments. The CSV
@@ -355,36 +393,151 @@ sinks:
   out: {type: csv, inputs: [firsts], path: out/firsts.csv, columns: [id, v]}
 "#,
     );
-    let crashed = run_with_env(dir.path(), &cfg, &[("CONNECTD_CRASH_AT", "logged:3")]);
-    assert!(
-        String::from_utf8_lossy(&crashed.stderr).contains("aborting at"),
-        "the hook did not fire"
-    );
-    let mut kills = 0;
-    for _ in 0..40 {
-        if kills >= 6 {
-            break;
-        }
-        let mut child = spawn(dir.path(), &cfg, &[]);
-        std::thread::sleep(Duration::from_millis(rng.random_range(200..1500)));
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        signal(&child, libc::SIGKILL);
-        let _ = child.wait();
-        kills += 1;
-    }
-    assert!(
-        kills >= 3,
-        "seed {seed}: only {kills} kills landed before the end"
-    );
-    let mut child = spawn(dir.path(), &cfg, &[]);
-    assert!(wait_with_deadline(&mut child, Duration::from_secs(300)).success());
+    let kills = crash_kill_and_finish(dir.path(), &cfg, seed, &mut rng);
     let got = read(dir.path().join("out/firsts.csv"));
-    assert_eq!(got.lines().count(), IDS as usize + 1, "seed {seed}");
+    assert_eq!(
+        got.lines().count(),
+        IDS as usize + 1,
+        "seed {seed}, {kills} kills"
+    );
     assert!(
         got == expected,
         "seed {seed}: the CSV differs from each id's first record"
+    );
+}
+
+/// A 60 s tumbling window over 120 000 ids (about 46 000 groups per window, five
+/// windows), with `state.cache_size: 4MiB` so the groups spill to the state store again
+/// and again, checkpoints every 100 ms, a crash right after a checkpoint's state write,
+/// then SIGKILLs at seeded random moments, also while windows close. Every window's
+/// count and sum per id are computed here from the input.
+#[test]
+fn window_with_big_state_is_exact_across_sigkills() {
+    const RECORDS: i64 = 300_000;
+    const IDS: i64 = 120_000;
+    const SIZE: i64 = 60_000;
+    let (seed, mut rng) = common::seeded_rng();
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::new();
+    // (window start, id) → (count, sum), in output order.
+    let mut windows = std::collections::BTreeMap::<(i64, i64), (i64, i64)>::new();
+    for i in 0..RECORDS {
+        let id = (i * 7_919) % IDS;
+        let ts = 1_700_000_000_000 + i;
+        input.push_str(&format!("{{\"id\":{id},\"v\":{},\"ts\":{ts}}}\n", i % 101));
+        let slot = windows.entry((ts.div_euclid(SIZE) * SIZE, id)).or_default();
+        slot.0 += 1;
+        slot.1 += i % 101;
+    }
+    let mut expected = String::from("window_start,id,n,total\n");
+    for ((start, id), (n, total)) in &windows {
+        expected.push_str(&format!("{start},{id},{n},{total}\n"));
+    }
+    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        r#"
+name: bigwindow
+checkpoint: {interval: 100ms}
+state: {cache_size: 4MiB}
+sources:
+  lines: {type: file, path: in.jsonl}
+transforms:
+  per_id:
+    type: window
+    inputs: [lines]
+    kind: tumbling
+    size: 60s
+    time: ts
+    group_by: [id]
+    aggregates: {n: count(), total: sum(v)}
+sinks:
+  out: {type: csv, inputs: [per_id], path: out/windows.csv, columns: [window_start, id, n, total]}
+"#,
+    );
+    let kills = crash_kill_and_finish(dir.path(), &cfg, seed, &mut rng);
+    let got = read(dir.path().join("out/windows.csv"));
+    assert_eq!(
+        got.lines().count(),
+        windows.len() + 1,
+        "seed {seed}: {kills} kills"
+    );
+    assert!(
+        got == expected,
+        "seed {seed}: the windows differ from those computed from the input"
+    );
+}
+
+/// A windowed join holding 200 000 records over 120 000 keys (grace long enough that
+/// nothing leaves before the end), checkpoints every 100 ms, the crash and SIGKILLs of
+/// the big-state tests. Every pair is computed here from the input, by brute force per
+/// key; the join's output is compared as a set (its two inputs interleave differently
+/// from run to run).
+#[test]
+fn join_with_big_state_is_exact_across_sigkills() {
+    const RECORDS: u64 = 200_000;
+    const KEYS: u64 = 120_000;
+    const WITHIN: i64 = 50;
+    let (seed, mut rng) = common::seeded_rng();
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::new();
+    // key → [(side, t, id)]
+    let mut by_key = std::collections::HashMap::<u64, Vec<(u8, i64, u64)>>::new();
+    for id in 0..RECORDS {
+        let side = (id % 2) as u8;
+        let k = ((id / 2) * 7_919 + rng.random_range(0..3)) % KEYS;
+        let t = 1_700_000_000_000 + id as i64 + rng.random_range(-40..40);
+        let s = if side == 0 { "l" } else { "r" };
+        input.push_str(&format!(
+            "{{\"side\":\"{s}\",\"k\":{k},\"t\":{t},\"id\":{id}}}\n"
+        ));
+        by_key.entry(k).or_default().push((side, t, id));
+    }
+    let mut expected = Vec::new();
+    for (k, records) in &by_key {
+        for (_, lt, lid) in records.iter().filter(|r| r.0 == 0) {
+            for (_, rt, rid) in records.iter().filter(|r| r.0 == 1) {
+                if (lt - rt).abs() <= WITHIN {
+                    expected.push(format!("{lid},{k},{rid}"));
+                }
+            }
+        }
+    }
+    expected.sort_unstable();
+    assert!(expected.len() > 20_000, "{} pairs", expected.len());
+    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        r#"
+name: bigjoin
+checkpoint: {interval: 100ms}
+sources:
+  lines: {type: file, path: in.jsonl}
+transforms:
+  lefts: {type: filter, inputs: [lines], where: side == "l"}
+  rights: {type: filter, inputs: [lines], where: side == "r"}
+  pairs:
+    type: join
+    inputs: [lefts, rights]
+    on: [k]
+    within: 50ms
+    time: t
+    grace: 300s
+    right_prefix: r_
+sinks:
+  out: {type: csv, inputs: [pairs], path: out/pairs.csv, columns: [id, k, r_id]}
+"#,
+    );
+    let kills = crash_kill_and_finish(dir.path(), &cfg, seed, &mut rng);
+    let got = read(dir.path().join("out/pairs.csv"));
+    let mut got: Vec<&str> = got.lines().skip(1).collect();
+    got.sort_unstable();
+    assert_eq!(got.len(), expected.len(), "seed {seed}, {kills} kills");
+    assert!(
+        got == expected,
+        "seed {seed}: the pairs differ from those computed from the input"
     );
 }
 

@@ -1,5 +1,5 @@
-//! The state store's metrics on `/metrics` (issue 14): keys and disk bytes per stateful
-//! transform, bytes written by checkpoints per pipeline.
+//! The state store's metrics on `/metrics` (issue 14): keys, disk and memory bytes per
+//! stateful transform, bytes written by checkpoints per pipeline.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -31,8 +31,10 @@ sources:
 transforms:
   big: {type: filter, inputs: [gen], where: "volume > 0"}
   firsts: {type: dedup, inputs: [big], key: [id], keep: first, retention: 1d}
+  per_id: {type: window, inputs: [gen], kind: tumbling, size: 1h, group_by: [id], aggregates: {n: count()}}
 sinks:
   out: {type: csv, inputs: [firsts], path: out.csv, columns: [id]}
+  counts: {type: csv, inputs: [per_id], path: counts.csv, columns: [id, n]}
 "#,
     );
     let (mut worker, port) = start_worker(dir.path(), &["--config", "p.yaml"]);
@@ -63,6 +65,16 @@ sinks:
         &[r#"component="firsts""#, r#"where="disk""#],
     );
     assert!(disk.is_some(), "no state bytes: {metrics}");
+    // The window's groups, decoded in memory in front of the store.
+    let memory = sample(
+        &metrics,
+        "connectd_state_bytes",
+        &[r#"component="per_id""#, r#"where="memory""#],
+    );
+    assert!(
+        memory.is_some_and(|b| b >= 1000.0 * 100.0),
+        "window state in memory: {memory:?}"
+    );
     let written = sample(
         &metrics,
         "connectd_checkpoint_bytes_total",

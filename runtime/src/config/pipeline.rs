@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use connectd_sdk::config::{ConfigErrors, ConfigMap, ConfigNode, ConfigValue, Span};
+use connectd_sdk::config::{parse_size, ConfigErrors, ConfigMap, ConfigNode, ConfigValue, Span};
+use connectd_sdk::state::DEFAULT_CACHE_SIZE;
 use connectd_sdk::{BuildContext, Registry, Sink, Source, Transform, WorkerSettings};
 
 use super::graph;
@@ -68,6 +69,9 @@ fn substituted(raw: &str, value: &str) -> Vec<String> {
     out
 }
 
+/// Below this the store's own tables would not fit.
+const MIN_CACHE_SIZE: u64 = 4 << 20;
+
 /// A pipeline ready to run.
 #[derive(Debug)]
 pub struct PipelinePlan {
@@ -86,6 +90,8 @@ pub struct PipelinePlan {
     /// The pipeline's own state directory (`<state dir>/<name>`): its checkpoint log and
     /// its sinks' write-ahead logs.
     pub state_dir: PathBuf,
+    /// `state.cache_size`: memory for keyed state in front of the state store.
+    pub state_cache_bytes: u64,
 }
 
 /// The substituted parts of every interpolated scalar under `node` (the text written
@@ -198,6 +204,21 @@ pub fn build(
         None => Duration::from_secs(1),
     };
     let batch_size = top.u64_or("batch_size", 1024).clamp(1, 1 << 20) as usize;
+    let state_cache_bytes = match top.opt_map("state") {
+        Some(mut st) => {
+            let mut bytes = DEFAULT_CACHE_SIZE;
+            if let Some(text) = st.opt_str("cache_size") {
+                match parse_size(&text) {
+                    Ok(b) if b >= MIN_CACHE_SIZE => bytes = b,
+                    Ok(_) => st.error("cache_size", "the state cache must be at least 4MiB"),
+                    Err(e) => st.error("cache_size", e),
+                }
+            }
+            let _ = st.finish();
+            bytes
+        }
+        None => DEFAULT_CACHE_SIZE,
+    };
     let policy = match top.opt_map("errors") {
         Some(mut e) => {
             let tolerance = if e.one_of("tolerance", &["none", "all"], "none") == "all" {
@@ -315,6 +336,7 @@ pub fn build(
         file: file.to_path_buf(),
         checkpoint_interval,
         batch_size,
+        state_cache_bytes,
         errors: policy,
         sources,
         transforms,

@@ -164,8 +164,8 @@ impl CheckpointStore {
                         .complete(&Manifest { id, state })
                         .map(|bytes| {
                             self.metrics.checkpoint_bytes.inc_by(bytes);
-                            for (table, keys, disk) in self.state.sizes() {
-                                self.metrics.table(&table, keys, disk);
+                            for size in self.state.sizes() {
+                                self.metrics.table(&size);
                             }
                         })
                         .map_err(|e| e.message);

@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 pub use checkpoint::{CommittedOffsets, PipelineState, SourceState};
-pub use state_store::StateStore;
+pub use state_store::{StateStore, TableSize};
 pub use wal::Wal;
 
 use self::align::Aligner;
@@ -87,11 +87,12 @@ pub async fn run(
         transforms,
         mut sinks,
         state_dir,
+        state_cache_bytes,
         ..
     } = plan;
     let retry_timeout = errors.retry_timeout;
     let dlq = Arc::new(DeadLetters::open(&name, &errors)?);
-    let state_store = StateStore::open(&state_dir)?;
+    let state_store = StateStore::open(&state_dir, state_cache_bytes)?;
 
     // 1. What the state store (the pipeline's checkpoint log) and each sink hold.
     let manifest = state_store.latest()?;

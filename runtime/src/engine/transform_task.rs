@@ -68,13 +68,27 @@ impl TransformTask {
         Ok(())
     }
 
+    /// Passes on what the transform emitted, then whatever more it owes (see
+    /// `Transform::resume`), part by part.
+    async fn flush_all(&mut self, out: &mut Emitter) -> Result<(), PipelineError> {
+        self.flush(out).await?;
+        while self
+            .transform
+            .resume(out)
+            .map_err(|e| self.err(e.to_string()))?
+        {
+            self.flush(out).await?;
+        }
+        self.flush(out).await
+    }
+
     pub async fn run(mut self) -> Result<(), PipelineError> {
         let mut out = Emitter::default();
         for origin in std::mem::take(&mut self.expected_origins) {
             let pending = [lanes::global(origin, lanes::PENDING)];
             self.transform.on_lanes(origin, &pending, &mut out);
         }
-        self.flush(&mut out).await?;
+        self.flush_all(&mut out).await?;
         if !self.transform.keeps_lanes() {
             // Its output is a new stream: one lane of its own, announced before any data.
             let origin = lanes::origin(&self.name);
@@ -95,7 +109,7 @@ impl TransformTask {
                     e = self.aligner.next() => e,
                     _ = t.tick() => {
                         self.transform.on_tick(connectd_sdk::time::now_ms(), &mut out).map_err(|e| self.err(e.to_string()))?;
-                        self.flush(&mut out).await?;
+                        self.flush_all(&mut out).await?;
                         continue;
                     }
                 },
@@ -107,14 +121,14 @@ impl TransformTask {
                     self.transform
                         .process(input, batch, &mut out)
                         .map_err(|e| self.err(e.to_string()))?;
-                    self.flush(&mut out).await?;
+                    self.flush_all(&mut out).await?;
                 }
                 Event::Aligned(b) => {
                     if b.kind == BarrierKind::End {
                         self.transform
                             .on_end(&mut out)
                             .map_err(|e| self.err(e.to_string()))?;
-                        self.flush(&mut out).await?;
+                        self.flush_all(&mut out).await?;
                     }
                     let snapshot = self
                         .transform
@@ -133,7 +147,7 @@ impl TransformTask {
                 }
                 Event::Lanes(set) => {
                     self.transform.on_lanes(set.origin, &set.lanes, &mut out);
-                    self.flush(&mut out).await?;
+                    self.flush_all(&mut out).await?;
                     if self.own_lane.is_none() {
                         broadcast(&self.outputs, Message::Lanes(set))
                             .await

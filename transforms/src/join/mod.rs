@@ -16,7 +16,8 @@
 //!
 //! The output is the left record's fields, then the right record's fields that the left
 //! lacks (prefixed with `right_prefix`, if set); its time is the later of the two.
-//! A record without the key fields goes to the DLQ. State is part of checkpoints.
+//! A record without the key fields goes to the DLQ. State is in the pipeline's state
+//! store (the table's rows, the windowed join's held records), written as it changes.
 
 mod table;
 mod windowed;
@@ -68,6 +69,9 @@ enum Kind {
 pub struct Join {
     spec: Spec,
     kind: Kind,
+    /// An error from `on_lanes` (which cannot return one), reported by the next call
+    /// that can.
+    failed: Option<ConnectorError>,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -179,6 +183,7 @@ pub fn build(
             names: [name(0), name(1)],
         },
         kind,
+        failed: None,
     }))
 }
 
@@ -222,6 +227,9 @@ impl connectd_sdk::Transform for Join {
         batch: Batch,
         out: &mut Emitter,
     ) -> Result<(), ConnectorError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         let side = input.min(1);
         let now = connectd_sdk::time::now_ms();
         for r in take_records(batch) {
@@ -239,7 +247,9 @@ impl connectd_sdk::Transform for Join {
                 continue;
             };
             match &mut self.kind {
-                Kind::Table { state, .. } => state.add(&self.spec, side, key, r, out),
+                Kind::Table { state, retention } => {
+                    state.add(&self.spec, side, key, r, *retention, out)?
+                }
                 Kind::Windowed {
                     within,
                     grace,
@@ -259,7 +269,7 @@ impl connectd_sdk::Transform for Join {
                         within: *within,
                         grace: *grace,
                     };
-                    if let Err(r) = state.add(&self.spec, &window, side, key, t, r, now, out) {
+                    if let Err(r) = state.add(&self.spec, &window, side, key, t, r, now, out)? {
                         let cause = state.late_cause(r.lane, t, *grace);
                         if *late_to_dlq {
                             let why = match cause {
@@ -300,14 +310,16 @@ impl connectd_sdk::Transform for Join {
             state,
         } = &mut self.kind
         {
-            state.expire(now, *r);
+            state.expire(now, *r)?;
         }
         Ok(())
     }
 
     fn on_lanes(&mut self, origin: u32, lanes: &[u64], out: &mut Emitter) {
         if let Kind::Windowed { state, .. } = &mut self.kind {
-            state.declare(&self.spec, origin, lanes, out);
+            if let Err(e) = state.declare(&self.spec, origin, lanes, out) {
+                self.failed = Some(e);
+            }
         }
     }
 
@@ -316,16 +328,32 @@ impl connectd_sdk::Transform for Join {
     }
 
     fn on_end(&mut self, out: &mut Emitter) -> Result<(), ConnectorError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         if let Kind::Windowed { state, .. } = &mut self.kind {
-            state.finish(&self.spec, out);
+            state.finish(&self.spec, out)?;
         }
         Ok(())
     }
 
+    fn attach_state(&mut self, keyed: Box<dyn connectd_sdk::state::KeyedState>) -> bool {
+        match &mut self.kind {
+            Kind::Table { state, .. } => {
+                state.attach(keyed);
+                true
+            }
+            Kind::Windowed { state, .. } => {
+                state.attach(keyed);
+                true
+            }
+        }
+    }
+
     fn snapshot(&mut self) -> Result<serde_json::Value, ConnectorError> {
         let state = match &self.kind {
-            Kind::Table { state, .. } => serde_json::to_value(state),
-            Kind::Windowed { state, .. } => serde_json::to_value(state),
+            Kind::Table { state, .. } => serde_json::to_value(state.snapshot()),
+            Kind::Windowed { state, .. } => serde_json::to_value(state.snapshot()),
         };
         state.map_err(|e| ConnectorError::permanent("join: cannot serialize state").with_source(e))
     }
@@ -339,15 +367,17 @@ impl connectd_sdk::Transform for Join {
                 .with_source(e)
         };
         match &mut self.kind {
-            Kind::Table { state: t, .. } => *t = serde_json::from_value(state).map_err(wrong)?,
+            Kind::Table {
+                state: t,
+                retention,
+            } => t.restore(serde_json::from_value(state).map_err(wrong)?, *retention)?,
             Kind::Windowed {
                 state: w,
                 out_of_orderness,
                 ..
             } => {
-                **w = serde_json::from_value(state).map_err(wrong)?;
+                w.restore(serde_json::from_value(state).map_err(wrong)?)?;
                 w.configure(*out_of_orderness);
-                w.rebuild_index();
             }
         }
         Ok(())

@@ -1,47 +1,215 @@
 //! The stream–table join's state: the right input as the latest record per key,
 //! optionally forgotten `retention` after its last update (wall clock), which bounds it.
+//!
+//! Rows live in keyed state (the pipeline's state store), so the table may hold more
+//! keys than memory and a checkpoint writes only the rows updated since the last:
+//! - `r` + encoded key → updated (8 bytes) + sequence (8 bytes) + the record as JSON;
+//! - with `retention`, `i` + updated + sequence → the row's key: an index by time, so
+//!   expiry reads only what expires.
 
-use std::collections::HashMap;
-
-use connectd_sdk::{Emitter, Record};
+use connectd_sdk::state::{Entries, KeyedState, MemoryState};
+use connectd_sdk::{ordered, ConnectorError, Emitter, Record};
 use serde::{Deserialize, Serialize};
 
 use super::Spec;
 use crate::window::GroupKey;
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+const ROW: u8 = b'r';
+const INDEX: u8 = b'i';
+/// Index entries expired per pass over the index.
+const EXPIRE_CHUNK: usize = 4096;
+
+#[derive(Debug)]
 pub struct Table {
-    #[serde(with = "crate::window::pairs")]
-    rows: HashMap<GroupKey, Row>,
+    state: Box<dyn KeyedState>,
+    seq: u64,
+    /// The oldest `updated` in the index (i64::MIN: unknown), so a tick with nothing
+    /// to expire reads nothing.
+    earliest: i64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Row {
+impl Default for Table {
+    fn default() -> Self {
+        Self {
+            state: Box::new(MemoryState::default()),
+            seq: 0,
+            earliest: i64::MIN,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct TableSnapshot {
+    #[serde(default)]
+    seq: u64,
+    /// The rows themselves when state lives in memory (no state store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    entries: Option<Entries>,
+    /// Checkpoints from before the state store: every row.
+    #[serde(default, with = "crate::window::pairs", skip_serializing)]
+    rows: Vec<(GroupKey, LegacyRow)>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct LegacyRow {
     record: Record,
-    /// Wall-clock epoch ms of the last update.
     updated: i64,
 }
 
+fn biased(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn unbiased(bytes: &[u8]) -> i64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[..8]);
+    (u64::from_be_bytes(b) ^ (1 << 63)) as i64
+}
+
+fn row_key(key: &GroupKey) -> Vec<u8> {
+    let mut k = vec![ROW];
+    ordered::encode_all(&key.0, &mut k);
+    k
+}
+
+fn index_key(updated: i64, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(INDEX);
+    k.extend_from_slice(&biased(updated));
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn corrupt(e: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::permanent(format!(
+        "join: a table row in the state store cannot be read ({e}); reset the pipeline's state"
+    ))
+}
+
 impl Table {
-    pub fn add(&mut self, spec: &Spec, side: usize, key: GroupKey, r: Record, out: &mut Emitter) {
+    pub fn attach(&mut self, state: Box<dyn KeyedState>) {
+        self.state = state;
+        self.earliest = i64::MIN;
+    }
+
+    pub fn add(
+        &mut self,
+        spec: &Spec,
+        side: usize,
+        key: GroupKey,
+        r: Record,
+        retention: Option<i64>,
+        out: &mut Emitter,
+    ) -> Result<(), ConnectorError> {
+        let rk = row_key(&key);
         if side == 1 {
-            let row = Row {
-                record: r,
-                updated: connectd_sdk::time::now_ms(),
-            };
-            self.rows.insert(key, row);
-            return;
+            return self.update(rk, &r, retention);
         }
-        match self.rows.get(&key) {
-            Some(row) => out.emit(spec.combine(&r, Some(&row.record))),
+        match self.state.get(&rk)? {
+            Some(bytes) if bytes.len() >= 16 => {
+                let right: Record = serde_json::from_slice(&bytes[16..]).map_err(corrupt)?;
+                out.emit(spec.combine(&r, Some(&right)));
+            }
+            Some(_) => return Err(corrupt("a row shorter than its header")),
             None if spec.left_outer => out.emit(spec.combine(&r, None)),
             None => {}
         }
+        Ok(())
     }
 
-    /// Forgets the rows not updated within `retention` ms of `now`.
-    pub fn expire(&mut self, now: i64, retention: i64) {
-        self.rows
-            .retain(|_, row| row.updated.saturating_add(retention) > now);
+    fn update(
+        &mut self,
+        rk: Vec<u8>,
+        r: &Record,
+        retention: Option<i64>,
+    ) -> Result<(), ConnectorError> {
+        let updated = connectd_sdk::time::now_ms();
+        self.seq += 1;
+        if retention.is_some() {
+            // The row's previous index entry goes; the new one says when it expires.
+            if let Some(old) = self.state.get(&rk)? {
+                if old.len() < 16 {
+                    return Err(corrupt("a row shorter than its header"));
+                }
+                let old_seq = u64::from_be_bytes(old[8..16].try_into().map_err(corrupt)?);
+                self.state.delete(&index_key(unbiased(&old), old_seq));
+            }
+            self.state.put(&index_key(updated, self.seq), &rk);
+            if self.earliest != i64::MIN {
+                self.earliest = self.earliest.min(updated);
+            }
+        }
+        let mut value = Vec::with_capacity(128);
+        value.extend_from_slice(&biased(updated));
+        value.extend_from_slice(&self.seq.to_be_bytes());
+        serde_json::to_writer(&mut value, r)
+            .map_err(|e| ConnectorError::permanent("join: cannot encode a row").with_source(e))?;
+        self.state.put(&rk, &value);
+        Ok(())
+    }
+
+    /// Forgets the rows not updated within `retention` ms of `now`: reads the index
+    /// up to `now − retention`, never every row.
+    pub fn expire(&mut self, now: i64, retention: i64) -> Result<(), ConnectorError> {
+        let cutoff = now.saturating_sub(retention);
+        if self.earliest != i64::MIN && self.earliest > cutoff {
+            return Ok(());
+        }
+        let upper = index_key(cutoff.saturating_add(1), 0);
+        let mut from = vec![INDEX];
+        loop {
+            let entries = self.state.range(&from, &upper, EXPIRE_CHUNK)?;
+            let done = entries.len() < EXPIRE_CHUNK;
+            for (ik, rk) in &entries {
+                self.state.delete(ik);
+                self.state.delete(rk);
+            }
+            if done {
+                break;
+            }
+            if let Some((last, _)) = entries.last() {
+                from = last.clone();
+                from.push(0);
+            }
+        }
+        // What is left starts after the cutoff; its exact time is read next time.
+        self.earliest = match self.state.range(&[INDEX], &[INDEX + 1], 1)?.first() {
+            Some((k, _)) if k.len() >= 9 => unbiased(&k[1..9]),
+            _ => i64::MAX,
+        };
+        Ok(())
+    }
+
+    pub fn snapshot(&self) -> TableSnapshot {
+        TableSnapshot {
+            seq: self.seq,
+            entries: self.state.export(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn restore(
+        &mut self,
+        snap: TableSnapshot,
+        retention: Option<i64>,
+    ) -> Result<(), ConnectorError> {
+        self.seq = snap.seq;
+        self.earliest = i64::MIN;
+        for (k, v) in snap.entries.into_iter().flatten() {
+            self.state.put(&k, &v);
+        }
+        for (key, row) in snap.rows {
+            self.seq += 1;
+            let mut value = Vec::new();
+            value.extend_from_slice(&biased(row.updated));
+            value.extend_from_slice(&self.seq.to_be_bytes());
+            serde_json::to_writer(&mut value, &row.record).map_err(corrupt)?;
+            let rk = row_key(&key);
+            if retention.is_some() {
+                self.state.put(&index_key(row.updated, self.seq), &rk);
+            }
+            self.state.put(&rk, &value);
+        }
+        Ok(())
     }
 }

@@ -253,3 +253,34 @@ fn table_rows_are_forgotten_after_their_retention() {
         .unwrap();
     assert_eq!(out.records.len(), 1, "forgotten after 1.5 s");
 }
+
+#[test]
+fn an_updated_row_expires_from_its_last_update_and_many_rows_expire_in_parts() {
+    let mut t = join(json!({"on": ["sym"], "table": "companies", "retention": "1s"}));
+    let mut out = Emitter::default();
+    // 10 000 rows (more than one expiry pass reads), then key 1 updated again later.
+    let rows: Vec<Record> = (0..10_000).map(|k| record(1, 100 + k, k, 0)).collect();
+    t.process(1, Arc::new(rows), &mut out).unwrap();
+    // Every row so far was updated at or before `now`.
+    let now = connectd_sdk::time::now_ms();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    t.process(1, Arc::new(vec![record(1, 7, 1, 0)]), &mut out)
+        .unwrap();
+    t.on_tick(now + 1005, &mut out).unwrap();
+    let lefts: Vec<Record> = (0..10_000).map(|k| record(0, k, k, 0)).collect();
+    t.process(0, Arc::new(lefts), &mut out).unwrap();
+    let got: Vec<Option<i64>> = out.records.iter().map(|r| int(r, "rid")).collect();
+    assert_eq!(got, vec![Some(7)], "only the row updated later is left");
+}
+
+#[test]
+fn a_table_checkpointed_before_the_state_store_is_restored() {
+    let row = serde_json::to_value(record(1, 100, 1, 0)).unwrap();
+    let legacy = json!({"rows": [[[1], {"record": row, "updated": connectd_sdk::time::now_ms()}]]});
+    let mut t = join(json!({"on": ["sym"], "table": "companies"}));
+    t.restore(legacy).unwrap();
+    let mut out = Emitter::default();
+    t.process(0, Arc::new(vec![record(0, 1, 1, 0)]), &mut out)
+        .unwrap();
+    assert_eq!(int(&out.records[0], "rid"), Some(100));
+}

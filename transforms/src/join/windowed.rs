@@ -1,14 +1,29 @@
 //! The windowed stream–stream join's state: each side's records by key, held until no
 //! record of the other side that is not late could still match them.
-
-use std::collections::{BTreeMap, HashMap};
+//!
+//! Held records live in keyed state (the pipeline's state store), so a join over many
+//! keys or a long `within` is not bounded by memory, and a checkpoint writes only the
+//! records that arrived, matched or left since the last:
+//! - `h` + side + encoded key + sequence → event time, leaving time, matched flag, the
+//!   record as JSON: a record's partners are one range read of the other side's key;
+//! - `l` + leaving time + sequence → the held record's key: an index by time, so
+//!   letting go reads only what leaves.
 
 use connectd_sdk::lanes::{LaneClock, LateCause};
-use connectd_sdk::{Emitter, Record};
+use connectd_sdk::state::{Entries, KeyedState, MemoryState};
+use connectd_sdk::{ordered, ConnectorError, Emitter, Record};
 use serde::{Deserialize, Serialize};
 
 use super::Spec;
 use crate::window::GroupKey;
+
+const HELD: u8 = b'h';
+const LEAVING: u8 = b'l';
+/// Records read per range read.
+const CHUNK: usize = 1024;
+/// Where a held record's matched flag is in its value.
+const MATCHED_AT: usize = 16;
+const HEADER: usize = 17;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Bounds {
@@ -16,16 +31,12 @@ pub struct Bounds {
     pub grace: i64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug)]
 pub struct Windowed {
     /// The watermark over the lanes of both inputs.
-    #[serde(flatten)]
     clock: LaneClock,
     seq: u64,
-    sides: [Side; 2],
-    /// When each held record leaves: (leaves_at, seq) → (side, key). Rebuilt on restore.
-    #[serde(skip)]
-    leaving: BTreeMap<(i64, u64), (usize, GroupKey)>,
+    state: Box<dyn KeyedState>,
 }
 
 impl Default for Windowed {
@@ -33,20 +44,33 @@ impl Default for Windowed {
         Self {
             clock: LaneClock::new(0, None),
             seq: 0,
-            sides: Default::default(),
-            leaving: BTreeMap::new(),
+            state: Box::new(MemoryState::default()),
         }
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Side {
-    #[serde(with = "crate::window::pairs")]
-    by_key: HashMap<GroupKey, Vec<Buffered>>,
+/// What a checkpoint holds of the join; the held records are in keyed state.
+#[derive(Serialize, Deserialize)]
+pub struct WindowedSnapshot {
+    #[serde(flatten)]
+    clock: LaneClock,
+    seq: u64,
+    /// The held records themselves when state lives in memory (no state store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    entries: Option<Entries>,
+    /// Checkpoints from before the state store: each side's held records.
+    #[serde(default, skip_serializing)]
+    sides: Vec<LegacySide>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Buffered {
+#[derive(Deserialize)]
+pub struct LegacySide {
+    #[serde(with = "crate::window::pairs")]
+    by_key: Vec<(GroupKey, Vec<LegacyHeld>)>,
+}
+
+#[derive(Deserialize)]
+pub struct LegacyHeld {
     t: i64,
     seq: u64,
     leaves_at: i64,
@@ -54,7 +78,97 @@ struct Buffered {
     record: Record,
 }
 
+fn biased(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn read_i64(bytes: &[u8]) -> i64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[..8]);
+    i64::from_be_bytes(b)
+}
+
+/// The prefix of `side`'s held records of `key`.
+fn held_prefix(side: usize, key: &GroupKey) -> Vec<u8> {
+    let mut k = vec![HELD, side as u8];
+    ordered::encode_all(&key.0, &mut k);
+    k
+}
+
+fn leaving_key(leaves_at: i64, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(LEAVING);
+    k.extend_from_slice(&biased(leaves_at));
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The first key after every key that begins with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            break;
+        }
+    }
+    end
+}
+
+fn corrupt(e: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::permanent(format!(
+        "join: a held record in the state store cannot be read ({e}); reset the pipeline's state"
+    ))
+}
+
+fn encode_held(
+    t: i64,
+    leaves_at: i64,
+    matched: bool,
+    r: &Record,
+) -> Result<Vec<u8>, ConnectorError> {
+    let mut v = Vec::with_capacity(128);
+    v.extend_from_slice(&t.to_be_bytes());
+    v.extend_from_slice(&leaves_at.to_be_bytes());
+    v.push(u8::from(matched));
+    serde_json::to_writer(&mut v, r)
+        .map_err(|e| ConnectorError::permanent("join: cannot encode a record").with_source(e))?;
+    Ok(v)
+}
+
+fn decode_record(v: &[u8]) -> Result<Record, ConnectorError> {
+    serde_json::from_slice(&v[HEADER..]).map_err(corrupt)
+}
+
+/// Reads every entry in `[from, to)`, a chunk at a time.
+fn for_each_in(
+    state: &dyn KeyedState,
+    from: &[u8],
+    to: &[u8],
+    mut f: impl FnMut(Vec<u8>, Vec<u8>) -> Result<(), ConnectorError>,
+) -> Result<(), ConnectorError> {
+    let mut from = from.to_vec();
+    loop {
+        let entries = state.range(&from, to, CHUNK)?;
+        let done = entries.len() < CHUNK;
+        if let Some((last, _)) = entries.last() {
+            from = last.clone();
+            from.push(0);
+        }
+        for (k, v) in entries {
+            f(k, v)?;
+        }
+        if done {
+            return Ok(());
+        }
+    }
+}
+
 impl Windowed {
+    pub fn attach(&mut self, state: Box<dyn KeyedState>) {
+        self.state = state;
+    }
+
     pub fn watermark(&self) -> i64 {
         self.clock.watermark()
     }
@@ -70,14 +184,21 @@ impl Windowed {
     }
 
     /// The lanes `origin` has now.
-    pub fn declare(&mut self, spec: &Spec, origin: u32, lanes: &[u64], out: &mut Emitter) {
+    pub fn declare(
+        &mut self,
+        spec: &Spec,
+        origin: u32,
+        lanes: &[u64],
+        out: &mut Emitter,
+    ) -> Result<(), ConnectorError> {
         if self
             .clock
             .declare(origin, lanes, connectd_sdk::time::now_ms())
             .is_some()
         {
-            self.expire(spec, out);
+            self.expire(spec, out)?;
         }
+        Ok(())
     }
 
     /// Joins `r` (of `side`, event time `t`) with the other side's held records, holds
@@ -93,93 +214,112 @@ impl Windowed {
         r: Record,
         now: i64,
         out: &mut Emitter,
-    ) -> Result<(), Record> {
+    ) -> Result<Result<(), Record>, ConnectorError> {
         let watermark = self.clock.watermark();
         if watermark != i64::MIN && t < watermark.saturating_sub(b.grace) {
-            return Err(r);
+            return Ok(Err(r));
         }
         let lane = r.lane;
         let mut matched = false;
-        if let Some(partners) = self.sides[1 - side].by_key.get_mut(&key) {
-            for p in partners.iter_mut() {
-                if (p.t - t).abs() > b.within {
-                    continue;
-                }
-                p.matched = true;
-                matched = true;
-                out.emit(if side == 0 {
-                    spec.combine(&r, Some(&p.record))
-                } else {
-                    spec.combine(&p.record, Some(&r))
-                });
+        let partners = held_prefix(1 - side, &key);
+        let mut newly_matched = Vec::new();
+        for_each_in(&*self.state, &partners, &prefix_end(&partners), |k, v| {
+            if v.len() < HEADER {
+                return Err(corrupt("a held record shorter than its header"));
             }
+            if (read_i64(&v) - t).abs() > b.within {
+                return Ok(());
+            }
+            matched = true;
+            let partner = decode_record(&v)?;
+            out.emit(if side == 0 {
+                spec.combine(&r, Some(&partner))
+            } else {
+                spec.combine(&partner, Some(&r))
+            });
+            if v[MATCHED_AT] == 0 {
+                newly_matched.push((k, v));
+            }
+            Ok(())
+        })?;
+        for (k, mut v) in newly_matched {
+            v[MATCHED_AT] = 1;
+            self.state.put(&k, &v);
         }
         self.seq += 1;
         let leaves_at = t.saturating_add(b.within).saturating_add(b.grace);
-        self.leaving
-            .insert((leaves_at, self.seq), (side, key.clone()));
-        self.sides[side]
-            .by_key
-            .entry(key)
-            .or_default()
-            .push(Buffered {
-                t,
-                seq: self.seq,
-                leaves_at,
-                matched,
-                record: r,
-            });
+        let mut held = held_prefix(side, &key);
+        held.extend_from_slice(&self.seq.to_be_bytes());
+        self.state
+            .put(&held, &encode_held(t, leaves_at, matched, &r)?);
+        self.state.put(&leaving_key(leaves_at, self.seq), &held);
         if self.clock.observe(lane, t, now).is_some() {
-            self.expire(spec, out);
+            self.expire(spec, out)?;
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
     /// Lets go of the records no future record can match; under `kind: left`, a left
     /// record that never matched is emitted alone.
-    fn expire(&mut self, spec: &Spec, out: &mut Emitter) {
-        let watermark = self.clock.watermark();
-        while let Some(entry) = self.leaving.first_entry() {
-            if entry.key().0 >= watermark {
-                break;
+    fn expire(&mut self, spec: &Spec, out: &mut Emitter) -> Result<(), ConnectorError> {
+        let upper = leaving_key(self.clock.watermark(), 0);
+        let mut from = vec![LEAVING];
+        loop {
+            let leaving = self.state.range(&from, &upper, CHUNK)?;
+            let done = leaving.len() < CHUNK;
+            if let Some((last, _)) = leaving.last() {
+                from = last.clone();
+                from.push(0);
             }
-            let seq = entry.key().1;
-            let (side, key) = entry.remove();
-            let held = &mut self.sides[side].by_key;
-            let Some(records) = held.get_mut(&key) else {
-                continue;
-            };
-            let Some(i) = records.iter().position(|b| b.seq == seq) else {
-                continue;
-            };
-            let gone = records.remove(i);
-            if records.is_empty() {
-                held.remove(&key);
+            for (index, held) in leaving {
+                self.state.delete(&index);
+                let Some(v) = self.state.get(&held)? else {
+                    continue;
+                };
+                self.state.delete(&held);
+                let left = held.get(1) == Some(&0);
+                if left && spec.left_outer && v.get(MATCHED_AT) == Some(&0) {
+                    out.emit(spec.combine(&decode_record(&v)?, None));
+                }
             }
-            if side == 0 && spec.left_outer && !gone.matched {
-                out.emit(spec.combine(&gone.record, None));
+            if done {
+                return Ok(());
             }
         }
     }
 
     /// The input ended: every held record leaves.
-    pub fn finish(&mut self, spec: &Spec, out: &mut Emitter) {
+    pub fn finish(&mut self, spec: &Spec, out: &mut Emitter) -> Result<(), ConnectorError> {
         self.clock.advance_to(i64::MAX);
-        self.expire(spec, out);
+        self.expire(spec, out)
     }
 
-    pub fn rebuild_index(&mut self) {
-        self.leaving = self
-            .sides
-            .iter()
-            .enumerate()
-            .flat_map(|(side, s)| {
-                s.by_key.iter().flat_map(move |(k, records)| {
-                    records
-                        .iter()
-                        .map(move |b| ((b.leaves_at, b.seq), (side, k.clone())))
-                })
-            })
-            .collect();
+    pub fn snapshot(&self) -> WindowedSnapshot {
+        WindowedSnapshot {
+            clock: self.clock.clone(),
+            seq: self.seq,
+            entries: self.state.export(),
+            sides: Vec::new(),
+        }
+    }
+
+    pub fn restore(&mut self, snap: WindowedSnapshot) -> Result<(), ConnectorError> {
+        self.clock = snap.clock;
+        self.seq = snap.seq;
+        for (k, v) in snap.entries.into_iter().flatten() {
+            self.state.put(&k, &v);
+        }
+        for (side, s) in snap.sides.into_iter().enumerate() {
+            for (key, records) in s.by_key {
+                for h in records {
+                    let mut held = held_prefix(side, &key);
+                    held.extend_from_slice(&h.seq.to_be_bytes());
+                    self.state
+                        .put(&held, &encode_held(h.t, h.leaves_at, h.matched, &h.record)?);
+                    self.state.put(&leaving_key(h.leaves_at, h.seq), &held);
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -1,45 +1,111 @@
-//! Tumbling and hopping windows: fixed boundaries aligned to the epoch.
+//! Tumbling and hopping windows: fixed boundaries aligned to the epoch, with their
+//! groups in keyed state (the pipeline's state store).
+//!
+//! - Groups being updated sit in memory, decoded, up to a byte budget. A checkpoint
+//!   writes the groups changed since the previous one to the keyed state (so its cost
+//!   grows with the keys changed, not the keys held). Past the budget, every group in
+//!   memory is written and dropped: the window is then *spilled*, and a group not in
+//!   memory is looked up in the store, unless a Bloom filter of the spilled keys says
+//!   it was never there. A window that never spilled needs no lookups.
+//! - A closing window is read back from the store in key order, a bounded number of
+//!   rows at a time (see `Transform::resume`); then every key up to its end is
+//!   forgotten at once (`KeyedState::forget_below`), not deleted key by key. So output
+//!   order is the order of the encoded group keys (`connectd_sdk::ordered`), the same
+//!   whether or not a window spilled or the pipeline restarted in between.
+//! - The open windows themselves (a few) are listed in the snapshot.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
-use connectd_sdk::{Emitter, Value};
+use connectd_sdk::state::KeyedState;
+use connectd_sdk::{ordered, ConnectorError, Emitter, Value};
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
+use super::bloom::KeyFilter;
 use super::{key_hash, output_row, pairs, Acc, GroupKey, Kind, WindowSpec};
 
-/// One window's groups: key → accumulators, looked up by borrowed key values.
+/// Rows emitted per call while a window closes.
+const ROWS_PER_PART: usize = 4096;
+
+struct Group {
+    key: GroupKey,
+    accs: Vec<Acc>,
+    /// Changed since it was last written to the keyed state.
+    dirty: bool,
+}
+
+/// Which of a window's groups may be in the store and not in memory.
 #[derive(Default)]
-struct Groups(HashTable<(GroupKey, Vec<Acc>)>);
-
-impl std::fmt::Debug for Groups {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Groups({})", self.0.len())
-    }
+enum Stored {
+    /// None: the window never spilled; a key not in memory is new.
+    #[default]
+    Nothing,
+    /// Those whose hash the filter holds.
+    Keys(KeyFilter),
+    /// Any (restored from a checkpoint): every key not in memory is looked up.
+    Unknown,
 }
 
-impl Serialize for Groups {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter())
-    }
-}
-
-impl<'de> Deserialize<'de> for Groups {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let entries: Vec<(GroupKey, Vec<Acc>)> = Vec::deserialize(d)?;
-        let mut table = HashTable::with_capacity(entries.len());
-        for e in entries {
-            table.insert_unique(key_hash(e.0 .0.iter()), e, |(k, _)| key_hash(k.0.iter()));
+impl Stored {
+    fn bytes(&self) -> usize {
+        match self {
+            Stored::Keys(filter) => filter.bytes(),
+            _ => 0,
         }
-        Ok(Groups(table))
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// One window's groups in memory, looked up by borrowed key values.
+#[derive(Default)]
+struct Groups {
+    table: HashTable<Group>,
+    stored: Stored,
+}
+
+/// A window being emitted from the store: the next key to read.
+struct Closing {
+    end: i64,
+    start: i64,
+    next: Vec<u8>,
+}
+
 pub struct Aligned {
     /// Open windows by (end, start): the first entry is the next to close.
-    #[serde(with = "pairs")]
     windows: BTreeMap<(i64, i64), Groups>,
+    closing: VecDeque<Closing>,
+    resident_bytes: usize,
+    /// Memory of the spilled-key filters: counted against the budget, though groups
+    /// always get at least a quarter of it.
+    filter_bytes: usize,
+    budget: usize,
+}
+
+impl Default for Aligned {
+    fn default() -> Self {
+        Self::with_budget(connectd_sdk::state::DEFAULT_MEMORY_BUDGET)
+    }
+}
+
+impl std::fmt::Debug for Aligned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Aligned")
+            .field("windows", &self.windows.len())
+            .field("resident_bytes", &self.resident_bytes)
+            .finish()
+    }
+}
+
+/// A window's groups as checkpoints held them before the state store.
+type LegacyGroups = Vec<(GroupKey, Vec<Acc>)>;
+
+/// What a checkpoint holds of the aligned windows; the groups are in keyed state.
+#[derive(Default, Serialize, Deserialize)]
+pub struct AlignedSnapshot {
+    #[serde(default)]
+    open: Vec<(i64, i64)>,
+    /// Checkpoints from before the state store: every window with its groups.
+    #[serde(default, with = "pairs", skip_serializing)]
+    windows: Vec<((i64, i64), LegacyGroups)>,
 }
 
 /// The starts of the windows containing `t`, newest first.
@@ -55,18 +121,86 @@ fn window_starts(spec: &WindowSpec, t: i64) -> impl Iterator<Item = i64> + '_ {
         .take_while(move |start| *start + spec.size > t)
 }
 
+fn biased(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// Store keys of window (end, start) begin with this, in time order.
+fn window_prefix(end: i64, start: i64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(48);
+    k.extend_from_slice(&biased(end));
+    k.extend_from_slice(&biased(start));
+    k
+}
+
+fn store_key(end: i64, start: i64, key: &GroupKey) -> Vec<u8> {
+    let mut k = window_prefix(end, start);
+    ordered::encode_all(&key.0, &mut k);
+    k
+}
+
+/// The first key after every key beginning with `prefix` (prefixes here are 16
+/// bytes of times, never all 0xff).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            break;
+        }
+    }
+    end
+}
+
+fn corrupt(e: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::permanent(format!(
+        "window: a group in the state store cannot be read ({e}); reset the pipeline's state"
+    ))
+}
+
+fn encode_accs(accs: &[Acc]) -> Result<Vec<u8>, ConnectorError> {
+    serde_json::to_vec(accs)
+        .map_err(|e| ConnectorError::permanent("window: cannot encode a group").with_source(e))
+}
+
+/// Approximate memory of a group, for the budget.
+fn approx_bytes(g: &Group) -> usize {
+    let key_heap: usize = g
+        .key
+        .0
+        .iter()
+        .map(|v| match v {
+            Value::Str(s) if s.len() > 24 => s.len(),
+            Value::List(l) => l.len() * 32,
+            _ => 0,
+        })
+        .sum();
+    std::mem::size_of::<Group>() + 16 + key_heap + g.accs.len() * std::mem::size_of::<Acc>()
+}
+
 impl Aligned {
+    pub fn with_budget(budget: usize) -> Self {
+        Self {
+            windows: BTreeMap::new(),
+            closing: VecDeque::new(),
+            resident_bytes: 0,
+            filter_bytes: 0,
+            budget,
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn add(
         &mut self,
         spec: &WindowSpec,
+        state: &mut dyn KeyedState,
         watermark: i64,
         t: i64,
         key: &[&Value],
         inputs: &[Option<&Value>],
         seq: u64,
         out: &mut Emitter,
-    ) -> bool {
+    ) -> Result<bool, ConnectorError> {
         let mut accepted = false;
         for start in window_starts(spec, t) {
             let end = start + spec.size;
@@ -76,21 +210,38 @@ impl Aligned {
             accepted = true;
             let groups = self.windows.entry((end, start)).or_default();
             let hash = key_hash(key.iter().copied());
-            let (owned_key, accs) = match groups.0.find_mut(hash, |(k, _)| k.matches(key)) {
-                Some((k, a)) => (&*k, a),
+            let group = match groups.table.find_mut(hash, |g| g.key.matches(key)) {
+                Some(g) => g,
                 None => {
-                    let fresh = (
-                        GroupKey::from_refs(key),
-                        spec.aggregates.iter().map(|a| a.new_acc()).collect(),
-                    );
-                    let (k, a) = groups
-                        .0
-                        .insert_unique(hash, fresh, |(k, _)| key_hash(k.0.iter()))
-                        .into_mut();
-                    (&*k, a)
+                    let owned = GroupKey::from_refs(key);
+                    let maybe_stored = match &groups.stored {
+                        Stored::Nothing => false,
+                        Stored::Keys(filter) => filter.may_contain(hash),
+                        Stored::Unknown => true,
+                    };
+                    let stored = if maybe_stored {
+                        state.get(&store_key(end, start, &owned))?
+                    } else {
+                        None
+                    };
+                    let accs = match stored {
+                        Some(bytes) => serde_json::from_slice(&bytes).map_err(corrupt)?,
+                        None => spec.aggregates.iter().map(|a| a.new_acc()).collect(),
+                    };
+                    let fresh = Group {
+                        key: owned,
+                        accs,
+                        dirty: true,
+                    };
+                    self.resident_bytes += approx_bytes(&fresh);
+                    groups
+                        .table
+                        .insert_unique(hash, fresh, |g| key_hash(g.key.0.iter()))
+                        .into_mut()
                 }
             };
-            for (acc, input) in accs.iter_mut().zip(inputs) {
+            group.dirty = true;
+            for (acc, input) in group.accs.iter_mut().zip(inputs) {
                 acc.add(*input, seq);
             }
             if spec.emit_changes {
@@ -98,35 +249,166 @@ impl Aligned {
                     spec,
                     start,
                     end,
-                    owned_key,
-                    accs.iter().map(Acc::value),
+                    &group.key,
+                    group.accs.iter().map(Acc::value),
                 ));
             }
         }
-        accepted
+        if self.resident_bytes > self.resident_limit() {
+            self.spill(state)?;
+        }
+        Ok(accepted)
     }
 
-    pub fn fire(&mut self, spec: &WindowSpec, watermark: i64, out: &mut Emitter) {
+    /// Writes every changed group of a window in memory to the keyed state.
+    fn write_groups(
+        groups: &mut Groups,
+        end: i64,
+        start: i64,
+        state: &mut dyn KeyedState,
+    ) -> Result<(), ConnectorError> {
+        for g in groups.table.iter_mut().filter(|g| g.dirty) {
+            state.put(&store_key(end, start, &g.key), &encode_accs(&g.accs)?);
+            g.dirty = false;
+        }
+        Ok(())
+    }
+
+    fn resident_limit(&self) -> usize {
+        self.budget
+            .saturating_sub(self.filter_bytes)
+            .max(self.budget / 4)
+    }
+
+    fn spill(&mut self, state: &mut dyn KeyedState) -> Result<(), ConnectorError> {
+        for (&(end, start), groups) in &mut self.windows {
+            Self::write_groups(groups, end, start, state)?;
+            if let Stored::Nothing = groups.stored {
+                groups.stored = Stored::Keys(KeyFilter::default());
+            }
+            if let Stored::Keys(filter) = &mut groups.stored {
+                for g in groups.table.iter() {
+                    filter.insert(key_hash(g.key.0.iter()));
+                }
+            }
+            groups.table.clear();
+        }
+        self.resident_bytes = 0;
+        self.filter_bytes = self.windows.values().map(|g| g.stored.bytes()).sum();
+        Ok(())
+    }
+
+    /// At a checkpoint: the groups changed since the previous one go to keyed state.
+    pub fn persist(
+        &mut self,
+        state: &mut dyn KeyedState,
+    ) -> Result<AlignedSnapshot, ConnectorError> {
+        for (&(end, start), groups) in &mut self.windows {
+            Self::write_groups(groups, end, start, state)?;
+        }
+        state.report_memory(self.resident_bytes + self.filter_bytes);
+        Ok(AlignedSnapshot {
+            open: self.windows.keys().copied().collect(),
+            windows: Vec::new(),
+        })
+    }
+
+    /// Back to a checkpoint: its open windows, their groups in keyed state.
+    pub fn restore(
+        &mut self,
+        snap: AlignedSnapshot,
+        state: &mut dyn KeyedState,
+    ) -> Result<(), ConnectorError> {
+        self.windows.clear();
+        self.closing.clear();
+        self.resident_bytes = 0;
+        self.filter_bytes = 0;
+        for id in snap.open {
+            self.windows.insert(
+                id,
+                Groups {
+                    table: HashTable::new(),
+                    stored: Stored::Unknown,
+                },
+            );
+        }
+        for ((end, start), groups) in snap.windows {
+            self.windows.entry((end, start)).or_default().stored = Stored::Unknown;
+            for (key, accs) in groups {
+                state.put(&store_key(end, start, &key), &encode_accs(&accs)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes every window the watermark has passed and emits a first part of them.
+    pub fn fire(
+        &mut self,
+        spec: &WindowSpec,
+        state: &mut dyn KeyedState,
+        watermark: i64,
+        out: &mut Emitter,
+    ) -> Result<(), ConnectorError> {
         while let Some(entry) = self.windows.first_entry() {
             let (end, start) = *entry.key();
             if end.saturating_add(spec.grace) > watermark {
                 break;
             }
-            let groups = entry.remove();
+            let mut groups = entry.remove();
+            self.resident_bytes = self
+                .resident_bytes
+                .saturating_sub(groups.table.iter().map(approx_bytes).sum());
+            self.filter_bytes = self.filter_bytes.saturating_sub(groups.stored.bytes());
             if spec.emit_changes {
-                continue; // every update was already emitted
+                // Every update was emitted already: the window's state is garbage.
+                state.forget_below(&prefix_end(&window_prefix(end, start)));
+                continue;
             }
-            let mut rows: Vec<(GroupKey, Vec<Acc>)> = groups.0.into_iter().collect();
-            rows.sort_by(|a, b| a.0.cmp(&b.0));
-            for (key, accs) in rows {
+            // One way out for every group: through the store, in key order.
+            Self::write_groups(&mut groups, end, start, state)?;
+            self.closing.push_back(Closing {
+                end,
+                start,
+                next: window_prefix(end, start),
+            });
+        }
+        self.drain(spec, state, out).map(|_| ())
+    }
+
+    /// Emits up to one part of the closing windows; true while more remains.
+    pub fn drain(
+        &mut self,
+        spec: &WindowSpec,
+        state: &mut dyn KeyedState,
+        out: &mut Emitter,
+    ) -> Result<bool, ConnectorError> {
+        let mut room = ROWS_PER_PART;
+        while let Some(c) = self.closing.front_mut() {
+            let upper = prefix_end(&window_prefix(c.end, c.start));
+            let entries = state.range(&c.next, &upper, room)?;
+            let done = entries.len() < room;
+            room -= entries.len();
+            for (k, v) in entries {
+                let values = ordered::decode_all(&k[16..]).map_err(corrupt)?;
+                let accs: Vec<Acc> = serde_json::from_slice(&v).map_err(corrupt)?;
+                let key = GroupKey(values.into_iter().collect());
                 out.emit(output_row(
                     spec,
-                    start,
-                    end,
+                    c.start,
+                    c.end,
                     &key,
                     accs.iter().map(Acc::value),
                 ));
+                c.next = k;
+                c.next.push(0);
             }
+            if !done {
+                return Ok(true);
+            }
+            // This window and every earlier one are closed: their keys are garbage.
+            state.forget_below(&upper);
+            self.closing.pop_front();
         }
+        Ok(false)
     }
 }

@@ -12,6 +12,7 @@
 
 mod aggregate;
 mod aligned;
+mod bloom;
 mod session;
 mod sliding;
 
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use connectd_sdk::config::{ConfigMap, ConfigValue, Invalid};
 use connectd_sdk::lanes::{LaneClock, LaneClockSnapshot, LateCause};
+use connectd_sdk::state::{Entries, KeyedState, MemoryState};
 use connectd_sdk::time::now_ms;
 use connectd_sdk::{
     BadRecord, Batch, BuildContext, ConnectorError, Emitter, FieldPath, Object, Record, Transform,
@@ -226,32 +228,49 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Tra
 }
 
 /// The per-kind state behind a window transform.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug)]
 enum State {
     Aligned(aligned::Aligned),
     Session(session::Sessions),
     Sliding(sliding::Sliding),
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Snapshot {
+/// The per-kind state in a checkpoint (aligned windows keep their groups in keyed
+/// state; the other kinds are small and snapshot whole).
+#[derive(Serialize, Deserialize)]
+enum StateSnapshot<S, L> {
+    Aligned(aligned::AlignedSnapshot),
+    Session(S),
+    Sliding(L),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot<S, L> {
     watermark: i64,
     seq: u64,
-    state: State,
+    state: StateSnapshot<S, L>,
     /// The newest event time per lane (absent in checkpoints of before lanes).
     #[serde(default)]
     lanes: Vec<(u64, i64)>,
+    /// The keyed state itself when it lives in memory (no state store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    entries: Option<Entries>,
 }
 
 #[derive(Debug)]
 pub struct Window {
     spec: WindowSpec,
     state: State,
+    /// Groups of aligned windows: the state store's table, or memory without one.
+    keyed: Box<dyn KeyedState>,
     clock: LaneClock,
     /// Arrival sequence number: orders `first` / `last` and ties.
     seq: u64,
     last_input_wall: i64,
     last_tick_wall: i64,
+    /// An error while firing from `on_lanes` (which cannot return one), reported by
+    /// the next call that can.
+    failed: Option<ConnectorError>,
 }
 
 impl Window {
@@ -266,26 +285,41 @@ impl Window {
             clock: LaneClock::new(spec.out_of_orderness, spec.idle_timeout),
             spec,
             state,
+            keyed: Box::new(MemoryState::default()),
             seq: 0,
             last_input_wall: now,
             last_tick_wall: now,
+            failed: None,
         }
     }
 
+    /// The same with at most `bytes` of aligned-window groups in memory (the rest in
+    /// keyed state).
+    pub fn with_resident_budget(spec: WindowSpec, bytes: usize) -> Self {
+        let mut w = Self::new(spec);
+        if let State::Aligned(_) = w.state {
+            w.state = State::Aligned(aligned::Aligned::with_budget(bytes));
+        }
+        w
+    }
+
     /// Handles one record: lateness, state update, watermark, firing.
-    fn on_record(&mut self, r: &Record, now: i64, out: &mut Emitter) {
+    fn on_record(&mut self, r: &Record, now: i64, out: &mut Emitter) -> Result<(), ConnectorError> {
         let t = match self.spec.time.of(r, "window") {
             Ok(t) => t,
-            Err(e) => return out.bad.push(BadRecord::record(r.clone(), e)),
+            Err(e) => {
+                out.bad.push(BadRecord::record(r.clone(), e));
+                return Ok(());
+            }
         };
         let mut inputs: SmallVec<[Option<&Value>; 8]> = SmallVec::new();
         for a in &self.spec.aggregates {
             match a.input(r) {
                 Ok(v) => inputs.push(v),
                 Err(e) => {
-                    return out
-                        .bad
-                        .push(BadRecord::record(r.clone(), format!("window: {e}")))
+                    out.bad
+                        .push(BadRecord::record(r.clone(), format!("window: {e}")));
+                    return Ok(());
                 }
             }
         }
@@ -299,7 +333,16 @@ impl Window {
         self.seq += 1;
         let watermark = self.clock.watermark();
         let accepted = match &mut self.state {
-            State::Aligned(s) => s.add(&self.spec, watermark, t, &key, &inputs, self.seq, out),
+            State::Aligned(s) => s.add(
+                &self.spec,
+                &mut *self.keyed,
+                watermark,
+                t,
+                &key,
+                &inputs,
+                self.seq,
+                out,
+            )?,
             State::Session(s) => s.add(
                 &self.spec,
                 watermark,
@@ -337,20 +380,22 @@ impl Window {
             } else {
                 out.late_partition_behind += 1;
             }
-            return;
+            return Ok(());
         }
         if self.clock.observe(r.lane, t, now).is_some() {
-            self.fire(out);
+            self.fire(out)?;
         }
+        Ok(())
     }
 
-    fn fire(&mut self, out: &mut Emitter) {
+    fn fire(&mut self, out: &mut Emitter) -> Result<(), ConnectorError> {
         let wm = self.clock.watermark();
         match &mut self.state {
-            State::Aligned(s) => s.fire(&self.spec, wm, out),
+            State::Aligned(s) => s.fire(&self.spec, &mut *self.keyed, wm, out)?,
             State::Session(s) => s.fire(&self.spec, wm, out),
             State::Sliding(s) => s.fire(&self.spec, wm, out),
         }
+        Ok(())
     }
 }
 
@@ -388,20 +433,25 @@ impl Transform for Window {
         batch: Batch,
         out: &mut Emitter,
     ) -> Result<(), ConnectorError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         if batch.is_empty() {
             return Ok(());
         }
         let now = now_ms();
         self.last_input_wall = now;
         for r in batch.iter() {
-            self.on_record(r, now, out);
+            self.on_record(r, now, out)?;
         }
         Ok(())
     }
 
     fn on_lanes(&mut self, origin: u32, lanes: &[u64], out: &mut Emitter) {
         if self.clock.declare(origin, lanes, now_ms()).is_some() {
-            self.fire(out);
+            if let Err(e) = self.fire(out) {
+                self.failed = Some(e);
+            }
         }
     }
 
@@ -421,14 +471,17 @@ impl Transform for Window {
     fn on_tick(&mut self, now: i64, out: &mut Emitter) -> Result<(), ConnectorError> {
         let elapsed = now - self.last_tick_wall;
         self.last_tick_wall = now;
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         if self.clock.tick(now).is_some() {
-            self.fire(out);
+            self.fire(out)?;
         }
         if let Some(idle) = self.spec.idle_timeout {
             let wm = self.clock.watermark();
             if now - self.last_input_wall >= idle && wm != i64::MIN && elapsed > 0 {
                 self.clock.advance_to(wm.saturating_add(elapsed));
-                self.fire(out);
+                self.fire(out)?;
             }
         }
         Ok(())
@@ -436,24 +489,41 @@ impl Transform for Window {
 
     fn on_end(&mut self, out: &mut Emitter) -> Result<(), ConnectorError> {
         self.clock.advance_to(i64::MAX);
-        self.fire(out);
-        Ok(())
+        self.fire(out)
+    }
+
+    fn resume(&mut self, out: &mut Emitter) -> Result<bool, ConnectorError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        match &mut self.state {
+            State::Aligned(s) => s.drain(&self.spec, &mut *self.keyed, out),
+            _ => Ok(false),
+        }
+    }
+
+    fn attach_state(&mut self, state: Box<dyn KeyedState>) -> bool {
+        if !matches!(self.state, State::Aligned(_)) {
+            return false;
+        }
+        self.state = State::Aligned(aligned::Aligned::with_budget(state.memory_budget()));
+        self.keyed = state;
+        true
     }
 
     fn snapshot(&mut self) -> Result<serde_json::Value, ConnectorError> {
-        #[derive(Serialize)]
-        struct SnapshotRef<'a> {
-            watermark: i64,
-            seq: u64,
-            state: &'a State,
-            lanes: Vec<(u64, i64)>,
-        }
         let clock = self.clock.snapshot();
-        serde_json::to_value(SnapshotRef {
+        let state = match &mut self.state {
+            State::Aligned(s) => StateSnapshot::Aligned(s.persist(&mut *self.keyed)?),
+            State::Session(s) => StateSnapshot::Session(&*s),
+            State::Sliding(s) => StateSnapshot::Sliding(&*s),
+        };
+        serde_json::to_value(Snapshot {
             watermark: clock.watermark,
             seq: self.seq,
-            state: &self.state,
+            state,
             lanes: clock.lanes,
+            entries: self.keyed.export(),
         })
         .map_err(|e| ConnectorError::permanent("window: cannot serialize state").with_source(e))
     }
@@ -462,12 +532,13 @@ impl Transform for Window {
         if state.is_null() {
             return Ok(());
         }
-        let snap: Snapshot = serde_json::from_value(state).map_err(|e| {
-            ConnectorError::permanent(
-                "window: the checkpointed state does not match this window's kind",
-            )
-            .with_source(e)
-        })?;
+        let snap: Snapshot<session::Sessions, sliding::Sliding> = serde_json::from_value(state)
+            .map_err(|e| {
+                ConnectorError::permanent(
+                    "window: the checkpointed state does not match this window's kind",
+                )
+                .with_source(e)
+            })?;
         self.clock.restore(
             &LaneClockSnapshot {
                 watermark: snap.watermark,
@@ -476,7 +547,19 @@ impl Transform for Window {
             now_ms(),
         );
         self.seq = snap.seq;
-        self.state = snap.state;
+        for (k, v) in snap.entries.into_iter().flatten() {
+            self.keyed.put(&k, &v);
+        }
+        match (&mut self.state, snap.state) {
+            (State::Aligned(s), StateSnapshot::Aligned(a)) => s.restore(a, &mut *self.keyed)?,
+            (State::Session(s), StateSnapshot::Session(a)) => *s = a,
+            (State::Sliding(s), StateSnapshot::Sliding(a)) => *s = a,
+            _ => {
+                return Err(ConnectorError::permanent(
+                    "window: the checkpointed state does not match this window's kind",
+                ))
+            }
+        }
         Ok(())
     }
 }
