@@ -216,6 +216,15 @@ pub trait Sink: Send {
     fn exactly_once(&self) -> bool {
         true
     }
+
+    /// An idempotent sink without transactions (asked after `open`): it cannot take
+    /// back what it wrote, so the runtime hands it an epoch's records only once their
+    /// checkpoint is complete, from the write-ahead log, then commits. Records of an
+    /// epoch given up after a crash (a live source sends different ones next time)
+    /// therefore never reach it. The cost: its output appears a checkpoint later.
+    fn writes_at_commit(&self) -> bool {
+        false
+    }
 }
 
 macro_rules! opaque_debug {

@@ -1,9 +1,10 @@
 //! Exactly-once with a live source that never replays: a local server speaking the
 //! Alpaca v2 stream protocol sends each quote once, to whichever connection is open
 //! (a restarted worker gets new quotes, never the old ones). The pipeline maps them
-//! into three sinks — `csv`, `jsonl` and `mysql` in plain INSERT mode — with
-//! checkpoints every 100 ms, and is SIGKILLed at seeded random moments. Afterwards the
-//! three sinks must hold the same quotes, none twice, and only quotes the server sent.
+//! into five sinks — `csv`, `jsonl`, `mysql` in plain INSERT mode, `cassandra` and
+//! `mongodb` without transactions — with checkpoints every 100 ms, and is SIGKILLed at
+//! seeded random moments. Afterwards the five sinks must hold the same quotes, none
+//! twice, and only quotes the server sent.
 //! (Quotes sent after the last checkpoint before a kill are lost: the source cannot
 //! replay. What matters is that every sink loses the same ones.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -45,7 +46,7 @@ fn sessions(connections: usize) -> Vec<Vec<Step>> {
     all
 }
 
-fn pipeline(url: &str, db_url: &str) -> String {
+fn pipeline(url: &str, db_url: &str, cql: &str, keyspace: &str, mongo: &str) -> String {
     format!(
         r#"
 name: live
@@ -68,8 +69,44 @@ sinks:
     table: quotes
     columns: {{n: n, symbol: symbol}}
     create_table: {{n: BIGINT NOT NULL, symbol: VARCHAR(8) NOT NULL}}
+  cql_out:
+    type: cassandra
+    inputs: [prices]
+    contact_points: ["{cql}"]
+    keyspace: {keyspace}
+    table: quotes
+    consistency: one
+    columns: [n, symbol]
+    create_schema: {{primary_key: n, columns: {{n: double, symbol: text}}}}
+  mongo_out:
+    type: mongodb
+    inputs: [prices]
+    uri: {mongo}
+    database: {keyspace}
+    collection: quotes
+    id: [n]
+    transactions: "off"
 "#
     )
+}
+
+/// The quote numbers in the Cassandra table.
+fn cql_numbers(addr: &str, keyspace: &str) -> Vec<u64> {
+    use futures_util::StreamExt;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let session = common::cql_server::session(addr).await;
+        let pager = session
+            .query_iter(format!("SELECT n FROM {keyspace}.quotes").as_str(), ())
+            .await
+            .unwrap();
+        let mut rows = pager.rows_stream::<(f64,)>().unwrap();
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().await {
+            out.push(row.unwrap().0);
+        }
+        numbers(out.into_iter())
+    })
 }
 
 fn numbers(values: impl Iterator<Item = f64>) -> Vec<u64> {
@@ -79,7 +116,7 @@ fn numbers(values: impl Iterator<Item = f64>) -> Vec<u64> {
 }
 
 #[test]
-fn a_live_source_into_three_sinks_stays_exactly_once_across_sigkills() {
+fn a_live_source_into_five_sinks_stays_exactly_once_across_sigkills() {
     const KILLS: usize = 12;
     let (seed, mut rng) = common::seeded_rng();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -91,8 +128,14 @@ fn a_live_source_into_three_sinks_stays_exactly_once_across_sigkills() {
     *server.sessions.lock().unwrap() = sessions(KILLS + 1);
     let url = rt.block_on(server.start());
     let (db, db_url) = fresh_database("live");
+    let cql = common::cql_server::start();
+    let keyspace = format!("live_{}", rand::random::<u32>());
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_pipeline(dir.path(), "p.yaml", &pipeline(&url, &db_url));
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        &pipeline(&url, &db_url, &cql, &keyspace, &common::mongo::url()),
+    );
 
     for k in 0..=KILLS {
         let mut child = spawn(dir.path(), &cfg, &[]);
@@ -165,6 +208,29 @@ fn a_live_source_into_three_sinks_stays_exactly_once_across_sigkills() {
         mysql == csv,
         "seed {seed}: MySQL and the CSV hold different quotes ({} vs {})",
         mysql.len(),
+        csv.len()
+    );
+    let cassandra = cql_numbers(&cql, &keyspace);
+    assert!(
+        cassandra == csv,
+        "seed {seed}: Cassandra and the CSV hold different quotes ({} vs {})",
+        cassandra.len(),
+        csv.len()
+    );
+    let mongo = numbers(
+        common::mongo::documents(&keyspace, "quotes")
+            .iter()
+            .map(|d| {
+                d["_id"]
+                    .as_f64()
+                    .or_else(|| d["_id"].as_i64().map(|i| i as f64))
+                    .unwrap()
+            }),
+    );
+    assert!(
+        mongo == csv,
+        "seed {seed}: MongoDB and the CSV hold different quotes ({} vs {})",
+        mongo.len(),
         csv.len()
     );
 }

@@ -1,11 +1,14 @@
 //! `cassandra`: writes rows to Apache Cassandra / ScyllaDB (scylla driver).
 //!
 //! Writes are idempotent upserts keyed by the table's primary key (a CQL INSERT
-//! overwrites), sent as prepared statements with bounded concurrency. At a checkpoint,
+//! overwrites), sent as prepared statements with bounded concurrency across partitions
+//! and in record order within one (the last write to a key wins). At a checkpoint,
 //! once every write of it is acknowledged, the checkpoint row goes to
-//! `connectd_checkpoints` in the same keyspace. After a crash the pipeline replays from
-//! that checkpoint and the replayed rows overwrite themselves: the table ends with
-//! exactly the expected rows. Values are converted to each column's CQL type as the
+//! `connectd_checkpoints` in the same keyspace. Writes cannot be taken back, so the
+//! runtime hands the sink an epoch's rows only once its checkpoint is complete (from
+//! the write-ahead log; see `Sink::writes_at_commit`): an epoch given up after a crash
+//! never reaches the table, and one interrupted mid-commit is written again, its rows
+//! overwriting themselves. Values are converted to each column's CQL type as the
 //! prepared statement reports it (timestamps, UUIDs, decimals, dates, collections).
 
 use std::sync::Arc;
@@ -43,6 +46,8 @@ pub struct CassandraSink {
     columns: Vec<ColumnSpec>,
     consistency: Consistency,
     concurrency: usize,
+    /// Positions of the partition key among the INSERT's bound values.
+    partition_key: Vec<usize>,
     schema: Option<Schema>,
     pipeline: String,
     sink: String,
@@ -151,6 +156,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
         columns,
         consistency,
         concurrency,
+        partition_key: Vec::new(),
         schema,
         pipeline: ctx.pipeline.clone(),
         sink: ctx.component.clone(),
@@ -395,8 +401,33 @@ impl CassandraSink {
     }
 }
 
+/// A row's bound values.
+type Row = Vec<Option<CqlValue>>;
+
+/// Splits rows into chains by partition key, each in record order, chains in order of
+/// first appearance. Without a known partition key, one chain: in order, one at a time.
+fn by_partition(rows: Vec<(Row, usize)>, key: &[usize]) -> Vec<Vec<(Row, usize)>> {
+    let mut chains: Vec<Vec<(Row, usize)>> = Vec::new();
+    // CqlValue has no Hash: its debug form identifies a key's values.
+    let mut index: std::collections::HashMap<String, usize> = Default::default();
+    for (row, i) in rows {
+        let id = format!("{:?}", key.iter().map(|k| row.get(*k)).collect::<Vec<_>>());
+        let at = *index.entry(id).or_insert_with(|| {
+            chains.push(Vec::new());
+            chains.len() - 1
+        });
+        chains[at].push((row, i));
+    }
+    chains
+}
+
 #[async_trait]
 impl Sink for CassandraSink {
+    /// Upserts cannot be taken back: an epoch's rows are written once it is complete.
+    fn writes_at_commit(&self) -> bool {
+        true
+    }
+
     /// Deletes this sink's checkpoint row.
     async fn reset(&mut self) -> Result<(), ConnectorError> {
         let session = self.connect().await?;
@@ -463,6 +494,11 @@ impl Sink for CassandraSink {
         })?;
         insert.set_consistency(self.consistency);
         insert.set_is_idempotent(true);
+        self.partition_key = insert
+            .get_variable_pk_indexes()
+            .iter()
+            .map(|k| usize::from(k.index))
+            .collect();
         self.types = insert
             .get_variable_col_specs()
             .iter()
@@ -521,14 +557,25 @@ impl Sink for CassandraSink {
                 )),
             }
         }
-        let results: Vec<_> = stream::iter(rows)
-            .map(|(row, i): (Vec<Option<CqlValue>>, usize)| {
+        // Writes to one partition go one after another, in record order (so the last
+        // write to a key wins, as it would have written alone); partitions in parallel.
+        let results: Vec<_> = stream::iter(by_partition(rows, &self.partition_key))
+            .map(|chain: Vec<(Row, usize)>| {
                 let (session, insert) = (session.clone(), insert.clone());
-                async move { (session.execute_unpaged(&insert, row).await.map(|_| ()), i) }
+                async move {
+                    let mut done = Vec::with_capacity(chain.len());
+                    for (row, i) in chain {
+                        done.push((session.execute_unpaged(&insert, row).await.map(|_| ()), i));
+                    }
+                    done
+                }
             })
             .buffer_unordered(self.concurrency)
-            .collect()
-            .await;
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         for (result, i) in results {
             let r = &batch[i];
             if let Err(e) = result {
@@ -632,5 +679,22 @@ mod tests {
             ))
         );
         assert!(decimal(&Value::str("1e5x")).is_err());
+    }
+
+    #[test]
+    fn writes_to_one_partition_stay_in_record_order() {
+        let row = |k: i64, v: i64| vec![Some(CqlValue::BigInt(k)), Some(CqlValue::BigInt(v))];
+        let rows: Vec<(Row, usize)> = (0..30).map(|i| (row(i % 3, i), i as usize)).collect();
+        let chains = by_partition(rows.clone(), &[0]);
+        assert_eq!(chains.len(), 3);
+        for (k, chain) in chains.iter().enumerate() {
+            let order: Vec<usize> = chain.iter().map(|(_, i)| *i).collect();
+            let want: Vec<usize> = (0..30).filter(|i| i % 3 == k).collect();
+            assert_eq!(order, want, "partition {k}");
+        }
+        // No known partition key: one chain, the whole batch in order.
+        let one = by_partition(rows, &[]);
+        assert_eq!(one.len(), 1);
+        assert!(one[0].iter().map(|(_, i)| *i).eq(0..30));
     }
 }

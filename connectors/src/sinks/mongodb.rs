@@ -6,8 +6,10 @@
 //! A batch is one `update` (or `insert`) command: one round trip. When the server
 //! supports transactions (replica set or sharded cluster; `transactions: auto`), the
 //! documents of a checkpoint and the checkpoint document commit in one transaction;
-//! otherwise the checkpoint document is written once every write of the checkpoint is
-//! acknowledged, and replay after a crash rewrites the same documents.
+//! otherwise the runtime hands the sink an epoch's documents only once its checkpoint
+//! is complete (`Sink::writes_at_commit`), and the checkpoint document is written once
+//! every write of it is acknowledged: an epoch given up after a crash never reaches
+//! the collection, one interrupted mid-commit is rewritten by `_id`.
 
 use std::time::Duration;
 
@@ -39,6 +41,9 @@ pub struct MongoSink {
     db: Option<Database>,
     client: Option<Client>,
     use_transactions: bool,
+    /// A commit of this checkpoint was tried and failed: before trying again, the
+    /// checkpoint document shows whether it went through after all.
+    attempted: Option<u64>,
     /// With transactions: the documents since the last commit, written at commit.
     pending: Vec<(Document, Record)>,
 }
@@ -99,6 +104,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
         db: None,
         client: None,
         use_transactions: false,
+        attempted: None,
         pending: Vec::new(),
     }))
 }
@@ -115,6 +121,13 @@ fn bson(v: &Value) -> Bson {
             Bson::Document(o.iter().map(|(k, v)| (k.to_string(), bson(v))).collect())
         }
     }
+}
+
+/// The checkpoint id of a stored checkpoint document.
+fn stored_id(d: &Document) -> i64 {
+    d.get_i64("checkpoint_id")
+        .or_else(|_| d.get_i32("checkpoint_id").map(i64::from))
+        .unwrap_or(0)
 }
 
 fn is_transient(e: &mongodb::error::Error) -> bool {
@@ -257,6 +270,14 @@ impl MongoSink {
         Ok(())
     }
 
+    async fn stored_checkpoint(&self, db: &Database) -> Result<Option<Document>, ConnectorError> {
+        let id = format!("{}/{}", self.pipeline, self.sink);
+        db.collection::<Document>("connectd_checkpoints")
+            .find_one(doc! {"_id": &id})
+            .await
+            .map_err(|e| to_error(e, "reading the checkpoint"))
+    }
+
     async fn write_checkpoint(
         &self,
         checkpoint: &Checkpoint,
@@ -280,6 +301,12 @@ impl MongoSink {
 
 #[async_trait]
 impl Sink for MongoSink {
+    /// Without transactions writes cannot be taken back: an epoch's documents are
+    /// written once it is complete.
+    fn writes_at_commit(&self) -> bool {
+        !self.use_transactions
+    }
+
     async fn open(&mut self) -> Result<Option<Committed>, ConnectorError> {
         let client = Client::with_uri_str(&self.uri)
             .await
@@ -300,22 +327,14 @@ impl Sink for MongoSink {
             ));
         }
         tracing::info!(sink = %self.sink, transactions = self.use_transactions, "mongodb sink ready");
-        let id = format!("{}/{}", self.pipeline, self.sink);
-        let stored = db
-            .collection::<Document>("connectd_checkpoints")
-            .find_one(doc! {"_id": &id})
-            .await
-            .map_err(|e| to_error(e, "reading the checkpoint"))?;
+        let stored = self.stored_checkpoint(&db).await?;
         self.db = Some(db);
         self.client = Some(client);
         self.pending.clear();
         match stored {
             None => Ok(None),
             Some(d) => {
-                let checkpoint_id = d
-                    .get_i64("checkpoint_id")
-                    .or_else(|_| d.get_i32("checkpoint_id").map(i64::from))
-                    .unwrap_or(0);
+                let checkpoint_id = stored_id(&d);
                 let state = d.get_str("state").unwrap_or("null");
                 let state = serde_json::from_str(state).map_err(|e| {
                     ConnectorError::permanent("mongodb: the stored checkpoint state is not JSON")
@@ -362,6 +381,18 @@ impl Sink for MongoSink {
             .client
             .clone()
             .ok_or_else(|| ConnectorError::permanent("mongodb: used before open"))?;
+        if self.attempted == Some(checkpoint.id) {
+            // The last attempt failed, maybe after the server committed it (the reply
+            // was lost): the checkpoint document says. Never insert an epoch twice.
+            let stored = self.stored_checkpoint(self.db()?).await?;
+            if stored.is_some_and(|d| stored_id(&d) == checkpoint.id as i64) {
+                tracing::info!(sink = %self.sink, checkpoint = checkpoint.id, "the interrupted commit had succeeded");
+                self.pending.clear();
+                self.attempted = None;
+                return Ok(());
+            }
+        }
+        self.attempted = Some(checkpoint.id);
         let mut session = client
             .start_session()
             .await
@@ -384,6 +415,7 @@ impl Sink for MongoSink {
             tracing::error!(sink = %self.sink, reason = %b.reason, "mongodb rejected a document");
         }
         self.pending.clear();
+        self.attempted = None;
         Ok(())
     }
 

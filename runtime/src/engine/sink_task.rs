@@ -1,7 +1,9 @@
 //! Drives one sink through the two-phase commit of each checkpoint: the epoch's records
 //! are written to the sink (its open transaction) and to its write-ahead log; at the
 //! aligned barrier the log is sealed (pre-commit), the task waits until the checkpoint
-//! is complete in the state store, then commits it to the sink.
+//! is complete in the state store, then commits it to the sink. A sink that cannot
+//! take writes back (`Sink::writes_at_commit`) gets the epoch's records from the log
+//! only then, just before its commit.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,29 +38,43 @@ impl SinkTask {
         PipelineError::new(&self.name, message)
     }
 
+    /// Writes records to the sink; what it rejects goes to the dead-letter queue.
+    async fn write(
+        &mut self,
+        batch: &[connectd_sdk::Record],
+        bad: &mut Vec<connectd_sdk::BadRecord>,
+    ) -> Result<(), PipelineError> {
+        retry!(
+            self.retry_timeout,
+            format!("sink `{}`", self.name),
+            self.sink.write(batch, bad)
+        )
+        .map_err(|e| self.err(e.to_string()))?;
+        let rejected = bad.len() as u64;
+        if !bad.is_empty() {
+            self.dlq
+                .handle(&self.name, std::mem::take(bad), &self.metrics)?;
+        }
+        self.metrics
+            .records_out
+            .inc_by((batch.len() as u64).saturating_sub(rejected));
+        Ok(())
+    }
+
     pub async fn run(mut self) -> Result<(), PipelineError> {
         let mut bad = Vec::new();
+        let at_commit = self.wal.is_some() && self.sink.writes_at_commit();
         loop {
             match self.aligner.next().await {
                 Event::Data(_, batch) => {
                     self.metrics.records_in.inc_by(batch.len() as u64);
                     if let Some(wal) = self.wal.as_mut() {
                         wal.append(self.epoch, &batch)?;
+                        if at_commit {
+                            continue;
+                        }
                     }
-                    retry!(
-                        self.retry_timeout,
-                        format!("sink `{}`", self.name),
-                        self.sink.write(&batch, &mut bad)
-                    )
-                    .map_err(|e| self.err(e.to_string()))?;
-                    let rejected = bad.len() as u64;
-                    if !bad.is_empty() {
-                        self.dlq
-                            .handle(&self.name, std::mem::take(&mut bad), &self.metrics)?;
-                    }
-                    self.metrics
-                        .records_out
-                        .inc_by((batch.len() as u64).saturating_sub(rejected));
+                    self.write(&batch, &mut bad).await?;
                 }
                 Event::Aligned(b) => {
                     let started = Instant::now();
@@ -76,6 +92,15 @@ impl SinkTask {
                     let state = serde_json::to_value(&state)
                         .map_err(|e| self.err(format!("cannot encode the checkpoint: {e}")))?;
                     let checkpoint = Checkpoint { id: b.id, state };
+                    if at_commit {
+                        // The checkpoint is complete: its records may reach the sink now.
+                        let records = match self.wal.as_ref() {
+                            Some(wal) => wal.read(b.id)?,
+                            None => Vec::new(),
+                        };
+                        self.write(&records, &mut bad).await?;
+                        self.dlq.sync(&self.name)?;
+                    }
                     retry!(
                         self.retry_timeout,
                         format!("commit of sink `{}`", self.name),
