@@ -101,6 +101,32 @@ fn encode_str(s: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(&[0x00, 0x01]);
 }
 
+/// An i64 as 8 bytes that sort as the numbers do (sign bit flipped, big-endian): times
+/// in keys of a time-ordered index.
+pub fn i64_key(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The inverse of [`i64_key`], from the first 8 bytes of `bytes` (`None` if shorter).
+pub fn i64_from_key(bytes: &[u8]) -> Option<i64> {
+    let b: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    Some((u64::from_be_bytes(b) ^ (1 << 63)) as i64)
+}
+
+/// The first key after every key that begins with `prefix` (the end of a prefix range).
+/// For a prefix of only `0xff` bytes there is none: the empty key is returned, which
+/// callers must not use as an upper bound (prefixes here never are all `0xff`).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            break;
+        }
+    }
+    end
+}
+
 /// Bytes that are not an encoding made by [`encode`].
 #[derive(Debug, thiserror::Error)]
 #[error("not an encoded key at byte {at}: {what}")]
@@ -278,6 +304,21 @@ mod tests {
         for w in floats.windows(2) {
             assert!(enc(&Value::Float(w[0])) < enc(&Value::Float(w[1])), "{w:?}");
         }
+    }
+
+    #[test]
+    fn time_keys_sort_as_times_and_prefix_ends_bound_their_prefix() {
+        let times = [i64::MIN, -5, -1, 0, 1, 1_700_000_000_000, i64::MAX];
+        for w in times.windows(2) {
+            assert!(i64_key(w[0]) < i64_key(w[1]));
+        }
+        for t in times {
+            assert_eq!(i64_from_key(&i64_key(t)), Some(t));
+        }
+        assert_eq!(i64_from_key(&[1, 2]), None);
+        assert_eq!(prefix_end(b"ab"), b"ac");
+        assert_eq!(prefix_end(&[1, 0xff]), [2]);
+        assert!(b"ab\xff\xff".as_slice() < prefix_end(b"ab").as_slice());
     }
 
     #[test]

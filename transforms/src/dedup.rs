@@ -120,16 +120,11 @@ fn entry_key(key: &[u8]) -> Vec<u8> {
     k
 }
 
-/// Order-preserving bytes of an i64 (sign bit flipped, big-endian).
-fn ordered(t: i64) -> [u8; 8] {
-    ((t as u64) ^ (1 << 63)).to_be_bytes()
-}
-
 /// `x` + expiry time + sequence: the expiry index, in time order.
 fn index_key(expires: i64, seq: u64) -> [u8; 17] {
     let mut k = [0u8; 17];
     k[0] = b'x';
-    k[1..9].copy_from_slice(&ordered(expires));
+    k[1..9].copy_from_slice(&connectd_sdk::ordered::i64_key(expires));
     k[9..].copy_from_slice(&seq.to_be_bytes());
     k
 }
@@ -268,9 +263,7 @@ impl Dedup {
         // The next entry due, if any: until the clock reaches it, nothing expires.
         self.earliest = match self.state.range(b"x", b"y", 1)?.first() {
             Some((index, _)) => {
-                let mut t = [0u8; 8];
-                t.copy_from_slice(&index[1..9]);
-                (u64::from_be_bytes(t) ^ (1 << 63)) as i64
+                connectd_sdk::ordered::i64_from_key(&index[1..]).unwrap_or(i64::MIN)
             }
             None => i64::MAX,
         };

@@ -56,16 +56,6 @@ pub struct LegacyRow {
     updated: i64,
 }
 
-fn biased(t: i64) -> [u8; 8] {
-    ((t as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-fn unbiased(bytes: &[u8]) -> i64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&bytes[..8]);
-    (u64::from_be_bytes(b) ^ (1 << 63)) as i64
-}
-
 fn row_key(key: &GroupKey) -> Vec<u8> {
     let mut k = vec![ROW];
     ordered::encode_all(&key.0, &mut k);
@@ -75,7 +65,7 @@ fn row_key(key: &GroupKey) -> Vec<u8> {
 fn index_key(updated: i64, seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(17);
     k.push(INDEX);
-    k.extend_from_slice(&biased(updated));
+    k.extend_from_slice(&ordered::i64_key(updated));
     k.extend_from_slice(&seq.to_be_bytes());
     k
 }
@@ -132,7 +122,9 @@ impl Table {
                     return Err(corrupt("a row shorter than its header"));
                 }
                 let old_seq = u64::from_be_bytes(old[8..16].try_into().map_err(corrupt)?);
-                self.state.delete(&index_key(unbiased(&old), old_seq));
+                let old_updated =
+                    ordered::i64_from_key(&old).ok_or_else(|| corrupt("a short row"))?;
+                self.state.delete(&index_key(old_updated, old_seq));
             }
             self.state.put(&index_key(updated, self.seq), &rk);
             if self.earliest != i64::MIN {
@@ -140,7 +132,7 @@ impl Table {
             }
         }
         let mut value = Vec::with_capacity(128);
-        value.extend_from_slice(&biased(updated));
+        value.extend_from_slice(&ordered::i64_key(updated));
         value.extend_from_slice(&self.seq.to_be_bytes());
         serde_json::to_writer(&mut value, r)
             .map_err(|e| ConnectorError::permanent("join: cannot encode a row").with_source(e))?;
@@ -174,7 +166,7 @@ impl Table {
         }
         // What is left starts after the cutoff; its exact time is read next time.
         self.earliest = match self.state.range(&[INDEX], &[INDEX + 1], 1)?.first() {
-            Some((k, _)) if k.len() >= 9 => unbiased(&k[1..9]),
+            Some((k, _)) => ordered::i64_from_key(&k[1..]).unwrap_or(i64::MIN),
             _ => i64::MAX,
         };
         Ok(())
@@ -201,7 +193,7 @@ impl Table {
         for (key, row) in snap.rows {
             self.seq += 1;
             let mut value = Vec::new();
-            value.extend_from_slice(&biased(row.updated));
+            value.extend_from_slice(&ordered::i64_key(row.updated));
             value.extend_from_slice(&self.seq.to_be_bytes());
             serde_json::to_writer(&mut value, &row.record).map_err(corrupt)?;
             let rk = row_key(&key);

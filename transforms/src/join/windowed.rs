@@ -78,10 +78,6 @@ pub struct LegacyHeld {
     record: Record,
 }
 
-fn biased(t: i64) -> [u8; 8] {
-    ((t as u64) ^ (1 << 63)).to_be_bytes()
-}
-
 fn read_i64(bytes: &[u8]) -> i64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&bytes[..8]);
@@ -98,21 +94,9 @@ fn held_prefix(side: usize, key: &GroupKey) -> Vec<u8> {
 fn leaving_key(leaves_at: i64, seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(17);
     k.push(LEAVING);
-    k.extend_from_slice(&biased(leaves_at));
+    k.extend_from_slice(&ordered::i64_key(leaves_at));
     k.extend_from_slice(&seq.to_be_bytes());
     k
-}
-
-/// The first key after every key that begins with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            break;
-        }
-    }
-    end
 }
 
 fn corrupt(e: impl std::fmt::Display) -> ConnectorError {
@@ -223,25 +207,30 @@ impl Windowed {
         let mut matched = false;
         let partners = held_prefix(1 - side, &key);
         let mut newly_matched = Vec::new();
-        for_each_in(&*self.state, &partners, &prefix_end(&partners), |k, v| {
-            if v.len() < HEADER {
-                return Err(corrupt("a held record shorter than its header"));
-            }
-            if (read_i64(&v) - t).abs() > b.within {
-                return Ok(());
-            }
-            matched = true;
-            let partner = decode_record(&v)?;
-            out.emit(if side == 0 {
-                spec.combine(&r, Some(&partner))
-            } else {
-                spec.combine(&partner, Some(&r))
-            });
-            if v[MATCHED_AT] == 0 {
-                newly_matched.push((k, v));
-            }
-            Ok(())
-        })?;
+        for_each_in(
+            &*self.state,
+            &partners,
+            &ordered::prefix_end(&partners),
+            |k, v| {
+                if v.len() < HEADER {
+                    return Err(corrupt("a held record shorter than its header"));
+                }
+                if read_i64(&v).saturating_sub(t).saturating_abs() > b.within {
+                    return Ok(());
+                }
+                matched = true;
+                let partner = decode_record(&v)?;
+                out.emit(if side == 0 {
+                    spec.combine(&r, Some(&partner))
+                } else {
+                    spec.combine(&partner, Some(&r))
+                });
+                if v[MATCHED_AT] == 0 {
+                    newly_matched.push((k, v));
+                }
+                Ok(())
+            },
+        )?;
         for (k, mut v) in newly_matched {
             v[MATCHED_AT] = 1;
             self.state.put(&k, &v);

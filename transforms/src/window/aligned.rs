@@ -21,6 +21,7 @@ use connectd_sdk::{ordered, ConnectorError, Emitter, Value};
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
+use super::acc_codec;
 use super::bloom::KeyFilter;
 use super::{key_hash, output_row, pairs, Acc, GroupKey, Kind, WindowSpec};
 
@@ -121,15 +122,11 @@ fn window_starts(spec: &WindowSpec, t: i64) -> impl Iterator<Item = i64> + '_ {
         .take_while(move |start| *start + spec.size > t)
 }
 
-fn biased(t: i64) -> [u8; 8] {
-    ((t as u64) ^ (1 << 63)).to_be_bytes()
-}
-
 /// Store keys of window (end, start) begin with this, in time order.
 fn window_prefix(end: i64, start: i64) -> Vec<u8> {
     let mut k = Vec::with_capacity(48);
-    k.extend_from_slice(&biased(end));
-    k.extend_from_slice(&biased(start));
+    k.extend_from_slice(&ordered::i64_key(end));
+    k.extend_from_slice(&ordered::i64_key(start));
     k
 }
 
@@ -139,28 +136,16 @@ fn store_key(end: i64, start: i64, key: &GroupKey) -> Vec<u8> {
     k
 }
 
-/// The first key after every key beginning with `prefix` (prefixes here are 16
-/// bytes of times, never all 0xff).
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            break;
-        }
-    }
-    end
-}
-
 fn corrupt(e: impl std::fmt::Display) -> ConnectorError {
     ConnectorError::permanent(format!(
         "window: a group in the state store cannot be read ({e}); reset the pipeline's state"
     ))
 }
 
-fn encode_accs(accs: &[Acc]) -> Result<Vec<u8>, ConnectorError> {
-    serde_json::to_vec(accs)
-        .map_err(|e| ConnectorError::permanent("window: cannot encode a group").with_source(e))
+fn encode_accs(accs: &[Acc]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 * accs.len());
+    acc_codec::encode(accs, &mut out);
+    out
 }
 
 /// Approximate memory of a group, for the budget.
@@ -225,7 +210,9 @@ impl Aligned {
                         None
                     };
                     let accs = match stored {
-                        Some(bytes) => serde_json::from_slice(&bytes).map_err(corrupt)?,
+                        Some(bytes) => {
+                            acc_codec::decode(&bytes, spec.aggregates.len()).map_err(corrupt)?
+                        }
                         None => spec.aggregates.iter().map(|a| a.new_acc()).collect(),
                     };
                     let fresh = Group {
@@ -268,7 +255,7 @@ impl Aligned {
         state: &mut dyn KeyedState,
     ) -> Result<(), ConnectorError> {
         for g in groups.table.iter_mut().filter(|g| g.dirty) {
-            state.put(&store_key(end, start, &g.key), &encode_accs(&g.accs)?);
+            state.put(&store_key(end, start, &g.key), &encode_accs(&g.accs));
             g.dirty = false;
         }
         Ok(())
@@ -335,7 +322,7 @@ impl Aligned {
         for ((end, start), groups) in snap.windows {
             self.windows.entry((end, start)).or_default().stored = Stored::Unknown;
             for (key, accs) in groups {
-                state.put(&store_key(end, start, &key), &encode_accs(&accs)?);
+                state.put(&store_key(end, start, &key), &encode_accs(&accs));
             }
         }
         Ok(())
@@ -361,7 +348,7 @@ impl Aligned {
             self.filter_bytes = self.filter_bytes.saturating_sub(groups.stored.bytes());
             if spec.emit_changes {
                 // Every update was emitted already: the window's state is garbage.
-                state.forget_below(&prefix_end(&window_prefix(end, start)));
+                state.forget_below(&ordered::prefix_end(&window_prefix(end, start)));
                 continue;
             }
             // One way out for every group: through the store, in key order.
@@ -384,13 +371,13 @@ impl Aligned {
     ) -> Result<bool, ConnectorError> {
         let mut room = ROWS_PER_PART;
         while let Some(c) = self.closing.front_mut() {
-            let upper = prefix_end(&window_prefix(c.end, c.start));
+            let upper = ordered::prefix_end(&window_prefix(c.end, c.start));
             let entries = state.range(&c.next, &upper, room)?;
             let done = entries.len() < room;
             room -= entries.len();
             for (k, v) in entries {
                 let values = ordered::decode_all(&k[16..]).map_err(corrupt)?;
-                let accs: Vec<Acc> = serde_json::from_slice(&v).map_err(corrupt)?;
+                let accs = acc_codec::decode(&v, spec.aggregates.len()).map_err(corrupt)?;
                 let key = GroupKey(values.into_iter().collect());
                 out.emit(output_row(
                     spec,

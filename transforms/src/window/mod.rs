@@ -10,6 +10,7 @@
 //! The watermark advances per record, so within a partition results do not depend on
 //! how the input was batched.
 
+mod acc_codec;
 mod aggregate;
 mod aligned;
 mod bloom;
