@@ -195,20 +195,8 @@ sinks:
     schema: '{"type":"record","name":"Metric","fields":[{"name":"hostname","type":"string"},{"name":"cpu","type":"string"},{"name":"usage","type":"double"},{"name":"occurred_at","type":"long"}]}'
 "#;
 
-/// The records of an Avro container file, as JSON lines (read by connectd itself).
 fn avro_records(dir: &std::path::Path) -> String {
-    let cfg = write_pipeline(
-        dir,
-        "read-avro.yaml",
-        "name: read-avro\nsources:\n  f: {type: file, path: out/firsts.avro, format: avro}\nsinks:\n  j: {type: jsonl, inputs: [f], path: out/firsts-avro.jsonl}\n",
-    );
-    let out = run_to_end(dir, &cfg);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    read(dir.join("out/firsts-avro.jsonl"))
+    avro_as_jsonl(dir, "out/firsts.avro")
 }
 
 fn sorted_lines(text: &str) -> Vec<&str> {

@@ -1,9 +1,9 @@
 //! Exactly-once with a live source that never replays: a local server speaking the
 //! Alpaca v2 stream protocol sends each quote once, to whichever connection is open
 //! (a restarted worker gets new quotes, never the old ones). The pipeline maps them
-//! into five sinks — `csv`, `jsonl`, `mysql` in plain INSERT mode, `cassandra` and
-//! `mongodb` without transactions — with checkpoints every 100 ms, and is SIGKILLed at
-//! seeded random moments. Afterwards the five sinks must hold the same quotes, none
+//! into six sinks — `csv`, `jsonl`, `avro`, `mysql` in plain INSERT mode, `cassandra`
+//! and `mongodb` without transactions — with checkpoints every 100 ms, and is SIGKILLed
+//! at seeded random moments. Afterwards the six sinks must hold the same quotes, none
 //! twice, and only quotes the server sent.
 //! (Quotes sent after the last checkpoint before a kill are lost: the source cannot
 //! replay. What matters is that every sink loses the same ones.)
@@ -62,6 +62,12 @@ transforms:
 sinks:
   csv_out: {{type: csv, inputs: [prices], path: out/q.csv, columns: [n, symbol]}}
   jsonl_out: {{type: jsonl, inputs: [prices], path: out/q.jsonl}}
+  avro_out:
+    type: avro
+    inputs: [prices]
+    path: out/q.avro
+    schema: '{{"type":"record","name":"Q","fields":[{{"name":"n","type":"double"}},{{"name":"symbol","type":"string"}}]}}'
+
   db_out:
     type: mysql
     inputs: [prices]
@@ -116,7 +122,7 @@ fn numbers(values: impl Iterator<Item = f64>) -> Vec<u64> {
 }
 
 #[test]
-fn a_live_source_into_five_sinks_stays_exactly_once_across_sigkills() {
+fn a_live_source_into_six_sinks_stays_exactly_once_across_sigkills() {
     const KILLS: usize = 12;
     let (seed, mut rng) = common::seeded_rng();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -171,6 +177,11 @@ fn a_live_source_into_five_sinks_stays_exactly_once_across_sigkills() {
             .as_f64()
             .unwrap()
     }));
+    let avro = numbers(avro_as_jsonl(dir.path(), "out/q.avro").lines().map(|l| {
+        serde_json::from_str::<serde_json::Value>(l).unwrap()["n"]
+            .as_f64()
+            .unwrap()
+    }));
     let in_db = query(&[&format!(
         "SELECT GROUP_CONCAT(n ORDER BY n SEPARATOR ',') FROM {db}.quotes"
     )])
@@ -202,6 +213,12 @@ fn a_live_source_into_five_sinks_stays_exactly_once_across_sigkills() {
         jsonl == csv,
         "seed {seed}: the JSONL and the CSV hold different quotes ({} vs {})",
         jsonl.len(),
+        csv.len()
+    );
+    assert!(
+        avro == csv,
+        "seed {seed}: the Avro file and the CSV hold different quotes ({} vs {})",
+        avro.len(),
         csv.len()
     );
     assert!(

@@ -325,3 +325,25 @@ pub fn serve(app: axum::Router) -> String {
     });
     format!("http://{}", rx.recv().unwrap())
 }
+
+/// The records of the Avro container file `path` (relative to `dir`), as JSON lines,
+/// read by connectd itself.
+pub fn avro_as_jsonl(dir: &Path, path: &str) -> String {
+    let out_path = format!("{path}.read.jsonl");
+    let cfg = write_pipeline(
+        dir,
+        "read-avro.yaml",
+        &format!(
+            "name: read-avro\nsources:\n  f: {{type: file, path: {path}, format: avro}}\nsinks:\n  j: {{type: jsonl, inputs: [f], path: {out_path}}}\n"
+        ),
+    );
+    let _ = std::fs::remove_dir_all(dir.join(".connectd/read-avro"));
+    let _ = std::fs::remove_file(dir.join(&out_path));
+    let out = run_to_end(dir, &cfg);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    read(dir.join(out_path))
+}
