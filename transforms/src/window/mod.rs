@@ -489,6 +489,9 @@ impl Transform for Window {
     }
 
     fn on_end(&mut self, out: &mut Emitter) -> Result<(), ConnectorError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         self.clock.advance_to(i64::MAX);
         self.fire(out)
     }
