@@ -83,6 +83,11 @@ pub struct LaneClock {
     idle_timeout: Option<i64>,
     lanes: BTreeMap<u64, Lane>,
     watermark: i64,
+    /// The newest event time of lanes a rebalance took away. A lane given back (an
+    /// eager rebalance takes every partition away and hands them out again) resumes
+    /// from it: a partition already read to its end would otherwise hold the
+    /// watermark at nothing-seen for good.
+    given_up: BTreeMap<u64, i64>,
 }
 
 /// What a checkpoint keeps of a [`LaneClock`].
@@ -116,6 +121,7 @@ impl LaneClock {
             idle_timeout,
             lanes: BTreeMap::new(),
             watermark: i64::MIN,
+            given_up: BTreeMap::new(),
         }
     }
 
@@ -153,12 +159,21 @@ impl LaneClock {
     /// gets only some of its partitions while the old member's session lingers, and the
     /// rest must not become late meanwhile. Returns the new watermark if it advanced.
     pub fn declare(&mut self, origin: u32, lanes: &[u64], now: i64) -> Option<i64> {
-        self.lanes
-            .retain(|id, lane| origin_of(*id) != origin || lane.restored || lanes.contains(id));
+        let given_up = &mut self.given_up;
+        self.lanes.retain(|id, lane| {
+            let keep = origin_of(*id) != origin || lane.restored || lanes.contains(id);
+            if !keep && lane.max != i64::MIN {
+                given_up.insert(*id, lane.max);
+            }
+            keep
+        });
         for id in lanes {
             self.lanes
                 .entry(*id)
-                .or_insert_with(|| Lane::new(now))
+                .or_insert_with(|| Lane {
+                    max: self.given_up.remove(id).unwrap_or(i64::MIN),
+                    ..Lane::new(now)
+                })
                 .restored = false;
         }
         self.recompute()
@@ -343,5 +358,19 @@ mod tests {
         assert_eq!(d.observe(b, 300, 0), Some(300));
         // A rebalance in this run that takes b away forgets it.
         assert_eq!(d.declare(1, &[a], 0), Some(500));
+    }
+
+    #[test]
+    fn a_lane_given_back_resumes_from_where_it_was() {
+        let (a, b) = (global(1, 0), global(1, 1));
+        let mut c = LaneClock::new(0, None);
+        c.declare(1, &[a, b], 0);
+        c.observe(a, 100, 0);
+        c.observe(b, 900, 0);
+        // An eager rebalance: everything taken away, then handed out again. b was read
+        // to its end and has no more records: it must not hold the watermark back.
+        c.declare(1, &[], 0);
+        c.declare(1, &[a, b], 0);
+        assert_eq!(c.observe(a, 1000, 0), Some(900));
     }
 }

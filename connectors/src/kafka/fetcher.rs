@@ -23,6 +23,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use super::awaited::Awaited;
 use super::fairness::Fairness;
 use super::format::{Decoder, ValueFormat};
 use super::groups;
@@ -85,6 +86,10 @@ pub struct Shared {
     /// Each partition's end (high watermark, or last stable offset when reading
     /// committed), from librdkafka's statistics.
     pub ends: Mutex<std::collections::HashMap<Partition, i64>>,
+    /// Partitions of the topics not held yet but waited for (see `awaited`).
+    pub awaited: Mutex<Awaited>,
+    /// How long `awaited` partitions are waited for.
+    pub await_for: Duration,
 }
 
 impl Shared {
@@ -100,6 +105,10 @@ impl Shared {
 
     pub fn held(&self) -> std::sync::MutexGuard<'_, BTreeSet<Partition>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn awaited(&self) -> std::sync::MutexGuard<'_, Awaited> {
+        self.awaited.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -194,11 +203,13 @@ impl Rebalancer {
         // Merged, never replaced: a partition held elsewhere now keeps its position here.
         positions.extend(starts);
         drop(positions);
-        *self.shared.held() = tpl
+        let held: BTreeSet<Partition> = tpl
             .elements()
             .iter()
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
+        self.shared.awaited().assigned(&held);
+        *self.shared.held() = held;
         self.shared.generation.fetch_add(1, Ordering::Relaxed);
         tracing::info!(source = %source, partitions = tpl.count(), "kafka partitions assigned");
         if let Err(e) = consumer.assign(tpl) {
@@ -272,6 +283,7 @@ pub fn run(consumer: BaseConsumer<Rebalancer>) {
             return;
         }
     };
+    await_partitions(&consumer, &shared);
     let mut fairness = shared.max_partition_skew.map(Fairness::new);
     let (mut generation, mut balanced) = (0, std::time::Instant::now());
     while !shared.closing.load(Ordering::Relaxed) {
@@ -308,6 +320,34 @@ pub fn run(consumer: BaseConsumer<Rebalancer>) {
         }
     }
     shared.closing.store(true, Ordering::Relaxed);
+}
+
+/// Reads every partition of the subscribed topics before the first poll (which is
+/// where assignments happen), so the source declares them all as lanes.
+fn await_partitions(consumer: &BaseConsumer<Rebalancer>, shared: &Shared) {
+    let mut partitions = BTreeSet::new();
+    // All topics (`None`): asking for one by name may create it on some brokers.
+    match consumer.fetch_metadata(None, Duration::from_secs(10)) {
+        Ok(md) => {
+            for t in md
+                .topics()
+                .iter()
+                .filter(|t| shared.topics.iter().any(|s| s == t.name()))
+            {
+                partitions.extend(
+                    t.partitions()
+                        .iter()
+                        .map(|p| (t.name().to_string(), p.id())),
+                );
+            }
+        }
+        Err(e) => {
+            tracing::warn!(source = %shared.source, error = %e, "kafka: cannot read the topics' partitions; the watermark waits only for partitions assigned to this worker");
+        }
+    }
+    shared
+        .awaited()
+        .known(partitions, std::time::Instant::now(), shared.await_for);
 }
 
 /// Pauses partitions running ahead and resumes those the others caught up with.

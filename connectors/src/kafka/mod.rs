@@ -1,6 +1,7 @@
 //! What the `kafka` source and sink share: client settings, the offsets format, and the
 //! registry through which a sink finds the consumer groups of its pipeline's sources.
 
+pub mod awaited;
 pub mod fairness;
 pub mod fetcher;
 pub mod format;

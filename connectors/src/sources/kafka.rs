@@ -42,7 +42,7 @@ use rdkafka::error::KafkaError;
 use crate::kafka::fetcher::{self, Fetched, Partition, Shared};
 use crate::kafka::format::{self, ValueFormat};
 use crate::kafka::offsets::{self, Positions};
-use crate::kafka::{client_config, client_properties, error, groups};
+use crate::kafka::{awaited, client_config, client_properties, error, groups};
 
 pub struct KafkaSource {
     props: std::collections::BTreeMap<String, String>,
@@ -187,6 +187,8 @@ impl Source for KafkaSource {
             max_partition_skew: self.max_partition_skew,
             generation: Default::default(),
             ends: Default::default(),
+            awaited: Default::default(),
+            await_for: awaited::wait_for(&self.props),
         });
         let (consumer, fetched) = fetcher::create(&client_config(&self.props), shared.clone())
             .map_err(|e| error("cannot create the consumer", e))?;
@@ -271,11 +273,19 @@ impl Source for KafkaSource {
         Ok(SourcePoll::Idle(Duration::from_millis(20)))
     }
 
-    /// The partitions this worker holds now.
+    /// The partitions this worker holds now, and those it still waits for (see
+    /// `kafka::awaited`); before the topics' partitions are known, the pending lane.
     fn lanes(&self) -> Option<Vec<u32>> {
         let shared = self.shared.as_ref()?;
-        let held = shared.held().clone();
-        Some(held.iter().map(|(t, p)| shared.lane(t, *p)).collect())
+        let mut awaited = shared.awaited();
+        let Some(waiting) = awaited.at(std::time::Instant::now()) else {
+            return Some(vec![connectd_sdk::lanes::PENDING]);
+        };
+        let mut lanes: std::collections::BTreeSet<u32> =
+            waiting.iter().map(|(t, p)| shared.lane(t, *p)).collect();
+        drop(awaited);
+        lanes.extend(shared.held().iter().map(|(t, p)| shared.lane(t, *p)));
+        Some(lanes.into_iter().collect())
     }
 
     fn stats(&self) -> Option<Arc<SourceStats>> {
