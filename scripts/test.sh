@@ -32,6 +32,8 @@ scripts/prometheus.sh
 scripts/browser.sh
 # kafka-connect-py, the Kafka Connect REST client the admin API is tested with.
 python3 -c 'import kafka_connect' 2>/dev/null || python3 -m pip install --quiet kafka-connect-py
+# kafka-connect-healthcheck, the health check Kafka Connect users run against a worker.
+python3 -c 'import kafka_connect_healthcheck' 2>/dev/null || python3 -m pip install --quiet kafka-connect-healthcheck
 
 echo "== wasm plugins"
 # The example plugins and the sandbox-test guests (installs the wasm32-wasip2 target).

@@ -163,6 +163,11 @@ async fn resume(State(s): State<AdminState>, Path(name): Path<String>) -> Respon
     control(&s, &name, Control::Resume).await
 }
 
+/// Kafka Connect's stop (KIP-875): as pause, and the state offsets are reset in.
+async fn stop(State(s): State<AdminState>, Path(name): Path<String>) -> Response {
+    control(&s, &name, Control::Stop).await
+}
+
 /// As Kafka Connect: 204 when done; with `?includeTasks=true` (or `onlyFailed`), 202
 /// and the status.
 async fn restart(
@@ -205,20 +210,44 @@ async fn restart_task(
 async fn reset_offsets(State(s): State<AdminState>, Path(name): Path<String>) -> Response {
     match s.worker.control(&name, Control::ResetOffsets).await {
         Ok(()) => Json(serde_json::json!({
-            "message": format!("the offsets of `{name}` have been reset: its next run starts from the beginning")
+            "message": format!("The offsets for `{name}` have been reset successfully: its next run starts from the beginning")
         }))
         .into_response(),
         Err(e) => control_problem(&e),
     }
 }
 
-/// `{"checkpoint": id, "sources": {name: offset}}` of the newest committed checkpoint.
+/// The newest committed checkpoint's source positions: Kafka Connect's (KIP-875)
+/// `{"offsets": [{"partition": {"source": name}, "offset": {...}}]}`, plus connectd's
+/// `{"checkpoint": id, "sources": {name: offset}}`.
 async fn offsets(State(s): State<AdminState>, Path(name): Path<String>) -> Response {
     match s.worker.offsets(&name) {
-        Ok(Some(v)) => Json(v).into_response(),
-        Ok(None) => Json(serde_json::json!({"checkpoint": null, "sources": {}})).into_response(),
+        Ok(Some(v)) => Json(with_connect_offsets(v)).into_response(),
+        Ok(None) => Json(serde_json::json!({"checkpoint": null, "sources": {}, "offsets": []}))
+            .into_response(),
         Err(e) => problem(StatusCode::NOT_FOUND, e.to_string()),
     }
+}
+
+fn with_connect_offsets(mut v: serde_json::Value) -> serde_json::Value {
+    let offsets: Vec<serde_json::Value> = v["sources"]
+        .as_object()
+        .map(|sources| {
+            sources
+                .iter()
+                .map(|(source, offset)| {
+                    // Kafka Connect's offsets are objects.
+                    let offset = match offset {
+                        serde_json::Value::Object(_) => offset.clone(),
+                        other => serde_json::json!({ "position": other }),
+                    };
+                    serde_json::json!({"partition": {"source": source}, "offset": offset})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v["offsets"] = serde_json::Value::Array(offsets);
+    v
 }
 
 async fn plugins(State(s): State<AdminState>) -> Json<Vec<Plugin>> {
@@ -383,7 +412,7 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     text.push_str("# HELP connectd_pipeline_state 1 for the state each pipeline is in, 0 for the others.\n# TYPE connectd_pipeline_state gauge\n");
     for p in s.worker.statuses() {
         let now = serde_json::to_value(p.state).unwrap_or_default();
-        for state in ["RUNNING", "PAUSED", "FAILED", "FINISHED"] {
+        for state in ["RUNNING", "PAUSED", "STOPPED", "FAILED", "FINISHED"] {
             let on = u8::from(now.as_str() == Some(state));
             let _ = writeln!(
                 text,
@@ -429,6 +458,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/connectors/{name}/status", get(status))
         .route("/connectors/{name}/pause", put(pause))
         .route("/connectors/{name}/resume", put(resume))
+        .route("/connectors/{name}/stop", put(stop))
         .route("/connectors/{name}/restart", post(restart))
         .route("/connectors/{name}/tasks", get(crate::admin_connect::tasks))
         .route(

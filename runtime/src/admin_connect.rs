@@ -21,7 +21,7 @@ fn connect_state(s: PipelineState) -> &'static str {
         PipelineState::Running => "RUNNING",
         PipelineState::Paused => "PAUSED",
         PipelineState::Failed => "FAILED",
-        PipelineState::Finished => "STOPPED",
+        PipelineState::Finished | PipelineState::Stopped => "STOPPED",
     }
 }
 

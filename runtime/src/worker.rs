@@ -41,6 +41,9 @@ pub enum PipelineState {
     Running,
     /// Stopped at a checkpoint on request; resumes from there.
     Paused,
+    /// Stopped at a checkpoint by Kafka Connect's `stop` (KIP-875): as paused, and the
+    /// state in which its offsets may be reset.
+    Stopped,
     Failed,
     /// Its sources are exhausted and everything is committed (or the worker stopped).
     Finished,
@@ -73,6 +76,7 @@ pub struct PipelineStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
     Pause,
+    Stop,
     Resume,
     Restart,
     /// Forget the committed checkpoint in every sink (only while stopped).
@@ -197,6 +201,7 @@ fn now() -> String {
 enum Then {
     Report,
     Pause,
+    Stop,
     Restart,
     /// Start this new version (its file changed).
     Replace(Box<PipelinePlan>),
@@ -367,7 +372,7 @@ impl Worker {
                 "an offset reset is handled by reset_offsets".into(),
             ));
         }
-        if self.stopping && what != Control::Pause {
+        if self.stopping && !matches!(what, Control::Pause | Control::Stop) {
             return Err(ControlError::Conflict("the worker is shutting down".into()));
         }
         if let Some(r) = self.running.get_mut(name) {
@@ -379,12 +384,13 @@ impl Worker {
                     )))
                 }
                 (Control::Pause, _) => r.then = Then::Pause,
+                (Control::Stop, _) => r.then = Then::Stop,
                 (Control::Restart, _) => r.then = Then::Restart,
-                (Control::Resume, Then::Pause) => r.then = Then::Restart,
+                (Control::Resume, Then::Pause | Then::Stop) => r.then = Then::Restart,
                 (Control::Resume, _) => return Ok(()),
                 (Control::ResetOffsets, _) => {
                     return Err(ControlError::Conflict(format!(
-                        "pipeline `{name}` is running: pause it first"
+                        "pipeline `{name}` is running: stop it first (PUT /connectors/{name}/stop)"
                     )))
                 }
             }
@@ -397,9 +403,18 @@ impl Worker {
             (Control::Pause, _) => Err(ControlError::Conflict(format!(
                 "pipeline `{name}` is not running"
             ))),
-            (Control::Resume, s) if s != PipelineState::Paused => Err(ControlError::Conflict(
-                format!("pipeline `{name}` is not paused (restart it instead)"),
-            )),
+            // Not running: stopped already, in effect.
+            (Control::Stop, _) => {
+                self.set(name, PipelineState::Stopped, None);
+                Ok(())
+            }
+            (Control::Resume, s)
+                if !matches!(s, PipelineState::Paused | PipelineState::Stopped) =>
+            {
+                Err(ControlError::Conflict(format!(
+                    "pipeline `{name}` is not paused or stopped (restart it instead)"
+                )))
+            }
             _ => self.reload(name).map_err(|e| {
                 self.set(
                     name,
@@ -420,7 +435,7 @@ impl Worker {
             .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
         if self.running.contains_key(name) {
             return Err(ControlError::Conflict(format!(
-                "pipeline `{name}` is running: pause it first (offsets are reset only while it is stopped)"
+                "pipeline `{name}` is running: stop it first (PUT /connectors/{name}/stop); offsets are reset only while it is stopped"
             )));
         }
         let loader = self
@@ -476,6 +491,10 @@ impl Worker {
             (Ok(()), Then::Pause) => {
                 tracing::info!(pipeline = %name, "pipeline paused");
                 self.set(&name, PipelineState::Paused, None);
+            }
+            (Ok(()), Then::Stop) => {
+                tracing::info!(pipeline = %name, "pipeline stopped");
+                self.set(&name, PipelineState::Stopped, None);
             }
             (Ok(()), Then::Replace(plan)) if !self.stopping => {
                 tracing::info!(pipeline = %name, "starting the changed pipeline from its checkpoint");
@@ -611,7 +630,7 @@ impl Worker {
     fn any_paused(&self) -> bool {
         lock(&self.statuses)
             .values()
-            .any(|s| s.state == PipelineState::Paused)
+            .any(|s| matches!(s.state, PipelineState::Paused | PipelineState::Stopped))
     }
 
     pub async fn run(

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 
 #[test]
-fn kafka_connect_py_lists_reads_status_pauses_resumes_and_restarts_a_pipeline() {
+fn kafka_connect_py_lists_reads_status_pauses_resumes_restarts_stops_and_resets_a_pipeline() {
     let dir = tempfile::tempdir().unwrap();
     write_pipeline(
         dir.path(),
@@ -23,6 +23,7 @@ fn kafka_connect_py_lists_reads_status_pauses_resumes_and_restarts_a_pipeline() 
         .arg(&script)
         .arg(format!("http://127.0.0.1:{port}"))
         .arg("ticks")
+        .arg(dir.path().join("out/ticks.csv"))
         .output()
         .expect("python3");
     signal(&worker, libc::SIGTERM);
@@ -106,6 +107,94 @@ fn without_a_pipelines_dir_creating_is_refused() {
     assert!(body.contains("--pipelines-dir"), "{body}");
     let (code, _) = http("DELETE", port, "/connectors/ticks", None);
     assert_eq!(code, 409);
+    signal(&worker, libc::SIGTERM);
+    let _ = wait_with_deadline(&mut worker, Duration::from_secs(60));
+}
+
+/// `kafka-connect-healthcheck` (PyPI), the health check Kafka Connect users put in
+/// front of a worker, reads connectd's status: unhealthy while a pipeline has failed
+/// (naming it), healthy when the failures stay under its threshold.
+#[test]
+fn kafka_connect_healthcheck_reports_a_failed_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pipeline(
+        dir.path(),
+        "ticks.yaml",
+        "name: ticks\nsources:\n  gen: {type: trades, seed: 5, rate: 200, count: 1000000}\nsinks:\n  out: {type: csv, inputs: [gen], path: out/ticks.csv, columns: [id]}\n",
+    );
+    // Its file's folder is a file: the sink cannot write, the pipeline fails.
+    write_pipeline(
+        dir.path(),
+        "broken.yaml",
+        "name: broken\nerrors: {retry_timeout: 1s}\nsources:\n  gen: {type: trades, seed: 1, rate: 0, count: 10}\nsinks:\n  out: {type: csv, inputs: [gen], path: ticks.yaml/cannot.csv, columns: [id]}\n",
+    );
+    let (mut worker, port) = start_worker(dir.path(), &["--config", "ticks.yaml", "broken.yaml"]);
+    let started = std::time::Instant::now();
+    while !http("GET", port, "/connectors/broken/status", None)
+        .1
+        .contains("FAILED")
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "never failed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let check = |threshold: Option<&str>| {
+        let health_port = free_port();
+        let mut cmd = std::process::Command::new("python3");
+        cmd.args(["-m", "kafka_connect_healthcheck.main", "--port"])
+            .arg(health_port.to_string())
+            .arg("--connect-url")
+            .arg(format!("http://127.0.0.1:{port}"))
+            .arg("--connect-worker-id")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(
+                threshold
+                    .map(|t| ["--failure-threshold-percentage", t])
+                    .iter()
+                    .flatten(),
+            );
+        let mut tool = spawn_captured(&mut cmd);
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", health_port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "kafka-connect-healthcheck (pip install kafka-connect-healthcheck) never listened: {}",
+                stderr_tail(&tool, 3000)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let answer = http("GET", health_port, "/", None);
+        signal(&tool, libc::SIGTERM);
+        let _ = wait_with_deadline(&mut tool, Duration::from_secs(10));
+        (
+            answer.0,
+            serde_json::from_str::<serde_json::Value>(&answer.1).unwrap(),
+        )
+    };
+    let (code, body) = check(None);
+    assert_eq!(code, 503, "{body}");
+    let failed: Vec<(&str, &str)> = body["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["type"].as_str().unwrap(),
+                f["connector"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        [("connector", "broken"), ("task", "broken")],
+        "{body}"
+    );
+    // One of two pipelines (its connector and its task: 2 of 4) is under 60 %.
+    let (code, body) = check(Some("60"));
+    assert_eq!(
+        (code, body["healthy"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
     signal(&worker, libc::SIGTERM);
     let _ = wait_with_deadline(&mut worker, Duration::from_secs(60));
 }
