@@ -493,9 +493,14 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// Binds now (so a taken port is reported at startup) and serves in the background.
-/// Refuses a non-loopback address without a token: the API can stop pipelines.
-pub async fn serve(addr: &str, mut state: AdminState) -> Result<SocketAddr, String> {
+/// Binds now (so a taken port is reported at startup) and serves in the background,
+/// over TLS when given an acceptor. Refuses a non-loopback address without a token:
+/// the API can stop pipelines.
+pub async fn serve(
+    addr: &str,
+    mut state: AdminState,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> Result<SocketAddr, String> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on --admin-addr {addr}: {e}"))?;
@@ -512,10 +517,23 @@ pub async fn serve(addr: &str, mut state: AdminState) -> Result<SocketAddr, Stri
         std::env::var("CONNECTD_ADMIN_HOSTS").ok().as_deref(),
     );
     let app = router(state);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "admin server stopped");
+    match tls {
+        Some(acceptor) => {
+            let listener = crate::admin_tls::TlsListener::new(listener, acceptor)
+                .map_err(|e| format!("--admin-addr {addr}: {e}"))?;
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "admin server stopped");
+                }
+            });
         }
-    });
+        None => {
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "admin server stopped");
+                }
+            });
+        }
+    }
     Ok(local)
 }

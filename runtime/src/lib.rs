@@ -4,6 +4,7 @@ pub mod admin;
 pub mod admin_connect;
 pub mod admin_guard;
 pub mod admin_pipelines;
+pub mod admin_tls;
 pub mod config;
 pub mod config_watch;
 pub mod engine;

@@ -85,6 +85,13 @@ struct RunArgs {
     /// Address of the admin HTTP server (/metrics, /healthz); `off` disables it.
     #[arg(long, env = "CONNECTD_ADMIN_ADDR", default_value = "127.0.0.1:8083")]
     admin_addr: String,
+    /// Serve the admin API over HTTPS with this PEM certificate chain (leaf first);
+    /// needs --admin-tls-key.
+    #[arg(long, env = "CONNECTD_ADMIN_TLS_CERT", requires = "admin_tls_key")]
+    admin_tls_cert: Option<PathBuf>,
+    /// The PEM private key of --admin-tls-cert.
+    #[arg(long, env = "CONNECTD_ADMIN_TLS_KEY", requires = "admin_tls_cert")]
+    admin_tls_key: Option<PathBuf>,
     /// Do not watch the pipeline files; re-read them on SIGHUP only.
     #[arg(long, env = "CONNECTD_NO_WATCH")]
     no_watch: bool,
@@ -275,6 +282,17 @@ fn run(args: RunArgs) -> ExitCode {
             }
         };
         if args.admin_addr != "off" {
+            let tls = match (&args.admin_tls_cert, &args.admin_tls_key) {
+                (Some(cert), Some(key)) => match connectd_runtime::admin_tls::acceptor(cert, key) {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                _ => None,
+            };
+            let scheme = if tls.is_some() { "https" } else { "http" };
             match admin::serve(
                 &args.admin_addr,
                 admin::AdminState {
@@ -295,11 +313,12 @@ fn run(args: RunArgs) -> ExitCode {
                     pipelines_dir: args.pipelines_dir.clone(),
                     validator,
                 },
+                tls,
             )
             .await
             {
                 Ok(addr) => {
-                    tracing::info!(%addr, "admin server listening (REST API, /metrics, /healthz, /readyz)")
+                    tracing::info!(%addr, scheme, "admin server listening (REST API, /metrics, /healthz, /readyz)")
                 }
                 Err(e) => {
                     eprintln!("error: {e}");

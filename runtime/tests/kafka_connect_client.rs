@@ -198,3 +198,107 @@ fn kafka_connect_healthcheck_reports_a_failed_pipeline() {
     signal(&worker, libc::SIGTERM);
     let _ = wait_with_deadline(&mut worker, Duration::from_secs(60));
 }
+
+/// With `--admin-tls-cert/--admin-tls-key` the API is served over HTTPS only: a client
+/// verifies the certificate (kafka-connect-py with the CA file), fails without it, and
+/// plain HTTP gets no answer. A missing key file is a startup error naming it.
+#[test]
+fn the_admin_api_is_served_over_tls_and_verified_by_a_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = std::process::Command::new("openssl")
+        .current_dir(dir.path())
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args([
+            "-nodes", "-keyout", "key.pem", "-out", "cert.pem", "-days", "2",
+        ])
+        .args(["-subj", "/CN=localhost", "-addext"])
+        .arg("subjectAltName=DNS:localhost,IP:127.0.0.1")
+        .output()
+        .expect("openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    write_pipeline(
+        dir.path(),
+        "p.yaml",
+        "name: ticks\nsources:\n  gen: {type: trades, seed: 5, rate: 50, count: 1000000}\nsinks:\n  out: {type: csv, inputs: [gen], path: out/ticks.csv, columns: [id]}\n",
+    );
+    let refused = connectd()
+        .current_dir(dir.path())
+        .args([
+            "--admin-tls-cert",
+            "cert.pem",
+            "--admin-tls-key",
+            "nope.pem",
+        ])
+        .args(["--config", "p.yaml"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && said.contains("--admin-tls-key nope.pem"),
+        "{said}"
+    );
+    let port = free_port();
+    let mut worker = spawn_captured(
+        connectd()
+            .current_dir(dir.path())
+            .args(["--admin-addr", &format!("127.0.0.1:{port}")])
+            .args(["--admin-tls-cert", "cert.pem", "--admin-tls-key", "key.pem"])
+            .args(["--config", "p.yaml"]),
+    );
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never listened: {}",
+            stderr_tail(&worker, 3000)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/tls_client.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(format!("https://localhost:{port}"))
+        .arg(dir.path().join("cert.pem"))
+        .arg("ticks")
+        .output()
+        .expect("python3");
+    // Plain HTTP on the TLS port: no HTTP answer.
+    let plain = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        write!(
+            s,
+            "GET /connectors HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut bytes = Vec::new();
+        let _ = s.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    signal(&worker, libc::SIGTERM);
+    let _ = wait_with_deadline(&mut worker, Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "HTTPS with kafka-connect-py failed:\n{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        stderr_tail(&worker, 3000)
+    );
+    assert!(
+        !plain.contains("HTTP/1.1") && !plain.contains("ticks"),
+        "{plain}"
+    );
+}
