@@ -5,6 +5,10 @@
 //! yet written), `logged` (the state store holds the checkpoint, no sink has committed
 //! it through this one), `committed` (this sink committed, others may not have).
 //! Read once; unset, it costs one comparison per checkpoint.
+//!
+//! `CONNECTD_TEST_COMMIT_TRACE=<file>` appends `begin <sink> <id>` when a sink starts
+//! committing a checkpoint (its barrier aligned) and `end <sink> <id>` when it is done,
+//! so a test that SIGKILLs at random can tell which kills landed inside a commit.
 
 use std::sync::OnceLock;
 
@@ -27,6 +31,26 @@ fn point() -> Option<&'static Point> {
             Some(Point { step, id, sink })
         })
         .as_ref()
+}
+
+fn trace_file() -> Option<&'static std::path::Path> {
+    static FILE: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+    FILE.get_or_init(|| std::env::var_os("CONNECTD_TEST_COMMIT_TRACE").map(Into::into))
+        .as_deref()
+}
+
+/// Appends `<what> <sink> <id>` to the commit trace, if one is asked for.
+pub fn trace(what: &str, id: u64, sink: &str) {
+    if let Some(path) = trace_file() {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{what} {sink} {id}");
+        }
+    }
 }
 
 /// Aborts the process if the test hook names this step.

@@ -78,6 +78,7 @@ impl SinkTask {
                 }
                 Event::Aligned(b) => {
                     let started = Instant::now();
+                    super::crash_point::trace("begin", b.id, &self.name);
                     // Pre-commit: what the epoch sent to the DLQ and to this sink is durable.
                     self.dlq.sync(&self.name)?;
                     if let Some(wal) = self.wal.as_mut() {
@@ -108,6 +109,7 @@ impl SinkTask {
                     )
                     .map_err(|e| self.err(format!("checkpoint {} failed: {e}", b.id)))?;
                     super::crash_point::hit("committed", b.id, &self.name);
+                    super::crash_point::trace("end", b.id, &self.name);
                     if let Some(wal) = self.wal.as_mut() {
                         wal.remove(b.id)?;
                     }

@@ -6,6 +6,7 @@ pub mod kafka;
 pub mod mongo;
 pub mod mysql;
 pub mod schema_registry;
+pub mod sink_table;
 pub mod tansu;
 
 use std::collections::BTreeMap;
