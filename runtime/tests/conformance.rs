@@ -273,3 +273,137 @@ fn a_four_partition_kafka_source_into_every_sink_is_exactly_once() {
     let report = sink_table::check_all(&t, &want, &format!("seed {seed}"));
     println!("{report}");
 }
+
+/// The shipped `kafka/alpaca-spy-to-kafka.yaml` (quotes → 5 s average → a Kafka topic
+/// and a CSV file) under the live-source test: a server that never replays, seeded
+/// SIGKILLs, then SIGTERM. The topic and the CSV must hold the same windows, none twice.
+#[test]
+fn the_alpaca_to_kafka_example_keeps_its_two_sinks_equal_across_sigkills() {
+    use alpaca_server::{batch, quote, Step};
+    const KILLS: usize = 5;
+    let (seed, mut rng) = seeded_rng();
+    // Connection k: quotes g = k·1000 .. k·1000+999, 20 ms of event time apart (250 per
+    // 5 s window), in 40 batches 15 ms apart; event time goes on across connections.
+    let t0 = chrono::DateTime::parse_from_rfc3339("2024-04-01T15:00:00Z").unwrap();
+    let mut sessions: Vec<Vec<Step>> = (0..=KILLS)
+        .map(|k| {
+            (0..40)
+                .flat_map(|b| {
+                    let quotes: Vec<String> = (0..25)
+                        .map(|i| {
+                            let g = (k * 1000 + b * 25 + i) as i64;
+                            let t = t0 + chrono::Duration::milliseconds(g * 20);
+                            let t = t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                            quote("SPY", &t, 100.0 + (g % 97) as f64)
+                        })
+                        .collect();
+                    [batch(&quotes), Step::Wait(Duration::from_millis(15))]
+                })
+                .collect()
+        })
+        .collect();
+    sessions.push(vec![Step::Wait(Duration::from_secs(600))]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = alpaca_server::AlpacaServer::default();
+    *server.sessions.lock().unwrap() = sessions;
+    let url = rt.block_on(server.start());
+    let topic = kafka::unique("spy-5s-avg");
+    kafka::create_topic(&topic, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let worker = dir.path().join("worker.yaml");
+    std::fs::write(
+        &worker,
+        format!(
+            "name: {}\nkafka: {{bootstrap_servers: {}}}\n",
+            kafka::unique("alpaca"),
+            kafka::bootstrap()
+        ),
+    )
+    .unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/pipelines/kafka/alpaca-spy-to-kafka.yaml");
+    for k in 0..=KILLS {
+        let mut child = spawn_captured(
+            connectd()
+                .current_dir(dir.path())
+                .env("ALPACA_STREAM_URL", &url)
+                .env("APCA_API_KEY_ID", alpaca_server::KEY)
+                .env("APCA_API_SECRET_KEY", alpaca_server::SECRET)
+                .env("SPY_TOPIC", &topic)
+                .args(["--admin-addr", "off", "--worker"])
+                .arg(&worker)
+                .arg("--config")
+                .arg(&example),
+        );
+        // Checkpoints are 1 s apart in the example: runs long enough to commit some.
+        std::thread::sleep(Duration::from_millis(rng.random_range(1200..2500)));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "seed {seed}: run {k} ended by itself: {}",
+            stderr_tail(&child, 4000)
+        );
+        if k < KILLS {
+            signal(&child, libc::SIGKILL);
+            let _ = child.wait();
+        } else {
+            signal(&child, libc::SIGTERM);
+            assert!(
+                wait_with_deadline(&mut child, Duration::from_secs(60)).success(),
+                "seed {seed}: {}",
+                stderr_tail(&child, 4000)
+            );
+        }
+    }
+    drop(rt);
+    let csv: Vec<(i64, i64, String)> = read(dir.path().join("out/spy-5s-avg.csv"))
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            assert_eq!(f[2], "SPY", "{l}");
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[3].to_string(),
+            )
+        })
+        .collect();
+    assert!(csv.len() >= 3, "seed {seed}: only {} windows", csv.len());
+    let values = kafka::consume_committed(
+        &topic,
+        Duration::from_secs(30),
+        Duration::from_secs(2),
+        |v| v.len() >= csv.len(),
+    );
+    let topic_rows: Vec<(i64, i64, String)> = values
+        .iter()
+        .map(|v| {
+            let v: serde_json::Value = serde_json::from_str(v).unwrap();
+            (
+                v["window_start"].as_i64().unwrap(),
+                v["window_end"].as_i64().unwrap(),
+                v["avg_price"].as_f64().unwrap().to_string(),
+            )
+        })
+        .collect();
+    println!(
+        "seed {seed}: {} windows in the CSV, {} in the topic",
+        csv.len(),
+        topic_rows.len()
+    );
+    let mut starts: Vec<i64> = csv.iter().map(|r| r.0).collect();
+    starts.dedup();
+    assert_eq!(
+        starts.len(),
+        csv.len(),
+        "seed {seed}: a window twice in the CSV"
+    );
+    assert_eq!(
+        topic_rows, csv,
+        "seed {seed}: the topic and the CSV hold different windows"
+    );
+}
