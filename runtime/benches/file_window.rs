@@ -8,7 +8,12 @@
 //! binary alternately with this one on the same input and fails if this one needs more
 //! than 10 % more CPU (median against median).
 //!
-//! Checks its output: connectd's window rows equal the hand-written loop's in number.
+//! The cost of checkpointing: the same pipeline also runs with `checkpoint.interval:
+//! 1h` (no checkpoint before the end of the input) and `100ms`, alternately with the
+//! 1 s runs; the bench fails if 1 s needs more than 10 % more CPU than 1 h (medians).
+//!
+//! Checks its output: connectd's window rows equal the hand-written loop's in number,
+//! at every interval.
 #![allow(
     unsafe_code,
     clippy::unwrap_used,
@@ -50,12 +55,12 @@ fn generate(path: &Path, n: usize) {
     f.flush().unwrap();
 }
 
-fn run_pipeline(dir: &Path, binary: Option<&Path>) -> Usage {
+fn run_pipeline(dir: &Path, binary: Option<&Path>, interval: &str) -> Usage {
     let cfg = dir.join("bench.yaml");
     std::fs::write(
         &cfg,
         r#"name: bench
-checkpoint: {interval: 1s}
+checkpoint: {interval: INTERVAL}
 sources:
   lines: {type: file, path: events.jsonl}
 transforms:
@@ -76,9 +81,12 @@ sinks:
     inputs: [w]
     path: out.csv
     columns: [window_start, window_end, hostname, cpu, avg_usage, max_usage]
-"#,
+"#
+        .replace("INTERVAL", interval),
     )
     .unwrap();
+    // A fresh start each time: no checkpoint of an earlier run to resume from.
+    let _ = std::fs::remove_dir_all(dir.join(".connectd"));
     let _ = std::fs::remove_file(dir.join("out.csv"));
     match binary {
         Some(b) => common::run_binary(b, dir, "bench.yaml"),
@@ -191,15 +199,23 @@ fn main() {
     let (base_cpu, base_rows) = baseline(&input);
     let earlier = std::env::var_os("BASELINE_BIN").map(std::path::PathBuf::from);
     let (mut results, mut earlier_results) = (Vec::new(), Vec::new());
-    for _ in 0..runs {
-        results.push(run_pipeline(dir.path(), None));
-        let rows = rows(dir.path());
+    let (mut rare, mut often) = (Vec::new(), Vec::new());
+    let checked = |dir: &Path, interval: &str| {
+        let rows = rows(dir);
         assert_eq!(
             rows, base_rows,
-            "connectd wrote {rows} window rows, the hand-written loop {base_rows}"
+            "connectd ({interval} checkpoints) wrote {rows} window rows, the hand-written loop {base_rows}"
         );
+    };
+    for _ in 0..runs {
+        results.push(run_pipeline(dir.path(), None, "1s"));
+        checked(dir.path(), "1s");
+        rare.push(run_pipeline(dir.path(), None, "1h"));
+        checked(dir.path(), "1h");
+        often.push(run_pipeline(dir.path(), None, "100ms"));
+        checked(dir.path(), "100ms");
         if let Some(bin) = &earlier {
-            earlier_results.push(run_pipeline(dir.path(), Some(bin)));
+            earlier_results.push(run_pipeline(dir.path(), Some(bin), "1s"));
         }
     }
     let rows = base_rows;
@@ -226,6 +242,21 @@ fn main() {
     println!(
         "connectd / hand-written throughput (median): {:.0}%",
         100.0 * base_cpu / median.cpu_seconds
+    );
+    let (rare, _) = self::median(rare);
+    let (often, _) = self::median(often);
+    let cost = median.cpu_seconds / rare.cpu_seconds;
+    println!(
+        "checkpoint cost (CPU medians): 1 s {:.3} s, 100 ms {:.3} s, 1 h (none before the end) {:.3} s; 1 s / 1 h = {cost:.3}, 100 ms / 1 h = {:.3}",
+        median.cpu_seconds,
+        often.cpu_seconds,
+        rare.cpu_seconds,
+        often.cpu_seconds / rare.cpu_seconds
+    );
+    assert!(
+        cost <= 1.10,
+        "checkpoints every second cost {:.0} % of the CPU (more than 10 %)",
+        (cost - 1.0) * 100.0
     );
     if let Some(bin) = earlier {
         let (then, _) = self::median(earlier_results);
