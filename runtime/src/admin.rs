@@ -37,6 +37,8 @@ pub struct AdminState {
     pub worker_id: Arc<str>,
     /// Where pipelines created over the API live (`--pipelines-dir`), if anywhere.
     pub pipelines_dir: Option<std::path::PathBuf>,
+    /// The log filter, changed at runtime by `/admin/loggers`.
+    pub log_levels: Option<Arc<crate::log_levels::LogLevels>>,
 }
 
 /// What `PUT /connector-plugins/{type}/config/validate` builds components with.
@@ -469,6 +471,11 @@ pub fn router(state: AdminState) -> Router {
         .route(
             "/connectors/{name}/offsets",
             get(offsets).delete(reset_offsets),
+        )
+        .route("/admin/loggers", get(crate::admin_loggers::list))
+        .route(
+            "/admin/loggers/{name}",
+            get(crate::admin_loggers::get_one).put(crate::admin_loggers::put),
         )
         .route("/connector-plugins", get(plugins))
         .route("/connector-plugins/{type}/config/validate", put(validate))

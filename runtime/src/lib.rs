@@ -3,12 +3,14 @@
 pub mod admin;
 pub mod admin_connect;
 pub mod admin_guard;
+pub mod admin_loggers;
 pub mod admin_pipelines;
 pub mod admin_tls;
 pub mod config;
 pub mod config_watch;
 pub mod engine;
 pub mod live;
+pub mod log_levels;
 pub mod metrics;
 pub mod status_cli;
 pub mod worker;

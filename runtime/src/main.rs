@@ -107,16 +107,27 @@ enum LogFormat {
     Json,
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+/// Logs to stderr, filtered by `RUST_LOG` (else `info`); the filter can be changed at
+/// runtime through the returned levels (`/admin/loggers`).
+fn init_logging(format: LogFormat) -> Arc<connectd_runtime::log_levels::LogLevels> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let base = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|f| tracing_subscriber::EnvFilter::try_new(f).is_ok())
+        .unwrap_or_else(|| "info".into());
+    let filter = tracing_subscriber::EnvFilter::new(&base);
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => registry.with(layer.json()).init(),
+        LogFormat::Text => registry.with(layer).init(),
     }
+    Arc::new(connectd_runtime::log_levels::LogLevels::new(
+        base,
+        Box::new(move |f| handle.reload(f).map_err(|e| e.to_string())),
+    ))
 }
 
 /// Loads the worker file and every pipeline; also returns the loader that builds a
@@ -232,7 +243,7 @@ fn run(args: RunArgs) -> ExitCode {
         eprintln!("error: no pipelines given: use --config <file-or-glob> or --pipelines-dir <folder> (see connectd --help)");
         return ExitCode::FAILURE;
     }
-    init_logging(args.log_format);
+    let log_levels = init_logging(args.log_format);
     if let Some(dir) = &args.pipelines_dir {
         if let Err(e) = std::fs::create_dir_all(dir) {
             eprintln!(
@@ -312,6 +323,7 @@ fn run(args: RunArgs) -> ExitCode {
                     worker_id: "".into(),
                     pipelines_dir: args.pipelines_dir.clone(),
                     validator,
+                    log_levels: Some(log_levels),
                 },
                 tls,
             )

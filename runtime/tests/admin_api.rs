@@ -482,3 +482,58 @@ fn the_api_refuses_foreign_hosts_and_origins_and_query_tokens() {
     signal(&child, libc::SIGTERM);
     assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
 }
+
+/// Kafka Connect's `/admin/loggers`: a log level changed at runtime takes effect at
+/// once (the worker starts at `warn`; `connectd_runtime::worker` set to INFO makes the
+/// next pause log its info line), is listed, and a bad level or body is a 400.
+#[test]
+fn a_log_level_changes_at_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pipeline(dir.path(), "ticks.yaml", TICKS);
+    let (mut child, port) = start_worker(dir.path(), &["--config", "ticks.yaml"]);
+    wait_for_state(port, "ticks", "RUNNING");
+    let pause_and_resume = || {
+        assert_eq!(http("PUT", port, "/connectors/ticks/pause", None).0, 202);
+        wait_for_state(port, "ticks", "PAUSED");
+        assert_eq!(http("PUT", port, "/connectors/ticks/resume", None).0, 202);
+        wait_for_state(port, "ticks", "RUNNING");
+    };
+    pause_and_resume();
+    assert!(
+        !stderr_tail(&child, 1 << 20).contains("pipeline paused"),
+        "an info line at warn"
+    );
+    let (code, body) = http_with_body(
+        "PUT",
+        port,
+        "/admin/loggers/connectd_runtime::worker",
+        None,
+        r#"{"level": "INFO"}"#,
+    );
+    assert_eq!(
+        (code, json(&body)),
+        (200, serde_json::json!(["connectd_runtime::worker"]))
+    );
+    pause_and_resume();
+    let started = Instant::now();
+    while !stderr_tail(&child, 1 << 20).contains("pipeline paused") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no info line after the change"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, body) = http("GET", port, "/admin/loggers", None);
+    assert_eq!(code, 200);
+    let all = json(&body);
+    assert_eq!(all["connectd_runtime::worker"]["level"], "INFO", "{all}");
+    assert_eq!(all["root"]["level"], "WARN", "{all}");
+    let (code, body) = http("GET", port, "/admin/loggers/connectd_runtime::worker", None);
+    assert_eq!((code, json(&body)["level"].as_str()), (200, Some("INFO")));
+    for bad in [r#"{"level": "LOUD"}"#, r#"{"lvl": "INFO"}"#, "not json"] {
+        let (code, body) = http_with_body("PUT", port, "/admin/loggers/x", None, bad);
+        assert_eq!(code, 400, "{bad}: {body}");
+    }
+    signal(&child, libc::SIGTERM);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
+}

@@ -28,15 +28,23 @@ fn every_flag_has_help_and_an_environment_variable() {
     ] {
         let (ok, help, _) = output(command, &[]);
         assert!(ok, "{command:?}");
-        // clap prints each option as `--name ...` then its help; an option without
-        // help would be a line that ends right after its value name.
-        for line in help.lines().filter(|l| l.trim_start().starts_with("--")) {
+        // clap prints each option as `--name ...` then its help, on the same line or
+        // (when some help is long) on the next; an option without help would be a line
+        // that ends right after its value name, followed by the next option.
+        let lines: Vec<&str> = help.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let flag = line.trim_start();
+            if !(flag.starts_with("--") || flag.starts_with("-c, --") || flag.starts_with("-h, --"))
+            {
+                continue;
+            }
+            let same_line = flag.split("  ").filter(|s| !s.is_empty()).count() >= 2;
+            let next_line = lines.get(i + 1).is_some_and(|n| {
+                let n = n.trim_start();
+                !n.is_empty() && !n.starts_with('-')
+            });
             assert!(
-                line.trim_start()
-                    .split("  ")
-                    .filter(|s| !s.is_empty())
-                    .count()
-                    >= 2,
+                same_line || next_line,
                 "{command:?}: no help for `{}`",
                 line.trim()
             );
