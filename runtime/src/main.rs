@@ -37,6 +37,17 @@ enum Command {
     Status(StatusArgs),
     /// Evaluate a filter or map expression against a record, to try it out.
     Eval(EvalArgs),
+    /// List the component types: every source, transform and sink.
+    List,
+    /// Print a shell completion script (e.g. `connectd completions bash > /etc/bash_completion.d/connectd`).
+    Completions(CompletionsArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -204,6 +215,22 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => run(args),
         Some(Command::Status(args)) => status(&args),
         Some(Command::Eval(args)) => eval(&args),
+        Some(Command::List) => {
+            for plugin in admin::plugins_of(&registry()).iter() {
+                println!("{:<9} {}", plugin.kind, plugin.class);
+            }
+            ExitCode::SUCCESS
+        }
+        Some(Command::Completions(args)) => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                args.shell,
+                &mut Cli::command(),
+                "connectd",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
         None => run(cli.run),
     }
 }

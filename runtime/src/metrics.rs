@@ -412,7 +412,7 @@ impl Metrics {
                 .filter_map(|(p, c, s)| s.backlog().map(|b| (labels(p, c), b.to_string()))),
         );
         family(
-            "connectd_source_lag",
+            "connectd_source_lag_seconds",
             "gauge",
             "Seconds between now and the event time of the newest record a source emitted.",
             &mut all

@@ -91,3 +91,44 @@ fn eval_prints_the_value_of_an_expression_on_a_record() {
     let (ok, _, err) = output(&["eval", "1", "--record", "{not json"], &[]);
     assert!(!ok && err.contains("--record is not JSON"), "{err}");
 }
+
+/// `connectd list` names every component type with its kind; `connectd completions
+/// bash` prints a script bash accepts, which completes the subcommands.
+#[test]
+fn list_and_shell_completions() {
+    let (ok, listed, _) = output(&["list"], &[]);
+    assert!(ok);
+    for (kind, class) in [
+        ("source", "kafka"),
+        ("transform", "window"),
+        ("sink", "mysql"),
+        ("sink", "kafka"),
+    ] {
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [kind, class]),
+            "{kind} {class} not in:\n{listed}"
+        );
+    }
+    let (ok, script, _) = output(&["completions", "bash"], &[]);
+    assert!(ok && script.contains("connectd"));
+    for sub in ["run", "validate", "status", "eval", "list", "completions"] {
+        assert!(script.contains(sub), "`{sub}` is not completed");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("connectd.bash");
+    std::fs::write(&file, &script).unwrap();
+    let checked = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let (ok, _, err) = output(&["completions", "tcsh"], &[]);
+    assert!(!ok && err.contains("tcsh"), "{err}");
+}

@@ -543,7 +543,8 @@ sinks:
         largest > 0.0 && largest <= RECORDS as f64,
         "backlog while catching up: {largest}"
     );
-    let lag = source_metric(&metrics, "connectd_source_lag").expect("no connectd_source_lag");
+    let lag = source_metric(&metrics, "connectd_source_lag_seconds")
+        .expect("no connectd_source_lag_seconds");
     assert!((0.0..600.0).contains(&lag), "event-time lag {lag} s");
     common::signal(&worker.0, libc::SIGTERM);
     common::wait_with_deadline(&mut worker.0, Duration::from_secs(60));

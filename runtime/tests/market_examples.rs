@@ -64,7 +64,7 @@ fn yahoo_btc_example_writes_each_tick_once() {
     for needle in [
         r#"connectd_source_requests_total{pipeline="yahoo-btc",component="btc",kind="source"}"#,
         r#"connectd_source_last_success_timestamp_seconds{pipeline="yahoo-btc",component="btc",kind="source"}"#,
-        r#"connectd_source_lag{pipeline="yahoo-btc",component="btc",kind="source"}"#,
+        r#"connectd_source_lag_seconds{pipeline="yahoo-btc",component="btc",kind="source"}"#,
         r#"connectd_source_errors_total{pipeline="yahoo-btc",component="btc",kind="source",error="rate_limited"} 0"#,
     ] {
         assert!(metrics.contains(needle), "no {needle} in\n{metrics}");
