@@ -50,6 +50,38 @@ fn inside_commit(trace: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `kills` runs, each started by `start`, left running a seeded while (ms from
+/// `millis`) and SIGKILLed; then one more, stopped with SIGTERM. A live source never
+/// ends, so every run must still be running when it is stopped.
+fn kill_then_stop(
+    seed: u64,
+    rng: &mut rand::rngs::StdRng,
+    kills: usize,
+    millis: std::ops::Range<u64>,
+    start: impl Fn() -> Child,
+) {
+    for k in 0..=kills {
+        let mut child = start();
+        std::thread::sleep(Duration::from_millis(rng.random_range(millis.clone())));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "seed {seed}: run {k} ended by itself: {}",
+            stderr_tail(&child, 4000)
+        );
+        if k < kills {
+            signal(&child, libc::SIGKILL);
+            let _ = child.wait();
+        } else {
+            signal(&child, libc::SIGTERM);
+            assert!(
+                wait_with_deadline(&mut child, Duration::from_secs(60)).success(),
+                "seed {seed}: {}",
+                stderr_tail(&child, 4000)
+            );
+        }
+    }
+}
+
 /// 30 000 records from a file into every sink, checkpoints every 100 ms, SIGKILLed at
 /// seeded random moments until the input is done.
 #[test]
@@ -155,26 +187,9 @@ fn a_live_source_into_every_sink_stays_exactly_once_across_sigkills() {
             sink_table::sinks_yaml(&t, "prices")
         ),
     );
-    for k in 0..=KILLS {
-        let mut child = spawn(dir.path(), &cfg, &[]);
-        std::thread::sleep(Duration::from_millis(rng.random_range(600..1500)));
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "seed {seed}: run {k} ended by itself: {}",
-            stderr_tail(&child, 4000)
-        );
-        if k < KILLS {
-            signal(&child, libc::SIGKILL);
-            let _ = child.wait();
-        } else {
-            signal(&child, libc::SIGTERM);
-            assert!(
-                wait_with_deadline(&mut child, Duration::from_secs(60)).success(),
-                "seed {seed}: {}",
-                stderr_tail(&child, 4000)
-            );
-        }
-    }
+    kill_then_stop(seed, &mut rng, KILLS, 600..1500, || {
+        spawn(dir.path(), &cfg, &[])
+    });
     drop(rt);
     // What the CSV holds is the reference: checked first to be sane on its own.
     let entries = sink_table::entries();
@@ -326,8 +341,9 @@ fn the_alpaca_to_kafka_example_keeps_its_two_sinks_equal_across_sigkills() {
     .unwrap();
     let example = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples/pipelines/kafka/alpaca-spy-to-kafka.yaml");
-    for k in 0..=KILLS {
-        let mut child = spawn_captured(
+    // Checkpoints are 1 s apart in the example: runs long enough to commit some.
+    kill_then_stop(seed, &mut rng, KILLS, 1200..2500, || {
+        spawn_captured(
             connectd()
                 .current_dir(dir.path())
                 .env("ALPACA_STREAM_URL", &url)
@@ -338,26 +354,8 @@ fn the_alpaca_to_kafka_example_keeps_its_two_sinks_equal_across_sigkills() {
                 .arg(&worker)
                 .arg("--config")
                 .arg(&example),
-        );
-        // Checkpoints are 1 s apart in the example: runs long enough to commit some.
-        std::thread::sleep(Duration::from_millis(rng.random_range(1200..2500)));
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "seed {seed}: run {k} ended by itself: {}",
-            stderr_tail(&child, 4000)
-        );
-        if k < KILLS {
-            signal(&child, libc::SIGKILL);
-            let _ = child.wait();
-        } else {
-            signal(&child, libc::SIGTERM);
-            assert!(
-                wait_with_deadline(&mut child, Duration::from_secs(60)).success(),
-                "seed {seed}: {}",
-                stderr_tail(&child, 4000)
-            );
-        }
-    }
+        )
+    });
     drop(rt);
     let csv: Vec<(i64, i64, String)> = read(dir.path().join("out/spy-5s-avg.csv"))
         .lines()

@@ -163,19 +163,7 @@ pub fn entries() -> Vec<SinkEntry> {
                     t.mongo, t.keyspace
                 )
             },
-            read: |t, _| {
-                sorted(
-                    super::mongo::documents(&t.keyspace, "keyed")
-                        .iter()
-                        .map(|d| {
-                            d["_id"]
-                                .as_u64()
-                                .or_else(|| d["_id"].as_f64().map(|f| f as u64))
-                                .unwrap()
-                        })
-                        .collect(),
-                )
-            },
+            read: |t, _| mongo_numbers(&t.keyspace, "keyed", "_id"),
             exact_here: always,
         },
         SinkEntry {
@@ -186,19 +174,7 @@ pub fn entries() -> Vec<SinkEntry> {
                     t.mongo, t.keyspace
                 )
             },
-            read: |t, _| {
-                sorted(
-                    super::mongo::documents(&t.keyspace, "keyless")
-                        .iter()
-                        .map(|d| {
-                            d["n"]
-                                .as_u64()
-                                .or_else(|| d["n"].as_f64().map(|f| f as u64))
-                                .unwrap()
-                        })
-                        .collect(),
-                )
-            },
+            read: |t, _| mongo_numbers(&t.keyspace, "keyless", "n"),
             exact_here: || std::env::var("MONGODB_URL").is_ok(),
         },
         SinkEntry {
@@ -275,6 +251,21 @@ pub fn check_all(t: &Targets, want: &[u64], context: &str) -> String {
         }
     }
     report
+}
+
+/// The whole number in `field` of every document of a collection, sorted.
+fn mongo_numbers(database: &str, collection: &str, field: &str) -> Vec<u64> {
+    sorted(
+        super::mongo::documents(database, collection)
+            .iter()
+            .map(|d| {
+                d[field]
+                    .as_u64()
+                    .or_else(|| d[field].as_f64().map(|f| f as u64))
+                    .unwrap()
+            })
+            .collect(),
+    )
 }
 
 /// The `n`s in the Cassandra table.
