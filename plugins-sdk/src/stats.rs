@@ -51,6 +51,8 @@ pub struct SourceStats {
     /// Records waiting at the service that the source has not emitted yet (a kafka
     /// consumer's lag); -1 = the source cannot tell.
     backlog: AtomicI64,
+    /// Bytes read from the service or file (message payloads, lines, bodies).
+    bytes: AtomicU64,
 }
 
 impl Default for SourceStats {
@@ -62,6 +64,7 @@ impl Default for SourceStats {
             last_success_ms: AtomicI64::new(0),
             last_event_ms: AtomicI64::new(0),
             backlog: AtomicI64::new(-1),
+            bytes: AtomicU64::new(0),
         }
     }
 }
@@ -85,6 +88,14 @@ impl SourceStats {
 
     pub fn event_time(&self, ms: i64) {
         self.last_event_ms.fetch_max(ms, Relaxed);
+    }
+
+    pub fn read_bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, Relaxed);
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Relaxed)
     }
 
     pub fn set_backlog(&self, records: u64) {
@@ -115,6 +126,23 @@ impl SourceStats {
     /// None until the source has measured it (and for sources that cannot).
     pub fn backlog(&self) -> Option<u64> {
         u64::try_from(self.backlog.load(Relaxed)).ok()
+    }
+}
+
+/// Counters a sink keeps about its destination: the bytes it committed there (a file
+/// sink's data, a kafka sink's keys and values).
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    bytes: AtomicU64,
+}
+
+impl SinkStats {
+    pub fn written(&self, n: u64) {
+        self.bytes.fetch_add(n, Relaxed);
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Relaxed)
     }
 }
 

@@ -225,6 +225,11 @@ pub trait Sink: Send {
     fn writes_at_commit(&self) -> bool {
         false
     }
+
+    /// Counters about the destination, exported on `/metrics` (bytes written).
+    fn stats(&self) -> Option<std::sync::Arc<crate::stats::SinkStats>> {
+        None
+    }
 }
 
 macro_rules! opaque_debug {

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
-use connectd_sdk::stats::{ErrorKind, PluginStats, SourceStats};
+use connectd_sdk::stats::{ErrorKind, PluginStats, SinkStats, SourceStats};
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -28,11 +28,13 @@ pub struct Metrics {
     /// Sources' own counters about their services, read at scrape time.
     source_stats: Arc<Mutex<Vec<RegisteredStats>>>,
     plugin_stats: Arc<Mutex<Vec<RegisteredPlugin>>>,
+    sink_stats: Arc<Mutex<Vec<RegisteredSink>>>,
 }
 
 /// (pipeline, component, counters)
 type RegisteredStats = (String, String, Arc<SourceStats>);
 type RegisteredPlugin = (String, String, Arc<PluginStats>);
+type RegisteredSink = (String, String, Arc<SinkStats>);
 /// (metric name, type, help, value)
 type PluginFamily = (
     &'static str,
@@ -213,6 +215,7 @@ impl Metrics {
             live: Default::default(),
             source_stats: Arc::default(),
             plugin_stats: Arc::default(),
+            sink_stats: Arc::default(),
         }
     }
 
@@ -288,6 +291,13 @@ impl Metrics {
         all.push((pipeline.to_string(), component.to_string(), stats));
     }
 
+    /// Exports a sink's counters about its destination (bytes written).
+    pub fn register_sink_stats(&self, pipeline: &str, component: &str, stats: Arc<SinkStats>) {
+        let mut all = self.sink_stats.lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|(p, c, _)| !(p == pipeline && c == component));
+        all.push((pipeline.to_string(), component.to_string(), stats));
+    }
+
     /// Exports a plugin transform's counters (batches, traps, time in the guest).
     pub fn register_plugin_stats(&self, pipeline: &str, component: &str, stats: Arc<PluginStats>) {
         let mut all = self.plugin_stats.lock().unwrap_or_else(|p| p.into_inner());
@@ -302,7 +312,27 @@ impl Metrics {
         let mut text = String::from_utf8_lossy(&buf).into_owned();
         self.render_source_stats(&mut text);
         self.render_plugin_stats(&mut text);
+        self.render_sink_stats(&mut text);
         text
+    }
+
+    fn render_sink_stats(&self, out: &mut String) {
+        let all = self.sink_stats.lock().unwrap_or_else(|p| p.into_inner());
+        if all.is_empty() {
+            return;
+        }
+        let name = "connectd_sink_bytes_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Bytes a sink committed to its destination (file data; kafka keys and values).\n# TYPE {name} counter"
+        );
+        for (p, c, s) in all.iter() {
+            let _ = writeln!(
+                out,
+                "{name}{{pipeline=\"{p}\",component=\"{c}\",kind=\"sink\"}} {}",
+                s.bytes()
+            );
+        }
     }
 
     fn render_plugin_stats(&self, out: &mut String) {
@@ -402,6 +432,14 @@ impl Metrics {
                         (s.last_success_ms() as f64 / 1000.0).to_string(),
                     )
                 }),
+        );
+        family(
+            "connectd_source_bytes_total",
+            "counter",
+            "Bytes a source read from its service or file (payloads, lines, bodies).",
+            &mut all
+                .iter()
+                .map(|(p, c, s)| (labels(p, c), s.bytes().to_string())),
         );
         family(
             "connectd_source_backlog_records",

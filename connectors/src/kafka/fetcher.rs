@@ -301,6 +301,8 @@ pub fn run(consumer: BaseConsumer<Rebalancer>) {
             }
             Some(Ok(m)) => {
                 shared.stats.success();
+                let size = m.payload_len() + m.key().map_or(0, <[u8]>::len);
+                shared.stats.read_bytes(size as u64);
                 if let Some(ms) = m.timestamp().to_millis() {
                     shared.stats.event_time(ms);
                 }

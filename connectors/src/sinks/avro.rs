@@ -111,6 +111,10 @@ impl AvroFileSink {
 
 #[async_trait]
 impl Sink for AvroFileSink {
+    fn stats(&self) -> Option<std::sync::Arc<connectd_sdk::stats::SinkStats>> {
+        Some(self.out.stats())
+    }
+
     async fn reset(&mut self) -> Result<(), ConnectorError> {
         self.out.reset()
     }

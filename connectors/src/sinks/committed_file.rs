@@ -25,6 +25,9 @@ pub struct CommittedFile {
     pub data_path: PathBuf,
     commit_path: PathBuf,
     file: Option<File>,
+    /// The length the last commit made durable: what a commit adds counts as written.
+    committed_length: u64,
+    stats: std::sync::Arc<connectd_sdk::stats::SinkStats>,
 }
 
 /// Where a sink of a pipeline keeps its commit record.
@@ -45,6 +48,8 @@ impl CommittedFile {
             data_path,
             commit_path: commit_path(ctx),
             file: None,
+            committed_length: 0,
+            stats: Default::default(),
         }
     }
 
@@ -103,6 +108,7 @@ impl CommittedFile {
         file.seek(SeekFrom::Start(length))
             .map_err(|e| io("cannot seek", &self.data_path, e))?;
         self.file = Some(file);
+        self.committed_length = length;
         Ok((committed, length))
     }
 
@@ -125,7 +131,16 @@ impl CommittedFile {
             id: Some(checkpoint.id),
             length,
             state: checkpoint.state.clone(),
-        })
+        })?;
+        self.stats
+            .written(length.saturating_sub(self.committed_length));
+        self.committed_length = length;
+        Ok(())
+    }
+
+    /// The bytes committed to the file, for `/metrics`.
+    pub fn stats(&self) -> std::sync::Arc<connectd_sdk::stats::SinkStats> {
+        self.stats.clone()
     }
 
     /// Forgets the checkpoint: the next `open` takes the file as it is (nothing

@@ -79,6 +79,10 @@ impl CsvSink {
 
 #[async_trait]
 impl Sink for CsvSink {
+    fn stats(&self) -> Option<std::sync::Arc<connectd_sdk::stats::SinkStats>> {
+        Some(self.out.stats())
+    }
+
     async fn reset(&mut self) -> Result<(), ConnectorError> {
         self.out.reset()
     }

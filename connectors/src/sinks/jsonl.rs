@@ -25,6 +25,10 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
 
 #[async_trait]
 impl Sink for JsonlSink {
+    fn stats(&self) -> Option<std::sync::Arc<connectd_sdk::stats::SinkStats>> {
+        Some(self.out.stats())
+    }
+
     async fn reset(&mut self) -> Result<(), ConnectorError> {
         self.out.reset()
     }

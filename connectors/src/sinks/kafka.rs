@@ -74,6 +74,8 @@ pub struct KafkaSink {
     producer: Option<Arc<TxProducer>>,
     /// Everything written since the last commit: produced again if a transaction fails.
     pending: Vec<Outgoing>,
+    /// Bytes of keys and values committed, for `/metrics`.
+    stats: std::sync::Arc<connectd_sdk::stats::SinkStats>,
     /// How many of `pending` the open transaction holds.
     produced: usize,
     in_transaction: bool,
@@ -149,6 +151,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
         pipeline: ctx.pipeline.clone(),
         producer: None,
         pending: Vec::new(),
+        stats: Default::default(),
         produced: 0,
         in_transaction: false,
     }))
@@ -321,6 +324,12 @@ impl KafkaSink {
         .await?;
         self.in_transaction = false;
         self.produced = 0;
+        let bytes: usize = self
+            .pending
+            .iter()
+            .map(|o| o.payload.len() + o.key.as_ref().map_or(0, Vec::len))
+            .sum();
+        self.stats.written(bytes as u64);
         self.pending.clear();
         let _ = std::fs::remove_file(&self.marker);
         Ok(())
@@ -476,6 +485,10 @@ fn read_checkpoint(
 
 #[async_trait]
 impl Sink for KafkaSink {
+    fn stats(&self) -> Option<std::sync::Arc<connectd_sdk::stats::SinkStats>> {
+        Some(self.stats.clone())
+    }
+
     async fn open(&mut self) -> Result<Option<Committed>, ConnectorError> {
         self.identify()?;
         self.pending.clear();

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use connectd_sdk::config::{ConfigMap, Invalid};
+use connectd_sdk::stats::SourceStats;
 use connectd_sdk::{BadRecord, BuildContext, ConnectorError, Record, Source, SourcePoll};
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +28,7 @@ pub struct FileSource {
     line: u64,
     buf: Vec<u8>,
     schema_check: Option<Arc<JsonSchemaCheck>>,
+    stats: Arc<SourceStats>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -62,6 +64,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Sou
         line: 0,
         buf: Vec::new(),
         schema_check,
+        stats: Arc::default(),
     }))
 }
 
@@ -135,6 +138,7 @@ impl Source for FileSource {
             }
             self.pos += n as u64;
             self.line += 1;
+            self.stats.read_bytes(n as u64);
             let text = trim_line(&self.buf);
             if text.is_empty() {
                 continue;
@@ -175,6 +179,10 @@ impl Source for FileSource {
         } else {
             SourcePoll::End
         })
+    }
+
+    fn stats(&self) -> Option<Arc<SourceStats>> {
+        Some(self.stats.clone())
     }
 
     fn offset(&self) -> serde_json::Value {

@@ -91,7 +91,10 @@ pub fn excerpt(body: &[u8]) -> String {
 pub fn record(stats: &SourceStats, fetched: &Fetched) {
     stats.request();
     match fetched {
-        Fetched::Body(_) => stats.success(),
+        Fetched::Body(body) => {
+            stats.success();
+            stats.read_bytes(body.len() as u64);
+        }
         Fetched::RateLimited(_) => stats.error(ErrorKind::RateLimited),
         Fetched::Transient(why) if why.starts_with("HTTP") => stats.error(ErrorKind::Server),
         Fetched::Transient(_) => stats.error(ErrorKind::Network),

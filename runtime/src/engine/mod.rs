@@ -311,6 +311,9 @@ pub async fn run(
         let rx = receivers
             .remove(&s.name)
             .ok_or_else(|| PipelineError::new(&s.name, "no input channel"))?;
+        if let Some(stats) = s.component.stats() {
+            metrics.register_sink_stats(&name, &s.name, stats);
+        }
         let task = SinkTask {
             metrics: metrics.component(&name, &s.name, "sink"),
             aligner: Aligner::new(rx, s.inputs.len()),
