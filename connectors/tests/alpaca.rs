@@ -180,6 +180,18 @@ async fn server_errors_and_silence_reconnect() {
         ],
         vec![batch(&[quote("SPY", "2024-04-01T15:56:50Z", 3.5)])],
     ];
+    // The data frames: the source counts at least their bytes (and the acks').
+    let data_bytes: usize = server
+        .sessions
+        .lock()
+        .unwrap()
+        .iter()
+        .flatten()
+        .filter_map(|step| match step {
+            Step::Send(text) if text.contains(r#""T":"q""#) => Some(text.len()),
+            _ => None,
+        })
+        .sum();
     let url = server.start().await;
     let mut src = source(&url, &[("idle_timeout", s("400ms"))]);
     src.open(None).await.unwrap();
@@ -192,6 +204,11 @@ async fn server_errors_and_silence_reconnect() {
     assert_eq!(*server.connections.lock().unwrap(), 3);
     let stats = src.stats().unwrap();
     assert_eq!(stats.reconnects(), 2);
+    assert!(
+        stats.bytes() >= data_bytes as u64,
+        "{} bytes counted, the quotes alone are {data_bytes}",
+        stats.bytes()
+    );
     assert_eq!(
         stats.errors(connectd_sdk::stats::ErrorKind::Server),
         1,

@@ -214,6 +214,7 @@ async fn rate_limits_and_server_errors_back_off_then_recover() {
     assert_eq!(stats.errors(ErrorKind::Server), 1);
     assert!(stats.last_success_ms() > 0);
     assert_eq!(stats.last_event_ms(), 60_000);
+    assert!(stats.bytes() > 0, "the good body's bytes are counted");
 }
 
 #[tokio::test]

@@ -177,11 +177,13 @@ type Socket =
 
 /// Reads the next text frame as a JSON array. `heard` is when the server last sent
 /// anything (pongs included): silence past the idle timeout ends the session.
+/// The next array of messages; `stats`, when given, counts its bytes.
 async fn next_array(
     ws: &mut Socket,
     s: &Settings,
     tx: &mpsc::Sender<Event>,
     heard: &mut Instant,
+    stats: Option<&SourceStats>,
 ) -> Result<Vec<serde_json::Value>, Ended> {
     loop {
         let remaining = s.idle_timeout.saturating_sub(heard.elapsed());
@@ -201,6 +203,9 @@ async fn next_array(
             }
             Some(Ok(_)) => continue, // ping/pong: tungstenite answers pings itself
         };
+        if let Some(stats) = stats {
+            stats.read_bytes(text.len() as u64);
+        }
         match serde_json::from_str::<serde_json::Value>(&text) {
             Ok(serde_json::Value::Array(items)) => return Ok(items),
             Ok(_) => bad(tx, &text, "an Alpaca message must be a JSON array").await?,
@@ -230,7 +235,7 @@ async fn expect_success(
 ) -> Result<(), Ended> {
     let mut heard = Instant::now();
     loop {
-        for m in next_array(ws, s, tx, &mut heard).await? {
+        for m in next_array(ws, s, tx, &mut heard, None).await? {
             match (m["T"].as_str(), m["msg"].as_str()) {
                 (Some("success"), Some(msg)) if msg == wanted => return Ok(()),
                 (Some("error"), _) => {
@@ -327,7 +332,7 @@ async fn session(
     let mut heard = Instant::now();
     // Wait for the subscription answer; data may already come along with it.
     'answer: loop {
-        let items = match next_array(&mut ws, s, tx, &mut heard).await {
+        let items = match next_array(&mut ws, s, tx, &mut heard, Some(stats)).await {
             Ok(items) => items,
             Err(e) => return e,
         };
@@ -390,7 +395,7 @@ async fn session(
     ping.tick().await;
     loop {
         let items = tokio::select! {
-            r = next_array(&mut ws, s, tx, &mut heard) => match r {
+            r = next_array(&mut ws, s, tx, &mut heard, Some(stats)) => match r {
                 Ok(items) => items,
                 Err(e) => return e,
             },
