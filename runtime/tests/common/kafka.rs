@@ -90,6 +90,31 @@ impl Producer {
         }
         self.0.flush(Duration::from_secs(60)).expect("flush");
     }
+
+    /// Produces `(value, message timestamp ms)` records into one partition, in order.
+    pub fn send_at(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: impl IntoIterator<Item = (String, i64)>,
+    ) {
+        for (v, ts) in records {
+            let mut rec = BaseRecord::<[u8], [u8]>::to(topic)
+                .partition(partition)
+                .payload(v.as_bytes())
+                .timestamp(ts);
+            loop {
+                match self.0.send(rec) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        rec = r;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+        }
+        self.0.flush(Duration::from_secs(60)).expect("flush");
+    }
 }
 
 /// Produces `(key, value)` records with a producer of its own (see `Producer::send`).
