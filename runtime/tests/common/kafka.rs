@@ -77,16 +77,7 @@ impl Producer {
         records: impl IntoIterator<Item = (K, V)>,
     ) {
         for (k, v) in records {
-            let mut rec = BaseRecord::to(topic).key(k.as_ref()).payload(v.as_ref());
-            loop {
-                match self.0.send(rec) {
-                    Ok(()) => break,
-                    Err((_, r)) => {
-                        rec = r;
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                }
-            }
+            self.enqueue(BaseRecord::to(topic).key(k.as_ref()).payload(v.as_ref()));
         }
         self.0.flush(Duration::from_secs(60)).expect("flush");
     }
@@ -99,21 +90,30 @@ impl Producer {
         records: impl IntoIterator<Item = (String, i64)>,
     ) {
         for (v, ts) in records {
-            let mut rec = BaseRecord::<[u8], [u8]>::to(topic)
-                .partition(partition)
-                .payload(v.as_bytes())
-                .timestamp(ts);
-            loop {
-                match self.0.send(rec) {
-                    Ok(()) => break,
-                    Err((_, r)) => {
-                        rec = r;
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
+            self.enqueue(
+                BaseRecord::<[u8], [u8]>::to(topic)
+                    .partition(partition)
+                    .payload(v.as_bytes())
+                    .timestamp(ts),
+            );
+        }
+        self.0.flush(Duration::from_secs(60)).expect("flush");
+    }
+
+    /// Queues one record, waiting while the producer's queue is full.
+    fn enqueue<K: rdkafka::message::ToBytes + ?Sized, V: rdkafka::message::ToBytes + ?Sized>(
+        &self,
+        mut rec: BaseRecord<'_, K, V>,
+    ) {
+        loop {
+            match self.0.send(rec) {
+                Ok(()) => return,
+                Err((_, r)) => {
+                    rec = r;
+                    std::thread::sleep(Duration::from_millis(5));
                 }
             }
         }
-        self.0.flush(Duration::from_secs(60)).expect("flush");
     }
 }
 
