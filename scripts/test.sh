@@ -35,6 +35,12 @@ python3 -c 'import kafka_connect' 2>/dev/null || python3 -m pip install --quiet 
 # kafka-connect-healthcheck, the health check Kafka Connect users run against a worker.
 python3 -c 'import kafka_connect_healthcheck' 2>/dev/null || python3 -m pip install --quiet kafka-connect-healthcheck
 
+# openssl makes the self-signed certificate of the admin API's TLS test.
+if ! command -v openssl >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >/dev/null
+fi
+
 echo "== wasm plugins"
 # The example plugins and the sandbox-test guests (installs the wasm32-wasip2 target).
 scripts/build-plugins.sh

@@ -525,22 +525,24 @@ pub async fn serve(
     );
     let app = router(state);
     match tls {
-        Some(acceptor) => {
-            let listener = crate::admin_tls::TlsListener::new(listener, acceptor)
-                .map_err(|e| format!("--admin-addr {addr}: {e}"))?;
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!(error = %e, "admin server stopped");
-                }
-            });
-        }
-        None => {
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!(error = %e, "admin server stopped");
-                }
-            });
-        }
+        Some(acceptor) => spawn_server(
+            crate::admin_tls::TlsListener::new(listener, acceptor)
+                .map_err(|e| format!("--admin-addr {addr}: {e}"))?,
+            app,
+        ),
+        None => spawn_server(listener, app),
     }
     Ok(local)
+}
+
+fn spawn_server<L>(listener: L, app: Router)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "admin server stopped");
+        }
+    });
 }

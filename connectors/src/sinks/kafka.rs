@@ -247,6 +247,17 @@ impl KafkaSink {
         Ok(())
     }
 
+    /// The pending records are committed: counted (`/metrics`) and dropped.
+    fn committed_pending(&mut self) {
+        let bytes: usize = self
+            .pending
+            .iter()
+            .map(|o| o.payload.len() + o.key.as_ref().map_or(0, Vec::len))
+            .sum();
+        self.stats.written(bytes as u64);
+        self.pending.clear();
+    }
+
     /// Produces the pending records the open transaction does not hold yet.
     async fn produce_pending(&mut self) -> Result<(), ConnectorError> {
         let p = self.producer()?;
@@ -324,13 +335,7 @@ impl KafkaSink {
         .await?;
         self.in_transaction = false;
         self.produced = 0;
-        let bytes: usize = self
-            .pending
-            .iter()
-            .map(|o| o.payload.len() + o.key.as_ref().map_or(0, Vec::len))
-            .sum();
-        self.stats.written(bytes as u64);
-        self.pending.clear();
+        self.committed_pending();
         let _ = std::fs::remove_file(&self.marker);
         Ok(())
     }
@@ -589,7 +594,7 @@ impl Sink for KafkaSink {
                 );
                 if let Ok(Some(c)) = blocking(move || read_checkpoint(&props, &topic, &key)).await {
                     if c.id >= checkpoint.id {
-                        self.pending.clear();
+                        self.committed_pending();
                         return Ok(());
                     }
                 }
