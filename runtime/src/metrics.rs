@@ -188,7 +188,7 @@ impl Metrics {
         let state_bytes = IntGaugeVec::new(
             Opts::new(
                 "connectd_state_bytes",
-                "Size of a transform's keyed state at the last checkpoint: where=disk (the store's files).",
+                "Size of a transform's keyed state at the last checkpoint: where=disk (the store's files) or memory (what the transform holds, and changes not yet in the store).",
             ),
             &["pipeline", "component", "where"],
         )

@@ -24,10 +24,10 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::awaited::Awaited;
-use super::fairness::Fairness;
 use super::format::{Decoder, ValueFormat};
 use super::groups;
 use super::offsets::{self, Positions};
+use super::time_order::TimeOrder;
 
 /// How long a rebalance waits for the checkpoint of the partitions it takes away. Below
 /// librdkafka's default `max.poll.interval.ms` (5 min), after which the group would
@@ -36,6 +36,10 @@ const REVOKE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Records fetched but not yet handed to the pipeline.
 const CHANNEL_CAPACITY: usize = 4096;
+
+/// How long the others wait for a partition with messages left that delivers none (see
+/// `time_order`).
+const IDLE_WAIT: Duration = Duration::from_secs(1);
 
 pub type Partition = (String, i32);
 
@@ -79,7 +83,8 @@ pub struct Shared {
     /// The subscribed topics, in configuration order: a partition's lane is its topic's
     /// index × 65 536 + its number.
     pub topics: Vec<String>,
-    /// Pause partitions this far (ms) ahead of the slowest (see `fairness`); `None`: off.
+    /// Hand messages over in timestamp order across partitions, letting one run this
+    /// far (ms) ahead (see `time_order`); `None`: as fetched.
     pub max_partition_skew: Option<i64>,
     /// Counts assignments: a new one resumes every partition it gives.
     pub generation: AtomicU64,
@@ -116,6 +121,18 @@ impl Shared {
 pub struct Rebalancer {
     shared: Arc<Shared>,
     sender: SyncSender<Fetched>,
+    /// Fetched records not handed over yet (`max_partition_skew` set). The rebalance
+    /// callbacks run inside `poll`, on the consumer thread, as does everything else
+    /// that locks it: never contended.
+    order: Option<Mutex<TimeOrder<Fetched>>>,
+}
+
+impl Rebalancer {
+    fn order(&self) -> Option<std::sync::MutexGuard<'_, TimeOrder<Fetched>>> {
+        self.order
+            .as_ref()
+            .map(|o| o.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 impl ClientContext for Rebalancer {
@@ -200,14 +217,17 @@ impl Rebalancer {
             // Cannot fail: the partition is in the list.
             let _ = tpl.set_partition_offset(topic, *partition, Offset::Offset(*offset));
         }
-        // Merged, never replaced: a partition held elsewhere now keeps its position here.
-        positions.extend(starts);
-        drop(positions);
         let held: BTreeSet<Partition> = tpl
             .elements()
             .iter()
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
+        if let Some(mut order) = self.order() {
+            order.assigned(&held, &starts);
+        }
+        // Merged, never replaced: a partition held elsewhere now keeps its position here.
+        positions.extend(starts);
+        drop(positions);
         self.shared.awaited().assigned(&held);
         *self.shared.held() = held;
         self.shared.generation.fetch_add(1, Ordering::Relaxed);
@@ -231,6 +251,10 @@ impl Rebalancer {
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
         tracing::info!(source = %source, partitions = partitions.len(), "kafka partitions revoked: committing what was read of them");
+        // Never handed over: the next holder reads them.
+        if let Some(mut order) = self.order() {
+            order.revoked(&partitions);
+        }
         let (done, answer) = std::sync::mpsc::channel();
         let committed = match self.sender.send(Fetched::Revoke { partitions, done }) {
             Ok(()) => answer.recv_timeout(REVOKE_TIMEOUT).ok(),
@@ -266,7 +290,14 @@ pub fn create(
     shared: Arc<Shared>,
 ) -> Result<(BaseConsumer<Rebalancer>, Receiver<Fetched>), KafkaError> {
     let (sender, receiver) = std::sync::mpsc::sync_channel(CHANNEL_CAPACITY);
-    let consumer = config.create_with_context(Rebalancer { shared, sender })?;
+    let order = shared
+        .max_partition_skew
+        .map(|skew| Mutex::new(TimeOrder::new(skew, IDLE_WAIT)));
+    let consumer = config.create_with_context(Rebalancer {
+        shared,
+        sender,
+        order,
+    })?;
     Ok((consumer, receiver))
 }
 
@@ -284,44 +315,95 @@ pub fn run(consumer: BaseConsumer<Rebalancer>) {
         }
     };
     await_partitions(&consumer, &shared);
-    let mut fairness = shared.max_partition_skew.map(Fairness::new);
-    let (mut generation, mut balanced) = (0, std::time::Instant::now());
+    let context = consumer.context();
+    let (mut generation, mut refreshed) = (0, std::time::Instant::now());
     while !shared.closing.load(Ordering::Relaxed) {
-        if let Some(f) = fairness.as_mut() {
-            if balanced.elapsed() >= Duration::from_millis(100) {
-                balanced = std::time::Instant::now();
-                balance(&consumer, f, &mut generation);
-            }
+        if context.order.is_some() && refreshed.elapsed() >= Duration::from_millis(100) {
+            refreshed = std::time::Instant::now();
+            refresh(&consumer, &mut generation);
         }
-        let fetched = match consumer.poll(Duration::from_millis(100)) {
-            None | Some(Err(KafkaError::PartitionEOF(_))) => continue,
+        let holding = context.order().is_some_and(|o| o.holding());
+        let timeout = Duration::from_millis(if holding { 10 } else { 100 });
+        let fetched = match consumer.poll(timeout) {
+            None | Some(Err(KafkaError::PartitionEOF(_))) => None,
             Some(Err(e)) => {
                 shared.stats.error(error_kind(&e));
-                Fetched::Error(e)
+                Some(Fetched::Error(e))
             }
             Some(Ok(m)) => {
                 shared.stats.success();
                 let size = m.payload_len() + m.key().map_or(0, <[u8]>::len);
                 shared.stats.read_bytes(size as u64);
-                if let Some(ms) = m.timestamp().to_millis() {
+                let ts = m.timestamp().to_millis();
+                if let Some(ms) = ts {
                     shared.stats.event_time(ms);
                 }
-                if let Some(f) = fairness.as_mut() {
-                    let partition = (m.topic().to_string(), m.partition());
-                    f.seen(&partition, m.offset(), m.timestamp().to_millis());
-                }
-                Fetched::Record {
-                    partition: (m.topic().to_string(), m.partition()),
+                let partition = (m.topic().to_string(), m.partition());
+                let record = Fetched::Record {
+                    partition: partition.clone(),
                     offset: m.offset(),
                     record: message_record(&m, &decoder, &shared),
+                };
+                match context.order() {
+                    Some(mut order) => order.push(&partition, m.offset(), ts, record).err(),
+                    None => Some(record),
                 }
             }
         };
-        if sender.send(fetched).is_err() {
+        if let Some(f) = fetched {
+            if sender.send(f).is_err() {
+                break;
+            }
+        }
+        if hand_over_in_order(&consumer, &sender).is_err() {
             break;
         }
     }
     shared.closing.store(true, Ordering::Relaxed);
+}
+
+/// Hands over what the time order lets go now, and pauses and resumes partitions as
+/// their queues fill and drain.
+fn hand_over_in_order(
+    consumer: &BaseConsumer<Rebalancer>,
+    sender: &SyncSender<Fetched>,
+) -> Result<(), ()> {
+    let context = consumer.context();
+    if context.order.is_none() {
+        return Ok(());
+    }
+    loop {
+        let now = std::time::Instant::now();
+        // Not locked while sending: a full channel blocks here.
+        let Some(next) = context.order().and_then(|mut o| o.pop(now)) else {
+            break;
+        };
+        sender.send(next).map_err(|_| ())?;
+    }
+    let Some((pause, resume)) = context.order().map(|mut o| o.flow()) else {
+        return Ok(());
+    };
+    let source = &context.shared.source;
+    if !pause.is_empty() {
+        tracing::debug!(source = %source, partitions = ?pause, "kafka: pausing partitions with a full queue");
+        if let Err(e) = consumer.pause(&list(&pause)) {
+            tracing::warn!(source = %source, error = %e, "kafka: cannot pause partitions");
+        }
+    }
+    if !resume.is_empty() {
+        if let Err(e) = consumer.resume(&list(&resume)) {
+            tracing::warn!(source = %source, error = %e, "kafka: cannot resume partitions");
+        }
+    }
+    Ok(())
+}
+
+fn list<'a>(partitions: impl IntoIterator<Item = &'a Partition>) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for (t, p) in partitions {
+        tpl.add_partition(t, *p);
+    }
+    tpl
 }
 
 /// Reads every partition of the subscribed topics before the first poll (which is
@@ -352,42 +434,28 @@ fn await_partitions(consumer: &BaseConsumer<Rebalancer>, shared: &Shared) {
         .known(partitions, std::time::Instant::now(), shared.await_for);
 }
 
-/// Pauses partitions running ahead and resumes those the others caught up with.
-fn balance(consumer: &BaseConsumer<Rebalancer>, f: &mut Fairness, generation: &mut u64) {
-    let shared = &consumer.context().shared;
+/// Gives the time order each partition's end (from the last statistics: no request
+/// here), and after a new assignment resumes every held partition: librdkafka keeps a
+/// partition paused across a rebalance.
+fn refresh(consumer: &BaseConsumer<Rebalancer>, generation: &mut u64) {
+    let context = consumer.context();
+    let shared = &context.shared;
     let now = shared.generation.load(Ordering::Relaxed);
-    let held = shared.held().clone();
-    let list = |ps: &mut dyn Iterator<Item = &Partition>| {
-        let mut tpl = TopicPartitionList::new();
-        for (t, p) in ps {
-            tpl.add_partition(t, *p);
-        }
-        tpl
-    };
     if now != *generation {
-        // A partition paused before a rebalance would stay paused after it.
         *generation = now;
-        f.reassigned();
-        if let Err(e) = consumer.resume(&list(&mut held.iter())) {
+        let held = shared.held().clone();
+        if let Err(e) = consumer.resume(&list(&held)) {
             tracing::warn!(source = %shared.source, error = %e, "kafka: cannot resume partitions");
         }
     }
-    // From the last statistics (every `statistics.interval.ms`): no request here.
     let ends = shared
         .ends
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    let d = f.decide(&held, |p| ends.get(p).copied());
-    if !d.pause.is_empty() {
-        tracing::debug!(source = %shared.source, partitions = ?d.pause, "kafka: pausing partitions ahead of the others");
-        if let Err(e) = consumer.pause(&list(&mut d.pause.iter())) {
-            tracing::warn!(source = %shared.source, error = %e, "kafka: cannot pause partitions");
-        }
-    }
-    if !d.resume.is_empty() {
-        if let Err(e) = consumer.resume(&list(&mut d.resume.iter())) {
-            tracing::warn!(source = %shared.source, error = %e, "kafka: cannot resume partitions");
+    if let Some(mut order) = context.order() {
+        for (p, end) in &ends {
+            order.set_end(p, *end);
         }
     }
 }

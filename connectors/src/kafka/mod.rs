@@ -2,12 +2,12 @@
 //! registry through which a sink finds the consumer groups of its pipeline's sources.
 
 pub mod awaited;
-pub mod fairness;
 pub mod fetcher;
 pub mod format;
 pub mod groups;
 pub mod instance;
 pub mod offsets;
+pub mod time_order;
 
 use std::collections::BTreeMap;
 

@@ -17,9 +17,9 @@
 //! checkpoint, which with a kafka sink is in the group too.)
 //! Records carry `kafka.topic`, `kafka.partition` and `kafka.offset` headers and the
 //! message timestamp, and each partition is a lane of its own (watermarks per
-//! partition, see `connectd_sdk::lanes`). While catching up, a partition whose message
-//! timestamps run `max_partition_skew` (60 s; 0: off) ahead of the slowest partition
-//! with messages left is paused until that one comes within half of it (`fairness`).
+//! partition, see `connectd_sdk::lanes`). Messages are handed over in timestamp order
+//! across partitions, a partition running at most `max_partition_skew` (60 s; 0: off,
+//! as fetched) ahead of another with messages left (`kafka::time_order`).
 //!
 //! The source reports its consumer lag (records between its positions and the end of
 //! its partitions) as `connectd_source_backlog_records`, from librdkafka's statistics
