@@ -107,6 +107,69 @@ sinks:
     );
 }
 
+/// The same plugin written in Rust, Python (componentize-py) and JavaScript
+/// (componentize-js), side by side in one pipeline: each output equals the input with
+/// the field masked, computed here.
+#[test]
+fn the_python_and_javascript_plugins_run_in_a_pipeline_like_the_rust_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = Vec::new();
+    for i in 0..3000 {
+        input.push(match i % 5 {
+            // Not an object, or without the field: passed on unchanged.
+            0 => serde_json::json!([i, "owner"]),
+            1 => serde_json::json!({"id": i, "name": "Jos\u{e9} \u{1F600}"}),
+            _ => {
+                serde_json::json!({"id": i, "owner": format!("person-{i}"), "nested": {"owner": i}})
+            }
+        });
+    }
+    let text: String = input.iter().map(|v| format!("{v}\n")).collect();
+    std::fs::write(dir.path().join("in.jsonl"), text).unwrap();
+    let mut yaml = String::from(
+        "name: languages\ncheckpoint: {interval: 50ms}\nsources:\n  lines: {type: file, path: in.jsonl}\ntransforms:\n",
+    );
+    let languages = ["mask_fields", "mask_fields_py", "mask_fields_js"];
+    for name in languages {
+        yaml.push_str(&format!(
+            "  {name}: {{type: wasm, inputs: [lines], module: {}, config: {{fields: [owner], mask: '***'}}}}\n",
+            plugin(name)
+        ));
+    }
+    yaml.push_str("sinks:\n");
+    for name in languages {
+        yaml.push_str(&format!(
+            "  {name}_out: {{type: jsonl, inputs: [{name}], path: {name}.jsonl}}\n"
+        ));
+    }
+    let cfg = write_pipeline(dir.path(), "p.yaml", &yaml);
+    let out = run_to_end(dir.path(), &cfg);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want: Vec<serde_json::Value> = input
+        .into_iter()
+        .map(|mut v| {
+            if let Some(owner) = v.get_mut("owner") {
+                *owner = "***".into();
+            }
+            v
+        })
+        .collect();
+    for name in languages {
+        let got: Vec<serde_json::Value> = read(dir.path().join(format!("{name}.jsonl")))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(got.len(), want.len(), "{name}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g, w, "{name}, record {i}");
+        }
+    }
+}
+
 #[test]
 fn the_stateful_plugin_is_exact_across_sigkills() {
     let yaml = format!(

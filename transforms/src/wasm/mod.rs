@@ -368,7 +368,7 @@ impl WasmTransform {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.memory)
             .table_elements(TABLE_ELEMENTS)
-            .instances(4)
+            .instances(CORE_INSTANCES)
             .build();
         let state = State {
             wasi,
@@ -576,6 +576,11 @@ impl WasmTransform {
 /// Table elements an instance may hold: enough for any plugin's function tables, and
 /// a bound on what a hostile one can make the host allocate.
 const TABLE_ELEMENTS: usize = 1 << 20;
+
+/// Core module instances a component may make: a Rust plugin makes 4; a Python
+/// (componentize-py) or JavaScript (componentize-js) one carries an interpreter, a libc
+/// and adapters as modules of their own.
+const CORE_INSTANCES: usize = 32;
 
 impl connectd_sdk::Transform for WasmTransform {
     fn process(
