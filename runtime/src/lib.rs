@@ -12,6 +12,8 @@ pub mod engine;
 pub mod live;
 pub mod log_levels;
 pub mod metrics;
+pub mod plugin_new;
+pub mod plugin_test;
 pub mod status_cli;
 pub mod worker;
 

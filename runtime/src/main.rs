@@ -41,6 +41,67 @@ enum Command {
     List,
     /// Print a shell completion script (e.g. `connectd completions bash > /etc/bash_completion.d/connectd`).
     Completions(CompletionsArgs),
+    /// Write and try WASM transform plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum PluginCommand {
+    /// Write a ready-to-build plugin project in a new directory <name>.
+    New(PluginNewArgs),
+    /// Run a plugin over sample records; print what it emits (`{"out": record}`) and
+    /// what it sends to the dead-letter queue (`{"dlq": ...}`), one JSON line each. Its
+    /// prints and logs go to stderr. Exit 1 if it cannot load or fails.
+    Test(PluginTestArgs),
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+enum PluginLanguage {
+    Rust,
+    Python,
+    Js,
+}
+
+#[derive(Args, Debug, Clone)]
+struct PluginNewArgs {
+    /// The plugin's name (letters, digits, `-`, `_`).
+    name: String,
+    /// The language to write it in.
+    #[arg(long, value_enum, default_value_t = PluginLanguage::Rust)]
+    lang: PluginLanguage,
+    /// The directory to create it in.
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// The connectd-sdk a Rust plugin depends on, as a path (default: the SDK this
+    /// binary was built from, if its sources are still there; else crates.io).
+    #[arg(long)]
+    sdk: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct PluginTestArgs {
+    /// The plugin: a WebAssembly component (.wasm).
+    #[arg(long)]
+    module: PathBuf,
+    /// The plugin's `config`, as JSON.
+    #[arg(long, default_value = "{}")]
+    config: String,
+    /// Sample input: one JSON value per line (the record's value).
+    #[arg(long)]
+    input: PathBuf,
+    /// Input lines are whole records: `{"key", "value", "timestamp", "headers"}`.
+    #[arg(long)]
+    records: bool,
+    /// Records per `process` call.
+    #[arg(long, default_value_t = 1024)]
+    batch_size: usize,
+    /// `limits` as in a pipeline, as JSON, e.g. '{"memory": "128MiB", "timeout": "2s"}'.
+    #[arg(long)]
+    limits: Option<String>,
+    /// Grant `clock` and/or `random` (as `allow` in a pipeline).
+    #[arg(long, value_delimiter = ',')]
+    allow: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -130,7 +191,11 @@ fn init_logging(format: LogFormat) -> Arc<connectd_runtime::log_levels::LogLevel
     let filter = tracing_subscriber::EnvFilter::new(&base);
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only on a terminal: not in log files and pipes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match format {
         LogFormat::Json => registry.with(layer.json()).init(),
         LogFormat::Text => registry.with(layer).init(),
@@ -231,7 +296,60 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Some(Command::Plugin(command)) => plugin(command),
         None => run(cli.run),
+    }
+}
+
+fn plugin(command: PluginCommand) -> ExitCode {
+    use connectd_runtime::{plugin_new, plugin_test};
+    match command {
+        PluginCommand::New(args) => {
+            let lang = match args.lang {
+                PluginLanguage::Rust => plugin_new::Language::Rust,
+                PluginLanguage::Python => plugin_new::Language::Python,
+                PluginLanguage::Js => plugin_new::Language::Js,
+            };
+            match plugin_new::create(&args.name, lang, &args.dir, args.sdk.as_deref()) {
+                Ok(dir) => {
+                    println!("created {} (see its README.md)", dir.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        PluginCommand::Test(args) => {
+            init_logging(LogFormat::Text);
+            let test = plugin_test::PluginTest {
+                module: args.module,
+                config: args.config,
+                input: args.input,
+                records: args.records,
+                batch_size: args.batch_size,
+                limits: args.limits,
+                allow: args.allow,
+            };
+            match plugin_test::run(&test) {
+                Ok(outcome) => {
+                    for line in outcome.lines() {
+                        println!("{line}");
+                    }
+                    eprintln!(
+                        "{} output record(s), {} dead letter(s)",
+                        outcome.outputs.len(),
+                        outcome.dead_letters.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 

@@ -1,0 +1,37 @@
+//! {{name}}: a connectd transform plugin. Upper-cases the text field named in its
+//! config (`config: {field: name}`); other records pass unchanged.
+
+use connectd_sdk::wasm::{Batch, Failure, Output, Transform};
+
+struct Plugin {
+    field: String,
+}
+
+impl Transform for Plugin {
+    fn init(config: serde_json::Value) -> Result<Self, String> {
+        let field = match config.get("field") {
+            None => "name".to_string(),
+            Some(f) => f.as_str().ok_or("config.field must be text")?.to_string(),
+        };
+        Ok(Plugin { field })
+    }
+
+    fn process(&mut self, batch: &Batch, out: &mut Output) -> Result<(), Failure> {
+        for e in batch.iter() {
+            // Not JSON: this record goes to the dead-letter queue, the rest go on.
+            let mut v = e.json()?;
+            match v.get(&self.field).and_then(|f| f.as_str()) {
+                Some(s) => {
+                    v[&self.field] = s.to_uppercase().into();
+                    // Same key, timestamp and headers; the new value.
+                    out.emit_json(&e, &v);
+                }
+                // Unchanged: costs nothing to pass back.
+                None => out.keep(&e),
+            }
+        }
+        Ok(())
+    }
+}
+
+connectd_sdk::export_transform!(Plugin);
