@@ -53,6 +53,29 @@ use bindings::connectd::plugin::types as wit;
 pub use bindings::connectd::plugin::host::log;
 pub use wit::{BadRecord, Failure, Level};
 
+/// Keyed state the host keeps for the plugin, in the pipeline's state store: only
+/// what changed is written with each checkpoint, it is restored after a crash, and it
+/// is rolled back with the plugin after a trap. Keys and values are bytes; a plugin
+/// keeps any number of keys without holding them in memory or in its snapshot.
+pub mod state {
+    use super::bindings::connectd::plugin::state as host;
+    use super::Failure;
+
+    /// The value stored under `key`. A store that cannot be read fails the batch
+    /// (`Failure::Plugin`: the pipeline's error policy decides).
+    pub fn get(key: &[u8]) -> Result<Option<Vec<u8>>, Failure> {
+        host::get(key).map_err(|e| Failure::Plugin(format!("keyed state: {e}")))
+    }
+
+    pub fn put(key: &[u8], value: &[u8]) {
+        host::put(key, value);
+    }
+
+    pub fn delete(key: &[u8]) {
+        host::delete(key);
+    }
+}
+
 /// The records of one `process` call.
 #[derive(Debug)]
 pub struct Batch {

@@ -468,3 +468,106 @@ fn a_trap_leaves_the_stateful_plugin_as_if_the_record_never_came() {
         "seed {seed}: the output differs from the run without the trapping records"
     );
 }
+
+/// Records `{"i", "symbol"}` over 1 000 symbols; with `boom`, `BOOM` records between.
+fn count_input(n: usize, boom: bool) -> String {
+    let mut s = String::new();
+    for i in 0..n {
+        if boom && i % 997 == 500 {
+            s.push_str("{\"i\":-1,\"symbol\":\"BOOM\"}\n");
+        }
+        s.push_str(&format!(
+            "{{\"i\":{i},\"symbol\":\"S{}\"}}\n",
+            (i * 7919) % 1000
+        ));
+    }
+    s
+}
+
+/// Every file of the worker's state directory that holds `needle`.
+fn state_files_with(dir: &std::path::Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.join(".connectd")];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if std::fs::read(&p)
+                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+/// Keyed state host functions (`state.get/put`): the running-count plugin keeps a
+/// count per symbol in the pipeline's state store. Its output equals the running counts
+/// computed here from the input, with traps (whose calls had already written counts)
+/// and across SIGKILLs; the counts are in the store, not in the plugin's snapshot.
+#[test]
+fn a_plugin_keeps_keyed_state_in_the_store_exactly_through_traps_and_sigkills() {
+    const N: usize = 20_000;
+    let mut counts = std::collections::HashMap::new();
+    let mut want = vec!["i,symbol,count".to_string()];
+    for i in 0..N {
+        let symbol = format!("S{}", (i * 7919) % 1000);
+        let c = counts.entry(symbol.clone()).or_insert(0u64);
+        *c += 1;
+        want.push(format!("{i},{symbol},{c}"));
+    }
+    let yaml = format!(
+        r#"
+name: counting
+checkpoint: {{interval: 50ms}}
+errors: {{tolerance: all, dlq: {{path: dlq.jsonl}}}}
+sources:
+  lines: {{type: file, path: in.jsonl}}
+transforms:
+  count:
+    type: wasm
+    inputs: [lines]
+    module: {}
+    config: {{key: symbol, output: count, panic_on: BOOM}}
+sinks:
+  out: {{type: csv, inputs: [count], path: out/counts.csv, columns: [i, symbol, count]}}
+"#,
+        plugin("running_count")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), count_input(N, true)).unwrap();
+    let cfg = write_pipeline(dir.path(), "p.yaml", &yaml);
+    let out = run_to_end(dir.path(), &cfg);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = read(dir.path().join("out/counts.csv"));
+    let got: Vec<&str> = got.lines().collect();
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "line {i}");
+    }
+    let booms = count_input(N, true).matches("BOOM").count();
+    assert_eq!(read(dir.path().join("dlq.jsonl")).lines().count(), booms);
+    assert!(
+        state_files_with(dir.path(), "\"keyed\"").is_empty(),
+        "the counts went into a snapshot, not the state store"
+    );
+
+    // Again, SIGKILLed at seeded random moments.
+    let (seed, mut rng) = seeded_rng();
+    let _ = std::fs::remove_dir_all(dir.path().join("out"));
+    let _ = std::fs::remove_dir_all(dir.path().join(".connectd"));
+    let _ = std::fs::remove_file(dir.path().join("dlq.jsonl"));
+    kill_repeatedly(dir.path(), &cfg, 6, 150..700, &mut rng);
+    let mut child = spawn(dir.path(), &cfg, &[]);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(300)).success());
+    assert!(
+        read(dir.path().join("out/counts.csv")) == want.join("\n") + "\n",
+        "seed {seed}: the counts differ from the running counts of the input"
+    );
+}

@@ -14,9 +14,12 @@
 //!   only the record that traps goes to the DLQ (or stops the pipeline, per
 //!   `errors.tolerance`).
 //! - A module built against another interface version is refused at load, naming both.
+//! - Keyed state (`state.get/put/delete`) lives in the pipeline's state store and is
+//!   rolled back with the plugin (`keyed`).
 
 mod engine;
 mod guest_output;
+mod keyed;
 mod sandbox;
 
 use std::path::PathBuf;
@@ -24,6 +27,7 @@ use std::time::Duration;
 
 use connectd_sdk::config::{parse_size, ConfigMap, Invalid};
 use connectd_sdk::record::take_records;
+use connectd_sdk::state::{KeyedState, MemoryState};
 use connectd_sdk::{BadRecord, Batch, BuildContext, ConnectorError, Emitter, Record, Value};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
@@ -51,6 +55,7 @@ pub struct State {
     table: ResourceTable,
     limits: StoreLimits,
     component: String,
+    keyed: keyed::PluginState,
 }
 
 impl WasiView for State {
@@ -63,6 +68,20 @@ impl WasiView for State {
 }
 
 impl connectd::plugin::types::Host for State {}
+
+impl connectd::plugin::state::Host for State {
+    fn get(&mut self, key: Vec<u8>) -> Result<Option<Vec<u8>>, String> {
+        self.keyed.get(&key)
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.keyed.put(key, value);
+    }
+
+    fn delete(&mut self, key: Vec<u8>) {
+        self.keyed.delete(key);
+    }
+}
 
 impl connectd::plugin::host::Host for State {
     fn log(&mut self, level: Level, message: String) {
@@ -101,6 +120,9 @@ pub struct WasmTransform {
     spare: Vec<WitBatch>,
     output: guest_output::GuestOutput,
     stats: std::sync::Arc<connectd_sdk::stats::PluginStats>,
+    /// The plugin's keyed state: the pipeline's store once attached, else in memory
+    /// (and then in the snapshot).
+    keyed: keyed::Shared,
 }
 
 /// Past this much replay log, the live instance is snapshotted and the log dropped:
@@ -169,6 +191,7 @@ pub fn build(
         replay_bytes: 0,
         spare: Vec::new(),
         stats: Default::default(),
+        keyed: std::sync::Arc::new(std::sync::Mutex::new(Box::new(MemoryState::default()))),
     };
     // Instantiated and `init` called now, so `validate` reports a config the plugin
     // refuses before anything runs.
@@ -375,6 +398,7 @@ impl WasmTransform {
             table: ResourceTable::new(),
             limits,
             component: self.component_name.clone(),
+            keyed: keyed::PluginState::new(self.keyed.clone()),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limits);
@@ -475,6 +499,9 @@ impl WasmTransform {
     fn snapshot_live(&mut self) -> Result<(), ConnectorError> {
         match self.call(|store, world| world.call_snapshot(store))? {
             Called::Done(state) => {
+                if let Some((store, _)) = self.instance.as_mut() {
+                    store.data_mut().keyed.flush();
+                }
                 self.restored = Some(state);
                 self.forget_replay();
                 Ok(())
@@ -497,7 +524,11 @@ impl WasmTransform {
         self.replay_bytes += processed.data.len() + 16 * processed.key_starts.len();
         self.replay.push(processed);
         self.buffers = self.spare.pop().unwrap_or_else(empty_batch);
-        if self.replay_bytes > REPLAY_LIMIT {
+        let changed = self
+            .instance
+            .as_ref()
+            .map_or(0, |(store, _)| store.data().keyed.bytes());
+        if self.replay_bytes > REPLAY_LIMIT || changed > REPLAY_LIMIT {
             self.snapshot_live()?;
         }
         Ok(())
@@ -592,16 +623,32 @@ impl connectd_sdk::Transform for WasmTransform {
         self.run(take_records(batch), out)
     }
 
+    /// The plugin's own state (hex), and its keyed state when it is not in a store.
     fn snapshot(&mut self) -> Result<serde_json::Value, ConnectorError> {
         // Without an instance (none yet, or one that trapped) the state is `restored`
         // plus whatever the replay log holds.
         if self.instance.is_some() || !self.replay.is_empty() {
             self.snapshot_live()?;
         }
-        Ok(match &self.restored {
+        let guest = match &self.restored {
             Some(s) if !s.is_empty() => serde_json::Value::String(hex(s)),
             _ => serde_json::Value::Null,
+        };
+        Ok(match keyed::lock(&self.keyed).export() {
+            Some(entries) if !entries.is_empty() => {
+                let keyed: Vec<[String; 2]> =
+                    entries.iter().map(|(k, v)| [hex(k), hex(v)]).collect();
+                serde_json::json!({ "guest": guest, "keyed": keyed })
+            }
+            _ => guest,
         })
+    }
+
+    /// Keyed state in the pipeline's store. Swapped in place: the instance made at
+    /// build time already holds the shared handle.
+    fn attach_state(&mut self, state: Box<dyn KeyedState>) -> bool {
+        *keyed::lock(&self.keyed) = state;
+        true
     }
 
     fn plugin_stats(&self) -> Option<std::sync::Arc<connectd_sdk::stats::PluginStats>> {
@@ -609,12 +656,31 @@ impl connectd_sdk::Transform for WasmTransform {
     }
 
     fn restore(&mut self, state: serde_json::Value) -> Result<(), ConnectorError> {
-        if let serde_json::Value::String(s) = state {
-            self.restored =
-                Some(unhex(&s).map_err(|e| self.err(format!("corrupt checkpointed state: {e}")))?);
-            self.instance = None;
-            self.forget_replay();
+        let corrupt = |e: String| self.err(format!("corrupt checkpointed state: {e}"));
+        let (guest, entries) = match state {
+            serde_json::Value::Object(mut o) => (
+                o.remove("guest").unwrap_or_default(),
+                o.remove("keyed").unwrap_or_default(),
+            ),
+            guest => (guest, serde_json::Value::Null),
+        };
+        // Keyed state checkpointed in memory (no store): into the state it is kept in.
+        for entry in entries.as_array().into_iter().flatten() {
+            let hex_at = |i: usize| {
+                entry[i]
+                    .as_str()
+                    .ok_or_else(|| "a keyed entry is not [key, value]".to_string())
+                    .and_then(unhex)
+            };
+            let (k, v) = (hex_at(0).map_err(corrupt)?, hex_at(1).map_err(corrupt)?);
+            keyed::lock(&self.keyed).put(&k, &v);
         }
+        if let serde_json::Value::String(s) = guest {
+            self.restored = Some(unhex(&s).map_err(corrupt)?);
+        }
+        // The instance made at build time started from nothing.
+        self.instance = None;
+        self.forget_replay();
         Ok(())
     }
 }
