@@ -57,6 +57,10 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The example plugins' own tests, natively (connectd_sdk::wasm::testing).
+cargo test --manifest-path examples/plugins/Cargo.toml --locked 2>&1 | tee -a "$log"
+plugins_status=${PIPESTATUS[0]}
+[ "$status" -ne 0 ] || status=$plugins_status
 set -e
 # One closing line with the totals of every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }

@@ -38,6 +38,8 @@ use std::any::Any;
 use std::cell::RefCell;
 
 #[doc(hidden)]
+// Generated; natively (for plugins' own tests) it includes import stubs clippy flags.
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "wit",
@@ -50,15 +52,28 @@ pub mod bindings {
 
 use bindings::connectd::plugin::types as wit;
 
+#[cfg(target_family = "wasm")]
 pub use bindings::connectd::plugin::host::log;
 pub use wit::{BadRecord, Failure, Level};
+
+/// Outside WebAssembly (a plugin's own `cargo test`): the log goes to stderr.
+#[cfg(not(target_family = "wasm"))]
+pub fn log(level: Level, message: &str) {
+    eprintln!("[{level:?}] {message}");
+}
 
 /// Keyed state the host keeps for the plugin, in the pipeline's state store: only
 /// what changed is written with each checkpoint, it is restored after a crash, and it
 /// is rolled back with the plugin after a trap. Keys and values are bytes; a plugin
 /// keeps any number of keys without holding them in memory or in its snapshot.
+///
+/// Outside WebAssembly (a plugin's own `cargo test`) the state is a map in memory, one
+/// per thread, which [`testing::clear_state`] empties.
 pub mod state {
+    #[cfg(target_family = "wasm")]
     use super::bindings::connectd::plugin::state as host;
+    #[cfg(not(target_family = "wasm"))]
+    use super::testing::state_host as host;
     use super::Failure;
 
     /// The value stored under `key`. A store that cannot be read fails the batch
@@ -203,6 +218,12 @@ pub struct NewEvent {
 #[derive(Debug)]
 pub struct Output {
     raw: wit::Processed,
+}
+
+impl Default for Output {
+    fn default() -> Self {
+        Self::new(0)
+    }
 }
 
 impl Output {
@@ -374,4 +395,231 @@ macro_rules! export_transform {
 
         $crate::wasm::bindings::export_transform_world!(__ConnectdTransformExport with_types_in $crate::wasm::bindings);
     };
+}
+
+/// Plugins tested natively, in plain `cargo test`: batches built from records, the
+/// output read back as records, and keyed state in memory.
+///
+/// ```ignore
+/// let batch = Batch::from_json(&[json!({"name": "ada"})]);
+/// let mut out = Output::default();
+/// MyPlugin::init(json!({}))?.process(&batch, &mut out)?;
+/// assert_eq!(out.events(&batch)[0].json()["name"], "ADA");
+/// ```
+pub mod testing {
+    use super::*;
+
+    thread_local! {
+        static STATE: RefCell<std::collections::BTreeMap<Vec<u8>, Vec<u8>>> =
+            const { RefCell::new(std::collections::BTreeMap::new()) };
+    }
+
+    /// Empties this thread's keyed state.
+    pub fn clear_state() {
+        STATE.with(|s| s.borrow_mut().clear());
+    }
+
+    /// The keyed state outside WebAssembly: this thread's map.
+    #[cfg(not(target_family = "wasm"))]
+    pub(super) mod state_host {
+        use super::STATE;
+
+        pub fn get(key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+            Ok(STATE.with(|s| s.borrow().get(key).cloned()))
+        }
+
+        pub fn put(key: &[u8], value: &[u8]) {
+            STATE.with(|s| s.borrow_mut().insert(key.to_vec(), value.to_vec()));
+        }
+
+        pub fn delete(key: &[u8]) {
+            STATE.with(|s| s.borrow_mut().remove(key));
+        }
+    }
+
+    impl Batch {
+        /// A batch of records with these values (no key, time or headers).
+        pub fn from_json(values: &[serde_json::Value]) -> Batch {
+            let events: Vec<NewEvent> = values
+                .iter()
+                .map(|v| NewEvent {
+                    value: v.to_string().into_bytes(),
+                    ..NewEvent::default()
+                })
+                .collect();
+            Batch::from_events(&events)
+        }
+
+        /// A batch of these records, as the host would hand them over.
+        pub fn from_events(events: &[NewEvent]) -> Batch {
+            let mut raw = wit::Batch {
+                data: Vec::new(),
+                key_starts: Vec::new(),
+                value_starts: Vec::new(),
+                value_ends: Vec::new(),
+                timestamps: Vec::new(),
+                header_ends: Vec::new(),
+                headers: Vec::new(),
+            };
+            for e in events {
+                raw.key_starts.push(raw.data.len() as u32);
+                raw.data
+                    .extend_from_slice(e.key.as_deref().unwrap_or_default());
+                raw.value_starts.push(raw.data.len() as u32);
+                raw.data.extend_from_slice(&e.value);
+                raw.value_ends.push(raw.data.len() as u32);
+                raw.timestamps.push(e.timestamp.unwrap_or(i64::MIN));
+                for (n, v) in &e.headers {
+                    let mut put = |bytes: &[u8]| {
+                        let start = raw.data.len();
+                        raw.data.extend_from_slice(bytes);
+                        span(start, bytes.len())
+                    };
+                    let header = wit::Header {
+                        name: put(n.as_bytes()),
+                        value: put(v.as_bytes()),
+                    };
+                    raw.headers.push(header);
+                }
+                raw.header_ends.push(raw.headers.len() as u32);
+            }
+            Batch { raw }
+        }
+    }
+
+    impl Event<'_> {
+        /// This input record as a [`NewEvent`].
+        pub fn to_event(&self) -> NewEvent {
+            NewEvent {
+                key: self.key().map(<[u8]>::to_vec),
+                value: self.value().to_vec(),
+                timestamp: self.timestamp(),
+                headers: self
+                    .headers()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
+            }
+        }
+    }
+
+    impl Output {
+        /// The output records, in order, as the host would read them (a kept record is
+        /// the input record of `batch`).
+        pub fn events(&self, batch: &Batch) -> Vec<NewEvent> {
+            let bytes = |s: wit::Span| {
+                let start = s.start as usize;
+                self.raw.data[start..start + s.len as usize].to_vec()
+            };
+            let text = |s: wit::Span| String::from_utf8_lossy(&bytes(s)).into_owned();
+            self.raw
+                .outputs
+                .iter()
+                .map(|o| match o {
+                    wit::Output::Keep(i) => batch
+                        .get(*i as usize)
+                        .map(|e| e.to_event())
+                        .unwrap_or_default(),
+                    wit::Output::Emit(e) => {
+                        let start = e.headers.start as usize;
+                        NewEvent {
+                            key: e.key.map(bytes),
+                            value: bytes(e.value),
+                            timestamp: e.timestamp,
+                            headers: self.raw.headers[start..start + e.headers.len as usize]
+                                .iter()
+                                .map(|h| (text(h.name), text(h.value)))
+                                .collect(),
+                        }
+                    }
+                })
+                .collect()
+        }
+    }
+
+    impl NewEvent {
+        /// The value parsed as JSON (`Null` if it is not JSON).
+        pub fn json(&self) -> serde_json::Value {
+            serde_json::from_slice(&self.value).unwrap_or_default()
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::super::state;
+        use super::*;
+
+        /// Upper-cases `name`, counting the records per name in keyed state.
+        struct Shout;
+
+        impl Transform for Shout {
+            fn init(_config: serde_json::Value) -> Result<Self, String> {
+                Ok(Shout)
+            }
+
+            fn process(&mut self, batch: &Batch, out: &mut Output) -> Result<(), Failure> {
+                for e in batch.iter() {
+                    let mut v = e.json()?;
+                    let Some(name) = v["name"].as_str().map(str::to_uppercase) else {
+                        out.keep(&e);
+                        continue;
+                    };
+                    let seen = state::get(name.as_bytes())?.map_or(0, |b| b[0]) + 1;
+                    state::put(name.as_bytes(), &[seen]);
+                    v["name"] = name.into();
+                    v["seen"] = seen.into();
+                    out.emit_json(&e, &v);
+                }
+                Ok(())
+            }
+        }
+
+        #[test]
+        fn a_plugin_runs_in_plain_cargo_test() {
+            clear_state();
+            let input = [
+                NewEvent {
+                    key: Some(b"{\"id\":1}".to_vec()),
+                    value: b"{\"name\":\"ada\"}".to_vec(),
+                    timestamp: Some(7),
+                    headers: vec![("h".into(), "v".into())],
+                },
+                NewEvent {
+                    value: b"[1]".to_vec(),
+                    ..NewEvent::default()
+                },
+            ];
+            let batch = Batch::from_events(&input);
+            let mut plugin = Shout::init(serde_json::json!({})).unwrap();
+            let mut out = Output::default();
+            plugin.process(&batch, &mut out).unwrap();
+            plugin.process(&batch, &mut out).unwrap();
+            let events = out.events(&batch);
+            assert_eq!(events.len(), 4);
+            assert_eq!(
+                events[0].json(),
+                serde_json::json!({"name": "ADA", "seen": 1})
+            );
+            assert_eq!(events[0].key.as_deref(), Some(&b"{\"id\":1}"[..]));
+            assert_eq!(
+                (events[0].timestamp, events[0].headers.clone()),
+                (Some(7), input[0].headers.clone())
+            );
+            assert_eq!(events[1], input[1], "kept as it came");
+            assert_eq!(
+                events[2].json()["seen"],
+                2,
+                "keyed state kept between calls"
+            );
+            let bad = plugin.process(&Batch::from_json(&[serde_json::json!(1)]), &mut out);
+            assert!(bad.is_ok(), "a number has no name: kept");
+            let not_json = Batch::from_events(&[NewEvent {
+                value: b"{".to_vec(),
+                ..NewEvent::default()
+            }]);
+            assert!(matches!(
+                plugin.process(&not_json, &mut Output::default()),
+                Err(Failure::BadRecord(_))
+            ));
+        }
+    }
 }

@@ -83,9 +83,16 @@ fn sdk_dependency(sdk: Option<&Path>) -> String {
         Some(p) => Some(p.to_path_buf()),
         None => built_from.canonicalize().ok(),
     };
+    // Without `host`: only the guest side, with serde_json and wit-bindgen.
     match path {
-        Some(p) => format!("{{ path = {:?} }}", p.display().to_string()),
-        None => format!("\"{}\"", env!("CARGO_PKG_VERSION")),
+        Some(p) => format!(
+            "{{ path = {:?}, default-features = false }}",
+            p.display().to_string()
+        ),
+        None => format!(
+            "{{ version = \"{}\", default-features = false }}",
+            env!("CARGO_PKG_VERSION")
+        ),
     }
 }
 

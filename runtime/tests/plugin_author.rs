@@ -55,6 +55,21 @@ fn new_and_build(parent: &Path, lang: &str) -> PathBuf {
                     .unwrap(),
                 "cargo build",
             );
+            // Its own tests, natively, as its README says.
+            let tested = ok(
+                Command::new("cargo")
+                    .arg("test")
+                    .env("CARGO_TARGET_DIR", repo().join("examples/plugins/target"))
+                    .current_dir(&dir)
+                    .output()
+                    .unwrap(),
+                "cargo test",
+            );
+            assert!(
+                String::from_utf8_lossy(&tested.stdout).contains("1 passed"),
+                "{}",
+                String::from_utf8_lossy(&tested.stdout)
+            );
             repo().join("examples/plugins/target/wasm32-wasip2/release/shout_rust.wasm")
         }
         "python" => {

@@ -60,3 +60,41 @@ impl Transform for RunningCount {
 }
 
 connectd_sdk::export_transform!(RunningCount);
+
+/// Natively, in plain `cargo test` (`connectd_sdk::wasm::testing`).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use connectd_sdk::wasm::testing::clear_state;
+    use serde_json::json;
+
+    #[test]
+    fn counts_per_key_across_batches() {
+        clear_state();
+        let mut plugin = RunningCount::init(json!({"key": "symbol"})).unwrap();
+        let mut out = Output::default();
+        let first = Batch::from_json(&[json!({"symbol": "A"}), json!({"symbol": "B"})]);
+        plugin.process(&first, &mut out).unwrap();
+        let counts: Vec<u64> = out
+            .events(&first)
+            .iter()
+            .map(|e| e.json()["count"].as_u64().unwrap())
+            .collect();
+        assert_eq!(counts, [1, 1]);
+        let second = Batch::from_json(&[json!({"symbol": "A"})]);
+        let mut out = Output::default();
+        plugin.process(&second, &mut out).unwrap();
+        assert_eq!(out.events(&second)[0].json()["count"], 2);
+    }
+
+    #[test]
+    fn a_record_without_the_key_is_a_bad_record() {
+        clear_state();
+        let mut plugin = RunningCount::init(json!({"key": "symbol"})).unwrap();
+        let batch = Batch::from_json(&[json!({"symbol": "A"}), json!({"other": 1})]);
+        match plugin.process(&batch, &mut Output::default()) {
+            Err(Failure::BadRecord(b)) => assert_eq!(b.index, 1),
+            other => panic!("{other:?}"),
+        }
+    }
+}

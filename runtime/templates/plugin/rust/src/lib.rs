@@ -35,3 +35,20 @@ impl Transform for Plugin {
 }
 
 connectd_sdk::export_transform!(Plugin);
+
+/// Natively, in plain `cargo test`: batches in, records out (`connectd_sdk::wasm::testing`).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn upper_cases_the_field_and_keeps_the_rest() {
+        let mut plugin = Plugin::init(json!({"field": "name"})).unwrap();
+        let batch = Batch::from_json(&[json!({"name": "ada"}), json!({"n": 2})]);
+        let mut out = Output::default();
+        plugin.process(&batch, &mut out).unwrap();
+        let values: Vec<_> = out.events(&batch).iter().map(|e| e.json()).collect();
+        assert_eq!(values, [json!({"name": "ADA"}), json!({"n": 2})]);
+    }
+}
