@@ -11,8 +11,11 @@ use connectd_sdk::{BadRecord, BuildContext, Emitter, Record, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PluginTestError {
-    #[error("--config is not JSON: {0}")]
-    Config(serde_json::Error),
+    #[error("{flag} is not JSON: {source}")]
+    Json {
+        flag: &'static str,
+        source: serde_json::Error,
+    },
     #[error("cannot read {path}: {source}")]
     Input {
         path: PathBuf,
@@ -81,14 +84,20 @@ impl Outcome {
 /// Builds the plugin as a pipeline would, then feeds it the input in batches.
 pub fn run(test: &PluginTest) -> Result<Outcome, PluginTestError> {
     let config: serde_json::Value =
-        serde_json::from_str(&test.config).map_err(PluginTestError::Config)?;
+        serde_json::from_str(&test.config).map_err(|source| PluginTestError::Json {
+            flag: "--config",
+            source,
+        })?;
     let inputs = read_input(test)?;
     let mut spec = serde_json::json!({
         "module": test.module.display().to_string(),
         "config": config,
     });
     if let Some(limits) = &test.limits {
-        spec["limits"] = serde_json::from_str(limits).map_err(PluginTestError::Config)?;
+        spec["limits"] = serde_json::from_str(limits).map_err(|source| PluginTestError::Json {
+            flag: "--limits",
+            source,
+        })?;
     }
     if !test.allow.is_empty() {
         spec["allow"] = test.allow.clone().into();
