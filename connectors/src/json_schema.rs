@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use connectd_sdk::config::ConfigMap;
 use connectd_sdk::Value;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// How many mismatches a DLQ reason lists.
 const MAX_REPORTED: usize = 5;
@@ -20,10 +22,21 @@ impl std::fmt::Debug for JsonSchemaCheck {
     }
 }
 
-/// Reads `json_schema` (written inline, as YAML or JSON) or `json_schema_file` (a path
-/// relative to the pipeline file's folder).
-pub fn read(cfg: &mut ConfigMap<'_>) -> Option<Arc<JsonSchemaCheck>> {
-    let (key, schema) = match (cfg.opt_json("json_schema"), cfg.opt_str("json_schema_file")) {
+/// The options of a source that checks its records against a JSON Schema.
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+pub struct SchemaCheckOptions {
+    /// A JSON Schema every record value must match (written inline, as YAML or JSON);
+    /// a value that does not goes to the dead-letter queue with the reasons.
+    #[serde(default)]
+    pub json_schema: Option<serde_json::Value>,
+    /// The same, read from a file (relative to the pipeline file's folder).
+    #[serde(default)]
+    pub json_schema_file: Option<String>,
+}
+
+/// Makes the check of `json_schema` or `json_schema_file`, if one is given.
+pub fn read(cfg: &ConfigMap<'_>, o: SchemaCheckOptions) -> Option<Arc<JsonSchemaCheck>> {
+    let (key, schema) = match (o.json_schema, o.json_schema_file) {
         (None, None) => return None,
         (Some(_), Some(_)) => {
             cfg.error(

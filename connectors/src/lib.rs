@@ -12,28 +12,28 @@ pub mod sources;
 use connectd_sdk::Registry;
 
 pub fn register(registry: &mut Registry) {
-    registry.source("iot", sources::iot::build);
-    registry.source("trades", sources::trades::build);
-    registry.source("file", sources::file::build);
+    registry.source::<sources::iot::IotOptions>("iot", sources::iot::build);
+    registry.source::<sources::trades::TradesOptions>("trades", sources::trades::build);
+    registry.source::<sources::file::FileOptions>("file", sources::file::build);
     #[cfg(feature = "kafka")]
-    registry.source("kafka", sources::kafka::build);
+    registry.source::<sources::kafka::KafkaSourceOptions>("kafka", sources::kafka::build);
     #[cfg(feature = "alpaca")]
-    registry.source("alpaca", sources::alpaca::build);
+    registry.source::<sources::alpaca::AlpacaOptions>("alpaca", sources::alpaca::build);
     #[cfg(feature = "http-sources")]
-    registry.source("yahoo", sources::yahoo::build);
+    registry.source::<sources::yahoo::YahooOptions>("yahoo", sources::yahoo::build);
     #[cfg(feature = "http-sources")]
-    registry.source("goapi", sources::goapi::build);
-    registry.sink("csv", sinks::csv::build);
-    registry.sink("jsonl", sinks::jsonl::build);
+    registry.source::<sources::goapi::GoapiOptions>("goapi", sources::goapi::build);
+    registry.sink::<sinks::csv::CsvOptions>("csv", sinks::csv::build);
+    registry.sink::<sinks::jsonl::JsonlOptions>("jsonl", sinks::jsonl::build);
     #[cfg(feature = "mysql")]
-    registry.sink("mysql", sinks::mysql::build);
+    registry.sink::<sinks::mysql::MysqlOptions>("mysql", sinks::mysql::build);
     #[cfg(feature = "cassandra")]
-    registry.sink("cassandra", sinks::cassandra::build);
+    registry.sink::<sinks::cassandra::CassandraOptions>("cassandra", sinks::cassandra::build);
     #[cfg(feature = "mongodb")]
-    registry.sink("mongodb", sinks::mongodb::build);
-    registry.sink("stdout", sinks::stdout::build);
+    registry.sink::<sinks::mongodb::MongoOptions>("mongodb", sinks::mongodb::build);
+    registry.sink::<sinks::stdout::StdoutOptions>("stdout", sinks::stdout::build);
     #[cfg(feature = "avro")]
-    registry.sink("avro", sinks::avro::build);
+    registry.sink::<sinks::avro::AvroFileOptions>("avro", sinks::avro::build);
     #[cfg(feature = "kafka")]
-    registry.sink("kafka", sinks::kafka::build);
+    registry.sink::<sinks::kafka::KafkaSinkOptions>("kafka", sinks::kafka::build);
 }

@@ -44,12 +44,43 @@ pub type TransformBuilder =
     fn(&mut ConfigMap<'_>, &BuildContext) -> Result<Box<dyn Transform>, Invalid>;
 pub type SinkBuilder = fn(&mut ConfigMap<'_>, &BuildContext) -> Result<Box<dyn Sink>, Invalid>;
 
-/// Component builders by type name.
+/// The JSON Schema of a component's options, made from its typed options struct.
+pub type OptionsSchema = fn() -> schemars::Schema;
+
+/// The JSON Schema of `T`, every type inlined (one self-contained object per
+/// component, for `describe`, the admin API and the pipeline schema).
+pub fn options_schema<T: schemars::JsonSchema>() -> schemars::Schema {
+    schemars::generate::SchemaSettings::draft07()
+        .with(|s| s.inline_subschemas = true)
+        .into_generator()
+        .into_root_schema_for::<T>()
+}
+
+/// What kind of component a type name is registered as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Source,
+    Transform,
+    Sink,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Source => "source",
+            Kind::Transform => "transform",
+            Kind::Sink => "sink",
+        }
+    }
+}
+
+/// Component builders by type name, with the schema of each one's options.
 #[derive(Debug, Default)]
 pub struct Registry {
     sources: BTreeMap<&'static str, SourceBuilder>,
     transforms: BTreeMap<&'static str, TransformBuilder>,
     sinks: BTreeMap<&'static str, SinkBuilder>,
+    schemas: BTreeMap<(Kind, &'static str), OptionsSchema>,
 }
 
 impl Registry {
@@ -57,16 +88,44 @@ impl Registry {
         Self::default()
     }
 
-    pub fn source(&mut self, type_name: &'static str, build: SourceBuilder) {
+    /// Registers a source whose options `build` reads as `O`.
+    pub fn source<O: schemars::JsonSchema>(
+        &mut self,
+        type_name: &'static str,
+        build: SourceBuilder,
+    ) {
         self.sources.insert(type_name, build);
+        self.schemas
+            .insert((Kind::Source, type_name), options_schema::<O>);
     }
 
-    pub fn transform(&mut self, type_name: &'static str, build: TransformBuilder) {
+    pub fn transform<O: schemars::JsonSchema>(
+        &mut self,
+        type_name: &'static str,
+        build: TransformBuilder,
+    ) {
         self.transforms.insert(type_name, build);
+        self.schemas
+            .insert((Kind::Transform, type_name), options_schema::<O>);
     }
 
-    pub fn sink(&mut self, type_name: &'static str, build: SinkBuilder) {
+    pub fn sink<O: schemars::JsonSchema>(&mut self, type_name: &'static str, build: SinkBuilder) {
         self.sinks.insert(type_name, build);
+        self.schemas
+            .insert((Kind::Sink, type_name), options_schema::<O>);
+    }
+
+    /// The schema of a component's options.
+    pub fn options(&self, kind: Kind, type_name: &str) -> Option<schemars::Schema> {
+        self.schemas
+            .iter()
+            .find(|((k, t), _)| *k == kind && *t == type_name)
+            .map(|(_, schema)| schema())
+    }
+
+    /// Every registered component, by kind and type name.
+    pub fn components(&self) -> Vec<(Kind, &'static str)> {
+        self.schemas.keys().copied().collect()
     }
 
     pub fn get_source(&self, type_name: &str) -> Option<SourceBuilder> {

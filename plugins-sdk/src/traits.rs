@@ -77,6 +77,17 @@ pub trait Source: Send {
     async fn reset(&mut self) -> Result<(), ConnectorError> {
         Ok(())
     }
+
+    /// The admin API's offset alteration (KIP-875), with the pipeline stopped and this
+    /// source not opened: checks that `offset` is a position of this source (the error
+    /// says what is wrong) and moves any position kept outside the pipeline's
+    /// checkpoints to it (a Kafka group's committed offsets). The runtime then writes
+    /// it into the last checkpoint. A source that does not override this refuses.
+    async fn alter(&mut self, _offset: &serde_json::Value) -> Result<(), ConnectorError> {
+        Err(ConnectorError::permanent(
+            "this source's position cannot be altered (DELETE .../offsets resets it)",
+        ))
+    }
 }
 
 /// Where a transform puts its output.
@@ -242,3 +253,23 @@ macro_rules! opaque_debug {
     )*};
 }
 opaque_debug!(Source, Transform, Sink);
+
+/// Reads an offset given to [`Source::alter`] as the source's own offset type, refusing
+/// fields the type does not have (a typo would otherwise be dropped silently).
+pub fn offset_as<T: serde::de::DeserializeOwned + serde::Serialize>(
+    offset: &serde_json::Value,
+) -> Result<T, ConnectorError> {
+    let parsed: T = serde_json::from_value(offset.clone())
+        .map_err(|e| ConnectorError::permanent(format!("not a position of this source: {e}")))?;
+    let known = serde_json::to_value(&parsed).unwrap_or_default();
+    if let (Some(given), Some(known)) = (offset.as_object(), known.as_object()) {
+        if let Some(extra) = given.keys().find(|k| !known.contains_key(*k)) {
+            let fields: Vec<&str> = known.keys().map(String::as_str).collect();
+            return Err(ConnectorError::permanent(format!(
+                "unknown field `{extra}` in the offset (its fields: {})",
+                fields.join(", ")
+            )));
+        }
+    }
+    Ok(parsed)
+}

@@ -146,6 +146,7 @@ fn control_problem(e: &ControlError) -> Response {
     let code = match e {
         ControlError::NotFound(_) => StatusCode::NOT_FOUND,
         ControlError::Conflict(_) => StatusCode::CONFLICT,
+        ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
     };
     problem(code, e.to_string())
 }
@@ -213,6 +214,53 @@ async fn reset_offsets(State(s): State<AdminState>, Path(name): Path<String>) ->
     match s.worker.control(&name, Control::ResetOffsets).await {
         Ok(()) => Json(serde_json::json!({
             "message": format!("The offsets for `{name}` have been reset successfully: its next run starts from the beginning")
+        }))
+        .into_response(),
+        Err(e) => control_problem(&e),
+    }
+}
+
+/// KIP-875's alter, for a stopped pipeline: `{"offsets": [{"partition": {"source":
+/// name}, "offset": {...} | null}]}`. Each named source checks its new position; null
+/// forgets it (the source starts as configured). An offset shown as `{"position": v}`
+/// (a source whose offsets are not objects) is taken back as `v`.
+async fn alter_offsets(
+    State(s): State<AdminState>,
+    Path(name): Path<String>,
+    body: String,
+) -> Response {
+    let bad = |why: String| problem(StatusCode::BAD_REQUEST, why);
+    let v: serde_json::Value = match serde_json::from_str(&body) {
+        Ok(v) => v,
+        Err(e) => return bad(format!("the body is not JSON: {e}")),
+    };
+    let Some(entries) = v["offsets"].as_array() else {
+        return bad(
+            r#"expected {"offsets": [{"partition": {"source": <name>}, "offset": {...}}]}"#.into(),
+        );
+    };
+    let mut changes = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let Some(source) = e["partition"]["source"].as_str() else {
+            return bad(format!(
+                "offsets[{i}].partition.source: expected the source's name"
+            ));
+        };
+        let offset = match &e["offset"] {
+            serde_json::Value::Null => None,
+            serde_json::Value::Object(o) if o.len() == 1 && o.contains_key("position") => {
+                Some(o["position"].clone())
+            }
+            other => Some(other.clone()),
+        };
+        changes.push((source.to_string(), offset));
+    }
+    if changes.is_empty() {
+        return bad("no offsets given".into());
+    }
+    match s.worker.alter_offsets(&name, changes).await {
+        Ok(()) => Json(serde_json::json!({
+            "message": "The offsets for this connector have been altered successfully"
         }))
         .into_response(),
         Err(e) => control_problem(&e),
@@ -338,6 +386,60 @@ struct KindQuery {
     kind: Option<String>,
 }
 
+/// Which kind of component `type_name` is: the one it is, or the one `?kind=` names.
+fn kind_of(
+    s: &AdminState,
+    type_name: &str,
+    asked: Option<&str>,
+) -> Result<String, (StatusCode, String)> {
+    let kinds: Vec<&str> = s
+        .plugins
+        .iter()
+        .filter(|p| p.class == type_name)
+        .map(|p| p.kind)
+        .collect();
+    match (asked, kinds.as_slice()) {
+        (_, []) => Err((
+            StatusCode::NOT_FOUND,
+            format!("no component type `{type_name}` (GET /connector-plugins lists them)"),
+        )),
+        (Some(k), ks) if ks.contains(&k) => Ok(k.to_string()),
+        (Some(k), ks) => Err((
+            StatusCode::NOT_FOUND,
+            format!("`{type_name}` is a {}, not a {k}", ks.join(" and a ")),
+        )),
+        (None, [one]) => Ok(one.to_string()),
+        (None, many) => Err((
+            StatusCode::BAD_REQUEST,
+            format!(
+                "`{type_name}` is a {}: say which with ?kind=",
+                many.join(" and a ")
+            ),
+        )),
+    }
+}
+
+/// A component type's options in Kafka Connect's `ConfigKeyInfo` shape (name, type,
+/// required, default_value, documentation, ...), from its typed options.
+async fn plugin_config(
+    State(s): State<AdminState>,
+    Path(type_name): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<KindQuery>,
+) -> Response {
+    let kind = match kind_of(&s, &type_name, q.kind.as_deref()) {
+        Ok(k) => k,
+        Err((code, why)) => return problem(code, why),
+    };
+    let registry = &s.validator.registry;
+    match crate::component_docs::find(registry, &type_name)
+        .into_iter()
+        .find(|c| c.kind.as_str() == kind)
+    {
+        Some(doc) => Json(crate::component_docs::kafka_connect_config(&doc)).into_response(),
+        None => problem(StatusCode::NOT_FOUND, format!("no {kind} `{type_name}`")),
+    }
+}
+
 /// Checks one component's configuration; 200 with every problem by field (Kafka
 /// Connect answers validation problems with 200 too).
 async fn validate(
@@ -353,36 +455,9 @@ async fn validate(
             "the body must be a JSON object: the component's configuration, as in a pipeline file",
         ),
     };
-    let kinds: Vec<&str> = s
-        .plugins
-        .iter()
-        .filter(|p| p.class == type_name)
-        .map(|p| p.kind)
-        .collect();
-    let kind = match (q.kind.as_deref(), kinds.as_slice()) {
-        (_, []) => {
-            return problem(
-                StatusCode::NOT_FOUND,
-                format!("no component type `{type_name}` (GET /connector-plugins lists them)"),
-            )
-        }
-        (Some(k), ks) if ks.contains(&k) => k.to_string(),
-        (Some(k), ks) => {
-            return problem(
-                StatusCode::NOT_FOUND,
-                format!("`{type_name}` is a {}, not a {k}", ks.join(" and a ")),
-            )
-        }
-        (None, [one]) => one.to_string(),
-        (None, many) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "`{type_name}` is a {}: say which with ?kind=",
-                    many.join(" and a ")
-                ),
-            )
-        }
+    let kind = match kind_of(&s, &type_name, q.kind.as_deref()) {
+        Ok(k) => k,
+        Err((code, why)) => return problem(code, why),
     };
     let v = &s.validator;
     let errors = crate::config::validate_component(
@@ -470,7 +545,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/connectors/{name}/tasks/{id}/restart", post(restart_task))
         .route(
             "/connectors/{name}/offsets",
-            get(offsets).delete(reset_offsets),
+            get(offsets).delete(reset_offsets).patch(alter_offsets),
         )
         .route("/admin/loggers", get(crate::admin_loggers::list))
         .route(
@@ -478,6 +553,7 @@ pub fn router(state: AdminState) -> Router {
             get(crate::admin_loggers::get_one).put(crate::admin_loggers::put),
         )
         .route("/connector-plugins", get(plugins))
+        .route("/connector-plugins/{type}/config", get(plugin_config))
         .route("/connector-plugins/{type}/config/validate", put(validate))
         .route("/openapi.json", get(openapi))
         .route("/api/dashboard", get(dashboard_data))

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use connectd_runtime::{admin, config, metrics::Metrics, registry, worker};
+use connectd_runtime::{admin, component_docs, config, metrics::Metrics, registry, worker};
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -33,12 +33,21 @@ enum Command {
     Run(RunArgs),
     /// Check pipeline files without running them; exit 1 with every problem listed.
     Validate(ConfigArgs),
+    /// Run the `tests:` of pipeline files in-process (given records in, the sinks'
+    /// records compared with the expected ones; no external service); exit 1 if any
+    /// test fails.
+    Test(TestArgs),
     /// Print a running worker's pipelines and their state (from its admin API).
     Status(StatusArgs),
     /// Evaluate a filter or map expression against a record, to try it out.
     Eval(EvalArgs),
-    /// List the component types: every source, transform and sink.
+    /// List the component types: every source, transform and sink, with what it does.
     List,
+    /// Print a component type's options: type, default, whether required, what it does.
+    Describe(DescribeArgs),
+    /// Print a JSON Schema for pipeline files (for editors' YAML language servers:
+    /// `connectd schema > connectd.schema.json`).
+    Schema,
     /// Print a shell completion script (e.g. `connectd completions bash > /etc/bash_completion.d/connectd`).
     Completions(CompletionsArgs),
     /// Write and try WASM transform plugins.
@@ -105,6 +114,12 @@ struct PluginTestArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+struct DescribeArgs {
+    /// The component type, as written after `type:` (e.g. `csv`, `window`).
+    type_name: String,
+}
+
+#[derive(Args, Debug, Clone)]
 struct CompletionsArgs {
     /// The shell to complete in.
     #[arg(value_enum)]
@@ -113,9 +128,14 @@ struct CompletionsArgs {
 
 #[derive(Args, Debug, Clone)]
 struct StatusArgs {
-    /// The worker's --admin-addr.
+    /// The worker's --admin-addr (`host:port`), or its URL: `https://host:port` for a
+    /// worker serving the API over TLS.
     #[arg(long, env = "CONNECTD_ADMIN_ADDR", default_value = "127.0.0.1:8083")]
     admin_addr: String,
+    /// A PEM file of CA certificates to trust besides the system's (a worker's own
+    /// certificate, or the CA that signed it), for an https:// address.
+    #[arg(long, env = "CONNECTD_ADMIN_CA_CERT")]
+    ca_cert: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -135,6 +155,16 @@ struct ConfigArgs {
     /// Where checkpoints and other state are kept.
     #[arg(long, env = "CONNECTD_STATE_DIR", default_value = "./.connectd")]
     state_dir: PathBuf,
+    /// The worker file (worker name, Kafka connection settings).
+    #[arg(long, env = "CONNECTD_WORKER")]
+    worker: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct TestArgs {
+    /// Pipeline files or quoted globs ('pipelines/*.yaml').
+    #[arg(required = true)]
+    files: Vec<String>,
     /// The worker file (worker name, Kafka connection settings).
     #[arg(long, env = "CONNECTD_WORKER")]
     worker: Option<PathBuf>,
@@ -277,13 +307,40 @@ fn main() -> ExitCode {
                 Err(code) => code,
             }
         }
+        Some(Command::Test(args)) => test(&args),
         Some(Command::Run(args)) => run(args),
         Some(Command::Status(args)) => status(&args),
         Some(Command::Eval(args)) => eval(&args),
         Some(Command::List) => {
-            for plugin in admin::plugins_of(&registry()).iter() {
-                println!("{:<9} {}", plugin.kind, plugin.class);
+            for c in component_docs::components(&registry()) {
+                println!(
+                    "{:<9} {:<10} {}",
+                    c.kind.as_str(),
+                    c.type_name,
+                    c.description
+                );
             }
+            ExitCode::SUCCESS
+        }
+        Some(Command::Describe(args)) => {
+            let found = component_docs::find(&registry(), &args.type_name);
+            if found.is_empty() {
+                eprintln!(
+                    "connectd: no component type `{}` (`connectd list` shows them)",
+                    args.type_name
+                );
+                return ExitCode::FAILURE;
+            }
+            let texts: Vec<String> = found.iter().map(component_docs::describe_text).collect();
+            print!("{}", texts.join("\n"));
+            ExitCode::SUCCESS
+        }
+        Some(Command::Schema) => {
+            let schema = component_docs::pipeline_schema(&registry());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).unwrap_or_default()
+            );
             ExitCode::SUCCESS
         }
         Some(Command::Completions(args)) => {
@@ -514,15 +571,70 @@ fn async_runtime(
     })
 }
 
+fn test(args: &TestArgs) -> ExitCode {
+    let failed = |p: config::ConfigProblems| {
+        eprintln!("{p}");
+        ExitCode::FAILURE
+    };
+    let worker = match config::load_worker(args.worker.as_deref()) {
+        Ok(w) => w,
+        Err(p) => return failed(p),
+    };
+    let files = match config::expand_paths(&args.files) {
+        Ok(f) => f,
+        Err(p) => return failed(p),
+    };
+    let runtime = match async_runtime(tokio::runtime::Builder::new_multi_thread()) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let outcomes = match runtime.block_on(connectd_runtime::pipeline_test::run(
+        &files,
+        &registry(),
+        &worker,
+    )) {
+        Ok(o) => o,
+        Err(p) => return failed(p),
+    };
+    let failures = outcomes.iter().filter(|o| o.failure.is_some()).count();
+    for o in &outcomes {
+        match &o.failure {
+            None => println!("ok    {} / {}", o.pipeline, o.test),
+            Some(report) => print!("FAIL  {} / {}\n{report}", o.pipeline, o.test),
+        }
+    }
+    println!(
+        "{} test(s): {} passed, {failures} failed",
+        outcomes.len(),
+        outcomes.len() - failures
+    );
+    if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn status(args: &StatusArgs) -> ExitCode {
     let token = std::env::var("CONNECTD_ADMIN_TOKEN").ok();
     let runtime = match async_runtime(tokio::runtime::Builder::new_current_thread()) {
         Ok(rt) => rt,
         Err(code) => return code,
     };
+    let ca = match &args.ca_cert {
+        Some(path) => match std::fs::read(path) {
+            Ok(pem) => Some(pem),
+            Err(e) => {
+                eprintln!("error: --ca-cert {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     match runtime.block_on(connectd_runtime::status_cli::table(
         &args.admin_addr,
         token.as_deref(),
+        ca.as_deref(),
     )) {
         Ok(table) => {
             print!("{table}");

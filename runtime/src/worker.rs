@@ -89,6 +89,19 @@ pub enum ControlError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The request itself is wrong (an unknown source, an offset its source refuses).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A source's new position (`None`: forget it, the source starts as configured).
+pub type OffsetChange = (String, Option<serde_json::Value>);
+
+/// What the admin API asks of the supervisor.
+#[derive(Debug)]
+enum Request {
+    Control(Control),
+    AlterOffsets(Vec<OffsetChange>),
 }
 
 /// How pipelines are built again from their files (resume, restart, hot reload).
@@ -130,7 +143,7 @@ type Offsets = Arc<Mutex<BTreeMap<String, CommittedOffsets>>>;
 pub struct WorkerHandle {
     statuses: Statuses,
     offsets: Offsets,
-    commands: mpsc::UnboundedSender<(String, Control, Reply)>,
+    commands: mpsc::UnboundedSender<(String, Request, Reply)>,
     reloads: mpsc::UnboundedSender<()>,
 }
 
@@ -161,6 +174,20 @@ impl WorkerHandle {
 
     /// Hands a request to the supervisor; returns once it is under way.
     pub async fn control(&self, name: &str, what: Control) -> Result<(), ControlError> {
+        self.request(name, Request::Control(what)).await
+    }
+
+    /// KIP-875's alter: moves sources of a stopped pipeline to new positions in its
+    /// last checkpoint (each source checks its offset first).
+    pub async fn alter_offsets(
+        &self,
+        name: &str,
+        changes: Vec<OffsetChange>,
+    ) -> Result<(), ControlError> {
+        self.request(name, Request::AlterOffsets(changes)).await
+    }
+
+    async fn request(&self, name: &str, what: Request) -> Result<(), ControlError> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send((name.to_string(), what, reply))
@@ -221,7 +248,7 @@ pub struct Worker {
     metrics: Metrics,
     statuses: Statuses,
     offsets: Offsets,
-    commands: mpsc::UnboundedReceiver<(String, Control, Reply)>,
+    commands: mpsc::UnboundedReceiver<(String, Request, Reply)>,
     reloads: mpsc::UnboundedReceiver<()>,
     /// A hash of each pipeline file's text as last loaded: unchanged files are skipped.
     files: BTreeMap<PathBuf, u64>,
@@ -426,23 +453,29 @@ impl Worker {
         }
     }
 
-    /// Forgets the committed checkpoint in each of the pipeline's sinks, so that its
-    /// next run starts from the beginning (what was written stays).
-    async fn reset_offsets(&mut self, name: &str) -> Result<(), ControlError> {
+    /// The pipeline built again from its file, for changing its offsets: only while it
+    /// is not running (`done`: what is done to them, for the refusal).
+    fn stopped_plan(&self, name: &str, done: &str) -> Result<PipelinePlan, ControlError> {
         let file = lock(&self.statuses)
             .get(name)
             .map(|s| s.file.clone())
             .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
         if self.running.contains_key(name) {
             return Err(ControlError::Conflict(format!(
-                "pipeline `{name}` is running: stop it first (PUT /connectors/{name}/stop); offsets are reset only while it is stopped"
+                "pipeline `{name}` is running: stop it first (PUT /connectors/{name}/stop); offsets are {done} only while it is stopped"
             )));
         }
         let loader = self
             .loader
             .as_ref()
             .ok_or_else(|| ControlError::Conflict("this worker cannot rebuild pipelines".into()))?;
-        let plan = loader.load(&file, name).map_err(ControlError::Conflict)?;
+        loader.load(&file, name).map_err(ControlError::Conflict)
+    }
+
+    /// Forgets the committed checkpoint in each of the pipeline's sinks, so that its
+    /// next run starts from the beginning (what was written stays).
+    async fn reset_offsets(&mut self, name: &str) -> Result<(), ControlError> {
+        let plan = self.stopped_plan(name, "reset")?;
         let state_dir = plan.state_dir.clone();
         for mut source in plan.sources {
             source.component.reset().await.map_err(|e| {
@@ -471,6 +504,58 @@ impl Worker {
             *lock(slot) = None;
         }
         tracing::info!(pipeline = %name, "offsets reset: the next run starts from the beginning");
+        Ok(())
+    }
+
+    async fn alter_offsets(
+        &mut self,
+        name: &str,
+        changes: Vec<OffsetChange>,
+    ) -> Result<(), ControlError> {
+        let mut plan = self.stopped_plan(name, "altered")?;
+        let store = crate::engine::StateStore::open(&plan.state_dir, plan.state_cache_bytes)
+            .map_err(|e| ControlError::Conflict(e.to_string()))?;
+        let mut manifest = store
+            .latest()
+            .map_err(|e| ControlError::Conflict(e.to_string()))?
+            .ok_or_else(|| {
+                ControlError::Conflict(format!(
+                    "pipeline `{name}` has no checkpoint yet: there is no position to alter (its sources start as its file says)"
+                ))
+            })?;
+        // Every source checks its new position (and moves what it keeps outside the
+        // checkpoint) before the checkpoint changes.
+        for (source, offset) in &changes {
+            let known: Vec<&str> = plan.sources.iter().map(|s| s.name.as_str()).collect();
+            let known = known.join(", ");
+            let Some(s) = plan.sources.iter_mut().find(|s| &s.name == source) else {
+                return Err(ControlError::Invalid(format!(
+                    "pipeline `{name}` has no source `{source}` (its sources: {known})"
+                )));
+            };
+            let checked = match offset {
+                Some(o) => s.component.alter(o).await,
+                None => s.component.reset().await,
+            };
+            checked.map_err(|e| {
+                ControlError::Invalid(format!("source `{source}` ({}): {e}", s.type_name))
+            })?;
+        }
+        for (source, offset) in changes {
+            match offset {
+                Some(o) => manifest.state.sources.entry(source).or_default().offset = o,
+                None => {
+                    manifest.state.sources.remove(&source);
+                }
+            }
+        }
+        store
+            .complete(&manifest)
+            .map_err(|e| ControlError::Conflict(e.to_string()))?;
+        if let Some(slot) = lock(&self.offsets).get(name) {
+            crate::engine::publish_committed(slot, manifest.id, &manifest.state);
+        }
+        tracing::info!(pipeline = %name, checkpoint = manifest.id, "offsets altered");
         Ok(())
     }
 
@@ -659,10 +744,10 @@ impl Worker {
                     }
                 }
                 Some((name, what, reply)) = self.commands.recv() => {
-                    let result = if what == Control::ResetOffsets {
-                        self.reset_offsets(&name).await
-                    } else {
-                        self.control(&name, what)
+                    let result = match what {
+                        Request::Control(Control::ResetOffsets) => self.reset_offsets(&name).await,
+                        Request::Control(what) => self.control(&name, what),
+                        Request::AlterOffsets(changes) => self.alter_offsets(&name, changes).await,
                     };
                     let _ = reply.send(result);
                 }

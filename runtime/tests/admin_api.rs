@@ -193,6 +193,40 @@ fn pipelines_are_listed_paused_resumed_and_restarted_exactly_once() {
             "{class} ({kind}) missing from {plugins}"
         );
     }
+    // A type's options, as Kafka Connect's ConfigKeyInfo, from the typed options.
+    let (code, body) = http("GET", port, "/connector-plugins/csv/config", None);
+    assert_eq!(code, 200, "{body}");
+    let options = json(&body);
+    let option = |name: &str| {
+        options
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {options}"))
+    };
+    assert_eq!(option("path")["required"], true);
+    assert_eq!(option("path")["type"], "STRING");
+    assert_eq!(option("columns")["type"], "LIST");
+    assert_eq!(option("delimiter")["default_value"], ",");
+    assert_eq!(option("header")["default_value"], "true");
+    assert!(option("header")["documentation"]
+        .as_str()
+        .unwrap()
+        .contains("header row"));
+    let (code, body) = http("GET", port, "/connector-plugins/kafka/config", None);
+    assert_eq!(code, 400, "a source and a sink: {body}");
+    let (code, body) = http(
+        "GET",
+        port,
+        "/connector-plugins/kafka/config?kind=sink",
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"topic\""), "{body}");
+    let (code, _) = http("GET", port, "/connector-plugins/nope/config", None);
+    assert_eq!(code, 404);
 
     // Offsets reset: only while stopped; the next run starts from the beginning.
     wait_for_state(port, "once", "FINISHED");

@@ -107,7 +107,7 @@ fn list_and_shell_completions() {
         assert!(
             listed
                 .lines()
-                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [kind, class]),
+                .any(|l| l.split_whitespace().take(2).collect::<Vec<_>>() == [kind, class]),
             "{kind} {class} not in:\n{listed}"
         );
     }

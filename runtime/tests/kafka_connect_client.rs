@@ -205,28 +205,81 @@ fn kafka_connect_healthcheck_reports_a_failed_pipeline() {
 #[test]
 fn the_admin_api_is_served_over_tls_and_verified_by_a_client() {
     let dir = tempfile::tempdir().unwrap();
-    let made = std::process::Command::new("openssl")
-        .current_dir(dir.path())
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args([
-            "-nodes", "-keyout", "key.pem", "-out", "cert.pem", "-days", "2",
-        ])
-        .args(["-subj", "/CN=localhost", "-addext"])
-        .arg("subjectAltName=DNS:localhost,IP:127.0.0.1")
-        .output()
-        .expect("openssl");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
+    // A CA, and a certificate for localhost signed by it (rustls, unlike OpenSSL, does
+    // not take a self-signed CA certificate as a server's own).
+    let openssl = |args: &[&str]| {
+        let made = std::process::Command::new("openssl")
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            made.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=connectd test CA",
+            ],
+        ]
+        .concat(),
     );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "key.pem",
+                "-out",
+                "leaf.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.path().join("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+    ]);
     write_pipeline(
         dir.path(),
         "p.yaml",
@@ -270,10 +323,25 @@ fn the_admin_api_is_served_over_tls_and_verified_by_a_client() {
     let out = std::process::Command::new("python3")
         .arg(&script)
         .arg(format!("https://localhost:{port}"))
-        .arg(dir.path().join("cert.pem"))
+        .arg(dir.path().join("ca.pem"))
         .arg("ticks")
         .output()
         .expect("python3");
+    // `connectd status` over HTTPS: verified against the CA file, refused without it.
+    let status = |ca: Option<&str>| {
+        let mut c = connectd();
+        c.current_dir(dir.path()).args([
+            "status",
+            "--admin-addr",
+            &format!("https://localhost:{port}"),
+        ]);
+        if let Some(ca) = ca {
+            c.args(["--ca-cert", ca]);
+        }
+        c.output().unwrap()
+    };
+    let trusted = status(Some("ca.pem"));
+    let untrusted = status(None);
     // Plain HTTP on the TLS port: no HTTP answer.
     let plain = {
         use std::io::{Read, Write};
@@ -291,6 +359,17 @@ fn the_admin_api_is_served_over_tls_and_verified_by_a_client() {
     signal(&worker, libc::SIGTERM);
     let _ = wait_with_deadline(&mut worker, Duration::from_secs(60));
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let table = String::from_utf8_lossy(&trusted.stdout);
+    assert!(
+        trusted.status.success() && table.contains("ticks") && table.contains("RUNNING"),
+        "connectd status over HTTPS: {table}\n{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    let refusal = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(
+        !untrusted.status.success() && refusal.contains("https://localhost"),
+        "a certificate nobody vouches for must be refused: {refusal}"
+    );
     assert!(
         out.status.success() && stdout.trim_end().ends_with("ok"),
         "HTTPS with kafka-connect-py failed:\n{stdout}\n{}\n{}",

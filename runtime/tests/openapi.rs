@@ -49,6 +49,7 @@ fn check(doc: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String>
         Some("array") => v.is_array(),
         Some("string") => v.is_string(),
         Some("integer") => v.is_i64() || v.is_u64(),
+        Some("boolean") => v.is_boolean(),
         Some(other) => panic!("schema type {other} not handled here"),
         None => true,
     };

@@ -17,13 +17,14 @@
 
 use std::time::Duration;
 
-use connectd_sdk::config::{ConfigMap, Invalid};
+use connectd_sdk::config::{ConfigMap, HumanDuration, Invalid};
 use connectd_sdk::record::take_records;
 use connectd_sdk::state::{KeyedState, MemoryState};
 use connectd_sdk::time::now_ms;
 use connectd_sdk::{
     BadRecord, Batch, BuildContext, ConnectorError, Emitter, FieldPath, Record, Transform,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{field_list, key_of};
@@ -75,25 +76,66 @@ struct Snapshot {
     keys: std::collections::HashMap<GroupKey, Kept>,
 }
 
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+/// Drops repeats of a key within a retention time (kept in the state store).
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct DedupOptions {
+    /// The field(s) that identify a record.
+    #[schemars(schema_with = "connectd_sdk::config::scalar_text_list")]
+    pub key: Vec<String>,
+    /// Which record of a key to keep: `latest` or `first`.
+    #[serde(default)]
+    pub keep: KeepWord,
+    /// With `keep: latest`, a record replaces the kept one only when these fields
+    /// differ (default: any change).
+    #[serde(default)]
+    #[schemars(schema_with = "connectd_sdk::config::scalar_text_list")]
+    pub compare: Option<Vec<String>>,
+    /// `changes`: emit a record when it is kept; `final`: emit a key's record when its
+    /// retention ends.
+    #[serde(default)]
+    pub emit: DedupEmit,
+    /// How long a key is remembered.
+    pub retention: HumanDuration,
+    /// The event-time field (`$timestamp` for the record's timestamp); default: the
+    /// wall clock.
+    #[serde(default)]
+    pub time: Option<String>,
+    /// How far out of order event times may arrive.
+    #[serde(default)]
+    pub max_out_of_orderness: HumanDuration,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeepWord {
+    #[default]
+    Latest,
+    First,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DedupEmit {
+    #[default]
+    Changes,
+    Final,
 }
 
 pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Transform>, Invalid> {
-    let key = field_list(cfg, "key");
-    let keep_latest = cfg.one_of("keep", &["latest", "first"], "latest") == "latest";
-    let compare = if cfg.has("compare") {
-        field_list(cfg, "compare")
-    } else {
-        Vec::new()
+    let o: DedupOptions = cfg.typed().ok_or(Invalid)?;
+    let key = field_list(cfg, "key", &o.key);
+    let keep_latest = o.keep == KeepWord::Latest;
+    let compare = match &o.compare {
+        Some(list) => field_list(cfg, "compare", list),
+        None => Vec::new(),
     };
-    let emit_final = cfg.one_of("emit", &["changes", "final"], "changes") == "final";
-    let retention = ms(cfg.duration("retention"));
-    if retention <= 0 && cfg.has("retention") {
+    let emit_final = o.emit == DedupEmit::Final;
+    let retention = o.retention.as_millis_i64();
+    if retention <= 0 {
         cfg.error("retention", "retention must be greater than 0");
     }
-    let time = TimeSource::from_config(cfg);
-    let out_of_orderness = ms(cfg.duration_or("max_out_of_orderness", Duration::ZERO));
+    let time = TimeSource::from_option(o.time.as_deref());
+    let out_of_orderness = o.max_out_of_orderness.as_millis_i64();
     cfg.finish()?;
     Ok(Box::new(Dedup {
         key,

@@ -5,14 +5,25 @@ use std::sync::Arc;
 use connectd_sdk::config::{ConfigMap, Invalid};
 use connectd_sdk::expr::Expr;
 use connectd_sdk::{BadRecord, Batch, BuildContext, ConnectorError, Emitter, Record, Transform};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug)]
 pub struct Filter {
     condition: Expr,
 }
 
+/// Keeps the records for which an expression is true.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct FilterOptions {
+    /// The condition, e.g. `usage > 90 && hostname != "doc"`.
+    #[serde(rename = "where")]
+    #[schemars(schema_with = "connectd_sdk::config::scalar_text")]
+    pub condition: String,
+}
+
 pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Transform>, Invalid> {
-    let source = cfg.str("where");
+    let source = cfg.typed::<FilterOptions>().ok_or(Invalid)?.condition;
     let condition = parse_expr(cfg, "where", &source);
     cfg.finish()?;
     Ok(Box::new(Filter {

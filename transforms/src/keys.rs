@@ -19,16 +19,12 @@ pub fn key_of(r: &Record, fields: &[FieldPath]) -> Option<GroupKey> {
 
 /// Reads a list of field paths (`key: [id]` or `key: id`).
 pub fn field_list(
-    cfg: &mut connectd_sdk::config::ConfigMap<'_>,
+    cfg: &connectd_sdk::config::ConfigMap<'_>,
     name: &'static str,
+    written: &[String],
 ) -> Vec<FieldPath> {
-    let fields: Vec<FieldPath> = cfg
-        .str_list(name)
-        .iter()
-        .map(|p| FieldPath::parse(p))
-        .collect();
-    if cfg.has(name) && fields.is_empty() {
+    if written.is_empty() && cfg.has(name) {
         cfg.error(name, "name at least one field");
     }
-    fields
+    written.iter().map(|p| FieldPath::parse(p)).collect()
 }

@@ -15,11 +15,11 @@ pub mod window;
 use connectd_sdk::Registry;
 
 pub fn register(registry: &mut Registry) {
-    registry.transform("dedup", dedup::build);
-    registry.transform("filter", filter::build);
-    registry.transform("join", join::build);
-    registry.transform("map", map::build);
-    registry.transform("window", window::build);
+    registry.transform::<dedup::DedupOptions>("dedup", dedup::build);
+    registry.transform::<filter::FilterOptions>("filter", filter::build);
+    registry.transform::<join::JoinOptions>("join", join::build);
+    registry.transform::<map::MapOptions>("map", map::build);
+    registry.transform::<window::WindowOptions>("window", window::build);
     #[cfg(feature = "wasm")]
-    registry.transform("wasm", wasm::build);
+    registry.transform::<wasm::WasmOptions>("wasm", wasm::build);
 }

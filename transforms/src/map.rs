@@ -3,13 +3,15 @@
 //! Order of operations: `fields` (every expression sees the input record), `rename`,
 //! `drop`, `keep`, then `key` / `timestamp` (which see the result).
 
-use connectd_sdk::config::{ConfigMap, ConfigValue, Invalid};
+use connectd_sdk::config::{ConfigMap, Invalid, TextMap};
 use connectd_sdk::expr::Expr;
 use connectd_sdk::record::take_records;
 use connectd_sdk::time::event_time_ms;
 use connectd_sdk::{
     BadRecord, Batch, BuildContext, ConnectorError, Emitter, FieldPath, Record, Transform, Value,
 };
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::filter::parse_expr;
 
@@ -23,57 +25,67 @@ pub struct Map {
     timestamp: Option<Expr>,
 }
 
+/// Sets, renames, drops or keeps fields, and sets the key or timestamp, by expressions.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct MapOptions {
+    /// Field path to expression, applied in order (`mid: (bid + ask) / 2`).
+    #[serde(default)]
+    pub fields: TextMap,
+    /// Old field path to new field path.
+    #[serde(default)]
+    pub rename: TextMap,
+    /// Fields to remove.
+    #[serde(default)]
+    #[schemars(schema_with = "connectd_sdk::config::scalar_text_list")]
+    pub drop: Option<Vec<String>>,
+    /// The only fields to keep.
+    #[serde(default)]
+    #[schemars(schema_with = "connectd_sdk::config::scalar_text_list")]
+    pub keep: Option<Vec<String>>,
+    /// An expression for the record's key.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// An expression for the record's timestamp (epoch ms or an RFC 3339 text).
+    #[serde(default)]
+    pub timestamp: Option<String>,
+}
+
 pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Transform>, Invalid> {
+    let o: MapOptions = cfg.typed().ok_or(Invalid)?;
     let mut fields = Vec::new();
-    for (k, node) in cfg.opt_entries("fields").unwrap_or_default() {
-        match &node.value {
-            ConfigValue::Scalar(src) => match Expr::parse(src) {
-                Ok(e) => fields.push((FieldPath::parse(&k.name), e)),
-                Err(e) => cfg.error_at(
-                    node,
-                    &format!("fields.{}", k.name),
-                    format!("invalid expression `{src}`: {e}"),
-                ),
-            },
-            _ => cfg.error_at(
-                node,
-                &format!("fields.{}", k.name),
-                format!("expected an expression, found {}", node.kind()),
+    for (name, src) in &o.fields.0 {
+        match Expr::parse(src) {
+            Ok(e) => fields.push((FieldPath::parse(name), e)),
+            Err(e) => cfg.error(
+                &format!("fields.{name}"),
+                format!("invalid expression `{src}`: {e}"),
             ),
         }
     }
-    let mut rename = Vec::new();
-    for (k, node) in cfg.opt_entries("rename").unwrap_or_default() {
-        match &node.value {
-            ConfigValue::Scalar(to) => {
-                rename.push((FieldPath::parse(&k.name), FieldPath::parse(to)))
-            }
-            _ => cfg.error_at(
-                node,
-                &format!("rename.{}", k.name),
-                "expected the new field name",
-            ),
-        }
-    }
-    let drop = cfg
-        .opt_str_list("drop")
+    let rename: Vec<_> = o
+        .rename
+        .0
+        .iter()
+        .map(|(from, to)| (FieldPath::parse(from), FieldPath::parse(to)))
+        .collect();
+    let has_drop = o.drop.is_some();
+    let drop = o
+        .drop
         .unwrap_or_default()
         .iter()
         .map(|p| FieldPath::parse(p))
         .collect();
-    let keep = cfg
-        .opt_str_list("keep")
+    let keep = o
+        .keep
         .map(|l| l.iter().map(|p| FieldPath::parse(p)).collect());
-    let key = cfg.opt_str("key").and_then(|s| parse_expr(cfg, "key", &s));
-    let timestamp = cfg
-        .opt_str("timestamp")
-        .and_then(|s| parse_expr(cfg, "timestamp", &s));
+    let key = o.key.and_then(|s| parse_expr(cfg, "key", &s));
+    let timestamp = o.timestamp.and_then(|s| parse_expr(cfg, "timestamp", &s));
     if fields.is_empty()
         && rename.is_empty()
         && keep.is_none()
         && key.is_none()
         && timestamp.is_none()
-        && !cfg.has("drop")
+        && !has_drop
     {
         cfg.error(
             "fields",

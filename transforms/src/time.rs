@@ -1,7 +1,6 @@
 //! Where a stateful transform takes a record's event time from (`time:`), and the
 //! watermark every event-time transform keeps.
 
-use connectd_sdk::config::ConfigMap;
 use connectd_sdk::time::{event_time_ms, now_ms};
 use connectd_sdk::{FieldPath, Record, Value};
 
@@ -17,13 +16,8 @@ pub enum TimeSource {
 
 impl TimeSource {
     /// Reads `time:`: a field path, `$timestamp`, or absent for processing time.
-    pub fn from_config(cfg: &mut ConfigMap<'_>) -> Self {
-        Self::from_config_key(cfg, "time")
-    }
-
-    /// The same, from another key.
-    pub fn from_config_key(cfg: &mut ConfigMap<'_>, key: &'static str) -> Self {
-        match cfg.opt_str(key).as_deref() {
+    pub fn from_option(written: Option<&str>) -> Self {
+        match written {
             None => TimeSource::ProcessingTime,
             Some("$timestamp") => TimeSource::RecordTimestamp,
             Some(path) => TimeSource::Field(FieldPath::parse(path)),

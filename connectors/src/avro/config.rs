@@ -3,6 +3,8 @@
 
 use apache_avro::Schema;
 use connectd_sdk::config::ConfigMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// A schema as written and as parsed.
 #[derive(Clone, Debug)]
@@ -24,25 +26,51 @@ pub struct AvroSettings {
     pub registry: Option<RegistrySettings>,
 }
 
-/// Reads the Avro settings when `avro` (the connector's `format` is avro); otherwise
+/// Where an Avro schema is given: inline or in a file.
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+pub struct SchemaOptions {
+    /// The Avro schema, inline (JSON text).
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// The Avro schema in a file (relative to the pipeline file's folder).
+    #[serde(default)]
+    pub schema_file: Option<String>,
+}
+
+/// A Confluent-compatible schema registry.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryOptions {
+    /// The registry's base URL.
+    pub url: String,
+    /// The subject a sink registers its schema under, or a source reads the latest of.
+    #[serde(default)]
+    pub subject: Option<String>,
+}
+
+/// Makes the Avro settings when `avro` (the connector's `format` is avro); otherwise
 /// reports them as misplaced if present.
-pub fn read(cfg: &mut ConfigMap<'_>, avro: bool) -> Option<AvroSettings> {
-    const KEYS: [&str; 3] = ["schema", "schema_file", "schema_registry"];
+pub fn read(
+    cfg: &ConfigMap<'_>,
+    avro: bool,
+    given: SchemaOptions,
+    registry: Option<RegistryOptions>,
+) -> Option<AvroSettings> {
     if !avro {
-        for key in KEYS {
-            if cfg.has(key) {
-                cfg.allow(&[key]);
-                cfg.error(key, "applies only with `format: avro`");
-            }
+        let present = [
+            ("schema", given.schema.is_some()),
+            ("schema_file", given.schema_file.is_some()),
+            ("schema_registry", registry.is_some()),
+        ];
+        for (key, _) in present.iter().filter(|(_, p)| *p) {
+            cfg.error(key, "applies only with `format: avro`");
         }
         return None;
     }
-    let schema = given_schema(cfg);
-    let registry = cfg.opt_map("schema_registry").and_then(|mut r| {
-        let url = r.str("url");
-        let subject = r.opt_str("subject");
-        r.finish().ok()?;
-        Some(RegistrySettings { url, subject })
+    let schema = given_schema(cfg, given);
+    let registry = registry.map(|r| RegistrySettings {
+        url: r.url,
+        subject: r.subject,
     });
     if registry.is_none() && schema.is_none() && !cfg.has("schema_registry") {
         cfg.error(
@@ -54,8 +82,8 @@ pub fn read(cfg: &mut ConfigMap<'_>, avro: bool) -> Option<AvroSettings> {
 }
 
 /// `schema` (inline JSON) or `schema_file`, if either is given.
-fn given_schema(cfg: &mut ConfigMap<'_>) -> Option<GivenSchema> {
-    let text = match (cfg.opt_str("schema"), cfg.opt_str("schema_file")) {
+fn given_schema(cfg: &ConfigMap<'_>, given: SchemaOptions) -> Option<GivenSchema> {
+    let text = match (given.schema, given.schema_file) {
         (Some(_), Some(_)) => {
             cfg.error(
                 "schema_file",
@@ -85,9 +113,10 @@ fn given_schema(cfg: &mut ConfigMap<'_>) -> Option<GivenSchema> {
 }
 
 /// A schema that must be given (`schema` or `schema_file`): for Avro files.
-pub fn read_schema(cfg: &mut ConfigMap<'_>) -> Option<GivenSchema> {
-    let schema = given_schema(cfg);
-    if schema.is_none() && !cfg.has("schema") && !cfg.has("schema_file") {
+pub fn read_schema(cfg: &ConfigMap<'_>, given: SchemaOptions) -> Option<GivenSchema> {
+    let missing = given.schema.is_none() && given.schema_file.is_none();
+    let schema = given_schema(cfg, given);
+    if missing {
         cfg.error(
             "schema",
             "missing: the Avro schema, inline (`schema: '{...}'`) or in a file (`schema_file`)",

@@ -8,9 +8,12 @@ use apache_avro::Schema;
 use connectd_sdk::config::ConfigMap;
 use connectd_sdk::{ConnectorError, Value};
 
-use crate::avro::config::AvroSettings;
+use crate::avro::config::{AvroSettings, RegistryOptions, SchemaOptions};
 use crate::avro::registry::{Registry, RegistryError};
 use crate::json_schema::JsonSchemaCheck;
+use crate::json_schema::SchemaCheckOptions;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug)]
 pub enum ValueFormat {
@@ -21,16 +24,61 @@ pub enum ValueFormat {
     Avro(Box<AvroSettings>),
 }
 
-/// Reads `format` and, for avro, its schema settings.
-pub fn read(cfg: &mut ConfigMap<'_>) -> ValueFormat {
-    let format = cfg.one_of("format", &["json", "raw", "avro"], "json");
-    let avro = crate::avro::config::read(cfg, format == "avro");
-    let check = crate::json_schema::read(cfg);
-    if check.is_some() && format != "json" {
+/// How a kafka connector's record values are written, with the format's settings.
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+pub struct FormatOptions {
+    /// `json`, `raw` (the value is text, taken as it is) or `avro`.
+    #[serde(default)]
+    pub format: FormatWord,
+    /// (avro) The Avro schema, inline (JSON text).
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// (avro) The Avro schema in a file (relative to the pipeline file's folder).
+    #[serde(default)]
+    pub schema_file: Option<String>,
+    /// (avro) A schema registry (Confluent wire format).
+    #[serde(default)]
+    pub schema_registry: Option<RegistryOptions>,
+    /// (json) A JSON Schema every record value must match (inline, as YAML or JSON).
+    #[serde(default)]
+    pub json_schema: Option<serde_json::Value>,
+    /// (json) The same, read from a file.
+    #[serde(default)]
+    pub json_schema_file: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FormatWord {
+    #[default]
+    Json,
+    Raw,
+    Avro,
+}
+
+/// The format with, for avro, its schema settings.
+pub fn read(cfg: &ConfigMap<'_>, o: FormatOptions) -> ValueFormat {
+    let avro = crate::avro::config::read(
+        cfg,
+        o.format == FormatWord::Avro,
+        SchemaOptions {
+            schema: o.schema,
+            schema_file: o.schema_file,
+        },
+        o.schema_registry,
+    );
+    let check = crate::json_schema::read(
+        cfg,
+        SchemaCheckOptions {
+            json_schema: o.json_schema,
+            json_schema_file: o.json_schema_file,
+        },
+    );
+    if check.is_some() && o.format != FormatWord::Json {
         cfg.error("json_schema", "applies only with `format: json`");
     }
-    match (format, avro) {
-        ("raw", _) => ValueFormat::Raw,
+    match (o.format, avro) {
+        (FormatWord::Raw, _) => ValueFormat::Raw,
         (_, Some(settings)) => ValueFormat::Avro(Box::new(settings)),
         _ => ValueFormat::Json(check),
     }

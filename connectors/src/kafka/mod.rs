@@ -11,13 +11,31 @@ pub mod time_order;
 
 use std::collections::BTreeMap;
 
-use connectd_sdk::config::{ConfigMap, ConfigValue};
+use connectd_sdk::config::ConfigMap;
 use connectd_sdk::BuildContext;
 use rdkafka::ClientConfig;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// How a kafka connector reaches the cluster.
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+pub struct ClientOptions {
+    /// `host:port,...` (default: the worker file's `kafka.bootstrap_servers`).
+    #[serde(default)]
+    pub bootstrap_servers: Option<String>,
+    /// librdkafka properties (SASL, SSL, tuning); these win over the worker file's.
+    #[serde(default)]
+    #[schemars(schema_with = "connectd_sdk::config::scalar_text_map")]
+    pub properties: BTreeMap<String, String>,
+}
 
 /// librdkafka properties: the worker's `kafka.properties`, then the connector's own
 /// `bootstrap_servers` / `properties`. Records an error when no bootstrap server is set.
-pub fn client_properties(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> BTreeMap<String, String> {
+pub fn client_properties(
+    cfg: &ConfigMap<'_>,
+    ctx: &BuildContext,
+    o: ClientOptions,
+) -> BTreeMap<String, String> {
     let mut props = ctx.worker.kafka.clone();
     // The worker's name identifies its clients to the broker (unless set explicitly).
     if !ctx.worker.name.is_empty() {
@@ -25,21 +43,10 @@ pub fn client_properties(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> BTreeMa
             .entry("client.id".into())
             .or_insert_with(|| format!("connectd-{}", ctx.worker.name));
     }
-    if let Some(servers) = cfg.opt_str("bootstrap_servers") {
+    if let Some(servers) = o.bootstrap_servers {
         props.insert("bootstrap.servers".into(), servers);
     }
-    for (key, node) in cfg.opt_entries("properties").unwrap_or_default() {
-        match &node.value {
-            ConfigValue::Scalar(v) => {
-                props.insert(key.name.clone(), v.clone());
-            }
-            _ => cfg.error_at(
-                node,
-                &format!("properties.{}", key.name),
-                "expected a text value (librdkafka properties are strings)",
-            ),
-        }
-    }
+    props.extend(o.properties);
     if !props.contains_key("bootstrap.servers") {
         cfg.error(
             "bootstrap_servers",

@@ -14,7 +14,9 @@ use connectd_sdk::config::{ConfigMap, Invalid};
 use connectd_sdk::{BadRecord, BuildContext, Checkpoint, Committed, ConnectorError, Record, Sink};
 
 use super::committed_file::CommittedFile;
-use crate::avro::config::GivenSchema;
+use crate::avro::config::{GivenSchema, SchemaOptions};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// The magic bytes an Avro object container file starts with.
 const MAGIC: &[u8; 4] = b"Obj\x01";
@@ -30,10 +32,30 @@ pub struct AvroFileSink {
     block_records: usize,
 }
 
+/// Appends records to an Avro object container file with a given schema, exactly once.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct AvroFileOptions {
+    /// The file to append to.
+    pub path: String,
+    #[serde(skip)]
+    #[schemars(flatten, !skip)]
+    pub schema: SchemaOptions,
+    /// Records per Avro block (a block is written whole at a checkpoint or when full).
+    #[serde(default = "default_block_records")]
+    pub block_records: u64,
+}
+
+fn default_block_records() -> u64 {
+    10_000
+}
+
 pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink>, Invalid> {
-    let path = cfg.str("path");
-    let settings = crate::avro::config::read_schema(cfg);
-    let block_records = cfg.u64_or("block_records", 10_000).max(1) as usize;
+    let schema: Option<SchemaOptions> = cfg.typed_part();
+    let mut o: AvroFileOptions = cfg.typed().ok_or(Invalid)?;
+    o.schema = schema.ok_or(Invalid)?;
+    let path = o.path;
+    let settings = crate::avro::config::read_schema(cfg, o.schema);
+    let block_records = o.block_records.max(1) as usize;
     cfg.finish()?;
     let Some(GivenSchema { schema, .. }) = settings else {
         return Err(Invalid);

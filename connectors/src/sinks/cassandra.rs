@@ -15,12 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use connectd_sdk::config::{ConfigMap, ConfigValue, Invalid};
+use connectd_sdk::config::{ConfigMap, Invalid};
 use connectd_sdk::time::event_time_ms;
 use connectd_sdk::{
     BadRecord, BuildContext, Checkpoint, Committed, ConnectorError, Record, Sink, Value,
 };
 use futures::stream::{self, StreamExt};
+use schemars::JsonSchema;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::ExecutionError;
@@ -28,8 +29,9 @@ use scylla::frame::response::result::{CollectionType, ColumnType, NativeType};
 use scylla::frame::types::Consistency;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlDate, CqlDecimal, CqlTimestamp, CqlTimeuuid, CqlValue};
+use serde::{Deserialize, Serialize};
 
-use super::columns::{self, ColumnSpec};
+use super::columns::{self, ColumnSpec, ColumnTypes, ColumnsOption};
 
 #[derive(Debug, Clone)]
 struct Schema {
@@ -55,6 +57,7 @@ pub struct CassandraSink {
     insert: Option<PreparedStatement>,
     /// CQL type of each column, from the prepared statement.
     types: Vec<ColumnType<'static>>,
+    stats: Arc<connectd_sdk::stats::SinkStats>,
 }
 
 impl std::fmt::Debug for CassandraSink {
@@ -70,46 +73,97 @@ fn ident_ok(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Writes rows into a Cassandra table; an epoch is written only once its checkpoint is
+/// complete (from the write-ahead log), and rows are idempotent upserts by primary key.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct CassandraOptions {
+    /// `host:port` of the nodes to contact first.
+    #[serde(default = "default_contact_points")]
+    #[schemars(schema_with = "connectd_sdk::config::scalar_text_list")]
+    pub contact_points: Vec<String>,
+    /// The keyspace.
+    pub keyspace: String,
+    /// The table.
+    pub table: String,
+    pub columns: ColumnsOption,
+    /// The consistency level of the writes.
+    #[serde(default)]
+    pub consistency: ConsistencyWord,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Writes in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u64,
+    /// Create the keyspace and table if they are missing.
+    #[serde(default)]
+    pub create_schema: Option<CreateSchema>,
+}
+
+/// What `create_schema` creates.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSchema {
+    /// The keyspace's replication, in CQL.
+    #[serde(default = "default_replication")]
+    pub replication: String,
+    /// The table's PRIMARY KEY clause, e.g. `(ticker, id)`.
+    pub primary_key: String,
+    /// The table's columns with their CQL types.
+    pub columns: ColumnTypes,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsistencyWord {
+    Any,
+    One,
+    Two,
+    Three,
+    Quorum,
+    All,
+    #[default]
+    LocalQuorum,
+    EachQuorum,
+    LocalOne,
+}
+
+fn default_contact_points() -> Vec<String> {
+    vec!["127.0.0.1:9042".into()]
+}
+
+fn default_concurrency() -> u64 {
+    64
+}
+
+fn default_replication() -> String {
+    "{'class': 'SimpleStrategy', 'replication_factor': 1}".into()
+}
+
 pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink>, Invalid> {
-    let contact_points = cfg
-        .opt_str_list("contact_points")
-        .unwrap_or_else(|| vec!["127.0.0.1:9042".into()]);
-    let keyspace = cfg.str("keyspace");
-    let table = cfg.str("table");
+    let o: CassandraOptions = cfg.typed().ok_or(Invalid)?;
+    let contact_points = o.contact_points;
+    let keyspace = o.keyspace;
+    let table = o.table;
     for (key, v) in [("keyspace", &keyspace), ("table", &table)] {
         if !v.is_empty() && !ident_ok(v) {
             cfg.error(key, "expected a CQL name: letters, digits and `_`");
         }
     }
-    let columns = columns::read(cfg, &[]);
-    let consistency = match cfg.one_of(
-        "consistency",
-        &[
-            "any",
-            "one",
-            "two",
-            "three",
-            "quorum",
-            "all",
-            "local_quorum",
-            "each_quorum",
-            "local_one",
-        ],
-        "local_quorum",
-    ) {
-        "any" => Consistency::Any,
-        "one" => Consistency::One,
-        "two" => Consistency::Two,
-        "three" => Consistency::Three,
-        "quorum" => Consistency::Quorum,
-        "all" => Consistency::All,
-        "each_quorum" => Consistency::EachQuorum,
-        "local_one" => Consistency::LocalOne,
-        _ => Consistency::LocalQuorum,
+    let columns = columns::read(cfg, o.columns, &[]);
+    let consistency = match o.consistency {
+        ConsistencyWord::Any => Consistency::Any,
+        ConsistencyWord::One => Consistency::One,
+        ConsistencyWord::Two => Consistency::Two,
+        ConsistencyWord::Three => Consistency::Three,
+        ConsistencyWord::Quorum => Consistency::Quorum,
+        ConsistencyWord::All => Consistency::All,
+        ConsistencyWord::EachQuorum => Consistency::EachQuorum,
+        ConsistencyWord::LocalOne => Consistency::LocalOne,
+        ConsistencyWord::LocalQuorum => Consistency::LocalQuorum,
     };
-    let username = cfg.opt_str("username");
-    let password = cfg.opt_str("password");
-    let credentials = match (username, password) {
+    let credentials = match (o.username, o.password) {
         (Some(u), Some(p)) => Some((u, p)),
         (None, None) => None,
         _ => {
@@ -117,34 +171,19 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
             None
         }
     };
-    let concurrency = cfg.u64_or("concurrency", 64).clamp(1, 4096) as usize;
-    let schema = cfg.opt_map("create_schema").and_then(|mut s| {
-        let replication = s
-            .opt_str("replication")
-            .unwrap_or_else(|| "{'class': 'SimpleStrategy', 'replication_factor': 1}".into());
-        let primary_key = s.str("primary_key");
-        let cols = s.opt_entries("columns").unwrap_or_default();
-        let mut defs = Vec::new();
-        for (k, v) in cols {
-            match &v.value {
-                ConfigValue::Scalar(t) => defs.push((k.name.clone(), t.clone())),
-                _ => s.error_at(
-                    v,
-                    &format!("columns.{}", k.name),
-                    "expected a CQL type such as text, bigint, timestamp",
-                ),
-            }
-        }
-        if defs.is_empty() {
-            s.error(
-                "columns",
+    let concurrency = o.concurrency.clamp(1, 4096) as usize;
+    let schema = o.create_schema.and_then(|s| {
+        if s.columns.0.is_empty() {
+            cfg.error(
+                "create_schema.columns",
                 "expected the table's columns with their CQL types",
             );
+            return None;
         }
-        s.finish().ok().map(|_| Schema {
-            replication,
-            columns: defs,
-            primary_key,
+        Some(Schema {
+            replication: s.replication,
+            columns: s.columns.0,
+            primary_key: s.primary_key,
         })
     });
     cfg.finish()?;
@@ -163,6 +202,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
         session: None,
         insert: None,
         types: Vec::new(),
+        stats: Default::default(),
     }))
 }
 
@@ -404,6 +444,25 @@ impl CassandraSink {
 /// A row's bound values.
 type Row = Vec<Option<CqlValue>>;
 
+/// A value's size as bound in a statement (text and blobs by length, the rest by
+/// their fixed binary size): what `connectd_sink_bytes_total` counts.
+fn cql_bytes(v: &CqlValue) -> u64 {
+    match v {
+        CqlValue::Text(s) | CqlValue::Ascii(s) => s.len() as u64,
+        CqlValue::Blob(b) => b.len() as u64,
+        CqlValue::Boolean(_) | CqlValue::TinyInt(_) => 1,
+        CqlValue::SmallInt(_) => 2,
+        CqlValue::Int(_) | CqlValue::Float(_) | CqlValue::Date(_) => 4,
+        CqlValue::Uuid(_) | CqlValue::Timeuuid(_) => 16,
+        CqlValue::List(items) | CqlValue::Set(items) => items.iter().map(cql_bytes).sum(),
+        CqlValue::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| cql_bytes(k) + cql_bytes(v))
+            .sum(),
+        _ => 8,
+    }
+}
+
 /// Splits rows into chains by partition key, each in record order, chains in order of
 /// first appearance. Without a known partition key, one chain: in order, one at a time.
 fn by_partition(rows: Vec<(Row, usize)>, key: &[usize]) -> Vec<Vec<(Row, usize)>> {
@@ -548,9 +607,13 @@ impl Sink for CassandraSink {
             .ok_or_else(|| ConnectorError::permanent("cassandra: used before open"))?;
         let mut rows = Vec::with_capacity(batch.len());
         let mut rejected = Vec::new();
+        let mut sizes = vec![0u64; batch.len()];
         for (i, r) in batch.iter().enumerate() {
             match self.row(r) {
-                Ok(row) => rows.push((row, i)),
+                Ok(row) => {
+                    sizes[i] = row.iter().flatten().map(cql_bytes).sum();
+                    rows.push((row, i));
+                }
                 Err(why) => rejected.push(BadRecord::record(
                     r.clone(),
                     format!("cassandra `{}.{}`: {why}", self.keyspace, self.table),
@@ -576,8 +639,12 @@ impl Sink for CassandraSink {
             .into_iter()
             .flatten()
             .collect();
+        let mut written = 0;
         for (result, i) in results {
             let r = &batch[i];
+            if result.is_ok() {
+                written += sizes[i];
+            }
             if let Err(e) = result {
                 let err = classify(&e, "insert");
                 if err.is_transient() {
@@ -587,8 +654,15 @@ impl Sink for CassandraSink {
                 rejected.push(BadRecord::record(r.clone(), err.message));
             }
         }
+        // Written only when the epoch's checkpoint is complete (from the WAL), and
+        // upserts are idempotent: what was acknowledged stays.
+        self.stats.written(written);
         bad.append(&mut rejected);
         Ok(())
+    }
+
+    fn stats(&self) -> Option<Arc<connectd_sdk::stats::SinkStats>> {
+        Some(self.stats.clone())
     }
 
     async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), ConnectorError> {

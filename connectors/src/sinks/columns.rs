@@ -1,8 +1,12 @@
 //! The `columns` option of the table sinks: `[a, b]` (column = field) or
 //! `{column: field, column: {field: path, type: ...}}`.
 
-use connectd_sdk::config::{ConfigMap, ConfigValue};
+use std::fmt;
+
+use connectd_sdk::config::ConfigMap;
 use connectd_sdk::FieldPath;
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 #[derive(Debug, Clone)]
 pub struct ColumnSpec {
@@ -12,94 +16,167 @@ pub struct ColumnSpec {
     pub kind: Option<&'static str>,
 }
 
-/// Reads `columns`, recording problems in the config; `kinds` are the allowed `type:` words.
-pub fn read(cfg: &mut ConfigMap<'_>, kinds: &[&'static str]) -> Vec<ColumnSpec> {
-    let mut columns = Vec::new();
-    let node = cfg.node("columns");
-    match node.map(|n| &n.value) {
-        None => cfg.error(
-            "columns",
-            "missing required field (a list of fields, or a mapping column: field)",
-        ),
-        Some(ConfigValue::List(items)) => {
-            for item in items {
-                match &item.value {
-                    ConfigValue::Scalar(name) => columns.push(ColumnSpec {
-                        name: name.clone(),
-                        field: FieldPath::parse(name),
-                        kind: None,
-                    }),
-                    _ => cfg.error_at(item, "columns", "expected a field name"),
-                }
-            }
-        }
-        Some(ConfigValue::Map(entries)) => {
-            for (k, v) in entries {
-                let at = format!("columns.{}", k.name);
-                match &v.value {
-                    ConfigValue::Scalar(field) => columns.push(ColumnSpec {
-                        name: k.name.clone(),
-                        field: FieldPath::parse(field),
-                        kind: None,
-                    }),
-                    ConfigValue::Map(_) => {
-                        let field = match v.get("field").map(|f| &f.value) {
-                            Some(ConfigValue::Scalar(s)) => Some(s.clone()),
-                            _ => None,
-                        };
-                        let kind = match v.get("type").map(|t| &t.value) {
-                            None => Some(None),
-                            Some(ConfigValue::Scalar(t)) => {
-                                kinds.iter().find(|k| *k == t).map(|k| Some(*k))
-                            }
-                            _ => None,
-                        };
-                        let unknown = match &v.value {
-                            ConfigValue::Map(e) => {
-                                e.iter().any(|(k, _)| k.name != "field" && k.name != "type")
-                            }
-                            _ => false,
-                        };
-                        match (field, kind) {
-                            (Some(f), Some(kind)) if !unknown => columns.push(ColumnSpec {
-                                name: k.name.clone(),
-                                field: FieldPath::parse(&f),
-                                kind,
-                            }),
-                            _ => cfg.error_at(
-                                v,
-                                &at,
-                                format!("expected {{field: <path>, type: {}}}", kinds.join(" | ")),
-                            ),
-                        }
-                    }
-                    _ => cfg.error_at(v, &at, "expected a field path or {field, type}"),
-                }
-            }
-        }
-        Some(_) => cfg.error(
-            "columns",
-            "expected a list of fields, or a mapping column: field",
-        ),
+/// One column as written: the field it takes, and a type word if given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnOption {
+    pub field: String,
+    pub kind: Option<String>,
+}
+
+/// `columns` as written, in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ColumnsOption(pub Vec<(String, ColumnOption)>);
+
+struct ColumnsVisitor;
+
+impl<'de> Visitor<'de> for ColumnsVisitor {
+    type Value = ColumnsOption;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of fields, or a mapping column: field")
     }
-    for c in &columns {
-        if c.name.is_empty()
-            || !c
-                .name
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ColumnsOption, A::Error> {
+        let mut out = Vec::new();
+        while let Some(name) = seq.next_element::<String>()? {
+            let column = ColumnOption {
+                field: name.clone(),
+                kind: None,
+            };
+            out.push((name, column));
+        }
+        Ok(ColumnsOption(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ColumnsOption, A::Error> {
+        let mut out = Vec::new();
+        while let Some((name, column)) = map.next_entry::<String, ColumnOption>()? {
+            out.push((name, column));
+        }
+        Ok(ColumnsOption(out))
+    }
+}
+
+impl<'de> Deserialize<'de> for ColumnsOption {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ColumnsVisitor)
+    }
+}
+
+struct ColumnVisitor;
+
+impl<'de> Visitor<'de> for ColumnVisitor {
+    type Value = ColumnOption;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field path or {field, type}")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<ColumnOption, E> {
+        Ok(ColumnOption {
+            field: v.to_string(),
+            kind: None,
+        })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ColumnOption, A::Error> {
+        let (mut field, mut kind) = (None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "field" => field = Some(map.next_value::<String>()?),
+                "type" => kind = Some(map.next_value::<String>()?),
+                other => {
+                    return Err(de::Error::custom(format!(
+                        "unknown key `{other}` (expected {{field: <path>, type: <type>}})"
+                    )))
+                }
+            }
+        }
+        let field = field.ok_or_else(|| de::Error::missing_field("field"))?;
+        Ok(ColumnOption { field, kind })
+    }
+}
+
+impl<'de> Deserialize<'de> for ColumnOption {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ColumnVisitor)
+    }
+}
+
+impl Serialize for ColumnsOption {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(name, _)| name))
+    }
+}
+
+impl schemars::JsonSchema for ColumnsOption {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Columns".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "a list of fields (the column is named as the field), or a mapping column: field or column: {field, type}",
+            "anyOf": [
+                {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                {"type": "object", "minProperties": 1, "additionalProperties": {"anyOf": [
+                    {"type": "string"},
+                    {"type": "object", "required": ["field"], "additionalProperties": false,
+                     "properties": {"field": {"type": "string"}, "type": {"type": "string"}}}
+                ]}}
+            ]
+        })
+    }
+}
+
+/// The columns, checked: names, and type words against `kinds` (the sink's allowed
+/// `type:` words). Problems are recorded in the config.
+pub fn read(
+    cfg: &ConfigMap<'_>,
+    written: ColumnsOption,
+    kinds: &[&'static str],
+) -> Vec<ColumnSpec> {
+    let mut columns = Vec::new();
+    for (name, c) in written.0 {
+        let kind = match c.kind.as_deref() {
+            None => None,
+            Some(t) => match kinds.iter().find(|k| **k == t) {
+                Some(k) => Some(*k),
+                None => {
+                    let expected = if kinds.is_empty() {
+                        "no `type` (this sink takes the table's types)".to_string()
+                    } else {
+                        format!("a type of {}", kinds.join(" | "))
+                    };
+                    cfg.error(
+                        &format!("columns.{name}"),
+                        format!("expected {expected}, found `{t}`"),
+                    );
+                    continue;
+                }
+            },
+        };
+        if name.is_empty()
+            || !name
                 .chars()
                 .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
         {
             cfg.error(
                 "columns",
-                format!(
-                    "`{}` is not a valid column name (letters, digits, `_`)",
-                    c.name
-                ),
+                format!("`{name}` is not a valid column name (letters, digits, `_`)"),
             );
         }
+        columns.push(ColumnSpec {
+            field: FieldPath::parse(&c.field),
+            name,
+            kind,
+        });
     }
-    if columns.is_empty() && node.is_some() {
+    if columns.is_empty() && cfg.has("columns") {
         cfg.error("columns", "expected at least one column");
     }
     columns
 }
+
+/// Column name to database type (`create_table`, `create_schema.columns`), in order.
+pub type ColumnTypes = connectd_sdk::config::TextMap;

@@ -7,6 +7,8 @@ use connectd_sdk::config::{ConfigMap, Invalid};
 use connectd_sdk::{
     BadRecord, BuildContext, Checkpoint, Committed, ConnectorError, FieldPath, Record, Sink,
 };
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::committed_file::CommittedFile;
 
@@ -20,14 +22,40 @@ pub struct CsvSink {
     buf: Vec<u8>,
 }
 
+/// Appends rows with the configured columns to a CSV file (a header once), exactly once.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct CsvOptions {
+    /// The file to append to.
+    pub path: String,
+    /// The columns, each a field path of the record (`price`, `quote.bid`) or `key`.
+    pub columns: Vec<String>,
+    /// Write a header row when the file is new.
+    #[serde(default = "yes")]
+    pub header: bool,
+    /// One ASCII character; `\t` for a tab.
+    #[serde(default = "comma")]
+    #[schemars(extend("pattern" = "^(.|\\\\t)$"))]
+    pub delimiter: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn comma() -> String {
+    ",".into()
+}
+
 pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink>, Invalid> {
-    let path = cfg.str("path");
-    let columns = cfg.str_list("columns");
+    let CsvOptions {
+        path,
+        columns,
+        header,
+        delimiter,
+    } = cfg.typed().ok_or(Invalid)?;
     if columns.is_empty() && cfg.has("columns") {
         cfg.error("columns", "expected at least one column");
     }
-    let header = cfg.bool_or("header", true);
-    let delimiter = cfg.opt_str("delimiter").unwrap_or_else(|| ",".into());
     let delimiter = match delimiter.as_bytes() {
         [b] if b.is_ascii() => *b,
         _ if delimiter == "\\t" => b'\t',

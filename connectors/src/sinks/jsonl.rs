@@ -5,6 +5,8 @@ use std::io::Write;
 use async_trait::async_trait;
 use connectd_sdk::config::{ConfigMap, Invalid};
 use connectd_sdk::{BadRecord, BuildContext, Checkpoint, Committed, ConnectorError, Record, Sink};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::committed_file::CommittedFile;
 
@@ -14,8 +16,15 @@ pub struct JsonlSink {
     buf: Vec<u8>,
 }
 
+/// Appends each record's value as one JSON line, exactly once.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct JsonlOptions {
+    /// The file to append to.
+    pub path: String,
+}
+
 pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink>, Invalid> {
-    let path = cfg.str("path");
+    let path = cfg.typed::<JsonlOptions>().ok_or(Invalid)?.path;
     cfg.finish()?;
     Ok(Box::new(JsonlSink {
         out: CommittedFile::new(path.into(), ctx),

@@ -30,9 +30,11 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
-use crate::kafka::format::{self, text_of, Encoder, ValueFormat};
-use crate::kafka::{client_config, client_properties, error, groups, offsets};
+use crate::kafka::format::{self, text_of, Encoder, FormatOptions, ValueFormat};
+use crate::kafka::{client_config, client_properties, error, groups, offsets, ClientOptions};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -89,9 +91,51 @@ impl std::fmt::Debug for KafkaSink {
     }
 }
 
+/// Writes records to Kafka in transactions, with the pipeline's source offsets in the
+/// same transaction: exactly once.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct KafkaSinkOptions {
+    #[serde(skip)]
+    #[schemars(flatten, !skip)]
+    pub client: ClientOptions,
+    /// The topic to write to.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// Or the record field that names each record's topic.
+    #[serde(default)]
+    pub topic_field: Option<String>,
+    /// The field(s) that make the message key (default: the record's key).
+    #[serde(default)]
+    #[schemars(schema_with = "connectd_sdk::config::scalar_text_list")]
+    pub key: Vec<String>,
+    #[serde(skip)]
+    #[schemars(flatten, !skip)]
+    pub format: FormatOptions,
+    /// The compacted topic of the sink's checkpoint records.
+    #[serde(default = "default_checkpoint_topic")]
+    pub checkpoint_topic: String,
+    /// Records held for a transaction at most; more wait for the checkpoint.
+    #[serde(default = "default_max_buffered")]
+    pub max_buffered: u64,
+}
+
+fn default_checkpoint_topic() -> String {
+    "connectd-checkpoints".into()
+}
+
+fn default_max_buffered() -> u64 {
+    100_000
+}
+
 pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink>, Invalid> {
-    let mut props = client_properties(cfg, ctx);
-    let route = match (cfg.opt_str("topic"), cfg.opt_str("topic_field")) {
+    let client: Option<ClientOptions> = cfg.typed_part();
+    let format: Option<FormatOptions> = cfg.typed_part();
+    let o: KafkaSinkOptions = cfg.typed().ok_or(Invalid)?;
+    let (Some(client), Some(format)) = (client, format) else {
+        return Err(Invalid);
+    };
+    let mut props = client_properties(cfg, ctx, client);
+    let route = match (o.topic, o.topic_field) {
         (Some(t), None) => Route::Topic(t),
         (None, Some(f)) => Route::Field(FieldPath::parse(&f)),
         (Some(_), Some(_)) => {
@@ -109,13 +153,8 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
             Route::Topic(String::new())
         }
     };
-    let key = cfg
-        .opt_str_list("key")
-        .unwrap_or_default()
-        .iter()
-        .map(|k| FieldPath::parse(k))
-        .collect();
-    let format = format::read(cfg);
+    let key = o.key.iter().map(|k| FieldPath::parse(k)).collect();
+    let format = format::read(cfg, format);
     if let (ValueFormat::Avro(a), Route::Field(_)) = (&format, &route) {
         if a.registry.as_ref().is_some_and(|r| r.subject.is_none()) {
             cfg.error(
@@ -124,10 +163,8 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
             );
         }
     }
-    let checkpoint_topic = cfg
-        .opt_str("checkpoint_topic")
-        .unwrap_or_else(|| "connectd-checkpoints".into());
-    let max_buffered = cfg.u64_or("max_buffered", 100_000).max(1) as usize;
+    let checkpoint_topic = o.checkpoint_topic;
+    let max_buffered = o.max_buffered.max(1) as usize;
     cfg.finish()?;
     let explicit_transactional_id = props.contains_key("transactional.id");
     props.insert("enable.idempotence".into(), "true".into());

@@ -20,6 +20,8 @@ use connectd_sdk::{
 };
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::{Client, ClientSession, Database};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Transactions {
@@ -46,6 +48,13 @@ pub struct MongoSink {
     attempted: Option<u64>,
     /// With transactions: the documents since the last commit, written at commit.
     pending: Vec<(Document, Record)>,
+    stats: std::sync::Arc<connectd_sdk::stats::SinkStats>,
+}
+
+/// A document's size in BSON, as sent: what `connectd_sink_bytes_total` counts.
+fn bson_bytes(d: &Document) -> u64 {
+    let mut buf = Vec::new();
+    d.to_writer(&mut buf).map_or(0, |()| buf.len() as u64)
 }
 
 impl std::fmt::Debug for MongoSink {
@@ -58,24 +67,64 @@ impl std::fmt::Debug for MongoSink {
     }
 }
 
+/// Writes documents into a MongoDB collection, exactly once: by `_id` made from the
+/// record (upserts), inside transactions where the server has them.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct MongoOptions {
+    /// `mongodb://...` or `mongodb+srv://...`.
+    pub uri: String,
+    pub database: String,
+    pub collection: String,
+    /// The field(s) that make the document's `_id`.
+    #[serde(default)]
+    #[schemars(schema_with = "connectd_sdk::config::scalar_text_list")]
+    pub id: Vec<String>,
+    /// `upsert` (replace by `_id`, needs `id`) or `insert`.
+    #[serde(default)]
+    pub mode: MongoMode,
+    /// Multi-document transactions: `auto` (when the server has them), `on`, `off`.
+    #[serde(default)]
+    pub transactions: TransactionsWord,
+    /// Documents per bulk write.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MongoMode {
+    #[default]
+    Upsert,
+    Insert,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionsWord {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+fn default_batch_size() -> u64 {
+    1000
+}
+
 pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink>, Invalid> {
-    let uri = cfg.str("uri");
+    let o: MongoOptions = cfg.typed().ok_or(Invalid)?;
+    let uri = o.uri;
     if !uri.is_empty() && !uri.starts_with("mongodb://") && !uri.starts_with("mongodb+srv://") {
         cfg.error("uri", "expected a mongodb:// or mongodb+srv:// URI");
     }
-    let database = cfg.str("database");
-    let collection = cfg.str("collection");
-    let id: Vec<FieldPath> = cfg
-        .opt_str_list("id")
-        .unwrap_or_default()
-        .iter()
-        .map(|p| FieldPath::parse(p))
-        .collect();
-    let upsert = cfg.one_of("mode", &["upsert", "insert"], "upsert") == "upsert";
-    let transactions = match cfg.one_of("transactions", &["auto", "on", "off"], "auto") {
-        "on" => Transactions::On,
-        "off" => Transactions::Off,
-        _ => Transactions::Auto,
+    let database = o.database;
+    let collection = o.collection;
+    let id: Vec<FieldPath> = o.id.iter().map(|p| FieldPath::parse(p)).collect();
+    let upsert = o.mode == MongoMode::Upsert;
+    let transactions = match o.transactions {
+        TransactionsWord::On => Transactions::On,
+        TransactionsWord::Off => Transactions::Off,
+        TransactionsWord::Auto => Transactions::Auto,
     };
     if id.is_empty() && transactions == Transactions::Off {
         cfg.error(
@@ -89,7 +138,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
             "`mode: upsert` needs `id`: the field(s) that make the document's `_id`",
         );
     }
-    let batch_size = cfg.u64_or("batch_size", 1000).clamp(1, 100_000) as usize;
+    let batch_size = o.batch_size.clamp(1, 100_000) as usize;
     cfg.finish()?;
     Ok(Box::new(MongoSink {
         uri,
@@ -106,6 +155,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
         use_transactions: false,
         attempted: None,
         pending: Vec::new(),
+        stats: Default::default(),
     }))
 }
 
@@ -247,15 +297,23 @@ impl MongoSink {
         Ok(rejected)
     }
 
+    /// Writes every document; returns the BSON bytes of those the server took.
     async fn write_all(
         &self,
         docs: Vec<(Document, Record)>,
         mut session: Option<&mut ClientSession>,
         bad: &mut Vec<BadRecord>,
-    ) -> Result<(), ConnectorError> {
+    ) -> Result<u64, ConnectorError> {
+        let mut taken = 0;
         for chunk in docs.chunks(self.batch_size) {
             let plain: Vec<Document> = chunk.iter().map(|(d, _)| d.clone()).collect();
             let rejected = self.write_batch(&plain, session.as_deref_mut()).await?;
+            taken += plain
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !rejected.iter().any(|(r, _)| r == i))
+                .map(|(_, d)| bson_bytes(d))
+                .sum::<u64>();
             for (i, why) in rejected {
                 if let Some((_, r)) = chunk.get(i) {
                     let mut b = BadRecord::record(
@@ -267,7 +325,7 @@ impl MongoSink {
                 }
             }
         }
-        Ok(())
+        Ok(taken)
     }
 
     async fn stored_checkpoint(&self, db: &Database) -> Result<Option<Document>, ConnectorError> {
@@ -367,7 +425,9 @@ impl Sink for MongoSink {
         if self.use_transactions {
             self.pending.extend(docs);
         } else {
-            self.write_all(docs, None, &mut rejected).await?;
+            // Idempotent upserts by `_id`: what the server took stays.
+            let taken = self.write_all(docs, None, &mut rejected).await?;
+            self.stats.written(taken);
         }
         bad.append(&mut rejected);
         Ok(())
@@ -403,13 +463,14 @@ impl Sink for MongoSink {
             .map_err(|e| to_error(e, "starting a transaction"))?;
         let docs = self.pending.clone();
         let mut bad = Vec::new();
-        self.write_all(docs, Some(&mut session), &mut bad).await?;
+        let taken = self.write_all(docs, Some(&mut session), &mut bad).await?;
         self.write_checkpoint(checkpoint, Some(&mut session))
             .await?;
         session
             .commit_transaction()
             .await
             .map_err(|e| to_error(e, "commit"))?;
+        self.stats.written(taken);
         for b in bad {
             // Rejected inside a committed transaction: reported, not retried.
             tracing::error!(sink = %self.sink, reason = %b.reason, "mongodb rejected a document");
@@ -417,6 +478,10 @@ impl Sink for MongoSink {
         self.pending.clear();
         self.attempted = None;
         Ok(())
+    }
+
+    fn stats(&self) -> Option<std::sync::Arc<connectd_sdk::stats::SinkStats>> {
+        Some(self.stats.clone())
     }
 
     /// Deletes this sink's checkpoint document.

@@ -14,7 +14,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{Datelike, TimeZone, Timelike, Utc};
-use connectd_sdk::config::{ConfigMap, ConfigValue, Invalid};
+use connectd_sdk::config::{ConfigMap, Invalid};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::columns::{ColumnTypes, ColumnsOption};
 use connectd_sdk::time::event_time_ms;
 use connectd_sdk::{
     BadRecord, BuildContext, Checkpoint, Committed, ConnectorError, FieldPath, Record, Sink, Value,
@@ -57,6 +61,7 @@ pub struct MysqlSink {
     /// Rows written since the last commit: replayed if the transaction is lost.
     buffer: Vec<Row>,
     tx_open: bool,
+    stats: std::sync::Arc<connectd_sdk::stats::SinkStats>,
 }
 
 impl std::fmt::Debug for MysqlSink {
@@ -81,8 +86,52 @@ fn quote_ident(s: &str) -> String {
         .join(".")
 }
 
+/// Writes rows into a MySQL/MariaDB table, exactly once: each checkpoint's rows and
+/// the checkpoint id in one transaction.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct MysqlOptions {
+    /// `mysql://user:password@host:port/database`.
+    pub url: String,
+    /// The table (`table` or `database.table`).
+    pub table: String,
+    /// `insert` (plain INSERT) or `upsert` (INSERT ... ON DUPLICATE KEY UPDATE, needs `key`).
+    #[serde(default)]
+    pub mode: WriteMode,
+    /// The columns of the table's primary or unique key (for `upsert`).
+    #[serde(default)]
+    #[schemars(schema_with = "connectd_sdk::config::scalar_text_list")]
+    pub key: Vec<String>,
+    pub columns: ColumnsOption,
+    /// Create the table if it is missing: column name to SQL type.
+    #[serde(default)]
+    pub create_table: Option<ColumnTypes>,
+    /// Rows per INSERT statement.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u64,
+    /// Connections in the pool.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMode {
+    #[default]
+    Insert,
+    Upsert,
+}
+
+fn default_batch_size() -> u64 {
+    1000
+}
+
+fn default_pool_size() -> u64 {
+    2
+}
+
 pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink>, Invalid> {
-    let url = cfg.str("url");
+    let o: MysqlOptions = cfg.typed().ok_or(Invalid)?;
+    let url = o.url;
     if !url.is_empty() {
         if let Err(e) = Opts::from_url(&url) {
             // The error text can contain the URL: say only what kind of problem it is.
@@ -90,22 +139,22 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
             cfg.error("url", "expected mysql://user:password@host:port/database");
         }
     }
-    let table = cfg.str("table");
+    let table = o.table;
     if !table.is_empty() && !valid_ident(&table) {
         cfg.error(
             "table",
             "table names may use letters, digits and `_` (optionally `database.table`)",
         );
     }
-    let upsert = cfg.one_of("mode", &["insert", "upsert"], "insert") == "upsert";
-    let key = cfg.opt_str_list("key").unwrap_or_default();
+    let upsert = o.mode == WriteMode::Upsert;
+    let key = o.key;
     if upsert && key.is_empty() {
         cfg.error(
             "key",
             "`mode: upsert` needs `key`: the columns of the table's primary or unique key",
         );
     }
-    let columns: Vec<Column> = super::columns::read(cfg, &["auto", "datetime", "json"])
+    let columns: Vec<Column> = super::columns::read(cfg, o.columns, &["auto", "datetime", "json"])
         .into_iter()
         .map(|c| Column {
             name: c.name,
@@ -122,22 +171,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
             cfg.error("key", format!("key column `{k}` is not among `columns`"));
         }
     }
-    let create_table = cfg.opt_entries("create_table").map(|entries| {
-        entries
-            .into_iter()
-            .filter_map(|(k, v)| match &v.value {
-                ConfigValue::Scalar(t) => Some((k.name.clone(), t.clone())),
-                _ => {
-                    cfg.error_at(
-                        v,
-                        &format!("create_table.{}", k.name),
-                        "expected an SQL type such as BIGINT or VARCHAR(64)",
-                    );
-                    None
-                }
-            })
-            .collect::<Vec<_>>()
-    });
+    let create_table = o.create_table.map(|t| t.0);
     if let Some(defs) = &create_table {
         for c in &columns {
             if !defs.iter().any(|(n, _)| n == &c.name) {
@@ -148,8 +182,8 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
             }
         }
     }
-    let batch_size = cfg.u64_or("batch_size", 1000).clamp(1, 10_000) as usize;
-    let pool_size = cfg.u64_or("pool_size", 2).clamp(1, 64) as usize;
+    let batch_size = o.batch_size.clamp(1, 10_000) as usize;
+    let pool_size = o.pool_size.clamp(1, 64) as usize;
     cfg.finish()?;
     // The server allows at most 65 535 placeholders in one statement.
     let batch_size = batch_size.min(65_535 / columns.len().max(1));
@@ -168,6 +202,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
         sink: ctx.component.clone(),
         buffer: Vec::new(),
         tx_open: false,
+        stats: Default::default(),
     }))
 }
 
@@ -249,6 +284,22 @@ fn mysql_value(v: &Value, kind: ColumnKind) -> Result<mysql_async::Value, String
             }
         },
     })
+}
+
+/// The bytes of the column values of `rows` as sent (text and blobs by length,
+/// numbers and times by their binary size): what `connectd_sink_bytes_total` counts.
+fn rows_bytes(rows: &[Row]) -> u64 {
+    use mysql_async::Value as M;
+    rows.iter()
+        .flatten()
+        .map(|v| match v {
+            M::NULL => 0,
+            M::Bytes(b) => b.len() as u64,
+            M::Float(_) => 4,
+            M::Date(..) | M::Time(..) => 12,
+            M::Int(_) | M::UInt(_) | M::Double(_) => 8,
+        })
+        .sum()
 }
 
 impl MysqlSink {
@@ -523,6 +574,7 @@ impl Sink for MysqlSink {
                 .await?
                 .is_some_and(|c| c.id >= checkpoint.id)
             {
+                self.stats.written(rows_bytes(&self.buffer));
                 self.buffer.clear();
                 return Ok(());
             }
@@ -546,8 +598,13 @@ impl Sink for MysqlSink {
             .await
             .map_err(|f| to_error(f, "commit"))?;
         self.tx_open = false;
+        self.stats.written(rows_bytes(&self.buffer));
         self.buffer.clear();
         Ok(())
+    }
+
+    fn stats(&self) -> Option<std::sync::Arc<connectd_sdk::stats::SinkStats>> {
+        Some(self.stats.clone())
     }
 
     /// Deletes this sink's checkpoint row (none yet, or no table yet: nothing to do).

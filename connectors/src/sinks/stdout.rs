@@ -6,14 +6,31 @@ use std::io::Write;
 use async_trait::async_trait;
 use connectd_sdk::config::{ConfigMap, Invalid};
 use connectd_sdk::{BadRecord, BuildContext, Checkpoint, Committed, ConnectorError, Record, Sink};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug)]
 pub struct StdoutSink {
     buf: Vec<u8>,
 }
 
+/// Prints each record as a JSON line on standard output (for trying pipelines).
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct StdoutOptions {
+    /// How records are printed: `json` (the only format).
+    #[serde(default)]
+    pub format: StdoutFormat,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StdoutFormat {
+    #[default]
+    Json,
+}
+
 pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Sink>, Invalid> {
-    cfg.one_of("format", &["json"], "json");
+    cfg.typed::<StdoutOptions>().ok_or(Invalid)?;
     cfg.finish()?;
     Ok(Box::new(StdoutSink { buf: Vec::new() }))
 }

@@ -18,9 +18,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::DateTime;
-use connectd_sdk::config::{ConfigMap, Invalid};
+use connectd_sdk::config::{ConfigMap, HumanDuration, Invalid};
 use connectd_sdk::{BadRecord, BuildContext, ConnectorError, Record, Source, SourcePoll, Value};
 use futures_util::{SinkExt, StreamExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -80,38 +82,114 @@ impl Drop for AlpacaSource {
     }
 }
 
+/// Alpaca's market-data websocket (v2): quotes, trades and bars of the subscribed
+/// symbols, live (a reconnect resumes with what comes next; nothing is replayed).
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct AlpacaOptions {
+    /// The stream's base URL; the feed is appended.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    /// `iex`, `sip` or `test` (the test stream).
+    #[serde(default)]
+    pub feed: Feed,
+    /// The whole URL, instead of `base_url` + `feed`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The API key id (use `${env:...}`).
+    pub key: String,
+    /// The API secret (use `${env:...}`).
+    pub secret: String,
+    /// How to authenticate: an auth `message` after connecting, or HTTP `headers`.
+    #[serde(default)]
+    pub auth: AuthWord,
+    /// Symbols whose quotes to subscribe to (`"*"` for all).
+    #[serde(default)]
+    #[schemars(schema_with = "connectd_sdk::config::scalar_text_list")]
+    pub quotes: Vec<String>,
+    /// Symbols whose trades to subscribe to.
+    #[serde(default)]
+    #[schemars(schema_with = "connectd_sdk::config::scalar_text_list")]
+    pub trades: Vec<String>,
+    /// Symbols whose minute bars to subscribe to.
+    #[serde(default)]
+    #[schemars(schema_with = "connectd_sdk::config::scalar_text_list")]
+    pub bars: Vec<String>,
+    /// Reconnect when nothing (not even a pong) arrives for this long.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    /// How often to ping the server.
+    #[serde(default = "default_ping_interval")]
+    pub ping_interval: HumanDuration,
+    /// How long connecting may take.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Feed {
+    #[default]
+    Iex,
+    Sip,
+    Test,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthWord {
+    #[default]
+    Message,
+    Headers,
+}
+
+fn default_base_url() -> String {
+    "wss://stream.data.alpaca.markets/v2".into()
+}
+
+fn default_idle_timeout() -> HumanDuration {
+    HumanDuration::secs(30)
+}
+
+fn default_ping_interval() -> HumanDuration {
+    HumanDuration::secs(10)
+}
+
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration::secs(10)
+}
+
 pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Source>, Invalid> {
-    let base = cfg
-        .opt_str("base_url")
-        .unwrap_or_else(|| "wss://stream.data.alpaca.markets/v2".into());
-    let feed = cfg.one_of("feed", &["iex", "sip", "test"], "iex");
-    let url = cfg
-        .opt_str("url")
-        .unwrap_or_else(|| format!("{}/{feed}", base.trim_end_matches('/')));
+    let o: AlpacaOptions = cfg.typed().ok_or(Invalid)?;
+    let feed = match o.feed {
+        Feed::Iex => "iex",
+        Feed::Sip => "sip",
+        Feed::Test => "test",
+    };
+    let url = o
+        .url
+        .unwrap_or_else(|| format!("{}/{feed}", o.base_url.trim_end_matches('/')));
     if !url.starts_with("ws://") && !url.starts_with("wss://") {
         cfg.error(
             if cfg.has("url") { "url" } else { "base_url" },
             "expected a ws:// or wss:// URL",
         );
     }
-    let key = cfg.str("key");
+    let key = o.key;
     let key_source = cfg
         .written_as("key")
         .unwrap_or_else(|| format!("`{}`", cfg.field_path("key")));
-    let secret = cfg.str("secret");
-    let auth_headers = cfg.one_of("auth", &["message", "headers"], "message") == "headers";
-    let quotes = cfg.opt_str_list("quotes").unwrap_or_default();
-    let trades = cfg.opt_str_list("trades").unwrap_or_default();
-    let bars = cfg.opt_str_list("bars").unwrap_or_default();
+    let secret = o.secret;
+    let auth_headers = o.auth == AuthWord::Headers;
+    let (quotes, trades, bars) = (o.quotes, o.trades, o.bars);
     if quotes.is_empty() && trades.is_empty() && bars.is_empty() {
         cfg.error(
             "quotes",
             "subscribe to something: at least one of quotes, trades, bars (symbols, or \"*\")",
         );
     }
-    let idle_timeout = cfg.duration_or("idle_timeout", Duration::from_secs(30));
-    let ping_interval = cfg.duration_or("ping_interval", Duration::from_secs(10));
-    let connect_timeout = cfg.duration_or("connect_timeout", Duration::from_secs(10));
+    let idle_timeout = o.idle_timeout.0;
+    let ping_interval = o.ping_interval.0;
+    let connect_timeout = o.connect_timeout.0;
     cfg.finish()?;
     let settings = Settings {
         url,
@@ -530,6 +608,12 @@ impl Source for AlpacaSource {
         serde_json::json!({ "last": self.last })
     }
 
+    /// A position is the newest event time seen per symbol (epoch ms): what a
+    /// reconnect or restart skips up to.
+    async fn alter(&mut self, offset: &serde_json::Value) -> Result<(), ConnectorError> {
+        connectd_sdk::traits::offset_as::<LastSeen>(offset).map(|_| ())
+    }
+
     fn replayable(&self) -> bool {
         false
     }
@@ -577,4 +661,10 @@ impl AlpacaSource {
         }
         Ok(SourcePoll::Batch(out))
     }
+}
+
+/// This source's position, as `alter` reads it.
+#[derive(serde::Deserialize, serde::Serialize)]
+struct LastSeen {
+    last: BTreeMap<String, i64>,
 }

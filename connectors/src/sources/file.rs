@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use connectd_sdk::config::{ConfigMap, Invalid};
+use connectd_sdk::config::{ConfigMap, HumanDuration, Invalid};
 use connectd_sdk::stats::SourceStats;
 use connectd_sdk::{BadRecord, BuildContext, ConnectorError, Record, Source, SourcePoll};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::json_schema::JsonSchemaCheck;
+use crate::json_schema::{JsonSchemaCheck, SchemaCheckOptions};
 
 #[derive(Debug)]
 pub struct FileSource {
@@ -39,11 +40,51 @@ struct FileOffset {
     line: u64,
 }
 
+/// Reads JSON lines (or an Avro container file) from a file, resuming by byte offset.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct FileOptions {
+    /// The file to read.
+    pub path: String,
+    /// Keep reading as the file grows (JSON lines only).
+    #[serde(default)]
+    pub follow: bool,
+    /// How often a followed file is checked for new lines.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: HumanDuration,
+    /// `json`: one JSON value per line; `avro`: an Avro object container file.
+    #[serde(default)]
+    pub format: FileFormat,
+    #[serde(skip)]
+    #[schemars(flatten, !skip)]
+    pub schema: SchemaCheckOptions,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FileFormat {
+    #[default]
+    Json,
+    Avro,
+}
+
+fn default_poll_interval() -> HumanDuration {
+    HumanDuration::millis(250)
+}
+
 pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Source>, Invalid> {
-    let path = PathBuf::from(cfg.str("path"));
-    let follow = cfg.bool_or("follow", false);
-    let poll_interval = cfg.duration_or("poll_interval", Duration::from_millis(250));
-    if cfg.one_of("format", &["json", "avro"], "json") == "avro" {
+    let schema: Option<SchemaCheckOptions> = cfg.typed_part();
+    let mut o: FileOptions = cfg.typed().ok_or(Invalid)?;
+    o.schema = schema.ok_or(Invalid)?;
+    let path = PathBuf::from(&o.path);
+    let follow = o.follow;
+    let poll_interval = o.poll_interval.0;
+    if o.format == FileFormat::Avro {
+        if o.schema.json_schema.is_some() || o.schema.json_schema_file.is_some() {
+            cfg.error(
+                "json_schema",
+                "an Avro container file carries its own schema: `json_schema` needs `format: json`",
+            );
+        }
         if follow {
             cfg.error(
                 "follow",
@@ -53,7 +94,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Sou
         cfg.finish()?;
         return avro_source(path);
     }
-    let schema_check = crate::json_schema::read(cfg);
+    let schema_check = crate::json_schema::read(cfg, o.schema);
     cfg.finish()?;
     Ok(Box::new(FileSource {
         path,
@@ -183,6 +224,34 @@ impl Source for FileSource {
 
     fn stats(&self) -> Option<Arc<SourceStats>> {
         Some(self.stats.clone())
+    }
+
+    /// A position is a byte offset (and the line number there, for messages); it must
+    /// lie within the file and start a line.
+    async fn alter(&mut self, offset: &serde_json::Value) -> Result<(), ConnectorError> {
+        let o: FileOffset = connectd_sdk::traits::offset_as(offset)?;
+        let path = self.path.display().to_string();
+        let data = match std::fs::read(&self.path) {
+            Ok(d) => d,
+            // A file that is not there yet is read from wherever it is told.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(ConnectorError::io(format!("file {path}"), e)),
+        };
+        let pos = usize::try_from(o.pos).unwrap_or(usize::MAX);
+        if pos > data.len() {
+            return Err(ConnectorError::permanent(format!(
+                "pos {} is past the end of {path} ({} bytes)",
+                o.pos,
+                data.len()
+            )));
+        }
+        if pos > 0 && data[pos - 1] != b'\n' {
+            return Err(ConnectorError::permanent(format!(
+                "pos {} of {path} is inside a line: a position starts a line",
+                o.pos
+            )));
+        }
+        Ok(())
     }
 
     fn offset(&self) -> serde_json::Value {

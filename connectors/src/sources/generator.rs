@@ -5,9 +5,10 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use connectd_sdk::config::ConfigMap;
+use connectd_sdk::config::{ConfigMap, HumanDuration};
 use connectd_sdk::time::{now_ms, parse_rfc3339_ms};
 use connectd_sdk::{BadRecord, ConnectorError, Record, Source, SourcePoll};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Random numbers for record `seq` of a seeded stream (SplitMix64).
@@ -56,18 +57,42 @@ pub struct GeneratorOptions {
     pub step_ms: i64,
 }
 
+/// The options every generator has.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+pub struct GeneratorConfig {
+    /// Seed of the random stream: the same seed gives the same records.
+    #[serde(default)]
+    pub seed: u64,
+    /// Records per second; 0 = as fast as possible.
+    #[serde(default = "default_rate")]
+    pub rate: u64,
+    /// Stop after this many records; 0 = never.
+    #[serde(default)]
+    pub count: u64,
+    /// Event time of record 0: `now` (the wall clock at the first run, kept in the
+    /// offset so replays reproduce it), epoch milliseconds or an RFC 3339 time.
+    #[serde(default)]
+    #[schemars(schema_with = "connectd_sdk::config::scalar_text")]
+    pub start: Option<String>,
+    /// Event-time distance between consecutive records (default: 1 s / rate, at least
+    /// 1 ms).
+    #[serde(default)]
+    pub step: Option<HumanDuration>,
+}
+
+fn default_rate() -> u64 {
+    1000
+}
+
 impl GeneratorOptions {
-    pub fn read(cfg: &mut ConfigMap<'_>) -> Self {
-        let seed = cfg.u64_or("seed", 0);
-        let rate = cfg.u64_or("rate", 1000);
-        let count = cfg.u64_or("count", 0);
-        let start = cfg.opt_str("start").and_then(|s| {
+    pub fn read(cfg: &ConfigMap<'_>, c: &GeneratorConfig) -> Self {
+        let start = c.start.as_deref().and_then(|s| {
             if s == "now" {
                 return None;
             }
             match s.parse::<i64>() {
                 Ok(ms) => Some(ms),
-                Err(_) => match parse_rfc3339_ms(&s) {
+                Err(_) => match parse_rfc3339_ms(s) {
                     Ok(ms) => Some(ms),
                     Err(e) => {
                         cfg.error(
@@ -79,15 +104,15 @@ impl GeneratorOptions {
                 },
             }
         });
-        let default_step = 1000u64.checked_div(rate).unwrap_or(1).max(1);
-        let step_ms = cfg
-            .opt_duration("step")
-            .map(|d| d.as_millis() as i64)
+        let default_step = 1000u64.checked_div(c.rate).unwrap_or(1).max(1);
+        let step_ms = c
+            .step
+            .map(|d| d.as_millis_i64())
             .unwrap_or(default_step as i64);
         Self {
-            seed,
-            rate,
-            count,
+            seed: c.seed,
+            rate: c.rate,
+            count: c.count,
             start,
             step_ms,
         }
@@ -179,6 +204,11 @@ impl<M: RecordMaker + std::fmt::Debug> Source for Generator<M> {
             self.seq += 1;
         }
         Ok(SourcePoll::Batch(out))
+    }
+
+    /// A position is the next record's number and the first record's event time.
+    async fn alter(&mut self, offset: &serde_json::Value) -> Result<(), ConnectorError> {
+        connectd_sdk::traits::offset_as::<GeneratorOffset>(offset).map(|_| ())
     }
 
     fn offset(&self) -> serde_json::Value {

@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{Datelike, Days, NaiveDate, Utc};
-use connectd_sdk::config::{ConfigMap, Invalid};
+use connectd_sdk::config::{ConfigMap, HumanDuration, Invalid};
 use connectd_sdk::{
     BadRecord, BuildContext, ConnectorError, Object, Record, Source, SourcePoll, Value,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
@@ -104,33 +105,89 @@ fn parse_date(s: &str) -> Result<NaiveDate, String> {
         .map_err(|e| format!("`{s}` is not a YYYY-MM-DD date: {e}"))
 }
 
+/// Polls GoAPI's IDX stock API: trending stocks, companies, or daily prices of tickers,
+/// within a request budget.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct GoapiOptions {
+    /// The API's base URL.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    /// The API key (use `${env:...}`).
+    pub api_key: String,
+    /// `trending`, `companies` or `historical` (daily prices of `tickers`).
+    pub endpoint: EndpointWord,
+    /// Tickers for `historical`, e.g. `[BBCA, TLKM]`, or `trending` to follow the
+    /// trending list.
+    #[serde(default)]
+    #[schemars(schema_with = "connectd_sdk::config::scalar_text_list")]
+    pub tickers: Option<Vec<String>>,
+    /// First day for `historical` (`YYYY-MM-DD`; default: `days` ago).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Last day for `historical` (`YYYY-MM-DD`; default: today).
+    #[serde(default)]
+    pub to: Option<String>,
+    /// Days back for `historical` when `from` is not given.
+    #[serde(default = "default_days")]
+    pub days: u64,
+    /// How often a round of requests starts.
+    #[serde(default = "default_interval")]
+    pub interval: HumanDuration,
+    /// Requests per minute at most.
+    #[serde(default = "default_rpm")]
+    pub max_requests_per_minute: u64,
+    /// Requests per calendar month at most (warned about, then waited for).
+    #[serde(default)]
+    pub monthly_budget: Option<u64>,
+    /// How long one request may take.
+    #[serde(default = "default_timeout")]
+    pub timeout: HumanDuration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointWord {
+    Trending,
+    Companies,
+    Historical,
+}
+
+fn default_base_url() -> String {
+    "https://api.goapi.id/v1/stock/idx".into()
+}
+
+fn default_days() -> u64 {
+    30
+}
+
+fn default_interval() -> HumanDuration {
+    HumanDuration::secs(3600)
+}
+
+fn default_rpm() -> u64 {
+    30
+}
+
+fn default_timeout() -> HumanDuration {
+    HumanDuration::secs(15)
+}
+
 pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Source>, Invalid> {
-    let base_url = cfg
-        .opt_str("base_url")
-        .unwrap_or_else(|| "https://api.goapi.id/v1/stock/idx".into());
+    let o: GoapiOptions = cfg.typed().ok_or(Invalid)?;
+    let base_url = o.base_url;
     if !base_url.starts_with("http://") && !base_url.starts_with("https://") {
         cfg.error("base_url", "expected an http:// or https:// URL");
     }
-    let api_key = cfg.str("api_key");
+    let api_key = o.api_key;
     let key_source = cfg
         .written_as("api_key")
         .unwrap_or_else(|| format!("`{}`", cfg.field_path("api_key")));
-    let endpoint = match cfg.one_of(
-        "endpoint",
-        &["trending", "companies", "historical"],
-        "historical",
-    ) {
-        "trending" => Endpoint::Trending,
-        "companies" => Endpoint::Companies,
-        _ => Endpoint::Historical,
+    let endpoint = match o.endpoint {
+        EndpointWord::Trending => Endpoint::Trending,
+        EndpointWord::Companies => Endpoint::Companies,
+        EndpointWord::Historical => Endpoint::Historical,
     };
-    if !cfg.has("endpoint") {
-        cfg.error(
-            "endpoint",
-            "missing required field (expected one of trending | companies | historical)",
-        );
-    }
-    let tickers = match cfg.opt_str_list("tickers") {
+    let tickers = match o.tickers {
         Some(list) if list == ["trending"] => Tickers::FollowTrending,
         Some(list) => Tickers::Listed(list.into_iter().map(|t| t.to_ascii_uppercase()).collect()),
         None => Tickers::Listed(Vec::new()),
@@ -141,20 +198,19 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Sou
             "historical needs `tickers`: a list such as [BBCA, TLKM] or `trending`",
         );
     }
-    let date = |cfg: &mut ConfigMap<'_>, key| {
-        cfg.opt_str(key)
-            .and_then(|s| parse_date(&s).map_err(|e| cfg.error(key, e)).ok())
+    let date = |key, text: Option<String>| {
+        text.and_then(|s| parse_date(&s).map_err(|e| cfg.error(key, e)).ok())
     };
-    let from = date(cfg, "from");
-    let to = date(cfg, "to");
-    let days = cfg.u64_or("days", 30);
-    let interval = cfg.duration_or("interval", Duration::from_secs(3600));
-    let rpm = cfg.u64_or("max_requests_per_minute", 30);
+    let from = date("from", o.from);
+    let to = date("to", o.to);
+    let days = o.days;
+    let interval = o.interval.0;
+    let rpm = o.max_requests_per_minute;
     if rpm == 0 {
         cfg.error("max_requests_per_minute", "must be at least 1");
     }
-    let monthly_budget = cfg.opt_u64("monthly_budget");
-    let timeout = cfg.duration_or("timeout", Duration::from_secs(15));
+    let monthly_budget = o.monthly_budget;
+    let timeout = o.timeout.0;
     cfg.finish()?;
     let client = http::client("connectd", timeout).map_err(|e| {
         cfg.error("timeout", e);
@@ -491,6 +547,11 @@ impl Source for GoapiSource {
 
     fn offset(&self) -> serde_json::Value {
         serde_json::to_value(&self.state).unwrap_or_default()
+    }
+
+    /// A position is the last date read per ticker (and the month's request count).
+    async fn alter(&mut self, offset: &serde_json::Value) -> Result<(), ConnectorError> {
+        connectd_sdk::traits::offset_as::<GoapiOffset>(offset).map(|_| ())
     }
 
     /// Trending and company lists are snapshots of now: the past cannot be re-read.

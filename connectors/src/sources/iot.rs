@@ -4,10 +4,12 @@
 //! `jitter` makes events out of order (up to that much earlier than their slot);
 //! `late_ratio` of them are moved `late_by` further back, to exercise late-data policies.
 
-use connectd_sdk::config::{ConfigMap, Invalid};
+use connectd_sdk::config::{ConfigMap, HumanDuration, Invalid};
 use connectd_sdk::{BuildContext, Object, Record, Source, Value};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
-use super::generator::{Generator, GeneratorOptions, RecordMaker, SeqRng};
+use super::generator::{Generator, GeneratorConfig, GeneratorOptions, RecordMaker, SeqRng};
 
 pub const HOSTNAMES: [&str; 7] = [
     "doc", "grumpy", "happy", "sleepy", "bashful", "sneezy", "dopey",
@@ -21,25 +23,43 @@ pub struct IotMaker {
     late_by_ms: i64,
 }
 
+/// Fake CPU metrics of seven hosts (`hostname`, `cpu`, `usage`, `occurred_at`),
+/// replayable from any offset.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct IotOptions {
+    #[serde(skip)]
+    #[schemars(flatten, !skip)]
+    pub generator: GeneratorConfig,
+    /// Makes events out of order: each up to this much earlier than its slot.
+    #[serde(default)]
+    pub jitter: Option<HumanDuration>,
+    /// The share of events (0–1) moved `late_by` further back, to exercise late data.
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub late_ratio: f64,
+    /// How far back late events are moved.
+    #[serde(default = "default_late_by")]
+    pub late_by: HumanDuration,
+}
+
+fn default_late_by() -> HumanDuration {
+    HumanDuration::secs(60)
+}
+
 pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Source>, Invalid> {
-    let opts = GeneratorOptions::read(cfg);
-    let jitter_ms = cfg
-        .opt_duration("jitter")
-        .map_or(0, |d| d.as_millis() as u64);
-    let late_ratio = cfg.f64_or("late_ratio", 0.0);
-    if !(0.0..=1.0).contains(&late_ratio) {
+    let generator: Option<GeneratorConfig> = cfg.typed_part();
+    let o: IotOptions = cfg.typed().ok_or(Invalid)?;
+    let opts = GeneratorOptions::read(cfg, &generator.ok_or(Invalid)?);
+    if !(0.0..=1.0).contains(&o.late_ratio) {
         cfg.error("late_ratio", "expected a share between 0 and 1");
     }
-    let late_by_ms = cfg
-        .opt_duration("late_by")
-        .map_or(60_000, |d| d.as_millis() as i64);
     cfg.finish()?;
     Ok(Box::new(Generator::new(
         opts,
         IotMaker {
-            jitter_ms,
-            late_ratio,
-            late_by_ms,
+            jitter_ms: o.jitter.map_or(0, |d| d.as_millis_i64() as u64),
+            late_ratio: o.late_ratio,
+            late_by_ms: o.late_by.as_millis_i64(),
         },
     )))
 }

@@ -31,18 +31,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use connectd_sdk::config::{ConfigMap, Invalid};
+use connectd_sdk::config::{ConfigMap, HumanDuration, Invalid};
 use connectd_sdk::stats::SourceStats;
 use connectd_sdk::{
     BadRecord, BuildContext, CheckpointControl, ConnectorError, Source, SourcePoll,
 };
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::kafka::fetcher::{self, Fetched, Partition, Shared};
-use crate::kafka::format::{self, ValueFormat};
+use crate::kafka::format::{self, FormatOptions, ValueFormat};
 use crate::kafka::offsets::{self, Positions};
-use crate::kafka::{awaited, client_config, client_properties, error, groups};
+use crate::kafka::{awaited, client_config, client_properties, error, groups, ClientOptions};
 
 pub struct KafkaSource {
     props: std::collections::BTreeMap<String, String>,
@@ -77,22 +79,77 @@ impl std::fmt::Debug for KafkaSource {
     }
 }
 
+/// Reads Kafka topics in a consumer group; positions live in checkpoints (and in a
+/// kafka sink's transaction), never auto-committed.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct KafkaSourceOptions {
+    #[serde(skip)]
+    #[schemars(flatten, !skip)]
+    pub client: ClientOptions,
+    /// The topics to read.
+    #[schemars(schema_with = "connectd_sdk::config::scalar_text_list")]
+    pub topics: Vec<String>,
+    /// The consumer group.
+    pub group: String,
+    /// `read_committed` skips aborted transactions' records.
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// Where a partition never read starts: `earliest` or `latest`.
+    #[serde(default)]
+    pub start: StartAt,
+    #[serde(skip)]
+    #[schemars(flatten, !skip)]
+    pub format: FormatOptions,
+    /// How far ahead in message time one partition may run of the others while they
+    /// still have messages at the broker; 0 turns the ordering off.
+    #[serde(default = "default_skew")]
+    pub max_partition_skew: HumanDuration,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    #[default]
+    ReadCommitted,
+    ReadUncommitted,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StartAt {
+    #[default]
+    Earliest,
+    Latest,
+}
+
+fn default_skew() -> HumanDuration {
+    HumanDuration::secs(60)
+}
+
 pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Source>, Invalid> {
-    let mut props = client_properties(cfg, ctx);
-    let topics = cfg.str_list("topics");
-    if cfg.has("topics") && topics.is_empty() {
+    let client: Option<ClientOptions> = cfg.typed_part();
+    let format: Option<FormatOptions> = cfg.typed_part();
+    let o: KafkaSourceOptions = cfg.typed().ok_or(Invalid)?;
+    let (Some(client), Some(format)) = (client, format) else {
+        return Err(Invalid);
+    };
+    let mut props = client_properties(cfg, ctx, client);
+    let topics = o.topics;
+    if topics.is_empty() && cfg.has("topics") {
         cfg.error("topics", "name at least one topic");
     }
-    let group = cfg.str("group");
-    let isolation = cfg.one_of(
-        "isolation",
-        &["read_committed", "read_uncommitted"],
-        "read_committed",
-    );
-    let start = cfg.one_of("start", &["earliest", "latest"], "earliest");
-    let format = format::read(cfg);
+    let group = o.group;
+    let isolation = match o.isolation {
+        Isolation::ReadCommitted => "read_committed",
+        Isolation::ReadUncommitted => "read_uncommitted",
+    };
+    let start = match o.start {
+        StartAt::Earliest => "earliest",
+        StartAt::Latest => "latest",
+    };
+    let format = format::read(cfg, format);
     // 0 turns it off.
-    let skew = cfg.duration_or("max_partition_skew", Duration::from_secs(60));
+    let skew = o.max_partition_skew.0;
     let max_partition_skew =
         (!skew.is_zero()).then(|| i64::try_from(skew.as_millis()).unwrap_or(i64::MAX));
     cfg.finish()?;
@@ -308,6 +365,26 @@ impl Source for KafkaSource {
             .map_err(|e| ConnectorError::permanent(format!("kafka: reset: {e}")))?
     }
 
+    /// Sets the group's committed offsets to the new positions too: a partition
+    /// starts at the newer of the checkpoint and the group's commit, so the group
+    /// must not stay ahead of a rewind.
+    async fn alter(&mut self, offset: &serde_json::Value) -> Result<(), ConnectorError> {
+        let positions = offsets::from_json(offset).map_err(ConnectorError::permanent)?;
+        if let Some(((topic, _), _)) = positions
+            .iter()
+            .find(|((t, _), _)| !self.topics.contains(t))
+        {
+            return Err(ConnectorError::permanent(format!(
+                "topic `{topic}` is not one this source reads ({})",
+                self.topics.join(", ")
+            )));
+        }
+        let props = self.props.clone();
+        tokio::task::spawn_blocking(move || commit_group(&props, &positions))
+            .await
+            .map_err(|e| ConnectorError::permanent(format!("kafka: alter: {e}")))?
+    }
+
     async fn close(&mut self) -> Result<(), ConnectorError> {
         groups::unregister(&self.pipeline, &self.name);
         if let Some(s) = &self.shared {
@@ -323,6 +400,24 @@ impl Source for KafkaSource {
         }
         Ok(())
     }
+}
+
+/// Commits `positions` to the group (it has no members: the pipeline is stopped).
+fn commit_group(
+    props: &std::collections::BTreeMap<String, String>,
+    positions: &offsets::Positions,
+) -> Result<(), ConnectorError> {
+    use rdkafka::consumer::{BaseConsumer, CommitMode};
+    let consumer: BaseConsumer = client_config(props)
+        .create()
+        .map_err(|e| error("cannot create the consumer", e))?;
+    let tpl = offsets::to_list(positions);
+    if tpl.count() > 0 {
+        consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(|e| error("commit the altered offsets to the group", e))?;
+    }
+    Ok(())
 }
 
 fn reset_group(

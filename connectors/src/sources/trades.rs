@@ -7,7 +7,9 @@ use connectd_sdk::config::{ConfigMap, Invalid};
 use connectd_sdk::time::format_rfc3339_ms;
 use connectd_sdk::{BuildContext, Object, Record, Source, Value};
 
-use super::generator::{Generator, GeneratorOptions, RecordMaker, SeqRng};
+use super::generator::{Generator, GeneratorConfig, GeneratorOptions, RecordMaker, SeqRng};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// (ticker, sector, reference price, shares outstanding in millions)
 pub const TICKERS: [(&str, &str, f64, f64); 10] = [
@@ -26,8 +28,19 @@ pub const TICKERS: [(&str, &str, f64, f64); 10] = [
 #[derive(Debug)]
 pub struct TradeMaker;
 
+/// A simulated trading feed for ten tickers (`id`, `created_at`, `ticker`, `sector`,
+/// `volume`, `market_cap`, `price`).
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct TradesOptions {
+    #[serde(skip)]
+    #[schemars(flatten, !skip)]
+    pub generator: GeneratorConfig,
+}
+
 pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Source>, Invalid> {
-    let opts = GeneratorOptions::read(cfg);
+    let generator: Option<GeneratorConfig> = cfg.typed_part();
+    cfg.typed::<TradesOptions>().ok_or(Invalid)?;
+    let opts = GeneratorOptions::read(cfg, &generator.ok_or(Invalid)?);
     cfg.finish()?;
     Ok(Box::new(Generator::new(opts, TradeMaker)))
 }

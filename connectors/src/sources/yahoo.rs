@@ -11,12 +11,13 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use connectd_sdk::config::{ConfigMap, Invalid};
+use connectd_sdk::config::{ConfigMap, HumanDuration, Invalid};
 use connectd_sdk::time::format_rfc3339_ms;
 use connectd_sdk::{
     BadRecord, BuildContext, ConnectorError, Object, Record, Source, SourcePoll, Value,
 };
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
@@ -60,29 +61,82 @@ impl std::fmt::Debug for YahooSource {
     }
 }
 
+/// Polls Yahoo Finance's chart API: a row per new candle (or the latest price) of each
+/// symbol.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct YahooOptions {
+    /// The API's base URL.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    /// The symbols, e.g. `[BTC-USD, AAPL]`.
+    #[schemars(schema_with = "connectd_sdk::config::scalar_text_list")]
+    pub symbols: Vec<String>,
+    /// How often to poll.
+    #[serde(default = "default_interval")]
+    pub interval: HumanDuration,
+    /// The chart's range (Yahoo's `range`: `1d`, `5d`, ...).
+    #[serde(default = "default_range")]
+    pub range: String,
+    /// The candle size (Yahoo's `interval`: `1m`, `5m`, ...).
+    #[serde(default = "default_chart_interval")]
+    pub chart_interval: String,
+    /// `candles`: a row per new candle; `price`: the latest price at each poll.
+    #[serde(default)]
+    pub mode: ModeWord,
+    /// The User-Agent header (Yahoo refuses some clients' defaults).
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    /// How long one request may take.
+    #[serde(default = "default_timeout")]
+    pub timeout: HumanDuration,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ModeWord {
+    #[default]
+    Candles,
+    Price,
+}
+
+fn default_base_url() -> String {
+    "https://query2.finance.yahoo.com".into()
+}
+
+fn default_interval() -> HumanDuration {
+    HumanDuration::secs(30)
+}
+
+fn default_range() -> String {
+    "1d".into()
+}
+
+fn default_chart_interval() -> String {
+    "1m".into()
+}
+
+fn default_timeout() -> HumanDuration {
+    HumanDuration::secs(10)
+}
+
 pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Source>, Invalid> {
-    let base_url = cfg
-        .opt_str("base_url")
-        .unwrap_or_else(|| "https://query2.finance.yahoo.com".into());
+    let o: YahooOptions = cfg.typed().ok_or(Invalid)?;
+    let base_url = o.base_url;
     if !base_url.starts_with("http://") && !base_url.starts_with("https://") {
         cfg.error("base_url", "expected an http:// or https:// URL");
     }
-    let symbols = cfg.str_list("symbols");
+    let symbols = o.symbols;
     if symbols.is_empty() && cfg.has("symbols") {
         cfg.error("symbols", "expected at least one symbol, e.g. [BTC-USD]");
     }
-    let interval = cfg.duration_or("interval", Duration::from_secs(30));
-    let range = cfg.opt_str("range").unwrap_or_else(|| "1d".into());
-    let chart_interval = cfg.opt_str("chart_interval").unwrap_or_else(|| "1m".into());
-    let mode = if cfg.one_of("mode", &["candles", "price"], "candles") == "price" {
-        Mode::Price
-    } else {
-        Mode::Candles
+    let interval = o.interval.0;
+    let (range, chart_interval) = (o.range, o.chart_interval);
+    let mode = match o.mode {
+        ModeWord::Price => Mode::Price,
+        ModeWord::Candles => Mode::Candles,
     };
-    let user_agent = cfg
-        .opt_str("user_agent")
-        .unwrap_or_else(|| BROWSER_USER_AGENT.into());
-    let timeout = cfg.duration_or("timeout", Duration::from_secs(10));
+    let user_agent = o.user_agent.unwrap_or_else(|| BROWSER_USER_AGENT.into());
+    let timeout = o.timeout.0;
     cfg.finish()?;
     let client = http::client(&user_agent, timeout).map_err(|e| {
         cfg.error("user_agent", e);
@@ -380,4 +434,16 @@ impl Source for YahooSource {
     fn offset(&self) -> serde_json::Value {
         serde_json::json!({ "last": self.last })
     }
+
+    /// A position is the newest event time seen per symbol (epoch ms): what a
+    /// reconnect or restart skips up to.
+    async fn alter(&mut self, offset: &serde_json::Value) -> Result<(), ConnectorError> {
+        connectd_sdk::traits::offset_as::<LastSeen>(offset).map(|_| ())
+    }
+}
+
+/// This source's position, as `alter` reads it.
+#[derive(serde::Deserialize, serde::Serialize)]
+struct LastSeen {
+    last: BTreeMap<String, i64>,
 }

@@ -97,6 +97,29 @@ fn expand(patterns: &[String], require: bool) -> Result<Vec<PathBuf>, ConfigProb
     }
 }
 
+/// A pipeline file as JSON, as written (no `${...}` expanded; scalars typed as YAML's
+/// core schema types them): what an editor checks against `connectd schema`.
+pub fn file_as_json(path: &Path) -> Result<serde_json::Value, ConfigProblems> {
+    let name: Arc<str> = path.display().to_string().into();
+    let errors = ConfigErrors::default();
+    let node = match std::fs::read_to_string(path) {
+        Ok(text) => yaml::parse_with(&name, &text, &errors, yaml::Interpolation::Keep),
+        Err(e) => {
+            let at = Span {
+                file: name.clone(),
+                line: 0,
+                column: 0,
+            };
+            errors.push(&at, "", format!("cannot read the file: {e}"));
+            None
+        }
+    };
+    match node {
+        Some(n) if errors.is_empty() => Ok(n.to_json()),
+        _ => Err(ConfigProblems(errors.take())),
+    }
+}
+
 /// Loads and builds every pipeline of the given files.
 pub fn load(
     files: &[PathBuf],

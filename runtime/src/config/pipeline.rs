@@ -92,6 +92,8 @@ pub struct PipelinePlan {
     pub state_dir: PathBuf,
     /// `state.cache_size`: memory for keyed state in front of the state store.
     pub state_cache_bytes: u64,
+    /// The file's `tests:` (run by `connectd test`, never by a worker).
+    pub tests: Vec<crate::pipeline_test::PipelineTest>,
 }
 
 /// The substituted parts of every interpolated scalar under `node` (the text written
@@ -246,6 +248,11 @@ pub fn build(
         },
     };
 
+    top.allow(&["tests"]);
+    let tests = root
+        .get("tests")
+        .and_then(|n| connectd_sdk::config::typed_node(n, "tests", errors))
+        .unwrap_or_default();
     let source_nodes = section(&mut top, "sources", true);
     let transform_nodes = section(&mut top, "transforms", false);
     let sink_nodes = section(&mut top, "sinks", true);
@@ -341,6 +348,7 @@ pub fn build(
         sources,
         transforms,
         sinks,
+        tests,
     })
 }
 

@@ -26,6 +26,8 @@ pub enum Interpolation {
     /// Bodies of API requests: expanding them would let any caller read the worker's
     /// files and environment, so a `${` is refused with an error instead.
     Refuse,
+    /// `${...}` stays as written: the file as an editor sees it.
+    Keep,
 }
 
 pub fn parse(file: &Arc<str>, text: &str, errors: &ConfigErrors) -> Option<ConfigNode> {
@@ -112,6 +114,14 @@ fn convert(
                     value: ConfigValue::Scalar(String::new()),
                     span: sp,
                     secret: true,
+                    raw: None,
+                };
+            }
+            if interpolation == Interpolation::Keep {
+                return ConfigNode {
+                    value: ConfigValue::Scalar(text.to_string()),
+                    span: sp,
+                    secret: false,
                     raw: None,
                 };
             }

@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-pub use checkpoint::{CommittedOffsets, PipelineState, SourceState};
+pub use checkpoint::{publish as publish_committed, CommittedOffsets, PipelineState, SourceState};
 pub use state_store::{StateStore, TableSize};
 pub use wal::Wal;
 

@@ -24,7 +24,11 @@ mod windowed;
 
 use std::time::Duration;
 
-use connectd_sdk::config::{ConfigMap, Invalid};
+use connectd_sdk::config::{ConfigMap, HumanDuration, Invalid};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::window::LateWord;
 use connectd_sdk::{
     BadRecord, Batch, BuildContext, ConnectorError, Emitter, FieldPath, Object, Record, Value,
 };
@@ -74,8 +78,56 @@ pub struct Join {
     failed: Option<ConnectorError>,
 }
 
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+/// Joins two inputs by key: a windowed stream–stream join (`within`) or a
+/// stream–table join (`table`, the right input holds the latest record per key).
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct JoinOptions {
+    /// The left input's key field(s).
+    #[schemars(schema_with = "connectd_sdk::config::scalar_text_list")]
+    pub on: Vec<String>,
+    /// The right input's key field(s), in the same order (default: `on`).
+    #[serde(default)]
+    #[schemars(schema_with = "connectd_sdk::config::scalar_text_list")]
+    pub right_on: Option<Vec<String>>,
+    /// `inner`, or `left` (left records without a match are emitted too).
+    #[serde(default)]
+    pub kind: JoinKind,
+    /// A prefix for the right record's fields in the output.
+    #[serde(default)]
+    pub right_prefix: String,
+    /// A windowed stream–stream join: records match when their event times are at most
+    /// this far apart.
+    #[serde(default)]
+    pub within: Option<HumanDuration>,
+    /// A stream–table join: the name of the right input, read as a table.
+    #[serde(default)]
+    pub table: Option<String>,
+    /// (windowed) How long after the watermark records are still matched.
+    #[serde(default)]
+    pub grace: HumanDuration,
+    /// The event-time field of the left input (`$timestamp`: the record's timestamp).
+    #[serde(default)]
+    pub time: Option<String>,
+    /// The event-time field of the right input (default: `time`).
+    #[serde(default)]
+    pub right_time: Option<String>,
+    /// (windowed) How far out of order event times may arrive.
+    #[serde(default)]
+    pub max_out_of_orderness: HumanDuration,
+    /// (windowed) Records too late to match: `drop` or `dlq`.
+    #[serde(default)]
+    pub late: LateWord,
+    /// (table) How long a table row is kept after its last update.
+    #[serde(default)]
+    pub retention: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinKind {
+    #[default]
+    Inner,
+    Left,
 }
 
 pub fn build(
@@ -91,11 +143,11 @@ pub fn build(
             ),
         );
     }
-    let left_key = field_list(cfg, "on");
-    let right_key = if cfg.has("right_on") {
-        field_list(cfg, "right_on")
-    } else {
-        left_key.clone()
+    let o: JoinOptions = cfg.typed().ok_or(Invalid)?;
+    let left_key = field_list(cfg, "on", &o.on);
+    let right_key = match &o.right_on {
+        Some(list) => field_list(cfg, "right_on", list),
+        None => left_key.clone(),
     };
     if right_key.len() != left_key.len() {
         cfg.error(
@@ -106,22 +158,21 @@ pub fn build(
             ),
         );
     }
-    let left_outer = cfg.one_of("kind", &["inner", "left"], "inner") == "left";
-    let right_prefix = cfg.opt_str("right_prefix").unwrap_or_default();
-    let within = cfg.opt_duration("within").map(ms);
-    let table = cfg.opt_str("table");
+    let left_outer = o.kind == JoinKind::Left;
+    let right_prefix = o.right_prefix;
+    let within = o.within.map(|d| d.as_millis_i64());
+    let table = o.table;
     let kind = match (within, table) {
         (Some(within), None) => {
-            let grace = ms(cfg.duration_or("grace", Duration::ZERO));
-            let left_time = TimeSource::from_config(cfg);
-            let right_time = if cfg.has("right_time") {
-                TimeSource::from_config_key(cfg, "right_time")
-            } else {
-                left_time.clone()
+            let grace = o.grace.as_millis_i64();
+            let left_time = TimeSource::from_option(o.time.as_deref());
+            let right_time = match o.right_time.as_deref() {
+                Some(t) => TimeSource::from_option(Some(t)),
+                None => left_time.clone(),
             };
             let time = [left_time, right_time];
-            let out_of_orderness = ms(cfg.duration_or("max_out_of_orderness", Duration::ZERO));
-            let late_to_dlq = cfg.one_of("late", &["drop", "dlq"], "drop") == "dlq";
+            let out_of_orderness = o.max_out_of_orderness.as_millis_i64();
+            let late_to_dlq = o.late == LateWord::Dlq;
             let mut state = windowed::Windowed::default();
             state.configure(out_of_orderness);
             Kind::Windowed {
@@ -143,7 +194,7 @@ pub fn build(
                     ),
                 );
             }
-            let retention = cfg.opt_duration("retention").map(ms);
+            let retention = o.retention.map(|d| d.as_millis_i64());
             if retention.is_some_and(|r| r <= 0) {
                 cfg.error("retention", "retention must be greater than 0");
             }

@@ -25,10 +25,12 @@ mod sandbox;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use connectd_sdk::config::{parse_size, ConfigMap, Invalid};
+use connectd_sdk::config::{parse_size, ConfigMap, HumanDuration, Invalid};
 use connectd_sdk::record::take_records;
 use connectd_sdk::state::{KeyedState, MemoryState};
 use connectd_sdk::{BadRecord, Batch, BuildContext, ConnectorError, Emitter, Record, Value};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -137,26 +139,53 @@ impl std::fmt::Debug for WasmTransform {
     }
 }
 
+/// A WebAssembly component plugin (the `connectd:plugin` WIT world), sandboxed.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct WasmOptions {
+    /// The plugin: a WebAssembly component (.wasm).
+    pub module: String,
+    /// The plugin's own configuration, handed to its `init` as JSON.
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+    /// What one call of the plugin may use.
+    #[serde(default)]
+    pub limits: Limits,
+    /// What the plugin may read besides its input: `clock`, `random`.
+    #[serde(default)]
+    #[schemars(schema_with = "connectd_sdk::config::scalar_text_list")]
+    pub allow: Vec<String>,
+}
+
+/// A plugin's limits.
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Linear memory at most, such as 64MiB (default 64MiB).
+    #[serde(default)]
+    pub memory: Option<String>,
+    /// Time one batch may take (default 1s).
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+}
+
 pub fn build(
     cfg: &mut ConfigMap<'_>,
     ctx: &BuildContext,
 ) -> Result<Box<dyn connectd_sdk::Transform>, Invalid> {
-    let module = PathBuf::from(cfg.str("module"));
-    let config = cfg
-        .opt_json("config")
-        .unwrap_or_else(|| serde_json::json!({}));
+    let o: WasmOptions = cfg.typed().ok_or(Invalid)?;
+    let module = PathBuf::from(&o.module);
+    let config = o.config.unwrap_or_else(|| serde_json::json!({}));
     let (mut memory, mut timeout) = (64usize << 20, Duration::from_secs(1));
-    if let Some(mut limits) = cfg.opt_map("limits") {
-        if let Some(m) = limits.opt_str("memory") {
-            match parse_size(&m) {
-                Ok(bytes) => memory = bytes as usize,
-                Err(e) => limits.error("memory", e),
-            }
+    if let Some(m) = &o.limits.memory {
+        match parse_size(m) {
+            Ok(bytes) => memory = bytes as usize,
+            Err(e) => cfg.error("limits.memory", e),
         }
-        timeout = limits.duration_or("timeout", timeout);
-        let _ = limits.finish();
     }
-    let allow = cfg.opt_str_list("allow").unwrap_or_default();
+    if let Some(t) = o.limits.timeout {
+        timeout = t.0;
+    }
+    let allow = o.allow;
     for a in &allow {
         if !matches!(a.as_str(), "clock" | "random") {
             cfg.error(

@@ -323,6 +323,19 @@ impl Acc {
     }
 }
 
+/// The schema of `aggregates:`: output names to one of the aggregate functions.
+pub fn aggregates_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "minProperties": 1,
+        "description": AGG_HELP,
+        "additionalProperties": {
+            "type": "string",
+            "pattern": "^\\s*(count|sum|avg|min|max|first|last|latest_by_offset|count_distinct)\\s*\\(.*\\)\\s*$"
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

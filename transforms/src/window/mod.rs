@@ -21,7 +21,7 @@ use std::cmp::Ordering;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use connectd_sdk::config::{ConfigMap, ConfigValue, Invalid};
+use connectd_sdk::config::{ConfigMap, HumanDuration, Invalid, TextMap};
 use connectd_sdk::lanes::{LaneClock, LaneClockSnapshot, LateCause};
 use connectd_sdk::state::{Entries, KeyedState, MemoryState};
 use connectd_sdk::time::now_ms;
@@ -29,6 +29,7 @@ use connectd_sdk::{
     BadRecord, Batch, BuildContext, ConnectorError, Emitter, FieldPath, Object, Record, Transform,
     Value,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
@@ -122,92 +123,162 @@ impl Hash for GroupKey {
     }
 }
 
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+/// Event-time windows (tumbling, hopping, sliding, session) with aggregates per group.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[schemars(extend("allOf" = [
+    {"if": {"properties": {"kind": {"const": "hopping"}}, "required": ["kind"]}, "then": {"required": ["size", "hop"]}},
+    {"if": {"properties": {"kind": {"enum": ["tumbling", "sliding"]}}, "required": ["kind"]}, "then": {"required": ["size"]}},
+    {"if": {"properties": {"kind": {"const": "session"}}, "required": ["kind"]}, "then": {"required": ["gap"]}},
+    {"if": {"properties": {"kind": {"const": "sliding"}}, "required": ["kind"]}, "then": {"properties": {"emit": {"not": {"const": "changes"}}}}}
+]))]
+pub struct WindowOptions {
+    /// `tumbling`, `hopping`, `sliding` or `session`.
+    pub kind: KindWord,
+    /// The window's length (not for `session`).
+    #[serde(default)]
+    pub size: Option<HumanDuration>,
+    /// How far apart `hopping` windows start (0 < hop ≤ size).
+    #[serde(default)]
+    pub hop: Option<HumanDuration>,
+    /// A `session` closes after this long without a record of its group.
+    #[serde(default)]
+    pub gap: Option<HumanDuration>,
+    /// The event-time field (`$timestamp` for the record's timestamp); default: the
+    /// wall clock (processing time).
+    #[serde(default)]
+    pub time: Option<String>,
+    /// How far out of order event times may arrive: the watermark trails the newest
+    /// event time by this much.
+    #[serde(default)]
+    pub max_out_of_orderness: HumanDuration,
+    /// How long after the watermark passes a window's end it still takes records.
+    #[serde(default)]
+    pub grace: HumanDuration,
+    /// What happens to records too late for their window: `drop` (counted) or `dlq`.
+    #[serde(default)]
+    pub late: LateWord,
+    /// `final`: a row per window when it closes; `changes`: a row at every change.
+    #[serde(default)]
+    pub emit: EmitWord,
+    /// The grouping fields.
+    #[serde(default)]
+    #[schemars(schema_with = "connectd_sdk::config::scalar_text_list")]
+    pub group_by: Vec<String>,
+    /// A partition (lane) without data for this long stops holding the watermark.
+    #[serde(default)]
+    pub idle_timeout: Option<HumanDuration>,
+    /// Output field to aggregate, e.g. `avg_bid: avg(bid)`.
+    #[schemars(schema_with = "aggregate::aggregates_schema")]
+    pub aggregates: TextMap,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KindWord {
+    Tumbling,
+    Hopping,
+    Sliding,
+    Session,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LateWord {
+    #[default]
+    Drop,
+    Dlq,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EmitWord {
+    #[default]
+    Final,
+    Changes,
+}
+
+/// A duration a kind needs: reported when missing or not above 0.
+fn needed(cfg: &ConfigMap<'_>, key: &str, d: Option<HumanDuration>, kind: &str) -> i64 {
+    match d {
+        None => {
+            cfg.error(
+                key,
+                format!(
+                    "missing required field (a {kind} window needs `{key}`, a duration such as 5s)"
+                ),
+            );
+            0
+        }
+        Some(d) if d.0.is_zero() => {
+            cfg.error(key, format!("{key} must be greater than 0"));
+            0
+        }
+        Some(d) => d.as_millis_i64(),
+    }
 }
 
 pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Transform>, Invalid> {
-    let kind = match cfg.one_of(
-        "kind",
-        &["tumbling", "hopping", "sliding", "session"],
-        "tumbling",
-    ) {
-        "hopping" => Kind::Hopping,
-        "sliding" => Kind::Sliding,
-        "session" => Kind::Session,
-        _ => Kind::Tumbling,
+    let o: WindowOptions = cfg.typed().ok_or(Invalid)?;
+    let kind = match o.kind {
+        KindWord::Tumbling => Kind::Tumbling,
+        KindWord::Hopping => Kind::Hopping,
+        KindWord::Sliding => Kind::Sliding,
+        KindWord::Session => Kind::Session,
     };
-    if !cfg.has("kind") {
-        cfg.error(
-            "kind",
-            "missing required field (expected one of tumbling | hopping | sliding | session)",
-        );
-    }
+    let word = serde_json::to_value(o.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
     let (mut size, mut hop, mut gap) = (0, 0, 0);
     match kind {
-        Kind::Session => gap = ms(cfg.duration("gap")),
-        _ => size = ms(cfg.duration("size")),
+        Kind::Session => gap = needed(cfg, "gap", o.gap, &word),
+        _ => size = needed(cfg, "size", o.size, &word),
     }
     if kind == Kind::Hopping {
-        hop = ms(cfg.duration("hop"));
-        if hop <= 0 || hop > size {
+        hop = needed(cfg, "hop", o.hop, &word);
+        if hop > size {
             cfg.error(
                 "hop",
                 format!("hop must be greater than 0 and at most size ({size} ms)"),
             );
         }
     }
-    if kind != Kind::Session && size <= 0 && cfg.has("size") {
-        cfg.error("size", "size must be greater than 0");
+    for (key, given, applies) in [
+        ("size", o.size.is_some(), kind != Kind::Session),
+        ("hop", o.hop.is_some(), kind == Kind::Hopping),
+        ("gap", o.gap.is_some(), kind == Kind::Session),
+    ] {
+        if given && !applies {
+            cfg.error(key, format!("`{key}` does not apply to a {word} window"));
+        }
     }
-    if kind == Kind::Session && gap <= 0 && cfg.has("gap") {
-        cfg.error("gap", "gap must be greater than 0");
-    }
-    let time = TimeSource::from_config(cfg);
-    let out_of_orderness = ms(cfg.duration_or("max_out_of_orderness", Duration::ZERO));
-    let grace = ms(cfg.duration_or("grace", Duration::ZERO));
-    let late_to_dlq = cfg.one_of("late", &["drop", "dlq"], "drop") == "dlq";
-    let emit_changes = cfg.one_of("emit", &["final", "changes"], "final") == "changes";
+    let time = TimeSource::from_option(o.time.as_deref());
+    let out_of_orderness = o.max_out_of_orderness.as_millis_i64();
+    let grace = o.grace.as_millis_i64();
+    let late_to_dlq = o.late == LateWord::Dlq;
+    let emit_changes = o.emit == EmitWord::Changes;
     if emit_changes && kind == Kind::Sliding {
         cfg.error(
             "emit",
             "sliding windows emit one row per record; `emit: changes` applies to the other kinds",
         );
     }
-    let group_by: Vec<FieldPath> = cfg
-        .opt_str_list("group_by")
-        .unwrap_or_default()
-        .iter()
-        .map(|p| FieldPath::parse(p))
-        .collect();
-    let idle_timeout = cfg.opt_duration("idle_timeout").map(ms);
+    let group_by: Vec<FieldPath> = o.group_by.iter().map(|p| FieldPath::parse(p)).collect();
+    let idle_timeout = o.idle_timeout.map(|d| d.as_millis_i64());
     let mut aggregates = Vec::new();
-    match cfg.opt_entries("aggregates") {
-        None => cfg.error(
+    if o.aggregates.0.is_empty() && cfg.has("aggregates") {
+        cfg.error(
             "aggregates",
             format!(
-                "missing required field (a mapping of output name to aggregate: {})",
+                "expected at least one aggregate (a mapping of output name to aggregate: {})",
                 aggregate::AGG_HELP
             ),
-        ),
-        Some(entries) => {
-            for (k, node) in entries {
-                let field = format!("aggregates.{}", k.name);
-                match &node.value {
-                    ConfigValue::Scalar(text) => match AggSpec::parse(&k.name, text) {
-                        Ok(spec) => aggregates.push(spec),
-                        Err(e) => cfg.error_at(node, &field, e),
-                    },
-                    _ => cfg.error_at(
-                        node,
-                        &field,
-                        format!(
-                            "expected an aggregate such as avg(price), found {}",
-                            node.kind()
-                        ),
-                    ),
-                }
-            }
+        );
+    }
+    for (name, text) in &o.aggregates.0 {
+        match AggSpec::parse(name, text) {
+            Ok(spec) => aggregates.push(spec),
+            Err(e) => cfg.error(&format!("aggregates.{name}"), e),
         }
     }
     cfg.finish()?;
