@@ -552,6 +552,10 @@ pub fn router(state: AdminState) -> Router {
             "/admin/loggers/{name}",
             get(crate::admin_loggers::get_one).put(crate::admin_loggers::put),
         )
+        .route(
+            "/connectors/{name}/tap/{component}",
+            get(crate::admin_tap::tap),
+        )
         .route("/connector-plugins", get(plugins))
         .route("/connector-plugins/{type}/config", get(plugin_config))
         .route("/connector-plugins/{type}/config/validate", put(validate))

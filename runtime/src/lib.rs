@@ -1,10 +1,12 @@
 //! The connectd worker: config loading, the pipeline engine, metrics, admin server.
 
 pub mod admin;
+pub mod admin_client;
 pub mod admin_connect;
 pub mod admin_guard;
 pub mod admin_loggers;
 pub mod admin_pipelines;
+pub mod admin_tap;
 pub mod admin_tls;
 pub mod component_docs;
 pub mod config;
@@ -17,6 +19,9 @@ pub mod pipeline_test;
 pub mod plugin_new;
 pub mod plugin_test;
 pub mod status_cli;
+pub mod tap;
+pub mod tap_cli;
+pub mod top_cli;
 pub mod worker;
 
 use connectd_sdk::Registry;

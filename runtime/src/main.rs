@@ -39,6 +39,12 @@ enum Command {
     Test(TestArgs),
     /// Print a running worker's pipelines and their state (from its admin API).
     Status(StatusArgs),
+    /// Print the records leaving a component of a running pipeline (a sink: reaching
+    /// it), one JSON line each, as they pass.
+    Tap(TapArgs),
+    /// Show a running worker's components with their rates, lag, checkpoint age and
+    /// errors, refreshed in place.
+    Top(TopArgs),
     /// Evaluate a filter or map expression against a record, to try it out.
     Eval(EvalArgs),
     /// List the component types: every source, transform and sink, with what it does.
@@ -128,14 +134,50 @@ struct CompletionsArgs {
 
 #[derive(Args, Debug, Clone)]
 struct StatusArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+/// How to reach a running worker's admin API.
+#[derive(Args, Debug, Clone)]
+struct AdminArgs {
     /// The worker's --admin-addr (`host:port`), or its URL: `https://host:port` for a
     /// worker serving the API over TLS.
     #[arg(long, env = "CONNECTD_ADMIN_ADDR", default_value = "127.0.0.1:8083")]
     admin_addr: String,
-    /// A PEM file of CA certificates to trust besides the system's (a worker's own
-    /// certificate, or the CA that signed it), for an https:// address.
+    /// A PEM file of CA certificates to trust besides the system's, for https://.
     #[arg(long, env = "CONNECTD_ADMIN_CA_CERT")]
     ca_cert: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct TapArgs {
+    /// `<pipeline>/<component>`.
+    target: String,
+    /// Records to print before ending; 0: until interrupted.
+    #[arg(long, default_value_t = 100)]
+    limit: u64,
+    /// The share of records to print, above 0 and at most 1 (0.1: every tenth).
+    #[arg(long, default_value_t = 1.0)]
+    sample: f64,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+struct TopArgs {
+    /// How often the screen is refreshed.
+    #[arg(long, default_value = "1s", value_parser = parse_interval)]
+    interval: std::time::Duration,
+    /// Stop after this many screens (default: until interrupted).
+    #[arg(long)]
+    iterations: Option<u64>,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    connectd_sdk::config::parse_duration(s)
 }
 
 #[derive(Args, Debug, Clone)]
@@ -310,6 +352,8 @@ fn main() -> ExitCode {
         Some(Command::Test(args)) => test(&args),
         Some(Command::Run(args)) => run(args),
         Some(Command::Status(args)) => status(&args),
+        Some(Command::Tap(args)) => tap(&args),
+        Some(Command::Top(args)) => top(&args),
         Some(Command::Eval(args)) => eval(&args),
         Some(Command::List) => {
             for c in component_docs::components(&registry()) {
@@ -615,36 +659,81 @@ fn test(args: &TestArgs) -> ExitCode {
     }
 }
 
-fn status(args: &StatusArgs) -> ExitCode {
-    let token = std::env::var("CONNECTD_ADMIN_TOKEN").ok();
+/// The CA file of `--ca-cert`, read; `Err` has printed why not.
+fn ca_pem(path: Option<&std::path::Path>) -> Result<Option<Vec<u8>>, ExitCode> {
+    match path {
+        Some(p) => std::fs::read(p).map(Some).map_err(|e| {
+            eprintln!("error: --ca-cert {}: {e}", p.display());
+            ExitCode::FAILURE
+        }),
+        None => Ok(None),
+    }
+}
+
+/// Runs `work` on a one-thread runtime; prints its error.
+fn client_command<F: std::future::Future<Output = Result<(), String>>>(work: F) -> ExitCode {
     let runtime = match async_runtime(tokio::runtime::Builder::new_current_thread()) {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    let ca = match &args.ca_cert {
-        Some(path) => match std::fs::read(path) {
-            Ok(pem) => Some(pem),
-            Err(e) => {
-                eprintln!("error: --ca-cert {}: {e}", path.display());
-                return ExitCode::FAILURE;
-            }
-        },
-        None => None,
-    };
-    match runtime.block_on(connectd_runtime::status_cli::table(
-        &args.admin_addr,
-        token.as_deref(),
-        ca.as_deref(),
-    )) {
-        Ok(table) => {
-            print!("{table}");
-            ExitCode::SUCCESS
-        }
+    match runtime.block_on(work) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn tap(args: &TapArgs) -> ExitCode {
+    let token = std::env::var("CONNECTD_ADMIN_TOKEN").ok();
+    let ca = match ca_pem(args.admin.ca_cert.as_deref()) {
+        Ok(ca) => ca,
+        Err(code) => return code,
+    };
+    let req = connectd_runtime::tap_cli::TapRequest {
+        addr: &args.admin.admin_addr,
+        token: token.as_deref(),
+        ca_pem: ca.as_deref(),
+        target: &args.target,
+        limit: args.limit,
+        sample: args.sample,
+    };
+    client_command(connectd_runtime::tap_cli::run(&req, &mut std::io::stdout()))
+}
+
+fn top(args: &TopArgs) -> ExitCode {
+    let token = std::env::var("CONNECTD_ADMIN_TOKEN").ok();
+    let ca = match ca_pem(args.admin.ca_cert.as_deref()) {
+        Ok(ca) => ca,
+        Err(code) => return code,
+    };
+    let req = connectd_runtime::top_cli::TopRequest {
+        addr: &args.admin.admin_addr,
+        token: token.as_deref(),
+        ca_pem: ca.as_deref(),
+        interval: args.interval,
+        iterations: args.iterations,
+    };
+    client_command(connectd_runtime::top_cli::run(&req, &mut std::io::stdout()))
+}
+
+fn status(args: &StatusArgs) -> ExitCode {
+    let token = std::env::var("CONNECTD_ADMIN_TOKEN").ok();
+    let ca = match ca_pem(args.admin.ca_cert.as_deref()) {
+        Ok(ca) => ca,
+        Err(code) => return code,
+    };
+    client_command(async {
+        let table = connectd_runtime::status_cli::table(
+            &args.admin.admin_addr,
+            token.as_deref(),
+            ca.as_deref(),
+        )
+        .await?;
+        print!("{table}");
+        Ok(())
+    })
 }
 
 async fn wait_for_signal() {

@@ -25,6 +25,8 @@ pub struct Metrics {
     state_bytes: IntGaugeVec,
     /// Window output for the dashboard (not a metric, but shared the same way).
     live: crate::live::Live,
+    /// What leaves each component, for `connectd tap`.
+    taps: crate::tap::Taps,
     /// Sources' own counters about their services, read at scrape time.
     source_stats: Arc<Mutex<Vec<RegisteredStats>>>,
     plugin_stats: Arc<Mutex<Vec<RegisteredPlugin>>>,
@@ -57,6 +59,8 @@ pub struct ComponentMetrics {
     pub late_partition_behind: IntCounter,
     pub checkpoint_duration: prometheus::Histogram,
     pub last_checkpoint: prometheus::Gauge,
+    /// Where the component's output goes for `connectd tap` (when anyone listens).
+    pub tap: crate::tap::TapPoint,
 }
 
 /// A pipeline's state-store metrics, updated after each checkpoint is written.
@@ -213,6 +217,7 @@ impl Metrics {
             state_keys,
             state_bytes,
             live: Default::default(),
+            taps: Default::default(),
             source_stats: Arc::default(),
             plugin_stats: Arc::default(),
             sink_stats: Arc::default(),
@@ -221,6 +226,10 @@ impl Metrics {
 
     pub fn live(&self) -> &crate::live::Live {
         &self.live
+    }
+
+    pub fn taps(&self) -> &crate::tap::Taps {
+        &self.taps
     }
 
     /// A component's counters now, for the dashboard.
@@ -281,6 +290,7 @@ impl Metrics {
             ]),
             checkpoint_duration: self.checkpoint_duration.with_label_values(&l),
             last_checkpoint: self.last_checkpoint.with_label_values(&l),
+            tap: self.taps.point(pipeline, component),
         }
     }
 

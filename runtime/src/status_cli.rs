@@ -4,14 +4,7 @@
 
 use std::fmt::Write;
 
-/// The API's base URL: `addr` as given when it has a scheme, else `http://addr`.
-fn base_url(addr: &str) -> String {
-    if addr.starts_with("http://") || addr.starts_with("https://") {
-        addr.trim_end_matches('/').to_string()
-    } else {
-        format!("http://{addr}")
-    }
-}
+use crate::admin_client::{base_url, client, get_json};
 
 /// Fetches the statuses and counters and lays them out; the error says what went
 /// wrong and where. `ca_pem`: CA certificates to trust for an https:// address.
@@ -20,22 +13,9 @@ pub async fn table(
     token: Option<&str>,
     ca_pem: Option<&[u8]>,
 ) -> Result<String, String> {
-    let mut builder = reqwest::Client::builder();
-    if let Some(pem) = ca_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| format!("--ca-cert: not PEM certificates: {e}"))?;
-        if certs.is_empty() {
-            return Err("--ca-cert: no certificate in the file".into());
-        }
-        for c in certs {
-            builder = builder.add_root_certificate(c);
-        }
-    }
-    let client = builder
-        .build()
-        .map_err(|e| format!("cannot make the HTTP client: {e}"))?;
+    let client = client(ca_pem)?;
     let addr = &base_url(addr);
-    let all = get(&client, addr, "/connectors?expand=status", token).await?;
+    let all = get_json(&client, addr, "/connectors?expand=status", token).await?;
     let all = all
         .as_object()
         .ok_or_else(|| format!("{addr}/connectors?expand=status: not a JSON object"))?;
@@ -53,7 +33,7 @@ pub async fn table(
         &["PIPELINE", "STATE", "SINCE", "ERROR"],
         &pipelines,
     );
-    let dashboard = get(&client, addr, "/api/dashboard", token).await?;
+    let dashboard = get_json(&client, addr, "/api/dashboard", token).await?;
     let mut components = Vec::new();
     for p in dashboard["pipelines"].as_array().into_iter().flatten() {
         for c in p["components"].as_array().into_iter().flatten() {
@@ -88,43 +68,6 @@ pub async fn table(
         &components,
     );
     Ok(out)
-}
-
-async fn get(
-    client: &reqwest::Client,
-    addr: &str,
-    path: &str,
-    token: Option<&str>,
-) -> Result<serde_json::Value, String> {
-    let url = format!("{addr}{path}");
-    let mut request = client.get(&url);
-    if let Some(t) = token {
-        request = request.bearer_auth(t);
-    }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach the admin API at {url}: {}", chain(&e)))?;
-    let code = response.status();
-    let body = response
-        .text()
-        .await
-        .map_err(|e| format!("{url}: reading the answer: {e}"))?;
-    if !code.is_success() {
-        return Err(format!("{url} answered {code}: {body}"));
-    }
-    serde_json::from_str(&body).map_err(|e| format!("{url} did not answer JSON ({e}): {body}"))
-}
-
-/// An error with its causes (reqwest's own text leaves out why a TLS handshake failed).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(&format!(": {c}"));
-        cause = c.source();
-    }
-    text
 }
 
 /// Columns padded to their widest cell; the last one is not padded.

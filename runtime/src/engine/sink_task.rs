@@ -68,6 +68,7 @@ impl SinkTask {
             match self.aligner.next().await {
                 Event::Data(_, batch) => {
                     self.metrics.records_in.inc_by(batch.len() as u64);
+                    self.metrics.tap.offer(&batch);
                     if let Some(wal) = self.wal.as_mut() {
                         wal.append(self.epoch, &batch)?;
                         if at_commit {

@@ -141,7 +141,9 @@ impl SourceTask {
                     self.emitted += records.len() as u64;
                     self.metrics.records_out.inc_by(records.len() as u64);
                     for run in by_lane(lanes::origin(&self.name), records) {
-                        broadcast(&self.outputs, Message::Data(Arc::new(run)))
+                        let batch = Arc::new(run);
+                        self.metrics.tap.offer(&batch);
+                        broadcast(&self.outputs, Message::Data(batch))
                             .await
                             .map_err(|e| self.err(e))?;
                     }

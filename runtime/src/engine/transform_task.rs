@@ -61,6 +61,7 @@ impl TransformTask {
             if let Some(live) = &self.live {
                 live.publish(&records);
             }
+            self.metrics.tap.offer(&records);
             broadcast(&self.outputs, Message::Data(records))
                 .await
                 .map_err(|e| self.err(e))?;
