@@ -279,18 +279,8 @@ pub async fn run(
         for (j, test) in first.tests.iter().enumerate() {
             // Built again for each test: every test starts from nothing.
             let state_dir = scratch.path().join(format!("{i}-{j}"));
-            let fresh = config::load(
-                std::slice::from_ref(&first.file),
-                registry,
-                &state_dir,
-                worker,
-            )?
-            .into_iter()
-            .find(|p| p.name == first.name);
-            let failure = match fresh {
-                Some(plan) => run_one(plan, test, &state_dir).await,
-                None => Some("  the pipeline is no longer in its file\n".into()),
-            };
+            let plan = first.spec.instantiate(registry, &state_dir, worker)?;
+            let failure = run_one(plan, test, &state_dir).await;
             outcomes.push(Outcome {
                 pipeline: first.name.clone(),
                 test: test.name.clone(),

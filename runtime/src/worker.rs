@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::config::{self, PipelinePlan};
+use crate::config::{self, PipelinePlan, PipelineSpec};
 use crate::engine::{self, CommittedOffsets, PipelineError};
 use crate::metrics::Metrics;
 
@@ -125,12 +125,11 @@ impl Loader {
         .map_err(|p| p.to_string())
     }
 
-    fn load(&self, file: &Path, name: &str) -> Result<PipelinePlan, String> {
-        let plans = self.load_file(file)?;
-        plans
-            .into_iter()
-            .find(|p| p.name == name)
-            .ok_or_else(|| format!("{} no longer defines pipeline `{name}`", file.display()))
+    /// A new run of a pipeline, built from the spec it was loaded from (its file is
+    /// not read again: a changed file is a reload, not a restart).
+    fn instantiate(&self, spec: &Arc<PipelineSpec>) -> Result<PipelinePlan, String> {
+        spec.instantiate(&self.registry, &self.state_dir, &self.worker)
+            .map_err(|p| p.to_string())
     }
 }
 
@@ -258,6 +257,8 @@ pub struct Worker {
     failures: BTreeMap<String, PipelineError>,
     /// Each pipeline's interpolated values, redacted from the errors it reports.
     secrets: BTreeMap<String, Vec<String>>,
+    /// What each pipeline was last started from: resume and restart build from it.
+    specs: BTreeMap<String, Arc<PipelineSpec>>,
     stopping: bool,
     /// Runs until told to stop, even with no pipeline (pipelines come over the API).
     resident: bool,
@@ -293,6 +294,7 @@ impl Worker {
             tasks: JoinSet::new(),
             failures: BTreeMap::new(),
             secrets: BTreeMap::new(),
+            specs: BTreeMap::new(),
             stopping: false,
             resident: false,
         };
@@ -318,6 +320,7 @@ impl Worker {
     fn start(&mut self, plan: PipelinePlan) {
         let name = plan.name.clone();
         self.secrets.insert(name.clone(), plan.secrets.clone());
+        self.specs.insert(name.clone(), Arc::clone(&plan.spec));
         tracing::info!(pipeline = %name, file = %plan.file.display(), "starting pipeline");
         let info =
             |kind: &'static str, name: &str, type_name: &str, inputs: &[String]| ComponentInfo {
@@ -374,19 +377,24 @@ impl Worker {
         );
     }
 
-    /// Builds the pipeline again from its file and starts it from its checkpoint.
-    fn reload(&mut self, name: &str) -> Result<(), String> {
-        let file = lock(&self.statuses)
+    /// Builds the pipeline again from its spec and starts it from its checkpoint.
+    fn rebuild(&mut self, name: &str) -> Result<(), String> {
+        let plan = self.instantiate(name)?;
+        self.start(plan);
+        Ok(())
+    }
+
+    /// A new run of the pipeline `name`, from the spec of its last start.
+    fn instantiate(&self, name: &str) -> Result<PipelinePlan, String> {
+        let spec = self
+            .specs
             .get(name)
-            .map(|s| s.file.clone())
             .ok_or_else(|| format!("no pipeline named `{name}`"))?;
         let loader = self
             .loader
             .as_ref()
-            .ok_or("this worker cannot reload pipelines")?;
-        let plan = loader.load(&file, name)?;
-        self.start(plan);
-        Ok(())
+            .ok_or("this worker cannot rebuild pipelines")?;
+        loader.instantiate(spec)
     }
 
     fn control(&mut self, name: &str, what: Control) -> Result<(), ControlError> {
@@ -442,7 +450,7 @@ impl Worker {
                     "pipeline `{name}` is not paused or stopped (restart it instead)"
                 )))
             }
-            _ => self.reload(name).map_err(|e| {
+            _ => self.rebuild(name).map_err(|e| {
                 self.set(
                     name,
                     PipelineState::Failed,
@@ -453,23 +461,18 @@ impl Worker {
         }
     }
 
-    /// The pipeline built again from its file, for changing its offsets: only while it
+    /// The pipeline built again from its spec, for changing its offsets: only while it
     /// is not running (`done`: what is done to them, for the refusal).
     fn stopped_plan(&self, name: &str, done: &str) -> Result<PipelinePlan, ControlError> {
-        let file = lock(&self.statuses)
-            .get(name)
-            .map(|s| s.file.clone())
-            .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        if !lock(&self.statuses).contains_key(name) {
+            return Err(ControlError::NotFound(name.to_string()));
+        }
         if self.running.contains_key(name) {
             return Err(ControlError::Conflict(format!(
                 "pipeline `{name}` is running: stop it first (PUT /connectors/{name}/stop); offsets are {done} only while it is stopped"
             )));
         }
-        let loader = self
-            .loader
-            .as_ref()
-            .ok_or_else(|| ControlError::Conflict("this worker cannot rebuild pipelines".into()))?;
-        loader.load(&file, name).map_err(ControlError::Conflict)
+        self.instantiate(name).map_err(ControlError::Conflict)
     }
 
     /// Forgets the committed checkpoint in each of the pipeline's sinks, so that its
@@ -566,6 +569,7 @@ impl Worker {
                 tracing::info!(pipeline = %name, "pipeline removed (its file is gone)");
                 lock(&self.statuses).remove(&name);
                 lock(&self.offsets).remove(&name);
+                self.specs.remove(&name);
                 self.failures.remove(&name);
             }
             (Err(e), _) => {
@@ -586,7 +590,7 @@ impl Worker {
                 self.start(*plan);
             }
             (Ok(()), Then::Restart) if !self.stopping => {
-                if let Err(e) = self.reload(&name) {
+                if let Err(e) = self.rebuild(&name) {
                     tracing::error!(pipeline = %name, error = %e, "cannot restart the pipeline");
                     self.set(
                         &name,
@@ -707,6 +711,7 @@ impl Worker {
             None => {
                 lock(&self.statuses).remove(name);
                 lock(&self.offsets).remove(name);
+                self.specs.remove(name);
                 self.failures.remove(name);
             }
         }

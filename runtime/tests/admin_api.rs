@@ -300,6 +300,64 @@ fn pipelines_are_listed_paused_resumed_and_restarted_exactly_once() {
     assert!(all.len() > paused);
 }
 
+/// Restart, resume and an offset reset build the pipeline from the spec it was loaded
+/// from: its file is read once. Here the file is broken after the start (and not
+/// watched), yet every later run is the pipeline as loaded.
+#[test]
+fn runs_after_the_first_are_built_from_the_loaded_spec_not_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_pipeline(dir.path(), "ticks.yaml", TICKS);
+    let port = free_port();
+    let mut child = spawn_captured(
+        connectd()
+            .current_dir(dir.path())
+            .args(["--admin-addr", &format!("127.0.0.1:{port}"), "--no-watch"])
+            .args(["--config", "ticks.yaml"]),
+    );
+    wait_for_admin(port);
+    wait_for_state(port, "ticks", "RUNNING");
+    std::fs::write(&file, "name: [this is no longer a pipeline\n").unwrap();
+
+    let since =
+        |port| json(&http("GET", port, "/connectors/ticks/status", None).1)["since"].clone();
+    let before = since(port);
+    let (code, _) = http("POST", port, "/connectors/ticks/restart", None);
+    assert_eq!(code, 204);
+    let started = Instant::now();
+    while since(port) == before || state(port, "ticks") != "RUNNING" {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not restarted: {}",
+            http("GET", port, "/connectors/ticks/status", None).1
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Stopped, its offsets reset (the sinks and sources are built for that too), resumed.
+    assert_eq!(http("PUT", port, "/connectors/ticks/stop", None).0, 202);
+    wait_for_state(port, "ticks", "STOPPED");
+    let (code, body) = http("DELETE", port, "/connectors/ticks/offsets", None);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(http("PUT", port, "/connectors/ticks/resume", None).0, 202);
+    wait_for_state(port, "ticks", "RUNNING");
+    let started = Instant::now();
+    while rows(dir.path()).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no rows after the resume"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    signal(&child, libc::SIGTERM);
+    let status = wait_with_deadline(&mut child, Duration::from_secs(30));
+    assert!(status.success(), "{}", stderr_of(&child));
+    assert!(
+        !stderr_of(&child).contains("no longer a pipeline"),
+        "the broken file was read: {}",
+        stderr_of(&child)
+    );
+}
+
 #[test]
 fn a_token_guards_the_api_and_is_required_off_loopback() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,6 +3,7 @@
 //! are reported together.
 
 mod graph;
+mod instantiate;
 mod interpolate;
 mod pipeline;
 mod worker_file;
@@ -15,7 +16,9 @@ use std::sync::Arc;
 use connectd_sdk::config::{ConfigError, ConfigErrors, ConfigMap, Span};
 use connectd_sdk::{BuildContext, Registry, WorkerSettings};
 
-pub use pipeline::{ComponentPlan, ErrorPolicy, PipelinePlan, Tolerance};
+pub use pipeline::{
+    ComponentPlan, ComponentSpec, ErrorPolicy, PipelinePlan, PipelineSpec, Tolerance,
+};
 pub use worker_file::load_worker;
 
 /// Every problem found in the given config files.
@@ -120,7 +123,8 @@ pub fn file_as_json(path: &Path) -> Result<serde_json::Value, ConfigProblems> {
     }
 }
 
-/// Loads and builds every pipeline of the given files.
+/// Loads and builds every pipeline of the given files (each plan keeps the spec it
+/// was built from, [`PipelinePlan::spec`], for later runs).
 pub fn load(
     files: &[PathBuf],
     registry: &Registry,
@@ -135,8 +139,11 @@ pub fn load(
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 if let Some(root) = yaml::parse(&name, &text, &errors) {
-                    let plan = pipeline::build(&root, path, registry, state_dir, worker, &errors);
-                    if let Some(plan) = plan.filter(|_| errors.is_empty()) {
+                    // Parsed once; instantiated here to check every component's options
+                    // (a worker instantiates the spec again for each later run).
+                    let spec = Arc::new(pipeline::parse(&root, path, registry, &errors));
+                    let plan = spec.instantiate_into(registry, state_dir, worker, &errors);
+                    if errors.is_empty() {
                         if let Some(other) = plans.iter().find(|p| p.name == plan.name) {
                             errors.push(
                                 &plan.name_span,

@@ -1,11 +1,12 @@
-//! One pipeline file → a [`PipelinePlan`] of built components.
+//! One pipeline file → a [`PipelineSpec`]: its settings, components and graph, checked.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use connectd_sdk::config::{parse_size, ConfigErrors, ConfigMap, ConfigNode, ConfigValue, Span};
 use connectd_sdk::state::DEFAULT_CACHE_SIZE;
-use connectd_sdk::{BuildContext, Registry, Sink, Source, Transform, WorkerSettings};
+use connectd_sdk::{Registry, Sink, Source, Transform};
 
 use super::graph;
 
@@ -32,6 +33,34 @@ pub struct ComponentPlan<T: ?Sized> {
     pub type_name: String,
     pub inputs: Vec<String>,
     pub component: Box<T>,
+}
+
+/// One component as its file describes it: checked, not built.
+#[derive(Clone, Debug)]
+pub struct ComponentSpec {
+    pub name: String,
+    pub type_name: String,
+    pub inputs: Vec<String>,
+    /// Its options (with `type` and `inputs`), interpolated, with their positions.
+    pub node: ConfigNode,
+}
+
+/// A pipeline file parsed once: a plain value, instantiated into a [`PipelinePlan`]
+/// for every run (start, resume, restart) without reading the file again.
+#[derive(Clone, Debug)]
+pub struct PipelineSpec {
+    pub name: String,
+    pub name_span: Span,
+    pub file: PathBuf,
+    pub checkpoint_interval: Duration,
+    pub batch_size: usize,
+    pub errors: ErrorPolicy,
+    pub state_cache_bytes: u64,
+    pub sources: Vec<ComponentSpec>,
+    pub transforms: Vec<ComponentSpec>,
+    pub sinks: Vec<ComponentSpec>,
+    pub secrets: Vec<String>,
+    pub tests: Vec<crate::pipeline_test::PipelineTest>,
 }
 
 /// What each `${...}` of `raw` became in `value`: the value with the literal text
@@ -94,6 +123,8 @@ pub struct PipelinePlan {
     pub state_cache_bytes: u64,
     /// The file's `tests:` (run by `connectd test`, never by a worker).
     pub tests: Vec<crate::pipeline_test::PipelineTest>,
+    /// What it was built from: the next run is built from this, not from the file.
+    pub spec: Arc<PipelineSpec>,
 }
 
 /// The substituted parts of every interpolated scalar under `node` (the text written
@@ -177,14 +208,15 @@ fn component_type(cfg: &mut ConfigMap<'_>, what: &str, known: Vec<&'static str>)
     Some(t)
 }
 
-pub fn build(
+/// Parses one pipeline file's root into a spec: the pipeline's settings, each
+/// component's type (checked against the registry) and inputs, and the graph. The
+/// components' own options are checked when the spec is instantiated.
+pub fn parse(
     root: &ConfigNode,
     file: &Path,
     registry: &Registry,
-    state_dir: &Path,
-    worker: &WorkerSettings,
     errors: &ConfigErrors,
-) -> Option<PipelinePlan> {
+) -> PipelineSpec {
     let mut top = ConfigMap::new(root, "", errors);
     let name_span = root
         .get("name")
@@ -258,67 +290,22 @@ pub fn build(
     let sink_nodes = section(&mut top, "sinks", true);
     let _ = top.finish();
 
-    let ctx = |component: &str, inputs: &[String]| BuildContext {
-        pipeline: name.clone(),
-        component: component.to_string(),
-        state_dir: state_dir.to_path_buf(),
-        inputs: inputs.to_vec(),
-        worker: worker.clone(),
-    };
-    let mut sources = Vec::new();
-    for (cname, _, node) in &source_nodes {
-        let mut cfg = ConfigMap::new(node, format!("sources.{cname}"), errors);
-        let Some(t) = component_type(&mut cfg, "source", registry.source_types()) else {
-            let _ = cfg.finish();
-            continue;
-        };
-        let build = registry.get_source(&t)?;
-        if let Ok(component) = build(&mut cfg, &ctx(cname, &[])) {
-            sources.push(ComponentPlan {
-                name: cname.to_string(),
-                type_name: t,
-                inputs: Vec::new(),
-                component,
-            });
-        }
-    }
     let mut edges = Vec::new();
-    let mut transforms = Vec::new();
-    for (cname, _, node) in &transform_nodes {
-        let mut cfg = ConfigMap::new(node, format!("transforms.{cname}"), errors);
-        let inputs = read_inputs(&mut cfg, &mut edges, cname);
-        let Some(t) = component_type(&mut cfg, "transform", registry.transform_types()) else {
-            let _ = cfg.finish();
-            continue;
-        };
-        let build = registry.get_transform(&t)?;
-        if let Ok(component) = build(&mut cfg, &ctx(cname, &inputs)) {
-            transforms.push(ComponentPlan {
-                name: cname.to_string(),
-                type_name: t,
-                inputs,
-                component,
-            });
-        }
-    }
-    let mut sinks = Vec::new();
-    for (cname, _, node) in &sink_nodes {
-        let mut cfg = ConfigMap::new(node, format!("sinks.{cname}"), errors);
-        let inputs = read_inputs(&mut cfg, &mut edges, cname);
-        let Some(t) = component_type(&mut cfg, "sink", registry.sink_types()) else {
-            let _ = cfg.finish();
-            continue;
-        };
-        let build = registry.get_sink(&t)?;
-        if let Ok(component) = build(&mut cfg, &ctx(cname, &inputs)) {
-            sinks.push(ComponentPlan {
-                name: cname.to_string(),
-                type_name: t,
-                inputs,
-                component,
-            });
-        }
-    }
+    let sources = components(
+        &source_nodes,
+        Section::Sources,
+        registry,
+        &mut edges,
+        errors,
+    );
+    let transforms = components(
+        &transform_nodes,
+        Section::Transforms,
+        registry,
+        &mut edges,
+        errors,
+    );
+    let sinks = components(&sink_nodes, Section::Sinks, registry, &mut edges, errors);
     let names = |nodes: &[(&str, &Span, &ConfigNode)]| {
         nodes
             .iter()
@@ -335,9 +322,8 @@ pub fn build(
 
     let mut secrets = Vec::new();
     secrets_of(root, &mut secrets);
-    Some(PipelinePlan {
+    PipelineSpec {
         secrets,
-        state_dir: state_dir.join(&name),
         name,
         name_span,
         file: file.to_path_buf(),
@@ -349,7 +335,75 @@ pub fn build(
         transforms,
         sinks,
         tests,
-    })
+    }
+}
+
+/// The three sections of components.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Section {
+    Sources,
+    Transforms,
+    Sinks,
+}
+
+impl Section {
+    /// The section's key in a pipeline file.
+    pub(super) fn key(self) -> &'static str {
+        match self {
+            Section::Sources => "sources",
+            Section::Transforms => "transforms",
+            Section::Sinks => "sinks",
+        }
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Section::Sources => "source",
+            Section::Transforms => "transform",
+            Section::Sinks => "sink",
+        }
+    }
+
+    fn types(self, registry: &Registry) -> Vec<&'static str> {
+        match self {
+            Section::Sources => registry.source_types(),
+            Section::Transforms => registry.transform_types(),
+            Section::Sinks => registry.sink_types(),
+        }
+    }
+}
+
+/// The components of one section whose type is known and whose inputs are readable;
+/// the others have been reported.
+fn components(
+    nodes: &[(&str, &Span, &ConfigNode)],
+    section: Section,
+    registry: &Registry,
+    edges: &mut Vec<graph::Edge>,
+    errors: &ConfigErrors,
+) -> Vec<ComponentSpec> {
+    let mut out = Vec::new();
+    for (name, _, node) in nodes {
+        let errors_before = errors.len();
+        let mut cfg = ConfigMap::new(node, format!("{}.{name}", section.key()), errors);
+        let inputs = if section == Section::Sources {
+            Vec::new()
+        } else {
+            read_inputs(&mut cfg, edges, name)
+        };
+        let type_name = component_type(&mut cfg, section.kind(), section.types(registry));
+        // Options are the builder's to check (when the spec is instantiated).
+        match type_name {
+            Some(type_name) if errors.len() == errors_before => out.push(ComponentSpec {
+                name: name.to_string(),
+                type_name,
+                inputs,
+                node: (*node).clone(),
+            }),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Reads `inputs` and records each edge with its position for the graph check.
