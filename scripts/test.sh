@@ -61,6 +61,11 @@ status=${PIPESTATUS[0]}
 cargo test --manifest-path examples/plugins/Cargo.toml --locked 2>&1 | tee -a "$log"
 plugins_status=${PIPESTATUS[0]}
 [ "$status" -ne 0 ] || status=$plugins_status
+# Every benchmark once with small inputs (debug build): each checks its output against
+# its yardstick's, so they cannot rot; no speed target is judged here.
+scripts/bench.sh --quick 2>&1 | tee -a "$log"
+bench_status=${PIPESTATUS[0]}
+[ "$status" -ne 0 ] || status=$bench_status
 set -e
 # One closing line with the totals of every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }

@@ -3,10 +3,13 @@
 //! (no transactions, no offsets), both on the same broker, same input, same run.
 //!
 //! Each run reads a pre-filled 4-partition input topic of ~100-byte records. The clock
-//! starts at the first record through (group joins and startup are left out on both
-//! sides) and stops when the last one is done: for the plain loop when the producer has
-//! flushed; for connectd when the group's committed offsets — committed in the sink's
-//! transaction — cover the whole input.
+//! starts at the first record consumed on both sides (group joins and startup are
+//! left out): for the plain loop at its first polled message; for connectd when its
+//! source's `connectd_records_out_total` first moves (read every 5 ms). It stops when
+//! the last record is done: for the plain loop when the producer has flushed; for
+//! connectd when the group's committed offsets — committed in the sink's transaction —
+//! cover the whole input. Both output topics are then read back (read_committed) and
+//! must hold the same records: count and an order-free digest of keys and values.
 //!
 //! Needs a broker: `scripts/kafka.sh start` (or `KAFKA_BOOTSTRAP`). Run:
 //! `cargo bench -p connectd-runtime --bench kafka_eos` (env `RECORDS`, `RUNS`).
@@ -21,14 +24,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-const PARTITIONS: i32 = 4;
+mod common;
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
+const PARTITIONS: i32 = 4;
 
 fn bootstrap() -> String {
     std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:19092".into())
@@ -133,8 +131,8 @@ fn plain(input: &str, output: &str, records: u64) -> f64 {
     records as f64 / started.unwrap().elapsed().as_secs_f64()
 }
 
-/// The sink's records written so far, from `/metrics`.
-fn sink_records_out(port: u16) -> Option<f64> {
+/// The records a component has passed on so far, from `/metrics`.
+fn records_out(port: u16, component: &str) -> Option<f64> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     write!(
@@ -145,7 +143,10 @@ fn sink_records_out(port: u16) -> Option<f64> {
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     text.lines()
-        .find(|l| l.starts_with("connectd_records_out_total{") && l.contains("component=\"out\""))
+        .find(|l| {
+            l.starts_with("connectd_records_out_total{")
+                && l.contains(&format!("component=\"{component}\""))
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
@@ -166,6 +167,46 @@ fn committed(group: &str, input: &str) -> i64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// What a topic holds, committed: (records, an order-free digest of keys and values).
+fn digest(topic: &str, records: u64) -> (u64, u64) {
+    use std::hash::{Hash, Hasher};
+    let consumer: BaseConsumer = config()
+        .set("group.id", unique("digest"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let (mut n, mut sum) = (0u64, 0u64);
+    let mut quiet_since = Instant::now();
+    while n < records || quiet_since.elapsed() < Duration::from_secs(2) {
+        if quiet_since.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        use rdkafka::Message;
+        let m = m.unwrap();
+        let mut h = rustc_hash::FxHasher::default();
+        // Values compared as JSON (connectd writes the value it parsed).
+        let value = m
+            .payload()
+            .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
+            .map(|v| v.to_string());
+        (m.key(), value).hash(&mut h);
+        sum = sum.wrapping_add(h.finish());
+        n += 1;
+        quiet_since = Instant::now();
+    }
+    (n, sum)
 }
 
 struct Worker(Child);
@@ -225,9 +266,9 @@ sinks:
             .unwrap(),
     );
     let deadline = Instant::now() + Duration::from_secs(600);
-    while sink_records_out(port).unwrap_or(0.0) == 0.0 {
-        assert!(Instant::now() < deadline, "connectd wrote nothing");
-        std::thread::sleep(Duration::from_millis(20));
+    while records_out(port, "in").unwrap_or(0.0) == 0.0 {
+        assert!(Instant::now() < deadline, "connectd read nothing");
+        std::thread::sleep(Duration::from_millis(5));
     }
     let started = Instant::now();
     while committed(&group, input) < records as i64 {
@@ -240,8 +281,8 @@ sinks:
 }
 
 fn main() {
-    let records = env_or("RECORDS", 1_000_000);
-    let runs = env_or("RUNS", 3) as usize;
+    let records: u64 = common::env_or("RECORDS", 1_000_000, 5_000);
+    let runs: usize = common::env_or("RUNS", 3, 1);
     let dir = tempfile::tempdir().unwrap();
     let input = unique("bench-in");
     create_topic(&input);
@@ -253,13 +294,19 @@ fn main() {
     );
     let (mut plain_rates, mut eos_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..runs {
-        let out = unique("bench-plain-out");
-        create_topic(&out);
-        let p = plain(&input, &out, records);
-        let out = unique("bench-eos-out");
-        create_topic(&out);
-        let e = connectd(dir.path(), &input, &out, records);
+        let plain_out = unique("bench-plain-out");
+        create_topic(&plain_out);
+        let p = plain(&input, &plain_out, records);
+        let eos_out = unique("bench-eos-out");
+        create_topic(&eos_out);
+        let e = connectd(dir.path(), &input, &eos_out, records);
         eprintln!("run {run}: plain {p:.0} records/s, connectd exactly-once {e:.0} records/s");
+        let (want, got) = (digest(&plain_out, records), digest(&eos_out, records));
+        assert_eq!(want.0, records, "the plain loop's output");
+        assert_eq!(
+            got, want,
+            "connectd's output (records, digest) differs from the plain loop's"
+        );
         plain_rates.push(p);
         eos_rates.push(e);
         ratios.push(e / p);
@@ -268,13 +315,18 @@ fn main() {
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
     };
+    let (plain, eos) = (median(&mut plain_rates), median(&mut eos_rates));
     println!("kafka_eos: {records} records of ~100 bytes, 4 partitions, {runs} interleaved runs");
     println!("| plain loop records/s | connectd exactly-once records/s | ratio (median of runs) |");
     println!("|---|---|---|");
-    println!(
-        "| {:.0} | {:.0} | {:.2} |",
-        median(&mut plain_rates),
-        median(&mut eos_rates),
-        median(&mut ratios)
-    );
+    println!("| {plain:.0} | {eos:.0} | {:.2} |", median(&mut ratios));
+    common::report(&common::Row {
+        path: "kafka → kafka, exactly once (4 partitions)",
+        connectd: eos,
+        unit: "records/s",
+        yardstick: "plain rdkafka consume + produce loop",
+        yardstick_figure: plain,
+        target: common::Target::AtLeast(0.8),
+        checked: "same records in both outputs (count, digest)",
+    });
 }

@@ -25,13 +25,6 @@ use std::path::{Path, PathBuf};
 
 mod common;
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 fn module(dir: &str, name: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -123,10 +116,11 @@ impl Pair {
 }
 
 fn main() {
-    let n: u64 = env_or("RECORDS", 1_000_000);
-    let runs: usize = env_or("RUNS", 11);
-    let slow_n: u64 = env_or("PLUGIN_RECORDS", 100_000);
-    let slow_runs: usize = env_or("PLUGIN_RUNS", 3);
+    use common::env_or;
+    let n: u64 = env_or("RECORDS", 1_000_000, 2_000);
+    let runs: usize = env_or("RUNS", 11, 1);
+    let slow_n: u64 = env_or("PLUGIN_RECORDS", 100_000, 300);
+    let slow_runs: usize = env_or("PLUGIN_RUNS", 3, 1);
     let dir = tempfile::tempdir().unwrap();
     let rows = |want: u64| {
         move |csv: &str| {
@@ -214,8 +208,17 @@ fn main() {
         records_per_s(&python, slow_n),
         records_per_s(&js, slow_n)
     );
+    common::report(&common::Row {
+        path: "iot → WASM pass-through → csv",
+        connectd: n as f64 / median(pass.plugin.clone()),
+        unit: "records/CPU-s",
+        yardstick: "the same pipeline with the native filter",
+        yardstick_figure: n as f64 / median(pass.native.clone()),
+        target: common::Target::AtLeast(1.0 / 1.3),
+        checked: "every run's CSV: every record, as the native run",
+    });
     assert!(
-        pass.ratio() <= 1.3,
+        common::quick() || pass.ratio() <= 1.3,
         "the WASM pass-through costs {:.2}× the native filter: over the 1.3× target",
         pass.ratio()
     );

@@ -51,3 +51,105 @@ pub fn run_binary(binary: &Path, dir: &Path, config: &str) -> Usage {
         wall_seconds: started.elapsed().as_secs_f64(),
     }
 }
+
+/// A quick run (`BENCH_QUICK=1`, from `scripts/bench.sh --quick` in the test script):
+/// small inputs, every output checked, no target judged (a debug build says nothing
+/// about speed).
+pub fn quick() -> bool {
+    std::env::var_os("BENCH_QUICK").is_some_and(|v| v != "0")
+}
+
+/// The number in environment variable `name`, else `full` (`quick` in a quick run).
+pub fn env_or<T: std::str::FromStr>(name: &str, full: T, quick_default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if quick() { quick_default } else { full })
+}
+
+/// Which way a ratio must go.
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    /// connectd / yardstick (a throughput) at least this.
+    AtLeast(f64),
+    /// connectd / yardstick (a cost) at most this.
+    AtMost(f64),
+}
+
+/// One row of the table `scripts/bench.sh` prints.
+#[derive(Debug)]
+pub struct Row<'a> {
+    /// The path measured, e.g. `file → window → csv`.
+    pub path: &'a str,
+    /// connectd's figure, with its unit.
+    pub connectd: f64,
+    pub unit: &'a str,
+    /// What connectd is measured against, and its figure in the same unit.
+    pub yardstick: &'a str,
+    pub yardstick_figure: f64,
+    pub target: Target,
+    /// How the output was checked (the bench has asserted it by now).
+    pub checked: &'a str,
+}
+
+/// Prints the row and appends it to `$BENCH_TABLE` (tab-separated) when set; returns
+/// whether the target is met (always true in a quick run, where it is not judged).
+pub fn report(row: &Row<'_>) -> bool {
+    use std::io::Write as _;
+    let ratio = row.connectd / row.yardstick_figure;
+    let (met, target) = match row.target {
+        Target::AtLeast(t) => (ratio >= t, format!(">= {t:.2}")),
+        Target::AtMost(t) => (ratio <= t, format!("<= {t:.2}")),
+    };
+    let verdict = if quick() {
+        "not judged (quick run)"
+    } else if met {
+        "met"
+    } else {
+        "NOT MET"
+    };
+    let fields = [
+        row.path.to_string(),
+        format!("{} {}", figure(row.connectd), row.unit),
+        format!(
+            "{}: {} {}",
+            row.yardstick,
+            figure(row.yardstick_figure),
+            row.unit
+        ),
+        format!("{ratio:.2}"),
+        target,
+        verdict.to_string(),
+        row.checked.to_string(),
+    ];
+    println!("result: {}", fields.join(" | "));
+    if let Some(path) = std::env::var_os("BENCH_TABLE") {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        writeln!(f, "{}", fields.join("\t")).unwrap();
+    }
+    met || quick()
+}
+
+/// A figure with three significant digits' worth of precision, thousands grouped.
+fn figure(x: f64) -> String {
+    if x.abs() >= 100.0 {
+        let digits = format!("{:.0}", x.abs());
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push(' ');
+            }
+            out.push(c);
+        }
+        if x < 0.0 {
+            out.insert(0, '-');
+        }
+        out
+    } else {
+        format!("{x:.3}")
+    }
+}

@@ -282,12 +282,26 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The status code of `GET path`, or None when the connection fails or is reset (a
+/// server still starting, or not there yet).
+fn try_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
 /// Waits until the admin server on `port` answers `/readyz` with 200.
 pub fn wait_for_admin(port: u16) {
     let started = Instant::now();
-    while !std::net::TcpStream::connect(("127.0.0.1", port))
-        .is_ok_and(|_| http("GET", port, "/readyz", None).0 == 200)
-    {
+    while try_status(port, "/readyz") != Some(200) {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "the admin server on {port} never got ready"
