@@ -3,10 +3,7 @@
 //! The rows of a checkpoint and the checkpoint row (`connectd_checkpoints`: pipeline,
 //! sink, checkpoint id, state) commit in one transaction, so after a crash the table
 //! holds exactly the rows of the last committed checkpoint; `open` reads that checkpoint
-//! back. Rows go in as multi-row INSERTs in the text protocol, values written as SQL
-//! literals (as `mysqldump` and the `mariadb` client do: the server parses one string
-//! instead of binding thousands of parameters), each statement bounded by rows and by
-//! a quarter of the server's `max_allowed_packet` (`mode: upsert` adds
+//! back. Rows go in as prepared multi-row INSERTs (`mode: upsert` adds
 //! `ON DUPLICATE KEY UPDATE` on the `key` columns). A lost connection, deadlock or lock
 //! timeout fails the transaction: the rows since the last commit are kept and replayed
 //! on a new connection (and a commit whose answer was lost is recognised by its
@@ -65,47 +62,6 @@ pub struct MysqlSink {
     buffer: Vec<Row>,
     tx_open: bool,
     stats: std::sync::Arc<connectd_sdk::stats::SinkStats>,
-    /// Of the current connection: how string literals are escaped, and the largest
-    /// statement to send.
-    session: Session,
-}
-
-/// What the server said about the connection's session, read when it is made.
-#[derive(Debug, Clone, Copy)]
-struct Session {
-    /// `sql_mode` has NO_BACKSLASH_ESCAPES: quotes are doubled, backslashes literal.
-    no_backslash_escapes: bool,
-    /// Bytes of SQL text per INSERT statement.
-    statement_bytes: usize,
-}
-
-impl Default for Session {
-    fn default() -> Self {
-        Session {
-            no_backslash_escapes: false,
-            statement_bytes: 1 << 20,
-        }
-    }
-}
-
-/// Appends `v` as an SQL literal. Doubles in exponent form (`1.5e3`): the shortest text
-/// that reads back as the same double, and parsed by the server as a DOUBLE (a long
-/// decimal literal could be read as DECIMAL and rounded).
-fn push_literal(sql: &mut String, v: &mysql_async::Value, no_backslash_escapes: bool) {
-    use mysql_async::Value as M;
-    use std::fmt::Write as _;
-    match v {
-        M::Double(f) => {
-            let _ = write!(sql, "{f:e}");
-        }
-        M::Float(f) => {
-            let _ = write!(sql, "{f:e}");
-        }
-        M::Int(i) => {
-            let _ = write!(sql, "{i}");
-        }
-        other => sql.push_str(&other.as_sql(no_backslash_escapes)),
-    }
 }
 
 impl std::fmt::Debug for MysqlSink {
@@ -229,6 +185,8 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
     let batch_size = o.batch_size.clamp(1, 10_000) as usize;
     let pool_size = o.pool_size.clamp(1, 64) as usize;
     cfg.finish()?;
+    // The server allows at most 65 535 placeholders in one statement.
+    let batch_size = batch_size.min(65_535 / columns.len().max(1));
     Ok(Box::new(MysqlSink {
         url,
         pool_size,
@@ -245,7 +203,6 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
         buffer: Vec::new(),
         tx_open: false,
         stats: Default::default(),
-        session: Session::default(),
     }))
 }
 
@@ -362,46 +319,32 @@ impl MysqlSink {
             .collect()
     }
 
-    /// `INSERT INTO table (columns) VALUES `.
-    fn insert_head(&self) -> String {
+    fn insert_sql(&self, rows: usize) -> String {
         let cols: Vec<String> = self.columns.iter().map(|c| quote_ident(&c.name)).collect();
-        format!(
-            "INSERT INTO {} ({}) VALUES ",
+        let one = format!("({})", vec!["?"; cols.len()].join(","));
+        let mut sql = format!(
+            "INSERT INTO {} ({}) VALUES {}",
             quote_ident(&self.table),
-            cols.join(",")
-        )
-    }
-
-    /// `ON DUPLICATE KEY UPDATE ...` for upserts, else nothing.
-    fn insert_tail(&self) -> String {
-        if !self.upsert {
-            return String::new();
+            cols.join(","),
+            vec![one; rows].join(",")
+        );
+        if self.upsert {
+            let updates: Vec<String> = self
+                .columns
+                .iter()
+                .filter(|c| !self.key.contains(&c.name))
+                .map(|c| format!("{0}=VALUES({0})", quote_ident(&c.name)))
+                .collect();
+            let updates = if updates.is_empty() {
+                let k = quote_ident(&self.key[0]);
+                format!("{k}={k}")
+            } else {
+                updates.join(",")
+            };
+            sql.push_str(" ON DUPLICATE KEY UPDATE ");
+            sql.push_str(&updates);
         }
-        let updates: Vec<String> = self
-            .columns
-            .iter()
-            .filter(|c| !self.key.contains(&c.name))
-            .map(|c| format!("{0}=VALUES({0})", quote_ident(&c.name)))
-            .collect();
-        let updates = if updates.is_empty() {
-            let k = quote_ident(&self.key[0]);
-            format!("{k}={k}")
-        } else {
-            updates.join(",")
-        };
-        format!(" ON DUPLICATE KEY UPDATE {updates}")
-    }
-
-    /// One row as `(v1,v2,...)`.
-    fn push_row(&self, sql: &mut String, row: &Row) {
-        sql.push('(');
-        for (i, v) in row.iter().enumerate() {
-            if i > 0 {
-                sql.push(',');
-            }
-            push_literal(sql, v, self.session.no_backslash_escapes);
-        }
-        sql.push(')');
+        sql
     }
 
     async fn conn(&mut self) -> Result<&mut Conn, Failure> {
@@ -410,17 +353,7 @@ impl MysqlSink {
                 .pool
                 .as_ref()
                 .ok_or_else(|| Failure::Permanent("used before open".into()))?;
-            let mut conn = pool.get_conn().await.map_err(|e| classify(&e))?;
-            let (mode, packet): (String, u64) = conn
-                .query_first("SELECT @@SESSION.sql_mode, @@SESSION.max_allowed_packet")
-                .await
-                .map_err(|e| classify(&e))?
-                .unwrap_or_default();
-            self.session = Session {
-                no_backslash_escapes: mode.contains("NO_BACKSLASH_ESCAPES"),
-                // A quarter: room for the protocol and for the server's own copies.
-                statement_bytes: (packet as usize / 4).clamp(16 << 10, 16 << 20),
-            };
+            let conn = pool.get_conn().await.map_err(|e| classify(&e))?;
             self.conn = Some(conn);
         }
         self.conn
@@ -463,37 +396,30 @@ impl MysqlSink {
         bad: &mut Vec<BadRecord>,
     ) -> Result<Vec<Row>, ConnectorError> {
         let mut accepted = Vec::with_capacity(rows.len());
-        let (head, tail) = (self.insert_head(), self.insert_tail());
         let mut rest = rows.into_iter().peekable();
         while rest.peek().is_some() {
-            // One statement: up to `batch_size` rows, and no more text than the
-            // session allows (at least one row).
-            let mut sql = head.clone();
-            let mut chunk: Vec<(Row, Option<&Record>)> = Vec::new();
-            while let Some((row, _)) = rest.peek() {
-                let before = sql.len();
-                if !chunk.is_empty() {
-                    sql.push(',');
-                }
-                self.push_row(&mut sql, row);
-                if !chunk.is_empty()
-                    && (chunk.len() == self.batch_size
-                        || sql.len() + tail.len() > self.session.statement_bytes)
-                {
-                    sql.truncate(before);
-                    break;
-                }
-                chunk.extend(rest.next());
-            }
-            sql.push_str(&tail);
-            match self.exec(sql, Params::Empty, "insert").await {
+            let chunk: Vec<(Row, Option<&Record>)> = rest.by_ref().take(self.batch_size).collect();
+            let params: Vec<mysql_async::Value> =
+                chunk.iter().flat_map(|(r, _)| r.iter().cloned()).collect();
+            match self
+                .exec(
+                    self.insert_sql(chunk.len()),
+                    Params::Positional(params),
+                    "insert",
+                )
+                .await
+            {
                 Ok(()) => accepted.extend(chunk.into_iter().map(|(r, _)| r)),
                 Err(Failure::Row(_)) => {
                     for (row, record) in chunk {
-                        let mut one = head.clone();
-                        self.push_row(&mut one, &row);
-                        one.push_str(&tail);
-                        match self.exec(one, Params::Empty, "insert").await {
+                        match self
+                            .exec(
+                                self.insert_sql(1),
+                                Params::Positional(row.clone()),
+                                "insert",
+                            )
+                            .await
+                        {
                             Ok(()) => accepted.push(row),
                             Err(Failure::Row(why)) => {
                                 let mut b = match record {
