@@ -10,8 +10,9 @@
 #
 # Sizes per bench: EVENTS, ROWS, RECORDS, RUNS, PLUGIN_RECORDS, PLUGIN_RUNS (see each
 # bench's header in runtime/benches/). Services: MariaDB (scripts/mariadb.sh) or
-# MYSQL_URL; a Kafka broker (scripts/kafka.sh) or KAFKA_BOOTSTRAP; the WASM plugins
-# (scripts/build-plugins.sh).
+# MYSQL_URL; the MongoDB emulator (scripts/mongo-emulator.sh) or MONGODB_URL; the CQL
+# emulator in-process or CASSANDRA_URL; a Kafka broker (scripts/kafka.sh) or
+# KAFKA_BOOTSTRAP; the WASM plugins (scripts/build-plugins.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,13 +25,14 @@ for arg in "$@"; do
     *) benches+=("$arg") ;;
   esac
 done
-[ ${#benches[@]} -gt 0 ] || benches=(file_window mysql_sink kafka_eos wasm_filter state_scale)
+[ ${#benches[@]} -gt 0 ] || benches=(file_window mysql_sink mongodb_sink cassandra_sink kafka_eos wasm_filter state_scale)
 
 needs() { printf '%s\n' "${benches[@]}" | grep -qx "$1"; }
 if needs mysql_sink; then
   scripts/mariadb.sh start
   export MYSQL_URL=${MYSQL_URL:-mysql://root@127.0.0.1:${MYSQL_PORT:-3306}}
 fi
+if needs mongodb_sink && [ -z "${MONGODB_URL:-}" ]; then scripts/mongo-emulator.sh start; fi
 if needs kafka_eos && [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
   # A broker of the bench's own on a port of its own, stopped at the end.
   export KAFKA_PORT=${BENCH_KAFKA_PORT:-19192}

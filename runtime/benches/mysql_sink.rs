@@ -95,11 +95,6 @@ fn insert_statements(jsonl: &Path, sql: &Path, table: &str) -> u64 {
     n
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
     let rows: u64 = common::env_or("ROWS", 500_000, 3_000);
     let runs: usize = common::env_or("RUNS", 3, 1);
@@ -124,19 +119,9 @@ fn main() {
     };
     let dir = tempfile::tempdir().unwrap();
     // The rows, once, as JSON lines: what the client loads.
-    std::fs::write(
-        dir.path().join("rows.yaml"),
-        format!(
-            "name: rows\nsources:\n  trades: {{type: trades, seed: 7, rate: 0, count: {rows}, start: 0}}\nsinks:\n  out: {{type: jsonl, inputs: [trades], path: rows.jsonl}}\n"
-        ),
-    )
-    .unwrap();
-    common::run_connectd(dir.path(), "rows.yaml");
+    let jsonl = common::trades_jsonl(dir.path(), rows);
     let inserts = dir.path().join("inserts.sql");
-    assert_eq!(
-        insert_statements(&dir.path().join("rows.jsonl"), &inserts, "trades"),
-        rows
-    );
+    assert_eq!(insert_statements(&jsonl, &inserts, "trades"), rows);
     let checksum = "SELECT CONCAT(COUNT(*), '/', SUM(CRC32(CONCAT_WS('|', id, created_at, ticker, sector, volume, market_cap, price)))) FROM";
     let (mut results, mut client) = (Vec::new(), Vec::new());
     for _ in 0..runs {
@@ -230,7 +215,7 @@ sinks:
         );
     }
     let best = results.iter().copied().fold(0.0, f64::max);
-    let (connectd, client) = (median(results), median(client));
+    let (connectd, client) = (common::median(results), common::median(client));
     println!("mysql_sink: {rows} rows, 7 columns, batch 1000, exactly-once, {runs} runs");
     println!(
         "| connectd rows/s median | best | mariadb client, 1 000-row INSERTs, rows/s median |"

@@ -153,3 +153,32 @@ fn figure(x: f64) -> String {
         format!("{x:.3}")
     }
 }
+
+/// `rows` trade records (`trades` generator, seed 7, from time 0) as JSON lines in
+/// `dir/rows.jsonl`, written once by connectd's `jsonl` sink: what a yardstick loads.
+pub fn trades_jsonl(dir: &Path, rows: u64) -> std::path::PathBuf {
+    std::fs::write(
+        dir.join("rows.yaml"),
+        format!(
+            "name: rows\nsources:\n  trades: {{type: trades, seed: 7, rate: 0, count: {rows}, start: 0}}\nsinks:\n  out: {{type: jsonl, inputs: [trades], path: rows.jsonl}}\n"
+        ),
+    )
+    .unwrap();
+    run_connectd(dir, "rows.yaml");
+    dir.join("rows.jsonl")
+}
+
+/// The JSON objects of a JSON-lines file.
+pub fn json_lines(path: &Path) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The median of some figures.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
