@@ -12,7 +12,8 @@
 //! must hold the same records: count and an order-free digest of keys and values.
 //!
 //! Needs a broker: `scripts/kafka.sh start` (or `KAFKA_BOOTSTRAP`). Run:
-//! `cargo bench -p connectd-runtime --bench kafka_eos` (env `RECORDS`, `RUNS`).
+//! `cargo bench -p connectd-runtime --bench kafka_eos` (env `RECORDS`, `RUNS`,
+//! `CHECKPOINT`: connectd's checkpoint interval, default 1s).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::{Child, Command, Stdio};
@@ -231,7 +232,7 @@ fn connectd(dir: &std::path::Path, input: &str, output: &str, records: u64) -> f
         dir.join("eos.yaml"),
         format!(
             r#"name: {pipeline}
-checkpoint: {{interval: 1s}}
+checkpoint: {{interval: {interval}}}
 sources:
   in:
     type: kafka
@@ -246,7 +247,8 @@ sinks:
     bootstrap_servers: {b}
     topic: {output}
 "#,
-            b = bootstrap()
+            b = bootstrap(),
+            interval = std::env::var("CHECKPOINT").unwrap_or_else(|_| "1s".into()),
         ),
     )
     .unwrap();

@@ -1,6 +1,6 @@
 //! Benchmark: documents per second into MongoDB through the `mongodb` sink, exactly
-//! once (`id: [id]`: each record upserted by its `_id`, transactions where the server
-//! has them), checkpoint every second: `trades` generator (rate 0) → mongodb, run by the
+//! once (`id: [id]`: each document's `_id` from its `id`, so a replay is recognised;
+//! transactions where the server has them), checkpoint every second: `trades` generator (rate 0) → mongodb, run by the
 //! real `connectd` binary.
 //!
 //! The yardstick, in the same run: the MongoDB Rust driver's own bulk loop —
@@ -109,7 +109,7 @@ sinks:
         );
     }
     let (connectd, driver) = (common::median(ours), common::median(theirs));
-    println!("mongodb_sink: {rows} documents, exactly-once (upsert by _id), {runs} runs, {uri}");
+    println!("mongodb_sink: {rows} documents, exactly-once (_id from id), {runs} runs, {uri}");
     common::report(&common::Row {
         path: "trades → mongodb, exactly once",
         connectd,
