@@ -342,7 +342,11 @@ pub fn pipeline_schema(registry: &Registry) -> Value {
         json!({
             "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "description": "the pipeline's name: it names its state directory"},
             "checkpoint": {"type": "object", "additionalProperties": false, "properties": {
-                "interval": duration
+                // A zero interval is refused by the loader too.
+                "interval": {"allOf": [duration, {"not": {"anyOf": [
+                    {"const": 0},
+                    {"type": "string", "pattern": "^\\s*(0+\\s*[a-zA-Z]*\\s*)+$"}
+                ]}}], "description": "how often a checkpoint is taken, greater than 0 (default 1s)"}
             }},
             "batch_size": {"type": "integer", "minimum": 1, "description": "records per batch (default 1024)"},
             "state": {"type": "object", "additionalProperties": false, "properties": {

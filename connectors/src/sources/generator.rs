@@ -72,7 +72,7 @@ pub struct GeneratorConfig {
     /// Event time of record 0: `now` (the wall clock at the first run, kept in the
     /// offset so replays reproduce it), epoch milliseconds or an RFC 3339 time.
     #[serde(default)]
-    #[schemars(schema_with = "connectd_sdk::config::scalar_text")]
+    #[schemars(schema_with = "start_schema")]
     pub start: Option<String>,
     /// Event-time distance between consecutive records (default: 1 s / rate, at least
     /// 1 ms).
@@ -218,6 +218,19 @@ impl<M: RecordMaker + std::fmt::Debug> Source for Generator<M> {
         })
         .unwrap_or_default()
     }
+}
+
+/// `start`: `now`, epoch milliseconds, or an RFC 3339 time.
+fn start_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "anyOf": [
+            {"type": "integer"},
+            {
+                "type": "string",
+                "pattern": "^(now|-?[0-9]+|[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2}))$"
+            }
+        ]
+    })
 }
 
 #[cfg(test)]
