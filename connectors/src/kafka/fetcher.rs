@@ -6,11 +6,12 @@
 //! checkpoint committed (see `Fetched::Revoke`).
 //!
 //! Records travel to the source over a bounded channel, so a slow pipeline stops the
-//! polling and librdkafka's own fetch buffer bounds memory.
+//! polling and librdkafka's own fetch buffer bounds memory. The channel is tokio's: the
+//! source awaits the first record of a poll instead of sleeping, so a drained channel
+//! does not leave the thread blocked on a full one while the pipeline sleeps.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::mpsc::{Receiver, Sender};
 
 use super::awaited::Awaited;
 use super::format::{Decoder, ValueFormat};
@@ -120,7 +122,7 @@ impl Shared {
 #[derive(Debug)]
 pub struct Rebalancer {
     shared: Arc<Shared>,
-    sender: SyncSender<Fetched>,
+    sender: Sender<Fetched>,
     /// Fetched records not handed over yet (`max_partition_skew` set). The rebalance
     /// callbacks run inside `poll`, on the consumer thread, as does everything else
     /// that locks it: never contended.
@@ -256,7 +258,10 @@ impl Rebalancer {
             order.revoked(&partitions);
         }
         let (done, answer) = std::sync::mpsc::channel();
-        let committed = match self.sender.send(Fetched::Revoke { partitions, done }) {
+        let committed = match self
+            .sender
+            .blocking_send(Fetched::Revoke { partitions, done })
+        {
             Ok(()) => answer.recv_timeout(REVOKE_TIMEOUT).ok(),
             Err(_) => None,
         };
@@ -289,7 +294,7 @@ pub fn create(
     config: &rdkafka::ClientConfig,
     shared: Arc<Shared>,
 ) -> Result<(BaseConsumer<Rebalancer>, Receiver<Fetched>), KafkaError> {
-    let (sender, receiver) = std::sync::mpsc::sync_channel(CHANNEL_CAPACITY);
+    let (sender, receiver) = tokio::sync::mpsc::channel(CHANNEL_CAPACITY);
     let order = shared
         .max_partition_skew
         .map(|skew| Mutex::new(TimeOrder::new(skew, IDLE_WAIT)));
@@ -309,7 +314,7 @@ pub fn run(consumer: BaseConsumer<Rebalancer>) {
     let decoder = match Decoder::new(shared.format.clone()) {
         Ok(d) => d,
         Err(e) => {
-            let _ = sender.send(Fetched::Fatal(e));
+            let _ = sender.blocking_send(Fetched::Fatal(e));
             shared.closing.store(true, Ordering::Relaxed);
             return;
         }
@@ -351,7 +356,7 @@ pub fn run(consumer: BaseConsumer<Rebalancer>) {
             }
         };
         if let Some(f) = fetched {
-            if sender.send(f).is_err() {
+            if sender.blocking_send(f).is_err() {
                 break;
             }
         }
@@ -366,7 +371,7 @@ pub fn run(consumer: BaseConsumer<Rebalancer>) {
 /// their queues fill and drain.
 fn hand_over_in_order(
     consumer: &BaseConsumer<Rebalancer>,
-    sender: &SyncSender<Fetched>,
+    sender: &Sender<Fetched>,
 ) -> Result<(), ()> {
     let context = consumer.context();
     if context.order.is_none() {
@@ -378,7 +383,7 @@ fn hand_over_in_order(
         let Some(next) = context.order().and_then(|mut o| o.pop(now)) else {
             break;
         };
-        sender.send(next).map_err(|_| ())?;
+        sender.blocking_send(next).map_err(|_| ())?;
     }
     let Some((pause, resume)) = context.order().map(|mut o| o.flow()) else {
         return Ok(());

@@ -26,7 +26,6 @@
 //! (every `statistics.interval.ms`, 5 s unless set in `properties`).
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,11 +39,20 @@ use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::mpsc::Receiver;
 
 use crate::kafka::fetcher::{self, Fetched, Partition, Shared};
 use crate::kafka::format::{self, FormatOptions, ValueFormat};
 use crate::kafka::offsets::{self, Positions};
 use crate::kafka::{awaited, client_config, client_properties, error, groups, ClientOptions};
+
+/// How long a poll waits for its first record: short, as a checkpoint barrier waits
+/// for the poll to return.
+const FIRST_RECORD_WAIT: Duration = Duration::from_millis(5);
+
+/// After a poll found nothing: the pipeline's pause before the next one.
+const IDLE: Duration = Duration::from_millis(15);
 
 pub struct KafkaSource {
     props: std::collections::BTreeMap<String, String>,
@@ -278,17 +286,31 @@ impl Source for KafkaSource {
         let shared = self.shared()?.clone();
         let fetched = self
             .fetched
-            .as_ref()
+            .as_mut()
             .ok_or_else(|| ConnectorError::permanent("kafka source polled before open"))?;
+        let stopped = || ConnectorError::permanent("kafka source: the consumer thread stopped");
         let mut out = Vec::new();
-        while out.len() < max {
-            match fetched.try_recv() {
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    return Err(ConnectorError::permanent(
-                        "kafka source: the consumer thread stopped",
-                    ))
+        // The first record is awaited a little (woken as soon as it comes), the rest
+        // taken as they are: a batch never waits for a full one.
+        let mut first = match fetched.try_recv() {
+            Ok(f) => Some(f),
+            Err(TryRecvError::Disconnected) => return Err(stopped()),
+            Err(TryRecvError::Empty) => {
+                match tokio::time::timeout(FIRST_RECORD_WAIT, fetched.recv()).await {
+                    Ok(Some(f)) => Some(f),
+                    Ok(None) => return Err(stopped()),
+                    Err(_) => None,
                 }
+            }
+        };
+        while out.len() < max {
+            let next = match first.take() {
+                Some(f) => Ok(f),
+                None => fetched.try_recv(),
+            };
+            match next {
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return Err(stopped()),
                 Ok(Fetched::Record {
                     partition,
                     offset,
@@ -327,7 +349,7 @@ impl Source for KafkaSource {
         if self.revoking.is_some() {
             return self.continue_revoke();
         }
-        Ok(SourcePoll::Idle(Duration::from_millis(20)))
+        Ok(SourcePoll::Idle(IDLE))
     }
 
     /// The partitions this worker holds now, and those it still waits for (see
