@@ -50,16 +50,7 @@ impl PipelineSpec {
                 registry.get_transform(t)
             }),
             sinks: at.built(Section::Sinks, &self.sinks, |t| registry.get_sink(t)),
-            secrets: self.secrets.clone(),
             state_dir: state_dir.join(&self.name),
-            name: self.name.clone(),
-            name_span: self.name_span.clone(),
-            file: self.file.clone(),
-            checkpoint_interval: self.checkpoint_interval,
-            batch_size: self.batch_size,
-            state_cache_bytes: self.state_cache_bytes,
-            errors: self.errors.clone(),
-            tests: self.tests.clone(),
             spec: Arc::clone(self),
         }
     }

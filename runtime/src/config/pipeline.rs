@@ -55,11 +55,15 @@ pub struct PipelineSpec {
     pub checkpoint_interval: Duration,
     pub batch_size: usize,
     pub errors: ErrorPolicy,
+    /// `state.cache_size`: memory for keyed state in front of the state store.
     pub state_cache_bytes: u64,
     pub sources: Vec<ComponentSpec>,
     pub transforms: Vec<ComponentSpec>,
     pub sinks: Vec<ComponentSpec>,
+    /// Values that came from `${env:...}` / `${file:...}`: kept out of what the admin
+    /// API and the exit report show.
     pub secrets: Vec<String>,
+    /// The file's `tests:` (run by `connectd test`, never by a worker).
     pub tests: Vec<crate::pipeline_test::PipelineTest>,
 }
 
@@ -101,30 +105,26 @@ fn substituted(raw: &str, value: &str) -> Vec<String> {
 /// Below this the store's own tables would not fit.
 const MIN_CACHE_SIZE: u64 = 4 << 20;
 
-/// A pipeline ready to run.
+/// A pipeline ready to run: its spec (name, settings; through `Deref`) and its built
+/// components.
 #[derive(Debug)]
 pub struct PipelinePlan {
-    pub name: String,
-    pub name_span: Span,
-    pub file: PathBuf,
-    pub checkpoint_interval: Duration,
-    pub batch_size: usize,
-    pub errors: ErrorPolicy,
+    /// What it was built from: the next run is built from this, not from the file.
+    pub spec: Arc<PipelineSpec>,
     pub sources: Vec<ComponentPlan<dyn Source>>,
     pub transforms: Vec<ComponentPlan<dyn Transform>>,
     pub sinks: Vec<ComponentPlan<dyn Sink>>,
-    /// Values that came from `${env:...}` / `${file:...}`: kept out of what the admin
-    /// API and the exit report show.
-    pub secrets: Vec<String>,
     /// The pipeline's own state directory (`<state dir>/<name>`): its checkpoint log and
     /// its sinks' write-ahead logs.
     pub state_dir: PathBuf,
-    /// `state.cache_size`: memory for keyed state in front of the state store.
-    pub state_cache_bytes: u64,
-    /// The file's `tests:` (run by `connectd test`, never by a worker).
-    pub tests: Vec<crate::pipeline_test::PipelineTest>,
-    /// What it was built from: the next run is built from this, not from the file.
-    pub spec: Arc<PipelineSpec>,
+}
+
+impl std::ops::Deref for PipelinePlan {
+    type Target = PipelineSpec;
+
+    fn deref(&self) -> &PipelineSpec {
+        &self.spec
+    }
 }
 
 /// The substituted parts of every interpolated scalar under `node` (the text written

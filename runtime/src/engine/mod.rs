@@ -79,17 +79,15 @@ pub async fn run(
     committed_offsets: CommittedOffsets,
 ) -> Result<(), PipelineError> {
     let PipelinePlan {
-        name,
-        checkpoint_interval,
-        batch_size,
-        errors,
+        spec,
         sources,
         transforms,
         mut sinks,
         state_dir,
-        state_cache_bytes,
-        ..
     } = plan;
+    let name = spec.name.clone();
+    let (checkpoint_interval, batch_size) = (spec.checkpoint_interval, spec.batch_size);
+    let (errors, state_cache_bytes) = (spec.errors.clone(), spec.state_cache_bytes);
     let retry_timeout = errors.retry_timeout;
     let dlq = Arc::new(DeadLetters::open(&name, &errors)?);
     let state_store = StateStore::open(&state_dir, state_cache_bytes)?;
