@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const PIPELINE: &str = "name: ticks\ncheckpoint: {interval: 200ms}\nsources:\n  trades: {type: trades, seed: 5, rate: 200, count: 1000000}\ntransforms:\n  big: {type: filter, inputs: [trades], where: volume > 500}\nsinks:\n  out: {type: csv, inputs: [big], path: out/big.csv, columns: [id, volume]}\n";
+const PIPELINE: &str = "name: ticks\ncheckpoint: {interval: 200ms}\nsources:\n  trades: {type: trades, seed: 5, rate: 200, count: 1000000}\ntransforms:\n  big: {type: filter, inputs: [trades], where: volume > 5000}\nsinks:\n  out: {type: csv, inputs: [big], path: out/big.csv, columns: [id, volume]}\n";
 
 #[test]
 fn tap_prints_what_leaves_a_component() {
@@ -38,11 +38,12 @@ fn tap_prints_what_leaves_a_component() {
         .collect();
     assert_eq!(lines.len(), 20);
     for l in &lines {
-        assert!(l["value"]["volume"].as_i64().unwrap() > 500, "{l}");
+        assert!(l["value"]["volume"].as_i64().unwrap() > 5000, "{l}");
         assert!(l["value"]["id"].is_string(), "{l}");
     }
     // The source, sampled: every fourth record; the generator's volumes vary, some
-    // are at most 500 (the filter's output alone would never show one).
+    // are at most 5000 (the filter's output alone would never show one). About half
+    // are, so 40 records without one would happen once in 10^12 runs.
     let out = tap("ticks/trades", &["--limit", "40", "--sample", "0.25"]);
     assert!(out.status.success());
     let volumes: Vec<i64> = String::from_utf8_lossy(&out.stdout)
@@ -54,7 +55,7 @@ fn tap_prints_what_leaves_a_component() {
         })
         .collect();
     assert_eq!(volumes.len(), 40);
-    assert!(volumes.iter().any(|v| *v <= 500), "{volumes:?}");
+    assert!(volumes.iter().any(|v| *v <= 5000), "{volumes:?}");
     // What reaches the sink.
     let out = tap("ticks/out", &["--limit", "5"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
