@@ -61,7 +61,7 @@ echo "== results$([ "$quick" = 1 ] && echo ' (quick run: small inputs, debug bui
 {
   printf 'path\tconnectd\tyardstick (same run)\tratio\ttarget\tverdict\toutput check\n'
   cat "$table"
-} | column -t -s $'\t' -o ' | '
+} | if command -v column >/dev/null; then column -t -s $'\t' -o ' | '; else tr '\t' '|'; fi
 missed=$(cut -f6 "$table" | grep -c 'NOT MET' || true)
 rm -f "$table"
 if [ ${#failed[@]} -gt 0 ]; then

@@ -7,10 +7,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod option_types;
 mod typed;
-pub use typed::{
-    scalar_text, scalar_text_list, scalar_text_map, HumanDuration, ReadError, TextMap, Untyped,
+pub use option_types::{
+    scalar_text, scalar_text_list, scalar_text_map, HumanDuration, TextMap, Untyped,
 };
+pub use typed::{typed_node, ReadError};
 
 /// Where a value stands in a config file (1-based line and column).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -213,23 +215,6 @@ impl ConfigErrors {
     pub fn take(&self) -> Vec<ConfigError> {
         std::mem::take(&mut self.errors.borrow_mut())
     }
-}
-
-/// Reads any node (a list, a mapping, a scalar) into `T` the way [`ConfigMap::typed`]
-/// reads a component's mapping: every problem written to `errors` with its place.
-pub fn typed_node<T: serde::de::DeserializeOwned>(
-    node: &ConfigNode,
-    path: &str,
-    errors: &ConfigErrors,
-) -> Option<T> {
-    T::deserialize(typed::NodeReader {
-        node,
-        path: path.to_string(),
-        errors,
-        skip: &[],
-        missing_reported: false,
-    })
-    .ok()
 }
 
 /// Returned by a builder whose config had problems (they are in [`ConfigErrors`]).
@@ -528,131 +513,6 @@ impl<'a> ConfigMap<'a> {
     /// error messages that must point at the variable without showing the secret.
     pub fn written_as(&self, key: &str) -> Option<String> {
         self.node.get(key).and_then(|n| n.raw.clone())
-    }
-
-    /// Reads the whole mapping (less the keys already read, such as the runtime's
-    /// `type` and `inputs`) into a typed options struct. Every problem is written to
-    /// the file's errors with its position; `None` when the struct could not be made.
-    /// Every key counts as read: unknown ones were reported here.
-    pub fn typed<T: serde::de::DeserializeOwned + schemars::JsonSchema>(&mut self) -> Option<T> {
-        // Unknown keys are found against the schema's properties: they include the
-        // fields of flattened parts (shared options), which serde reads as a map.
-        let schema = crate::registry::options_schema::<T>();
-        let known: Vec<&str> = schema
-            .get("properties")
-            .and_then(|p| p.as_object())
-            .map(|p| p.keys().map(String::as_str).collect())
-            .unwrap_or_default();
-        let mut skip: Vec<&str> = self.used.clone();
-        if let ConfigValue::Map(entries) = &self.node.value {
-            for (k, _) in entries {
-                let name = k.name.as_str();
-                if skip.contains(&name) || known.contains(&name) {
-                    continue;
-                }
-                let hint = closest(name, &known)
-                    .map(|c| format!("; did you mean `{c}`?"))
-                    .unwrap_or_default();
-                self.errors.push(
-                    &k.span,
-                    self.field_path(name),
-                    format!("unknown field (known fields: {}){hint}", known.join(", ")),
-                );
-                skip.push(name);
-            }
-        }
-        // Every missing required field at once (serde stops at the first), with what
-        // the field is.
-        let required: Vec<&str> = schema
-            .get("required")
-            .and_then(|r| r.as_array())
-            .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
-            .unwrap_or_default();
-        let mut missing_reported = false;
-        let mut missing = Vec::new();
-        for name in required {
-            if self.has_non_null(name) || skip.contains(&name) {
-                continue;
-            }
-            let what = schema
-                .get("properties")
-                .and_then(|p| p.get(name))
-                .and_then(|p| p.get("description"))
-                .and_then(|d| d.as_str())
-                .map(|d| format!(" ({})", d.trim_end_matches('.').replace('\n', " ")))
-                .unwrap_or_default();
-            self.errors.push(
-                &self.node.span,
-                self.field_path(name),
-                format!("missing required field{what}"),
-            );
-            missing_reported = true;
-            missing.push(name);
-        }
-        // Reported: now stand-ins, so that the struct is made and the builder's own
-        // checks of the other fields still run (and report) as before.
-        let patched = (!missing.is_empty()).then(|| {
-            let mut node = self.node.clone();
-            let stand_ins = missing.iter().map(|name| {
-                let key = ConfigKey {
-                    name: name.to_string(),
-                    span: self.node.span.clone(),
-                };
-                let property = schema.get("properties").and_then(|p| p.get(*name));
-                (key, typed::stand_in(property, &self.node.span))
-            });
-            match &mut node.value {
-                ConfigValue::Map(entries) => entries.extend(stand_ins),
-                other => *other = ConfigValue::Map(stand_ins.collect()),
-            }
-            node
-        });
-        let reader = typed::NodeReader {
-            node: patched.as_ref().unwrap_or(self.node),
-            path: self.path.clone(),
-            errors: self.errors,
-            skip: &skip,
-            missing_reported,
-        };
-        let read = T::deserialize(reader);
-        if let ConfigValue::Map(entries) = &self.node.value {
-            self.used
-                .extend(entries.iter().map(|(k, _)| k.name.as_str()));
-        }
-        read.ok()
-    }
-
-    /// Reads the options one part of the component shares with others (such as every
-    /// generator's `seed`, `rate`, `count`) from this mapping, before [`Self::typed`]
-    /// reads the rest. The component's options struct names the part for its schema
-    /// with `#[serde(skip)] #[schemars(flatten, !skip)]`.
-    pub fn typed_part<T: serde::de::DeserializeOwned + schemars::JsonSchema>(
-        &mut self,
-    ) -> Option<T> {
-        let schema = crate::registry::options_schema::<T>();
-        let mine: Vec<String> = schema
-            .get("properties")
-            .and_then(|p| p.as_object())
-            .map(|p| p.keys().cloned().collect())
-            .unwrap_or_default();
-        let mut others: Vec<&str> = Vec::new();
-        if let ConfigValue::Map(entries) = &self.node.value {
-            for (k, _) in entries {
-                if mine.contains(&k.name) {
-                    self.used.push(k.name.as_str());
-                } else {
-                    others.push(k.name.as_str());
-                }
-            }
-        }
-        let reader = typed::NodeReader {
-            node: self.node,
-            path: self.path.clone(),
-            errors: self.errors,
-            skip: &others,
-            missing_reported: false,
-        };
-        T::deserialize(reader).ok()
     }
 
     /// Marks keys as read without reading them (handled by the runtime, e.g. `inputs`).

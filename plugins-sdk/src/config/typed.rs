@@ -11,7 +11,8 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 
-use super::{closest, parse_duration, ConfigErrors, ConfigNode, ConfigValue};
+use super::option_types::{DURATION, DURATION_EXPECTED};
+use super::{closest, parse_duration, ConfigErrors, ConfigKey, ConfigMap, ConfigNode, ConfigValue};
 
 /// An error of serde's, with whether it was already written to [`ConfigErrors`].
 #[derive(Debug)]
@@ -473,25 +474,6 @@ impl<'de, 'a, I: Iterator<Item = (&'a str, &'a ConfigNode)>> MapAccess<'de> for 
     }
 }
 
-/// A duration written like `250ms`, `5s`, `5m`, `1h` or `3d` (also `1h 30m`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct HumanDuration(pub std::time::Duration);
-
-impl HumanDuration {
-    pub const fn secs(s: u64) -> Self {
-        HumanDuration(std::time::Duration::from_secs(s))
-    }
-
-    pub const fn millis(ms: u64) -> Self {
-        HumanDuration(std::time::Duration::from_millis(ms))
-    }
-
-    /// Whole milliseconds, saturating.
-    pub fn as_millis_i64(&self) -> i64 {
-        i64::try_from(self.0.as_millis()).unwrap_or(i64::MAX)
-    }
-}
-
 /// A value of the shape a schema asks for (empty, zero, the first choice): what a
 /// missing required field reads as once it is reported.
 pub(crate) fn stand_in(schema: Option<&serde_json::Value>, span: &super::Span) -> ConfigNode {
@@ -539,305 +521,150 @@ pub(crate) fn stand_in(schema: Option<&serde_json::Value>, span: &super::Span) -
         _ => ConfigValue::Scalar(String::new()),
     })
 }
-
-/// The newtype name by which the config reader knows a duration.
-const DURATION: &str = "connectd::HumanDuration";
-const DURATION_EXPECTED: &str = "a duration such as 250ms, 5s, 5m, 1h or 3d";
-
-struct DurationVisitor;
-
-impl<'de> Visitor<'de> for DurationVisitor {
-    type Value = HumanDuration;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(DURATION_EXPECTED)
-    }
-
-    fn visit_str<E: de::Error>(self, text: &str) -> Result<HumanDuration, E> {
-        parse_duration(text)
-            .map(HumanDuration)
-            .map_err(|_| E::custom(format!("expected {DURATION_EXPECTED}, found `{text}`")))
-    }
-
-    fn visit_newtype_struct<D: de::Deserializer<'de>>(
-        self,
-        d: D,
-    ) -> Result<HumanDuration, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> de::Deserialize<'de> for HumanDuration {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_newtype_struct(DURATION, DurationVisitor)
-    }
-}
-
-impl serde::Serialize for HumanDuration {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(self.0).to_string())
-    }
-}
-
-impl schemars::JsonSchema for HumanDuration {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Duration".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "string",
-            "x-kind": "duration",
-            "pattern": "^\\s*(0|(\\d+\\s*(nsec|ns|usec|us|msec|ms|seconds|second|secs|sec|s|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|w|months|month|M|years|year|y)\\s*)+)$",
-            "description": "a duration such as 250ms, 5s, 5m, 1h or 3d"
-        })
-    }
-}
-
-/// The schema of a value read as text from any scalar (`start: now`,
-/// `start: 1700000000000`): YAML types the second as a number.
-pub fn scalar_text(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({ "type": ["string", "number", "boolean"] })
-}
-
-/// For components whose options are not typed yet: any mapping.
-#[derive(Debug)]
-pub struct Untyped;
-
-impl schemars::JsonSchema for Untyped {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Untyped".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({ "type": "object" })
-    }
-}
-
-/// The schema of a mapping of names to values read as text (librdkafka properties).
-pub fn scalar_text_map(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "object",
-        "additionalProperties": { "type": ["string", "number", "boolean"] }
-    })
-}
-
-/// The schema of a list of values read as text (symbols, column names).
-pub fn scalar_text_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "anyOf": [
-            { "type": ["string", "number"] },
-            { "type": "array", "items": { "type": ["string", "number", "boolean"] } }
-        ]
-    })
-}
-
-/// A mapping of names to text, in the order written (`fields:` of a map, a window's
-/// `aggregates:`, a table's column types).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct TextMap(pub Vec<(String, String)>);
-
-struct TextMapVisitor;
-
-impl<'de> Visitor<'de> for TextMapVisitor {
-    type Value = TextMap;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a mapping of names to text")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TextMap, A::Error> {
-        let mut out = Vec::new();
-        while let Some(entry) = map.next_entry::<String, String>()? {
-            out.push(entry);
+/// The typed readers of a component's mapping.
+impl<'a> ConfigMap<'a> {
+    /// Reads the whole mapping (less the keys already read, such as the runtime's
+    /// `type` and `inputs`) into a typed options struct. Every problem is written to
+    /// the file's errors with its position; `None` when the struct could not be made.
+    /// Every key counts as read: unknown ones were reported here.
+    pub fn typed<T: serde::de::DeserializeOwned + schemars::JsonSchema>(&mut self) -> Option<T> {
+        // Unknown keys are found against the schema's properties: they include the
+        // fields of flattened parts (shared options), which serde reads as a map.
+        let schema = crate::registry::options_schema::<T>();
+        let known: Vec<&str> = schema
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        let mut skip: Vec<&str> = self.used.clone();
+        if let ConfigValue::Map(entries) = &self.node.value {
+            for (k, _) in entries {
+                let name = k.name.as_str();
+                if skip.contains(&name) || known.contains(&name) {
+                    continue;
+                }
+                let hint = closest(name, &known)
+                    .map(|c| format!("; did you mean `{c}`?"))
+                    .unwrap_or_default();
+                self.errors.push(
+                    &k.span,
+                    self.field_path(name),
+                    format!("unknown field (known fields: {}){hint}", known.join(", ")),
+                );
+                skip.push(name);
+            }
         }
-        Ok(TextMap(out))
+        // Every missing required field at once (serde stops at the first), with what
+        // the field is.
+        let required: Vec<&str> = schema
+            .get("required")
+            .and_then(|r| r.as_array())
+            .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        let mut missing_reported = false;
+        let mut missing = Vec::new();
+        for name in required {
+            if self.has_non_null(name) || skip.contains(&name) {
+                continue;
+            }
+            let what = schema
+                .get("properties")
+                .and_then(|p| p.get(name))
+                .and_then(|p| p.get("description"))
+                .and_then(|d| d.as_str())
+                .map(|d| format!(" ({})", d.trim_end_matches('.').replace('\n', " ")))
+                .unwrap_or_default();
+            self.errors.push(
+                &self.node.span,
+                self.field_path(name),
+                format!("missing required field{what}"),
+            );
+            missing_reported = true;
+            missing.push(name);
+        }
+        // Reported: now stand-ins, so that the struct is made and the builder's own
+        // checks of the other fields still run (and report) as before.
+        let patched = (!missing.is_empty()).then(|| {
+            let mut node = self.node.clone();
+            let stand_ins = missing.iter().map(|name| {
+                let key = ConfigKey {
+                    name: name.to_string(),
+                    span: self.node.span.clone(),
+                };
+                let property = schema.get("properties").and_then(|p| p.get(*name));
+                (key, stand_in(property, &self.node.span))
+            });
+            match &mut node.value {
+                ConfigValue::Map(entries) => entries.extend(stand_ins),
+                other => *other = ConfigValue::Map(stand_ins.collect()),
+            }
+            node
+        });
+        let reader = NodeReader {
+            node: patched.as_ref().unwrap_or(self.node),
+            path: self.path.clone(),
+            errors: self.errors,
+            skip: &skip,
+            missing_reported,
+        };
+        let read = T::deserialize(reader);
+        if let ConfigValue::Map(entries) = &self.node.value {
+            self.used
+                .extend(entries.iter().map(|(k, _)| k.name.as_str()));
+        }
+        read.ok()
+    }
+
+    /// Reads the options one part of the component shares with others (such as every
+    /// generator's `seed`, `rate`, `count`) from this mapping, before [`Self::typed`]
+    /// reads the rest. The component's options struct names the part for its schema
+    /// with `#[serde(skip)] #[schemars(flatten, !skip)]`.
+    pub fn typed_part<T: serde::de::DeserializeOwned + schemars::JsonSchema>(
+        &mut self,
+    ) -> Option<T> {
+        let schema = crate::registry::options_schema::<T>();
+        let mine: Vec<String> = schema
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut others: Vec<&str> = Vec::new();
+        if let ConfigValue::Map(entries) = &self.node.value {
+            for (k, _) in entries {
+                if mine.contains(&k.name) {
+                    self.used.push(k.name.as_str());
+                } else {
+                    others.push(k.name.as_str());
+                }
+            }
+        }
+        let reader = NodeReader {
+            node: self.node,
+            path: self.path.clone(),
+            errors: self.errors,
+            skip: &others,
+            missing_reported: false,
+        };
+        T::deserialize(reader).ok()
     }
 }
 
-impl<'de> de::Deserialize<'de> for TextMap {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(TextMapVisitor)
-    }
-}
-
-impl serde::Serialize for TextMap {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
-    }
-}
-
-impl schemars::JsonSchema for TextMap {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "TextMap".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "object",
-            "additionalProperties": { "type": ["string", "number", "boolean"] }
-        })
-    }
+/// Reads any node (a list, a mapping, a scalar) into `T` the way [`ConfigMap::typed`]
+/// reads a component's mapping: every problem written to `errors` with its place.
+pub fn typed_node<T: serde::de::DeserializeOwned>(
+    node: &ConfigNode,
+    path: &str,
+    errors: &ConfigErrors,
+) -> Option<T> {
+    T::deserialize(NodeReader {
+        node,
+        path: path.to_string(),
+        errors,
+        skip: &[],
+        missing_reported: false,
+    })
+    .ok()
 }
 
 #[cfg(test)]
-mod tests {
-    use serde::Deserialize;
-
-    use super::super::{ConfigErrors, ConfigKey, ConfigMap, ConfigNode, ConfigValue, Span};
-    use super::{HumanDuration, TextMap};
-
-    fn at(line: usize) -> Span {
-        Span {
-            file: "p.yaml".into(),
-            line,
-            column: 3,
-        }
-    }
-
-    fn scalar(s: &str, line: usize) -> ConfigNode {
-        ConfigNode {
-            value: ConfigValue::Scalar(s.into()),
-            span: at(line),
-            secret: false,
-            raw: None,
-        }
-    }
-
-    fn map(entries: Vec<(&str, ConfigNode)>, line: usize) -> ConfigNode {
-        let value = ConfigValue::Map(
-            entries
-                .into_iter()
-                .map(|(k, v)| {
-                    let key = ConfigKey {
-                        name: k.into(),
-                        span: v.span.clone(),
-                    };
-                    (key, v)
-                })
-                .collect(),
-        );
-        ConfigNode {
-            value,
-            span: at(line),
-            secret: false,
-            raw: None,
-        }
-    }
-
-    #[derive(Debug, PartialEq, Deserialize, schemars::JsonSchema)]
-    #[serde(rename_all = "snake_case")]
-    enum Mode {
-        Fast,
-        Safe,
-    }
-
-    /// What a component reads.
-    #[derive(Debug, Deserialize, schemars::JsonSchema)]
-    struct Options {
-        /// Where to write.
-        path: String,
-        /// How many.
-        #[serde(default)]
-        count: u64,
-        #[serde(default)]
-        every: Option<HumanDuration>,
-        #[serde(default)]
-        mode: Option<Mode>,
-        #[serde(default)]
-        columns: Vec<String>,
-        #[serde(default)]
-        names: TextMap,
-    }
-
-    #[test]
-    fn every_problem_of_a_component_is_reported_at_its_line() {
-        let node = map(
-            vec![
-                ("type", scalar("x", 1)),
-                ("count", scalar("many", 2)),
-                ("every", scalar("5 parsecs", 3)),
-                ("mode", scalar("fsat", 4)),
-                ("colums", scalar("a", 5)),
-            ],
-            1,
-        );
-        let errors = ConfigErrors::default();
-        let mut cfg = ConfigMap::new(&node, "sinks.s", &errors);
-        cfg.allow(&["type"]);
-        let read: Option<Options> = cfg.typed();
-        assert!(cfg.finish().is_err());
-        let errs = errors.take();
-        let show =
-            |e: &super::super::ConfigError| format!("{}: {} {}", e.span.line, e.field, e.message);
-        let all: Vec<String> = errs.iter().map(show).collect();
-        let expect = [
-            "5: sinks.s.colums unknown field",
-            "1: sinks.s.path missing required field (Where to write)",
-            "2: sinks.s.count expected a whole number ≥ 0, found `many`",
-            "3: sinks.s.every expected a duration",
-            "4: sinks.s.mode expected one of fast | safe, found `fsat`; did you mean `fast`?",
-        ];
-        for e in expect {
-            assert!(all.iter().any(|a| a.starts_with(e)), "no `{e}` in {all:#?}");
-        }
-        assert!(all[0].contains("did you mean `columns`?"), "{all:#?}");
-        // Reported, then read as a stand-in: the builder's own checks still run.
-        assert_eq!(read.map(|o| o.path), Some(String::new()));
-    }
-
-    #[test]
-    fn scalars_read_as_the_type_asked_for() {
-        let node = map(
-            vec![
-                ("path", scalar("123", 1)),
-                ("count", scalar("1_000", 2)),
-                ("every", scalar("1h 30m", 3)),
-                ("columns", scalar("only", 4)),
-                (
-                    "names",
-                    map(vec![("b", scalar("2", 6)), ("a", scalar("x", 7))], 5),
-                ),
-            ],
-            1,
-        );
-        let errors = ConfigErrors::default();
-        let o: Options = ConfigMap::new(&node, "s", &errors).typed().unwrap();
-        assert!(errors.is_empty(), "{:?}", errors.take());
-        assert_eq!(o.path, "123");
-        assert_eq!(o.count, 1000);
-        assert_eq!(o.every, Some(HumanDuration::secs(5400)));
-        assert_eq!(o.columns, vec!["only"]);
-        assert_eq!(o.mode, None);
-        // In the order written.
-        assert_eq!(
-            o.names.0,
-            vec![("b".to_string(), "2".to_string()), ("a".into(), "x".into())]
-        );
-    }
-
-    #[test]
-    fn a_nested_problem_names_its_full_path() {
-        let node = map(
-            vec![
-                ("path", scalar("p", 1)),
-                (
-                    "names",
-                    map(vec![("a", map(vec![("deep", scalar("x", 3))], 3))], 2),
-                ),
-            ],
-            1,
-        );
-        let errors = ConfigErrors::default();
-        let read: Option<Options> = ConfigMap::new(&node, "t.w", &errors).typed();
-        let errs = errors.take();
-        assert_eq!(errs.len(), 1, "{errs:?}");
-        assert_eq!(errs[0].field, "t.w.names.a");
-        assert_eq!(errs[0].span.line, 3);
-        assert!(errs[0].message.contains("expected a string"), "{}", errs[0]);
-        assert!(
-            read.is_some(),
-            "a wrong scalar is reported, and reading goes on"
-        );
-    }
-}
+mod tests;
