@@ -35,10 +35,15 @@ python3 -c 'import kafka_connect' 2>/dev/null || python3 -m pip install --quiet 
 # kafka-connect-healthcheck, the health check Kafka Connect users run against a worker.
 python3 -c 'import kafka_connect_healthcheck' 2>/dev/null || python3 -m pip install --quiet kafka-connect-healthcheck
 
-# openssl makes the self-signed certificate of the admin API's TLS test.
-if ! command -v openssl >/dev/null; then
+# openssl makes the certificates of the admin API's TLS test; tmux drives `connectd top`
+# in its test; column(1) (bsdextrautils) lays out scripts/bench.sh's table.
+missing=()
+command -v openssl >/dev/null || missing+=(openssl)
+command -v tmux >/dev/null || missing+=(tmux)
+command -v column >/dev/null || missing+=(bsdextrautils)
+if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 echo "== wasm plugins"
