@@ -10,6 +10,8 @@
 //!   module, with `serde_json` and `wit-bindgen`.
 
 #[cfg(feature = "host")]
+pub mod bloom;
+#[cfg(feature = "host")]
 pub mod checkpoints;
 #[cfg(feature = "host")]
 pub mod config;

@@ -44,6 +44,10 @@ pub trait KeyedState: Send + std::fmt::Debug {
     /// memory (for `connectd_state_bytes{where="memory"}`).
     fn report_memory(&self, _bytes: usize) {}
 
+    /// The transform keeps its own filter of the keys it wrote (a window does, over
+    /// hashes it computes anyway), so the store need not keep one.
+    fn without_key_filter(&mut self) {}
+
     /// Every entry, when the state lives only in memory (it then goes into the
     /// transform's snapshot); `None` for a store that checkpoints itself.
     fn export(&self) -> Option<Entries> {

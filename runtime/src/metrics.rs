@@ -73,14 +73,19 @@ pub struct StateMetrics {
 }
 
 impl StateMetrics {
-    /// A transform's keyed state size: approximate keys, bytes on disk and in memory.
+    /// A transform's keyed state size: approximate keys, bytes on disk, in memory and
+    /// in the key filter.
     pub fn table(&self, size: &crate::engine::TableSize) {
         let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let component = size.transform.as_str();
         self.keys
             .with_label_values(&[&self.pipeline, component])
             .set(to_i64(size.keys));
-        for (place, bytes) in [("disk", size.disk_bytes), ("memory", size.memory_bytes)] {
+        for (place, bytes) in [
+            ("disk", size.disk_bytes),
+            ("memory", size.memory_bytes),
+            ("filter", size.filter_bytes),
+        ] {
             self.bytes
                 .with_label_values(&[&self.pipeline, component, place])
                 .set(to_i64(bytes));

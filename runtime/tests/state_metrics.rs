@@ -65,6 +65,16 @@ sinks:
         &[r#"component="firsts""#, r#"where="disk""#],
     );
     assert!(disk.is_some(), "no state bytes: {metrics}");
+    // The dedup's table answers "absent" for new ids from its Bloom filter.
+    let filter = sample(
+        &metrics,
+        "connectd_state_bytes",
+        &[r#"component="firsts""#, r#"where="filter""#],
+    );
+    assert!(
+        filter.is_some_and(|b| b >= 1000.0 * 10.0 / 8.0),
+        "key filter bytes: {filter:?}"
+    );
     // The window's groups, decoded in memory in front of the store.
     let memory = sample(
         &metrics,

@@ -64,6 +64,47 @@ struct Kept {
     seq: u64,
 }
 
+/// The first byte of a kept entry in binary form; earlier versions stored JSON (`{`).
+const BINARY_KEPT: u8 = 0xff;
+
+impl Kept {
+    /// `0xff`, expiry and sequence (big-endian), then the record's JSON if kept: 17
+    /// bytes for `keep: first`, which the store keeps without an allocation.
+    fn encode(&self) -> Result<Vec<u8>, ConnectorError> {
+        let mut bytes = Vec::with_capacity(17);
+        bytes.push(BINARY_KEPT);
+        bytes.extend_from_slice(&self.expires.to_be_bytes());
+        bytes.extend_from_slice(&self.seq.to_be_bytes());
+        if let Some(r) = &self.record {
+            serde_json::to_writer(&mut bytes, r).map_err(corrupt)?;
+        }
+        Ok(bytes)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, ConnectorError> {
+        let Some((&BINARY_KEPT, rest)) = bytes.split_first() else {
+            return serde_json::from_slice(bytes).map_err(corrupt);
+        };
+        let (Some(expires), Some(seq)) = (rest.get(..8), rest.get(8..16)) else {
+            return Err(corrupt(format!("{} bytes, too short", bytes.len())));
+        };
+        let be = |b: &[u8]| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            a
+        };
+        let record = match &rest[16..] {
+            [] => None,
+            json => Some(serde_json::from_slice(json).map_err(corrupt)?),
+        };
+        Ok(Self {
+            record,
+            expires: i64::from_be_bytes(be(expires)),
+            seq: u64::from_be_bytes(be(seq)),
+        })
+    }
+}
+
 /// The snapshot: `entries` only when the state lives in memory.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Snapshot {
@@ -190,13 +231,13 @@ impl Dedup {
 
     fn get(&self, key: &[u8]) -> Result<Option<Kept>, ConnectorError> {
         match self.state.get(&entry_key(key))? {
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(corrupt),
+            Some(bytes) => Kept::decode(&bytes).map(Some),
             None => Ok(None),
         }
     }
 
     fn put(&mut self, key: &[u8], kept: &Kept) -> Result<(), ConnectorError> {
-        let bytes = serde_json::to_vec(kept).map_err(corrupt)?;
+        let bytes = kept.encode()?;
         self.state.put(&entry_key(key), &bytes);
         Ok(())
     }
@@ -291,7 +332,7 @@ impl Dedup {
                 self.state.delete(index);
                 let entry = entry_key(key);
                 if let Some(bytes) = self.state.get(&entry)? {
-                    let kept: Kept = serde_json::from_slice(&bytes).map_err(corrupt)?;
+                    let kept = Kept::decode(&bytes)?;
                     self.state.delete(&entry);
                     if let (true, Some(r)) = (self.emit_final, kept.record) {
                         out.emit(r);
@@ -511,6 +552,28 @@ mod tests {
         got.extend(run(second.as_mut(), &input[150..], true));
         assert_eq!(got, whole);
         assert!(whole.len() > 7 && whole.len() < 400, "{}", whole.len());
+    }
+
+    #[test]
+    fn kept_entries_decode_in_binary_and_in_the_earlier_json_form() {
+        let kept = Kept {
+            record: Some(rec(1, 2, 3)),
+            expires: -5,
+            seq: 7,
+        };
+        let back = Kept::decode(&kept.encode().unwrap()).unwrap();
+        assert_eq!((back.record, back.expires, back.seq), (kept.record, -5, 7));
+        let first = Kept {
+            record: None,
+            expires: 1 << 40,
+            seq: 1,
+        };
+        assert_eq!(first.encode().unwrap().len(), 17);
+        let json = br#"{"expires":12,"seq":3}"#;
+        let old = Kept::decode(json).unwrap();
+        assert_eq!((old.record, old.expires, old.seq), (None, 12, 3));
+        let err = Kept::decode(&[0xff, 1, 2]).unwrap_err().to_string();
+        assert!(err.contains("too short"), "{err}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod retry;
 mod sink_task;
 mod source_task;
 mod state_store;
+mod state_table;
 mod transform_task;
 mod wal;
 
@@ -274,7 +275,7 @@ pub async fn run(
         if let Some(stats) = t.component.plugin_stats() {
             metrics.register_plugin_stats(&name, &t.name, stats);
         }
-        let (table, freezer) = state_store.table(&t.name)?;
+        let (table, freezer) = state_store.table(&t.name, Some(line.clone()))?;
         state_store.in_use(&t.name, &table);
         let taken = t.component.attach_state(Box::new(table));
         if !taken {

@@ -9,14 +9,11 @@
 //!   written, then the store. So a checkpoint writes only the keys changed in its
 //!   epoch.
 
-use std::collections::BTreeMap;
 use std::collections::HashMap;
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
-use connectd_sdk::state::{Entries, KeyedState};
-use connectd_sdk::ConnectorError;
+use connectd_sdk::CheckpointControl;
 use fjall::compaction::filter::{
     CompactionFilter, CompactionFilterResult, Context as FilterContext, Factory, ItemAccessor,
     Verdict,
@@ -25,6 +22,8 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::PipelineState;
+use super::state_table::{lock, Overlay, SharedOverlay, TableGauges};
+pub use super::state_table::{Freezer, StoreTable};
 use super::PipelineError;
 
 /// A complete checkpoint: its id and the pipeline's state at it.
@@ -32,24 +31,6 @@ use super::PipelineError;
 pub struct Manifest {
     pub id: u64,
     pub state: PipelineState,
-}
-
-/// A key and its value.
-type Entry = (Vec<u8>, Vec<u8>);
-
-/// Changes of one epoch: `None` deletes the key.
-type Delta = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
-
-#[derive(Debug, Default)]
-struct Overlay {
-    dirty: Delta,
-    /// Deltas of checkpoints not yet complete, by checkpoint id.
-    frozen: BTreeMap<u64, Arc<Delta>>,
-    /// Keys below this are forgotten (`KeyedState::forget_below`); reads honour the
-    /// newest bound at once.
-    bound: Vec<u8>,
-    /// The bound as of each frozen epoch: written with its checkpoint.
-    frozen_bounds: BTreeMap<u64, Vec<u8>>,
 }
 
 /// The bound of a table's last complete checkpoint: what compactions may drop.
@@ -63,14 +44,6 @@ struct Table {
     ks: Keyspace,
     overlay: SharedOverlay,
     completed_bound: SharedBound,
-}
-
-/// Approximate memory of changes held until their checkpoint completes.
-fn delta_bytes(d: &Delta) -> usize {
-    // Key, value and about 48 bytes of map node per entry.
-    d.iter()
-        .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 48)
-        .sum()
 }
 
 /// Drops keys below the table's completed bound when the store compacts: how
@@ -109,12 +82,6 @@ fn bound_key(table: &str) -> Vec<u8> {
     format!("bound.{table}").into_bytes()
 }
 
-type SharedOverlay = Arc<Mutex<Overlay>>;
-
-fn lock(o: &SharedOverlay) -> MutexGuard<'_, Overlay> {
-    o.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// A table's memtable, before it is flushed to disk (fjall's default is 64 MiB): with
 /// the cache, what bounds the store's memory.
 const MEMTABLE_BYTES: u64 = 8 << 20;
@@ -131,7 +98,7 @@ pub struct StateStore {
     /// What each transform may keep decoded in memory (see `KeyedState::memory_budget`).
     memory_budget: usize,
     /// Transforms that keep keyed state here, by table: their sizes go to metrics.
-    used: Arc<Mutex<Vec<(String, StoreTable)>>>,
+    used: Arc<Mutex<Vec<(String, TableGauges)>>>,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -201,7 +168,14 @@ impl StateStore {
     }
 
     /// The keyed state of transform `name`, at the last complete checkpoint.
-    pub fn table(&self, name: &str) -> Result<(StoreTable, Freezer), PipelineError> {
+    ///
+    /// `checkpoints`: where the table asks for a checkpoint when an epoch's changes
+    /// outgrow their share of the cache.
+    pub fn table(
+        &self,
+        name: &str,
+        checkpoints: Option<Arc<dyn CheckpointControl>>,
+    ) -> Result<(StoreTable, Freezer), PipelineError> {
         // Keyspace names are limited to 255 bytes; component names are short.
         let ks_name = format!("t.{name}");
         let ks = self
@@ -231,20 +205,20 @@ impl StateStore {
             overlay: overlay.clone(),
             completed_bound,
         });
-        Ok((
-            StoreTable {
-                ks,
-                overlay: overlay.clone(),
-                memory_budget: self.memory_budget,
-                reported_memory: Default::default(),
-            },
-            Freezer(overlay),
-        ))
+        let gauges = TableGauges {
+            ks,
+            overlay: overlay.clone(),
+            decoded: Default::default(),
+            filter: Default::default(),
+        };
+        let table = StoreTable::open(gauges, self.memory_budget, checkpoints)
+            .map_err(|e| self.err("cannot read", e))?;
+        Ok((table, Freezer(overlay)))
     }
 
     /// Marks the table of transform `name` as in use (it took its keyed state).
     pub fn in_use(&self, name: &str, table: &StoreTable) {
-        lock_vec(&self.used).push((name.to_string(), table.handle()));
+        lock_vec(&self.used).push((name.to_string(), table.gauges()));
     }
 
     /// The transform declined keyed state: no metrics for its (empty) table.
@@ -256,19 +230,12 @@ impl StateStore {
     pub fn sizes(&self) -> Vec<TableSize> {
         lock_vec(&self.used)
             .iter()
-            .map(|(name, t)| {
-                let pending = {
-                    let o = lock(&t.overlay);
-                    delta_bytes(&o.dirty) + o.frozen.values().map(|d| delta_bytes(d)).sum::<usize>()
-                };
-                TableSize {
-                    transform: name.clone(),
-                    keys: t.ks.approximate_len() as u64,
-                    disk_bytes: t.ks.disk_space(),
-                    memory_bytes: (pending
-                        + t.reported_memory.load(std::sync::atomic::Ordering::Relaxed))
-                        as u64,
-                }
+            .map(|(name, t)| TableSize {
+                transform: name.clone(),
+                keys: t.ks.approximate_len() as u64,
+                disk_bytes: t.ks.disk_space(),
+                memory_bytes: t.memory_bytes() as u64,
+                filter_bytes: t.filter_bytes() as u64,
             })
             .collect()
     }
@@ -289,11 +256,12 @@ impl StateStore {
                     o.frozen_bounds.get(&id).cloned(),
                 )
             };
+            // Inline keys and values are copied as they are; longer ones share their bytes.
             for (k, v) in delta.iter().flat_map(|d| d.iter()) {
-                bytes += (k.len() + v.as_ref().map_or(0, Vec::len)) as u64;
+                bytes += (k.0.len() + v.as_ref().map_or(0, |v| v.len())) as u64;
                 match v {
-                    Some(v) => batch.insert(&t.ks, k.as_slice(), v.as_slice()),
-                    None => batch.remove(&t.ks, k.as_slice()),
+                    Some(v) => batch.insert(&t.ks, k.0.clone(), v.clone()),
+                    None => batch.remove(&t.ks, k.0.clone()),
                 }
             }
             if let Some(bound) = bound {
@@ -347,32 +315,6 @@ fn lock_vec<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Freezes a table's changes at a barrier, as the delta of that checkpoint.
-#[derive(Debug, Clone)]
-pub struct Freezer(SharedOverlay);
-
-impl Freezer {
-    pub fn freeze(&self, id: u64) {
-        let mut o = lock(&self.0);
-        let dirty = std::mem::take(&mut o.dirty);
-        o.frozen.insert(id, Arc::new(dirty));
-        let bound = o.bound.clone();
-        o.frozen_bounds.insert(id, bound);
-    }
-}
-
-impl StoreTable {
-    /// Another handle on the same table (for metrics).
-    fn handle(&self) -> StoreTable {
-        StoreTable {
-            ks: self.ks.clone(),
-            overlay: self.overlay.clone(),
-            memory_budget: self.memory_budget,
-            reported_memory: self.reported_memory.clone(),
-        }
-    }
-}
-
 /// A transform's keyed state, for metrics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableSize {
@@ -382,143 +324,15 @@ pub struct TableSize {
     pub disk_bytes: u64,
     /// What the transform keeps decoded, plus changes not yet in the store.
     pub memory_bytes: u64,
-}
-
-/// A transform's view of its table: its changes over the store.
-pub struct StoreTable {
-    ks: Keyspace,
-    overlay: SharedOverlay,
-    memory_budget: usize,
-    reported_memory: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl std::fmt::Debug for StoreTable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StoreTable")
-    }
-}
-
-fn read_error(e: impl std::fmt::Display) -> ConnectorError {
-    ConnectorError::permanent(format!("state store read failed: {e}"))
-}
-
-impl KeyedState for StoreTable {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ConnectorError> {
-        {
-            let o = lock(&self.overlay);
-            if key < o.bound.as_slice() {
-                return Ok(None);
-            }
-            if let Some(v) = o.dirty.get(key) {
-                return Ok(v.clone());
-            }
-            for d in o.frozen.values().rev() {
-                if let Some(v) = d.get(key) {
-                    return Ok(v.clone());
-                }
-            }
-        }
-        // A delta dropped meanwhile is in the store already.
-        self.ks
-            .get(key)
-            .map(|v| v.map(|v| v.to_vec()))
-            .map_err(read_error)
-    }
-
-    fn memory_budget(&self) -> usize {
-        self.memory_budget
-    }
-
-    fn report_memory(&self, bytes: usize) {
-        self.reported_memory
-            .store(bytes, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn put(&mut self, key: &[u8], value: &[u8]) {
-        lock(&self.overlay)
-            .dirty
-            .insert(key.to_vec(), Some(value.to_vec()));
-    }
-
-    fn delete(&mut self, key: &[u8]) {
-        lock(&self.overlay).dirty.insert(key.to_vec(), None);
-    }
-
-    fn forget_below(&mut self, bound: &[u8]) {
-        let mut o = lock(&self.overlay);
-        if bound > o.bound.as_slice() {
-            o.bound = bound.to_vec();
-            o.dirty = o.dirty.split_off(bound);
-        }
-    }
-
-    fn range(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Entries, ConnectorError> {
-        if from >= to || limit == 0 {
-            return Ok(Vec::new());
-        }
-        let o = lock(&self.overlay);
-        let from = from.max(o.bound.as_slice());
-        if from >= to {
-            return Ok(Vec::new());
-        }
-        let bounds = (Bound::Included(from), Bound::Excluded(to));
-        // The overlay's layers, newest first: the dirty map, then the frozen deltas.
-        let mut layers: Vec<_> = std::iter::once(&o.dirty)
-            .chain(o.frozen.values().rev().map(|d| &**d))
-            .map(|d| d.range::<[u8], _>(bounds).peekable())
-            .collect();
-        let mut stored = self.ks.range(from..to);
-        let mut next_stored = || -> Result<Option<Entry>, ConnectorError> {
-            match stored.next() {
-                None => Ok(None),
-                Some(item) => {
-                    let (k, v) = item.into_inner().map_err(read_error)?;
-                    Ok(Some((k.to_vec(), v.to_vec())))
-                }
-            }
-        };
-        let mut store_head = next_stored()?;
-        let mut out = Vec::new();
-        // A k-way merge in key order; per key the newest layer wins, and a deletion
-        // hides the key. Costs what it returns plus the deletions it skips.
-        while out.len() < limit {
-            let mut min: Option<&[u8]> = store_head.as_ref().map(|(k, _)| k.as_slice());
-            for layer in &mut layers {
-                if let Some((k, _)) = layer.peek() {
-                    if min.is_none_or(|m| k.as_slice() < m) {
-                        min = Some(k.as_slice());
-                    }
-                }
-            }
-            let Some(min) = min.map(<[u8]>::to_vec) else {
-                break;
-            };
-            let mut value: Option<Option<Vec<u8>>> = None;
-            for layer in &mut layers {
-                if layer.peek().is_some_and(|(k, _)| **k == min) {
-                    if let Some((_, v)) = layer.next() {
-                        value.get_or_insert_with(|| v.clone());
-                    }
-                }
-            }
-            if store_head.as_ref().is_some_and(|(k, _)| *k == min) {
-                if let Some((_, v)) = store_head.take() {
-                    value.get_or_insert(Some(v));
-                }
-                store_head = next_stored()?;
-            }
-            if let Some(Some(v)) = value {
-                out.push((min, v));
-            }
-        }
-        Ok(out)
-    }
+    /// The table's Bloom filter of keys.
+    pub filter_bytes: u64,
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use connectd_sdk::state::KeyedState;
 
     fn manifest(id: u64) -> Manifest {
         Manifest {
@@ -533,7 +347,7 @@ mod tests {
         {
             let store = StateStore::open(dir.path(), 64 << 20).unwrap();
             assert_eq!(store.latest().unwrap(), None);
-            let (mut t, freezer) = store.table("dedup").unwrap();
+            let (mut t, freezer) = store.table("dedup", None).unwrap();
             t.put(b"a", b"1");
             t.put(b"b", b"2");
             freezer.freeze(1);
@@ -558,7 +372,7 @@ mod tests {
         // Reopened as after a crash: checkpoint 1, without epoch 2's changes.
         let store = StateStore::open(dir.path(), 64 << 20).unwrap();
         assert_eq!(store.latest().unwrap(), Some(manifest(1)));
-        let (t, _) = store.table("dedup").unwrap();
+        let (t, _) = store.table("dedup", None).unwrap();
         assert_eq!(t.get(b"a").unwrap(), Some(b"1".to_vec()));
         assert_eq!(t.get(b"c").unwrap(), None);
         assert_eq!(
@@ -571,7 +385,7 @@ mod tests {
     fn range_merges_the_overlay_with_the_store_in_key_order() {
         let dir = tempfile::tempdir().unwrap();
         let store = StateStore::open(dir.path(), 64 << 20).unwrap();
-        let (mut t, freezer) = store.table("w").unwrap();
+        let (mut t, freezer) = store.table("w", None).unwrap();
         let mut model = connectd_sdk::state::MemoryState::default();
         // Three epochs of random puts and deletes; the first two complete.
         let mut seed = 7u64;
@@ -613,7 +427,7 @@ mod tests {
         let keys = |t: &StoreTable| t.range(&[0], &[255], 1000).unwrap().len();
         {
             let store = StateStore::open(dir.path(), 64 << 20).unwrap();
-            let (mut t, freezer) = store.table("w").unwrap();
+            let (mut t, freezer) = store.table("w", None).unwrap();
             for i in 0..100u8 {
                 t.put(&[i], b"v");
             }
@@ -628,7 +442,7 @@ mod tests {
         {
             // Back at checkpoint 1: nothing forgotten.
             let store = StateStore::open(dir.path(), 64 << 20).unwrap();
-            let (mut t, freezer) = store.table("w").unwrap();
+            let (mut t, freezer) = store.table("w", None).unwrap();
             assert_eq!(t.get(&[10]).unwrap(), Some(b"v".to_vec()));
             t.forget_below(&[50]);
             t.put(&[20], b"too old"); // below the bound: invisible too
@@ -637,13 +451,13 @@ mod tests {
             store.complete(&manifest(2)).unwrap();
         }
         let store = StateStore::open(dir.path(), 64 << 20).unwrap();
-        let (t, _) = store.table("w").unwrap();
+        let (t, _) = store.table("w", None).unwrap();
         assert_eq!(t.get(&[10]).unwrap(), None);
         assert_eq!(keys(&t), 50);
         // A compaction drops them from disk (no tombstone was written for them).
-        t.ks.rotate_memtable_and_wait().unwrap();
-        t.ks.major_compact().unwrap();
-        let on_disk = t.ks.range::<&[u8], _>(..).count();
+        t.gauges().ks.rotate_memtable_and_wait().unwrap();
+        t.gauges().ks.major_compact().unwrap();
+        let on_disk = t.gauges().ks.range::<&[u8], _>(..).count();
         assert_eq!(on_disk, 50);
     }
 
@@ -652,7 +466,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = StateStore::open(dir.path(), 64 << 20).unwrap();
-            let (mut t, freezer) = store.table("d").unwrap();
+            let (mut t, freezer) = store.table("d", None).unwrap();
             for i in 0..1000u32 {
                 t.put(&i.to_be_bytes(), b"value");
             }
@@ -662,7 +476,7 @@ mod tests {
         damage(&dir.path().join("state"));
         let opened = StateStore::open(dir.path(), 64 << 20).and_then(|s| {
             s.latest()?;
-            let (t, _) = s.table("d")?;
+            let (t, _) = s.table("d", None)?;
             t.get(&5u32.to_be_bytes())
                 .map_err(|e| PipelineError::new("state", e.to_string()))?;
             Ok(())

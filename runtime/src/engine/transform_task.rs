@@ -8,7 +8,7 @@ use super::align::{Aligner, Event};
 use super::checkpoint::CheckpointStore;
 use super::dlq::DeadLetters;
 use super::messages::{broadcast, BarrierKind, LaneSet, Message, Output};
-use super::state_store::Freezer;
+use super::state_table::Freezer;
 use super::PipelineError;
 use crate::metrics::ComponentMetrics;
 

@@ -22,8 +22,8 @@ use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
 use super::acc_codec;
-use super::bloom::KeyFilter;
 use super::{key_hash, output_row, pairs, Acc, GroupKey, Kind, WindowSpec};
+use connectd_sdk::bloom::KeyFilter;
 
 /// Rows emitted per call while a window closes.
 const ROWS_PER_PART: usize = 4096;

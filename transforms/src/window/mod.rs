@@ -13,7 +13,6 @@
 mod acc_codec;
 mod aggregate;
 mod aligned;
-mod bloom;
 mod session;
 mod sliding;
 
@@ -583,6 +582,8 @@ impl Transform for Window {
         }
         self.state = State::Aligned(aligned::Aligned::with_budget(state.memory_budget()));
         self.keyed = state;
+        // Each window filters the group keys it spilled, by the hash it has at hand.
+        self.keyed.without_key_filter();
         true
     }
 

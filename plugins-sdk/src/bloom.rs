@@ -1,6 +1,7 @@
-//! Which group keys a window has written to the state store: a Bloom filter over the
-//! 64-bit group hashes the window computes anyway, so that a key seen for the first
-//! time (the common case with many keys) needs no lookup in the store.
+//! Which keys keyed state has written: a Bloom filter over 64-bit hashes, so that a key
+//! seen for the first time (the common case with many keys) needs no lookup in the
+//! state store. The store keeps one per table; a window keeps one over the group
+//! hashes it computes anyway.
 //!
 //! Hand-written rather than a crate: those hash the key again, and this needs only
 //! insert and contains over a hash already at hand. It grows by adding filters twice
@@ -68,6 +69,22 @@ pub struct KeyFilter {
 }
 
 impl KeyFilter {
+    /// A filter whose first part holds `keys` hashes at its false-positive rate.
+    pub fn with_capacity(keys: usize) -> Self {
+        Self {
+            filters: vec![Filter::new(keys.max(FIRST_CAPACITY))],
+        }
+    }
+
+    /// How many hashes were inserted.
+    pub fn len(&self) -> usize {
+        self.filters.iter().map(|f| f.len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn insert(&mut self, hash: u64) {
         let full = self.filters.last().is_none_or(|f| f.len >= f.capacity);
         if full {
