@@ -181,7 +181,12 @@ impl StateStore {
         let ks = self
             .db
             .keyspace(&ks_name, || {
-                KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+                // Point reads that reach the store mostly find their key (the table's
+                // Bloom filter, or a window's own, answers for new keys), so the last
+                // level, which holds most keys, needs no filter of its own.
+                KeyspaceCreateOptions::default()
+                    .max_memtable_size(MEMTABLE_BYTES)
+                    .expect_point_read_hits(true)
             })
             .map_err(|e| self.err("cannot open a table in", e))?;
         let bound = self
@@ -245,7 +250,15 @@ impl StateStore {
     pub fn complete(&self, manifest: &Manifest) -> Result<u64, PipelineError> {
         let id = manifest.id;
         let tables = lock_vec(&self.tables).clone();
-        let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
+        // Sized up front: grown by doubling, a batch of a million changes would be
+        // copied several times into freshly faulted pages.
+        let items: usize = tables
+            .iter()
+            .map(|t| lock(&t.overlay).frozen.get(&id).map_or(0, |d| d.len()) + 1)
+            .sum::<usize>()
+            + 1;
+        let mut batch = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), items)
+            .durability(Some(PersistMode::SyncAll));
         let mut bytes = 0u64;
         let mut new_bounds = Vec::new();
         for t in &tables {
