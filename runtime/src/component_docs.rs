@@ -348,7 +348,7 @@ pub fn pipeline_schema(registry: &Registry) -> Value {
                     {"type": "string", "pattern": "^\\s*(0+\\s*[a-zA-Z]*\\s*)+$"}
                 ]}}], "description": "how often a checkpoint is taken, greater than 0 (default 1s)"}
             }},
-            "batch_size": {"type": "integer", "minimum": 1, "description": "records per batch (default 1024)"},
+            "batch_size": {"type": "integer", "minimum": 1, "description": "records per batch (default 128)"},
             "state": {"type": "object", "additionalProperties": false, "properties": {
                 "cache_size": {"type": ["string", "integer"], "description": "memory for keyed state, such as 64MiB (at least 4MiB)"}
             }},

@@ -237,7 +237,9 @@ pub fn parse(
         }
         None => Duration::from_secs(1),
     };
-    let batch_size = top.u64_or("batch_size", 1024).clamp(1, 1 << 20) as usize;
+    // 128 records (~70 KB as values) is still in the cache when the next component
+    // reads them: 11–26 % less CPU than 1024 on the file → window path (README).
+    let batch_size = top.u64_or("batch_size", 128).clamp(1, 1 << 20) as usize;
     let state_cache_bytes = match top.opt_map("state") {
         Some(mut st) => {
             let mut bytes = DEFAULT_CACHE_SIZE;
