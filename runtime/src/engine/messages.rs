@@ -47,6 +47,10 @@ pub struct Output {
     pub input: usize,
 }
 
+/// How a send to a component that has ended reads: a knock-on of that component's own
+/// failure, which the pipeline reports instead when it has one.
+pub const STOPPED_RECEIVING: &str = "stopped receiving";
+
 /// Sends a message to every downstream component.
 pub async fn broadcast(outputs: &[Output], message: Message) -> Result<(), String> {
     for out in outputs {
@@ -56,7 +60,7 @@ pub async fn broadcast(outputs: &[Output], message: Message) -> Result<(), Strin
                 message: message.clone(),
             })
             .await
-            .map_err(|_| format!("`{}` stopped receiving", out.to))?;
+            .map_err(|_| format!("`{}` {STOPPED_RECEIVING}", out.to))?;
     }
     Ok(())
 }

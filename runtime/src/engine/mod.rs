@@ -26,6 +26,7 @@ mod wal;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -346,9 +347,30 @@ pub async fn run(
             ))
         });
         if let Err(e) = result {
+            let e = root_cause(&mut tasks, e).await;
             tasks.abort_all();
             return Err(e);
         }
     }
     Ok(())
+}
+
+/// A component that failed because its downstream ended is a knock-on: the downstream's
+/// own error (a plugin trap, a sink that gave up) says why, so wait briefly for it.
+async fn root_cause(
+    tasks: &mut JoinSet<Result<(), PipelineError>>,
+    first: PipelineError,
+) -> PipelineError {
+    if !first.message.ends_with(messages::STOPPED_RECEIVING) {
+        return first;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, tasks.join_next()).await {
+        if let Ok(Err(e)) = joined {
+            if !e.message.ends_with(messages::STOPPED_RECEIVING) {
+                return e;
+            }
+        }
+    }
+    first
 }
