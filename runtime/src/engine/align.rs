@@ -29,6 +29,8 @@ pub struct Aligner {
     arrived: usize,
     held: VecDeque<Envelope>,
     replay: VecDeque<Envelope>,
+    /// An event [`Aligner::join_ready`] took but could not join: the next one out.
+    pending: Option<Event>,
 }
 
 impl Aligner {
@@ -39,11 +41,15 @@ impl Aligner {
             arrived: 0,
             held: VecDeque::new(),
             replay: VecDeque::new(),
+            pending: None,
         }
     }
 
     /// The next event. Cancel-safe: a message taken from the channel is never lost.
     pub async fn next(&mut self) -> Event {
+        if let Some(event) = self.pending.take() {
+            return event;
+        }
         loop {
             let env = match self.replay.pop_front() {
                 Some(e) => e,
@@ -60,6 +66,9 @@ impl Aligner {
 
     /// The next event if one is ready now, without waiting on the channel.
     pub fn try_next(&mut self) -> Option<Event> {
+        if let Some(event) = self.pending.take() {
+            return Some(event);
+        }
         loop {
             let env = match self.replay.pop_front() {
                 Some(e) => e,
@@ -77,13 +86,8 @@ impl Aligner {
 
     /// Appends the data batches already waiting to `batch`, up to `limit` records.
     /// Batches another component also holds are not joined (that would copy their
-    /// records); the first event that cannot join is left in `ready` for the caller.
-    pub fn join_ready(
-        &mut self,
-        mut batch: Batch,
-        limit: usize,
-        ready: &mut Option<Event>,
-    ) -> Batch {
+    /// records); the first event that cannot join comes out of the next call.
+    pub fn join_ready(&mut self, mut batch: Batch, limit: usize) -> Batch {
         while batch.len() < limit {
             let Some(records) = Arc::get_mut(&mut batch) else {
                 break;
@@ -92,12 +96,12 @@ impl Aligner {
                 Some(Event::Data(input, more)) => match Arc::try_unwrap(more) {
                     Ok(more) => records.extend(more),
                     Err(shared) => {
-                        *ready = Some(Event::Data(input, shared));
+                        self.pending = Some(Event::Data(input, shared));
                         break;
                     }
                 },
                 other => {
-                    *ready = other;
+                    self.pending = other;
                     break;
                 }
             }
@@ -134,7 +138,7 @@ impl Aligner {
 
     /// True when messages are waiting to be replayed (no need to wait on the channel).
     pub fn has_buffered(&self) -> bool {
-        !self.replay.is_empty()
+        self.pending.is_some() || !self.replay.is_empty()
     }
 }
 
@@ -186,6 +190,7 @@ mod tests {
         // Input 0's second batch (2 records) waits for the barrier on input 1.
         assert_eq!(seen, ["d0:1", "d1:3", "b1", "d0:2", "d1:4"]);
     }
+
     #[tokio::test]
     async fn try_next_takes_only_what_is_ready_and_keeps_alignment() {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
@@ -216,14 +221,14 @@ mod tests {
             tx.send(e).await.unwrap();
         }
         let mut a = Aligner::new(rx, 1);
-        let mut ready = None;
         let first = match a.next().await {
             Event::Data(_, b) => b,
             other => panic!("expected data, got {other:?}"),
         };
-        let joined = a.join_ready(first, 100, &mut ready);
+        let joined = a.join_ready(first, 100);
         assert_eq!(joined.len(), 5, "2 + 3 joined; the barrier stops the join");
-        assert!(matches!(ready.take(), Some(Event::Aligned(b)) if b.id == 1));
+        assert!(a.has_buffered());
+        assert!(matches!(a.next().await, Event::Aligned(b) if b.id == 1));
 
         // The limit caps a join; a batch someone else holds is passed on, not copied.
         let after = match a.next().await {
@@ -231,18 +236,18 @@ mod tests {
             other => panic!("expected data, got {other:?}"),
         };
         tx.send(data(0, 1)).await.unwrap();
-        let capped = a.join_ready(after, 4, &mut ready);
+        let capped = a.join_ready(after, 4);
         assert_eq!(capped.len(), 4);
-        assert!(ready.is_none());
+        assert!(!a.has_buffered());
         tx.send(Envelope {
             input: 0,
             message: Message::Data(shared),
         })
         .await
         .unwrap();
-        let alone = a.join_ready(Arc::new(vec![Default::default(); 1]), 100, &mut ready);
+        let alone = a.join_ready(Arc::new(vec![Default::default(); 1]), 100);
         assert_eq!(alone.len(), 2, "the waiting owned batch of 1 joins");
-        assert!(matches!(&ready, Some(Event::Data(0, b)) if Arc::ptr_eq(b, &kept)));
+        assert!(matches!(a.try_next(), Some(Event::Data(0, b)) if Arc::ptr_eq(&b, &kept)));
         drop(kept);
     }
 }

@@ -68,15 +68,10 @@ impl SinkTask {
     pub async fn run(mut self) -> Result<(), PipelineError> {
         let mut bad = Vec::new();
         let at_commit = self.wal.is_some() && self.sink.writes_at_commit();
-        let mut ready: Option<Event> = None;
         loop {
-            let event = match ready.take() {
-                Some(e) => e,
-                None => self.aligner.next().await,
-            };
-            match event {
+            match self.aligner.next().await {
                 Event::Data(_, batch) => {
-                    let batch = self.aligner.join_ready(batch, COALESCE_RECORDS, &mut ready);
+                    let batch = self.aligner.join_ready(batch, COALESCE_RECORDS);
                     self.metrics.records_in.inc_by(batch.len() as u64);
                     self.metrics.tap.offer(&batch);
                     if let Some(wal) = self.wal.as_mut() {
