@@ -12,6 +12,7 @@ mod checkpoint;
 mod coordinator;
 mod crash_point;
 mod dlq;
+mod epoch_changes;
 mod lanes;
 mod messages;
 pub mod recovery;

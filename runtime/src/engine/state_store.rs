@@ -4,9 +4,9 @@
 //! - Completing checkpoint *n* writes the manifest of *n* and every transform's keyed
 //!   state changes of the epoch of *n* in one atomic, synced batch: the commit point
 //!   of the two-phase commit. A crash leaves the store at *n − 1* or at *n*, whole.
-//! - A transform writes into a dirty map; at barrier *n* it is frozen as the delta of
-//!   *n* and a new one starts. Reads see the dirty map, then the frozen deltas not yet
-//!   written, then the store. So a checkpoint writes only the keys changed in its
+//! - A transform writes into its epoch's changes; at barrier *n* they are sorted into
+//!   the delta of *n* and a new epoch starts. Reads see the epoch's changes, then the
+//!   frozen deltas not yet written, then the store. So a checkpoint writes only the keys changed in its
 //!   epoch.
 
 use std::collections::HashMap;
@@ -271,10 +271,10 @@ impl StateStore {
             };
             // Inline keys and values are copied as they are; longer ones share their bytes.
             for (k, v) in delta.iter().flat_map(|d| d.iter()) {
-                bytes += (k.0.len() + v.as_ref().map_or(0, |v| v.len())) as u64;
+                bytes += (k.len() + v.as_ref().map_or(0, |v| v.len())) as u64;
                 match v {
-                    Some(v) => batch.insert(&t.ks, k.0.clone(), v.clone()),
-                    None => batch.remove(&t.ks, k.0.clone()),
+                    Some(v) => batch.insert(&t.ks, k.clone(), v.clone()),
+                    None => batch.remove(&t.ks, k.clone()),
                 }
             }
             if let Some(bound) = bound {

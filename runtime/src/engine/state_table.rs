@@ -1,18 +1,15 @@
-//! A transform's table in the state store: its changes of the current epoch (the dirty
-//! map), the frozen deltas of checkpoints not yet complete, then the store.
+//! A transform's table in the state store: its changes of the current epoch, the
+//! frozen deltas of checkpoints not yet complete (see `epoch_changes`), then the store.
 //!
 //! Cheap per key because a million keys go through here per checkpoint interval:
 //! - Keys and values up to 20 bytes are stored inline (`fjall::Slice`), so most puts
 //!   allocate nothing, and handing a delta to the store's batch copies no bytes.
-//! - Overlay keys compare 8 bytes at a time as integers, without a call to `memcmp`.
 //! - A Bloom filter of every key the table has held answers "absent" for a new key
 //!   without looking at the overlay or the store: the common case for dedup by id or
 //!   a window over many keys.
 
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::hash::Hasher;
-use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -22,62 +19,13 @@ use connectd_sdk::CheckpointControl;
 use connectd_sdk::ConnectorError;
 use fjall::{Keyspace, Slice};
 
-/// A key of the overlay, ordered as its bytes.
-#[derive(Clone, PartialEq, Eq)]
-pub(super) struct OverlayKey(pub(super) Slice);
-
-impl OverlayKey {
-    fn new(bytes: &[u8]) -> Self {
-        Self(Slice::from(bytes))
-    }
-}
-
-/// Up to 8 bytes from `at`, zero-padded, as a big-endian integer.
-fn word(bytes: &[u8], at: usize, len: usize) -> u64 {
-    let mut buf = [0u8; 8];
-    buf[..len].copy_from_slice(&bytes[at..at + len]);
-    u64::from_be_bytes(buf)
-}
-
-/// Byte order, 8 bytes at a time: keys share long prefixes (a window's end and start),
-/// and a call to `memcmp` per comparison cost more than the comparison.
-fn cmp_bytes(a: &[u8], b: &[u8]) -> Ordering {
-    let common = a.len().min(b.len());
-    let mut at = 0;
-    while at + 8 <= common {
-        let whole = |s: &[u8]| <[u8; 8]>::try_from(&s[at..at + 8]).map_or(0, u64::from_be_bytes);
-        let (x, y) = (whole(a), whole(b));
-        if x != y {
-            return x.cmp(&y);
-        }
-        at += 8;
-    }
-    let rest = common - at;
-    word(a, at, rest)
-        .cmp(&word(b, at, rest))
-        .then(a.len().cmp(&b.len()))
-}
-
-impl Ord for OverlayKey {
-    fn cmp(&self, other: &Self) -> Ordering {
-        cmp_bytes(&self.0, &other.0)
-    }
-}
-
-impl PartialOrd for OverlayKey {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// Changes of one epoch: `None` deletes the key.
-pub(super) type Delta = BTreeMap<OverlayKey, Option<Slice>>;
+use super::epoch_changes::{EpochChanges, SortedDelta, CHANGE_BYTES};
 
 #[derive(Default)]
 pub(super) struct Overlay {
-    pub(super) dirty: Delta,
+    pub(super) dirty: EpochChanges,
     /// Deltas of checkpoints not yet complete, by checkpoint id.
-    pub(super) frozen: BTreeMap<u64, Arc<Delta>>,
+    pub(super) frozen: BTreeMap<u64, Arc<SortedDelta>>,
     /// Keys below this are forgotten (`KeyedState::forget_below`); reads honour the
     /// newest bound at once.
     pub(super) bound: Vec<u8>,
@@ -92,18 +40,6 @@ pub(super) type SharedOverlay = Arc<Mutex<Overlay>>;
 
 pub(super) fn lock(o: &SharedOverlay) -> MutexGuard<'_, Overlay> {
     o.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// About what an entry of a delta takes in its map node, keys and values inline.
-const ENTRY_BYTES: usize = 64;
-
-/// Approximate memory of changes held until their checkpoint completes.
-pub(super) fn delta_bytes(d: &Delta) -> usize {
-    // Bytes past the inline 20, plus the map node.
-    let spilled = |len: usize| if len > 20 { len } else { 0 };
-    d.iter()
-        .map(|(k, v)| spilled(k.0.len()) + v.as_ref().map_or(0, |v| spilled(v.len())) + ENTRY_BYTES)
-        .sum()
 }
 
 /// Freezes a table's changes at a barrier, as the delta of that checkpoint.
@@ -122,9 +58,10 @@ impl std::fmt::Debug for Overlay {
 impl Freezer {
     pub fn freeze(&self, id: u64) {
         let mut o = lock(&self.0);
-        let dirty = std::mem::take(&mut o.dirty);
-        o.frozen.insert(id, Arc::new(dirty));
         let bound = o.bound.clone();
+        let next = EpochChanges::with_capacity(o.dirty.len());
+        let delta = std::mem::replace(&mut o.dirty, next).freeze(&bound);
+        o.frozen.insert(id, Arc::new(delta));
         o.frozen_bounds.insert(id, bound);
         o.checkpoint_asked = false;
     }
@@ -150,7 +87,7 @@ impl TableGauges {
     pub(super) fn memory_bytes(&self) -> usize {
         let pending = {
             let o = lock(&self.overlay);
-            delta_bytes(&o.dirty) + o.frozen.values().map(|d| delta_bytes(d)).sum::<usize>()
+            o.dirty.bytes() + o.frozen.values().map(|d| d.bytes()).sum::<usize>()
         };
         pending + self.decoded.load(AtomicOrdering::Relaxed)
     }
@@ -267,9 +204,9 @@ impl StoreTable {
 impl StoreTable {
     fn change(&mut self, key: &[u8], value: Option<Slice>) {
         let mut o = lock(&self.gauges.overlay);
-        o.dirty.insert(OverlayKey::new(key), value);
+        o.dirty.set(key, value);
         // Counted by entries: measuring each costs more than the estimate saves.
-        let full = o.dirty.len() * ENTRY_BYTES > self.memory_budget / DIRTY_SHARE;
+        let full = o.dirty.len() * CHANGE_BYTES > self.memory_budget / DIRTY_SHARE;
         if full && !o.checkpoint_asked {
             if let Some(c) = &self.checkpoints {
                 o.checkpoint_asked = true;
@@ -284,10 +221,11 @@ impl StoreTable {
 fn filter_of(gauges: &TableGauges) -> Result<KeyFilter, String> {
     let mut hashes: Vec<u64> = {
         let o = lock(&gauges.overlay);
-        std::iter::once(&o.dirty)
-            .chain(o.frozen.values().map(|d| &**d))
-            .flat_map(|d| d.iter().filter(|(_, v)| v.is_some()))
-            .map(|(k, _)| key_hash(&k.0))
+        o.dirty
+            .iter()
+            .chain(o.frozen.values().flat_map(|d| d.iter()))
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| key_hash(k))
             .collect()
     };
     for item in gauges.ks.iter() {
@@ -305,19 +243,17 @@ impl KeyedState for StoreTable {
         if !self.may_hold(key) {
             return Ok(None);
         }
-        let wanted = OverlayKey::new(key);
         {
             let o = lock(&self.gauges.overlay);
             if key < o.bound.as_slice() {
                 return Ok(None);
             }
-            if let Some(v) = o.dirty.get(&wanted) {
-                return Ok(v.as_ref().map(|v| v.to_vec()));
-            }
-            for d in o.frozen.values().rev() {
-                if let Some(v) = d.get(&wanted) {
-                    return Ok(v.as_ref().map(|v| v.to_vec()));
-                }
+            let newest = std::iter::once(o.dirty.get(key))
+                .chain(o.frozen.values().rev().map(|d| d.get(key)))
+                .flatten()
+                .next();
+            if let Some(v) = newest {
+                return Ok(v.map(|v| v.to_vec()));
             }
         }
         // A delta dropped meanwhile is in the store already.
@@ -355,9 +291,9 @@ impl KeyedState for StoreTable {
 
     fn forget_below(&mut self, bound: &[u8]) {
         let mut o = lock(&self.gauges.overlay);
+        // The epoch's changes below it are dropped when it is frozen.
         if bound > o.bound.as_slice() {
             o.bound = bound.to_vec();
-            o.dirty = o.dirty.split_off(&OverlayKey::new(bound));
         }
     }
 
@@ -365,19 +301,20 @@ impl KeyedState for StoreTable {
         if from >= to || limit == 0 {
             return Ok(Vec::new());
         }
-        let o = lock(&self.gauges.overlay);
+        let mut guard = lock(&self.gauges.overlay);
+        let o = &mut *guard;
         let from = from.max(o.bound.as_slice());
         if from >= to {
             return Ok(Vec::new());
         }
-        let bounds = (
-            Bound::Included(OverlayKey::new(from)),
-            Bound::Excluded(OverlayKey::new(to)),
-        );
-        // The overlay's layers, newest first: the dirty map, then the frozen deltas.
-        let mut layers: Vec<_> = std::iter::once(&o.dirty)
-            .chain(o.frozen.values().rev().map(|d| &**d))
-            .map(|d| d.range(bounds.clone()).peekable())
+        // The overlay's layers, newest first: the epoch's changes, then the frozen deltas.
+        type Layer<'a> = Box<dyn Iterator<Item = (&'a [u8], Option<&'a Slice>)> + 'a>;
+        let newest: Layer<'_> = Box::new(o.dirty.range(from, to));
+        let mut layers: Vec<_> = std::iter::once(newest)
+            .chain(o.frozen.values().rev().map(|d| -> Layer<'_> {
+                Box::new(d.range(from, to).iter().map(|(k, v)| (&**k, v.as_ref())))
+            }))
+            .map(Iterator::peekable)
             .collect();
         let mut stored = self.gauges.ks.range(from..to);
         let mut next_stored = || -> Result<Option<(Slice, Slice)>, ConnectorError> {
@@ -393,9 +330,9 @@ impl KeyedState for StoreTable {
         while out.len() < limit {
             let mut min: Option<&[u8]> = store_head.as_ref().map(|(k, _)| &k[..]);
             for layer in &mut layers {
-                if let Some((k, _)) = layer.peek() {
-                    if min.is_none_or(|m| &k.0[..] < m) {
-                        min = Some(&k.0[..]);
+                if let Some(&(k, _)) = layer.peek() {
+                    if min.is_none_or(|m| k < m) {
+                        min = Some(k);
                     }
                 }
             }
@@ -404,9 +341,9 @@ impl KeyedState for StoreTable {
             };
             let mut value: Option<Option<&Slice>> = None;
             for layer in &mut layers {
-                if layer.peek().is_some_and(|(k, _)| k.0[..] == min[..]) {
+                if layer.peek().is_some_and(|&(k, _)| k == &min[..]) {
                     if let Some((_, v)) = layer.next() {
-                        value.get_or_insert(v.as_ref());
+                        value.get_or_insert(v);
                     }
                 }
             }
@@ -435,44 +372,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn overlay_keys_order_as_their_bytes() {
-        let keys: Vec<Vec<u8>> = vec![
-            vec![],
-            vec![0],
-            vec![0, 0],
-            vec![1],
-            b"a".to_vec(),
-            b"a\0".to_vec(),
-            b"a\0\0\0\0\0\0\0\0".to_vec(),
-            b"abcdefgh".to_vec(),
-            b"abcdefgh\0".to_vec(),
-            b"abcdefghi".to_vec(),
-            b"abcdefgi".to_vec(),
-            b"abcdefghijklmnopqrstuvwxyz".to_vec(),
-            b"abcdefghijklmnopqrstuvwxy".to_vec(),
-            b"abcdefghijklmnopqrstuvwxz".to_vec(),
-            b"abcdefghijklmnop".to_vec(),
-            b"abcdefghijklmnop\0".to_vec(),
-            vec![255; 30],
-        ];
-        for a in &keys {
-            for b in &keys {
-                assert_eq!(
-                    OverlayKey::new(a).cmp(&OverlayKey::new(b)),
-                    a.cmp(b),
-                    "{a:?} vs {b:?}"
-                );
-            }
-        }
-    }
-
-    #[test]
     fn the_key_filter_is_rebuilt_from_the_live_keys_and_answers_for_all_of_them() {
         let dir = tempfile::tempdir().unwrap();
         let store = super::super::StateStore::open(dir.path(), 64 << 20).unwrap();
         let (mut t, freezer) = store.table("dedup", None).unwrap();
         // Past the rebuild threshold (lowered for the test), deleting as we go: the
-        // rebuilt filter holds the live keys (in the dirty map and the frozen delta)
+        // rebuilt filter holds the live keys (in the epoch's changes and the frozen delta)
         // and the store's.
         t.rebuild_at = 40_000;
         let n = 50_000u32;
@@ -522,7 +427,7 @@ mod tests {
         let store = super::super::StateStore::open(dir.path(), 1 << 20).unwrap();
         let asks = Arc::new(Asks::default());
         let (mut t, freezer) = store.table("w", Some(asks.clone())).unwrap();
-        let entries = (256 << 10) / ENTRY_BYTES;
+        let entries = (256 << 10) / CHANGE_BYTES;
         let count = || asks.0.load(AtomicOrdering::SeqCst);
         for i in 0..entries as u32 {
             t.put(&i.to_be_bytes(), b"v");

@@ -1,0 +1,369 @@
+//! A state table's changes not yet in the store: those of the epoch in progress
+//! (`EpochChanges`) and, frozen at a barrier, those of a checkpoint not yet complete
+//! (`SortedDelta`).
+//!
+//! A million keys go through here per checkpoint interval, mostly point writes and
+//! reads and few range reads (a window closing, dedup retention). An ordered map paid
+//! a search down its tree and a shift inside a node for every write (a quarter of a
+//! 1 M-key window's CPU); here a write is one hash probe and an append, and key order
+//! is built only when it is asked for:
+//! - a range read sorts the keys written since the previous one into a run, and runs
+//!   merge as an LSM tree's levels do (each at least twice the next), so a key is moved
+//!   O(log n) times however reads and writes interleave;
+//! - a barrier sorts the epoch once, in place, into an immutable sorted delta: binary
+//!   search for point reads, a slice for range reads, and the store takes it in order.
+//!
+//! Keys below the table's bound (`KeyedState::forget_below`) are never read (readers
+//! check the bound first), so they are dropped at the barrier, not searched for.
+
+use std::cmp::Ordering;
+use std::hash::BuildHasher;
+
+use fjall::Slice;
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
+
+/// Up to 8 bytes from `at`, zero-padded, as a big-endian integer.
+fn word(bytes: &[u8], at: usize, len: usize) -> u64 {
+    let mut buf = [0u8; 8];
+    buf[..len].copy_from_slice(&bytes[at..at + len]);
+    u64::from_be_bytes(buf)
+}
+
+/// Byte order, 8 bytes at a time: keys share long prefixes (a window's end and start),
+/// and a call to `memcmp` per comparison cost more than the comparison.
+pub(super) fn cmp_bytes(a: &[u8], b: &[u8]) -> Ordering {
+    let common = a.len().min(b.len());
+    let mut at = 0;
+    while at + 8 <= common {
+        let whole = |s: &[u8]| <[u8; 8]>::try_from(&s[at..at + 8]).map_or(0, u64::from_be_bytes);
+        let (x, y) = (whole(a), whole(b));
+        if x != y {
+            return x.cmp(&y);
+        }
+        at += 8;
+    }
+    let rest = common - at;
+    word(a, at, rest)
+        .cmp(&word(b, at, rest))
+        .then(a.len().cmp(&b.len()))
+}
+
+/// A key and its new value; `None` deletes the key.
+pub(super) type Change = (Slice, Option<Slice>);
+
+/// About what a change takes: its entry (keys and values up to 20 bytes inline), the
+/// slack of the growing vector, its slot in the index and in a run.
+pub(super) const CHANGE_BYTES: usize = 72;
+
+/// Bytes past the 20 a key or value holds inline.
+fn spilled(len: usize) -> usize {
+    if len > 20 {
+        len
+    } else {
+        0
+    }
+}
+
+fn change_bytes((k, v): &Change) -> usize {
+    spilled(k.len()) + v.as_ref().map_or(0, |v| spilled(v.len())) + CHANGE_BYTES
+}
+
+fn hash_of(key: &[u8]) -> u64 {
+    FxBuildHasher.hash_one(key)
+}
+
+/// The changes of the epoch in progress.
+#[derive(Default)]
+pub(super) struct EpochChanges {
+    /// One entry per key, in the order of its first change.
+    entries: Vec<Change>,
+    /// Positions in `entries`, by key.
+    index: HashTable<u32>,
+    /// Sorted runs of positions, each at least twice as long as the next: every entry
+    /// before `sorted` is in exactly one.
+    runs: Vec<Vec<u32>>,
+    sorted: usize,
+}
+
+impl EpochChanges {
+    /// Room for `n` changes: an epoch is sized like the previous one, so a busy table
+    /// does not rehash and copy its index and entries as they grow.
+    pub(super) fn with_capacity(n: usize) -> Self {
+        Self {
+            entries: Vec::with_capacity(n),
+            index: HashTable::with_capacity(n),
+            ..Self::default()
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(super) fn set(&mut self, key: &[u8], value: Option<Slice>) {
+        let hash = hash_of(key);
+        let entries = &mut self.entries;
+        if let Some(&at) = self.index.find(hash, |&at| *entries[at as usize].0 == *key) {
+            entries[at as usize].1 = value;
+            return;
+        }
+        // Positions fit in u32: an epoch is cut by its memory share long before.
+        let at = entries.len() as u32;
+        entries.push((Slice::from(key), value));
+        self.index
+            .insert_unique(hash, at, |&at| hash_of(&entries[at as usize].0));
+    }
+
+    /// The change to `key` in this epoch, if any: `Some(None)` is a deletion.
+    pub(super) fn get(&self, key: &[u8]) -> Option<Option<&Slice>> {
+        self.index
+            .find(hash_of(key), |&at| *self.entries[at as usize].0 == *key)
+            .map(|&at| self.entries[at as usize].1.as_ref())
+    }
+
+    /// Every change, in no particular order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Change> {
+        self.entries.iter()
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        self.entries.iter().map(change_bytes).sum()
+    }
+
+    /// Sorts the entries changed since the previous call into a run and merges runs
+    /// until each is at least twice as long as the next.
+    fn sort(&mut self) {
+        let entries = &self.entries;
+        let by_key = |a: &u32, b: &u32| cmp_bytes(&entries[*a as usize].0, &entries[*b as usize].0);
+        if self.sorted < entries.len() {
+            let mut run: Vec<u32> = (self.sorted as u32..entries.len() as u32).collect();
+            run.sort_unstable_by(by_key);
+            self.runs.push(run);
+            self.sorted = entries.len();
+        }
+        while let [.., older, newer] = &self.runs[..] {
+            if newer.len() * 2 < older.len() {
+                break;
+            }
+            let (Some(newer), Some(older)) = (self.runs.pop(), self.runs.pop()) else {
+                break;
+            };
+            self.runs.push(merge(older, newer, by_key));
+        }
+    }
+
+    /// The changes to keys in `from..to`, in key order.
+    pub(super) fn range(&mut self, from: &[u8], to: &[u8]) -> RunsRange<'_> {
+        self.sort();
+        let entries = &self.entries;
+        let key = |at: &u32| &*entries[*at as usize].0;
+        let heads = self
+            .runs
+            .iter()
+            .map(|run| {
+                let lo = run.partition_point(|at| cmp_bytes(key(at), from).is_lt());
+                let hi = run.partition_point(|at| cmp_bytes(key(at), to).is_lt());
+                &run[lo..hi.max(lo)]
+            })
+            .filter(|head| !head.is_empty())
+            .collect();
+        RunsRange { entries, heads }
+    }
+
+    /// The epoch's changes to keys from `bound` on, sorted once.
+    pub(super) fn freeze(self, bound: &[u8]) -> SortedDelta {
+        let Self { mut entries, .. } = self;
+        entries.retain(|(k, _)| cmp_bytes(k, bound).is_ge());
+        entries.sort_unstable_by(|a, b| cmp_bytes(&a.0, &b.0));
+        SortedDelta(entries)
+    }
+}
+
+fn merge(older: Vec<u32>, newer: Vec<u32>, by_key: impl Fn(&u32, &u32) -> Ordering) -> Vec<u32> {
+    let mut out = Vec::with_capacity(older.len() + newer.len());
+    let (mut a, mut b) = (older.into_iter().peekable(), newer.into_iter().peekable());
+    while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
+        // Runs hold distinct entries, so never equal.
+        if by_key(x, y).is_lt() {
+            out.extend(a.next());
+        } else {
+            out.extend(b.next());
+        }
+    }
+    out.extend(a);
+    out.extend(b);
+    out
+}
+
+/// A k-way merge of the runs' parts in a key range (runs hold distinct keys).
+pub(super) struct RunsRange<'a> {
+    entries: &'a [Change],
+    heads: Vec<&'a [u32]>,
+}
+
+impl<'a> Iterator for RunsRange<'a> {
+    type Item = (&'a [u8], Option<&'a Slice>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let entries = self.entries;
+        let key = |at: u32| &*entries[at as usize].0;
+        let mut min: Option<usize> = None;
+        for (i, head) in self.heads.iter().enumerate() {
+            let Some(&at) = head.first() else { continue };
+            if min.is_none_or(|m| cmp_bytes(key(at), key(self.heads[m][0])).is_lt()) {
+                min = Some(i);
+            }
+        }
+        let (&at, rest) = self.heads[min?].split_first()?;
+        self.heads[min?] = rest;
+        let (k, v) = &entries[at as usize];
+        Some((&**k, v.as_ref()))
+    }
+}
+
+/// An epoch's changes frozen at its barrier, sorted by key.
+#[derive(Default)]
+pub(super) struct SortedDelta(Vec<Change>);
+
+impl SortedDelta {
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(super) fn get(&self, key: &[u8]) -> Option<Option<&Slice>> {
+        self.0
+            .binary_search_by(|(k, _)| cmp_bytes(k, key))
+            .ok()
+            .map(|at| self.0[at].1.as_ref())
+    }
+
+    /// The changes to keys in `from..to`, in key order.
+    pub(super) fn range(&self, from: &[u8], to: &[u8]) -> &[Change] {
+        let lo = self.0.partition_point(|(k, _)| cmp_bytes(k, from).is_lt());
+        let hi = self.0.partition_point(|(k, _)| cmp_bytes(k, to).is_lt());
+        &self.0[lo..hi.max(lo)]
+    }
+
+    pub(super) fn iter(&self) -> std::slice::Iter<'_, Change> {
+        self.0.iter()
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        self.0.iter().map(change_bytes).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn keys_compare_as_their_bytes() {
+        let keys: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0],
+            vec![0, 0],
+            vec![1],
+            b"a".to_vec(),
+            b"a\0".to_vec(),
+            b"a\0\0\0\0\0\0\0\0".to_vec(),
+            b"abcdefgh".to_vec(),
+            b"abcdefgh\0".to_vec(),
+            b"abcdefghi".to_vec(),
+            b"abcdefgi".to_vec(),
+            b"abcdefghijklmnopqrstuvwxyz".to_vec(),
+            b"abcdefghijklmnopqrstuvwxy".to_vec(),
+            b"abcdefghijklmnopqrstuvwxz".to_vec(),
+            b"abcdefghijklmnop".to_vec(),
+            b"abcdefghijklmnop\0".to_vec(),
+            vec![255; 30],
+        ];
+        for a in &keys {
+            for b in &keys {
+                assert_eq!(cmp_bytes(a, b), a.cmp(b), "{a:?} vs {b:?}");
+            }
+        }
+    }
+
+    /// Keys of varied lengths (some past the 20 inline bytes) in a scrambled order.
+    fn key(i: u64) -> Vec<u8> {
+        let n = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+        let mut k = n.to_be_bytes().to_vec();
+        k.resize(4 + (i % 30) as usize, b'k');
+        k
+    }
+
+    /// Interleaves writes, deletions and range reads (so runs form and merge at many
+    /// sizes) and checks every read against an ordered map of the same changes.
+    #[test]
+    fn range_and_point_reads_match_an_ordered_map_however_writes_and_reads_interleave() {
+        let mut changes = EpochChanges::default();
+        let mut model: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        for i in 0..20_000u64 {
+            let k = key(i % 7_000);
+            let v = (i % 5 != 0).then(|| i.to_be_bytes().to_vec());
+            changes.set(&k, v.as_deref().map(Slice::from));
+            model.insert(k, v);
+            if i % 97 == 0 {
+                let (from, to) = (key(i), key(i + 3));
+                let (from, to) = if from < to { (from, to) } else { (to, from) };
+                let got: Vec<(Vec<u8>, Option<Vec<u8>>)> = changes
+                    .range(&from, &to)
+                    .map(|(k, v)| (k.to_vec(), v.map(|v| v.to_vec())))
+                    .collect();
+                let want: Vec<_> = model
+                    .range(from.clone()..to.clone())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                assert_eq!(got, want, "range at {i}");
+            }
+        }
+        assert!(
+            changes.runs.len() <= 16,
+            "runs stay few: {}",
+            changes.runs.len()
+        );
+        assert_eq!(changes.len(), model.len());
+        for (k, v) in &model {
+            assert_eq!(changes.get(k), Some(v.as_deref().map(Slice::from).as_ref()));
+        }
+        assert_eq!(changes.get(b"absent"), None);
+        let whole: Vec<_> = changes
+            .range(&[], &[255; 40])
+            .map(|(k, _)| k.to_vec())
+            .collect();
+        assert_eq!(whole, model.keys().cloned().collect::<Vec<_>>());
+
+        let bound = key(3);
+        let frozen = changes.freeze(&bound);
+        let kept: Vec<_> = model.range(bound.clone()..).collect();
+        assert_eq!(frozen.len(), kept.len());
+        for (got, (k, v)) in frozen.iter().zip(&kept) {
+            assert_eq!((&got.0[..], got.1.as_deref()), (&k[..], v.as_deref()));
+        }
+        for (k, v) in &kept {
+            assert_eq!(
+                frozen.get(k).map(|v| v.map(|v| v.to_vec())),
+                Some((*v).clone())
+            );
+        }
+        for i in 0..50 {
+            let (from, to) = (key(i), key(i + 1));
+            let (from, to) = if from < to { (from, to) } else { (to, from) };
+            let got: Vec<_> = frozen
+                .range(&from, &to)
+                .iter()
+                .map(|(k, _)| k.to_vec())
+                .collect();
+            let want: Vec<_> = kept
+                .iter()
+                .filter(|(k, _)| **k >= from && **k < to)
+                .map(|(k, _)| (*k).clone())
+                .collect();
+            assert_eq!(got, want, "frozen range {i}");
+        }
+    }
+}
