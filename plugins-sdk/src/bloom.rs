@@ -7,10 +7,15 @@
 //! insert and contains over a hash already at hand. It grows by adding filters twice
 //! as large (a scalable Bloom filter), since a window cannot know its key count ahead.
 
-/// About 1 % false positives per filter at 10 bits and 7 probes per key.
+/// About 1 % false positives per filter at 10 bits and 7 probes per key (a little
+/// more than an unblocked filter's 0.8 %).
 const BITS_PER_KEY: usize = 10;
-const PROBES: u64 = 7;
+const PROBES: u32 = 7;
 const FIRST_CAPACITY: usize = 1 << 14;
+/// A key's probes all fall in one block of 512 bits (a cache line), as in RocksDB's
+/// blocked filters: a filter of a million keys is megabytes, and seven probes spread
+/// over it were seven cache misses per check (an eighth of a 1 M-key dedup's CPU).
+const BLOCK_WORDS: usize = 8;
 
 #[derive(Debug)]
 struct Filter {
@@ -21,37 +26,43 @@ struct Filter {
 
 impl Filter {
     fn new(capacity: usize) -> Self {
-        let words = (capacity * BITS_PER_KEY).div_ceil(64).max(1);
+        let blocks = (capacity * BITS_PER_KEY).div_ceil(64 * BLOCK_WORDS).max(1);
         Self {
-            bits: vec![0; words],
+            bits: vec![0; blocks * BLOCK_WORDS],
             capacity,
             len: 0,
         }
     }
 
-    /// Bit positions of a hash: double hashing over a mixed hash (FxHash's low bits
-    /// are weak).
-    fn probes(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
+    /// The block of a hash and its bit positions in it: the block from the high half
+    /// of a mixed hash (FxHash's low bits are weak), by multiply-shift rather than a
+    /// division; the positions by double hashing over the low half.
+    fn probes(&self, hash: u64) -> (usize, impl Iterator<Item = usize>) {
         let mixed = splitmix(hash);
-        let (h1, h2) = (mixed, (mixed >> 32) | 1);
-        let m = (self.bits.len() * 64) as u64;
-        (0..PROBES).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % m) as usize)
+        let blocks = (self.bits.len() / BLOCK_WORDS) as u64;
+        let block = (((mixed >> 32) * blocks) >> 32) as usize * BLOCK_WORDS;
+        let (h1, h2) = (
+            mixed as u32,
+            ((mixed as u32) >> 16 | 1).wrapping_mul(0x9e37_79b9) | 1,
+        );
+        let positions =
+            (0..PROBES).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) >> 23) as usize);
+        (block, positions)
     }
 
     fn insert(&mut self, hash: u64) {
-        let mut positions = [0usize; PROBES as usize];
-        for (slot, p) in positions.iter_mut().zip(self.probes(hash)) {
-            *slot = p;
-        }
+        let (block, positions) = self.probes(hash);
+        let words = &mut self.bits[block..block + BLOCK_WORDS];
         for p in positions {
-            self.bits[p / 64] |= 1 << (p % 64);
+            words[p / 64] |= 1 << (p % 64);
         }
         self.len += 1;
     }
 
     fn contains(&self, hash: u64) -> bool {
-        self.probes(hash)
-            .all(|p| self.bits[p / 64] & (1 << (p % 64)) != 0)
+        let (block, mut positions) = self.probes(hash);
+        let words = &self.bits[block..block + BLOCK_WORDS];
+        positions.all(|p| words[p / 64] & (1 << (p % 64)) != 0)
     }
 }
 
@@ -128,5 +139,25 @@ mod tests {
         // Several filters (grown 4 times) each ~1 %: well under 10 %.
         assert!(false_positives < 20_000, "{false_positives}");
         assert!(f.bytes() < 1 << 20, "{}", f.bytes());
+    }
+
+    #[test]
+    fn a_filter_at_its_capacity_answers_yes_for_about_one_key_in_a_hundred_it_lacks() {
+        let mut f = KeyFilter::with_capacity(100_000);
+        let hash = |i: u64| rustc_hash_like(i);
+        for i in 0..100_000u64 {
+            f.insert(hash(i));
+        }
+        assert!((0..100_000u64).all(|i| f.may_contain(hash(i))));
+        let false_positives = (100_000..300_000u64)
+            .filter(|&i| f.may_contain(hash(i)))
+            .count();
+        // 1 % of 200 000 is 2 000; blocked filters pay a little for their locality.
+        assert!(false_positives < 3_000, "{false_positives}");
+    }
+
+    /// Sequential keys hashed as FxHash does a u64 (a multiply): weak low bits.
+    fn rustc_hash_like(i: u64) -> u64 {
+        i.wrapping_mul(0xf135_7aea_2e62_a9c5)
     }
 }
