@@ -14,7 +14,8 @@
 //!   search for point reads, a slice for range reads, and the store takes it in order.
 //!
 //! Keys below the table's bound (`KeyedState::forget_below`) are never read (readers
-//! check the bound first), so they are dropped at the barrier, not searched for.
+//! check the bound first); they are dropped when the bound rises, and a change put
+//! below it later is dropped at the barrier.
 
 use std::cmp::Ordering;
 use std::hash::BuildHasher;
@@ -129,6 +130,44 @@ impl EpochChanges {
 
     pub(super) fn bytes(&self) -> usize {
         self.entries.iter().map(change_bytes).sum()
+    }
+
+    /// Drops the changes to keys below `bound`: a closed window's keys are garbage at
+    /// once, and memory must say so (a scan of the epoch, as a window closes).
+    pub(super) fn forget_below(&mut self, bound: &[u8]) {
+        let below = |k: &Slice| cmp_bytes(k, bound).is_lt();
+        if !self.entries.iter().any(|(k, _)| below(k)) {
+            return;
+        }
+        // Old position -> new one (u32::MAX: dropped).
+        let mut remap = Vec::with_capacity(self.entries.len());
+        let (mut kept, mut sorted) = (0u32, 0);
+        for (at, (k, _)) in self.entries.iter().enumerate() {
+            if below(k) {
+                remap.push(u32::MAX);
+            } else {
+                remap.push(kept);
+                kept += 1;
+                sorted += usize::from(at < self.sorted);
+            }
+        }
+        self.entries.retain(|(k, _)| !below(k));
+        self.sorted = sorted;
+        for run in &mut self.runs {
+            run.retain_mut(|at| {
+                *at = remap[*at as usize];
+                *at != u32::MAX
+            });
+        }
+        self.runs.retain(|run| !run.is_empty());
+        let entries = &self.entries;
+        self.index.clear();
+        for at in 0..entries.len() as u32 {
+            self.index
+                .insert_unique(hash_of(&entries[at as usize].0), at, |&at| {
+                    hash_of(&entries[at as usize].0)
+                });
+        }
     }
 
     /// Sorts the entries changed since the previous call into a run and merges runs
@@ -307,6 +346,11 @@ mod tests {
             let v = (i % 5 != 0).then(|| i.to_be_bytes().to_vec());
             changes.set(&k, v.as_deref().map(Slice::from));
             model.insert(k, v);
+            if i % 4_999 == 4_998 {
+                let bound = key(i / 4_999).max(model.keys().next().cloned().unwrap_or_default());
+                changes.forget_below(&bound);
+                model = model.split_off(&bound);
+            }
             if i % 97 == 0 {
                 let (from, to) = (key(i), key(i + 3));
                 let (from, to) = if from < to { (from, to) } else { (to, from) };

@@ -291,9 +291,9 @@ impl KeyedState for StoreTable {
 
     fn forget_below(&mut self, bound: &[u8]) {
         let mut o = lock(&self.gauges.overlay);
-        // The epoch's changes below it are dropped when it is frozen.
         if bound > o.bound.as_slice() {
             o.bound = bound.to_vec();
+            o.dirty.forget_below(bound);
         }
     }
 
