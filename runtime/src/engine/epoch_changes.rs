@@ -136,9 +136,6 @@ impl EpochChanges {
     /// once, and memory must say so (a scan of the epoch, as a window closes).
     pub(super) fn forget_below(&mut self, bound: &[u8]) {
         let below = |k: &Slice| cmp_bytes(k, bound).is_lt();
-        if !self.entries.iter().any(|(k, _)| below(k)) {
-            return;
-        }
         // Old position -> new one (u32::MAX: dropped).
         let mut remap = Vec::with_capacity(self.entries.len());
         let (mut kept, mut sorted) = (0u32, 0);
@@ -151,7 +148,14 @@ impl EpochChanges {
                 sorted += usize::from(at < self.sorted);
             }
         }
-        self.entries.retain(|(k, _)| !below(k));
+        if kept as usize == self.entries.len() {
+            return;
+        }
+        let mut at = 0;
+        self.entries.retain(|_| {
+            at += 1;
+            remap[at - 1] != u32::MAX
+        });
         self.sorted = sorted;
         for run in &mut self.runs {
             run.retain_mut(|at| {

@@ -6,8 +6,8 @@
 //!   of the two-phase commit. A crash leaves the store at *n − 1* or at *n*, whole.
 //! - A transform writes into its epoch's changes; at barrier *n* they are sorted into
 //!   the delta of *n* and a new epoch starts. Reads see the epoch's changes, then the
-//!   frozen deltas not yet written, then the store. So a checkpoint writes only the keys changed in its
-//!   epoch.
+//!   frozen deltas not yet written, then the store. So a checkpoint writes only the
+//!   keys changed in its epoch.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
