@@ -208,6 +208,20 @@ pub trait Sink: Send {
         bad: &mut Vec<BadRecord>,
     ) -> Result<(), ConnectorError>;
 
+    /// The first phase of the commit of checkpoint `id`: the sink makes the epoch's
+    /// writes ready to commit (a sink that writes at commit, inside a transaction, does
+    /// those writes here and leaves the transaction open). Records the destination
+    /// rejects go to `bad`: the runtime puts them in the dead-letter queue and syncs it
+    /// before the checkpoint can complete. May be called again for the same `id` after
+    /// a failure; `commit` follows.
+    async fn pre_commit(
+        &mut self,
+        _id: u64,
+        _bad: &mut Vec<BadRecord>,
+    ) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
     async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), ConnectorError>;
 
     async fn close(&mut self) -> Result<(), ConnectorError> {

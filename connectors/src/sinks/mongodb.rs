@@ -5,8 +5,12 @@
 //! `mode: insert` inserts it and treats "duplicate key" on a replay as already written.
 //! A batch is one `update` (or `insert`) command: one round trip. When the server
 //! supports transactions (replica set or sharded cluster; `transactions: auto`), the
-//! documents of a checkpoint and the checkpoint document commit in one transaction;
-//! otherwise the runtime hands the sink an epoch's documents only once its checkpoint
+//! documents of a checkpoint and the checkpoint document commit in one transaction.
+//! The documents go into it at pre-commit, so a document the server rejects (in insert
+//! mode also a duplicate `_id`: inside a transaction it is a conflict, never a replay)
+//! reaches the dead-letter queue before the checkpoint completes; since a real server
+//! aborts a transaction at a write error, the transaction is started again without
+//! the rejected documents. Otherwise the runtime hands the sink an epoch's documents only once its checkpoint
 //! is complete (`Sink::writes_at_commit`), and the checkpoint document is written once
 //! every write of it is acknowledged: an epoch given up after a crash never reaches
 //! the collection, one interrupted mid-commit is rewritten by `_id`.
@@ -46,9 +50,20 @@ pub struct MongoSink {
     /// A commit of this checkpoint was tried and failed: before trying again, the
     /// checkpoint document shows whether it went through after all.
     attempted: Option<u64>,
-    /// With transactions: the documents since the last commit, written at commit.
+    /// With transactions: the documents since the last commit, written at pre-commit.
     pending: Vec<(Document, Record)>,
+    /// With transactions: the open transaction holding the pending documents, made by
+    /// `pre_commit` of this checkpoint; `commit` adds the checkpoint document and commits.
+    prepared: Option<Prepared>,
     stats: std::sync::Arc<connectd_sdk::stats::SinkStats>,
+}
+
+/// An open transaction with an epoch's documents in it.
+struct Prepared {
+    checkpoint: u64,
+    session: ClientSession,
+    /// BSON bytes of the documents in it.
+    bytes: u64,
 }
 
 /// A document's size in BSON, as sent: what `connectd_sink_bytes_total` counts.
@@ -155,6 +170,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
         use_transactions: false,
         attempted: None,
         pending: Vec::new(),
+        prepared: None,
         stats: Default::default(),
     }))
 }
@@ -256,6 +272,9 @@ impl MongoSink {
         docs: &[Document],
         session: Option<&mut ClientSession>,
     ) -> Result<Vec<(usize, String)>, ConnectorError> {
+        // In a transaction a duplicate `_id` cannot be this sink's own earlier write
+        // (an epoch commits whole, with its checkpoint): it is a conflict, rejected.
+        let duplicates_are_replays = !self.upsert && session.is_none();
         let db = self.db()?;
         let command = if self.upsert {
             let updates: Vec<Document> = docs
@@ -279,7 +298,7 @@ impl MongoSink {
                 let index = e.get_i32("index").unwrap_or(-1);
                 let code = e.get_i32("code").unwrap_or(0);
                 // On a replay in insert mode the document is already there: that is fine.
-                if code == 11000 && !self.upsert {
+                if code == 11000 && duplicates_are_replays {
                     continue;
                 }
                 let msg = e.get_str("errmsg").unwrap_or("");
@@ -316,16 +335,70 @@ impl MongoSink {
                 .sum::<u64>();
             for (i, why) in rejected {
                 if let Some((_, r)) = chunk.get(i) {
-                    let mut b = BadRecord::record(
-                        r.clone(),
-                        format!("mongodb rejected the document: {why}"),
-                    );
-                    b.position = format!("{}.{}", self.database, self.collection);
-                    bad.push(b);
+                    bad.push(self.rejection(r, &why));
                 }
             }
         }
         Ok(taken)
+    }
+
+    fn rejection(&self, r: &Record, why: &str) -> BadRecord {
+        let mut b = BadRecord::record(r.clone(), format!("mongodb rejected the document: {why}"));
+        b.position = format!("{}.{}", self.database, self.collection);
+        b
+    }
+
+    /// Writes the pending documents inside a new transaction and leaves it open. On a
+    /// real server a rejected document aborts the whole transaction, so the rejected
+    /// ones are taken out (to `bad`) and the transaction starts again without them:
+    /// what commits is exactly the documents the server takes.
+    async fn write_in_transaction(
+        &mut self,
+        bad: &mut Vec<BadRecord>,
+    ) -> Result<(ClientSession, u64), ConnectorError> {
+        let client = self
+            .client
+            .clone()
+            .ok_or_else(|| ConnectorError::permanent("mongodb: used before open"))?;
+        loop {
+            let mut session = client
+                .start_session()
+                .await
+                .map_err(|e| to_error(e, "starting a session"))?;
+            session
+                .start_transaction()
+                .await
+                .map_err(|e| to_error(e, "starting a transaction"))?;
+            let mut bytes = 0;
+            let mut rejected_at = None;
+            for (c, chunk) in self.pending.chunks(self.batch_size).enumerate() {
+                let plain: Vec<Document> = chunk.iter().map(|(d, _)| d.clone()).collect();
+                let rejected = self.write_batch(&plain, Some(&mut session)).await?;
+                if !rejected.is_empty() {
+                    rejected_at = Some((c * self.batch_size, rejected));
+                    break;
+                }
+                bytes += plain.iter().map(bson_bytes).sum::<u64>();
+            }
+            let Some((base, rejected)) = rejected_at else {
+                return Ok((session, bytes));
+            };
+            // The server may have aborted it already; either way it is gone.
+            let _ = session.abort_transaction().await;
+            let mut indices: Vec<usize> = rejected.iter().map(|(i, _)| base + i).collect();
+            for (i, why) in &rejected {
+                if let Some((_, r)) = self.pending.get(base + i) {
+                    bad.push(self.rejection(r, why));
+                }
+            }
+            indices.sort_unstable();
+            indices.dedup();
+            for i in indices.into_iter().rev() {
+                if i < self.pending.len() {
+                    self.pending.remove(i);
+                }
+            }
+        }
     }
 
     async fn stored_checkpoint(&self, db: &Database) -> Result<Option<Document>, ConnectorError> {
@@ -433,14 +506,32 @@ impl Sink for MongoSink {
         Ok(())
     }
 
+    /// With transactions: the epoch's documents go into an open transaction now, so
+    /// that what the server rejects reaches the DLQ before the checkpoint completes.
+    async fn pre_commit(
+        &mut self,
+        id: u64,
+        bad: &mut Vec<BadRecord>,
+    ) -> Result<(), ConnectorError> {
+        if !self.use_transactions {
+            return Ok(());
+        }
+        if let Some(mut old) = self.prepared.take() {
+            let _ = old.session.abort_transaction().await;
+        }
+        let (session, bytes) = self.write_in_transaction(bad).await?;
+        self.prepared = Some(Prepared {
+            checkpoint: id,
+            session,
+            bytes,
+        });
+        Ok(())
+    }
+
     async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), ConnectorError> {
         if !self.use_transactions {
             return self.write_checkpoint(checkpoint, None).await;
         }
-        let client = self
-            .client
-            .clone()
-            .ok_or_else(|| ConnectorError::permanent("mongodb: used before open"))?;
         if self.attempted == Some(checkpoint.id) {
             // The last attempt failed, maybe after the server committed it (the reply
             // was lost): the checkpoint document says. Never insert an epoch twice.
@@ -452,29 +543,31 @@ impl Sink for MongoSink {
                 return Ok(());
             }
         }
+        let (mut session, bytes) = match self.prepared.take() {
+            Some(p) if p.checkpoint == checkpoint.id => (p.session, p.bytes),
+            other => {
+                // A retry after a failed commit (the transaction is gone): write again.
+                // Whatever the server rejects only now cannot reach the DLQ any more
+                // (it was synced at pre-commit): it is logged as an error.
+                if let Some(mut old) = other {
+                    let _ = old.session.abort_transaction().await;
+                }
+                let mut late = Vec::new();
+                let written = self.write_in_transaction(&mut late).await?;
+                for b in late {
+                    tracing::error!(sink = %self.sink, checkpoint = checkpoint.id, reason = %b.reason, position = %b.position, "mongodb rejected a document while retrying a commit: not in the dead-letter queue");
+                }
+                written
+            }
+        };
         self.attempted = Some(checkpoint.id);
-        let mut session = client
-            .start_session()
-            .await
-            .map_err(|e| to_error(e, "starting a session"))?;
-        session
-            .start_transaction()
-            .await
-            .map_err(|e| to_error(e, "starting a transaction"))?;
-        let docs = self.pending.clone();
-        let mut bad = Vec::new();
-        let taken = self.write_all(docs, Some(&mut session), &mut bad).await?;
         self.write_checkpoint(checkpoint, Some(&mut session))
             .await?;
         session
             .commit_transaction()
             .await
             .map_err(|e| to_error(e, "commit"))?;
-        self.stats.written(taken);
-        for b in bad {
-            // Rejected inside a committed transaction: reported, not retried.
-            tracing::error!(sink = %self.sink, reason = %b.reason, "mongodb rejected a document");
-        }
+        self.stats.written(bytes);
         self.pending.clear();
         self.attempted = None;
         Ok(())

@@ -176,6 +176,9 @@ pub async fn run(
                 .map_err(|e| PipelineError::new(&s.name, e.to_string()))?;
                 let m = metrics.component(&name, &s.name, "sink");
                 dlq.handle(&s.name, bad, &m)?;
+                sink_task::pre_commit(&mut *s.component, &s.name, id, &dlq, &m, retry_timeout)
+                    .await?;
+                dlq.sync(&s.name)?;
                 let checkpoint = connectd_sdk::Checkpoint {
                     id,
                     state: serde_json::to_value(state.for_sinks()).map_err(|e| {

@@ -65,6 +65,19 @@ impl SinkTask {
         Ok(())
     }
 
+    /// The sink's own pre-commit of checkpoint `id`; what it rejects goes to the DLQ.
+    async fn pre_commit(&mut self, id: u64) -> Result<(), PipelineError> {
+        pre_commit(
+            &mut *self.sink,
+            &self.name,
+            id,
+            &self.dlq,
+            &self.metrics,
+            self.retry_timeout,
+        )
+        .await
+    }
+
     pub async fn run(mut self) -> Result<(), PipelineError> {
         let mut bad = Vec::new();
         let at_commit = self.wal.is_some() && self.sink.writes_at_commit();
@@ -86,6 +99,9 @@ impl SinkTask {
                     let started = Instant::now();
                     super::crash_point::trace("begin", b.id, &self.name);
                     // Pre-commit: what the epoch sent to the DLQ and to this sink is durable.
+                    if !at_commit {
+                        self.pre_commit(b.id).await?;
+                    }
                     self.dlq.sync(&self.name)?;
                     if let Some(wal) = self.wal.as_mut() {
                         wal.seal_as(b.id)?;
@@ -106,6 +122,7 @@ impl SinkTask {
                             None => Vec::new(),
                         };
                         self.write(&records, &mut bad).await?;
+                        self.pre_commit(b.id).await?;
                         self.dlq.sync(&self.name)?;
                     }
                     retry!(
@@ -139,4 +156,27 @@ impl SinkTask {
             }
         }
     }
+}
+
+/// Runs a sink's pre-commit (`Sink::pre_commit`) with retries; the records it rejects go
+/// to the dead-letter queue (the caller syncs it before the checkpoint completes).
+pub(super) async fn pre_commit(
+    sink: &mut dyn Sink,
+    name: &str,
+    id: u64,
+    dlq: &DeadLetters,
+    metrics: &ComponentMetrics,
+    retry_timeout: Duration,
+) -> Result<(), PipelineError> {
+    let mut bad = Vec::new();
+    retry!(
+        retry_timeout,
+        format!("pre-commit of sink `{name}`"),
+        sink.pre_commit(id, &mut bad)
+    )
+    .map_err(|e| PipelineError::new(name, format!("checkpoint {id}: pre-commit failed: {e}")))?;
+    if !bad.is_empty() {
+        dlq.handle(name, bad, metrics)?;
+    }
+    Ok(())
 }
