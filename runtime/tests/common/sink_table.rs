@@ -210,7 +210,8 @@ pub fn sinks_yaml(t: &Targets, input: &str) -> String {
 }
 
 /// Checks every sink against `want` (sorted `n`s): exactly those, once each. For an
-/// entry the servers here cannot show exactly-once for, only that none is lost.
+/// entry the servers here cannot show exactly-once for, only that none is lost (the
+/// rest is printed).
 /// Returns a report line per sink.
 pub fn check_all(t: &Targets, want: &[u64], context: &str) -> String {
     let mut report = String::new();
@@ -239,15 +240,19 @@ pub fn check_all(t: &Targets, want: &[u64], context: &str) -> String {
             e.name,
             want.len()
         );
-        assert_eq!(
-            foreign, 0,
-            "{context}: {}: {foreign} records that should not be there",
-            e.name
-        );
         if (e.exact_here)() {
+            assert_eq!(
+                foreign, 0,
+                "{context}: {}: {foreign} records that should not be there",
+                e.name
+            );
             assert_eq!(twice, 0, "{context}: {}: {twice} records twice", e.name);
-        } else if twice > 0 {
-            println!("{context}: {}: {twice} records twice, which these test servers allow (exactly-once for it is checked against real servers)", e.name);
+        } else if twice > 0 || foreign > 0 {
+            // Tansu shows aborted transactions to read_committed readers; the MongoDB
+            // emulator keeps the writes of a transaction whose client was killed. So a
+            // given-up epoch (a live source sends other records after the restart) can
+            // show here, and a redone one twice; real servers hide both.
+            println!("{context}: {}: {twice} records twice, {foreign} from given-up epochs, which these test servers allow (exactly-once for it is checked against real servers)", e.name);
         }
     }
     report
