@@ -10,8 +10,8 @@
 //! mode also a duplicate `_id`: inside a transaction it is a conflict, never a replay)
 //! reaches the dead-letter queue before the checkpoint completes; since a real server
 //! aborts a transaction at a write error, the transaction is started again without
-//! the rejected documents. Otherwise the runtime hands the sink an epoch's documents only once its checkpoint
-//! is complete (`Sink::writes_at_commit`), and the checkpoint document is written once
+//! the rejected documents. Otherwise the runtime hands the sink an epoch's documents
+//! only once its checkpoint is complete (`Sink::writes_at_commit`), and the checkpoint document is written once
 //! every write of it is acknowledged: an epoch given up after a crash never reaches
 //! the collection, one interrupted mid-commit is rewritten by `_id`.
 
@@ -272,9 +272,9 @@ impl MongoSink {
         docs: &[Document],
         session: Option<&mut ClientSession>,
     ) -> Result<Vec<(usize, String)>, ConnectorError> {
-        // In a transaction a duplicate `_id` cannot be this sink's own earlier write
+        // With transactions a duplicate `_id` cannot be this sink's own earlier write
         // (an epoch commits whole, with its checkpoint): it is a conflict, rejected.
-        let duplicates_are_replays = !self.upsert && session.is_none();
+        let duplicates_are_replays = !self.upsert && !self.use_transactions;
         let db = self.db()?;
         let command = if self.upsert {
             let updates: Vec<Document> = docs
@@ -351,7 +351,8 @@ impl MongoSink {
     /// Writes the pending documents inside a new transaction and leaves it open. On a
     /// real server a rejected document aborts the whole transaction, so the rejected
     /// ones are taken out (to `bad`) and the transaction starts again without them:
-    /// what commits is exactly the documents the server takes.
+    /// what commits is exactly the documents the server takes. Each rejection found
+    /// costs one more attempt from the start (a real server reports only the first).
     async fn write_in_transaction(
         &mut self,
         bad: &mut Vec<BadRecord>,
@@ -385,19 +386,20 @@ impl MongoSink {
             };
             // The server may have aborted it already; either way it is gone.
             let _ = session.abort_transaction().await;
-            let mut indices: Vec<usize> = rejected.iter().map(|(i, _)| base + i).collect();
-            for (i, why) in &rejected {
-                if let Some((_, r)) = self.pending.get(base + i) {
+            let mut out = std::collections::BTreeMap::new();
+            for (i, why) in rejected {
+                out.entry(base + i).or_insert(why);
+            }
+            for (i, why) in &out {
+                if let Some((_, r)) = self.pending.get(*i) {
                     bad.push(self.rejection(r, why));
                 }
             }
-            indices.sort_unstable();
-            indices.dedup();
-            for i in indices.into_iter().rev() {
-                if i < self.pending.len() {
-                    self.pending.remove(i);
-                }
-            }
+            let mut i = 0;
+            self.pending.retain(|_| {
+                i += 1;
+                !out.contains_key(&(i - 1))
+            });
         }
     }
 
@@ -547,15 +549,21 @@ impl Sink for MongoSink {
             Some(p) if p.checkpoint == checkpoint.id => (p.session, p.bytes),
             other => {
                 // A retry after a failed commit (the transaction is gone): write again.
-                // Whatever the server rejects only now cannot reach the DLQ any more
-                // (it was synced at pre-commit): it is logged as an error.
                 if let Some(mut old) = other {
                     let _ = old.session.abort_transaction().await;
                 }
                 let mut late = Vec::new();
                 let written = self.write_in_transaction(&mut late).await?;
-                for b in late {
-                    tracing::error!(sink = %self.sink, checkpoint = checkpoint.id, reason = %b.reason, position = %b.position, "mongodb rejected a document while retrying a commit: not in the dead-letter queue");
+                if let Some(first) = late.first() {
+                    // Too late for the DLQ (synced at pre-commit), and never dropped: the
+                    // pipeline stops, and its restart redoes the epoch from the
+                    // write-ahead log, whose pre-commit sends these to the DLQ.
+                    return Err(ConnectorError::permanent(format!(
+                        "mongodb: {} document(s) rejected while retrying the commit of checkpoint {} (first: {}); a restart redoes the checkpoint and sends them to the dead-letter queue",
+                        late.len(),
+                        checkpoint.id,
+                        first.reason
+                    )));
                 }
                 written
             }
