@@ -96,6 +96,8 @@ fn plain(input: &str, output: &str, records: u64) -> f64 {
     let consumer: BaseConsumer = config()
         .set("group.id", unique("plain"))
         .set("enable.auto.commit", "false")
+        // As connectd's source sets it: librdkafka's default (1 s) stalls both.
+        .set("fetch.queue.backoff.ms", "100")
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();

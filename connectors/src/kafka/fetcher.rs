@@ -6,15 +6,19 @@
 //! checkpoint committed (see `Fetched::Revoke`).
 //!
 //! Records travel to the source over a bounded channel, so a slow pipeline stops the
-//! polling and librdkafka's own fetch buffer bounds memory. The channel is tokio's: the
-//! source awaits the first record of a poll instead of sleeping, so a drained channel
-//! does not leave the thread blocked on a full one while the pipeline sleeps.
+//! polling and librdkafka's own fetch buffer bounds memory. They travel in batches of
+//! what librdkafka has ready (at most `BATCH`): sent one by one, each message freed a
+//! slot of a full channel and woke the other thread, and both threads spent their time
+//! handing over instead of working. The channel is tokio's: the source awaits the first
+//! batch of a poll instead of sleeping, so a drained channel does not leave the thread
+//! blocked on a full one while the pipeline sleeps.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use compact_str::ToCompactString;
 use connectd_sdk::stats::{ErrorKind, SourceStats};
 use connectd_sdk::{BadRecord, Record, Value};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
@@ -36,8 +40,11 @@ use super::time_order::TimeOrder;
 /// drop this worker anyway.
 const REVOKE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Records fetched but not yet handed to the pipeline.
-const CHANNEL_CAPACITY: usize = 4096;
+/// Most messages sent to the source at once.
+const BATCH: usize = 512;
+
+/// Batches fetched but not yet handed to the pipeline (at most 4 096 messages).
+const CHANNEL_CAPACITY: usize = 8;
 
 /// How long the others wait for a partition with messages left that delivers none (see
 /// `time_order`).
@@ -45,13 +52,19 @@ const IDLE_WAIT: Duration = Duration::from_secs(1);
 
 pub type Partition = (String, i32);
 
+/// A message as the source takes it.
+#[derive(Debug)]
+pub struct FetchedMessage {
+    /// Shared by the messages of a partition: no copy of the topic's name per message.
+    pub partition: Arc<Partition>,
+    pub offset: i64,
+    pub record: Result<Record, Box<BadRecord>>,
+}
+
 #[derive(Debug)]
 pub enum Fetched {
-    Record {
-        partition: Partition,
-        offset: i64,
-        record: Result<Record, Box<BadRecord>>,
-    },
+    /// Messages in the order they are handed over.
+    Messages(Vec<FetchedMessage>),
     Error(KafkaError),
     /// The consumer thread cannot go on.
     Fatal(String),
@@ -126,14 +139,32 @@ pub struct Rebalancer {
     /// Fetched records not handed over yet (`max_partition_skew` set). The rebalance
     /// callbacks run inside `poll`, on the consumer thread, as does everything else
     /// that locks it: never contended.
-    order: Option<Mutex<TimeOrder<Fetched>>>,
+    order: Option<Mutex<TimeOrder<FetchedMessage>>>,
+    /// Messages handed over but not sent yet: the batch being gathered. A revoke sends
+    /// it before it tells the source, which then holds every message of the partitions.
+    batch: Mutex<Vec<FetchedMessage>>,
 }
 
 impl Rebalancer {
-    fn order(&self) -> Option<std::sync::MutexGuard<'_, TimeOrder<Fetched>>> {
+    fn order(&self) -> Option<std::sync::MutexGuard<'_, TimeOrder<FetchedMessage>>> {
         self.order
             .as_ref()
             .map(|o| o.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn batch(&self) -> std::sync::MutexGuard<'_, Vec<FetchedMessage>> {
+        self.batch.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends the gathered batch. `Err`: the source is gone.
+    fn send_batch(&self) -> Result<(), ()> {
+        let messages = std::mem::take(&mut *self.batch());
+        if messages.is_empty() {
+            return Ok(());
+        }
+        self.sender
+            .blocking_send(Fetched::Messages(messages))
+            .map_err(|_| ())
     }
 }
 
@@ -253,6 +284,9 @@ impl Rebalancer {
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
         tracing::info!(source = %source, partitions = partitions.len(), "kafka partitions revoked: committing what was read of them");
+        // Handed over: the source must have them before it answers. (If it is gone,
+        // the revoke below finds it gone too.)
+        let _ = self.send_batch();
         // Never handed over: the next holder reads them.
         if let Some(mut order) = self.order() {
             order.revoked(&partitions);
@@ -302,6 +336,7 @@ pub fn create(
         shared,
         sender,
         order,
+        batch: Mutex::new(Vec::with_capacity(BATCH)),
     })?;
     Ok((consumer, receiver))
 }
@@ -322,18 +357,28 @@ pub fn run(consumer: BaseConsumer<Rebalancer>) {
     await_partitions(&consumer, &shared);
     let context = consumer.context();
     let (mut generation, mut refreshed) = (0, std::time::Instant::now());
+    let mut partitions = PartitionNames::default();
+    // The time order had more to let go than a batch holds.
+    let mut ready = false;
     while !shared.closing.load(Ordering::Relaxed) {
         if context.order.is_some() && refreshed.elapsed() >= Duration::from_millis(100) {
             refreshed = std::time::Instant::now();
             refresh(&consumer, &mut generation);
         }
-        let holding = context.order().is_some_and(|o| o.holding());
-        let timeout = Duration::from_millis(if holding { 10 } else { 100 });
-        let fetched = match consumer.poll(timeout) {
-            None | Some(Err(KafkaError::PartitionEOF(_))) => None,
+        // While a batch is gathered, only what librdkafka has ready is added to it.
+        let timeout = if ready || !context.batch().is_empty() {
+            Duration::ZERO
+        } else if context.order().is_some_and(|o| o.holding()) {
+            Duration::from_millis(10)
+        } else {
+            Duration::from_millis(100)
+        };
+        let (mut drained, mut error) = (false, None);
+        match consumer.poll(timeout) {
+            None | Some(Err(KafkaError::PartitionEOF(_))) => drained = true,
             Some(Err(e)) => {
                 shared.stats.error(error_kind(&e));
-                Some(Fetched::Error(e))
+                error = Some(e);
             }
             Some(Ok(m)) => {
                 shared.stats.success();
@@ -343,51 +388,70 @@ pub fn run(consumer: BaseConsumer<Rebalancer>) {
                 if let Some(ms) = ts {
                     shared.stats.event_time(ms);
                 }
-                let partition = (m.topic().to_string(), m.partition());
-                let record = Fetched::Record {
-                    partition: partition.clone(),
+                let message = FetchedMessage {
+                    partition: partitions.get(m.topic(), m.partition()),
                     offset: m.offset(),
                     record: message_record(&m, &decoder, &shared),
                 };
-                match context.order() {
-                    Some(mut order) => order.push(&partition, m.offset(), ts, record).err(),
-                    None => Some(record),
-                }
-            }
-        };
-        if let Some(f) = fetched {
-            if sender.blocking_send(f).is_err() {
-                break;
+                let unordered = match context.order() {
+                    Some(mut order) => {
+                        let partition = message.partition.clone();
+                        order.push(&partition, m.offset(), ts, message).err()
+                    }
+                    None => Some(message),
+                };
+                context.batch().extend(unordered);
             }
         }
-        if hand_over_in_order(&consumer, &sender).is_err() {
+        ready = hand_over_in_order(&consumer);
+        // The records before an error go first.
+        let full = context.batch().len() >= BATCH;
+        if (drained || full || error.is_some()) && context.send_batch().is_err() {
             break;
+        }
+        if let Some(e) = error {
+            if sender.blocking_send(Fetched::Error(e)).is_err() {
+                break;
+            }
         }
     }
     shared.closing.store(true, Ordering::Relaxed);
 }
 
-/// Hands over what the time order lets go now, and pauses and resumes partitions as
-/// their queues fill and drain.
-fn hand_over_in_order(
-    consumer: &BaseConsumer<Rebalancer>,
-    sender: &Sender<Fetched>,
-) -> Result<(), ()> {
-    let context = consumer.context();
-    if context.order.is_none() {
-        return Ok(());
+/// One shared name per partition, looked up without allocating.
+#[derive(Default)]
+struct PartitionNames(Vec<Arc<Partition>>);
+
+impl PartitionNames {
+    fn get(&mut self, topic: &str, partition: i32) -> Arc<Partition> {
+        if let Some(p) = self.0.iter().find(|p| p.1 == partition && p.0 == topic) {
+            return p.clone();
+        }
+        let p = Arc::new((topic.to_string(), partition));
+        self.0.push(p.clone());
+        p
     }
-    loop {
-        let now = std::time::Instant::now();
-        // Not locked while sending: a full channel blocks here.
-        let Some(next) = context.order().and_then(|mut o| o.pop(now)) else {
+}
+
+/// Moves what the time order lets go now to the batch, and pauses and resumes
+/// partitions as their queues fill and drain. True when the batch filled first.
+fn hand_over_in_order(consumer: &BaseConsumer<Rebalancer>) -> bool {
+    let context = consumer.context();
+    let Some(mut order) = context.order() else {
+        return false;
+    };
+    let now = std::time::Instant::now();
+    let mut batch = context.batch();
+    while batch.len() < BATCH {
+        let Some(next) = order.pop(now) else {
             break;
         };
-        sender.blocking_send(next).map_err(|_| ())?;
+        batch.push(next);
     }
-    let Some((pause, resume)) = context.order().map(|mut o| o.flow()) else {
-        return Ok(());
-    };
+    let full = batch.len() >= BATCH;
+    drop(batch);
+    let (pause, resume) = order.flow();
+    drop(order);
     let source = &context.shared.source;
     if !pause.is_empty() {
         tracing::debug!(source = %source, partitions = ?pause, "kafka: pausing partitions with a full queue");
@@ -400,7 +464,7 @@ fn hand_over_in_order(
             tracing::warn!(source = %source, error = %e, "kafka: cannot resume partitions");
         }
     }
-    Ok(())
+    full
 }
 
 fn list<'a>(partitions: impl IntoIterator<Item = &'a Partition>) -> TopicPartitionList {
@@ -486,6 +550,18 @@ fn error_kind(e: &KafkaError) -> ErrorKind {
     }
 }
 
+/// A key as JSON when it is JSON, else as text. Only text that can start JSON is
+/// parsed: a failed parse builds an error, and most keys are plain text.
+fn key_value(text: &str) -> Value {
+    let json_start = |b: u8| b.is_ascii_digit() || b"{[\"-tfn \t\r\n".contains(&b);
+    match text.bytes().next() {
+        Some(b) if json_start(b) => {
+            connectd_sdk::json::parse(text).unwrap_or_else(|_| Value::str(text))
+        }
+        _ => Value::str(text),
+    }
+}
+
 fn message_record(
     m: &BorrowedMessage<'_>,
     decoder: &Decoder,
@@ -511,15 +587,12 @@ fn message_record(
     })?;
     let key = match m.key() {
         None => Value::Null,
-        Some(k) => {
-            let k = String::from_utf8_lossy(k);
-            connectd_sdk::json::parse(&k).unwrap_or_else(|_| Value::str(k.as_ref()))
-        }
+        Some(k) => key_value(&String::from_utf8_lossy(k)),
     };
     let mut headers = vec![
         ("kafka.topic".into(), m.topic().into()),
-        ("kafka.partition".into(), m.partition().to_string().into()),
-        ("kafka.offset".into(), m.offset().to_string().into()),
+        ("kafka.partition".into(), m.partition().to_compact_string()),
+        ("kafka.offset".into(), m.offset().to_compact_string()),
     ];
     if let Some(hs) = m.headers() {
         for h in hs.iter() {

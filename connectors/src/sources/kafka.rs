@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::Receiver;
 
-use crate::kafka::fetcher::{self, Fetched, Partition, Shared};
+use crate::kafka::fetcher::{self, Fetched, FetchedMessage, Partition, Shared};
 use crate::kafka::format::{self, FormatOptions, ValueFormat};
 use crate::kafka::offsets::{self, Positions};
 use crate::kafka::{awaited, client_config, client_properties, error, groups, ClientOptions};
@@ -63,6 +63,8 @@ pub struct KafkaSource {
     name: String,
     shared: Option<Arc<Shared>>,
     fetched: Option<Receiver<Fetched>>,
+    /// Messages received from the consumer thread, not yet returned by a poll.
+    queued: std::collections::VecDeque<FetchedMessage>,
     thread: Option<std::thread::JoinHandle<()>>,
     control: Option<Arc<dyn CheckpointControl>>,
     revoking: Option<Revoking>,
@@ -167,6 +169,12 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sour
     // Offsets live in checkpoints (and in the sink's transaction), never auto-committed.
     props.insert("enable.auto.commit".into(), "false".into());
     props.insert("enable.auto.offset.store".into(), "false".into());
+    // librdkafka (2.x) waits 1 s before fetching a partition again once its local
+    // queue was full; a pipeline drains that queue in well under a second, then sat
+    // idle: 1 M records took 8 s instead of 2.
+    props
+        .entry("fetch.queue.backoff.ms".into())
+        .or_insert_with(|| "100".into());
     // Statistics feed the backlog metric (`connectd_source_backlog_records`).
     props
         .entry("statistics.interval.ms".into())
@@ -180,6 +188,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sour
         name: ctx.component.clone(),
         shared: None,
         fetched: None,
+        queued: Default::default(),
         thread: None,
         control: None,
         revoking: None,
@@ -267,6 +276,7 @@ impl Source for KafkaSource {
             .map_err(|e| ConnectorError::io("kafka source: starting the consumer thread", e))?;
         self.shared = Some(shared);
         self.fetched = Some(fetched);
+        self.queued.clear();
         self.thread = Some(thread);
         self.revoking = None;
         Ok(())
@@ -277,6 +287,8 @@ impl Source for KafkaSource {
         max: usize,
         bad: &mut Vec<BadRecord>,
     ) -> Result<SourcePoll, ConnectorError> {
+        // Set only when the queue is empty (the channel is read only then): both come
+        // after every message received before them was returned.
         if let Some(e) = self.deferred_error.take() {
             return Err(error("consume", e));
         }
@@ -289,50 +301,53 @@ impl Source for KafkaSource {
             .as_mut()
             .ok_or_else(|| ConnectorError::permanent("kafka source polled before open"))?;
         let stopped = || ConnectorError::permanent("kafka source: the consumer thread stopped");
-        let mut out = Vec::new();
-        // The first record is awaited a little (woken as soon as it comes), the rest
-        // taken as they are: a batch never waits for a full one.
-        let mut first = match fetched.try_recv() {
-            Ok(f) => Some(f),
-            Err(TryRecvError::Disconnected) => return Err(stopped()),
-            Err(TryRecvError::Empty) => {
-                match tokio::time::timeout(FIRST_RECORD_WAIT, fetched.recv()).await {
-                    Ok(Some(f)) => Some(f),
-                    Ok(None) => return Err(stopped()),
-                    Err(_) => None,
-                }
-            }
-        };
+        let mut out = Vec::with_capacity(max.min(self.queued.len().max(64)));
+        // Where this poll leaves each partition it took messages of.
+        let mut reached: Vec<(Arc<Partition>, i64)> = Vec::new();
+        let mut waited = false;
         while out.len() < max {
-            let next = match first.take() {
-                Some(f) => Ok(f),
-                None => fetched.try_recv(),
+            if let Some(m) = self.queued.pop_front() {
+                match m.record {
+                    Ok(r) => out.push(r),
+                    Err(b) => bad.push(*b),
+                }
+                match reached
+                    .iter_mut()
+                    .find(|(p, _)| Arc::ptr_eq(p, &m.partition))
+                {
+                    Some(r) => r.1 = m.offset + 1,
+                    None => reached.push((m.partition, m.offset + 1)),
+                }
+                continue;
+            }
+            // The first batch is awaited a little (woken as soon as it comes), the rest
+            // taken as they are: a poll never waits for a full batch.
+            let next = match fetched.try_recv() {
+                Ok(f) => f,
+                Err(TryRecvError::Disconnected) => return Err(stopped()),
+                Err(TryRecvError::Empty) if waited || !out.is_empty() || !bad.is_empty() => break,
+                Err(TryRecvError::Empty) => {
+                    waited = true;
+                    match tokio::time::timeout(FIRST_RECORD_WAIT, fetched.recv()).await {
+                        Ok(Some(f)) => f,
+                        Ok(None) => return Err(stopped()),
+                        Err(_) => break,
+                    }
+                }
             };
             match next {
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => return Err(stopped()),
-                Ok(Fetched::Record {
-                    partition,
-                    offset,
-                    record,
-                }) => {
-                    match record {
-                        Ok(r) => out.push(r),
-                        Err(b) => bad.push(*b),
-                    }
-                    shared.positions().insert(partition, offset + 1);
-                }
-                Ok(Fetched::Fatal(why)) => {
+                Fetched::Messages(messages) => self.queued.extend(messages),
+                Fetched::Fatal(why) => {
                     return Err(ConnectorError::permanent(format!("kafka source: {why}")))
                 }
-                Ok(Fetched::Error(e)) => {
+                Fetched::Error(e) => {
                     if out.is_empty() && bad.is_empty() {
                         return Err(error("consume", e));
                     }
                     self.deferred_error = Some(e);
                     break;
                 }
-                Ok(Fetched::Revoke { partitions, done }) => {
+                Fetched::Revoke { partitions, done } => {
                     self.revoking = Some(Revoking {
                         partitions,
                         done,
@@ -340,6 +355,12 @@ impl Source for KafkaSource {
                     });
                     break;
                 }
+            }
+        }
+        if !reached.is_empty() {
+            let mut positions = shared.positions();
+            for (p, offset) in reached {
+                positions.insert((*p).clone(), offset);
             }
         }
         if !out.is_empty() || !bad.is_empty() {
@@ -414,6 +435,7 @@ impl Source for KafkaSource {
         }
         // Unblocks the thread if it waits to hand over records or a revoke.
         self.fetched = None;
+        self.queued.clear();
         self.revoking = None;
         if let Some(t) = self.thread.take() {
             // Dropping the consumer leaves the group now rather than after the session
@@ -475,3 +497,6 @@ fn reset_group(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
