@@ -42,12 +42,13 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 const RESET_RECORD: &str = r#"{"reset":true}"#;
 
 enum Route {
-    Topic(String),
+    Topic(Arc<str>),
     Field(FieldPath),
 }
 
 struct Outgoing {
-    topic: String,
+    /// Shared with the route when it is one topic: no copy per record.
+    topic: Arc<str>,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
     headers: Vec<(String, String)>,
@@ -75,7 +76,8 @@ pub struct KafkaSink {
     pipeline: String,
     producer: Option<Arc<TxProducer>>,
     /// Everything written since the last commit: produced again if a transaction fails.
-    pending: Vec<Outgoing>,
+    /// Shared with the producing thread (`produce_pending`), never copied.
+    pending: Vec<Arc<Outgoing>>,
     /// Bytes of keys and values committed, for `/metrics`.
     stats: std::sync::Arc<connectd_sdk::stats::SinkStats>,
     /// How many of `pending` the open transaction holds.
@@ -136,21 +138,21 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
     };
     let mut props = client_properties(cfg, ctx, client);
     let route = match (o.topic, o.topic_field) {
-        (Some(t), None) => Route::Topic(t),
+        (Some(t), None) => Route::Topic(t.into()),
         (None, Some(f)) => Route::Field(FieldPath::parse(&f)),
         (Some(_), Some(_)) => {
             cfg.error(
                 "topic_field",
                 "give either `topic` or `topic_field`, not both",
             );
-            Route::Topic(String::new())
+            Route::Topic("".into())
         }
         (None, None) => {
             cfg.error(
                 "topic",
                 "missing: the topic to write to (or `topic_field`, the field that names it)",
             );
-            Route::Topic(String::new())
+            Route::Topic("".into())
         }
     };
     let key = o.key.iter().map(|k| FieldPath::parse(k)).collect();
@@ -229,7 +231,7 @@ impl KafkaSink {
         let topic = match &self.route {
             Route::Topic(t) => t.clone(),
             Route::Field(f) => match r.value.get_path(f) {
-                Some(Value::Str(s)) if !s.is_empty() => s.to_string(),
+                Some(Value::Str(s)) if !s.is_empty() => Arc::from(s.as_str()),
                 other => {
                     return Err(format!(
                         "the topic field `{f}` is {other:?}, not a topic name"
@@ -299,15 +301,7 @@ impl KafkaSink {
     async fn produce_pending(&mut self) -> Result<(), ConnectorError> {
         let p = self.producer()?;
         let from = self.produced;
-        let batch: Vec<Outgoing> = self.pending[from..]
-            .iter()
-            .map(|o| Outgoing {
-                topic: o.topic.clone(),
-                key: o.key.clone(),
-                payload: o.payload.clone(),
-                headers: o.headers.clone(),
-            })
-            .collect();
+        let batch: Vec<Arc<Outgoing>> = self.pending[from..].to_vec();
         let n = batch.len();
         blocking(move || {
             for o in &batch {
@@ -600,7 +594,7 @@ impl Sink for KafkaSink {
     ) -> Result<(), ConnectorError> {
         for r in batch {
             match self.outgoing(r) {
-                Ok(o) => self.pending.push(o),
+                Ok(o) => self.pending.push(Arc::new(o)),
                 Err(why) => bad.push(BadRecord::record(r.clone(), format!("kafka sink: {why}"))),
             }
         }
