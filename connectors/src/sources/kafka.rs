@@ -179,25 +179,64 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sour
     props
         .entry("statistics.interval.ms".into())
         .or_insert_with(|| "5000".into());
-    Ok(Box::new(KafkaSource {
+    Ok(Box::new(KafkaSource::new(
         props,
         topics,
         format,
         max_partition_skew,
-        pipeline: ctx.pipeline.clone(),
-        name: ctx.component.clone(),
-        shared: None,
-        fetched: None,
-        queued: Default::default(),
-        thread: None,
-        control: None,
-        revoking: None,
-        deferred_error: None,
-        stats: Arc::default(),
-    }))
+        ctx.pipeline.clone(),
+        ctx.component.clone(),
+    )))
 }
 
 impl KafkaSource {
+    fn new(
+        props: std::collections::BTreeMap<String, String>,
+        topics: Vec<String>,
+        format: ValueFormat,
+        max_partition_skew: Option<i64>,
+        pipeline: String,
+        name: String,
+    ) -> Self {
+        KafkaSource {
+            props,
+            topics,
+            format,
+            max_partition_skew,
+            pipeline,
+            name,
+            shared: None,
+            fetched: None,
+            queued: Default::default(),
+            thread: None,
+            control: None,
+            revoking: None,
+            deferred_error: None,
+            stats: Arc::default(),
+        }
+    }
+
+    /// What the consumer thread and this source share, starting at `start`.
+    fn new_shared(&self, start: Positions) -> Shared {
+        Shared {
+            positions: std::sync::Mutex::new(start),
+            held: Default::default(),
+            closing: Default::default(),
+            pipeline: self.pipeline.clone(),
+            source: self.name.clone(),
+            format: self.format.clone(),
+            stats: self.stats.clone(),
+            read_committed: self.props.get("isolation.level").map(String::as_str)
+                == Some("read_committed"),
+            topics: self.topics.clone(),
+            max_partition_skew: self.max_partition_skew,
+            generation: Default::default(),
+            ends: Default::default(),
+            awaited: Default::default(),
+            await_for: awaited::wait_for(&self.props),
+        }
+    }
+
     fn shared(&self) -> Result<&Arc<Shared>, ConnectorError> {
         self.shared
             .as_ref()
@@ -247,23 +286,7 @@ impl Source for KafkaSource {
             })?,
             _ => Positions::new(),
         };
-        let shared = Arc::new(Shared {
-            positions: std::sync::Mutex::new(start),
-            held: Default::default(),
-            closing: Default::default(),
-            pipeline: self.pipeline.clone(),
-            source: self.name.clone(),
-            format: self.format.clone(),
-            stats: self.stats.clone(),
-            read_committed: self.props.get("isolation.level").map(String::as_str)
-                == Some("read_committed"),
-            topics: self.topics.clone(),
-            max_partition_skew: self.max_partition_skew,
-            generation: Default::default(),
-            ends: Default::default(),
-            awaited: Default::default(),
-            await_for: awaited::wait_for(&self.props),
-        });
+        let shared = Arc::new(self.new_shared(start));
         let (consumer, fetched) = fetcher::create(&client_config(&self.props), shared.clone())
             .map_err(|e| error("cannot create the consumer", e))?;
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();

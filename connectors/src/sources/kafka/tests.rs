@@ -9,38 +9,16 @@ use super::*;
 
 fn source() -> (KafkaSource, tokio::sync::mpsc::Sender<Fetched>) {
     let (sender, receiver) = tokio::sync::mpsc::channel(8);
-    let shared = Arc::new(Shared {
-        positions: Default::default(),
-        held: Default::default(),
-        closing: Default::default(),
-        pipeline: "p".into(),
-        source: "in".into(),
-        format: ValueFormat::Json(None),
-        stats: Arc::default(),
-        read_committed: true,
-        topics: vec!["t".into()],
-        max_partition_skew: None,
-        generation: Default::default(),
-        ends: Default::default(),
-        awaited: Default::default(),
-        await_for: Duration::ZERO,
-    });
-    let source = KafkaSource {
-        props: Default::default(),
-        topics: vec!["t".into()],
-        format: ValueFormat::Json(None),
-        max_partition_skew: None,
-        pipeline: "p".into(),
-        name: "in".into(),
-        shared: Some(shared),
-        fetched: Some(receiver),
-        queued: Default::default(),
-        thread: None,
-        control: None,
-        revoking: None,
-        deferred_error: None,
-        stats: Arc::default(),
-    };
+    let mut source = KafkaSource::new(
+        Default::default(),
+        vec!["t".into()],
+        ValueFormat::Json(None),
+        None,
+        "p".into(),
+        "in".into(),
+    );
+    source.shared = Some(Arc::new(source.new_shared(Positions::new())));
+    source.fetched = Some(receiver);
     (source, sender)
 }
 
