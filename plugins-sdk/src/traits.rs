@@ -60,6 +60,15 @@ pub trait Source: Send {
         true
     }
 
+    /// Why this source cannot backfill a sink added with `start: beginning`; `None`:
+    /// it can. A backfill opens a second instance at its configured start and takes
+    /// from it exactly as many records as the first produced up to a checkpoint, so it
+    /// needs a source that replays one ordered stream from its start.
+    fn backfill_blocker(&self) -> Option<String> {
+        (!self.replayable())
+            .then(|| "it cannot replay: what it produced before is gone (live data)".to_string())
+    }
+
     /// Counters about the external service, exported on `/metrics` (sources that talk
     /// to one: requests, reconnects, errors by kind, last success, lag).
     fn stats(&self) -> Option<std::sync::Arc<crate::stats::SourceStats>> {

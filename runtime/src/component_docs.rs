@@ -133,6 +133,9 @@ pub fn find(registry: &Registry, type_name: &str) -> Vec<ComponentDoc> {
         .collect()
 }
 
+/// What a sink's `start` (read by the runtime, not by the sink) means.
+const SINK_START: &str = "where a sink new to a pipeline that has a checkpoint begins: at that checkpoint, or (beginning) backfilled first with what the pipeline produced before it, replayed from the sources' start";
+
 /// `connectd describe <type>`.
 pub fn describe_text(doc: &ComponentDoc) -> String {
     use std::fmt::Write as _;
@@ -151,6 +154,13 @@ pub fn describe_text(doc: &ComponentDoc) -> String {
     }
     for (name, text) in common {
         let _ = writeln!(out, "  {name:<22} required  {text}");
+    }
+    if doc.kind == Kind::Sink {
+        let _ = writeln!(
+            out,
+            "  {:<22} optional  checkpoint | beginning (default checkpoint): {SINK_START}",
+            "start"
+        );
     }
     for o in options {
         let need = if o.required { "required" } else { "optional" };
@@ -261,6 +271,12 @@ fn component_schema(registry: &Registry, kind: Kind, type_name: &str) -> Value {
             "description": "the names of the sources or transforms it reads",
             "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]
         }));
+    }
+    if kind == Kind::Sink {
+        props.insert(
+            "start".into(),
+            json!({"description": SINK_START, "enum": ["checkpoint", "beginning"], "default": "checkpoint"}),
+        );
     }
     for (name, p) in props.iter_mut() {
         if name != "type" {

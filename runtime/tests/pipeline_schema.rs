@@ -74,6 +74,14 @@ const BEYOND_A_SCHEMA: &[(&str, &str)] = &[
         "39-unknown-filter-function.yaml",
         "an expression's functions",
     ),
+    (
+        "41-backfill-from-live-source.yaml",
+        "whether the pipeline's sources can replay",
+    ),
+    (
+        "42-backfill-into-at-least-once-sink.yaml",
+        "whether the sink keeps a checkpoint",
+    ),
 ];
 
 #[test]

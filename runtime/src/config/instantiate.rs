@@ -5,9 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use connectd_sdk::config::{ConfigErrors, ConfigMap, Invalid};
-use connectd_sdk::{BuildContext, Registry, WorkerSettings};
+use connectd_sdk::{BuildContext, Registry, Sink, Source, WorkerSettings};
 
-use super::pipeline::{ComponentPlan, ComponentSpec, PipelinePlan, PipelineSpec, Section};
+use super::pipeline::{
+    BackfillParts, ComponentPlan, ComponentSpec, PipelinePlan, PipelineSpec, Section,
+};
 use super::ConfigProblems;
 
 /// A component builder of the registry (source, transform or sink).
@@ -44,14 +46,64 @@ impl PipelineSpec {
             worker,
             errors,
         };
+        let sources = at.built(Section::Sources, &self.sources, |t| registry.get_source(t));
+        let sinks = at.built(Section::Sinks, &self.sinks, |t| registry.get_sink(t));
+        let backfill = self.sinks.iter().any(|s| s.start_beginning).then(|| {
+            self.check_backfill(&sources, &sinks, errors);
+            // Problems of these options were reported by the first build.
+            let again = Place {
+                errors: &ConfigErrors::default(),
+                ..at
+            };
+            BackfillParts {
+                sources: again.built(Section::Sources, &self.sources, |t| registry.get_source(t)),
+                transforms: again.built(Section::Transforms, &self.transforms, |t| {
+                    registry.get_transform(t)
+                }),
+            }
+        });
         PipelinePlan {
-            sources: at.built(Section::Sources, &self.sources, |t| registry.get_source(t)),
+            sources,
             transforms: at.built(Section::Transforms, &self.transforms, |t| {
                 registry.get_transform(t)
             }),
-            sinks: at.built(Section::Sinks, &self.sinks, |t| registry.get_sink(t)),
+            sinks,
             state_dir: state_dir.join(&self.name),
             spec: Arc::clone(self),
+            backfill,
+        }
+    }
+
+    /// `start: beginning` needs a sink that keeps a checkpoint (else it cannot be known
+    /// to be new) and sources that can be replayed up to a checkpoint's position.
+    fn check_backfill(
+        &self,
+        sources: &[ComponentPlan<dyn Source>],
+        sinks: &[ComponentPlan<dyn Sink>],
+        errors: &ConfigErrors,
+    ) {
+        for spec in self.sinks.iter().filter(|s| s.start_beginning) {
+            let Some(node) = spec.node.get("start") else {
+                continue;
+            };
+            let field = format!("sinks.{}.start", spec.name);
+            let sink = sinks.iter().find(|s| s.name == spec.name);
+            if sink.is_some_and(|s| !s.component.exactly_once()) {
+                errors.push(
+                    &node.span,
+                    &field,
+                    format!("`start: beginning` needs an exactly-once sink: a `{}` sink keeps no checkpoint, so connectd cannot tell when it is new", spec.type_name),
+                );
+            }
+            for source in sources {
+                if let Some(why) = source.component.backfill_blocker() {
+                    errors.push(
+                        &node.span,
+                        &field,
+                        format!("`start: beginning` needs every source to replay what it produced before, and source `{}` cannot: {why}. Remove `start` (the sink then starts at the pipeline's current checkpoint)", source.name),
+                    );
+                }
+            }
         }
     }
 }
@@ -85,6 +137,9 @@ impl<'a> Place<'a> {
                 );
                 // Read when the spec was parsed.
                 cfg.allow(&["type", "inputs"]);
+                if section == Section::Sinks {
+                    cfg.allow(&["start"]);
+                }
                 let ctx = BuildContext {
                     pipeline: self.pipeline.to_string(),
                     component: spec.name.clone(),

@@ -43,6 +43,9 @@ pub struct ComponentSpec {
     pub inputs: Vec<String>,
     /// Its options (with `type` and `inputs`), interpolated, with their positions.
     pub node: ConfigNode,
+    /// A sink's `start: beginning`: new to a pipeline that has a checkpoint, it is first
+    /// backfilled with what the pipeline produced before (`engine::backfill`).
+    pub start_beginning: bool,
 }
 
 /// A pipeline file parsed once: a plain value, instantiated into a [`PipelinePlan`]
@@ -117,6 +120,17 @@ pub struct PipelinePlan {
     /// The pipeline's own state directory (`<state dir>/<name>`): its checkpoint log and
     /// its sinks' write-ahead logs.
     pub state_dir: PathBuf,
+    /// A second, unopened set of sources and transforms, built when a sink says
+    /// `start: beginning`: what a backfill runs.
+    pub backfill: Option<BackfillParts>,
+}
+
+/// The components a backfill runs: fresh instances of the pipeline's sources and
+/// transforms.
+#[derive(Debug)]
+pub struct BackfillParts {
+    pub sources: Vec<ComponentPlan<dyn Source>>,
+    pub transforms: Vec<ComponentPlan<dyn Transform>>,
 }
 
 impl std::ops::Deref for PipelinePlan {
@@ -394,6 +408,8 @@ fn components(
             read_inputs(&mut cfg, edges, name)
         };
         let type_name = component_type(&mut cfg, section.kind(), section.types(registry));
+        let start_beginning = section == Section::Sinks
+            && cfg.one_of("start", &["checkpoint", "beginning"], "checkpoint") == "beginning";
         // Options are the builder's to check (when the spec is instantiated).
         match type_name {
             Some(type_name) if errors.len() == errors_before => out.push(ComponentSpec {
@@ -401,6 +417,7 @@ fn components(
                 type_name,
                 inputs,
                 node: (*node).clone(),
+                start_beginning,
             }),
             _ => {}
         }

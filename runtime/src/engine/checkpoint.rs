@@ -15,9 +15,13 @@ use super::state_store::{Manifest, StateStore};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SourceState {
     pub offset: serde_json::Value,
-    /// Records emitted since the pipeline first started (informational).
+    /// Records emitted since the pipeline first started: where a backfill stops.
     #[serde(default)]
     pub emitted: u64,
+    /// The source had ended (a file read to its end): a backfill ends it there too, so
+    /// what its end flushed is flushed again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exhausted: bool,
 }
 
 /// The source offsets of the newest checkpoint every sink has committed, as the admin

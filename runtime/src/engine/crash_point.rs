@@ -1,9 +1,10 @@
 //! Deterministic crashes at the steps of the two-phase commit, for tests of the running
 //! binary: `CONNECTD_CRASH_AT=<step>:<checkpoint id>[:<sink>]` aborts the process (as a
 //! SIGKILL would stop it) when that sink — any sink, if none is named — reaches that
-//! step of that checkpoint. Steps: `prepared` (its write-ahead log sealed, the log not
-//! yet written), `logged` (the state store holds the checkpoint, no sink has committed
-//! it through this one), `committed` (this sink committed, others may not have).
+//! step of that checkpoint (`*`: any checkpoint). Steps: `prepared` (its write-ahead log
+//! sealed, the log not yet written), `logged` (the state store holds the checkpoint, no
+//! sink has committed it through this one), `committed` (this sink committed, others may
+//! not have), `backfilled` (a backfill's epoch moved into the sink's log, not committed).
 //! Read once; unset, it costs one comparison per checkpoint.
 //!
 //! `CONNECTD_TEST_COMMIT_TRACE=<file>` appends `begin <sink> <id>` when a sink starts
@@ -15,7 +16,8 @@ use std::sync::OnceLock;
 #[derive(Debug)]
 struct Point {
     step: String,
-    id: u64,
+    /// `None`: any checkpoint.
+    id: Option<u64>,
     sink: Option<String>,
 }
 
@@ -26,7 +28,10 @@ fn point() -> Option<&'static Point> {
             let spec = std::env::var("CONNECTD_CRASH_AT").ok()?;
             let mut parts = spec.splitn(3, ':');
             let step = parts.next()?.to_string();
-            let id = parts.next()?.parse().ok()?;
+            let id = match parts.next()? {
+                "*" => None,
+                n => Some(n.parse().ok()?),
+            };
             let sink = parts.next().map(str::to_string);
             Some(Point { step, id, sink })
         })
@@ -56,7 +61,10 @@ pub fn trace(what: &str, id: u64, sink: &str) {
 /// Aborts the process if the test hook names this step.
 pub fn hit(step: &str, id: u64, sink: &str) {
     if let Some(p) = point() {
-        if p.step == step && p.id == id && p.sink.as_deref().is_none_or(|s| s == sink) {
+        if p.step == step
+            && p.id.is_none_or(|p| p == id)
+            && p.sink.as_deref().is_none_or(|s| s == sink)
+        {
             eprintln!("CONNECTD_CRASH_AT: aborting at {step} of checkpoint {id} in sink `{sink}`");
             std::process::abort();
         }

@@ -8,6 +8,7 @@
 //! the sources produce after a restart need not equal what they produced before.
 
 mod align;
+mod backfill;
 mod checkpoint;
 mod coordinator;
 mod crash_point;
@@ -49,6 +50,9 @@ use self::transform_task::TransformTask;
 use crate::config::PipelinePlan;
 use crate::metrics::Metrics;
 
+/// Records per write when an epoch is redone from its write-ahead log.
+const REDO_CHUNK: usize = 4096;
+
 /// Batches in flight per edge: what bounds memory and makes a slow sink slow the source.
 const CHANNEL_CAPACITY: usize = 8;
 
@@ -81,12 +85,24 @@ pub async fn run(
     stop: watch::Receiver<bool>,
     committed_offsets: CommittedOffsets,
 ) -> Result<(), PipelineError> {
+    run_as(plan, metrics, stop, committed_offsets, false).await
+}
+
+/// [`run`], or (`backfilling`) the inner run of a backfill (`backfill`).
+async fn run_as(
+    plan: PipelinePlan,
+    metrics: Metrics,
+    stop: watch::Receiver<bool>,
+    committed_offsets: CommittedOffsets,
+    backfilling: bool,
+) -> Result<(), PipelineError> {
     let PipelinePlan {
         spec,
         sources,
         transforms,
         mut sinks,
         state_dir,
+        backfill,
     } = plan;
     let name = spec.name.clone();
     let (checkpoint_interval, batch_size) = (spec.checkpoint_interval, spec.batch_size);
@@ -108,7 +124,7 @@ pub async fn run(
         )
         .map_err(|e| PipelineError::new(&s.name, format!("cannot open: {e}")))?;
         let exactly_once = s.component.exactly_once();
-        if !exactly_once {
+        if !exactly_once && !backfilling {
             tracing::info!(pipeline = %name, sink = %s.name, "this sink is at-least-once: records may repeat after a crash");
         }
         let wal = Wal::new(&state_dir, &s.name);
@@ -122,7 +138,7 @@ pub async fn run(
         wals.push(exactly_once.then_some(wal));
     }
     // 2. The recovery plan: which checkpoint to restore, what each sink must finish.
-    let plan = recovery::plan(manifest.as_ref().map(|m| m.id), &found)
+    let mut plan = recovery::plan(manifest.as_ref().map(|m| m.id), &found)
         .map_err(|e| PipelineError::new("checkpoint", e))?;
     let parse_state = |c: &connectd_sdk::Checkpoint| {
         serde_json::from_value::<PipelineState>(c.state.clone()).map_err(|e| {
@@ -148,10 +164,55 @@ pub async fn run(
     if restore_id > 0 {
         checkpoint::publish(&committed_offsets, restore_id, &state);
         tracing::info!(pipeline = %name, checkpoint = restore_id, "restoring from checkpoint");
-    } else {
+    } else if !backfilling {
         tracing::info!(pipeline = %name, "starting from the beginning (no checkpoint)");
     }
-    // 3. Sinks finish what the crash interrupted, before anything new is written.
+    // 3. A new sink with `start: beginning` gets what the pipeline produced before, as
+    // the epoch of the restored checkpoint that it has yet to commit.
+    let targets: Vec<backfill::Target> = sinks
+        .iter()
+        .zip(&plan.sinks)
+        .filter(|(s, p)| {
+            p.action == recovery::SinkAction::StartsHere { had: None }
+                && spec
+                    .sinks
+                    .iter()
+                    .any(|c| c.name == s.name && c.start_beginning)
+        })
+        .map(|(s, _)| backfill::Target {
+            name: s.name.clone(),
+            inputs: s.inputs.clone(),
+        })
+        .collect();
+    if let (false, Some(parts)) = (targets.is_empty(), backfill) {
+        let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+        tracing::info!(pipeline = %name, sinks = ?names, checkpoint = restore_id, "start: beginning: backfilling from the sources' start up to the restored checkpoint");
+        let ran = backfill::run(
+            &spec,
+            parts,
+            &targets,
+            restore_id,
+            &state,
+            &state_dir,
+            stop.clone(),
+        )
+        .await?;
+        let Some(logs) = ran else {
+            tracing::info!(pipeline = %name, "stopped during the backfill: it starts over on the next run");
+            return Ok(());
+        };
+        for (target, log) in targets.iter().zip(&logs) {
+            let i = sinks.iter().position(|s| s.name == target.name);
+            let (Some(i), Some(wal)) = (i, i.and_then(|i| wals[i].as_mut())) else {
+                continue;
+            };
+            wal.adopt(log, restore_id)?;
+            plan.sinks[i].action = recovery::SinkAction::Redo(restore_id);
+            crash_point::hit("backfilled", restore_id, &target.name);
+        }
+        let _ = std::fs::remove_dir_all(state_dir.join("backfill"));
+    }
+    // 4. Sinks finish what the crash interrupted, before anything new is written.
     for ((s, sink_plan), wal) in sinks.iter_mut().zip(&plan.sinks).zip(wals.iter_mut()) {
         if let Some(wal) = wal.as_mut() {
             for epoch in &sink_plan.discard {
@@ -161,21 +222,31 @@ pub async fn run(
         match sink_plan.action {
             recovery::SinkAction::UpToDate => {}
             recovery::SinkAction::StartsHere { had } => {
+                if had.is_some()
+                    && spec
+                        .sinks
+                        .iter()
+                        .any(|c| c.name == s.name && c.start_beginning)
+                {
+                    tracing::warn!(pipeline = %name, sink = %s.name, "`start: beginning` applies only to a sink that has never committed a checkpoint");
+                }
                 tracing::warn!(pipeline = %name, sink = %s.name, had = ?had, checkpoint = restore_id, "sink new to the pipeline (or back after missing checkpoints): it starts at the pipeline's current checkpoint, without what came before");
             }
             recovery::SinkAction::Redo(id) => {
                 let Some(wal) = wal.as_mut() else { continue };
-                let records = wal.read(id)?;
-                tracing::info!(pipeline = %name, sink = %s.name, checkpoint = id, records = records.len(), "finishing the commit the crash interrupted, from the write-ahead log");
-                let mut bad = Vec::new();
-                retry!(
-                    retry_timeout,
-                    format!("sink `{}`", s.name),
-                    s.component.write(&records, &mut bad)
-                )
-                .map_err(|e| PipelineError::new(&s.name, e.to_string()))?;
+                tracing::info!(pipeline = %name, sink = %s.name, checkpoint = id, "finishing the commit of checkpoint {id}, from the write-ahead log");
                 let m = metrics.component(&name, &s.name, "sink");
-                dlq.handle(&s.name, bad, &m)?;
+                let mut reader = wal.reader(id)?;
+                while let Some(records) = reader.next_chunk(REDO_CHUNK)? {
+                    let mut bad = Vec::new();
+                    retry!(
+                        retry_timeout,
+                        format!("sink `{}`", s.name),
+                        s.component.write(&records, &mut bad)
+                    )
+                    .map_err(|e| PipelineError::new(&s.name, e.to_string()))?;
+                    dlq.handle(&s.name, bad, &m)?;
+                }
                 sink_task::pre_commit(&mut *s.component, &s.name, id, &dlq, &m, retry_timeout)
                     .await?;
                 dlq.sync(&s.name)?;
@@ -197,7 +268,7 @@ pub async fn run(
     }
     let first_id = plan.next_id;
 
-    // 4. Channels: one receiver per transform/sink; outputs per producer.
+    // 5. Channels: one receiver per transform/sink; outputs per producer.
     let mut outputs: HashMap<String, Vec<Output>> = HashMap::new();
     let mut receivers: HashMap<String, mpsc::Receiver<Envelope>> = HashMap::new();
     let consumers = transforms

@@ -57,13 +57,14 @@ impl SourceTask {
     }
 
     /// Records the position and forwards the barrier. Returns true when the task ends.
-    async fn barrier(&mut self, b: Barrier) -> Result<bool, PipelineError> {
+    async fn barrier(&mut self, b: Barrier, exhausted: bool) -> Result<bool, PipelineError> {
         self.store.report_source(
             b.id,
             &self.name,
             SourceState {
                 offset: self.source.offset(),
                 emitted: self.emitted,
+                exhausted,
             },
         );
         broadcast(&self.outputs, Message::Barrier(b))
@@ -109,7 +110,7 @@ impl SourceTask {
                 queued.push_back(b);
             }
             if let Some(b) = queued.pop_front() {
-                if self.barrier(b).await? {
+                if self.barrier(b, exhausted).await? {
                     return Ok(());
                 }
                 continue;

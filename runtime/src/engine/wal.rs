@@ -107,25 +107,48 @@ impl Wal {
 
     /// The records of a sealed epoch (none when it had none).
     pub fn read(&self, epoch: u64) -> Result<Vec<Record>, PipelineError> {
-        let path = self.path(epoch);
-        let f = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(self.err("cannot open", &path, e)),
-        };
+        let mut reader = self.reader(epoch)?;
         let mut out = Vec::new();
-        for (i, line) in BufReader::new(f).lines().enumerate() {
-            let line = line.map_err(|e| self.err("cannot read", &path, e))?;
-            let r = serde_json::from_str(&line).map_err(|e| {
-                self.err(
-                    "corrupt record",
-                    &path,
-                    format!("line {}: {e} (remove the file to give the epoch up)", i + 1),
-                )
-            })?;
-            out.push(r);
+        while let Some(chunk) = reader.next_chunk(usize::MAX)? {
+            out.extend(chunk);
         }
         Ok(out)
+    }
+
+    /// Reads a sealed epoch a chunk at a time (a backfill's epoch can exceed memory).
+    pub fn reader(&self, epoch: u64) -> Result<WalReader, PipelineError> {
+        let path = self.path(epoch);
+        let lines = match File::open(&path) {
+            Ok(f) => Some(BufReader::new(f).lines()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(self.err("cannot open", &path, e)),
+        };
+        Ok(WalReader {
+            sink: self.sink.clone(),
+            path,
+            lines,
+            line: 0,
+        })
+    }
+
+    /// Takes over the sealed epoch `epoch` of another log of this sink (a backfill's),
+    /// durably: afterwards this log holds it as if the sink had logged it.
+    pub fn adopt(&mut self, from: &Wal, epoch: u64) -> Result<(), PipelineError> {
+        fs::create_dir_all(&self.dir).map_err(|e| self.err("cannot create", &self.dir, e))?;
+        let (src, to) = (from.path(epoch), self.path(epoch));
+        match fs::rename(&src, &to) {
+            Ok(()) => {}
+            // An epoch with no records has no file; an empty one says "backfilled".
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                File::create(&to)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| self.err("cannot create", &to, e))?;
+            }
+            Err(e) => return Err(self.err("cannot move", &src, e)),
+        }
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| self.err("cannot fsync", &self.dir, e))
     }
 
     /// The epochs that have a file.
@@ -165,6 +188,50 @@ impl Wal {
     }
 }
 
+/// A sealed epoch read in chunks.
+#[derive(Debug)]
+pub struct WalReader {
+    sink: String,
+    path: PathBuf,
+    lines: Option<std::io::Lines<BufReader<File>>>,
+    line: usize,
+}
+
+impl WalReader {
+    /// The next at most `max` records; `None` at the end.
+    pub fn next_chunk(&mut self, max: usize) -> Result<Option<Vec<Record>>, PipelineError> {
+        let Some(lines) = self.lines.as_mut() else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        for line in lines.by_ref() {
+            self.line += 1;
+            let err = |what: &str, e: String| {
+                PipelineError::new(
+                    &self.sink,
+                    format!("write-ahead log: {what} {}: {e}", self.path.display()),
+                )
+            };
+            let line = line.map_err(|e| err("cannot read", e.to_string()))?;
+            let r = serde_json::from_str(&line).map_err(|e| {
+                err(
+                    "corrupt record",
+                    format!(
+                        "line {}: {e} (remove the file to give the epoch up)",
+                        self.line
+                    ),
+                )
+            })?;
+            out.push(r);
+            if out.len() >= max {
+                return Ok(Some(out));
+            }
+        }
+        self.lines = None;
+        Ok((!out.is_empty()).then_some(out))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -198,5 +265,28 @@ mod tests {
         assert_eq!(again.read(4).unwrap(), [rec(9)]);
         std::fs::write(dir.path().join("wal/out/5.jsonl"), "{\"value\":").unwrap();
         assert!(again.read(5).unwrap_err().message.contains("5.jsonl"));
+    }
+
+    #[test]
+    fn an_epoch_is_read_in_chunks_and_adopted_from_another_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut other = Wal::new(&dir.path().join("backfill"), "out");
+        other
+            .append(7, &(0..5).map(rec).collect::<Vec<_>>())
+            .unwrap();
+        other.seal().unwrap();
+        let mut wal = Wal::new(dir.path(), "out");
+        wal.adopt(&other, 7).unwrap();
+        assert_eq!(other.epochs().unwrap(), Vec::<u64>::new());
+        assert_eq!(wal.epochs().unwrap(), [7]);
+        let mut reader = wal.reader(7).unwrap();
+        let sizes: Vec<usize> = std::iter::from_fn(|| reader.next_chunk(2).unwrap())
+            .map(|c| c.len())
+            .collect();
+        assert_eq!(sizes, [2, 2, 1]);
+        // Nothing logged: adopted as an empty epoch, which recovery still sees.
+        wal.adopt(&other, 8).unwrap();
+        assert_eq!(wal.epochs().unwrap(), [7, 8]);
+        assert_eq!(wal.read(8).unwrap(), []);
     }
 }

@@ -1,0 +1,222 @@
+//! `start: beginning` on sinks added to a pipeline that has run: they are backfilled with
+//! everything the pipeline produced before its checkpoint, then go on with the others.
+//! The first run tails a file and is stopped with windows still open (so the backfill
+//! must stop where the checkpoint stood, not at the end of the input, and must not
+//! flush); more input arrives; the second run adds a window sink and a raw sink with
+//! `start: beginning` and is crashed during the backfill. Every sink must end with what
+//! is computed here from the input: each record once, each window once with its values.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rand::Rng;
+
+const RECORDS: i64 = 300_000;
+const FIRST_RUN: i64 = 200_000;
+const HOSTS: i64 = 7;
+const WINDOW_MS: i64 = 10_000;
+const T0: i64 = 1_700_000_000_000;
+
+fn line(i: i64) -> String {
+    format!(
+        "{{\"id\":{i},\"host\":\"h{}\",\"v\":{},\"ts\":{}}}\n",
+        i % HOSTS,
+        i % 13,
+        T0 + i * 50
+    )
+}
+
+/// Every window's row, computed from the input, sorted.
+fn expected_windows() -> Vec<String> {
+    let mut windows = BTreeMap::<(i64, String), (i64, i64)>::new();
+    for i in 0..RECORDS {
+        let start = (T0 + i * 50).div_euclid(WINDOW_MS) * WINDOW_MS;
+        let slot = windows
+            .entry((start, format!("h{}", i % HOSTS)))
+            .or_default();
+        slot.0 += 1;
+        slot.1 += i % 13;
+    }
+    let mut rows: Vec<String> = windows
+        .iter()
+        .map(|((start, host), (n, total))| format!("{start},{host},{n},{total}"))
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn pipeline(follow: bool, added: &str) -> String {
+    format!(
+        r#"
+name: backfilled
+checkpoint: {{interval: 100ms}}
+sources:
+  lines: {{type: file, path: in.jsonl, follow: {follow}}}
+transforms:
+  per_host:
+    type: window
+    inputs: [lines]
+    kind: tumbling
+    size: 10s
+    time: ts
+    group_by: [host]
+    aggregates: {{n: count(), total: sum(v)}}
+sinks:
+  windows: {{type: csv, inputs: [per_host], path: out/windows.csv, columns: [window_start, host, n, total]}}
+  raw: {{type: jsonl, inputs: [lines], path: out/raw.jsonl}}
+{added}"#
+    )
+}
+
+const ADDED: &str = r#"  windows_new: {type: csv, inputs: [per_host], path: out/windows_new.csv, columns: [window_start, host, n, total], start: beginning}
+  raw_new: {type: jsonl, inputs: [lines], path: out/raw_new.jsonl, start: beginning}
+"#;
+
+fn append(path: &Path, range: std::ops::Range<i64>) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    let text: String = range.map(line).collect();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// The first run: the first part of the input, tailed, stopped with SIGTERM once all of
+/// it is through (its last windows are still open).
+fn first_run(dir: &Path) {
+    append(&dir.join("in.jsonl"), 0..FIRST_RUN);
+    let cfg = write_pipeline(dir, "p.yaml", &pipeline(true, ""));
+    let mut child = spawn(dir, &cfg, &[]);
+    let started = Instant::now();
+    let raw = dir.join("out/raw.jsonl");
+    while std::fs::read_to_string(&raw).map_or(0, |t| t.lines().count()) < FIRST_RUN as usize {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the first run did not get through its input: {}",
+            stderr_tail(&child, 4000)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Past the last record's checkpoint, so the stop's checkpoint holds all of them.
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, libc::SIGTERM);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(60)).success());
+    let windows = read(dir.join("out/windows.csv"));
+    assert!(
+        windows.lines().count() > 1 && windows.lines().count() < expected_windows().len(),
+        "the first run should close some windows and leave others open"
+    );
+    append(&dir.join("in.jsonl"), FIRST_RUN..RECORDS);
+}
+
+fn sorted_rows(text: &str) -> Vec<String> {
+    let mut rows: Vec<String> = text.lines().skip(1).map(str::to_string).collect();
+    rows.sort();
+    rows
+}
+
+/// Each sink's output against what the input says.
+fn check_outputs(dir: &Path, context: &str) {
+    let want = expected_windows();
+    for sink in ["windows", "windows_new"] {
+        let got = sorted_rows(&read(dir.join(format!("out/{sink}.csv"))));
+        assert_eq!(got.len(), want.len(), "{context}: `{sink}` rows");
+        assert!(
+            got == want,
+            "{context}: `{sink}` differs from the windows computed from the input"
+        );
+    }
+    for sink in ["raw", "raw_new"] {
+        let mut seen = vec![0u32; RECORDS as usize];
+        for l in read(dir.join(format!("out/{sink}.jsonl"))).lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let id = v["id"].as_i64().unwrap();
+            assert_eq!(l.to_string() + "\n", line(id), "{context}: `{sink}` record");
+            seen[id as usize] += 1;
+        }
+        let missing = seen.iter().filter(|n| **n == 0).count();
+        let twice = seen.iter().filter(|n| **n > 1).count();
+        assert_eq!(
+            (missing, twice),
+            (0, 0),
+            "{context}: `{sink}`: (missing, duplicated) ids"
+        );
+    }
+}
+
+/// A crash right after the backfilled epochs moved into the new sinks' logs, before
+/// their commit: the next run commits them (recovery's redo) and goes on.
+#[test]
+fn sinks_added_with_start_beginning_get_the_history_across_a_crash_after_the_backfill() {
+    let dir = tempfile::tempdir().unwrap();
+    first_run(dir.path());
+    let cfg = write_pipeline(dir.path(), "p.yaml", &pipeline(false, ADDED));
+    let crashed = run_with_env(
+        dir.path(),
+        &cfg,
+        &[("CONNECTD_CRASH_AT", "backfilled:*:raw_new")],
+    );
+    let stderr = String::from_utf8_lossy(&crashed.stderr);
+    assert!(
+        stderr.contains("aborting at backfilled"),
+        "the hook did not fire: {stderr}"
+    );
+    // Nothing of the backfill reached the new sinks before their commit.
+    for f in ["out/raw_new.jsonl", "out/windows_new.csv"] {
+        let n = std::fs::read_to_string(dir.path().join(f)).map_or(0, |t| t.lines().count());
+        assert!(n <= 1, "{f} holds {n} lines before its commit");
+    }
+    let out = run_to_end(dir.path(), &cfg);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_outputs(dir.path(), "crash after the backfill");
+}
+
+/// SIGKILLs at seeded random moments of the second run; some must land during the
+/// backfill itself.
+#[test]
+fn sinks_added_with_start_beginning_get_the_history_across_sigkills() {
+    let (seed, mut rng) = seeded_rng();
+    let dir = tempfile::tempdir().unwrap();
+    first_run(dir.path());
+    let cfg = write_pipeline(dir.path(), "p.yaml", &pipeline(false, ADDED));
+    let (mut kills, mut in_backfill) = (0, 0);
+    for _ in 0..10 {
+        let mut child = spawn_captured(
+            connectd()
+                .env("RUST_LOG", "info")
+                .current_dir(dir.path())
+                .args(["--admin-addr", "off", "--config"])
+                .arg(&cfg),
+        );
+        std::thread::sleep(Duration::from_millis(rng.random_range(50..3000)));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        signal(&child, libc::SIGKILL);
+        let _ = child.wait();
+        kills += 1;
+        let log = stderr_of(&child);
+        if log.contains("backfilling") && !log.contains("finishing the commit") {
+            in_backfill += 1;
+        }
+    }
+    println!("seed {seed}: {kills} kills, {in_backfill} during the backfill");
+    assert!(
+        in_backfill >= 1,
+        "seed {seed}: no kill landed during the backfill"
+    );
+    let mut child = spawn(dir.path(), &cfg, &[]);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(300)).success());
+    check_outputs(dir.path(), &format!("seed {seed}, {kills} kills"));
+}
