@@ -69,6 +69,21 @@ pub trait Source: Send {
             .then(|| "it cannot replay: what it produced before is gone (live data)".to_string())
     }
 
+    /// For a backfill, before `open(None)`: read from the configured start as a new
+    /// reader would (ignoring positions kept outside the pipeline, such as a consumer
+    /// group's) and return nothing past `position` (an `offset()` this source reported).
+    /// `Ok(false)`: not supported; the runtime then counts records, which is exact for
+    /// one ordered stream.
+    fn stop_at(&mut self, _position: &serde_json::Value) -> Result<bool, ConnectorError> {
+        Ok(false)
+    }
+
+    /// After `stop_at` returned true: whether every record before the position has been
+    /// returned.
+    fn stopped(&self) -> bool {
+        false
+    }
+
     /// Counters about the external service, exported on `/metrics` (sources that talk
     /// to one: requests, reconnects, errors by kind, last success, lag).
     fn stats(&self) -> Option<std::sync::Arc<crate::stats::SourceStats>> {

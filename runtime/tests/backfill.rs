@@ -220,3 +220,175 @@ fn sinks_added_with_start_beginning_get_the_history_across_sigkills() {
     assert!(wait_with_deadline(&mut child, Duration::from_secs(300)).success());
     check_outputs(dir.path(), &format!("seed {seed}, {kills} kills"));
 }
+
+/// Host `h`'s `i`-th event on the Kafka topic: every 100 ms of event time.
+fn kafka_event(h: u64, i: u64) -> (String, String) {
+    let host = format!("host-{h:02}");
+    let value = format!(
+        "{{\"id\":{},\"host\":\"{host}\",\"v\":{},\"t\":{}}}",
+        h * 100_000 + i,
+        (h * 7 + i * 13) % 1_000,
+        T0 + i as i64 * 100
+    );
+    (host, value)
+}
+
+fn kafka_pipeline(topic: &str, group: &str, added: &str) -> String {
+    format!(
+        r#"name: kafka_backfilled
+checkpoint: {{interval: 200ms}}
+sources:
+  iot:
+    type: kafka
+    bootstrap_servers: {bootstrap}
+    topics: [{topic}]
+    group: {group}
+    start: earliest
+    properties: {{session.timeout.ms: "6000", heartbeat.interval.ms: "500"}}
+transforms:
+  per_host:
+    type: window
+    inputs: [iot]
+    kind: tumbling
+    size: 5s
+    time: t
+    group_by: [host]
+    aggregates: {{n: count(), total: sum(v)}}
+sinks:
+  windows: {{type: jsonl, inputs: [per_host], path: out/windows.jsonl}}
+  raw: {{type: jsonl, inputs: [iot], path: out/raw.jsonl}}
+{added}"#,
+        bootstrap = common::kafka::bootstrap(),
+    )
+}
+
+fn lines_in(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}
+
+/// Runs until `file` holds `want` lines, then stops with SIGTERM.
+fn run_until(dir: &Path, cfg: &Path, file: &str, want: usize) {
+    let mut child = spawn(dir, cfg, &[]);
+    let started = Instant::now();
+    while lines_in(&dir.join(file)) < want {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "{file}: {} of {want} lines; stderr: {}",
+            lines_in(&dir.join(file)),
+            stderr_tail(&child, 4000)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&child, libc::SIGTERM);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(60)).success());
+}
+
+/// The same with a 4-partition Kafka topic keyed by host: the backfill reads each
+/// partition from its start, by assignment, up to the checkpoint's offset in it, with
+/// windows open at the checkpoint. A first run reads half the events; the second adds
+/// the sinks, reads the rest and events far later that close every window. The rest
+/// is produced before the second run (each partition is through at its first message
+/// past the bound) ...
+#[test]
+fn sinks_added_with_start_beginning_are_backfilled_from_a_four_partition_topic() {
+    kafka_backfill(true);
+}
+
+/// ... or only once the backfill is done (nothing past the bound: each partition is
+/// through when the consumer's position reaches it).
+#[test]
+fn a_backfill_from_a_topic_that_has_not_grown_stops_at_the_consumer_position() {
+    kafka_backfill(false);
+}
+
+fn kafka_backfill(rest_first: bool) {
+    const HOSTS_K: u64 = 16;
+    const PER_HOST: u64 = 1_200;
+    let dir = tempfile::tempdir().unwrap();
+    let topic = common::kafka::unique("backfill");
+    common::kafka::create_topic(&topic, 4);
+    let group = common::kafka::unique("backfill-group");
+    let producer = common::kafka::Producer::new();
+    let half: Vec<_> = (0..PER_HOST / 2)
+        .flat_map(|i| (0..HOSTS_K).map(move |h| kafka_event(h, i)))
+        .collect();
+    producer.send(&topic, half.clone());
+    let cfg = write_pipeline(dir.path(), "k.yaml", &kafka_pipeline(&topic, &group, ""));
+    run_until(dir.path(), &cfg, "out/raw.jsonl", half.len());
+    let (first_windows, _) = (lines_in(&dir.path().join("out/windows.jsonl")), ());
+    assert!(first_windows > 0, "the first run closed no window");
+
+    let mut rest: Vec<_> = (PER_HOST / 2..PER_HOST)
+        .flat_map(|i| (0..HOSTS_K).map(move |h| kafka_event(h, i)))
+        .collect();
+    // Far later, one per host: every partition's watermark passes every real window.
+    rest.extend((0..HOSTS_K).map(|h| kafka_event(h, PER_HOST + 36_000)));
+    if rest_first {
+        producer.send(&topic, rest.clone());
+    }
+    let added = r#"  windows_new: {type: jsonl, inputs: [per_host], path: out/windows_new.jsonl, start: beginning}
+  raw_new: {type: jsonl, inputs: [iot], path: out/raw_new.jsonl, start: beginning}
+"#;
+    let cfg = write_pipeline(dir.path(), "k.yaml", &kafka_pipeline(&topic, &group, added));
+    let mut expected = BTreeMap::<(String, i64), (u64, u64)>::new();
+    for (_, value) in half.iter().chain(&rest[..rest.len() - HOSTS_K as usize]) {
+        let v: serde_json::Value = serde_json::from_str(value).unwrap();
+        let start = v["t"].as_i64().unwrap().div_euclid(5_000) * 5_000;
+        let e = expected
+            .entry((v["host"].as_str().unwrap().to_string(), start))
+            .or_default();
+        e.0 += 1;
+        e.1 += v["v"].as_u64().unwrap();
+    }
+    let rest_later = (!rest_first).then(|| {
+        let (dir, topic, rest) = (dir.path().to_path_buf(), topic.clone(), rest.clone());
+        let bootstrap = common::kafka::bootstrap();
+        std::thread::spawn(move || {
+            // Once the backfill has committed the first half into the new sink.
+            while lines_in(&dir.join("out/raw_new.jsonl"))
+                < PER_HOST as usize / 2 * HOSTS_K as usize
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            common::kafka::Producer::connect(&bootstrap).send(&topic, rest);
+        })
+    });
+    run_until(dir.path(), &cfg, "out/windows_new.jsonl", expected.len());
+    if let Some(t) = rest_later {
+        t.join().unwrap();
+    }
+    for sink in ["windows", "windows_new"] {
+        let text = read(dir.path().join(format!("out/{sink}.jsonl")));
+        let mut got = BTreeMap::new();
+        for l in text.lines() {
+            let r: serde_json::Value = serde_json::from_str(l).unwrap();
+            let key = (
+                r["host"].as_str().unwrap().to_string(),
+                r["window_start"].as_i64().unwrap(),
+            );
+            let value = (r["n"].as_u64().unwrap(), r["total"].as_u64().unwrap());
+            assert!(
+                got.insert(key.clone(), value).is_none(),
+                "`{sink}`: {key:?} twice"
+            );
+        }
+        assert!(
+            got == expected,
+            "`{sink}`: {} windows, {} expected; first difference: {:?}",
+            got.len(),
+            expected.len(),
+            expected.iter().find(|(k, v)| got.get(*k) != Some(*v))
+        );
+    }
+    let all = half.len() + rest.len();
+    for sink in ["raw", "raw_new"] {
+        let mut ids = BTreeMap::<u64, usize>::new();
+        for l in read(dir.path().join(format!("out/{sink}.jsonl"))).lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            *ids.entry(v["id"].as_u64().unwrap()).or_default() += 1;
+        }
+        assert_eq!(ids.len(), all, "`{sink}`: distinct ids");
+        assert!(ids.values().all(|n| *n == 1), "`{sink}`: an id twice");
+    }
+}

@@ -82,6 +82,10 @@ const BEYOND_A_SCHEMA: &[(&str, &str)] = &[
         "42-backfill-into-at-least-once-sink.yaml",
         "whether the sink keeps a checkpoint",
     ),
+    (
+        "44-backfill-from-kafka-latest.yaml",
+        "a setting of another component",
+    ),
 ];
 
 #[test]

@@ -30,6 +30,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc::{Receiver, Sender};
 
 use super::awaited::Awaited;
+use super::bounds::{Admit, Bounds};
 use super::format::{Decoder, ValueFormat};
 use super::groups;
 use super::offsets::{self, Positions};
@@ -75,6 +76,9 @@ pub enum Fetched {
         partitions: Vec<Partition>,
         done: std::sync::mpsc::Sender<Positions>,
     },
+    /// A backfill has read these partitions up to their bounds (`Shared::stop_at`);
+    /// every message before that was sent before this.
+    Through(Vec<Partition>),
 }
 
 /// What the consumer thread and the source share.
@@ -110,6 +114,9 @@ pub struct Shared {
     pub awaited: Mutex<Awaited>,
     /// How long `awaited` partitions are waited for.
     pub await_for: Duration,
+    /// A backfill's bounds (`bounds`): the partitions are assigned, not subscribed to,
+    /// and read from their start up to these offsets.
+    pub stop_at: Option<Positions>,
 }
 
 impl Shared {
@@ -360,9 +367,12 @@ pub fn run(consumer: BaseConsumer<Rebalancer>) {
     let context = consumer.context();
     let (mut generation, mut refreshed) = (0, std::time::Instant::now());
     let mut partitions = PartitionNames::default();
+    let mut bounds = shared.stop_at.as_ref().map(Bounds::new);
     // The time order had more to let go than a batch holds.
     let mut ready = false;
     while !shared.closing.load(Ordering::Relaxed) {
+        // Partitions a backfill has read to their bounds in this round.
+        let mut through = Vec::new();
         // One clock read per message (the time order's) for all that follows.
         let now = std::time::Instant::now();
         if context.order.is_some() && now.duration_since(refreshed) >= Duration::from_millis(100) {
@@ -384,6 +394,14 @@ pub fn run(consumer: BaseConsumer<Rebalancer>) {
                 shared.stats.error(error_kind(&e));
                 error = Some(e);
             }
+            Some(Ok(m))
+                if bounds.as_mut().is_some_and(|b| {
+                    let admit = b.admit(m.topic(), m.partition(), m.offset());
+                    if admit == Admit::Through {
+                        through.push((m.topic().to_string(), m.partition()));
+                    }
+                    admit != Admit::Keep
+                }) => {}
             Some(Ok(m)) => {
                 let size = m.payload_len() + m.key().map_or(0, <[u8]>::len);
                 shared.stats.read_bytes(size as u64);
@@ -414,6 +432,19 @@ pub fn run(consumer: BaseConsumer<Rebalancer>) {
         }
         if let Some(e) = error {
             if sender.blocking_send(Fetched::Error(e)).is_err() {
+                break;
+            }
+        }
+        if let Some(b) = bounds.as_mut() {
+            through.extend(b.through_by_position(&consumer));
+        }
+        if !through.is_empty() {
+            if let Err(e) = consumer.pause(&list(&through)) {
+                tracing::warn!(source = %shared.source, error = %e, "kafka: cannot pause partitions read to their bounds");
+            }
+            if context.send_batch().is_err()
+                || sender.blocking_send(Fetched::Through(through)).is_err()
+            {
                 break;
             }
         }
@@ -499,6 +530,10 @@ fn await_partitions(consumer: &BaseConsumer<Rebalancer>, shared: &Shared) {
         Err(e) => {
             tracing::warn!(source = %shared.source, error = %e, "kafka: cannot read the topics' partitions; the watermark waits only for partitions assigned to this worker");
         }
+    }
+    // A backfill holds every partition, as one worker alone would.
+    if shared.stop_at.is_some() {
+        shared.held().extend(partitions.iter().cloned());
     }
     shared
         .awaited()

@@ -2,6 +2,7 @@
 //! registry through which a sink finds the consumer groups of its pipeline's sources.
 
 pub mod awaited;
+pub mod bounds;
 pub mod fetcher;
 pub mod format;
 pub mod groups;

@@ -42,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::Receiver;
 
+use crate::kafka::bounds::Bounds;
 use crate::kafka::fetcher::{self, Fetched, FetchedMessage, Partition, Shared};
 use crate::kafka::format::{self, FormatOptions, ValueFormat};
 use crate::kafka::offsets::{self, Positions};
@@ -71,6 +72,9 @@ pub struct KafkaSource {
     /// A consumer error that came after records: reported on the next poll.
     deferred_error: Option<KafkaError>,
     stats: Arc<SourceStats>,
+    /// A backfill's bounds (`Source::stop_at`), and the partitions read up to them.
+    stop_at: Option<Positions>,
+    through: std::collections::BTreeSet<Partition>,
 }
 
 /// Partitions being taken away, waiting for the checkpoint that covers them.
@@ -213,6 +217,8 @@ impl KafkaSource {
             revoking: None,
             deferred_error: None,
             stats: Arc::default(),
+            stop_at: None,
+            through: Default::default(),
         }
     }
 
@@ -229,11 +235,14 @@ impl KafkaSource {
             read_committed: self.props.get("isolation.level").map(String::as_str)
                 == Some("read_committed"),
             topics: self.topics.clone(),
-            max_partition_skew: self.max_partition_skew,
+            // A backfill's partitions go at their own pace: event time per partition
+            // keeps its windows exact.
+            max_partition_skew: self.max_partition_skew.filter(|_| self.stop_at.is_none()),
             generation: Default::default(),
             ends: Default::default(),
             awaited: Default::default(),
             await_for: awaited::wait_for(&self.props),
+            stop_at: self.stop_at.clone(),
         }
     }
 
@@ -289,10 +298,27 @@ impl Source for KafkaSource {
         let shared = Arc::new(self.new_shared(start));
         let (consumer, fetched) = fetcher::create(&client_config(&self.props), shared.clone())
             .map_err(|e| error("cannot create the consumer", e))?;
-        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&topics)
-            .map_err(|e| error("cannot subscribe", e))?;
+        match &self.stop_at {
+            // A backfill: from the start of each partition it has a bound in, outside
+            // the group (`kafka::bounds`).
+            Some(stop) => {
+                let mut tpl = rdkafka::TopicPartitionList::new();
+                for (topic, partition) in Bounds::new(stop).partitions() {
+                    tpl.add_partition_offset(topic, *partition, rdkafka::Offset::Beginning)
+                        .map_err(|e| error("cannot assign", e))?;
+                }
+                shared.held().extend(stop.keys().cloned());
+                consumer
+                    .assign(&tpl)
+                    .map_err(|e| error("cannot assign", e))?;
+            }
+            None => {
+                let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+                consumer
+                    .subscribe(&topics)
+                    .map_err(|e| error("cannot subscribe", e))?;
+            }
+        }
         let thread = std::thread::Builder::new()
             .name(format!("kafka-{}", self.name))
             .spawn(move || fetcher::run(consumer))
@@ -370,6 +396,7 @@ impl Source for KafkaSource {
                     self.deferred_error = Some(e);
                     break;
                 }
+                Fetched::Through(partitions) => self.through.extend(partitions),
                 Fetched::Revoke { partitions, done } => {
                     self.revoking = Some(Revoking {
                         partitions,
@@ -396,10 +423,35 @@ impl Source for KafkaSource {
         Ok(SourcePoll::Idle(IDLE))
     }
 
+    /// A backfill reads each partition from its earliest offset; where a first run
+    /// with `start: latest` began is not kept.
     fn backfill_blocker(&self) -> Option<String> {
-        // Counting records is not a position here: partitions interleave differently
-        // in every run, and a new consumer resumes from the group's committed offsets.
-        Some("a Kafka source reads several partitions interleaved differently in every run, from its group's committed offsets, so a second run cannot be stopped where the first stood (backfill needs a per-partition stop, not built yet)".to_string())
+        (self.props.get("auto.offset.reset").map(String::as_str) == Some("latest")).then(|| {
+            "with `start: latest` it began each partition wherever its end was then, which is not kept; a backfill reads from the earliest offset (use `start: earliest`)".to_string()
+        })
+    }
+
+    fn stop_at(&mut self, position: &serde_json::Value) -> Result<bool, ConnectorError> {
+        let stop = match position {
+            serde_json::Value::Null => Positions::new(),
+            v => offsets::from_json(v).map_err(|e| {
+                ConnectorError::permanent(format!(
+                    "kafka source {}: checkpointed offsets: {e}",
+                    self.name
+                ))
+            })?,
+        };
+        self.stop_at = Some(stop);
+        Ok(true)
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop_at.as_ref().is_some_and(|stop| {
+            self.queued.is_empty()
+                && stop
+                    .iter()
+                    .all(|(p, b)| *b <= 0 || self.through.contains(p))
+        })
     }
 
     /// The partitions this worker holds now, and those it still waits for (see

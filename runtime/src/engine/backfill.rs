@@ -62,30 +62,32 @@ pub(super) async fn run(
     let reached = Arc::new(AtomicUsize::new(0));
     let ends = |name: &str| state.sources.get(name).is_some_and(|at| at.exhausted);
     let all_end = parts.sources.iter().all(|s| ends(&s.name));
-    let sources: Vec<ComponentPlan<dyn Source>> = parts
-        .sources
-        .into_iter()
-        .map(|s| {
-            let at = state.sources.get(&s.name).cloned().unwrap_or_default();
-            let bounded: Box<dyn Source> = Box::new(Bounded {
-                name: s.name.clone(),
-                inner: s.component,
-                left: at.emitted,
-                produced: 0,
-                offset: at.offset,
-                ends: at.exhausted,
-                checkpoint: id,
-                reached: reached.clone(),
-                counted: false,
-            });
-            ComponentPlan {
-                name: s.name,
-                type_name: s.type_name,
-                inputs: s.inputs,
-                component: bounded,
-            }
-        })
-        .collect();
+    let mut sources: Vec<ComponentPlan<dyn Source>> = Vec::with_capacity(parts.sources.len());
+    for s in parts.sources {
+        let at = state.sources.get(&s.name).cloned().unwrap_or_default();
+        let mut inner = s.component;
+        let positional = inner
+            .stop_at(&at.offset)
+            .map_err(|e| PipelineError::new(&s.name, format!("backfill: {e}")))?;
+        let bounded: Box<dyn Source> = Box::new(Bounded {
+            name: s.name.clone(),
+            inner,
+            positional,
+            left: at.emitted,
+            produced: 0,
+            offset: at.offset,
+            ends: at.exhausted,
+            checkpoint: id,
+            reached: reached.clone(),
+            counted: false,
+        });
+        sources.push(ComponentPlan {
+            name: s.name,
+            type_name: s.type_name,
+            inputs: s.inputs,
+            component: bounded,
+        });
+    }
     let needed = upstream(&parts.transforms, targets);
     let transforms = parts
         .transforms
@@ -184,10 +186,13 @@ fn upstream(
     needed
 }
 
-/// A source cut at the number of records it had produced at the checkpoint.
+/// A source cut where the checkpoint had it: by its own `stop_at`, else at the number
+/// of records it had produced.
 struct Bounded {
     name: String,
     inner: Box<dyn Source>,
+    /// The source stops itself (`Source::stop_at`); `left` is not used.
+    positional: bool,
     /// Records still to produce.
     left: u64,
     produced: u64,
@@ -200,6 +205,28 @@ struct Bounded {
 }
 
 impl Bounded {
+    /// A source that stops itself: through once it says so.
+    async fn poll_positional(
+        &mut self,
+        max: usize,
+        bad: &mut Vec<BadRecord>,
+    ) -> Result<SourcePoll, ConnectorError> {
+        if !self.counted && self.inner.stopped() {
+            self.counted = true;
+            self.reached.fetch_add(1, Ordering::AcqRel);
+        }
+        if self.counted {
+            return Ok(SourcePoll::Idle(Duration::from_millis(100)));
+        }
+        match self.inner.poll(max, bad).await? {
+            SourcePoll::End => Err(self.changed(format!(
+                "ended before reaching where checkpoint {} had it ({})",
+                self.checkpoint, self.offset
+            ))),
+            other => Ok(other),
+        }
+    }
+
     fn changed(&self, what: String) -> ConnectorError {
         ConnectorError::permanent(format!(
             "backfill: source `{}` {what}: its input is not what it was, so the backfill would not match what the other sinks received. Remove `start: beginning` to start the new sink at the current checkpoint",
@@ -219,6 +246,9 @@ impl Source for Bounded {
         max: usize,
         bad: &mut Vec<BadRecord>,
     ) -> Result<SourcePoll, ConnectorError> {
+        if self.positional {
+            return self.poll_positional(max, bad).await;
+        }
         if self.left == 0 {
             if !self.counted {
                 let now = self.inner.offset();
@@ -346,6 +376,7 @@ mod tests {
         let b = Bounded {
             name: "n".into(),
             inner: Box::new(Numbers { next: 0, len }),
+            positional: false,
             left,
             produced: 0,
             offset: serde_json::json!(offset),
