@@ -1,6 +1,8 @@
 //! Hot reload triggers: a change in a folder holding pipeline files (so added and
 //! removed files count too), and SIGHUP. Either asks the worker to re-read the files;
 //! the worker compares their contents, so an event that changed nothing costs a read.
+//! Only events on names the patterns can match count: a sink writing its output next
+//! to the pipeline files would otherwise have every file re-read at each of its writes.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -15,8 +17,9 @@ pub fn watch(
     patterns: &[String],
     worker: WorkerHandle,
 ) -> Result<notify::RecommendedWatcher, String> {
+    let names = name_patterns(patterns);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
+        if event.is_ok_and(|e| !e.kind.is_access() && concerns(&e.paths, &names)) {
             worker.reload();
         }
     })
@@ -28,6 +31,29 @@ pub fn watch(
             .map_err(|e| format!("cannot watch {}: {e}", folder.display()))?;
     }
     Ok(watcher)
+}
+
+/// The file-name part of each pattern (`pipelines/*.yaml` → `*.yaml`): the folders
+/// are watched one level deep, so an event's file name says whether it concerns them.
+fn name_patterns(patterns: &[String]) -> Vec<glob::Pattern> {
+    patterns
+        .iter()
+        .filter_map(|p| {
+            let name = p.rsplit('/').next().unwrap_or(p);
+            glob::Pattern::new(name).ok()
+        })
+        .collect()
+}
+
+/// Whether an event on `paths` may have changed a pipeline file (no path: the watcher
+/// lost track, so assume it did).
+fn concerns(paths: &[PathBuf], names: &[glob::Pattern]) -> bool {
+    paths.is_empty()
+        || paths.iter().any(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| names.iter().any(|m| m.matches(n)))
+        })
 }
 
 /// The folder a file or glob lives in: the part before the first wildcard, up to its
@@ -69,8 +95,29 @@ pub fn on_sighup(worker: WorkerHandle) {
 
 #[cfg(test)]
 mod tests {
-    use super::folder_of;
+    use super::{concerns, folder_of, name_patterns};
     use std::path::PathBuf;
+
+    #[test]
+    fn only_events_on_names_the_patterns_match_ask_for_a_reload() {
+        let names = name_patterns(&["pipelines/*.yaml".into(), "extra/p.yml".into()]);
+        let on = |p: &str| concerns(&[PathBuf::from(p)], &names);
+        assert!(on("pipelines/iot.yaml"));
+        assert!(on("/abs/extra/p.yml"));
+        // An editor's rename onto the file carries both names.
+        assert!(concerns(
+            &[
+                PathBuf::from("pipelines/.iot.yaml.swp"),
+                PathBuf::from("pipelines/iot.yaml")
+            ],
+            &names
+        ));
+        // A sink's output next to the pipelines, an editor's swap file.
+        assert!(!on("pipelines/out.csv"));
+        assert!(!on("pipelines/.iot.yaml.swp"));
+        assert!(!on("extra/q.yml"));
+        assert!(concerns(&[], &names));
+    }
 
     #[test]
     fn the_folder_of_files_and_globs() {
