@@ -6,7 +6,9 @@
 //! - a live source that never replays (a local Alpaca-protocol server): every sink
 //!   holds the same quotes, none twice;
 //! - a 4-partition Kafka topic, restarted while the killed member still holds the
-//!   group: every id in every sink exactly once.
+//!   group: every id in every sink exactly once;
+//! - every sink added with `start: beginning` to a pipeline that has run, with a crash
+//!   once all are backfilled and before they commit: each holds every record once.
 //!
 //! Sinks are keyless where they accept it (see `sink_table`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -404,4 +406,81 @@ fn the_alpaca_to_kafka_example_keeps_its_two_sinks_equal_across_sigkills() {
         topic_rows, csv,
         "seed {seed}: the topic and the CSV hold different windows"
     );
+}
+
+/// Every sink added with `start: beginning` after a first run (stopped with SIGTERM
+/// half-way through a tailed file) is backfilled with that half; a crash once every
+/// backfill is in its sink's log, before any commit, makes the next start write each
+/// one from the log (chunked) and commit it; then the sinks get the rest with the others.
+#[test]
+fn every_sink_added_with_start_beginning_holds_every_record_once() {
+    const RECORDS: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let t = Targets::new(dir.path(), "conf_backfill");
+    let lines = |r: std::ops::Range<u64>| -> String {
+        r.map(|n| format!("{{\"n\":{n},\"symbol\":\"S{}\"}}\n", n % 7))
+            .collect()
+    };
+    let pipeline = |follow: bool, added: &str| {
+        format!(
+            "name: conformance_backfill\ncheckpoint: {{interval: 100ms}}\nsources:\n  in: {{type: file, path: in.jsonl, follow: {follow}}}\nsinks:\n  first: {{type: jsonl, inputs: [in], path: out/first.jsonl}}\n{added}"
+        )
+    };
+    std::fs::write(dir.path().join("in.jsonl"), lines(0..RECORDS / 2)).unwrap();
+    let cfg = write_pipeline(dir.path(), "p.yaml", &pipeline(true, ""));
+    let mut child = spawn(dir.path(), &cfg, &[]);
+    let started = Instant::now();
+    let first = dir.path().join("out/first.jsonl");
+    while std::fs::read_to_string(&first).map_or(0, |t| t.lines().count()) < (RECORDS / 2) as usize
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{}",
+            stderr_tail(&child, 4000)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(&child, libc::SIGTERM);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(60)).success());
+
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join("in.jsonl"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, lines(RECORDS / 2..RECORDS).as_bytes()).unwrap();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        &pipeline(false, &sink_table::sinks_starting_at_beginning(&t, "in")),
+    );
+    let last = sink_table::entries().last().unwrap().name;
+    let crashed = run_with_env(
+        dir.path(),
+        &cfg,
+        &[("CONNECTD_CRASH_AT", &format!("backfilled:*:{last}_out"))],
+    );
+    let stderr = String::from_utf8_lossy(&crashed.stderr);
+    assert!(
+        stderr.contains("aborting at backfilled"),
+        "the hook did not fire: {stderr}"
+    );
+    let mut child = spawn(dir.path(), &cfg, &[]);
+    assert!(
+        wait_with_deadline(&mut child, Duration::from_secs(300)).success(),
+        "{}",
+        stderr_tail(&child, 4000)
+    );
+    let want: Vec<u64> = (0..RECORDS).collect();
+    let report = sink_table::check_all(&t, &want, "backfilled sinks");
+    println!("{report}");
+    let mut firsts: Vec<u64> = read(&first)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    firsts.sort_unstable();
+    assert_eq!(firsts, want, "the sink that was there from the start");
 }

@@ -209,6 +209,23 @@ pub fn sinks_yaml(t: &Targets, input: &str) -> String {
     out
 }
 
+/// Every entry reading `input`, each with `start: beginning` (without the `sinks:` key).
+pub fn sinks_starting_at_beginning(t: &Targets, input: &str) -> String {
+    let mut out = String::new();
+    for e in entries() {
+        let yaml = (e.yaml)(t, input);
+        // One line: `  name: {...}`; else a block of options, four spaces in.
+        match yaml
+            .strip_suffix("}\n")
+            .filter(|_| yaml.lines().count() == 1)
+        {
+            Some(flow) => out.push_str(&format!("{flow}, start: beginning}}\n")),
+            None => out.push_str(&format!("{yaml}    start: beginning\n")),
+        }
+    }
+    out
+}
+
 /// Checks every sink against `want` (sorted `n`s): exactly those, once each. For an
 /// entry the servers here cannot show exactly-once for, only that none is lost (the
 /// rest is printed).
