@@ -629,3 +629,39 @@ fn a_log_level_changes_at_runtime() {
     signal(&child, libc::SIGTERM);
     assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
 }
+
+/// A sink's `start` (read by the runtime, not by the sink) is accepted by the validate
+/// endpoint, and a wrong value is reported on its field.
+#[test]
+fn validate_accepts_a_sinks_start_and_reports_a_wrong_one() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pipeline(dir.path(), "ticks.yaml", TICKS);
+    let (mut child, port) = start_worker(dir.path(), &["--config", "ticks.yaml"]);
+    let check = |start: &str| {
+        let body = serde_json::json!({
+            "inputs": ["x"], "path": "out/o.csv", "columns": ["a"], "start": start,
+        });
+        let (code, answer) = http_with_body(
+            "PUT",
+            port,
+            "/connector-plugins/csv/config/validate",
+            None,
+            &body.to_string(),
+        );
+        assert_eq!(code, 200, "{answer}");
+        json(&answer)["errors"].as_array().unwrap().clone()
+    };
+    let errors = check("beginning");
+    assert!(errors.is_empty(), "{errors:?}");
+    let errors = check("yesterday");
+    assert!(
+        errors.iter().any(|e| e["field"] == "start"
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains("checkpoint | beginning")),
+        "{errors:?}"
+    );
+    signal(&child, libc::SIGTERM);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
+}

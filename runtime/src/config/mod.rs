@@ -223,6 +223,8 @@ pub fn validate_component(
                 }
             }
             _ => {
+                // Read by the runtime, not by the sink.
+                let _ = cfg.one_of("start", &["checkpoint", "beginning"], "checkpoint");
                 if let Some(b) = registry.get_sink(type_name) {
                     let _ = b(&mut cfg, &ctx);
                 }

@@ -133,6 +133,15 @@ pub struct BackfillParts {
     pub transforms: Vec<ComponentPlan<dyn Transform>>,
 }
 
+impl PipelineSpec {
+    /// Whether sink `name` says `start: beginning`.
+    pub fn starts_at_beginning(&self, name: &str) -> bool {
+        self.sinks
+            .iter()
+            .any(|s| s.name == name && s.start_beginning)
+    }
+}
+
 impl std::ops::Deref for PipelinePlan {
     type Target = PipelineSpec;
 

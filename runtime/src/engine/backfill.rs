@@ -26,20 +26,80 @@ use connectd_sdk::{
 use tokio::sync::watch;
 
 use super::checkpoint::PipelineState;
+use super::recovery::{SinkAction, SinkPlan};
 use super::wal::Wal;
 use super::PipelineError;
 use crate::config::{BackfillParts, ComponentPlan, PipelinePlan, PipelineSpec};
 
-/// A sink to backfill: its name and inputs.
+/// A sink to backfill: its place among the pipeline's sinks, its name and inputs.
 pub(super) struct Target {
+    pub index: usize,
     pub name: String,
     pub inputs: Vec<String>,
+}
+
+/// The restored checkpoint a backfill runs up to, and the pipeline's state directory.
+#[derive(Clone, Copy)]
+pub(super) struct Restored<'a> {
+    pub id: u64,
+    pub state: &'a PipelineState,
+    pub dir: &'a Path,
+}
+
+/// The sinks recovery found new (never committed) that say `start: beginning`.
+pub(super) fn targets(
+    spec: &PipelineSpec,
+    sinks: &[ComponentPlan<dyn Sink>],
+    plans: &[SinkPlan],
+) -> Vec<Target> {
+    sinks
+        .iter()
+        .zip(plans)
+        .enumerate()
+        .filter(|(_, (s, p))| {
+            p.action == SinkAction::StartsHere { had: None } && spec.starts_at_beginning(&s.name)
+        })
+        .map(|(index, (s, _))| Target {
+            index,
+            name: s.name.clone(),
+            inputs: s.inputs.clone(),
+        })
+        .collect()
+}
+
+/// Backfills `targets` and turns each into a sink with the epoch of the restored
+/// checkpoint to redo. False: `stop` ended the backfill first (nothing changed).
+pub(super) async fn new_sinks(
+    spec: &Arc<PipelineSpec>,
+    parts: BackfillParts,
+    targets: &[Target],
+    plans: &mut [SinkPlan],
+    wals: &mut [Option<Wal>],
+    at: Restored<'_>,
+    stop: watch::Receiver<bool>,
+) -> Result<bool, PipelineError> {
+    let pipeline_dir = at.dir;
+    let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+    tracing::info!(pipeline = %spec.name, sinks = ?names, checkpoint = at.id, "start: beginning: backfilling from the sources' start up to the restored checkpoint");
+    let Some(logs) = run(spec, parts, targets, at.id, at.state, pipeline_dir, stop).await? else {
+        return Ok(false);
+    };
+    for (target, log) in targets.iter().zip(&logs) {
+        let Some(wal) = wals.get_mut(target.index).and_then(Option::as_mut) else {
+            continue;
+        };
+        wal.adopt(log, at.id)?;
+        plans[target.index].action = SinkAction::Redo(at.id);
+        super::crash_point::hit("backfilled", at.id, &target.name);
+    }
+    let _ = std::fs::remove_dir_all(pipeline_dir.join("backfill"));
+    Ok(true)
 }
 
 /// Runs the backfill of `targets` up to checkpoint `id` (whose state is `state`). Returns
 /// each target's sealed log (under `<pipeline dir>/backfill`), or `None` when `stop`
 /// ended it first.
-pub(super) async fn run(
+async fn run(
     spec: &Arc<PipelineSpec>,
     parts: BackfillParts,
     targets: &[Target],

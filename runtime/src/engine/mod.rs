@@ -169,48 +169,27 @@ async fn run_as(
     }
     // 3. A new sink with `start: beginning` gets what the pipeline produced before, as
     // the epoch of the restored checkpoint that it has yet to commit.
-    let targets: Vec<backfill::Target> = sinks
-        .iter()
-        .zip(&plan.sinks)
-        .filter(|(s, p)| {
-            p.action == recovery::SinkAction::StartsHere { had: None }
-                && spec
-                    .sinks
-                    .iter()
-                    .any(|c| c.name == s.name && c.start_beginning)
-        })
-        .map(|(s, _)| backfill::Target {
-            name: s.name.clone(),
-            inputs: s.inputs.clone(),
-        })
-        .collect();
+    let targets = backfill::targets(&spec, &sinks, &plan.sinks);
     if let (false, Some(parts)) = (targets.is_empty(), backfill) {
-        let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
-        tracing::info!(pipeline = %name, sinks = ?names, checkpoint = restore_id, "start: beginning: backfilling from the sources' start up to the restored checkpoint");
-        let ran = backfill::run(
+        let at = backfill::Restored {
+            id: restore_id,
+            state: &state,
+            dir: &state_dir,
+        };
+        let done = backfill::new_sinks(
             &spec,
             parts,
             &targets,
-            restore_id,
-            &state,
-            &state_dir,
+            &mut plan.sinks,
+            &mut wals,
+            at,
             stop.clone(),
         )
         .await?;
-        let Some(logs) = ran else {
+        if !done {
             tracing::info!(pipeline = %name, "stopped during the backfill: it starts over on the next run");
             return Ok(());
-        };
-        for (target, log) in targets.iter().zip(&logs) {
-            let i = sinks.iter().position(|s| s.name == target.name);
-            let (Some(i), Some(wal)) = (i, i.and_then(|i| wals[i].as_mut())) else {
-                continue;
-            };
-            wal.adopt(log, restore_id)?;
-            plan.sinks[i].action = recovery::SinkAction::Redo(restore_id);
-            crash_point::hit("backfilled", restore_id, &target.name);
         }
-        let _ = std::fs::remove_dir_all(state_dir.join("backfill"));
     }
     // 4. Sinks finish what the crash interrupted, before anything new is written.
     for ((s, sink_plan), wal) in sinks.iter_mut().zip(&plan.sinks).zip(wals.iter_mut()) {
@@ -222,12 +201,7 @@ async fn run_as(
         match sink_plan.action {
             recovery::SinkAction::UpToDate => {}
             recovery::SinkAction::StartsHere { had } => {
-                if had.is_some()
-                    && spec
-                        .sinks
-                        .iter()
-                        .any(|c| c.name == s.name && c.start_beginning)
-                {
+                if had.is_some() && spec.starts_at_beginning(&s.name) {
                     tracing::warn!(pipeline = %name, sink = %s.name, "`start: beginning` applies only to a sink that has never committed a checkpoint");
                 }
                 tracing::warn!(pipeline = %name, sink = %s.name, had = ?had, checkpoint = restore_id, "sink new to the pipeline (or back after missing checkpoints): it starts at the pipeline's current checkpoint, without what came before");
