@@ -69,6 +69,12 @@ pub trait Source: Send {
             .then(|| "it cannot replay: what it produced before is gone (live data)".to_string())
     }
 
+    /// Called before `open` when the pipeline cannot be split across workers (`why`
+    /// says what it holds: keyed state, a sink's own checkpoint). A source whose input
+    /// workers share (a consumer group) then reads only while this worker has all of it,
+    /// and stops the pipeline with `why` when another worker takes part.
+    fn exclusive(&mut self, _why: &str) {}
+
     /// For a backfill, before `open(None)`: read from the configured start as a new
     /// reader would (ignoring positions kept outside the pipeline, such as a consumer
     /// group's) and return nothing past `position` (an `offset()` this source reported).
@@ -264,6 +270,14 @@ pub trait Sink: Send {
     /// Whether this sink can honour exactly-once (false: at-least-once, e.g. stdout).
     fn exactly_once(&self) -> bool {
         true
+    }
+
+    /// Whether this sink stays exactly-once when workers of a consumer group split the
+    /// pipeline's source partitions: it commits the positions it wrote up to to the
+    /// group itself, in the same transaction as its records (the `kafka` sink). Others
+    /// keep them in a checkpoint of their own, so such a pipeline runs on one worker.
+    fn commits_group_offsets(&self) -> bool {
+        false
     }
 
     /// An idempotent sink without transactions (asked after `open`): it cannot take

@@ -407,6 +407,74 @@ fn two_workers_split_the_partitions_and_survive_losing_one() {
     common::wait_with_deadline(&mut first.0, Duration::from_secs(60));
 }
 
+/// A sink other than `kafka` keeps the source positions in its own checkpoint, so
+/// workers of one group cannot split its pipeline (issue 17): a second worker joining
+/// while records flow stops its pipeline with the reason and writes nothing; the first
+/// holds its share meanwhile, gets every partition back, and writes each record once.
+#[test]
+fn a_second_worker_cannot_split_a_pipeline_whose_sink_keeps_its_own_checkpoint() {
+    let input_topic = kafka::unique("own-ckpt-in");
+    kafka::create_topic(&input_topic, 4);
+    let group = kafka::unique("own-ckpt-group");
+    let yaml = format!(
+        "name: own\ncheckpoint: {{interval: 300ms}}\nsources:\n  in:\n    type: kafka\n    bootstrap_servers: {}\n    topics: [{input_topic}]\n    group: {group}\n    properties: {{session.timeout.ms: \"2000\", heartbeat.interval.ms: \"500\"}}\nsinks:\n  out: {{type: jsonl, inputs: [in], path: out.jsonl}}\n",
+        kafka::bootstrap()
+    );
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let configs: Vec<_> = dirs
+        .iter()
+        .map(|d| common::write_pipeline(d.path(), "own.yaml", &yaml))
+        .collect();
+    let lines = |i: usize| {
+        std::fs::read_to_string(dirs[i].path().join("out.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect::<Vec<u64>>()
+    };
+    let feeding = input(&input_topic);
+    let mut first = Worker(common::spawn(dirs[0].path(), &configs[0], &[]));
+    let started = Instant::now();
+    while lines(0).is_empty() && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!lines(0).is_empty(), "the first worker wrote nothing");
+    let mut second = Worker(common::spawn(dirs[1].path(), &configs[1], &[]));
+    let status = common::wait_with_deadline(&mut second.0, Duration::from_secs(120));
+    let said = common::stderr_of(&second.0);
+    assert!(!status.success(), "the second worker ran on: {said}");
+    assert!(
+        said.contains("pipeline `own` cannot be split across workers: it keeps the source positions in sink `out`'s own checkpoint"),
+        "{said}"
+    );
+    assert!(lines(1).is_empty(), "the second worker wrote records");
+    feeding.join().unwrap();
+    while (lines(0).len() as u64) < N && started.elapsed() < Duration::from_secs(240) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    common::signal(&first.0, libc::SIGTERM);
+    assert!(common::wait_with_deadline(&mut first.0, Duration::from_secs(60)).success());
+    let mut ids = lines(0);
+    let written = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        (
+            written,
+            ids.len(),
+            ids.first().copied(),
+            ids.last().copied()
+        ),
+        (N as usize, N as usize, Some(0), Some(N - 1)),
+        "every record once (written, distinct, first, last); {}",
+        common::stderr_tail(&first.0, 3000)
+    );
+}
+
 /// An offset reset of a stopped kafka → kafka pipeline: the sink commits a reset record
 /// under its checkpoint key and the source's group goes back to the start, so the next
 /// run reads and writes the whole input again.

@@ -284,6 +284,76 @@ fn a_worker_waits_for_partitions_another_member_holds_for_a_while() {
     assert_windows(dir.path(), &want, &format!("with another member; {log}"));
 }
 
+/// Issue 17's guard until state moves with partitions: a second worker (its own state
+/// directory) joins the group of a running stateful pipeline mid-stream. Both hold their
+/// shares unread; the newcomer gives up after two session timeouts and stops its
+/// pipeline with the reason, having written nothing; the first worker gets every
+/// partition back and its windows are exactly those computed from the input. Without
+/// the guard the newcomer wrote windows of its share and the first lost them.
+#[test]
+fn a_second_worker_cannot_split_a_stateful_pipeline_and_the_first_goes_on() {
+    let events = input();
+    let want = expected(&events);
+    let topic = kafka::unique("iot");
+    kafka::create_topic(&topic, 4);
+    let as_messages = |part: &[(String, i64, i64)]| {
+        part.iter()
+            .map(|(h, t, v)| (h.clone(), format!(r#"{{"host":"{h}","t":{t},"v":{v}}}"#)))
+            .collect::<Vec<_>>()
+    };
+    let half = events.len() / 2;
+    kafka::produce(&topic, as_messages(&events[..half]));
+    let yaml = kafka_pipeline_in(&topic, &kafka::unique("backlog-group"));
+    let (first_dir, second_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first_cfg = common::write_pipeline(first_dir.path(), "backlog.yaml", &yaml);
+    let second_cfg = common::write_pipeline(second_dir.path(), "backlog.yaml", &yaml);
+    let first_out = first_dir.path().join("out/windows.jsonl");
+    let mut first = common::spawn(first_dir.path(), &first_cfg, &[]);
+    let started = Instant::now();
+    while rows(&first_out).1 == 0 && started.elapsed() < Duration::from_secs(90) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        rows(&first_out).1 > 0,
+        "the first worker wrote no window: {}",
+        common::stderr_tail(&first, 3000)
+    );
+    let mut second = common::spawn(second_dir.path(), &second_cfg, &[]);
+    kafka::produce(&topic, as_messages(&events[half..]));
+    let status = common::wait_with_deadline(&mut second, Duration::from_secs(150));
+    let said = common::stderr_of(&second);
+    assert!(!status.success(), "the second worker ran on: {said}");
+    for part in [
+        "cannot be split across workers",
+        "keyed state in `per_host` (window)",
+        "another member of consumer group",
+        "Run this pipeline on one worker",
+    ] {
+        assert!(
+            said.contains(part),
+            "`{part}` not in the second worker's error: {said}"
+        );
+    }
+    assert_eq!(
+        rows(&second_dir.path().join("out/windows.jsonl")).1,
+        0,
+        "the second worker wrote windows"
+    );
+    while rows(&first_out).0.len() < want.len() && started.elapsed() < Duration::from_secs(300) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first worker stopped: {}",
+        common::stderr_tail(&first, 3000)
+    );
+    common::signal(&first, libc::SIGTERM);
+    assert!(common::wait_with_deadline(&mut first, Duration::from_secs(60)).success());
+    let log = common::stderr_tail(&first, 3000);
+    assert_windows(first_dir.path(), &want, &format!("the first worker; {log}"));
+}
+
 /// Two file sources into one window: `fast` covers 50 000 s of event time, `slow` the
 /// first 500 s, read at the same pace. With one watermark over both, `fast` moved it
 /// past `slow`'s records; per source, nothing on time for its own source is dropped.

@@ -7,7 +7,9 @@
 //! its topics from the start. One it has not been given within two session timeouts is
 //! held by a live member and is no longer waited for (a worker that starts next to
 //! running ones waits that long before its windows close). A partition taken away by a
-//! rebalance is not waited for: its new holder is alive.
+//! rebalance is not waited for: its new holder is alive. (A pipeline with windows cannot
+//! be split across workers yet: `exclusive` holds such a worker's share unread and stops
+//! it when the wait ends with partitions still held elsewhere.)
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -31,6 +31,7 @@ use tokio::sync::mpsc::{Receiver, Sender};
 
 use super::awaited::Awaited;
 use super::bounds::{Admit, Bounds};
+use super::exclusive::{Exclusive, Verdict};
 use super::format::{Decoder, ValueFormat};
 use super::groups;
 use super::offsets::{self, Positions};
@@ -117,6 +118,8 @@ pub struct Shared {
     /// A backfill's bounds (`bounds`): the partitions are assigned, not subscribed to,
     /// and read from their start up to these offsets.
     pub stop_at: Option<Positions>,
+    /// Set when the pipeline cannot be split across the group's workers (`exclusive`).
+    pub exclusive: Option<Mutex<Exclusive>>,
 }
 
 impl Shared {
@@ -136,6 +139,12 @@ impl Shared {
 
     pub fn awaited(&self) -> std::sync::MutexGuard<'_, Awaited> {
         self.awaited.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn exclusive(&self) -> Option<std::sync::MutexGuard<'_, Exclusive>> {
+        self.exclusive
+            .as_ref()
+            .map(|e| e.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
@@ -238,6 +247,32 @@ impl Rebalancer {
                 TopicPartitionList::new()
             });
         let mut positions = self.shared.positions();
+        if let Some(mut exclusive) = self.shared.exclusive() {
+            let given: BTreeSet<Partition> = tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect();
+            let theirs = offsets::from_list(&committed);
+            let verdict =
+                exclusive.assigned(&given, &positions, &theirs, std::time::Instant::now());
+            drop(exclusive);
+            match verdict {
+                Verdict::Proceed => {}
+                Verdict::Hold => {
+                    tracing::warn!(source = %source, partitions = tpl.count(), "kafka: another member of the group holds some of the partitions; this pipeline cannot be split across workers, so none is read until this worker holds them all (a restarted worker's predecessor leaves within a session timeout)");
+                    drop(positions);
+                    self.take_nothing(consumer);
+                    return;
+                }
+                Verdict::Refuse(why) => {
+                    drop(positions);
+                    self.take_nothing(consumer);
+                    self.refuse(why);
+                    return;
+                }
+            }
+        }
         let mut starts = Positions::new();
         for e in tpl.elements() {
             let key = (e.topic().to_string(), e.partition());
@@ -283,6 +318,21 @@ impl Rebalancer {
         }
     }
 
+    /// Holds the group's assignment without reading any of it.
+    fn take_nothing(&self, consumer: &BaseConsumer<Self>) {
+        if let Err(e) = consumer.assign(&TopicPartitionList::new()) {
+            tracing::error!(source = %self.shared.source, error = %e, "kafka: cannot hold the assigned partitions unread");
+        }
+    }
+
+    /// Stops the source (it fails the pipeline with `why`) and the consumer thread,
+    /// which then leaves the group.
+    fn refuse(&self, why: String) {
+        tracing::error!(source = %self.shared.source, "{why}");
+        let _ = self.sender.blocking_send(Fetched::Fatal(why));
+        self.shared.closing.store(true, Ordering::Relaxed);
+    }
+
     /// Waits until the source has had what it read of these partitions committed, then
     /// commits those positions to the group (for the next holder) and lets them go.
     fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
@@ -310,6 +360,9 @@ impl Rebalancer {
         };
         match committed {
             Some(reached) if !reached.is_empty() => {
+                if let Some(mut exclusive) = self.shared.exclusive() {
+                    exclusive.revoked(&reached);
+                }
                 if let Err(e) = consumer.commit(&offsets::to_list(&reached), CommitMode::Sync) {
                     tracing::warn!(source = %source, error = %e, "kafka: cannot commit the given-up partitions' offsets to the group");
                 }
@@ -375,6 +428,11 @@ pub fn run(consumer: BaseConsumer<Rebalancer>) {
         let mut through = Vec::new();
         // One clock read per message (the time order's) for all that follows.
         let now = std::time::Instant::now();
+        let overdue = shared.exclusive().and_then(|e| e.overdue(now));
+        if let Some(why) = overdue {
+            context.refuse(why);
+            break;
+        }
         if context.order.is_some() && now.duration_since(refreshed) >= Duration::from_millis(100) {
             refreshed = now;
             refresh(&consumer, &mut generation);
@@ -530,6 +588,9 @@ fn await_partitions(consumer: &BaseConsumer<Rebalancer>, shared: &Shared) {
         Err(e) => {
             tracing::warn!(source = %shared.source, error = %e, "kafka: cannot read the topics' partitions; the watermark waits only for partitions assigned to this worker");
         }
+    }
+    if let Some(mut exclusive) = shared.exclusive() {
+        exclusive.known(partitions.clone());
     }
     // A backfill holds every partition, as one worker alone would.
     if shared.stop_at.is_some() {

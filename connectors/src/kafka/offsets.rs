@@ -42,6 +42,17 @@ pub fn from_json(v: &serde_json::Value) -> Result<Positions, String> {
     Ok(p)
 }
 
+/// The offsets of a list (a group's committed offsets); partitions without one left out.
+pub fn from_list(list: &TopicPartitionList) -> Positions {
+    list.elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+            _ => None,
+        })
+        .collect()
+}
+
 pub fn to_list(p: &Positions) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
     for ((topic, partition), offset) in p {

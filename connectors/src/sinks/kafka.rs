@@ -521,6 +521,11 @@ fn read_checkpoint(
 
 #[async_trait]
 impl Sink for KafkaSink {
+    /// `send_offsets_to_transaction`: the sources' group offsets commit with the records.
+    fn commits_group_offsets(&self) -> bool {
+        true
+    }
+
     fn stats(&self) -> Option<std::sync::Arc<connectd_sdk::stats::SinkStats>> {
         Some(self.stats.clone())
     }

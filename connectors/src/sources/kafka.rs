@@ -43,6 +43,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::Receiver;
 
 use crate::kafka::bounds::Bounds;
+use crate::kafka::exclusive::Exclusive;
 use crate::kafka::fetcher::{self, Fetched, FetchedMessage, Partition, Shared};
 use crate::kafka::format::{self, FormatOptions, ValueFormat};
 use crate::kafka::offsets::{self, Positions};
@@ -75,6 +76,8 @@ pub struct KafkaSource {
     /// A backfill's bounds (`Source::stop_at`), and the partitions read up to them.
     stop_at: Option<Positions>,
     through: std::collections::BTreeSet<Partition>,
+    /// Why the pipeline cannot be split across the group's workers (`Source::exclusive`).
+    exclusive: Option<String>,
 }
 
 /// Partitions being taken away, waiting for the checkpoint that covers them.
@@ -219,6 +222,7 @@ impl KafkaSource {
             stats: Arc::default(),
             stop_at: None,
             through: Default::default(),
+            exclusive: None,
         }
     }
 
@@ -243,6 +247,19 @@ impl KafkaSource {
             awaited: Default::default(),
             await_for: awaited::wait_for(&self.props),
             stop_at: self.stop_at.clone(),
+            // A backfill reads by assignment, outside the group.
+            exclusive: self
+                .exclusive
+                .clone()
+                .filter(|_| self.stop_at.is_none())
+                .map(|why| {
+                    let group = self.props.get("group.id").cloned().unwrap_or_default();
+                    std::sync::Mutex::new(Exclusive::new(
+                        why,
+                        group,
+                        awaited::wait_for(&self.props),
+                    ))
+                }),
         }
     }
 
@@ -429,6 +446,10 @@ impl Source for KafkaSource {
         (self.props.get("auto.offset.reset").map(String::as_str) == Some("latest")).then(|| {
             "with `start: latest` it began each partition wherever its end was then, which is not kept; a backfill reads from the earliest offset (use `start: earliest`)".to_string()
         })
+    }
+
+    fn exclusive(&mut self, why: &str) {
+        self.exclusive = Some(why.to_string());
     }
 
     fn stop_at(&mut self, position: &serde_json::Value) -> Result<bool, ConnectorError> {

@@ -275,8 +275,48 @@ async fn run_as(
     let mut commands = Vec::new();
     let line = Arc::new(CheckpointLine::new(first_id, restore_id));
 
+    // Transforms take their state first: what holds state decides whether the sources
+    // may let workers split the pipeline.
+    let mut prepared = Vec::with_capacity(transforms.len());
+    let mut holders = Vec::new();
+    for mut t in transforms {
+        if let Some(stats) = t.component.plugin_stats() {
+            metrics.register_plugin_stats(&name, &t.name, stats);
+        }
+        let (table, freezer) = state_store.table(&t.name, Some(line.clone()))?;
+        state_store.in_use(&t.name, &table);
+        let taken = t.component.attach_state(Box::new(table));
+        if taken {
+            holders.push(format!("keyed state in `{}` ({})", t.name, t.type_name));
+        } else {
+            state_store.not_in_use(&t.name);
+        }
+        let freezer = taken.then_some(freezer);
+        if let Some(snapshot) = state.transforms.get(&t.name) {
+            t.component
+                .restore(snapshot.clone())
+                .map_err(|e| PipelineError::new(&t.name, format!("cannot restore state: {e}")))?;
+        }
+        prepared.push((t, freezer));
+    }
+    holders.extend(
+        sinks
+            .iter()
+            .filter(|s| s.component.exactly_once() && !s.component.commits_group_offsets())
+            .map(|s| format!("the source positions in sink `{}`'s own checkpoint", s.name)),
+    );
+    let unsplittable = (!holders.is_empty()).then(|| {
+        format!(
+            "pipeline `{name}` cannot be split across workers: it keeps {}",
+            holders.join(", ")
+        )
+    });
+
     for mut s in sources {
         s.component.attach_checkpoints(line.clone());
+        if let Some(why) = &unsplittable {
+            s.component.exclusive(why);
+        }
         let restored = state.sources.get(&s.name).cloned();
         let offset = restored.as_ref().map(|r| r.offset.clone());
         retry!(
@@ -312,31 +352,16 @@ async fn run_as(
     }
     drop(exhausted_tx);
     let mut expected_origins = lanes::upstream_origins(
-        &transforms
+        &prepared
             .iter()
-            .map(|t| lanes::Node {
+            .map(|(t, _)| lanes::Node {
                 name: &t.name,
                 inputs: &t.inputs,
                 keeps_lanes: t.component.keeps_lanes(),
             })
             .collect::<Vec<_>>(),
     );
-    for mut t in transforms {
-        if let Some(stats) = t.component.plugin_stats() {
-            metrics.register_plugin_stats(&name, &t.name, stats);
-        }
-        let (table, freezer) = state_store.table(&t.name, Some(line.clone()))?;
-        state_store.in_use(&t.name, &table);
-        let taken = t.component.attach_state(Box::new(table));
-        if !taken {
-            state_store.not_in_use(&t.name);
-        }
-        let freezer = taken.then_some(freezer);
-        if let Some(snapshot) = state.transforms.get(&t.name) {
-            t.component
-                .restore(snapshot.clone())
-                .map_err(|e| PipelineError::new(&t.name, format!("cannot restore state: {e}")))?;
-        }
+    for (t, freezer) in prepared {
         let rx = receivers
             .remove(&t.name)
             .ok_or_else(|| PipelineError::new(&t.name, "no input channel"))?;
