@@ -3,6 +3,7 @@
 //! on `/metrics`; the source only increments.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 
 /// Kinds of errors a source counts separately.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +54,10 @@ pub struct SourceStats {
     backlog: AtomicI64,
     /// Bytes read from the service or file (message payloads, lines, bodies).
     bytes: AtomicU64,
+    /// The partitions (stream, number) this worker reads now, for a source whose
+    /// service splits its data among the workers of a group (a kafka consumer's
+    /// assignment); `None` for a source that has no such thing.
+    partitions: Mutex<Option<Vec<(String, i32)>>>,
 }
 
 impl Default for SourceStats {
@@ -65,6 +70,7 @@ impl Default for SourceStats {
             last_event_ms: AtomicI64::new(0),
             backlog: AtomicI64::new(-1),
             bytes: AtomicU64::new(0),
+            partitions: Mutex::new(None),
         }
     }
 }
@@ -121,6 +127,19 @@ impl SourceStats {
 
     pub fn last_event_ms(&self) -> i64 {
         self.last_event_ms.load(Relaxed)
+    }
+
+    pub fn set_partitions(&self, owned: Vec<(String, i32)>) {
+        *self.partitions.lock().unwrap_or_else(|p| p.into_inner()) = Some(owned);
+    }
+
+    /// The partitions this worker reads now (see the field); `None` when the source has
+    /// no partitions.
+    pub fn partitions(&self) -> Option<Vec<(String, i32)>> {
+        self.partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// None until the source has measured it (and for sources that cannot).

@@ -137,7 +137,12 @@ async fn connector(State(s): State<AdminState>, Path(name): Path<String>) -> Res
 
 async fn status(State(s): State<AdminState>, Path(name): Path<String>) -> Response {
     match s.worker.status(&name) {
-        Some(p) => Json(crate::admin_connect::status_body(&p, &s.worker_id)).into_response(),
+        Some(p) => {
+            let mut body = crate::admin_connect::status_body(&p, &s.worker_id);
+            // Beyond Kafka Connect's fields: what this worker holds of the pipeline.
+            body["owned"] = s.metrics.ownership(&name);
+            Json(body).into_response()
+        }
         None => problem(StatusCode::NOT_FOUND, format!("no pipeline named `{name}`")),
     }
 }

@@ -23,6 +23,7 @@ pub struct Metrics {
     checkpoint_bytes: IntCounterVec,
     state_keys: IntGaugeVec,
     state_bytes: IntGaugeVec,
+    state_restore: GaugeVec,
     /// Window output for the dashboard (not a metric, but shared the same way).
     live: crate::live::Live,
     /// What leaves each component, for `connectd tap`.
@@ -70,9 +71,15 @@ pub struct StateMetrics {
     pub checkpoint_bytes: IntCounter,
     keys: IntGaugeVec,
     bytes: IntGaugeVec,
+    restore: prometheus::Gauge,
 }
 
 impl StateMetrics {
+    /// How long the pipeline's last start took to have its state ready.
+    pub fn restored(&self, took: std::time::Duration) {
+        self.restore.set(took.as_secs_f64());
+    }
+
     /// A transform's keyed state size: approximate keys, bytes on disk, in memory and
     /// in the key filter.
     pub fn table(&self, size: &crate::engine::TableSize) {
@@ -203,6 +210,15 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable_metric("state_bytes", e));
         let _ = registry.register(Box::new(state_bytes.clone()));
+        let state_restore = GaugeVec::new(
+            Opts::new(
+                "connectd_state_restore_seconds",
+                "How long the pipeline's last start took to restore its state: open the state store, roll it back to the last complete checkpoint, finish interrupted sink commits, hand each transform its state.",
+            ),
+            &["pipeline"],
+        )
+        .unwrap_or_else(|e| unreachable_metric("state_restore", e));
+        let _ = registry.register(Box::new(state_restore.clone()));
         // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...
         #[cfg(target_os = "linux")]
         let _ = registry.register(Box::new(
@@ -221,6 +237,7 @@ impl Metrics {
             checkpoint_bytes,
             state_keys,
             state_bytes,
+            state_restore,
             live: Default::default(),
             taps: Default::default(),
             source_stats: Arc::default(),
@@ -274,6 +291,7 @@ impl Metrics {
             checkpoint_bytes: self.checkpoint_bytes.with_label_values(&[pipeline]),
             keys: self.state_keys.clone(),
             bytes: self.state_bytes.clone(),
+            restore: self.state_restore.with_label_values(&[pipeline]),
         }
     }
 
@@ -318,6 +336,68 @@ impl Metrics {
         let mut all = self.plugin_stats.lock().unwrap_or_else(|p| p.into_inner());
         all.retain(|(p, c, _)| !(p == pipeline && c == component));
         all.push((pipeline.to_string(), component.to_string(), stats));
+    }
+
+    /// What a pipeline owns on this worker, for the admin API: the partitions each
+    /// source reads, each transform's keyed state (at its last checkpoint), and how long
+    /// the last start took to restore the state.
+    pub fn ownership(&self, pipeline: &str) -> serde_json::Value {
+        let mut partitions = serde_json::Map::new();
+        let stats = self.source_stats.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, c, s) in stats.iter().filter(|(p, _, _)| p == pipeline) {
+            if let Some(owned) = s.partitions() {
+                let list = owned
+                    .into_iter()
+                    .map(|(topic, n)| serde_json::json!({"topic": topic, "partition": n}));
+                partitions.insert(c.clone(), list.collect());
+            }
+        }
+        drop(stats);
+        let mut state = serde_json::Map::new();
+        use prometheus::core::Collector;
+        let gauges = self
+            .state_keys
+            .collect()
+            .into_iter()
+            .chain(self.state_bytes.collect());
+        for family in gauges {
+            let field = match family.name() {
+                "connectd_state_keys" => "keys",
+                _ => "bytes",
+            };
+            for m in family.get_metric() {
+                let label = |name: &str| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == name)
+                        .map(|l| l.value().to_string())
+                };
+                if label("pipeline").as_deref() != Some(pipeline) {
+                    continue;
+                }
+                let Some(component) = label("component") else {
+                    continue;
+                };
+                let entry = state
+                    .entry(component)
+                    .or_insert_with(|| serde_json::json!({}));
+                let value = m.get_gauge().get_value() as i64;
+                match label("where") {
+                    Some(place) => entry[format!("{place}_bytes")] = value.into(),
+                    None => entry[field] = value.into(),
+                }
+            }
+        }
+        let restore = self
+            .state_restore
+            .get_metric_with_label_values(&[pipeline])
+            .ok()
+            .map(|g| g.get());
+        serde_json::json!({
+            "partitions": partitions,
+            "state": state,
+            "restore_seconds": restore,
+        })
     }
 
     /// The Prometheus text exposition of every metric.
@@ -465,6 +545,31 @@ impl Metrics {
                 .filter_map(|(p, c, s)| s.backlog().map(|b| (labels(p, c), b.to_string()))),
         );
         family(
+            "connectd_source_partitions",
+            "gauge",
+            "Partitions a source reads on this worker now (kafka: its share of the group's assignment).",
+            &mut all.iter().filter_map(|(p, c, s)| {
+                s.partitions()
+                    .map(|owned| (labels(p, c), owned.len().to_string()))
+            }),
+        );
+        family(
+            "connectd_source_partition_owned",
+            "gauge",
+            "1 for each partition a source reads on this worker now.",
+            &mut all.iter().flat_map(|(p, c, s)| {
+                s.partitions()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |(topic, n)| {
+                        (
+                            format!("{},topic=\"{topic}\",partition=\"{n}\"", labels(p, c)),
+                            "1".to_string(),
+                        )
+                    })
+            }),
+        );
+        family(
             "connectd_source_lag_seconds",
             "gauge",
             "Seconds between now and the event time of the newest record a source emitted.",
@@ -494,6 +599,7 @@ mod tests {
         m.register_source_stats("p", "src", source.clone());
         assert!(!m.render().contains("connectd_source_backlog_records{"));
         source.set_backlog(42);
+        source.set_partitions(vec![("iot".into(), 0), ("iot".into(), 2)]);
         let plugin = Arc::new(PluginStats::default());
         plugin.batch(std::time::Duration::from_millis(1500));
         plugin.trap();
@@ -503,6 +609,8 @@ mod tests {
             r#"connectd_source_requests_total{pipeline="p",component="src",kind="source"} 1"#,
             r#"connectd_source_errors_total{pipeline="p",component="src",kind="source",error="rate_limited"} 1"#,
             r#"connectd_source_backlog_records{pipeline="p",component="src",kind="source"} 42"#,
+            r#"connectd_source_partitions{pipeline="p",component="src",kind="source"} 2"#,
+            r#"connectd_source_partition_owned{pipeline="p",component="src",kind="source",topic="iot",partition="2"} 1"#,
             r#"connectd_plugin_batches_total{pipeline="p",component="wasm",kind="transform"} 1"#,
             r#"connectd_plugin_traps_total{pipeline="p",component="wasm",kind="transform"} 1"#,
             r#"connectd_plugin_guest_seconds_total{pipeline="p",component="wasm",kind="transform"} 1.5"#,

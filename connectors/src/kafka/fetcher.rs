@@ -137,6 +137,12 @@ impl Shared {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Tells `/metrics` and the admin API which partitions this worker reads now.
+    pub fn publish_held(&self) {
+        let held = self.held().iter().cloned().collect();
+        self.stats.set_partitions(held);
+    }
+
     pub fn awaited(&self) -> std::sync::MutexGuard<'_, Awaited> {
         self.awaited.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -307,6 +313,7 @@ impl Rebalancer {
         drop(positions);
         self.shared.awaited().assigned(&held);
         *self.shared.held() = held;
+        self.shared.publish_held();
         self.shared.generation.fetch_add(1, Ordering::Relaxed);
         tracing::info!(source = %source, partitions = tpl.count(), "kafka partitions assigned");
         if let Err(e) = consumer.assign(tpl) {
@@ -379,6 +386,7 @@ impl Rebalancer {
         self.shared
             .held()
             .retain(|p| tpl.find_partition(&p.0, p.1).is_none());
+        self.shared.publish_held();
         if let Err(e) = consumer.unassign() {
             tracing::error!(source = %source, error = %e, "kafka: cannot give up the revoked partitions");
         }
@@ -595,6 +603,7 @@ fn await_partitions(consumer: &BaseConsumer<Rebalancer>, shared: &Shared) {
     // A backfill holds every partition, as one worker alone would.
     if shared.stop_at.is_some() {
         shared.held().extend(partitions.iter().cloned());
+        shared.publish_held();
     }
     shared
         .awaited()

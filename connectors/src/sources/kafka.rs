@@ -313,6 +313,8 @@ impl Source for KafkaSource {
             _ => Positions::new(),
         };
         let shared = Arc::new(self.new_shared(start));
+        // None held yet: the group assigns them.
+        shared.publish_held();
         let (consumer, fetched) = fetcher::create(&client_config(&self.props), shared.clone())
             .map_err(|e| error("cannot create the consumer", e))?;
         match &self.stop_at {

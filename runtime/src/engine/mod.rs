@@ -109,6 +109,7 @@ async fn run_as(
     let (errors, state_cache_bytes) = (spec.errors.clone(), spec.state_cache_bytes);
     let retry_timeout = errors.retry_timeout;
     let dlq = Arc::new(DeadLetters::open(&name, &errors)?);
+    let mut restore_started = std::time::Instant::now();
     let state_store = StateStore::open(&state_dir, state_cache_bytes)?;
 
     // 1. What the state store (the pipeline's checkpoint log) and each sink hold.
@@ -176,6 +177,7 @@ async fn run_as(
             state: &state,
             dir: &state_dir,
         };
+        let backfill_started = std::time::Instant::now();
         let done = backfill::new_sinks(
             &spec,
             parts,
@@ -190,6 +192,8 @@ async fn run_as(
             tracing::info!(pipeline = %name, "stopped during the backfill: it starts over on the next run");
             return Ok(());
         }
+        // A backfill is not part of the restore.
+        restore_started += backfill_started.elapsed();
     }
     // 4. Sinks finish what the crash interrupted, before anything new is written.
     for ((s, sink_plan), wal) in sinks.iter_mut().zip(&plan.sinks).zip(wals.iter_mut()) {
@@ -298,6 +302,9 @@ async fn run_as(
                 .map_err(|e| PipelineError::new(&t.name, format!("cannot restore state: {e}")))?;
         }
         prepared.push((t, freezer));
+    }
+    if !backfilling {
+        metrics.state(&name).restored(restore_started.elapsed());
     }
     holders.extend(
         sinks
