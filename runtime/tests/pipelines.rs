@@ -182,6 +182,37 @@ fn a_followed_file_resumes_by_offset_across_restarts() {
     assert_eq!(read(dir.path().join("out.csv")), expected);
 }
 
+/// A transform that alone reads a source runs in the source's task (`engine/chains.rs`):
+/// its wall-clock tick must still come while the source has nothing to read. Here a
+/// dedup with `emit: final` and wall-clock retention emits each key's record only when
+/// the key expires, which only a tick does once the followed file goes quiet.
+#[test]
+fn a_chained_transform_gets_its_wall_clock_ticks_while_its_source_is_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("in.jsonl"),
+        "{\"id\": 1, \"v\": \"a\"}\n{\"id\": 1, \"v\": \"b\"}\n{\"id\": 2, \"v\": \"c\"}\n",
+    )
+    .unwrap();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        "name: ticks\ncheckpoint: {interval: 100ms}\nsources:\n  lines: {type: file, path: in.jsonl, follow: true, poll_interval: 20ms}\ntransforms:\n  once: {type: dedup, inputs: [lines], key: [id], keep: first, retention: 500ms, emit: final}\nsinks:\n  out: {type: csv, inputs: [once], path: out.csv, columns: [id, v]}\n",
+    );
+    let mut child = spawn(dir.path(), &cfg, &[]);
+    let started = std::time::Instant::now();
+    let out = dir.path().join("out.csv");
+    let rows = || std::fs::read_to_string(&out).unwrap_or_default();
+    while rows().lines().count() < 3 && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal(&child, libc::SIGTERM);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
+    let mut got: Vec<String> = rows().lines().skip(1).map(String::from).collect();
+    got.sort();
+    assert_eq!(got, ["1,a", "2,c"], "{}", stderr_tail(&child, 2000));
+}
+
 #[test]
 fn a_failing_pipeline_stops_alone() {
     let dir = tempfile::tempdir().unwrap();

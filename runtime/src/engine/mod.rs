@@ -9,6 +9,7 @@
 
 mod align;
 mod backfill;
+mod chains;
 mod checkpoint;
 mod coordinator;
 mod crash_point;
@@ -45,7 +46,7 @@ use self::dlq::DeadLetters;
 use self::messages::{Envelope, Output};
 use self::retry::retry;
 use self::sink_task::SinkTask;
-use self::source_task::SourceTask;
+use self::source_task::{Chained, SourceTask};
 use self::transform_task::TransformTask;
 use crate::config::PipelinePlan;
 use crate::metrics::Metrics;
@@ -246,11 +247,31 @@ async fn run_as(
     }
     let first_id = plan.next_id;
 
-    // 5. Channels: one receiver per transform/sink; outputs per producer.
+    // 5. Channels: one receiver per transform/sink; outputs per producer. A transform
+    // chained into its source's task (`chains`) has none: the source calls it.
+    let source_names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+    let chained = chains::into_sources(
+        &source_names,
+        &transforms
+            .iter()
+            .map(|t| chains::Node {
+                name: &t.name,
+                inputs: &t.inputs,
+                chainable: true,
+            })
+            .chain(sinks.iter().map(|s| chains::Node {
+                name: &s.name,
+                inputs: &s.inputs,
+                chainable: false,
+            }))
+            .collect::<Vec<_>>(),
+    );
+    let is_chained = |t: &str| chained.values().any(|c| c == t);
     let mut outputs: HashMap<String, Vec<Output>> = HashMap::new();
     let mut receivers: HashMap<String, mpsc::Receiver<Envelope>> = HashMap::new();
     let consumers = transforms
         .iter()
+        .filter(|t| !is_chained(&t.name))
         .map(|t| (&t.name, &t.inputs))
         .chain(sinks.iter().map(|s| (&s.name, &s.inputs)));
     for (cname, inputs) in consumers {
@@ -319,6 +340,42 @@ async fn run_as(
         )
     });
 
+    let mut expected_origins = lanes::upstream_origins(
+        &prepared
+            .iter()
+            .map(|(t, _)| lanes::Node {
+                name: &t.name,
+                inputs: &t.inputs,
+                keeps_lanes: t.component.keeps_lanes(),
+            })
+            .collect::<Vec<_>>(),
+    );
+    let mut own_tasks = Vec::new();
+    let mut chained_tasks = HashMap::new();
+    for (t, freezer) in prepared {
+        let expected_origins = expected_origins.remove(&t.name).unwrap_or_default();
+        let t_inputs = t.inputs.len();
+        let task = TransformTask {
+            live: (t.type_name == "window").then(|| metrics.live().tap(&name, &t.name)),
+            metrics: metrics.component(&name, &t.name, "transform"),
+            outputs: outputs.remove(&t.name).unwrap_or_default(),
+            name: t.name,
+            transform: t.component,
+            freezer,
+            store: store.clone(),
+            dlq: dlq.clone(),
+            own_lane: None,
+            expected_origins,
+        };
+        if is_chained(&task.name) {
+            chained_tasks.insert(task.name.clone(), task);
+            continue;
+        }
+        let rx = receivers
+            .remove(&task.name)
+            .ok_or_else(|| PipelineError::new(&task.name, "no input channel"))?;
+        own_tasks.push((task, Aligner::new(rx, t_inputs)));
+    }
     for mut s in sources {
         s.component.attach_checkpoints(line.clone());
         if let Some(why) = &unsplittable {
@@ -341,6 +398,10 @@ async fn run_as(
         let emitted = restored.map_or(0, |r| r.emitted);
         let (tx, rx) = mpsc::unbounded_channel();
         commands.push(tx);
+        let chained_here = chained
+            .get(&s.name)
+            .and_then(|t| chained_tasks.remove(t))
+            .map(Chained::new);
         let task = SourceTask {
             metrics: metrics.component(&name, &s.name, "source"),
             outputs: outputs.remove(&s.name).unwrap_or_default(),
@@ -354,39 +415,13 @@ async fn run_as(
             dlq: dlq.clone(),
             retry_timeout,
             lanes_sent: None,
+            chained: chained_here,
         };
         tasks.spawn(task.run().in_current_span());
     }
     drop(exhausted_tx);
-    let mut expected_origins = lanes::upstream_origins(
-        &prepared
-            .iter()
-            .map(|(t, _)| lanes::Node {
-                name: &t.name,
-                inputs: &t.inputs,
-                keeps_lanes: t.component.keeps_lanes(),
-            })
-            .collect::<Vec<_>>(),
-    );
-    for (t, freezer) in prepared {
-        let rx = receivers
-            .remove(&t.name)
-            .ok_or_else(|| PipelineError::new(&t.name, "no input channel"))?;
-        let expected_origins = expected_origins.remove(&t.name).unwrap_or_default();
-        let task = TransformTask {
-            live: (t.type_name == "window").then(|| metrics.live().tap(&name, &t.name)),
-            metrics: metrics.component(&name, &t.name, "transform"),
-            outputs: outputs.remove(&t.name).unwrap_or_default(),
-            aligner: Aligner::new(rx, t.inputs.len()),
-            name: t.name,
-            transform: t.component,
-            freezer,
-            store: store.clone(),
-            dlq: dlq.clone(),
-            own_lane: None,
-            expected_origins,
-        };
-        tasks.spawn(task.run().in_current_span());
+    for (task, aligner) in own_tasks {
+        tasks.spawn(task.run(aligner).in_current_span());
     }
     for (s, wal) in sinks.into_iter().zip(wals) {
         let rx = receivers

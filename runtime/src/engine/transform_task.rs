@@ -1,4 +1,5 @@
-//! Drives one transform: aligned barriers, snapshots at each checkpoint, flush at end.
+//! Drives one transform: aligned barriers, snapshots at each checkpoint, flush at end;
+//! in a task of its own (`run`), or chained into its source's task (`source_task`).
 
 use std::sync::Arc;
 
@@ -18,7 +19,6 @@ pub struct TransformTask {
     /// Freezes the transform's keyed-state changes at each barrier (when it keeps
     /// keyed state in the store).
     pub freezer: Option<Freezer>,
-    pub aligner: Aligner,
     pub outputs: Vec<Output>,
     pub store: Arc<CheckpointStore>,
     pub dlq: Arc<DeadLetters>,
@@ -83,13 +83,14 @@ impl TransformTask {
         self.flush(out).await
     }
 
-    pub async fn run(mut self) -> Result<(), PipelineError> {
-        let mut out = Emitter::default();
+    /// Before the first event: the lanes it waits for, and its own lane when its output
+    /// is a new stream.
+    pub async fn start(&mut self, out: &mut Emitter) -> Result<(), PipelineError> {
         for origin in std::mem::take(&mut self.expected_origins) {
             let pending = [lanes::global(origin, lanes::PENDING)];
-            self.transform.on_lanes(origin, &pending, &mut out);
+            self.transform.on_lanes(origin, &pending, out);
         }
-        self.flush_all(&mut out).await?;
+        self.flush_all(out).await?;
         if !self.transform.keeps_lanes() {
             // Its output is a new stream: one lane of its own, announced before any data.
             let origin = lanes::origin(&self.name);
@@ -103,59 +104,80 @@ impl TransformTask {
                 .await
                 .map_err(|e| self.err(e))?;
         }
+        Ok(())
+    }
+
+    /// The wall-clock tick (see `Transform::tick_interval`).
+    pub async fn tick(&mut self, out: &mut Emitter) -> Result<(), PipelineError> {
+        self.transform
+            .on_tick(connectd_sdk::time::now_ms(), out)
+            .map_err(|e| self.err(e.to_string()))?;
+        self.flush_all(out).await
+    }
+
+    /// One event in. Returns true when the transform is done (a final barrier passed,
+    /// or its inputs are gone).
+    pub async fn handle(&mut self, event: Event, out: &mut Emitter) -> Result<bool, PipelineError> {
+        match event {
+            Event::Data(input, batch) => {
+                self.metrics.records_in.inc_by(batch.len() as u64);
+                self.transform
+                    .process(input, batch, out)
+                    .map_err(|e| self.err(e.to_string()))?;
+                self.flush_all(out).await?;
+            }
+            Event::Aligned(b) => {
+                if b.kind == BarrierKind::End {
+                    self.transform
+                        .on_end(out)
+                        .map_err(|e| self.err(e.to_string()))?;
+                    self.flush_all(out).await?;
+                }
+                let snapshot = self
+                    .transform
+                    .snapshot()
+                    .map_err(|e| self.err(e.to_string()))?;
+                if let Some(f) = &self.freezer {
+                    f.freeze(b.id);
+                }
+                self.store.report_transform(b.id, &self.name, snapshot);
+                broadcast(&self.outputs, Message::Barrier(b))
+                    .await
+                    .map_err(|e| self.err(e))?;
+                return Ok(b.kind != BarrierKind::Checkpoint);
+            }
+            Event::Lanes(set) => {
+                self.transform.on_lanes(set.origin, &set.lanes, out);
+                self.flush_all(out).await?;
+                if self.own_lane.is_none() {
+                    broadcast(&self.outputs, Message::Lanes(set))
+                        .await
+                        .map_err(|e| self.err(e))?;
+                }
+            }
+            Event::Closed => return Ok(true),
+        }
+        Ok(false)
+    }
+
+    /// Runs the transform in a task of its own, on what `aligner` hands it.
+    pub async fn run(mut self, mut aligner: Aligner) -> Result<(), PipelineError> {
+        let mut out = Emitter::default();
+        self.start(&mut out).await?;
         let mut ticker = self.transform.tick_interval().map(tokio::time::interval);
         loop {
             let event = match ticker.as_mut() {
-                Some(t) if !self.aligner.has_buffered() => tokio::select! {
-                    e = self.aligner.next() => e,
+                Some(t) if !aligner.has_buffered() => tokio::select! {
+                    e = aligner.next() => e,
                     _ = t.tick() => {
-                        self.transform.on_tick(connectd_sdk::time::now_ms(), &mut out).map_err(|e| self.err(e.to_string()))?;
-                        self.flush_all(&mut out).await?;
+                        self.tick(&mut out).await?;
                         continue;
                     }
                 },
-                _ => self.aligner.next().await,
+                _ => aligner.next().await,
             };
-            match event {
-                Event::Data(input, batch) => {
-                    self.metrics.records_in.inc_by(batch.len() as u64);
-                    self.transform
-                        .process(input, batch, &mut out)
-                        .map_err(|e| self.err(e.to_string()))?;
-                    self.flush_all(&mut out).await?;
-                }
-                Event::Aligned(b) => {
-                    if b.kind == BarrierKind::End {
-                        self.transform
-                            .on_end(&mut out)
-                            .map_err(|e| self.err(e.to_string()))?;
-                        self.flush_all(&mut out).await?;
-                    }
-                    let snapshot = self
-                        .transform
-                        .snapshot()
-                        .map_err(|e| self.err(e.to_string()))?;
-                    if let Some(f) = &self.freezer {
-                        f.freeze(b.id);
-                    }
-                    self.store.report_transform(b.id, &self.name, snapshot);
-                    broadcast(&self.outputs, Message::Barrier(b))
-                        .await
-                        .map_err(|e| self.err(e))?;
-                    if b.kind != BarrierKind::Checkpoint {
-                        return Ok(());
-                    }
-                }
-                Event::Lanes(set) => {
-                    self.transform.on_lanes(set.origin, &set.lanes, &mut out);
-                    self.flush_all(&mut out).await?;
-                    if self.own_lane.is_none() {
-                        broadcast(&self.outputs, Message::Lanes(set))
-                            .await
-                            .map_err(|e| self.err(e))?;
-                    }
-                }
-                Event::Closed => return Ok(()),
+            if self.handle(event, &mut out).await? {
+                return Ok(());
             }
         }
     }
