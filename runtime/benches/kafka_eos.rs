@@ -13,7 +13,9 @@
 //!
 //! Needs a broker: `scripts/kafka.sh start` (or `KAFKA_BOOTSTRAP`). Run:
 //! `cargo bench -p connectd-runtime --bench kafka_eos` (env `RECORDS`, `RUNS`,
-//! `CHECKPOINT`: connectd's checkpoint interval, default 1s).
+//! `CHECKPOINT`: connectd's checkpoint interval, default 1s; `FORMAT`: the value format
+//! of connectd's source and sink, default `json` — parsed and written again — or
+//! `raw`, text passed as it is, which is what a copy between topics needs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::{Child, Command, Stdio};
@@ -31,6 +33,11 @@ const PARTITIONS: i32 = 4;
 
 fn bootstrap() -> String {
     std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:19092".into())
+}
+
+/// connectd's value format (`FORMAT`): `json` (default) or `raw`.
+fn value_format() -> String {
+    std::env::var("FORMAT").unwrap_or_else(|_| "json".into())
 }
 
 fn config() -> ClientConfig {
@@ -241,6 +248,7 @@ sources:
     bootstrap_servers: {b}
     topics: [{input}]
     group: {group}
+    format: {format}
     properties: {{session.timeout.ms: "6000"}}
 sinks:
   out:
@@ -248,8 +256,10 @@ sinks:
     inputs: [in]
     bootstrap_servers: {b}
     topic: {output}
+    format: {format}
 "#,
             b = bootstrap(),
+            format = value_format(),
             interval = std::env::var("CHECKPOINT").unwrap_or_else(|_| "1s".into()),
         ),
     )
@@ -320,7 +330,10 @@ fn main() {
         v[v.len() / 2]
     };
     let (plain, eos) = (median(&mut plain_rates), median(&mut eos_rates));
-    println!("kafka_eos: {records} records of ~100 bytes, 4 partitions, {runs} interleaved runs");
+    println!(
+        "kafka_eos: {records} records of ~100 bytes, 4 partitions, format {}, {runs} interleaved runs",
+        value_format()
+    );
     println!("| plain loop records/s | connectd exactly-once records/s | ratio (median of runs) |");
     println!("|---|---|---|");
     println!("| {plain:.0} | {eos:.0} | {:.2} |", median(&mut ratios));

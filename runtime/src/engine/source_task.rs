@@ -118,7 +118,16 @@ impl SourceTask {
     /// Hands a message on: to the chained transform, or to every downstream channel.
     async fn send(&mut self, message: Message) -> Result<(), PipelineError> {
         match self.chained.as_mut() {
-            Some(chained) => chained.take(message).await,
+            Some(chained) => {
+                chained.take(message).await?;
+                // A source and its chained transform may go on without ever waiting
+                // (a file, a window that emits nothing yet). Give the thread back now
+                // and then, as a channel send would: a task they woke — a sink handed
+                // a barrier — waits in this thread's LIFO slot, which no other thread
+                // steals, so the checkpoint would not complete until the input ends.
+                tokio::task::consume_budget().await;
+                Ok(())
+            }
             None => broadcast(&self.outputs, message)
                 .await
                 .map_err(|e| self.err(e)),
