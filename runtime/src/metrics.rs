@@ -353,46 +353,36 @@ impl Metrics {
             }
         }
         drop(stats);
-        let mut state = serde_json::Map::new();
+        // Read, not looked up by label: a lookup would create the series.
         use prometheus::core::Collector;
-        let gauges = self
-            .state_keys
-            .collect()
-            .into_iter()
-            .chain(self.state_bytes.collect());
-        for family in gauges {
-            let field = match family.name() {
-                "connectd_state_keys" => "keys",
-                _ => "bytes",
+        let mut state = serde_json::Map::new();
+        let mut restore = None;
+        let families = [
+            &self.state_keys.collect(),
+            &self.state_bytes.collect(),
+            &self.state_restore.collect(),
+        ];
+        for m in families.into_iter().flatten().flat_map(|f| f.get_metric()) {
+            let label = |name: &str| {
+                m.get_label()
+                    .iter()
+                    .find(|l| l.name() == name)
+                    .map(|l| l.value())
             };
-            for m in family.get_metric() {
-                let label = |name: &str| {
-                    m.get_label()
-                        .iter()
-                        .find(|l| l.name() == name)
-                        .map(|l| l.value().to_string())
-                };
-                if label("pipeline").as_deref() != Some(pipeline) {
-                    continue;
-                }
-                let Some(component) = label("component") else {
-                    continue;
-                };
-                let entry = state
-                    .entry(component)
-                    .or_insert_with(|| serde_json::json!({}));
-                let value = m.get_gauge().get_value() as i64;
-                match label("where") {
-                    Some(place) => entry[format!("{place}_bytes")] = value.into(),
-                    None => entry[field] = value.into(),
-                }
+            if label("pipeline") != Some(pipeline) {
+                continue;
             }
+            let value = m.get_gauge().get_value();
+            let Some(component) = label("component") else {
+                restore = Some(value); // the one series per pipeline
+                continue;
+            };
+            let entry = state
+                .entry(component.to_string())
+                .or_insert_with(|| serde_json::json!({}));
+            let field = label("where").map_or("keys".to_string(), |place| format!("{place}_bytes"));
+            entry[field] = (value as i64).into();
         }
-        let restore = self
-            .state_restore
-            .get_metric_with_label_values(&[pipeline])
-            .ok()
-            .map(|g| g.get());
         serde_json::json!({
             "partitions": partitions,
             "state": state,

@@ -243,14 +243,7 @@ fn kafka_pipeline(topic: &str, group: &str, added: &str) -> String {
         r#"name: kafka_backfilled
 checkpoint: {{interval: 200ms}}
 sources:
-  iot:
-    type: kafka
-    bootstrap_servers: {bootstrap}
-    topics: [{topic}]
-    group: {group}
-    start: earliest
-    properties: {{session.timeout.ms: "6000", heartbeat.interval.ms: "500"}}
-transforms:
+{source}transforms:
   per_host:
     type: window
     inputs: [iot]
@@ -263,7 +256,7 @@ sinks:
   windows: {{type: jsonl, inputs: [per_host], path: out/windows.jsonl}}
   raw: {{type: jsonl, inputs: [iot], path: out/raw.jsonl}}
 {added}"#,
-        bootstrap = common::kafka::bootstrap(),
+        source = common::kafka::iot_source_yaml(topic, group),
     )
 }
 

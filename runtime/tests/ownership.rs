@@ -19,14 +19,7 @@ fn pipeline(topic: &str, group: &str) -> String {
         r#"name: owned
 checkpoint: {{interval: 200ms}}
 sources:
-  iot:
-    type: kafka
-    bootstrap_servers: {bootstrap}
-    topics: [{topic}]
-    group: {group}
-    start: earliest
-    properties: {{session.timeout.ms: "6000", heartbeat.interval.ms: "500"}}
-transforms:
+{source}transforms:
   once:
     type: dedup
     inputs: [iot]
@@ -46,7 +39,7 @@ transforms:
 sinks:
   out: {{type: jsonl, inputs: [per_host], path: out/windows.jsonl}}
 "#,
-        bootstrap = kafka::bootstrap(),
+        source = kafka::iot_source_yaml(topic, group),
     )
 }
 

@@ -91,14 +91,7 @@ fn kafka_pipeline_in(topic: &str, group: &str) -> String {
         r#"name: backlog
 checkpoint: {{interval: 300ms}}
 sources:
-  iot:
-    type: kafka
-    bootstrap_servers: {bootstrap}
-    topics: [{topic}]
-    group: {group}
-    start: earliest
-    properties: {{session.timeout.ms: "6000", heartbeat.interval.ms: "500"}}
-transforms:
+{source}transforms:
   per_host:
     type: window
     inputs: [iot]
@@ -111,7 +104,7 @@ transforms:
 sinks:
   out: {{type: jsonl, inputs: [per_host], path: out/windows.jsonl}}
 "#,
-        bootstrap = kafka::bootstrap(),
+        source = kafka::iot_source_yaml(topic, group),
     )
 }
 

@@ -26,6 +26,23 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
+/// A `kafka` source `iot` on `topic` in `group`, from the earliest offset, with a short
+/// session (a killed worker's partitions move on within seconds): the lines to put
+/// under a pipeline's `sources:`.
+pub fn iot_source_yaml(topic: &str, group: &str) -> String {
+    format!(
+        r#"  iot:
+    type: kafka
+    bootstrap_servers: {bootstrap}
+    topics: [{topic}]
+    group: {group}
+    start: earliest
+    properties: {{session.timeout.ms: "6000", heartbeat.interval.ms: "500"}}
+"#,
+        bootstrap = bootstrap(),
+    )
+}
+
 fn config() -> ClientConfig {
     config_for(&bootstrap())
 }
