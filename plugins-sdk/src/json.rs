@@ -14,20 +14,26 @@ use crate::value::{Object, Value};
 
 /// Parses one JSON document.
 pub fn parse(text: &str) -> Result<Value, serde_json::Error> {
-    match parse_flat_object(text) {
+    match parse_flat_object(text.as_bytes()) {
         Some(v) => Ok(v),
         None => serde_json::from_str(text),
     }
 }
 
+/// Parses one JSON document from bytes not yet known to be UTF-8: the fast path checks
+/// only the strings that hold non-ASCII bytes, `serde_json` everything else (its error
+/// names the position of a byte that is not UTF-8).
+pub fn parse_slice(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    match parse_flat_object(bytes) {
+        Some(v) => Ok(v),
+        None => serde_json::from_slice(bytes),
+    }
+}
+
 /// The fast path: a flat object with plain strings, numbers, booleans and nulls.
 /// `None` means "not that shape": the caller falls back to the full parser.
-pub fn parse_flat_object(text: &str) -> Option<Value> {
-    let mut p = Scanner {
-        s: text,
-        b: text.as_bytes(),
-        i: 0,
-    };
+pub fn parse_flat_object(bytes: &[u8]) -> Option<Value> {
+    let mut p = Scanner { b: bytes, i: 0 };
     p.ws();
     p.expect(b'{')?;
     let mut o = Object::with_capacity(8);
@@ -65,8 +71,21 @@ pub fn parse_flat_object(text: &str) -> Option<Value> {
     (p.i == p.b.len()).then_some(Value::Object(o))
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `word` that is a quote, a backslash, a control
+/// character or not ASCII. Exact up to the first such byte (the SWAR tests' borrows
+/// only run towards higher bytes), which is all the scan needs.
+fn special_bytes(word: u64) -> u64 {
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let quote = zero_byte(word ^ (ONES * u64::from(b'"')));
+    let backslash = zero_byte(word ^ (ONES * u64::from(b'\\')));
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    quote | backslash | control | (word & HIGH)
+}
+
 struct Scanner<'a> {
-    s: &'a str,
     b: &'a [u8],
     i: usize,
 }
@@ -93,19 +112,55 @@ impl<'a> Scanner<'a> {
         })
     }
 
-    /// A string without escapes or control characters (else: fall back).
+    /// A string without escapes or control characters (else: fall back). Scanned a
+    /// word at a time: field names and values are short, and a general search's setup
+    /// costs more than the scan. A string with non-ASCII bytes is checked as UTF-8
+    /// (the fallback reports where it is not).
     fn string(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
         let start = self.i;
-        let rest = self.b.get(start..)?;
-        let len = memchr::memchr2(b'"', b'\\', rest)?;
-        if rest[len] != b'"' || rest[..len].iter().any(|&c| c < 0x20) {
-            return None;
+        let mut end = start;
+        let mut ascii = true;
+        while let Some(word) = self.b.get(end..end + 8) {
+            let special = special_bytes(u64::from_le_bytes(word.try_into().ok()?));
+            if special == 0 {
+                end += 8;
+                continue;
+            }
+            end += (special.trailing_zeros() / 8) as usize;
+            if self.b[end] < 0x80 {
+                break;
+            }
+            ascii = false;
+            end += 1;
         }
-        self.i += len;
-        // Both ends are at ASCII quotes, so this slice is on character boundaries.
-        let s = self.s.get(start..self.i)?;
-        self.i += 1;
+        // The last few bytes of the text, one at a time.
+        while let Some(&c) = self.b.get(end) {
+            match c {
+                b'"' | b'\\' | 0..=0x1f => break,
+                0x80.. => ascii = false,
+                _ => {}
+            }
+            end += 1;
+        }
+        if self.b.get(end) != Some(&b'"') {
+            return None; // an escape, a control character or no end
+        }
+        let bytes = &self.b[start..end];
+        let s = if ascii {
+            debug_assert!(bytes.is_ascii());
+            // SAFETY: every byte of `bytes` was seen above with its high bit clear
+            // (the word scan stops at the first byte >= 0x80 and clears `ascii`, the
+            // byte loop clears it for any such byte), and ASCII is valid UTF-8. The
+            // library check costs more than the whole scan on strings this short.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::str::from_utf8_unchecked(bytes)
+            }
+        } else {
+            std::str::from_utf8(bytes).ok()?
+        };
+        self.i = end + 1;
         Some(s)
     }
 
@@ -123,23 +178,28 @@ impl<'a> Scanner<'a> {
     /// A number in strict JSON grammar; ints that fit i64, finite floats.
     fn number(&mut self) -> Option<Value> {
         let start = self.i;
-        if self.peek() == Some(b'-') {
+        let negative = self.peek() == Some(b'-');
+        if negative {
             self.i += 1;
         }
+        let int_start = self.i;
         match self.peek()? {
             b'0' => self.i += 1,
             b'1'..=b'9' => self.digits(),
             _ => return None,
         }
-        let mut integral = true;
+        let int_end = self.i;
+        let mut fraction = int_end..int_end;
         if self.peek() == Some(b'.') {
             self.i += 1;
             if !self.peek()?.is_ascii_digit() {
                 return None;
             }
+            let from = self.i;
             self.digits();
-            integral = false;
+            fraction = from..self.i;
         }
+        let mut exponent = false;
         if matches!(self.peek(), Some(b'e' | b'E')) {
             self.i += 1;
             if matches!(self.peek(), Some(b'+' | b'-')) {
@@ -149,29 +209,32 @@ impl<'a> Scanner<'a> {
                 return None;
             }
             self.digits();
-            integral = false;
+            exponent = true;
         }
-        let text = self.s.get(start..self.i)?;
-        if integral {
+        let int_digits = &self.b[int_start..int_end];
+        if fraction.is_empty() && !exponent {
             // "-0" and integers of 19 digits or more take serde_json's own path.
-            let (negative, digits) = match text.strip_prefix('-') {
-                Some(d) => (true, d),
-                None => (false, text),
-            };
-            if digits.len() > 18 || (negative && digits == "0") {
+            if int_digits.len() > 18 || (negative && int_digits == b"0") {
                 return None;
             }
-            let n = digits
-                .bytes()
-                .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
-            Some(Value::Int(if negative { -n } else { n }))
-        } else {
-            // Rust's float parsing is correctly rounded, as serde_json's float_roundtrip.
-            text.parse::<f64>()
-                .ok()
-                .filter(|f| f.is_finite())
-                .map(Value::Float)
+            let n = decimal(int_digits);
+            return Some(Value::Int(if negative { -n } else { n }));
         }
+        let frac_digits = &self.b[fraction];
+        if !exponent && int_digits.len() + frac_digits.len() <= 15 {
+            // Up to 15 digits the mantissa is exact in an f64 and so is the power of
+            // ten: one division, which IEEE rounds correctly (Clinger's fast path).
+            let m = decimal(int_digits) * POW10[frac_digits.len()] as i64 + decimal(frac_digits);
+            let f = m as f64 / POW10[frac_digits.len()];
+            return Some(Value::Float(if negative { -f } else { f }));
+        }
+        // Rust's float parsing is correctly rounded, as serde_json's float_roundtrip.
+        std::str::from_utf8(&self.b[start..self.i])
+            .ok()?
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(Value::Float)
     }
 
     fn digits(&mut self) {
@@ -181,6 +244,18 @@ impl<'a> Scanner<'a> {
             .position(|c| !c.is_ascii_digit())
             .unwrap_or(rest.len());
     }
+}
+
+/// Powers of ten exact in an f64.
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// The value of at most 18 ASCII digits.
+fn decimal(digits: &[u8]) -> i64 {
+    digits
+        .iter()
+        .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'))
 }
 
 #[cfg(test)]
@@ -274,7 +349,7 @@ mod tests {
         for _ in 0..200_000 {
             let doc = random_doc(&mut rng);
             let reference: Result<Value, _> = serde_json::from_str(&doc);
-            if let Some(v) = parse_flat_object(&doc) {
+            if let Some(v) = parse_flat_object(doc.as_bytes()) {
                 fast += 1;
                 assert_eq!(
                     Ok(&v),
@@ -294,13 +369,127 @@ mod tests {
         );
     }
 
+    /// Decimals of up to 15 digits are divided out on the fast path; every one must
+    /// be the float serde_json (correctly rounded) reads.
+    #[test]
+    fn fast_decimals_equal_serde_json() {
+        let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+        let mut floats = 0;
+        for _ in 0..200_000 {
+            let digits = 1 + (rng.next() % 17) as usize;
+            let point = (rng.next() % digits as u64) as usize;
+            let mut text = String::new();
+            if rng.next().is_multiple_of(3) {
+                text.push('-');
+            }
+            for i in 0..digits {
+                if i == point + 1 {
+                    text.push('.');
+                }
+                let d = (rng.next() % 10) as u8;
+                // No leading zero before more integral digits (invalid JSON).
+                let d = if i == 0 && point > 0 && d == 0 { 7 } else { d };
+                text.push(char::from(b'0' + d));
+            }
+            let doc = format!(r#"{{"v":{text}}}"#);
+            let want: serde_json::Value = match serde_json::from_str(&doc) {
+                Ok(v) => v,
+                Err(_) => continue,
+            };
+            let got = parse_slice(doc.as_bytes()).unwrap_or_else(|e| panic!("{doc}: {e}"));
+            assert_eq!(got.to_json(), want, "{doc}");
+            if let (Some(Value::Float(a)), Some(b)) =
+                (got.as_object().and_then(|o| o.get("v")), want["v"].as_f64())
+            {
+                assert_eq!(a.to_bits(), b.to_bits(), "{doc}");
+                floats += 1;
+            }
+        }
+        assert!(floats > 100_000, "too few decimals tried ({floats})");
+    }
+
+    /// Strings of every length around the scan's word size, made of ASCII, valid and
+    /// broken UTF-8, control bytes, quotes and escapes: the fast path accepts exactly
+    /// what serde_json accepts, with the same text.
+    #[test]
+    fn string_bytes_agree_with_serde_json() {
+        const PIECES: &[&[u8]] = &[
+            b"a",
+            b"Z",
+            b"0",
+            b" ",
+            b"~",
+            b"\xc3\xa9",
+            b"\xe6\x9d\xb1",
+            b"\xf0\x9f\x98\x80",
+            b"\xe9",
+            b"\xc3",
+            b"\x80",
+            b"\xff",
+            b"\x01",
+            b"\x1f",
+            b"\x7f",
+            b"\\n",
+            b"\\\"",
+        ];
+        let mut rng = Rng(0xA076_1D64_78BD_642F);
+        let mut fast = 0;
+        for _ in 0..100_000 {
+            let mut doc = b"{\"k\":\"".to_vec();
+            let len = rng.next() % 20;
+            for _ in 0..len {
+                // Mostly ASCII, as real text is.
+                let piece = if rng.next().is_multiple_of(4) {
+                    PIECES[(rng.next() % PIECES.len() as u64) as usize]
+                } else {
+                    PIECES[(rng.next() % 5) as usize]
+                };
+                doc.extend_from_slice(piece);
+            }
+            doc.extend_from_slice(b"\"}");
+            let reference: Result<Value, _> = serde_json::from_slice(&doc);
+            if let Some(v) = parse_flat_object(&doc) {
+                fast += 1;
+                assert_eq!(Some(&v), reference.as_ref().ok(), "fast path on {doc:?}");
+            }
+            match (parse_slice(&doc), reference) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{doc:?}"),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                (a, b) => panic!("{doc:?}: {a:?} vs {b:?}"),
+            }
+        }
+        assert!(
+            fast > 30_000,
+            "the fast path must take most strings ({fast})"
+        );
+    }
+
+    #[test]
+    fn strings_with_non_ascii_or_bad_bytes() {
+        let v = parse_slice("{\"h\":\"grüße aus köln, 東京\",\"k\":1}".as_bytes()).unwrap();
+        assert_eq!(
+            v.as_object()
+                .and_then(|o| o.get("h"))
+                .and_then(Value::as_str),
+            Some("grüße aus köln, 東京")
+        );
+        // Not UTF-8: the fallback names the place.
+        let err = parse_slice(b"{\"h\":\"caf\xe9 au lait\"}").unwrap_err();
+        assert!(err.to_string().contains("column"), "{err}");
+        assert!(parse_flat_object(b"{\"h\":\"caf\xe9 au lait\"}").is_none());
+        // A control character or an escape past the first word leaves the fast path.
+        assert!(parse_flat_object(b"{\"h\":\"0123456789\x01\"}").is_none());
+        assert!(parse_flat_object(b"{\"h\":\"0123456789\\n\"}").is_none());
+        assert!(parse_flat_object(b"{\"h\":\"0123456789abcdefg").is_none());
+    }
+
     #[test]
     fn typical_records_take_the_fast_path() {
         let v = parse_flat_object(
-            r#"{"hostname":"dopey","cpu":"cpu4","usage":90.51,"occurred_at":1700000000000}"#,
+            br#"{"hostname":"dopey","cpu":"cpu4","usage":90.51,"occurred_at":1700000000000}"#,
         );
         assert!(v.is_some());
-        assert!(parse_flat_object(r#"{"a":{"b":1}}"#).is_none());
+        assert!(parse_flat_object(br#"{"a":{"b":1}}"#).is_none());
         assert!(parse(r#"{"a":{"b":1}}"#).is_ok());
     }
 }

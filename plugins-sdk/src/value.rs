@@ -43,7 +43,10 @@ impl Object {
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+        self.fields
+            .iter()
+            .find(|(k, _)| same_name(k, name))
+            .map(|(_, v)| v)
     }
 
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
@@ -103,6 +106,37 @@ impl<K: Into<CompactString>> FromIterator<(K, Value)> for Object {
         }
         o
     }
+}
+
+/// String equality for short strings (field names, symbols) without a call to
+/// `memcmp`: a few overlapping loads per side. Longer strings compare as usual.
+#[inline]
+pub fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0 => true,
+        // First, middle and last byte: every byte of a string this short.
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=8 => word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4),
+        9..=16 => word8(a, 0) == word8(b, 0) && word8(a, n - 8) == word8(b, n - 8),
+        _ => a == b,
+    }
+}
+
+fn word4(s: &[u8], at: usize) -> u32 {
+    let mut w = [0; 4];
+    w.copy_from_slice(&s[at..at + 4]);
+    u32::from_le_bytes(w)
+}
+
+fn word8(s: &[u8], at: usize) -> u64 {
+    let mut w = [0; 8];
+    w.copy_from_slice(&s[at..at + 8]);
+    u64::from_le_bytes(w)
 }
 
 /// A dotted field path (`quote.bid.price`), split once at config time.
@@ -173,9 +207,9 @@ impl Value {
             Value::Object(o) => {
                 let hint = path.hint.load(Relaxed);
                 match o.fields.get(hint) {
-                    Some((k, v)) if k == first => v,
+                    Some((k, v)) if same_name(k, first) => v,
                     _ => {
-                        let pos = o.fields.iter().position(|(k, _)| k == first)?;
+                        let pos = o.fields.iter().position(|(k, _)| same_name(k, first))?;
                         path.hint.store(pos, Relaxed);
                         &o.fields[pos].1
                     }
@@ -297,6 +331,16 @@ impl Value {
 
     /// A total order across all values (numbers compare by value, NaN last), used for
     /// deterministic output order and for grouping keys.
+    /// Whether two values are the same key: `total_cmp` equality (so `1` and `1.0`
+    /// are one key, as their hashes are), with the common cases compared directly.
+    pub fn key_eq(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Str(a), Value::Str(b)) => same_name(a, b),
+            (Value::Int(a), Value::Int(b)) => a == b,
+            _ => self.total_cmp(other).is_eq(),
+        }
+    }
+
     pub fn total_cmp(&self, other: &Value) -> Ordering {
         match (self, other) {
             (Value::Int(a), Value::Int(b)) => a.cmp(b),
@@ -541,6 +585,67 @@ impl<'de> Deserialize<'de> for Object {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_name_is_string_equality() {
+        let words = [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "abcd",
+            "abce",
+            "bbcd",
+            "hostname",
+            "hostnamf",
+            "cpu",
+            "occurred_at",
+            "occurred_as",
+            "pccurred_at",
+            "a_sixteen_bytes!",
+            "a_sixteen_bytes?",
+            "seventeen_bytes!!",
+            "seventeen_bytes!?",
+            "ünï",
+            "üni",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(same_name(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
+    }
+
+    /// `key_eq` is `total_cmp` equality, and equal keys hash alike.
+    #[test]
+    fn key_eq_is_total_cmp_equality() {
+        let values = [
+            Value::Null,
+            Value::Bool(true),
+            Value::Int(1),
+            Value::Float(1.0),
+            Value::Float(1.5),
+            Value::Int(-3),
+            Value::str("doc"),
+            Value::str("dopey"),
+            Value::str("a string longer than twenty-four bytes"),
+            Value::List(vec![Value::Int(1)]),
+            Value::List(vec![Value::Float(1.0)]),
+        ];
+        let hash = |v: &Value| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            v.hash_into(&mut h);
+            h.finish()
+        };
+        for a in &values {
+            for b in &values {
+                assert_eq!(a.key_eq(b), a.total_cmp(b).is_eq(), "{a:?} {b:?}");
+                if a.key_eq(b) {
+                    assert_eq!(hash(a), hash(b), "{a:?} {b:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn parses_and_prints_json() {

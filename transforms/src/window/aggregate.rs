@@ -82,12 +82,16 @@ impl AggSpec {
 
     /// The input value of this aggregate for a record, checked for type.
     pub fn input<'r>(&self, r: &'r Record) -> Result<Option<&'r Value>, String> {
-        let Some(path) = &self.field else {
-            return Ok(None);
-        };
-        let v = r.value.get_path(path);
+        match &self.field {
+            Some(path) => self.checked(r.value.get_path(path)),
+            None => Ok(None),
+        }
+    }
+
+    /// The value of this aggregate's field (looked up by the caller), checked for type.
+    pub fn checked<'r>(&self, v: Option<&'r Value>) -> Result<Option<&'r Value>, String> {
         if matches!(self.kind, AggKind::Sum | AggKind::Avg) {
-            if let Some(v) = v {
+            if let (Some(v), Some(path)) = (v, &self.field) {
                 if !matches!(v, Value::Int(_) | Value::Float(_) | Value::Null) {
                     return Err(format!(
                         "{}: `{path}` is a {} ({v}), expected a number",
@@ -125,7 +129,7 @@ pub struct KeyValue(pub Value);
 
 impl PartialEq for KeyValue {
     fn eq(&self, other: &Self) -> bool {
-        self.0.total_cmp(&other.0).is_eq()
+        self.0.key_eq(&other.0)
     }
 }
 impl Eq for KeyValue {}

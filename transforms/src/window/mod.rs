@@ -78,7 +78,7 @@ impl GroupKey {
 
     /// Whether this key holds exactly these values.
     pub(crate) fn matches(&self, refs: &[&Value]) -> bool {
-        self.0.len() == refs.len() && self.0.iter().zip(refs).all(|(a, b)| a.total_cmp(b).is_eq())
+        self.0.len() == refs.len() && self.0.iter().zip(refs).all(|(a, b)| a.key_eq(b))
     }
 }
 
@@ -331,6 +331,9 @@ struct Snapshot<S, L> {
 #[derive(Debug)]
 pub struct Window {
     spec: WindowSpec,
+    /// For each aggregate, an earlier one reading the same field (`avg(usage)` and
+    /// `max(usage)`): its value is looked up once per record.
+    same_field_as: Vec<Option<usize>>,
     state: State,
     /// Groups of aligned windows: the state store's table, or memory without one.
     keyed: Box<dyn KeyedState>,
@@ -352,8 +355,20 @@ impl Window {
             Kind::Sliding => State::Sliding(Default::default()),
         };
         let now = now_ms();
+        let same_field_as = spec
+            .aggregates
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let field = a.field.as_ref()?;
+                spec.aggregates[..i]
+                    .iter()
+                    .position(|b| b.field.as_ref() == Some(field))
+            })
+            .collect();
         Self {
             clock: LaneClock::new(spec.out_of_orderness, spec.idle_timeout),
+            same_field_as,
             spec,
             state,
             keyed: Box::new(MemoryState::default()),
@@ -384,8 +399,12 @@ impl Window {
             }
         };
         let mut inputs: SmallVec<[Option<&Value>; 8]> = SmallVec::new();
-        for a in &self.spec.aggregates {
-            match a.input(r) {
+        for (a, same) in self.spec.aggregates.iter().zip(&self.same_field_as) {
+            let input = match same {
+                Some(earlier) => a.checked(inputs[*earlier]),
+                None => a.input(r),
+            };
+            match input {
                 Ok(v) => inputs.push(v),
                 Err(e) => {
                     out.bad

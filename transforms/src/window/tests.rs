@@ -441,6 +441,40 @@ fn bad_time_and_bad_types_go_to_bad_records() {
     );
 }
 
+/// Aggregates over one field look it up once; each still checks its type, so a
+/// `sum` after a `max` of the same field rejects a string the `max` would take.
+#[test]
+fn aggregates_sharing_a_field_each_check_its_type() {
+    let mut sp = spec(Kind::Tumbling, 1000, 0, 0, 0, 0);
+    sp.aggregates = [("hi", "max(v)"), ("total", "sum(v)")]
+        .iter()
+        .map(|(n, a)| AggSpec::parse(n, a).unwrap())
+        .collect();
+    let mut w = Window::new(sp);
+    let mut out = Emitter::default();
+    let good = record(&Event {
+        t: 5,
+        host: "doc",
+        v: 7,
+    });
+    let mut bad_v = good.clone();
+    if let Value::Object(o) = &mut bad_v.value {
+        o.insert("v", Value::str("ninety"));
+    }
+    w.process(0, Arc::new(vec![good, bad_v]), &mut out).unwrap();
+    w.on_end(&mut out).unwrap();
+    drain(&mut w, &mut out);
+    assert_eq!(out.bad.len(), 1);
+    assert!(
+        out.bad[0].reason.contains("total") && out.bad[0].reason.contains("expected a number"),
+        "{}",
+        out.bad[0].reason
+    );
+    let row = out.records[0].value.as_object().unwrap();
+    assert_eq!(row.get("hi"), Some(&Value::Int(7)));
+    assert_eq!(row.get("total"), Some(&Value::Int(7)));
+}
+
 /// Keyed state in memory that counts what a checkpoint writes.
 #[derive(Debug, Default)]
 struct CountingState {
