@@ -118,7 +118,9 @@ impl Decoder {
         match &self.format {
             ValueFormat::Raw => Ok(Value::str(text()?)),
             ValueFormat::Json(check) => {
-                let v = connectd_sdk::json::parse(text()?)
+                // From the bytes: UTF-8 is checked only inside strings, and an error
+                // names the column.
+                let v = connectd_sdk::json::parse_slice(payload)
                     .map_err(|e| format!("the value is not JSON: {e}"))?;
                 match check {
                     Some(check) => check.check(&v).map(|()| v),
@@ -247,5 +249,34 @@ pub fn text_of(v: &Value) -> Vec<u8> {
             connectd_sdk::json::write(other, &mut out);
             out
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A JSON value is parsed from the message's bytes: text in any language passes,
+    /// bytes that are not UTF-8 are an error naming the column; raw values stay text.
+    #[test]
+    fn json_values_from_bytes() {
+        let closing = AtomicBool::new(false);
+        let json = Decoder::new(ValueFormat::Json(None)).unwrap();
+        let v = json
+            .decode("{\"city\":\"Zürich\",\"n\":1}".as_bytes(), &closing)
+            .unwrap();
+        assert_eq!(
+            v.as_object().and_then(|o| o.get("city")),
+            Some(&Value::str("Zürich"))
+        );
+        let err = json
+            .decode(b"{\"city\":\"Z\xfcrich\"}", &closing)
+            .unwrap_err();
+        assert!(err.contains("not JSON") && err.contains("column"), "{err}");
+        let raw = Decoder::new(ValueFormat::Raw).unwrap();
+        assert!(raw
+            .decode(b"\xfc", &closing)
+            .unwrap_err()
+            .contains("not UTF-8"));
     }
 }

@@ -271,7 +271,6 @@ impl Lines<'_> {
         // Bytes as read: the parser checks UTF-8 only inside strings (elsewhere a
         // non-ASCII byte is a syntax error), and names the column where it fails.
         let parsed = connectd_sdk::json::parse_slice(text)
-            .map_err(|e| e.to_string())
             .map_err(|e| {
                 format!(
                     "malformed JSON at {}:{}: {e}",
