@@ -411,6 +411,15 @@ fn snapshot_restore_mid_stream_gives_the_same_output() {
     }
 }
 
+/// The record with its field `v` replaced.
+fn with_v(r: &Record, v: Value) -> Record {
+    let mut r = r.clone();
+    if let Value::Object(o) = &mut r.value {
+        o.insert("v", v);
+    }
+    r
+}
+
 #[test]
 fn bad_time_and_bad_types_go_to_bad_records() {
     let sp = spec(Kind::Tumbling, 1000, 0, 0, 0, 0);
@@ -423,10 +432,7 @@ fn bad_time_and_bad_types_go_to_bad_records() {
     });
     let mut no_time = good.clone();
     no_time.value = Value::Object([("host", Value::str("doc"))].into_iter().collect());
-    let mut bad_v = good.clone();
-    if let Value::Object(o) = &mut bad_v.value {
-        o.insert("v", Value::str("ninety"));
-    }
+    let bad_v = with_v(&good, Value::str("ninety"));
     w.process(0, Arc::new(vec![good, no_time, bad_v]), &mut out)
         .unwrap();
     w.on_end(&mut out).unwrap();
@@ -457,10 +463,7 @@ fn aggregates_sharing_a_field_each_check_its_type() {
         host: "doc",
         v: 7,
     });
-    let mut bad_v = good.clone();
-    if let Value::Object(o) = &mut bad_v.value {
-        o.insert("v", Value::str("ninety"));
-    }
+    let bad_v = with_v(&good, Value::str("ninety"));
     w.process(0, Arc::new(vec![good, bad_v]), &mut out).unwrap();
     w.on_end(&mut out).unwrap();
     drain(&mut w, &mut out);
