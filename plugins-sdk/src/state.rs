@@ -44,6 +44,18 @@ pub trait KeyedState: Send + std::fmt::Debug {
     /// memory (for `connectd_state_bytes{where="memory"}`).
     fn report_memory(&self, _bytes: usize) {}
 
+    /// Puts a key written nowhere before and never read with `get`, only by `range`
+    /// (an index entry made unique by a sequence number): a store may leave it out of
+    /// what answers `get`. Remove it with [`delete_unique`](Self::delete_unique).
+    fn put_unique(&mut self, key: &[u8], value: &[u8]) {
+        self.put(key, value);
+    }
+
+    /// Deletes a key put with [`put_unique`](Self::put_unique).
+    fn delete_unique(&mut self, key: &[u8]) {
+        self.delete(key);
+    }
+
     /// The transform keeps its own filter of the keys it wrote (a window does, over
     /// hashes it computes anyway), so the store need not keep one.
     fn without_key_filter(&mut self) {}

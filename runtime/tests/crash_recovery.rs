@@ -304,27 +304,39 @@ fn a_crash_at_each_step_of_the_commit_loses_and_duplicates_nothing() {
     }
 }
 
-/// The kill pattern of the big-state tests: a crash right after a checkpoint's state
-/// write (`CONNECTD_CRASH_AT=logged:3`), then up to 6 SIGKILLs at seeded random moments
-/// (at least 3 must land before the input ends), then a run to the end. Returns the
-/// number of kills.
+/// The kill pattern of the big-state tests: a crash at the store step `hook` (for
+/// example right after a checkpoint's state write, `logged:3`), then up to 6 SIGKILLs
+/// at seeded random moments (at least 3 must land before the input ends), then a run
+/// to the end; every run with the environment `env`. Returns the number of kills.
 fn crash_kill_and_finish(
     dir: &std::path::Path,
     cfg: &std::path::Path,
+    (hook, env): (&str, &[(&str, &str)]),
     seed: u64,
     rng: &mut rand::rngs::StdRng,
 ) -> usize {
-    let crashed = run_with_env(dir, cfg, &[("CONNECTD_CRASH_AT", "logged:3")]);
+    let mut first = env.to_vec();
+    first.push(("CONNECTD_CRASH_AT", hook));
+    let crashed = run_with_env(dir, cfg, &first);
     assert!(
         String::from_utf8_lossy(&crashed.stderr).contains("aborting at"),
-        "the hook did not fire"
+        "the hook {hook} did not fire"
     );
+    let spawn = || {
+        spawn_captured(
+            connectd()
+                .current_dir(dir)
+                .envs(env.iter().copied())
+                .args(["--admin-addr", "off", "--config"])
+                .arg(cfg),
+        )
+    };
     let mut kills = 0;
     for _ in 0..40 {
         if kills >= 6 {
             break;
         }
-        let mut child = spawn(dir, cfg, &[]);
+        let mut child = spawn();
         std::thread::sleep(Duration::from_millis(rng.random_range(200..1500)));
         if child.try_wait().unwrap().is_some() {
             break;
@@ -337,14 +349,19 @@ fn crash_kill_and_finish(
         kills >= 3,
         "seed {seed}: only {kills} kills landed before the end"
     );
-    let mut child = spawn(dir, cfg, &[]);
+    let mut child = spawn();
     assert!(wait_with_deadline(&mut child, Duration::from_secs(300)).success());
     kills
 }
 
+/// Deltas of 1 000 changes or more go into the store as table files (logged before
+/// the manifest, ingested after it), so that the kills land in that path too.
+const INGEST_SMALL: &[(&str, &str)] = &[("CONNECTD_TEST_INGEST_MIN", "1000")];
+
 /// Dedup with big state in the state store: 300 000 records over 150 000 distinct ids
-/// (keep first), checkpoints every 100 ms, a crash right after a checkpoint's state
-/// write (`CONNECTD_CRASH_AT=logged`), then SIGKILLs at seeded random moments. The CSV
+/// (keep first), checkpoints every 100 ms, deltas of 1 000 changes or more ingested as
+/// table files, a crash after a checkpoint's manifest before its deltas are ingested
+/// (`CONNECTD_CRASH_AT=ingesting`), then SIGKILLs at seeded random moments. The CSV
 /// must hold each id's first record, once, in input order: computed here from the
 /// input, not taken from a run.
 #[test]
@@ -381,7 +398,13 @@ sinks:
   out: {type: csv, inputs: [firsts], path: out/firsts.csv, columns: [id, v]}
 "#,
     );
-    let kills = crash_kill_and_finish(dir.path(), &cfg, seed, &mut rng);
+    let kills = crash_kill_and_finish(
+        dir.path(),
+        &cfg,
+        ("ingesting:*", INGEST_SMALL),
+        seed,
+        &mut rng,
+    );
     let got = read(dir.path().join("out/firsts.csv"));
     assert_eq!(
         got.lines().count(),
@@ -396,8 +419,9 @@ sinks:
 
 /// A 60 s tumbling window over 120 000 ids (about 46 000 groups per window, five
 /// windows), with `state.cache_size: 4MiB` so the groups spill to the state store again
-/// and again, checkpoints every 100 ms, a crash right after a checkpoint's state write,
-/// then SIGKILLs at seeded random moments, also while windows close. Every window's
+/// and again, checkpoints every 100 ms, deltas of 1 000 changes or more ingested as
+/// table files, a crash after such a delta is logged before its manifest commits
+/// (`CONNECTD_CRASH_AT=delta-logged`), then SIGKILLs at seeded random moments, also while windows close. Every window's
 /// count and sum per id are computed here from the input.
 #[test]
 fn window_with_big_state_is_exact_across_sigkills() {
@@ -444,7 +468,13 @@ sinks:
   out: {type: csv, inputs: [per_id], path: out/windows.csv, columns: [window_start, id, n, total]}
 "#,
     );
-    let kills = crash_kill_and_finish(dir.path(), &cfg, seed, &mut rng);
+    let kills = crash_kill_and_finish(
+        dir.path(),
+        &cfg,
+        ("delta-logged:*", INGEST_SMALL),
+        seed,
+        &mut rng,
+    );
     let got = read(dir.path().join("out/windows.csv"));
     assert_eq!(
         got.lines().count(),
@@ -518,7 +548,7 @@ sinks:
   out: {type: csv, inputs: [pairs], path: out/pairs.csv, columns: [id, k, r_id]}
 "#,
     );
-    let kills = crash_kill_and_finish(dir.path(), &cfg, seed, &mut rng);
+    let kills = crash_kill_and_finish(dir.path(), &cfg, ("logged:3", &[]), seed, &mut rng);
     let got = read(dir.path().join("out/pairs.csv"));
     let mut got: Vec<&str> = got.lines().skip(1).collect();
     got.sort_unstable();

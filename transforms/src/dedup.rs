@@ -265,12 +265,18 @@ impl Dedup {
         let expires = t.saturating_add(self.retention);
         match self.get(&key)? {
             None => {
-                self.state.put(&index_key(expires, seq), &key);
+                self.state.put_unique(&index_key(expires, seq), &key);
                 self.earliest = self.earliest.min(expires);
-                if !self.emit_final {
-                    out.emit(r.clone());
-                }
-                let record = self.keeps_records().then_some(r);
+                // `keep: first` keeps no record, so it passes this one on uncopied.
+                let record = if self.keeps_records() {
+                    if !self.emit_final {
+                        out.emit(r.clone());
+                    }
+                    Some(r)
+                } else {
+                    out.emit(r);
+                    None
+                };
                 self.put(
                     &key,
                     &Kept {
@@ -287,9 +293,9 @@ impl Dedup {
                         .as_ref()
                         .is_none_or(|k| changed(&self.compare, k, &r)) =>
             {
-                self.state.delete(&index_key(kept.expires, kept.seq));
+                self.state.delete_unique(&index_key(kept.expires, kept.seq));
                 let expires = expires.max(kept.expires);
-                self.state.put(&index_key(expires, seq), &key);
+                self.state.put_unique(&index_key(expires, seq), &key);
                 self.earliest = self.earliest.min(expires);
                 if !self.emit_final {
                     out.emit(r.clone());
@@ -329,7 +335,7 @@ impl Dedup {
         loop {
             let due = self.state.range(b"x", &to, EXPIRE_CHUNK)?;
             for (index, key) in &due {
-                self.state.delete(index);
+                self.state.delete_unique(index);
                 let entry = entry_key(key);
                 if let Some(bytes) = self.state.get(&entry)? {
                     let kept = Kept::decode(&bytes)?;
@@ -436,7 +442,8 @@ impl Transform for Dedup {
         }
         for (key, kept) in snapshot.keys {
             let key = serde_json::to_vec(&key.0).map_err(corrupt)?;
-            self.state.put(&index_key(kept.expires, kept.seq), &key);
+            self.state
+                .put_unique(&index_key(kept.expires, kept.seq), &key);
             self.put(&key, &kept)?;
         }
         Ok(())

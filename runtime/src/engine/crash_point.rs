@@ -4,7 +4,9 @@
 //! step of that checkpoint (`*`: any checkpoint). Steps: `prepared` (its write-ahead log
 //! sealed, the log not yet written), `logged` (the state store holds the checkpoint, no
 //! sink has committed it through this one), `committed` (this sink committed, others may
-//! not have), `backfilled` (a backfill's epoch moved into the sink's log, not committed).
+//! not have), `backfilled` (a backfill's epoch moved into the sink's log, not committed),
+//! and in the state store (sink `state`) `delta-logged` (large deltas logged, the
+//! manifest not committed) and `ingesting` (committed, the deltas not yet ingested).
 //! Read once; unset, it costs one comparison per checkpoint.
 //!
 //! `CONNECTD_TEST_COMMIT_TRACE=<file>` appends `begin <sink> <id>` when a sink starts
@@ -69,4 +71,13 @@ pub fn hit(step: &str, id: u64, sink: &str) {
             std::process::abort();
         }
     }
+}
+
+/// The number of changes from which a table's delta is ingested as a table file
+/// (`default` unless `CONNECTD_TEST_INGEST_MIN` sets it, so that a test reaches that
+/// path with small epochs whatever the machine's speed).
+pub fn ingest_min(default: usize) -> usize {
+    static MIN: OnceLock<Option<usize>> = OnceLock::new();
+    MIN.get_or_init(|| std::env::var("CONNECTD_TEST_INGEST_MIN").ok()?.parse().ok())
+        .unwrap_or(default)
 }

@@ -292,6 +292,10 @@ impl SortedDelta {
         self.0.iter()
     }
 
+    pub(super) fn as_slice(&self) -> &[Change] {
+        &self.0
+    }
+
     pub(super) fn bytes(&self) -> usize {
         self.0.iter().map(change_bytes).sum()
     }

@@ -13,6 +13,7 @@ mod chains;
 mod checkpoint;
 mod coordinator;
 mod crash_point;
+mod delta_log;
 mod dlq;
 mod epoch_changes;
 mod lanes;
