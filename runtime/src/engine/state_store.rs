@@ -89,8 +89,9 @@ fn bound_key(table: &str) -> Vec<u8> {
 const MEMTABLE_BYTES: u64 = 8 << 20;
 const MANIFEST: &[u8] = b"manifest";
 /// A table's delta of at least this many changes goes in as a table file (see
-/// `delta_log`): below it, the log, the table file and their syncs cost more than the
-/// journal and memtable they skip.
+/// `delta_log`). Smaller ones go through the journal: a table file, a log and their
+/// syncs for every small checkpoint (every 100 ms, say) would fill level 0 with tiny
+/// tables.
 const INGEST_MIN_CHANGES: usize = 16_384;
 
 /// Level-0 tables before they are compacted into level 1 (RocksDB's and fjall's
