@@ -206,8 +206,12 @@ impl StateStore {
     /// from their tables, and removes the logs of a checkpoint that never completed.
     fn finish_ingestions(&self) -> Result<(), PipelineError> {
         let logs_err = |e: std::io::Error| fail(self.deltas.dir(), "cannot read", e);
+        let logs = self.deltas.list().map_err(logs_err)?;
+        if logs.is_empty() {
+            return Ok(()); // the usual start: no manifest to read here
+        }
         let committed = self.latest()?.map_or(0, |m| m.id);
-        for (id, path) in self.deltas.list().map_err(logs_err)? {
+        for (id, path) in logs {
             if id <= committed {
                 for (name, entries) in DeltaLogs::read(&path)
                     .map_err(|e| PipelineError::new("state", format!("{e}. Restore it, or reset the pipeline (DELETE /connectors/<name>/offsets) to start over")))?
@@ -643,9 +647,13 @@ mod tests {
             (slice(&key(7)), Some(slice(b"two"))),
             (slice(&key(8)), None),
         ];
-        logs.write(2, [("t.big", &changes[..])]).unwrap();
+        let other = [(slice(b"o"), Some(slice(b"other")))];
+        logs.write(2, [("t.big", &changes[..]), ("t.other", &other[..])])
+            .unwrap();
         {
             let store = StateStore::open(dir.path(), 64 << 20).unwrap();
+            let (o, _) = store.table("other", None).unwrap();
+            assert_eq!(o.get(b"o").unwrap(), Some(b"other".to_vec()), "every table");
             let (t, _) = store.table("big", None).unwrap();
             assert_eq!(t.get(&key(7)).unwrap(), Some(b"two".to_vec()), "ingested");
             assert_eq!(t.get(&key(8)).unwrap(), None);

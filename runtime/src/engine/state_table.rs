@@ -381,6 +381,15 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// Completes checkpoint `id` with no state besides the tables'.
+    fn complete(store: &super::super::StateStore, id: u64) {
+        let manifest = super::super::state_store::Manifest {
+            id,
+            state: Default::default(),
+        };
+        store.complete(&manifest).unwrap();
+    }
+
     #[test]
     fn the_key_filter_is_rebuilt_from_the_live_keys_and_answers_for_all_of_them() {
         let dir = tempfile::tempdir().unwrap();
@@ -395,12 +404,7 @@ mod tests {
             t.put(&i.to_be_bytes(), b"v");
             if i == 1000 {
                 freezer.freeze(1);
-                store
-                    .complete(&super::super::state_store::Manifest {
-                        id: 1,
-                        state: Default::default(),
-                    })
-                    .unwrap();
+                complete(&store, 1);
             }
             if i == 2000 {
                 freezer.freeze(2);
@@ -430,12 +434,7 @@ mod tests {
         assert_eq!(t.filter.as_ref().map_or(0, KeyFilter::len), 1, "only k1");
         t.delete_unique(&[b'x', 0]); // in the same epoch
         freezer.freeze(1);
-        store
-            .complete(&super::super::state_store::Manifest {
-                id: 1,
-                state: Default::default(),
-            })
-            .unwrap();
+        complete(&store, 1);
         t.delete_unique(&[b'x', 1]); // in the store
         let index: Vec<_> = t
             .range(b"x", b"y", 10)
