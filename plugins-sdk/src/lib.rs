@@ -30,6 +30,8 @@ pub mod ordered;
 #[cfg(feature = "host")]
 pub mod record;
 #[cfg(feature = "host")]
+pub mod record_codec;
+#[cfg(feature = "host")]
 pub mod registry;
 #[cfg(feature = "host")]
 pub mod state;
