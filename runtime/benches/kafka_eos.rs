@@ -99,7 +99,9 @@ fn fill(topic: &str, records: u64) {
 }
 
 /// The plain loop: consume (assigned partitions, no group) and produce, then flush.
-fn plain(input: &str, output: &str, records: u64) -> f64 {
+/// Records per second, and the CPU seconds the bench process spent meanwhile.
+fn plain(input: &str, output: &str, records: u64) -> (f64, f64) {
+    let cpu_before = common::own_cpu_seconds();
     let consumer: BaseConsumer = config()
         .set("group.id", unique("plain"))
         .set("enable.auto.commit", "false")
@@ -138,7 +140,8 @@ fn plain(input: &str, output: &str, records: u64) -> f64 {
         seen += 1;
     }
     producer.flush(Duration::from_secs(120)).unwrap();
-    records as f64 / started.unwrap().elapsed().as_secs_f64()
+    let rate = records as f64 / started.unwrap().elapsed().as_secs_f64();
+    (rate, common::own_cpu_seconds() - cpu_before)
 }
 
 /// The records a component has passed on so far, from `/metrics`.
@@ -228,7 +231,8 @@ impl Drop for Worker {
     }
 }
 
-fn connectd(dir: &std::path::Path, input: &str, output: &str, records: u64) -> f64 {
+/// Records per second, and the CPU seconds connectd's process used (startup included).
+fn connectd(dir: &std::path::Path, input: &str, output: &str, records: u64) -> (f64, f64) {
     // A new pipeline name and group each run: checkpoints kept in the broker (keyed by
     // pipeline, sink and worker) would otherwise resume a run where the last one ended.
     let (pipeline, group) = (unique("eos-bench"), unique("eos"));
@@ -290,8 +294,9 @@ sinks:
         std::thread::sleep(Duration::from_millis(50));
     }
     let rate = records as f64 / started.elapsed().as_secs_f64();
+    let cpu = common::child_cpu_seconds(worker.0.id()).unwrap_or(f64::NAN);
     drop(worker);
-    rate
+    (rate, cpu)
 }
 
 fn main() {
@@ -307,14 +312,17 @@ fn main() {
         filling.elapsed().as_secs_f64()
     );
     let (mut plain_rates, mut eos_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut plain_cpus, mut eos_cpus) = (Vec::new(), Vec::new());
     for run in 0..runs {
         let plain_out = unique("bench-plain-out");
         create_topic(&plain_out);
-        let p = plain(&input, &plain_out, records);
+        let (p, plain_cpu) = plain(&input, &plain_out, records);
         let eos_out = unique("bench-eos-out");
         create_topic(&eos_out);
-        let e = connectd(dir.path(), &input, &eos_out, records);
-        eprintln!("run {run}: plain {p:.0} records/s, connectd exactly-once {e:.0} records/s");
+        let (e, eos_cpu) = connectd(dir.path(), &input, &eos_out, records);
+        eprintln!(
+            "run {run}: plain {p:.0} records/s ({plain_cpu:.2} CPU-s), connectd exactly-once {e:.0} records/s ({eos_cpu:.2} CPU-s)"
+        );
         let (want, got) = (digest(&plain_out, records), digest(&eos_out, records));
         assert_eq!(want.0, records, "the plain loop's output");
         assert_eq!(
@@ -323,6 +331,8 @@ fn main() {
         );
         plain_rates.push(p);
         eos_rates.push(e);
+        plain_cpus.push(plain_cpu);
+        eos_cpus.push(eos_cpu);
         ratios.push(e / p);
     }
     let median = |v: &mut Vec<f64>| {
@@ -334,9 +344,16 @@ fn main() {
         "kafka_eos: {records} records of ~100 bytes, 4 partitions, format {}, {runs} interleaved runs",
         value_format()
     );
-    println!("| plain loop records/s | connectd exactly-once records/s | ratio (median of runs) |");
-    println!("|---|---|---|");
-    println!("| {plain:.0} | {eos:.0} | {:.2} |", median(&mut ratios));
+    println!(
+        "| plain loop records/s | connectd exactly-once records/s | ratio (median of runs) | plain loop CPU-s | connectd CPU-s |"
+    );
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {plain:.0} | {eos:.0} | {:.2} | {:.2} | {:.2} |",
+        median(&mut ratios),
+        median(&mut plain_cpus),
+        median(&mut eos_cpus)
+    );
     common::report(&common::Row {
         path: "kafka → kafka, exactly once (4 partitions)",
         connectd: eos,

@@ -52,6 +52,26 @@ pub fn run_binary(binary: &Path, dir: &Path, config: &str) -> Usage {
     }
 }
 
+/// CPU seconds (user + system) this process has used so far, all threads.
+pub fn own_cpu_seconds() -> f64 {
+    // SAFETY: an all-zero rusage is valid; getrusage fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// CPU seconds (user + system) a running child has used so far, from `/proc`.
+pub fn child_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields 14 and 15 (utime, stime), counted after the parenthesized command name.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let ticks: f64 = fields.next()?.parse::<f64>().ok()? + fields.next()?.parse::<f64>().ok()?;
+    // SAFETY: sysconf only reads a constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks / per_second)
+}
+
 /// A quick run (`BENCH_QUICK=1`, from `scripts/bench.sh --quick` in the test script):
 /// small inputs, every output checked, no target judged (a debug build says nothing
 /// about speed).
