@@ -129,6 +129,20 @@ fn put_str(s: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(s.as_bytes());
 }
 
+/// The record that `bytes` hold whole: this encoding, or the JSON that versions before
+/// 2026-12-03 kept in the state store (it begins with `{`, never a flags byte).
+pub fn decode_stored(bytes: &[u8]) -> Result<Record, String> {
+    if bytes.first() == Some(&b'{') {
+        return serde_json::from_slice(bytes).map_err(|e| e.to_string());
+    }
+    let mut d = Decoder::new(bytes);
+    let r = d.record().map_err(|e| e.to_string())?;
+    if !d.is_empty() {
+        return Err(format!("{} bytes after the record", bytes.len() - d.at));
+    }
+    Ok(r)
+}
+
 /// Reads records one after another from bytes made by [`encode`].
 #[derive(Debug)]
 pub struct Decoder<'b> {
@@ -331,6 +345,24 @@ mod tests {
         assert!(matches!(nan.value, Value::Float(f) if f.is_nan()));
         let neg_zero = round_trip(&Record::new(Value::Float(-0.0)));
         assert!(matches!(neg_zero.value, Value::Float(f) if f.is_sign_negative()));
+    }
+
+    /// A record stored whole decodes from this encoding and from the JSON of earlier
+    /// versions; trailing bytes are an error.
+    #[test]
+    fn stored_records_decode_from_either_form() {
+        let r = Record::new(Value::Float(2.5))
+            .with_key(Value::str("k"))
+            .with_timestamp(5);
+        let mut bytes = Vec::new();
+        encode(&r, &mut bytes);
+        assert_eq!(decode_stored(&bytes).unwrap(), r);
+        let json = serde_json::to_vec(&r).unwrap();
+        assert_eq!(decode_stored(&json).unwrap(), r);
+        bytes.push(0);
+        assert!(decode_stored(&bytes)
+            .unwrap_err()
+            .contains("after the record"));
     }
 
     /// Damaged bytes are an error at a position, never a panic or a huge allocation:

@@ -68,15 +68,16 @@ struct Kept {
 const BINARY_KEPT: u8 = 0xff;
 
 impl Kept {
-    /// `0xff`, expiry and sequence (big-endian), then the record's JSON if kept: 17
-    /// bytes for `keep: first`, which the store keeps without an allocation.
+    /// `0xff`, expiry and sequence (big-endian), then the record if kept
+    /// (`record_codec`; JSON before 2026-12-03): 17 bytes for `keep: first`, which the
+    /// store keeps without an allocation.
     fn encode(&self) -> Result<Vec<u8>, ConnectorError> {
         let mut bytes = Vec::with_capacity(17);
         bytes.push(BINARY_KEPT);
         bytes.extend_from_slice(&self.expires.to_be_bytes());
         bytes.extend_from_slice(&self.seq.to_be_bytes());
         if let Some(r) = &self.record {
-            serde_json::to_writer(&mut bytes, r).map_err(corrupt)?;
+            connectd_sdk::record_codec::encode(r, &mut bytes);
         }
         Ok(bytes)
     }
@@ -95,7 +96,7 @@ impl Kept {
         };
         let record = match &rest[16..] {
             [] => None,
-            json => Some(serde_json::from_slice(json).map_err(corrupt)?),
+            kept => Some(connectd_sdk::record_codec::decode_stored(kept).map_err(corrupt)?),
         };
         Ok(Self {
             record,

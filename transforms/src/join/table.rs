@@ -8,7 +8,7 @@
 //!   expiry reads only what expires.
 
 use connectd_sdk::state::{Entries, KeyedState, MemoryState};
-use connectd_sdk::{ordered, ConnectorError, Emitter, Record};
+use connectd_sdk::{ordered, record_codec, ConnectorError, Emitter, Record};
 use serde::{Deserialize, Serialize};
 
 use super::Spec;
@@ -97,7 +97,7 @@ impl Table {
         }
         match self.state.get(&rk)? {
             Some(bytes) if bytes.len() >= 16 => {
-                let right: Record = serde_json::from_slice(&bytes[16..]).map_err(corrupt)?;
+                let right = record_codec::decode_stored(&bytes[16..]).map_err(corrupt)?;
                 out.emit(spec.combine(&r, Some(&right)));
             }
             Some(_) => return Err(corrupt("a row shorter than its header")),
@@ -134,8 +134,7 @@ impl Table {
         let mut value = Vec::with_capacity(128);
         value.extend_from_slice(&ordered::i64_key(updated));
         value.extend_from_slice(&self.seq.to_be_bytes());
-        serde_json::to_writer(&mut value, r)
-            .map_err(|e| ConnectorError::permanent("join: cannot encode a row").with_source(e))?;
+        record_codec::encode(r, &mut value);
         self.state.put(&rk, &value);
         Ok(())
     }
@@ -195,7 +194,7 @@ impl Table {
             let mut value = Vec::new();
             value.extend_from_slice(&ordered::i64_key(row.updated));
             value.extend_from_slice(&self.seq.to_be_bytes());
-            serde_json::to_writer(&mut value, &row.record).map_err(corrupt)?;
+            record_codec::encode(&row.record, &mut value);
             let rk = row_key(&key);
             if retention.is_some() {
                 self.state.put(&index_key(row.updated, self.seq), &rk);

@@ -11,7 +11,7 @@
 
 use connectd_sdk::lanes::{LaneClock, LateCause};
 use connectd_sdk::state::{Entries, KeyedState, MemoryState};
-use connectd_sdk::{ordered, ConnectorError, Emitter, Record};
+use connectd_sdk::{ordered, record_codec, ConnectorError, Emitter, Record};
 use serde::{Deserialize, Serialize};
 
 use super::Spec;
@@ -115,13 +115,12 @@ fn encode_held(
     v.extend_from_slice(&t.to_be_bytes());
     v.extend_from_slice(&leaves_at.to_be_bytes());
     v.push(u8::from(matched));
-    serde_json::to_writer(&mut v, r)
-        .map_err(|e| ConnectorError::permanent("join: cannot encode a record").with_source(e))?;
+    record_codec::encode(r, &mut v);
     Ok(v)
 }
 
 fn decode_record(v: &[u8]) -> Result<Record, ConnectorError> {
-    serde_json::from_slice(&v[HEADER..]).map_err(corrupt)
+    record_codec::decode_stored(&v[HEADER..]).map_err(corrupt)
 }
 
 /// Reads every entry in `[from, to)`, a chunk at a time.
