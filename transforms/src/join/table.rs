@@ -26,6 +26,10 @@ pub struct Table {
     /// The oldest `updated` in the index (i64::MIN: unknown), so a tick with nothing
     /// to expire reads nothing.
     earliest: i64,
+    /// Index keys below this were deleted by earlier expiries (empty: unknown). A scan
+    /// starts here: from the index's start it would read their deletions each time,
+    /// until the store compacts them away.
+    expired_to: Vec<u8>,
 }
 
 impl Default for Table {
@@ -34,6 +38,7 @@ impl Default for Table {
             state: Box::new(MemoryState::default()),
             seq: 0,
             earliest: i64::MIN,
+            expired_to: Vec::new(),
         }
     }
 }
@@ -80,6 +85,7 @@ impl Table {
     pub fn attach(&mut self, state: Box<dyn KeyedState>) {
         self.state = state;
         self.earliest = i64::MIN;
+        self.expired_to.clear();
     }
 
     pub fn add(
@@ -126,7 +132,12 @@ impl Table {
                     ordered::i64_from_key(&old).ok_or_else(|| corrupt("a short row"))?;
                 self.state.delete(&index_key(old_updated, old_seq));
             }
-            self.state.put(&index_key(updated, self.seq), &rk);
+            let ik = index_key(updated, self.seq);
+            if ik < self.expired_to {
+                // The clock went back: this entry is where expiry no longer looks.
+                self.expired_to.clear();
+            }
+            self.state.put(&ik, &rk);
             if self.earliest != i64::MIN {
                 self.earliest = self.earliest.min(updated);
             }
@@ -147,8 +158,13 @@ impl Table {
             return Ok(());
         }
         let upper = index_key(cutoff.saturating_add(1), 0);
-        let mut from = vec![INDEX];
-        loop {
+        let start = if self.expired_to.is_empty() {
+            vec![INDEX]
+        } else {
+            self.expired_to.clone()
+        };
+        let mut from = start.clone();
+        while from < upper {
             let entries = self.state.range(&from, &upper, EXPIRE_CHUNK)?;
             let done = entries.len() < EXPIRE_CHUNK;
             for (ik, rk) in &entries {
@@ -163,8 +179,9 @@ impl Table {
                 from.push(0);
             }
         }
+        self.expired_to = upper.max(start);
         // What is left starts after the cutoff; its exact time is read next time.
-        self.earliest = match self.state.range(&[INDEX], &[INDEX + 1], 1)?.first() {
+        self.earliest = match self.state.range(&self.expired_to, &[INDEX + 1], 1)?.first() {
             Some((k, _)) => ordered::i64_from_key(&k[1..]).unwrap_or(i64::MIN),
             _ => i64::MAX,
         };
@@ -186,6 +203,7 @@ impl Table {
     ) -> Result<(), ConnectorError> {
         self.seq = snap.seq;
         self.earliest = i64::MIN;
+        self.expired_to.clear();
         for (k, v) in snap.entries.into_iter().flatten() {
             self.state.put(&k, &v);
         }

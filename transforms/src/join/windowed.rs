@@ -37,6 +37,10 @@ pub struct Windowed {
     clock: LaneClock,
     seq: u64,
     state: Box<dyn KeyedState>,
+    /// Leaving-index keys below this were deleted by earlier expiries (empty: unknown).
+    /// A scan starts here: from the index's start it would read their deletions each
+    /// time, until the store compacts them away (quadratic over a long backlog).
+    expired_to: Vec<u8>,
 }
 
 impl Default for Windowed {
@@ -45,6 +49,7 @@ impl Default for Windowed {
             clock: LaneClock::new(0, None),
             seq: 0,
             state: Box::new(MemoryState::default()),
+            expired_to: Vec::new(),
         }
     }
 }
@@ -150,6 +155,7 @@ fn for_each_in(
 impl Windowed {
     pub fn attach(&mut self, state: Box<dyn KeyedState>) {
         self.state = state;
+        self.expired_to.clear();
     }
 
     pub fn watermark(&self) -> i64 {
@@ -240,7 +246,12 @@ impl Windowed {
         held.extend_from_slice(&self.seq.to_be_bytes());
         self.state
             .put(&held, &encode_held(t, leaves_at, matched, &r)?);
-        self.state.put(&leaving_key(leaves_at, self.seq), &held);
+        let leaving = leaving_key(leaves_at, self.seq);
+        if leaving < self.expired_to {
+            // Behind the watermark's last expiry (lanes declared anew): scan it all.
+            self.expired_to.clear();
+        }
+        self.state.put(&leaving, &held);
         if self.clock.observe(lane, t, now).is_some() {
             self.expire(spec, out)?;
         }
@@ -251,7 +262,14 @@ impl Windowed {
     /// record that never matched is emitted alone.
     fn expire(&mut self, spec: &Spec, out: &mut Emitter) -> Result<(), ConnectorError> {
         let upper = leaving_key(self.clock.watermark(), 0);
-        let mut from = vec![LEAVING];
+        let mut from = if self.expired_to.is_empty() {
+            vec![LEAVING]
+        } else {
+            self.expired_to.clone()
+        };
+        if from >= upper {
+            return Ok(());
+        }
         loop {
             let leaving = self.state.range(&from, &upper, CHUNK)?;
             let done = leaving.len() < CHUNK;
@@ -271,6 +289,7 @@ impl Windowed {
                 }
             }
             if done {
+                self.expired_to = upper;
                 return Ok(());
             }
         }
@@ -294,6 +313,7 @@ impl Windowed {
     pub fn restore(&mut self, snap: WindowedSnapshot) -> Result<(), ConnectorError> {
         self.clock = snap.clock;
         self.seq = snap.seq;
+        self.expired_to.clear();
         for (k, v) in snap.entries.into_iter().flatten() {
             self.state.put(&k, &v);
         }
