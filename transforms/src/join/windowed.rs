@@ -248,7 +248,8 @@ impl Windowed {
             .put(&held, &encode_held(t, leaves_at, matched, &r)?);
         let leaving = leaving_key(leaves_at, self.seq);
         if leaving < self.expired_to {
-            // Behind the watermark's last expiry (lanes declared anew): scan it all.
+            // Behind the last expiry (should the watermark ever move back): the next
+            // expiry scans the index from its start again.
             self.expired_to.clear();
         }
         self.state.put(&leaving, &held);
