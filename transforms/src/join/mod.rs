@@ -19,6 +19,7 @@
 //! A record without the key fields goes to the DLQ. State is in the pipeline's state
 //! store (the table's rows, the windowed join's held records), written as it changes.
 
+mod presence;
 mod table;
 mod windowed;
 
@@ -173,7 +174,7 @@ pub fn build(
             let time = [left_time, right_time];
             let out_of_orderness = o.max_out_of_orderness.as_millis_i64();
             let late_to_dlq = o.late == LateWord::Dlq;
-            let mut state = windowed::Windowed::default();
+            let mut state = windowed::Windowed::new(within, grace);
             state.configure(out_of_orderness);
             Kind::Windowed {
                 within,

@@ -46,13 +46,24 @@ fn record(side: usize, id: i64, key: i64, t: i64) -> Record {
 
 /// Both inputs interleaved in roughly time order (out of order by up to 400 ms).
 fn events(seed: u64, n: i64) -> Vec<Event> {
+    events_over(seed, n, 5)
+}
+
+/// Like `events`, over `keys` keys.
+fn events_over(seed: u64, n: i64, keys: u64) -> Vec<Event> {
     let mut rng = Lcg(seed);
     (0..n)
         .map(|i| {
             let t = 10_000 + i * 100 - rng.below(400) as i64;
-            (rng.below(2) as usize, i, rng.below(5) as i64, t)
+            (rng.below(2) as usize, i, rng.below(keys) as i64, t)
         })
         .collect()
+}
+
+fn merge(into: &mut Pairs, more: Pairs) {
+    for (k, n) in more {
+        *into.entry(k).or_default() += n;
+    }
 }
 
 fn join(config: serde_json::Value) -> Box<dyn Transform> {
@@ -147,6 +158,46 @@ fn windowed_state_stays_bounded_and_survives_a_restore() {
         *got.entry(k).or_default() += n;
     }
     assert_eq!(got, whole);
+}
+
+#[test]
+fn a_join_over_many_keys_finds_every_pair_across_restores() {
+    // Most records find no partner held: the presence filters skip their lookups and
+    // must never skip one that has a partner. Restored twice: from a checkpoint that
+    // says how long its records are held, and from one of an earlier version that
+    // does not (its held records are then looked up in the store until they leave).
+    let input = events_over(4, 10_000, 200);
+    let config = json!({"on": ["sym"], "within": "1s", "time": "ts", "grace": "500ms"});
+    let want = expected_window_join(&input, 1000, false);
+    assert!(want.len() > 200, "{}", want.len());
+    assert_eq!(run(join(config.clone()).as_mut(), &input, true), want);
+    // Cut where a pair's records fall on both sides (ids are input positions), so each
+    // restore has a held record to find.
+    let cut_after = |from: usize| {
+        (from..input.len())
+            .find(|&at| {
+                want.keys().any(|&(l, r)| {
+                    let (a, b) = (l.min(r.unwrap_or(l)), l.max(r.unwrap_or(l)));
+                    a < at as i64 && at as i64 <= b
+                })
+            })
+            .unwrap()
+    };
+    let (one, two) = (cut_after(3000), cut_after(6000));
+    let mut first = join(config.clone());
+    let mut got = run(first.as_mut(), &input[..one], false);
+    let mut second = join(config.clone());
+    second.restore(first.snapshot().unwrap()).unwrap();
+    merge(&mut got, run(second.as_mut(), &input[one..two], false));
+    let mut earlier_version = second.snapshot().unwrap();
+    let held_until = earlier_version
+        .as_object_mut()
+        .and_then(|o| o.remove("max_leaves_at"));
+    assert!(held_until.is_some_and(|t| t.as_i64() > Some(600_000)));
+    let mut third = join(config);
+    third.restore(earlier_version).unwrap();
+    merge(&mut got, run(third.as_mut(), &input[two..], true));
+    assert_eq!(got, want);
 }
 
 #[test]

@@ -8,12 +8,16 @@
 //!   record as JSON: a record's partners are one range read of the other side's key;
 //! - `l` + leaving time + sequence → the held record's key: an index by time, so
 //!   letting go reads only what leaves.
+//!
+//! In memory: which keys each side may hold (`presence`), so a record without a
+//! partner skips the range read.
 
 use connectd_sdk::lanes::{LaneClock, LateCause};
 use connectd_sdk::state::{Entries, KeyedState, MemoryState};
 use connectd_sdk::{ordered, record_codec, ConnectorError, Emitter, Record};
 use serde::{Deserialize, Serialize};
 
+use super::presence::{prefix_hash, Presence};
 use super::Spec;
 use crate::window::GroupKey;
 
@@ -41,17 +45,10 @@ pub struct Windowed {
     /// A scan starts here: from the index's start it would read their deletions each
     /// time, until the store compacts them away (quadratic over a long backlog).
     expired_to: Vec<u8>,
-}
-
-impl Default for Windowed {
-    fn default() -> Self {
-        Self {
-            clock: LaneClock::new(0, None),
-            seq: 0,
-            state: Box::new(MemoryState::default()),
-            expired_to: Vec::new(),
-        }
-    }
+    /// Which keys each side may hold.
+    presence: Presence,
+    /// The latest leaving time of any record held (`i64::MIN`: none yet).
+    max_leaves_at: i64,
 }
 
 /// What a checkpoint holds of the join; the held records are in keyed state.
@@ -66,6 +63,11 @@ pub struct WindowedSnapshot {
     /// Checkpoints from before the state store: each side's held records.
     #[serde(default, skip_serializing)]
     sides: Vec<LegacySide>,
+    /// The latest leaving time of any held record: until the watermark passes it,
+    /// lookups after a restore read the store (the presence filters are not
+    /// checkpointed). Absent from earlier versions' checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_leaves_at: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -153,6 +155,19 @@ fn for_each_in(
 }
 
 impl Windowed {
+    /// A join of records at most `within` ms apart, held `within + grace` past their
+    /// event time.
+    pub fn new(within: i64, grace: i64) -> Self {
+        Self {
+            clock: LaneClock::new(0, None),
+            seq: 0,
+            state: Box::new(MemoryState::default()),
+            expired_to: Vec::new(),
+            presence: Presence::new(within, grace),
+            max_leaves_at: i64::MIN,
+        }
+    }
+
     pub fn attach(&mut self, state: Box<dyn KeyedState>) {
         self.state = state;
         self.expired_to.clear();
@@ -212,30 +227,34 @@ impl Windowed {
         let mut matched = false;
         let partners = held_prefix(1 - side, &key);
         let mut newly_matched = Vec::new();
-        for_each_in(
-            &*self.state,
-            &partners,
-            &ordered::prefix_end(&partners),
-            |k, v| {
-                if v.len() < HEADER {
-                    return Err(corrupt("a held record shorter than its header"));
-                }
-                if read_i64(&v).saturating_sub(t).saturating_abs() > b.within {
-                    return Ok(());
-                }
-                matched = true;
-                let partner = decode_record(&v)?;
-                out.emit(if side == 0 {
-                    spec.combine(&r, Some(&partner))
-                } else {
-                    spec.combine(&partner, Some(&r))
-                });
-                if v[MATCHED_AT] == 0 {
-                    newly_matched.push((k, v));
-                }
-                Ok(())
-            },
-        )?;
+        let may_have_partners = self.presence.may_hold(prefix_hash(&partners), t, watermark);
+        if may_have_partners {
+            for_each_in(
+                &*self.state,
+                &partners,
+                &ordered::prefix_end(&partners),
+                |k, v| {
+                    if v.len() < HEADER {
+                        return Err(corrupt("a held record shorter than its header"));
+                    }
+                    if read_i64(&v).saturating_sub(t).saturating_abs() > b.within {
+                        return Ok(());
+                    }
+                    matched = true;
+                    let partner = decode_record(&v)?;
+                    out.emit(if side == 0 {
+                        spec.combine(&r, Some(&partner))
+                    } else {
+                        spec.combine(&partner, Some(&r))
+                    });
+                    // Only a left join reads the flag, of left records.
+                    if spec.left_outer && side == 1 && v[MATCHED_AT] == 0 {
+                        newly_matched.push((k, v));
+                    }
+                    Ok(())
+                },
+            )?;
+        }
         for (k, mut v) in newly_matched {
             v[MATCHED_AT] = 1;
             self.state.put(&k, &v);
@@ -243,6 +262,8 @@ impl Windowed {
         self.seq += 1;
         let leaves_at = t.saturating_add(b.within).saturating_add(b.grace);
         let mut held = held_prefix(side, &key);
+        self.presence.insert(prefix_hash(&held), t, leaves_at);
+        self.max_leaves_at = self.max_leaves_at.max(leaves_at);
         held.extend_from_slice(&self.seq.to_be_bytes());
         self.state
             .put(&held, &encode_held(t, leaves_at, matched, &r)?);
@@ -262,6 +283,8 @@ impl Windowed {
     /// Lets go of the records no future record can match; under `kind: left`, a left
     /// record that never matched is emitted alone.
     fn expire(&mut self, spec: &Spec, out: &mut Emitter) -> Result<(), ConnectorError> {
+        self.presence.expire(self.clock.watermark());
+        self.state.report_memory(self.presence.bytes());
         let upper = leaving_key(self.clock.watermark(), 0);
         let mut from = if self.expired_to.is_empty() {
             vec![LEAVING]
@@ -280,14 +303,17 @@ impl Windowed {
             }
             for (index, held) in leaving {
                 self.state.delete(&index);
-                let Some(v) = self.state.get(&held)? else {
-                    continue;
-                };
-                self.state.delete(&held);
+                // Only a left join reads what leaves (a left record never matched is
+                // emitted alone); a point read per record was a third of a join's CPU.
                 let left = held.get(1) == Some(&0);
-                if left && spec.left_outer && v.get(MATCHED_AT) == Some(&0) {
-                    out.emit(spec.combine(&decode_record(&v)?, None));
+                if left && spec.left_outer {
+                    if let Some(v) = self.state.get(&held)? {
+                        if v.get(MATCHED_AT) == Some(&0) {
+                            out.emit(spec.combine(&decode_record(&v)?, None));
+                        }
+                    }
                 }
+                self.state.delete(&held);
             }
             if done {
                 self.expired_to = upper;
@@ -308,6 +334,7 @@ impl Windowed {
             seq: self.seq,
             entries: self.state.export(),
             sides: Vec::new(),
+            max_leaves_at: Some(self.max_leaves_at),
         }
     }
 
@@ -329,6 +356,25 @@ impl Windowed {
                 }
             }
         }
+        self.max_leaves_at = match snap.max_leaves_at {
+            Some(m) => m,
+            None => self.latest_leaving()?,
+        };
+        self.presence.reset();
+        self.presence.unfiltered(self.max_leaves_at);
         Ok(())
+    }
+
+    /// The latest leaving time in the index (`i64::MIN`: nothing held): one read of the
+    /// index, for a checkpoint of an earlier version, which does not say.
+    fn latest_leaving(&self) -> Result<i64, ConnectorError> {
+        let mut latest = i64::MIN;
+        for_each_in(&*self.state, &[LEAVING], &[LEAVING + 1], |k, _| {
+            if let Some(t) = k.get(1..).and_then(ordered::i64_from_key) {
+                latest = latest.max(t);
+            }
+            Ok(())
+        })?;
+        Ok(latest)
     }
 }
