@@ -20,6 +20,7 @@
 //! store (the table's rows, the windowed join's held records), written as it changes.
 
 mod presence;
+mod recent;
 mod table;
 mod windowed;
 

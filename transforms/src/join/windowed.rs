@@ -9,8 +9,9 @@
 //! - `l` + leaving time + sequence → the held record's key: an index by time, so
 //!   letting go reads only what leaves.
 //!
-//! In memory: which keys each side may hold (`presence`), so a record without a
-//! partner skips the range read.
+//! In memory: the newest held records (`recent`), where a record in a stream in time
+//! order finds its partners without reading the store, and which keys each side may
+//! hold (`presence`), so a record without a partner skips the range read otherwise.
 
 use connectd_sdk::lanes::{LaneClock, LateCause};
 use connectd_sdk::state::{Entries, KeyedState, MemoryState};
@@ -18,6 +19,7 @@ use connectd_sdk::{ordered, record_codec, ConnectorError, Emitter, Record};
 use serde::{Deserialize, Serialize};
 
 use super::presence::{prefix_hash, Presence};
+use super::recent::{Held, Recent};
 use super::Spec;
 use crate::window::GroupKey;
 
@@ -47,6 +49,13 @@ pub struct Windowed {
     expired_to: Vec<u8>,
     /// Which keys each side may hold.
     presence: Presence,
+    /// The newest held records.
+    recent: Recent,
+    /// The latest event time of any record held (`i64::MIN`: none yet).
+    newest: i64,
+    /// The allowed out-of-orderness: records that far behind the newest still find
+    /// their partners in memory.
+    out_of_orderness: i64,
     /// The latest leaving time of any record held (`i64::MIN`: none yet).
     max_leaves_at: i64,
 }
@@ -68,6 +77,10 @@ pub struct WindowedSnapshot {
     /// checkpointed). Absent from earlier versions' checkpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     max_leaves_at: Option<i64>,
+    /// The latest event time of any held record: after a restore, the records in
+    /// memory answer lookups only past it. Absent from earlier versions' checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    newest: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -164,11 +177,19 @@ impl Windowed {
             state: Box::new(MemoryState::default()),
             expired_to: Vec::new(),
             presence: Presence::new(within, grace),
+            recent: Recent::new(connectd_sdk::state::DEFAULT_MEMORY_BUDGET),
+            newest: i64::MIN,
+            out_of_orderness: 0,
             max_leaves_at: i64::MIN,
         }
     }
 
-    pub fn attach(&mut self, state: Box<dyn KeyedState>) {
+    pub fn attach(&mut self, mut state: Box<dyn KeyedState>) {
+        // The store's filter of keys held answers `get`, and the join reads held
+        // records by range (a left join's expiry reads records it knows are held).
+        state.without_key_filter();
+        self.recent = Recent::new(state.memory_budget());
+        self.recent.reset(self.newest.saturating_add(1));
         self.state = state;
         self.expired_to.clear();
     }
@@ -180,6 +201,7 @@ impl Windowed {
     /// Sets the allowed out-of-orderness (at build and after a restore).
     pub fn configure(&mut self, out_of_orderness: i64) {
         self.clock.configure(out_of_orderness, None);
+        self.out_of_orderness = out_of_orderness;
     }
 
     /// Why a record of `lane` at `t` was late.
@@ -227,8 +249,27 @@ impl Windowed {
         let mut matched = false;
         let partners = held_prefix(1 - side, &key);
         let mut newly_matched = Vec::new();
-        let may_have_partners = self.presence.may_hold(prefix_hash(&partners), t, watermark);
-        if may_have_partners {
+        if self.recent.covers(t.saturating_sub(b.within)) {
+            // Every partner is at or after the floor: in memory.
+            for h in self.recent.of(&partners) {
+                if h.t.saturating_sub(t).saturating_abs() > b.within {
+                    continue;
+                }
+                matched = true;
+                let partner = decode_record(&h.value)?;
+                out.emit(if side == 0 {
+                    spec.combine(&r, Some(&partner))
+                } else {
+                    spec.combine(&partner, Some(&r))
+                });
+                if spec.left_outer && side == 1 && h.value[MATCHED_AT] == 0 {
+                    h.value[MATCHED_AT] = 1;
+                    let mut k = partners.clone();
+                    k.extend_from_slice(&h.seq.to_be_bytes());
+                    self.state.put(&k, &h.value);
+                }
+            }
+        } else if self.presence.may_hold(prefix_hash(&partners), t, watermark) {
             for_each_in(
                 &*self.state,
                 &partners,
@@ -264,9 +305,19 @@ impl Windowed {
         let mut held = held_prefix(side, &key);
         self.presence.insert(prefix_hash(&held), t, leaves_at);
         self.max_leaves_at = self.max_leaves_at.max(leaves_at);
+        self.newest = self.newest.max(t);
+        let value = encode_held(t, leaves_at, matched, &r)?;
+        let prefix_len = held.len();
         held.extend_from_slice(&self.seq.to_be_bytes());
-        self.state
-            .put(&held, &encode_held(t, leaves_at, matched, &r)?);
+        self.state.put(&held, &value);
+        let seq = self.seq;
+        self.recent
+            .insert(&held[..prefix_len], Held { t, seq, value });
+        let keep = b
+            .within
+            .saturating_add(b.grace)
+            .saturating_add(self.out_of_orderness);
+        self.recent.advance(self.newest, keep);
         let leaving = leaving_key(leaves_at, self.seq);
         if leaving < self.expired_to {
             // Behind the last expiry (should the watermark ever move back): the next
@@ -284,7 +335,8 @@ impl Windowed {
     /// record that never matched is emitted alone.
     fn expire(&mut self, spec: &Spec, out: &mut Emitter) -> Result<(), ConnectorError> {
         self.presence.expire(self.clock.watermark());
-        self.state.report_memory(self.presence.bytes());
+        self.state
+            .report_memory(self.presence.bytes() + self.recent.bytes());
         let upper = leaving_key(self.clock.watermark(), 0);
         let mut from = if self.expired_to.is_empty() {
             vec![LEAVING]
@@ -335,6 +387,7 @@ impl Windowed {
             entries: self.state.export(),
             sides: Vec::new(),
             max_leaves_at: Some(self.max_leaves_at),
+            newest: Some(self.newest),
         }
     }
 
@@ -362,6 +415,10 @@ impl Windowed {
         };
         self.presence.reset();
         self.presence.unfiltered(self.max_leaves_at);
+        // Without the newest event time (an earlier version), the latest leaving time
+        // is past it (leaving = event time + within + grace).
+        self.newest = snap.newest.unwrap_or(self.max_leaves_at);
+        self.recent.reset(self.newest.saturating_add(1));
         Ok(())
     }
 
