@@ -143,6 +143,15 @@ fn decode_record(v: &[u8]) -> Result<Record, ConnectorError> {
     record_codec::decode_stored(&v[HEADER..]).map_err(corrupt)
 }
 
+/// Emits the row of `r` (of `side`) and its partner.
+fn emit_pair(spec: &Spec, side: usize, r: &Record, partner: &Record, out: &mut Emitter) {
+    out.emit(if side == 0 {
+        spec.combine(r, Some(partner))
+    } else {
+        spec.combine(partner, Some(r))
+    });
+}
+
 /// Reads every entry in `[from, to)`, a chunk at a time.
 fn for_each_in(
     state: &dyn KeyedState,
@@ -256,12 +265,7 @@ impl Windowed {
                     continue;
                 }
                 matched = true;
-                let partner = decode_record(&h.value)?;
-                out.emit(if side == 0 {
-                    spec.combine(&r, Some(&partner))
-                } else {
-                    spec.combine(&partner, Some(&r))
-                });
+                emit_pair(spec, side, &r, &decode_record(&h.value)?, out);
                 if spec.left_outer && side == 1 && h.value[MATCHED_AT] == 0 {
                     h.value[MATCHED_AT] = 1;
                     let mut k = partners.clone();
@@ -282,12 +286,7 @@ impl Windowed {
                         return Ok(());
                     }
                     matched = true;
-                    let partner = decode_record(&v)?;
-                    out.emit(if side == 0 {
-                        spec.combine(&r, Some(&partner))
-                    } else {
-                        spec.combine(&partner, Some(&r))
-                    });
+                    emit_pair(spec, side, &r, &decode_record(&v)?, out);
                     // Only a left join reads the flag, of left records.
                     if spec.left_outer && side == 1 && v[MATCHED_AT] == 0 {
                         newly_matched.push((k, v));
