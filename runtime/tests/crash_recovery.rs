@@ -489,9 +489,13 @@ sinks:
 
 /// A windowed join holding 200 000 records over 120 000 keys (grace long enough that
 /// nothing leaves before the end), checkpoints every 100 ms, the crash and SIGKILLs of
-/// the big-state tests. Every pair is computed here from the input, by brute force per
-/// key; the join's output is compared as a set (its two inputs interleave differently
-/// from run to run).
+/// the big-state tests. The two sides are two files, so two lanes read at their own
+/// pace, and the right one starts with 12 000 records of keys the left never has and
+/// earlier times: the left lane runs about 12 000 records ahead (as a partition with
+/// a backlog does). `state.cache_size` is small, so the join's memory keeps only its
+/// newest few thousand records, and the right side's partners come from the store. Every pair is computed here from the
+/// input, by brute force per key; the join's output is compared as a set (its two
+/// inputs interleave differently from run to run).
 #[test]
 fn join_with_big_state_is_exact_across_sigkills() {
     const RECORDS: u64 = 200_000;
@@ -499,17 +503,20 @@ fn join_with_big_state_is_exact_across_sigkills() {
     const WITHIN: i64 = 50;
     let (seed, mut rng) = common::seeded_rng();
     let dir = tempfile::tempdir().unwrap();
-    let mut input = String::new();
+    const AHEAD: u64 = 12_000;
+    let mut input = [String::new(), String::new()];
+    for f in 0..AHEAD {
+        let (k, t) = (KEYS + f, 1_700_000_000_000 - 2 * (AHEAD - f) as i64);
+        let id = RECORDS + f;
+        input[1].push_str(&format!("{{\"k\":{k},\"t\":{t},\"id\":{id}}}\n"));
+    }
     // key → [(side, t, id)]
     let mut by_key = std::collections::HashMap::<u64, Vec<(u8, i64, u64)>>::new();
     for id in 0..RECORDS {
         let side = (id % 2) as u8;
         let k = ((id / 2) * 7_919 + rng.random_range(0..3)) % KEYS;
         let t = 1_700_000_000_000 + id as i64 + rng.random_range(-40..40);
-        let s = if side == 0 { "l" } else { "r" };
-        input.push_str(&format!(
-            "{{\"side\":\"{s}\",\"k\":{k},\"t\":{t},\"id\":{id}}}\n"
-        ));
+        input[usize::from(side)].push_str(&format!("{{\"k\":{k},\"t\":{t},\"id\":{id}}}\n"));
         by_key.entry(k).or_default().push((side, t, id));
     }
     let mut expected = Vec::new();
@@ -524,18 +531,19 @@ fn join_with_big_state_is_exact_across_sigkills() {
     }
     expected.sort_unstable();
     assert!(expected.len() > 20_000, "{} pairs", expected.len());
-    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    std::fs::write(dir.path().join("lefts.jsonl"), &input[0]).unwrap();
+    std::fs::write(dir.path().join("rights.jsonl"), &input[1]).unwrap();
     let cfg = write_pipeline(
         dir.path(),
         "p.yaml",
         r#"
 name: bigjoin
 checkpoint: {interval: 100ms}
+state: {cache_size: 4MiB}
 sources:
-  lines: {type: file, path: in.jsonl}
+  lefts: {type: file, path: lefts.jsonl}
+  rights: {type: file, path: rights.jsonl}
 transforms:
-  lefts: {type: filter, inputs: [lines], where: side == "l"}
-  rights: {type: filter, inputs: [lines], where: side == "r"}
   pairs:
     type: join
     inputs: [lefts, rights]

@@ -71,7 +71,7 @@ impl Kept {
     /// `0xff`, expiry and sequence (big-endian), then the record if kept
     /// (`record_codec`; JSON before 2026-12-03): 17 bytes for `keep: first`, which the
     /// store keeps without an allocation.
-    fn encode(&self) -> Result<Vec<u8>, ConnectorError> {
+    fn encode(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(17);
         bytes.push(BINARY_KEPT);
         bytes.extend_from_slice(&self.expires.to_be_bytes());
@@ -79,7 +79,7 @@ impl Kept {
         if let Some(r) = &self.record {
             connectd_sdk::record_codec::encode(r, &mut bytes);
         }
-        Ok(bytes)
+        bytes
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, ConnectorError> {
@@ -237,10 +237,8 @@ impl Dedup {
         }
     }
 
-    fn put(&mut self, key: &[u8], kept: &Kept) -> Result<(), ConnectorError> {
-        let bytes = kept.encode()?;
-        self.state.put(&entry_key(key), &bytes);
-        Ok(())
+    fn put(&mut self, key: &[u8], kept: &Kept) {
+        self.state.put(&entry_key(key), &kept.encode());
     }
 
     fn on_record(&mut self, r: Record, out: &mut Emitter) -> Result<(), ConnectorError> {
@@ -285,7 +283,7 @@ impl Dedup {
                         expires,
                         seq,
                     },
-                )?;
+                );
             }
             Some(kept)
                 if self.keep_latest
@@ -308,7 +306,7 @@ impl Dedup {
                         expires,
                         seq,
                     },
-                )?;
+                );
             }
             // A duplicate: of the latest (same value) or of the first.
             Some(_) => {}
@@ -445,7 +443,7 @@ impl Transform for Dedup {
             let key = serde_json::to_vec(&key.0).map_err(corrupt)?;
             self.state
                 .put_unique(&index_key(kept.expires, kept.seq), &key);
-            self.put(&key, &kept)?;
+            self.put(&key, &kept);
         }
         Ok(())
     }
@@ -569,14 +567,14 @@ mod tests {
             expires: -5,
             seq: 7,
         };
-        let back = Kept::decode(&kept.encode().unwrap()).unwrap();
+        let back = Kept::decode(&kept.encode()).unwrap();
         assert_eq!((back.record, back.expires, back.seq), (kept.record, -5, 7));
         let first = Kept {
             record: None,
             expires: 1 << 40,
             seq: 1,
         };
-        assert_eq!(first.encode().unwrap().len(), 17);
+        assert_eq!(first.encode().len(), 17);
         let json = br#"{"expires":12,"seq":3}"#;
         let old = Kept::decode(json).unwrap();
         assert_eq!((old.record, old.expires, old.seq), (None, 12, 3));

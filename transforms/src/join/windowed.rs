@@ -125,18 +125,13 @@ fn corrupt(e: impl std::fmt::Display) -> ConnectorError {
     ))
 }
 
-fn encode_held(
-    t: i64,
-    leaves_at: i64,
-    matched: bool,
-    r: &Record,
-) -> Result<Vec<u8>, ConnectorError> {
+fn encode_held(t: i64, leaves_at: i64, matched: bool, r: &Record) -> Vec<u8> {
     let mut v = Vec::with_capacity(128);
     v.extend_from_slice(&t.to_be_bytes());
     v.extend_from_slice(&leaves_at.to_be_bytes());
     v.push(u8::from(matched));
     record_codec::encode(r, &mut v);
-    Ok(v)
+    v
 }
 
 fn decode_record(v: &[u8]) -> Result<Record, ConnectorError> {
@@ -305,7 +300,7 @@ impl Windowed {
         self.presence.insert(prefix_hash(&held), t, leaves_at);
         self.max_leaves_at = self.max_leaves_at.max(leaves_at);
         self.newest = self.newest.max(t);
-        let value = encode_held(t, leaves_at, matched, &r)?;
+        let value = encode_held(t, leaves_at, matched, &r);
         let prefix_len = held.len();
         held.extend_from_slice(&self.seq.to_be_bytes());
         self.state.put(&held, &value);
@@ -403,7 +398,7 @@ impl Windowed {
                     let mut held = held_prefix(side, &key);
                     held.extend_from_slice(&h.seq.to_be_bytes());
                     self.state
-                        .put(&held, &encode_held(h.t, h.leaves_at, h.matched, &h.record)?);
+                        .put(&held, &encode_held(h.t, h.leaves_at, h.matched, &h.record));
                     self.state.put(&leaving_key(h.leaves_at, h.seq), &held);
                 }
             }
