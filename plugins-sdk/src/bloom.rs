@@ -6,11 +6,18 @@
 //! Hand-written rather than a crate: those hash the key again, and this needs only
 //! insert and contains over a hash already at hand. It grows by adding filters twice
 //! as large (a scalable Bloom filter), since a window cannot know its key count ahead.
+//! A check asks every filter, so each added one is tighter than the last (two more
+//! bits per key, about half the false positives): the sum stays near twice the first
+//! filter's rate however far it grows. With equal filters, one grown to a million
+//! keys answered "maybe" for 6.5 % of keys it lacked (2.6 % now): a window over a
+//! million ids read the store that often, and found nothing.
 
-/// About 1 % false positives per filter at 10 bits and 7 probes per key (a little
-/// more than an unblocked filter's 0.8 %).
+/// About 1 % false positives for the first filter at 10 bits and 7 probes per key (a
+/// little more than an unblocked filter's 0.8 %).
 const BITS_PER_KEY: usize = 10;
-const PROBES: u32 = 7;
+/// Bits per key added with each filter, and the most a filter takes.
+const BITS_STEP: usize = 2;
+const MAX_BITS_PER_KEY: usize = 24;
 const FIRST_CAPACITY: usize = 1 << 14;
 /// A key's probes all fall in one block of 512 bits (a cache line), as in RocksDB's
 /// blocked filters: a filter of a million keys is megabytes, and seven probes spread
@@ -22,15 +29,20 @@ struct Filter {
     bits: Vec<u64>,
     capacity: usize,
     len: usize,
+    probes: u32,
 }
 
 impl Filter {
-    fn new(capacity: usize) -> Self {
-        let blocks = (capacity * BITS_PER_KEY).div_ceil(64 * BLOCK_WORDS).max(1);
+    /// The `stage`-th filter of a `KeyFilter` (0 for the first).
+    fn new(capacity: usize, stage: usize) -> Self {
+        let bits_per_key = (BITS_PER_KEY + BITS_STEP * stage).min(MAX_BITS_PER_KEY);
+        let blocks = (capacity * bits_per_key).div_ceil(64 * BLOCK_WORDS).max(1);
         Self {
             bits: vec![0; blocks * BLOCK_WORDS],
             capacity,
             len: 0,
+            // ln 2 probes per bit of a key: the fewest false positives.
+            probes: (bits_per_key as u32 * 7).div_ceil(10),
         }
     }
 
@@ -46,7 +58,7 @@ impl Filter {
             ((mixed as u32) >> 16 | 1).wrapping_mul(0x9e37_79b9) | 1,
         );
         let positions =
-            (0..PROBES).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) >> 23) as usize);
+            (0..self.probes).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) >> 23) as usize);
         (block, positions)
     }
 
@@ -83,7 +95,7 @@ impl KeyFilter {
     /// A filter whose first part holds `keys` hashes at its false-positive rate.
     pub fn with_capacity(keys: usize) -> Self {
         Self {
-            filters: vec![Filter::new(keys.max(FIRST_CAPACITY))],
+            filters: vec![Filter::new(keys.max(FIRST_CAPACITY), 0)],
         }
     }
 
@@ -103,7 +115,8 @@ impl KeyFilter {
                 .filters
                 .last()
                 .map_or(FIRST_CAPACITY, |f| f.capacity * 2);
-            self.filters.push(Filter::new(capacity));
+            let stage = self.filters.len();
+            self.filters.push(Filter::new(capacity, stage));
         }
         if let Some(f) = self.filters.last_mut() {
             f.insert(hash);
@@ -154,6 +167,24 @@ mod tests {
             .count();
         // 1 % of 200 000 is 2 000; blocked filters pay a little for their locality.
         assert!(false_positives < 3_000, "{false_positives}");
+    }
+
+    #[test]
+    fn a_filter_grown_from_small_to_a_million_keys_answers_yes_for_few_keys_it_lacks() {
+        // Six filters: with equal ones, 6 % of absent keys were "maybe".
+        let mut f = KeyFilter::default();
+        let n = 1_000_000u64;
+        for i in 0..n {
+            f.insert(rustc_hash_like(i));
+        }
+        assert_eq!(f.filters.len(), 6);
+        assert!((0..n).step_by(7).all(|i| f.may_contain(rustc_hash_like(i))));
+        let false_positives = (n..2 * n)
+            .filter(|&i| f.may_contain(rustc_hash_like(i)))
+            .count();
+        // 2.6 % (and 2.3 MB); equal filters: 6.5 % (1.3 MB).
+        assert!(false_positives < 30_000, "{false_positives}");
+        assert!(f.bytes() < 3 << 20, "{}", f.bytes());
     }
 
     /// Sequential keys hashed as FxHash does a u64 (a multiply): weak low bits.
