@@ -104,7 +104,7 @@ fn metrics_and_status_show_the_partitions_state_and_restore_time_a_worker_owns()
     for run in ["first start", "restart on the same state"] {
         let (mut worker, port) = common::start_worker(dir.path(), &["--config", &cfg]);
         let text = metrics_once(port, |t| {
-            partitions(t) == Some(4.0) && dedup_keys(t).unwrap_or(0.0) >= 2.0 * EVENTS as f64
+            partitions(t) == Some(4.0) && dedup_keys(t).unwrap_or(0.0) >= EVENTS as f64
         });
         let context = format!("{run}: {text}\n{}", common::stderr_tail(&worker, 3000));
         assert_eq!(partitions(&text), Some(4.0), "{context}");
@@ -114,12 +114,11 @@ fn metrics_and_status_show_the_partitions_state_and_restore_time_a_worker_owns()
             );
             assert!(text.lines().any(|l| l == line), "no `{line}`; {context}");
         }
-        // Each kept id is two store keys (its entry and its place in the expiry
-        // index); counted approximately (deletes count until compaction), and the
-        // repeats add none.
+        // Each kept id is one store key (its entry in its expiry segment); counted
+        // approximately, and the repeats add none.
         let keys = dedup_keys(&text).unwrap_or(0.0);
         assert!(
-            (2.0 * EVENTS as f64..2.5 * EVENTS as f64).contains(&keys),
+            (EVENTS as f64..1.25 * EVENTS as f64).contains(&keys),
             "dedup keys {keys}; {context}"
         );
         let restore = metric(

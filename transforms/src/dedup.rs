@@ -10,10 +10,18 @@
 //! time seen − `max_out_of_orderness`) when `time:` is set, else by the wall clock.
 //!
 //! State lives in a [`KeyedState`]: the pipeline's state store when the runtime offers
-//! one (checkpointed incrementally; only the clock and a sequence number go into the
-//! snapshot), else memory. Per key `k<key>` → the kept entry (with its record only when
-//! `keep: latest` or `emit: final` need it); an index by expiry time
-//! `x<expires><seq>` → key, so expiring reads the keys due and no other.
+//! one (checkpointed incrementally; only the clock, a sequence number and the live
+//! segments go into the snapshot), else memory. Two layouts:
+//! - **Segments** (`emit: changes`): the kept entry (with its record only for `keep:
+//!   latest`) under `s<segment><key>`, the segment being its expiry time divided by a
+//!   width of half of `retention + max_out_of_orderness`, as Kafka Streams' segmented
+//!   stores. A lookup reads the few live segments, newest first; an entry found past
+//!   its expiry counts as absent; a segment whose whole span the clock has passed is
+//!   forgotten at once (`forget_below`). One write per new key, no read or delete at
+//!   expiry: with an index, a million new keys were two million writes.
+//! - **Index** (`emit: final`, and state from before 2026-12-03): per key `k<key>` →
+//!   the kept entry; an index by expiry time `x<expires><seq>` → key, so expiring
+//!   reads the keys due (their records are emitted then, in expiry order) and no other.
 
 use std::time::Duration;
 
@@ -48,12 +56,41 @@ pub struct Dedup {
     earliest: i64,
 }
 
+/// The segmented layout's bookkeeping, in the snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Segments {
+    /// Milliseconds of expiry time per segment.
+    width: i64,
+    /// Segments written and not forgotten, oldest first (a handful: the clock's and
+    /// the few after it, plus any a record dated far ahead opened).
+    live: std::collections::BTreeSet<i64>,
+    /// Segments below this are forgotten.
+    forgotten: i64,
+}
+
+impl Segments {
+    fn new(retention: i64, out_of_orderness: i64) -> Self {
+        Self {
+            width: (retention.saturating_add(out_of_orderness) / 2).max(1),
+            live: Default::default(),
+            forgotten: i64::MIN,
+        }
+    }
+
+    fn of(&self, expires: i64) -> i64 {
+        expires.div_euclid(self.width)
+    }
+}
+
 /// What the snapshot holds besides the keyed state.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Meta {
     /// The watermark (event time) or the last wall-clock reading (processing time).
     clock: i64,
     seq: u64,
+    /// The segmented layout; `None`: the index layout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    segments: Option<Segments>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -163,43 +200,59 @@ pub enum DedupEmit {
     Final,
 }
 
-pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Transform>, Invalid> {
-    let o: DedupOptions = cfg.typed().ok_or(Invalid)?;
-    let key = field_list(cfg, "key", &o.key);
-    let keep_latest = o.keep == KeepWord::Latest;
-    let compare = match &o.compare {
-        Some(list) => field_list(cfg, "compare", list),
-        None => Vec::new(),
-    };
-    let emit_final = o.emit == DedupEmit::Final;
-    let retention = o.retention.as_millis_i64();
-    if retention <= 0 {
-        cfg.error("retention", "retention must be greater than 0");
+pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Transform>, Invalid> {
+    Ok(Box::new(Dedup::new(cfg, ctx)?))
+}
+
+impl Dedup {
+    fn new(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Self, Invalid> {
+        let o: DedupOptions = cfg.typed().ok_or(Invalid)?;
+        let key = field_list(cfg, "key", &o.key);
+        let keep_latest = o.keep == KeepWord::Latest;
+        let compare = match &o.compare {
+            Some(list) => field_list(cfg, "compare", list),
+            None => Vec::new(),
+        };
+        let emit_final = o.emit == DedupEmit::Final;
+        let retention = o.retention.as_millis_i64();
+        if retention <= 0 {
+            cfg.error("retention", "retention must be greater than 0");
+        }
+        let time = TimeSource::from_option(o.time.as_deref());
+        let out_of_orderness = o.max_out_of_orderness.as_millis_i64();
+        cfg.finish()?;
+        Ok(Dedup {
+            key,
+            keep_latest,
+            compare,
+            emit_final,
+            retention,
+            time,
+            out_of_orderness,
+            meta: Meta {
+                clock: i64::MIN,
+                seq: 0,
+                segments: (!emit_final).then(|| Segments::new(retention, out_of_orderness)),
+            },
+            state: Box::new(MemoryState::default()),
+            earliest: i64::MIN,
+        })
     }
-    let time = TimeSource::from_option(o.time.as_deref());
-    let out_of_orderness = o.max_out_of_orderness.as_millis_i64();
-    cfg.finish()?;
-    Ok(Box::new(Dedup {
-        key,
-        keep_latest,
-        compare,
-        emit_final,
-        retention,
-        time,
-        out_of_orderness,
-        meta: Meta {
-            clock: i64::MIN,
-            seq: 0,
-        },
-        state: Box::new(MemoryState::default()),
-        earliest: i64::MIN,
-    }))
 }
 
 /// `k` + the key.
 fn entry_key(key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.len() + 1);
     k.push(b'k');
+    k.extend_from_slice(key);
+    k
+}
+
+/// `s` + segment + the key.
+fn segment_key(segment: i64, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 9);
+    k.push(b's');
+    k.extend_from_slice(&connectd_sdk::ordered::i64_key(segment));
     k.extend_from_slice(key);
     k
 }
@@ -230,15 +283,50 @@ impl Dedup {
         self.keep_latest || self.emit_final
     }
 
-    fn get(&self, key: &[u8]) -> Result<Option<Kept>, ConnectorError> {
-        match self.state.get(&entry_key(key))? {
-            Some(bytes) => Kept::decode(&bytes).map(Some),
-            None => Ok(None),
+    /// The key's kept entry and where it is stored. Segments: the newest entry in a
+    /// live segment, absent once expired.
+    fn lookup(&self, key: &[u8]) -> Result<Option<(Vec<u8>, Kept)>, ConnectorError> {
+        let Some(segments) = &self.meta.segments else {
+            let at = entry_key(key);
+            return match self.state.get(&at)? {
+                Some(bytes) => Ok(Some((at, Kept::decode(&bytes)?))),
+                None => Ok(None),
+            };
+        };
+        let clock = segments.of(self.meta.clock);
+        for &segment in segments.live.range(clock..).rev() {
+            let at = segment_key(segment, key);
+            if let Some(bytes) = self.state.get(&at)? {
+                let kept = Kept::decode(&bytes)?;
+                // Later segments hold later expiries: an expired entry is the newest.
+                return Ok((kept.expires > self.meta.clock).then_some((at, kept)));
+            }
         }
+        Ok(None)
     }
 
-    fn put(&mut self, key: &[u8], kept: &Kept) {
-        self.state.put(&entry_key(key), &kept.encode());
+    /// Keeps `kept` for `key`, replacing `old` (from `lookup`).
+    fn keep(&mut self, key: &[u8], kept: &Kept, old: Option<(&[u8], &Kept)>) {
+        let at = match &mut self.meta.segments {
+            Some(segments) => {
+                let segment = segments.of(kept.expires);
+                segments.live.insert(segment);
+                segment_key(segment, key)
+            }
+            None => {
+                if let Some((_, was)) = old {
+                    self.state.delete_unique(&index_key(was.expires, was.seq));
+                }
+                self.state
+                    .put_unique(&index_key(kept.expires, kept.seq), key);
+                self.earliest = self.earliest.min(kept.expires);
+                entry_key(key)
+            }
+        };
+        if let Some((old, _)) = old.filter(|(old, _)| *old != at.as_slice()) {
+            self.state.delete(old);
+        }
+        self.state.put(&at, &kept.encode());
     }
 
     fn on_record(&mut self, r: Record, out: &mut Emitter) -> Result<(), ConnectorError> {
@@ -262,10 +350,8 @@ impl Dedup {
         self.meta.seq += 1;
         let seq = self.meta.seq;
         let expires = t.saturating_add(self.retention);
-        match self.get(&key)? {
+        match self.lookup(&key)? {
             None => {
-                self.state.put_unique(&index_key(expires, seq), &key);
-                self.earliest = self.earliest.min(expires);
                 // `keep: first` keeps no record, so it passes this one on uncopied.
                 let record = if self.keeps_records() {
                     if !self.emit_final {
@@ -276,37 +362,29 @@ impl Dedup {
                     out.emit(r);
                     None
                 };
-                self.put(
-                    &key,
-                    &Kept {
-                        record,
-                        expires,
-                        seq,
-                    },
-                );
+                let kept = Kept {
+                    record,
+                    expires,
+                    seq,
+                };
+                self.keep(&key, &kept, None);
             }
-            Some(kept)
+            Some((at, kept))
                 if self.keep_latest
                     && kept
                         .record
                         .as_ref()
                         .is_none_or(|k| changed(&self.compare, k, &r)) =>
             {
-                self.state.delete_unique(&index_key(kept.expires, kept.seq));
-                let expires = expires.max(kept.expires);
-                self.state.put_unique(&index_key(expires, seq), &key);
-                self.earliest = self.earliest.min(expires);
                 if !self.emit_final {
                     out.emit(r.clone());
                 }
-                self.put(
-                    &key,
-                    &Kept {
-                        record: Some(r),
-                        expires,
-                        seq,
-                    },
-                );
+                let latest = Kept {
+                    record: Some(r),
+                    expires: expires.max(kept.expires),
+                    seq,
+                };
+                self.keep(&key, &latest, Some((&at, &kept)));
             }
             // A duplicate: of the latest (same value) or of the first.
             Some(_) => {}
@@ -323,6 +401,16 @@ impl Dedup {
 
     /// Forgets the keys whose retention has passed (emitting them under `emit: final`).
     fn expire(&mut self, out: &mut Emitter) -> Result<(), ConnectorError> {
+        if let Some(segments) = &mut self.meta.segments {
+            // Every entry in a segment before the clock's has expired.
+            let below = segments.of(self.meta.clock);
+            if below > segments.forgotten {
+                segments.forgotten = below;
+                segments.live = segments.live.split_off(&below);
+                self.state.forget_below(&segment_key(below, &[]));
+            }
+            return Ok(());
+        }
         if self.meta.clock < self.earliest {
             return Ok(());
         }
@@ -415,10 +503,7 @@ impl Transform for Dedup {
 
     fn snapshot(&mut self) -> Result<serde_json::Value, ConnectorError> {
         let snapshot = Snapshot {
-            meta: Meta {
-                clock: self.meta.clock,
-                seq: self.meta.seq,
-            },
+            meta: self.meta.clone(),
             entries: self.state.export(),
             keys: Default::default(),
         };
@@ -434,6 +519,12 @@ impl Transform for Dedup {
             ConnectorError::permanent("dedup: the checkpointed state is not a dedup's")
                 .with_source(e)
         })?;
+        if self.emit_final && snapshot.meta.segments.is_some() {
+            return Err(ConnectorError::permanent(
+                "dedup: the checkpointed state was written with `emit: changes` and keeps no \
+                 expiry index, which `emit: final` needs; reset the pipeline's state to change `emit`",
+            ));
+        }
         self.meta = snapshot.meta;
         self.earliest = i64::MIN;
         for (k, v) in snapshot.entries.into_iter().flatten() {
@@ -441,9 +532,7 @@ impl Transform for Dedup {
         }
         for (key, kept) in snapshot.keys {
             let key = serde_json::to_vec(&key.0).map_err(corrupt)?;
-            self.state
-                .put_unique(&index_key(kept.expires, kept.seq), &key);
-            self.put(&key, &kept);
+            self.keep(&key, &kept, None);
         }
         Ok(())
     }
@@ -472,6 +561,12 @@ mod tests {
 
     fn dedup(config: serde_json::Value) -> Box<dyn Transform> {
         test_config::build(build, config, &["in"]).unwrap()
+    }
+
+    impl Dedup {
+        fn from_config(config: serde_json::Value) -> Self {
+            test_config::build_as(Dedup::new, config, &["in"]).unwrap()
+        }
     }
 
     /// (id, v) of each emitted record.
@@ -605,5 +700,122 @@ mod tests {
         for needle in ["t.key", "t.retention", "t.keep"] {
             assert!(e.contains(needle), "no {needle} in {e}");
         }
+    }
+
+    /// The documented semantics, computed here: a key's entry is live while its expiry
+    /// (`retention` after its record, the latest's when it moved) is past the clock,
+    /// the clock being the newest event time less `max_out_of_orderness` before the
+    /// record.
+    fn model(input: &[Record], retention: i64, ooo: i64, latest: bool) -> Vec<(i64, i64)> {
+        let field = |r: &Record, f: &str| match r.value.as_object().and_then(|o| o.get(f)) {
+            Some(Value::Int(i)) => *i,
+            other => panic!("{f}: {other:?}"),
+        };
+        let mut clock = i64::MIN;
+        let mut kept: std::collections::HashMap<i64, (i64, i64)> = Default::default();
+        let mut out = Vec::new();
+        for r in input {
+            let (id, v, t) = (field(r, "id"), field(r, "v"), field(r, "ts"));
+            match kept
+                .get(&id)
+                .copied()
+                .filter(|&(_, expires)| expires > clock)
+            {
+                None => {
+                    out.push((id, v));
+                    kept.insert(id, (v, t + retention));
+                }
+                Some((was, expires)) if latest && was != v => {
+                    out.push((id, v));
+                    kept.insert(id, (v, (t + retention).max(expires)));
+                }
+                Some(_) => {}
+            }
+            clock = clock.max(t - ooo);
+        }
+        out
+    }
+
+    /// Out-of-order input over few keys, values that change now and then.
+    fn scrambled(n: i64) -> Vec<Record> {
+        (0..n)
+            .map(|i| {
+                let jitter = (i * 7_919) % 23 * 100; // up to 2.2 s late
+                rec(i * 13 % 17, i / 40 % 3, i * 100 - jitter)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn segments_and_the_index_give_the_documented_output_on_out_of_order_input() {
+        let input = scrambled(3_000);
+        for keep in ["first", "latest"] {
+            let config = json!({"key": ["id"], "keep": keep, "compare": ["v"],
+                "retention": "5s", "max_out_of_orderness": "2s", "time": "ts"});
+            let want = model(&input, 5_000, 2_000, keep == "latest");
+            assert!(want.len() > 100 && want.len() < 2_000, "{}", want.len());
+            let segmented = run(dedup(config.clone()).as_mut(), &input, true);
+            assert_eq!(segmented, want, "segments, keep: {keep}");
+            let mut indexed = Dedup::from_config(config);
+            indexed.meta.segments = None;
+            assert_eq!(run(&mut indexed, &input, true), want, "index, keep: {keep}");
+        }
+    }
+
+    #[test]
+    fn segments_past_the_clock_are_forgotten_and_restored_state_goes_on() {
+        let config = json!({"key": ["id"], "keep": "latest", "compare": ["v"],
+            "retention": "5s", "max_out_of_orderness": "2s", "time": "ts"});
+        let input: Vec<Record> = (0..20_000)
+            .map(|i| rec(i % 1_000, i / 3_000, i * 10))
+            .collect();
+        let want = model(&input, 5_000, 2_000, true);
+        for cut in [1, 4_999, 12_345] {
+            let mut first = Dedup::from_config(config.clone());
+            let mut got = run(&mut first, &input[..cut], false);
+            let mut second = Dedup::from_config(config.clone());
+            second.restore(first.snapshot().unwrap()).unwrap();
+            got.extend(run(&mut second, &input[cut..], true));
+            assert_eq!(got, want, "cut at {cut}");
+            // 200 s of input, entries for 1 000 keys: a segment is 3.5 s, so about
+            // three are live at the end.
+            let live = second.meta.segments.as_ref().map(|s| s.live.len());
+            assert!(live.is_some_and(|n| (2..=4).contains(&n)), "{live:?}");
+            let held = second.state.export().map(|e| e.len()).unwrap_or(0);
+            assert!(held <= 1_000 * 3, "{held} entries held");
+        }
+    }
+
+    #[test]
+    fn state_of_the_index_layout_goes_on_in_it_after_an_upgrade() {
+        let config = json!({"key": ["id"], "keep": "first", "retention": "5s",
+            "max_out_of_orderness": "2s", "time": "ts"});
+        let input = scrambled(2_000);
+        let want = model(&input, 5_000, 2_000, false);
+        let mut before = Dedup::from_config(config.clone());
+        before.meta.segments = None;
+        let mut got = run(&mut before, &input[..900], false);
+        let snapshot = before.snapshot().unwrap();
+        assert!(snapshot.get("segments").is_none(), "{snapshot}");
+        let mut after = Dedup::from_config(config);
+        after.restore(snapshot).unwrap();
+        assert!(after.meta.segments.is_none());
+        got.extend(run(&mut after, &input[900..], true));
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn emit_final_refuses_state_written_in_segments() {
+        let mut changes =
+            Dedup::from_config(json!({"key": ["id"], "retention": "5s", "time": "ts"}));
+        run(&mut changes, &[rec(1, 1, 0)], false);
+        let mut fin = Dedup::from_config(
+            json!({"key": ["id"], "retention": "5s", "time": "ts", "emit": "final"}),
+        );
+        let err = fin
+            .restore(changes.snapshot().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("reset the pipeline's state"), "{err}");
     }
 }

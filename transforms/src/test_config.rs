@@ -1,6 +1,6 @@
 //! Builds transforms from JSON-written configs in unit tests.
 
-use connectd_sdk::config::{ConfigErrors, ConfigMap, ConfigNode};
+use connectd_sdk::config::{ConfigErrors, ConfigMap, ConfigNode, Invalid};
 use connectd_sdk::registry::TransformBuilder;
 use connectd_sdk::{BuildContext, Transform};
 
@@ -10,6 +10,15 @@ pub fn build(
     config: serde_json::Value,
     inputs: &[&str],
 ) -> Result<Box<dyn Transform>, String> {
+    build_as(builder, config, inputs)
+}
+
+/// The same for a builder of a concrete type, for tests that look inside it.
+pub fn build_as<T>(
+    builder: impl Fn(&mut ConfigMap<'_>, &BuildContext) -> Result<T, Invalid>,
+    config: serde_json::Value,
+    inputs: &[&str],
+) -> Result<T, String> {
     let root = ConfigNode::from_json(&config);
     let errors = ConfigErrors::default();
     let mut cfg = ConfigMap::new(&root, "t", &errors);
