@@ -60,6 +60,11 @@ pub trait KeyedState: Send + std::fmt::Debug {
     /// hashes it computes anyway), so the store need not keep one.
     fn without_key_filter(&mut self) {}
 
+    /// A hint: `key` will be read soon. A transform that knows a batch's keys before
+    /// it reads them says so for all of them first, and a store loads what answers
+    /// for them (its key filter's lines) in parallel, not one miss at a time.
+    fn warm(&self, _key: &[u8]) {}
+
     /// Every entry, when the state lives only in memory (it then goes into the
     /// transform's snapshot); `None` for a store that checkpoints itself.
     fn export(&self) -> Option<Entries> {

@@ -29,13 +29,15 @@ use connectd_sdk::config::{ConfigMap, HumanDuration, Invalid};
 use connectd_sdk::record::take_records;
 use connectd_sdk::state::{KeyedState, MemoryState};
 use connectd_sdk::time::now_ms;
+use connectd_sdk::Value;
 use connectd_sdk::{
     BadRecord, Batch, BuildContext, ConnectorError, Emitter, FieldPath, Record, Transform,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
-use crate::keys::{field_list, key_of};
+use crate::keys::field_list;
 use crate::time::TimeSource;
 use crate::window::GroupKey;
 
@@ -155,6 +157,11 @@ struct Snapshot {
     keys: std::collections::HashMap<GroupKey, Kept>,
 }
 
+/// Records whose keys are warmed (`KeyedState::warm`) before any of them is looked
+/// up: enough for their cache misses to overlap, few enough that the lines are still
+/// cached when read.
+const WARM_CHUNK: usize = 256;
+
 /// Drops repeats of a key within a retention time (kept in the state store).
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 pub struct DedupOptions {
@@ -243,18 +250,26 @@ impl Dedup {
 /// `k` + the key.
 fn entry_key(key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.len() + 1);
-    k.push(b'k');
-    k.extend_from_slice(key);
+    entry_key_into(key, &mut k);
     k
+}
+
+fn entry_key_into(key: &[u8], out: &mut Vec<u8>) {
+    out.push(b'k');
+    out.extend_from_slice(key);
 }
 
 /// `s` + segment + the key.
 fn segment_key(segment: i64, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.len() + 9);
-    k.push(b's');
-    k.extend_from_slice(&connectd_sdk::ordered::i64_key(segment));
-    k.extend_from_slice(key);
+    segment_key_into(segment, key, &mut k);
     k
+}
+
+fn segment_key_into(segment: i64, key: &[u8], out: &mut Vec<u8>) {
+    out.push(b's');
+    out.extend_from_slice(&connectd_sdk::ordered::i64_key(segment));
+    out.extend_from_slice(key);
 }
 
 /// `x` + expiry time + sequence: the expiry index, in time order.
@@ -329,7 +344,45 @@ impl Dedup {
         self.state.put(&at, &kept.encode());
     }
 
-    fn on_record(&mut self, r: Record, out: &mut Emitter) -> Result<(), ConnectorError> {
+    /// Appends the stored form of `r`'s key (JSON of its key values) to `out`; false
+    /// when a key field is missing or null.
+    fn key_bytes(&self, r: &Record, out: &mut Vec<u8>) -> Result<bool, ConnectorError> {
+        let mut values: SmallVec<[&Value; 4]> = SmallVec::new();
+        for f in &self.key {
+            match r.value.get_path(f) {
+                None | Some(Value::Null) => return Ok(false),
+                Some(v) => values.push(v),
+            }
+        }
+        serde_json::to_writer(&mut *out, &values[..]).map_err(corrupt)?;
+        Ok(true)
+    }
+
+    /// Tells the state which entries `lookup(key)` will read (see `KeyedState::warm`).
+    fn warm(&self, key: &[u8], scratch: &mut Vec<u8>) {
+        match &self.meta.segments {
+            Some(segments) => {
+                for &segment in segments.live.range(segments.of(self.meta.clock)..) {
+                    scratch.clear();
+                    segment_key_into(segment, key, scratch);
+                    self.state.warm(scratch);
+                }
+            }
+            None => {
+                scratch.clear();
+                entry_key_into(key, scratch);
+                self.state.warm(scratch);
+            }
+        }
+    }
+
+    /// `key`: the record's stored key (`key_bytes`), `None` when it has none.
+    fn on_record(
+        &mut self,
+        r: Record,
+        key: Option<&[u8]>,
+        out: &mut Emitter,
+    ) -> Result<(), ConnectorError> {
         let t = match self.time.of(&r, "dedup") {
             Ok(t) => t,
             Err(e) => {
@@ -337,7 +390,7 @@ impl Dedup {
                 return Ok(());
             }
         };
-        let Some(key) = key_of(&r, &self.key) else {
+        let Some(key) = key else {
             let fields: Vec<String> = self.key.iter().map(ToString::to_string).collect();
             let why = format!(
                 "dedup: the key field(s) {} are missing or null",
@@ -346,11 +399,10 @@ impl Dedup {
             out.bad.push(BadRecord::record(r, why));
             return Ok(());
         };
-        let key = serde_json::to_vec(&key.0).map_err(corrupt)?;
         self.meta.seq += 1;
         let seq = self.meta.seq;
         let expires = t.saturating_add(self.retention);
-        match self.lookup(&key)? {
+        match self.lookup(key)? {
             None => {
                 // `keep: first` keeps no record, so it passes this one on uncopied.
                 let record = if self.keeps_records() {
@@ -367,7 +419,7 @@ impl Dedup {
                     expires,
                     seq,
                 };
-                self.keep(&key, &kept, None);
+                self.keep(key, &kept, None);
             }
             Some((at, kept))
                 if self.keep_latest
@@ -384,7 +436,7 @@ impl Dedup {
                     expires: expires.max(kept.expires),
                     seq,
                 };
-                self.keep(&key, &latest, Some((&at, &kept)));
+                self.keep(key, &latest, Some((&at, &kept)));
             }
             // A duplicate: of the latest (same value) or of the first.
             Some(_) => {}
@@ -468,8 +520,23 @@ impl Transform for Dedup {
             self.meta.clock = now_ms();
             self.expire(out)?;
         }
-        for r in take_records(batch) {
-            self.on_record(r, out)?;
+        let records = take_records(batch);
+        let mut keys = Vec::new();
+        let mut spans = Vec::with_capacity(records.len());
+        for r in &records {
+            let start = keys.len();
+            spans.push(self.key_bytes(r, &mut keys)?.then_some(start..keys.len()));
+        }
+        let mut scratch = Vec::new();
+        for (i, (r, span)) in records.into_iter().zip(&spans).enumerate() {
+            if i % WARM_CHUNK == 0 {
+                let ahead = &spans[i..(i + WARM_CHUNK).min(spans.len())];
+                for s in ahead.iter().flatten() {
+                    self.warm(&keys[s.clone()], &mut scratch);
+                }
+            }
+            let key = span.as_ref().map(|s| &keys[s.clone()]);
+            self.on_record(r, key, out)?;
         }
         Ok(())
     }

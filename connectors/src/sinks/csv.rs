@@ -1,5 +1,6 @@
 //! `csv`: appends rows with the configured `columns` (header once), exactly once.
 
+use std::fmt::Write as _;
 use std::io::Write;
 
 use async_trait::async_trait;
@@ -80,19 +81,16 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
 }
 
 impl CsvSink {
-    fn encode<I, S>(&mut self, rows: impl Iterator<Item = I>) -> Result<(), ConnectorError>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<[u8]>,
-    {
+    /// Encodes rows with `rows` (given the CSV writer) and appends them to the file.
+    fn encode(
+        &mut self,
+        rows: impl FnOnce(&mut csv::Writer<Vec<u8>>) -> csv::Result<()>,
+    ) -> Result<(), ConnectorError> {
         let mut w = csv::WriterBuilder::new()
             .delimiter(self.delimiter)
             .from_writer(std::mem::take(&mut self.buf));
-        for row in rows {
-            w.write_record(row).map_err(|e| {
-                ConnectorError::permanent("csv: cannot encode a row").with_source(e)
-            })?;
-        }
+        rows(&mut w)
+            .map_err(|e| ConnectorError::permanent("csv: cannot encode a row").with_source(e))?;
         self.buf = w.into_inner().map_err(|e| {
             ConnectorError::permanent("csv: cannot encode").with_source(e.into_error())
         })?;
@@ -119,7 +117,7 @@ impl Sink for CsvSink {
         let (committed, length) = self.out.open()?;
         if length == 0 && self.header {
             let header = self.columns.clone();
-            self.encode(std::iter::once(header))?;
+            self.encode(|w| w.write_record(&header))?;
         }
         Ok(committed)
     }
@@ -130,18 +128,30 @@ impl Sink for CsvSink {
         _bad: &mut Vec<BadRecord>,
     ) -> Result<(), ConnectorError> {
         let paths = std::mem::take(&mut self.paths);
-        let rows = batch.iter().map(|r| {
-            paths
-                .iter()
-                .map(|p| {
-                    r.value
-                        .get_path(p)
-                        .map(|v| v.to_string())
-                        .unwrap_or_default()
-                })
-                .collect::<Vec<String>>()
+        // One buffer for a row's fields, reused: a String per field was a third of
+        // the sink's time at a million rows.
+        let mut text = String::new();
+        let mut ends = Vec::with_capacity(paths.len());
+        let result = self.encode(|w| {
+            for r in batch {
+                text.clear();
+                ends.clear();
+                for p in &paths {
+                    if let Some(v) = r.value.get_path(p) {
+                        // Writing to a String cannot fail.
+                        let _ = write!(text, "{v}");
+                    }
+                    ends.push(text.len());
+                }
+                let mut start = 0;
+                w.write_record(ends.iter().map(|&end| {
+                    let field = &text.as_bytes()[start..end];
+                    start = end;
+                    field
+                }))?;
+            }
+            Ok(())
         });
-        let result = self.encode(rows);
         self.paths = paths;
         result
     }

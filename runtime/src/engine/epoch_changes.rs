@@ -134,6 +134,12 @@ impl EpochChanges {
             .insert_unique(table_hash(hash), Slot { at, hash }, |s| table_hash(s.hash));
     }
 
+    /// Loads the index's slots for `key` (see `KeyedState::warm`): a probe that matches
+    /// nothing reads the same control bytes `set` and `get` will.
+    pub(super) fn touch(&self, key: &[u8]) {
+        std::hint::black_box(self.index.find(table_hash(hash_of(key)), |_| false));
+    }
+
     /// The change to `key` in this epoch, if any: `Some(None)` is a deletion.
     pub(super) fn get(&self, key: &[u8]) -> Option<Option<&Slice>> {
         let hash = hash_of(key);

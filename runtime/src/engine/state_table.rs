@@ -268,6 +268,13 @@ impl KeyedState for StoreTable {
         self.memory_budget
     }
 
+    fn warm(&self, key: &[u8]) {
+        if let Some(f) = &self.filter {
+            std::hint::black_box(f.touch(key_hash(key)));
+        }
+        lock(&self.gauges.overlay).dirty.touch(key);
+    }
+
     fn report_memory(&self, bytes: usize) {
         self.gauges.decoded.store(bytes, AtomicOrdering::Relaxed);
     }
