@@ -60,10 +60,11 @@ pub trait KeyedState: Send + std::fmt::Debug {
     /// hashes it computes anyway), so the store need not keep one.
     fn without_key_filter(&mut self) {}
 
-    /// A hint: `key` will be read soon. A transform that knows a batch's keys before
-    /// it reads them says so for all of them first, and a store loads what answers
-    /// for them (its key filter's lines) in parallel, not one miss at a time.
-    fn warm(&self, _key: &[u8]) {}
+    /// A hint: `keys` will be read or written soon. A transform that knows a batch's
+    /// keys before it reads them passes them all at once, and a store loads what
+    /// answers for them (its key filter's lines, its index) in parallel, not one
+    /// cache miss at a time.
+    fn warm(&self, _keys: &mut dyn Iterator<Item = &[u8]>) {}
 
     /// Every entry, when the state lives only in memory (it then goes into the
     /// transform's snapshot); `None` for a store that checkpoints itself.

@@ -358,20 +358,19 @@ impl Dedup {
         Ok(true)
     }
 
-    /// Tells the state which entries `lookup(key)` will read (see `KeyedState::warm`).
-    fn warm(&self, key: &[u8], scratch: &mut Vec<u8>) {
+    /// Appends the entries `lookup(key)` will read to `out`, each ending at a
+    /// position pushed to `ends` (for `KeyedState::warm`).
+    fn entries_to_warm(&self, key: &[u8], out: &mut Vec<u8>, ends: &mut Vec<usize>) {
         match &self.meta.segments {
             Some(segments) => {
                 for &segment in segments.live.range(segments.of(self.meta.clock)..) {
-                    scratch.clear();
-                    segment_key_into(segment, key, scratch);
-                    self.state.warm(scratch);
+                    segment_key_into(segment, key, out);
+                    ends.push(out.len());
                 }
             }
             None => {
-                scratch.clear();
-                entry_key_into(key, scratch);
-                self.state.warm(scratch);
+                entry_key_into(key, out);
+                ends.push(out.len());
             }
         }
     }
@@ -527,13 +526,21 @@ impl Transform for Dedup {
             let start = keys.len();
             spans.push(self.key_bytes(r, &mut keys)?.then_some(start..keys.len()));
         }
-        let mut scratch = Vec::new();
+        let (mut warm, mut ends) = (Vec::new(), Vec::new());
         for (i, (r, span)) in records.into_iter().zip(&spans).enumerate() {
             if i % WARM_CHUNK == 0 {
+                warm.clear();
+                ends.clear();
                 let ahead = &spans[i..(i + WARM_CHUNK).min(spans.len())];
                 for s in ahead.iter().flatten() {
-                    self.warm(&keys[s.clone()], &mut scratch);
+                    self.entries_to_warm(&keys[s.clone()], &mut warm, &mut ends);
                 }
+                let mut start = 0;
+                self.state.warm(&mut ends.iter().map(|&end| {
+                    let key = &warm[start..end];
+                    start = end;
+                    key
+                }));
             }
             let key = span.as_ref().map(|s| &keys[s.clone()]);
             self.on_record(r, key, out)?;

@@ -268,11 +268,16 @@ impl KeyedState for StoreTable {
         self.memory_budget
     }
 
-    fn warm(&self, key: &[u8]) {
-        if let Some(f) = &self.filter {
-            std::hint::black_box(f.touch(key_hash(key)));
+    /// One lock for the whole batch: a lock is an atomic instruction, which waits for
+    /// every load before it, so taking it per key made the misses queue up again.
+    fn warm(&self, keys: &mut dyn Iterator<Item = &[u8]>) {
+        let o = lock(&self.gauges.overlay);
+        for key in keys {
+            if let Some(f) = &self.filter {
+                std::hint::black_box(f.touch(key_hash(key)));
+            }
+            o.dirty.touch(key);
         }
-        lock(&self.gauges.overlay).dirty.touch(key);
     }
 
     fn report_memory(&self, bytes: usize) {
