@@ -54,6 +54,8 @@ pub struct Dedup {
     /// No index entry expires before this (a lower bound; `i64::MIN`: unknown), so
     /// most records need no look at the index at all.
     earliest: i64,
+    /// `keep`'s buffer for an entry's key and value, kept for its capacity.
+    entry: Vec<u8>,
 }
 
 /// The segmented layout's bookkeeping, in the snapshot.
@@ -106,17 +108,15 @@ const BINARY_KEPT: u8 = 0xff;
 
 impl Kept {
     /// `0xff`, expiry and sequence (big-endian), then the record if kept
-    /// (`record_codec`; JSON before 2026-12-03): 17 bytes for `keep: first`, which the
-    /// store keeps without an allocation.
-    fn encode(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(17);
+    /// (`record_codec`; JSON before 2026-12-03), appended to `bytes`: 17 bytes for
+    /// `keep: first`, which the store keeps without an allocation.
+    fn encode_into(&self, bytes: &mut Vec<u8>) {
         bytes.push(BINARY_KEPT);
         bytes.extend_from_slice(&self.expires.to_be_bytes());
         bytes.extend_from_slice(&self.seq.to_be_bytes());
         if let Some(r) = &self.record {
-            connectd_sdk::record_codec::encode(r, &mut bytes);
+            connectd_sdk::record_codec::encode(r, bytes);
         }
-        bytes
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, ConnectorError> {
@@ -155,9 +155,9 @@ struct Snapshot {
     keys: std::collections::HashMap<GroupKey, Kept>,
 }
 
-/// Records whose keys are warmed (`KeyedState::warm`) before any of them is looked
-/// up: enough for their cache misses to overlap, few enough that the lines are still
-/// cached when read.
+/// Records whose keys are computed and warmed (`KeyedState::warm`) before any of them
+/// is looked up: enough for their cache misses to overlap, few enough that the lines
+/// and the records are still cached when read.
 const WARM_CHUNK: usize = 256;
 
 /// Drops repeats of a key within a retention time (kept in the state store).
@@ -241,6 +241,7 @@ impl Dedup {
             },
             state: Box::new(MemoryState::default()),
             earliest: i64::MIN,
+            entry: Vec::new(),
         })
     }
 }
@@ -307,8 +308,10 @@ impl Dedup {
             };
         };
         let clock = segments.of(self.meta.clock);
+        let mut at = Vec::with_capacity(key.len() + 9);
         for &segment in segments.live.range(clock..).rev() {
-            let at = segment_key(segment, key);
+            at.clear();
+            segment_key_into(segment, key, &mut at);
             if let Some(bytes) = self.state.get(&at)? {
                 let kept = Kept::decode(&bytes)?;
                 // Later segments hold later expiries: an expired entry is the newest.
@@ -320,11 +323,15 @@ impl Dedup {
 
     /// Keeps `kept` for `key`, replacing `old` (from `lookup`).
     fn keep(&mut self, key: &[u8], kept: &Kept, old: Option<(&[u8], &Kept)>) {
-        let at = match &mut self.meta.segments {
+        // The entry's key then its value in one reused buffer: a new key allocates
+        // nothing here.
+        let mut entry = std::mem::take(&mut self.entry);
+        entry.clear();
+        match &mut self.meta.segments {
             Some(segments) => {
                 let segment = segments.of(kept.expires);
                 segments.live.insert(segment);
-                segment_key(segment, key)
+                segment_key_into(segment, key, &mut entry);
             }
             None => {
                 if let Some((_, was)) = old {
@@ -333,13 +340,17 @@ impl Dedup {
                 self.state
                     .put_unique(&index_key(kept.expires, kept.seq), key);
                 self.earliest = self.earliest.min(kept.expires);
-                entry_key(key)
+                entry_key_into(key, &mut entry);
             }
-        };
-        if let Some((old, _)) = old.filter(|(old, _)| *old != at.as_slice()) {
+        }
+        let key_len = entry.len();
+        kept.encode_into(&mut entry);
+        let (at, value) = entry.split_at(key_len);
+        if let Some((old, _)) = old.filter(|(old, _)| *old != at) {
             self.state.delete(old);
         }
-        self.state.put(&at, &kept.encode());
+        self.state.put(at, value);
+        self.entry = entry;
     }
 
     /// Appends the stored form of `r`'s key (JSON of its key values) to `out`; false
@@ -513,31 +524,34 @@ impl Transform for Dedup {
             self.meta.clock = now_ms();
             self.expire(out)?;
         }
-        let records = take_records(batch);
-        let mut keys = Vec::new();
-        let mut spans = Vec::with_capacity(records.len());
-        for r in &records {
-            let start = keys.len();
-            spans.push(self.key_bytes(r, &mut keys)?.then_some(start..keys.len()));
-        }
+        // A chunk at a time: its keys computed, warmed, then its records processed, so
+        // the records are still cached when read again (a whole batch was not).
+        let mut records = take_records(batch).into_iter();
+        let (mut keys, mut spans) = (Vec::new(), Vec::with_capacity(WARM_CHUNK));
         let (mut warm, mut ends) = (Vec::new(), Vec::new());
-        for (i, (r, span)) in records.into_iter().zip(&spans).enumerate() {
-            if i % WARM_CHUNK == 0 {
-                warm.clear();
-                ends.clear();
-                let ahead = &spans[i..(i + WARM_CHUNK).min(spans.len())];
-                for s in ahead.iter().flatten() {
-                    self.entries_to_warm(&keys[s.clone()], &mut warm, &mut ends);
-                }
-                let mut start = 0;
-                self.state.warm(&mut ends.iter().map(|&end| {
-                    let key = &warm[start..end];
-                    start = end;
-                    key
-                }));
+        while !records.as_slice().is_empty() {
+            keys.clear();
+            spans.clear();
+            for r in records.as_slice().iter().take(WARM_CHUNK) {
+                let start = keys.len();
+                spans.push(self.key_bytes(r, &mut keys)?.then_some(start..keys.len()));
             }
-            let key = span.as_ref().map(|s| &keys[s.clone()]);
-            self.on_record(r, key, out)?;
+            warm.clear();
+            ends.clear();
+            for s in spans.iter().flatten() {
+                self.entries_to_warm(&keys[s.clone()], &mut warm, &mut ends);
+            }
+            let mut start = 0;
+            self.state.warm(&mut ends.iter().map(|&end| {
+                let key = &warm[start..end];
+                start = end;
+                key
+            }));
+            // `spans` first: the zip stops at its end without taking a record more.
+            for (span, r) in spans.iter().zip(records.by_ref()) {
+                let key = span.as_ref().map(|s| &keys[s.clone()]);
+                self.on_record(r, key, out)?;
+            }
         }
         Ok(())
     }
