@@ -271,7 +271,9 @@ impl Aligned {
         for (&(end, start), groups) in &mut self.windows {
             Self::write_groups(groups, end, start, state)?;
             if let Stored::Nothing = groups.stored {
-                groups.stored = Stored::Keys(KeyFilter::default());
+                // Sized for this spill's groups: one filter at its rate rather than a
+                // chain grown from a small one, whose rates add up.
+                groups.stored = Stored::Keys(KeyFilter::with_capacity(groups.table.len()));
             }
             if let Stored::Keys(filter) = &mut groups.stored {
                 for g in groups.table.iter() {
