@@ -20,6 +20,7 @@ use connectd_sdk::state::KeyedState;
 use connectd_sdk::{ordered, ConnectorError, Emitter, Value};
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use super::acc_codec;
 use super::{key_hash, output_row, pairs, Acc, GroupKey, Kind, WindowSpec};
@@ -28,9 +29,13 @@ use connectd_sdk::bloom::KeyFilter;
 /// Rows emitted per call while a window closes.
 const ROWS_PER_PART: usize = 4096;
 
+/// A window's accumulators, inline for up to two aggregates: writing a million groups
+/// out read each group's accumulators through a pointer, a cache miss apiece.
+type Accs = SmallVec<[Acc; 2]>;
+
 struct Group {
     key: GroupKey,
-    accs: Vec<Acc>,
+    accs: Accs,
     /// Changed since it was last written to the keyed state.
     dirty: bool,
 }
@@ -142,12 +147,6 @@ fn corrupt(e: impl std::fmt::Display) -> ConnectorError {
     ))
 }
 
-fn encode_accs(accs: &[Acc]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 * accs.len());
-    acc_codec::encode(accs, &mut out);
-    out
-}
-
 /// Approximate memory of a group, for the budget.
 fn approx_bytes(g: &Group) -> usize {
     let key_heap: usize = g
@@ -160,7 +159,12 @@ fn approx_bytes(g: &Group) -> usize {
             _ => 0,
         })
         .sum();
-    std::mem::size_of::<Group>() + 16 + key_heap + g.accs.len() * std::mem::size_of::<Acc>()
+    let accs_heap = if g.accs.spilled() {
+        g.accs.capacity() * std::mem::size_of::<Acc>()
+    } else {
+        0
+    };
+    std::mem::size_of::<Group>() + 16 + key_heap + accs_heap
 }
 
 impl Aligned {
@@ -210,9 +214,9 @@ impl Aligned {
                         None
                     };
                     let accs = match stored {
-                        Some(bytes) => {
-                            acc_codec::decode(&bytes, spec.aggregates.len()).map_err(corrupt)?
-                        }
+                        Some(bytes) => Accs::from_vec(
+                            acc_codec::decode(&bytes, spec.aggregates.len()).map_err(corrupt)?,
+                        ),
                         None => spec.aggregates.iter().map(|a| a.new_acc()).collect(),
                     };
                     let fresh = Group {
@@ -254,8 +258,16 @@ impl Aligned {
         start: i64,
         state: &mut dyn KeyedState,
     ) -> Result<(), ConnectorError> {
+        // Key and value buffers reused across groups: no allocation per group.
+        let prefix = window_prefix(end, start);
+        let (mut key, mut value) = (Vec::new(), Vec::new());
         for g in groups.table.iter_mut().filter(|g| g.dirty) {
-            state.put(&store_key(end, start, &g.key), &encode_accs(&g.accs));
+            key.clear();
+            key.extend_from_slice(&prefix);
+            ordered::encode_all(&g.key.0, &mut key);
+            value.clear();
+            acc_codec::encode(&g.accs, &mut value);
+            state.put(&key, &value);
             g.dirty = false;
         }
         Ok(())
@@ -324,7 +336,9 @@ impl Aligned {
         for ((end, start), groups) in snap.windows {
             self.windows.entry((end, start)).or_default().stored = Stored::Unknown;
             for (key, accs) in groups {
-                state.put(&store_key(end, start, &key), &encode_accs(&accs));
+                let mut value = Vec::new();
+                acc_codec::encode(&accs, &mut value);
+                state.put(&store_key(end, start, &key), &value);
             }
         }
         Ok(())
