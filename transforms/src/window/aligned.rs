@@ -84,6 +84,7 @@ pub struct Aligned {
     /// always get at least a quarter of it.
     filter_bytes: usize,
     budget: usize,
+    layout: KeyLayout,
 }
 
 impl Default for Aligned {
@@ -112,6 +113,10 @@ pub struct AlignedSnapshot {
     /// Checkpoints from before the state store: every window with its groups.
     #[serde(default, with = "pairs", skip_serializing)]
     windows: Vec<((i64, i64), LegacyGroups)>,
+    /// Store keys begin with the window's end alone (`KeyLayout`); absent in
+    /// checkpoints whose keys have the end and the start.
+    #[serde(default)]
+    short_keys: bool,
 }
 
 /// The starts of the windows containing `t`, newest first.
@@ -127,18 +132,43 @@ fn window_starts(spec: &WindowSpec, t: i64) -> impl Iterator<Item = i64> + '_ {
         .take_while(move |start| *start + spec.size > t)
 }
 
-/// Store keys of window (end, start) begin with this, in time order.
-fn window_prefix(end: i64, start: i64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(48);
-    k.extend_from_slice(&ordered::i64_key(end));
-    k.extend_from_slice(&ordered::i64_key(start));
-    k
+/// How a group's store key begins: its window's end, in time order (the start follows
+/// from the end, as every window of a transform has one size). Keys of up to 20 bytes
+/// are stored inline, so a group keyed by a number (9 bytes encoded) costs no
+/// allocation, no reference count and no pointer to follow in the checkpoint. State
+/// written before 2026-12-04 has the end and the start (16 bytes); a checkpoint says
+/// which (`AlignedSnapshot::short_keys`) and restored state keeps its form.
+#[derive(Clone, Copy, Debug)]
+struct KeyLayout {
+    with_start: bool,
 }
 
-fn store_key(end: i64, start: i64, key: &GroupKey) -> Vec<u8> {
-    let mut k = window_prefix(end, start);
-    ordered::encode_all(&key.0, &mut k);
-    k
+impl KeyLayout {
+    const CURRENT: Self = Self { with_start: false };
+
+    fn prefix_len(self) -> usize {
+        if self.with_start {
+            16
+        } else {
+            8
+        }
+    }
+
+    /// The store keys of window (end, start) begin with this.
+    fn prefix(self, end: i64, start: i64) -> Vec<u8> {
+        let mut k = Vec::with_capacity(32);
+        k.extend_from_slice(&ordered::i64_key(end));
+        if self.with_start {
+            k.extend_from_slice(&ordered::i64_key(start));
+        }
+        k
+    }
+
+    fn key(self, end: i64, start: i64, key: &GroupKey) -> Vec<u8> {
+        let mut k = self.prefix(end, start);
+        ordered::encode_all(&key.0, &mut k);
+        k
+    }
 }
 
 fn corrupt(e: impl std::fmt::Display) -> ConnectorError {
@@ -175,6 +205,7 @@ impl Aligned {
             resident_bytes: 0,
             filter_bytes: 0,
             budget,
+            layout: KeyLayout::CURRENT,
         }
     }
 
@@ -209,7 +240,7 @@ impl Aligned {
                         Stored::Unknown => true,
                     };
                     let stored = if maybe_stored {
-                        state.get(&store_key(end, start, &owned))?
+                        state.get(&self.layout.key(end, start, &owned))?
                     } else {
                         None
                     };
@@ -253,13 +284,14 @@ impl Aligned {
 
     /// Writes every changed group of a window in memory to the keyed state.
     fn write_groups(
+        layout: KeyLayout,
         groups: &mut Groups,
         end: i64,
         start: i64,
         state: &mut dyn KeyedState,
     ) -> Result<(), ConnectorError> {
         // Key and value buffers reused across groups: no allocation per group.
-        let prefix = window_prefix(end, start);
+        let prefix = layout.prefix(end, start);
         let (mut key, mut value) = (Vec::new(), Vec::new());
         for g in groups.table.iter_mut().filter(|g| g.dirty) {
             key.clear();
@@ -281,7 +313,7 @@ impl Aligned {
 
     fn spill(&mut self, state: &mut dyn KeyedState) -> Result<(), ConnectorError> {
         for (&(end, start), groups) in &mut self.windows {
-            Self::write_groups(groups, end, start, state)?;
+            Self::write_groups(self.layout, groups, end, start, state)?;
             if let Stored::Nothing = groups.stored {
                 // Sized for this spill's groups: one filter at its rate rather than a
                 // chain grown from a small one, whose rates add up.
@@ -305,12 +337,13 @@ impl Aligned {
         state: &mut dyn KeyedState,
     ) -> Result<AlignedSnapshot, ConnectorError> {
         for (&(end, start), groups) in &mut self.windows {
-            Self::write_groups(groups, end, start, state)?;
+            Self::write_groups(self.layout, groups, end, start, state)?;
         }
         state.report_memory(self.resident_bytes + self.filter_bytes);
         Ok(AlignedSnapshot {
             open: self.windows.keys().copied().collect(),
             windows: Vec::new(),
+            short_keys: !self.layout.with_start,
         })
     }
 
@@ -324,6 +357,9 @@ impl Aligned {
         self.closing.clear();
         self.resident_bytes = 0;
         self.filter_bytes = 0;
+        self.layout = KeyLayout {
+            with_start: !snap.short_keys,
+        };
         for id in snap.open {
             self.windows.insert(
                 id,
@@ -338,7 +374,7 @@ impl Aligned {
             for (key, accs) in groups {
                 let mut value = Vec::new();
                 acc_codec::encode(&accs, &mut value);
-                state.put(&store_key(end, start, &key), &value);
+                state.put(&self.layout.key(end, start, &key), &value);
             }
         }
         Ok(())
@@ -364,15 +400,15 @@ impl Aligned {
             self.filter_bytes = self.filter_bytes.saturating_sub(groups.stored.bytes());
             if spec.emit_changes {
                 // Every update was emitted already: the window's state is garbage.
-                state.forget_below(&ordered::prefix_end(&window_prefix(end, start)));
+                state.forget_below(&ordered::prefix_end(&self.layout.prefix(end, start)));
                 continue;
             }
             // One way out for every group: through the store, in key order.
-            Self::write_groups(&mut groups, end, start, state)?;
+            Self::write_groups(self.layout, &mut groups, end, start, state)?;
             self.closing.push_back(Closing {
                 end,
                 start,
-                next: window_prefix(end, start),
+                next: self.layout.prefix(end, start),
             });
         }
         self.drain(spec, state, out).map(|_| ())
@@ -387,12 +423,15 @@ impl Aligned {
     ) -> Result<bool, ConnectorError> {
         let mut room = ROWS_PER_PART;
         while let Some(c) = self.closing.front_mut() {
-            let upper = ordered::prefix_end(&window_prefix(c.end, c.start));
+            let upper = ordered::prefix_end(&self.layout.prefix(c.end, c.start));
             let entries = state.range(&c.next, &upper, room)?;
             let done = entries.len() < room;
             room -= entries.len();
             for (k, v) in entries {
-                let values = ordered::decode_all(&k[16..]).map_err(corrupt)?;
+                let values = k
+                    .get(self.layout.prefix_len()..)
+                    .ok_or_else(|| corrupt("a key shorter than its window's"))
+                    .and_then(|group| ordered::decode_all(group).map_err(corrupt))?;
                 let accs = acc_codec::decode(&v, spec.aggregates.len()).map_err(corrupt)?;
                 let key = GroupKey(values.into_iter().collect());
                 out.emit(output_row(

@@ -584,3 +584,60 @@ fn a_window_over_many_keys_closes_in_bounded_parts() {
     assert!(parts.iter().all(|&n| n <= 4096), "{parts:?}");
     assert_eq!(parts.iter().sum::<usize>(), 10_000);
 }
+
+/// A checkpoint whose store keys begin with the window's end and start (before
+/// 2026-12-04) restores, and its groups are found and closed: the output is the
+/// uninterrupted run's.
+#[test]
+fn state_whose_keys_hold_the_window_start_restores_and_finishes_the_same() {
+    for kind in [Kind::Tumbling, Kind::Hopping] {
+        let sp = spec(kind, 4000, 1000, 800, 500, 100);
+        let evs = events(33, 3000, 500, 71);
+        let (whole, _) = run(&sp, &evs, 50);
+        let mut a = Window::new(sp.clone());
+        let mut out = Emitter::default();
+        a.process(
+            0,
+            Arc::new(evs[..1234].iter().map(record).collect()),
+            &mut out,
+        )
+        .unwrap();
+        drain(&mut a, &mut out);
+        let mut snap = a.snapshot().unwrap();
+        // Rewritten as the earlier form: no `short_keys`, the start after the end.
+        let aligned = snap["state"]["Aligned"].as_object_mut().unwrap();
+        assert_eq!(aligned.remove("short_keys"), Some(serde_json::json!(true)));
+        let entries: Vec<(Vec<u8>, Vec<u8>)> =
+            serde_json::from_value(snap["entries"].take()).unwrap();
+        assert!(!entries.is_empty());
+        let long: Vec<(Vec<u8>, Vec<u8>)> = entries
+            .into_iter()
+            .map(|(k, v)| {
+                let end = connectd_sdk::ordered::i64_from_key(&k[..8]).unwrap();
+                let mut key = k[..8].to_vec();
+                key.extend_from_slice(&connectd_sdk::ordered::i64_key(end - sp.size));
+                key.extend_from_slice(&k[8..]);
+                (key, v)
+            })
+            .collect();
+        snap["entries"] = serde_json::to_value(long).unwrap();
+        let mut b = Window::new(sp.clone());
+        b.restore(snap).unwrap();
+        b.process(
+            0,
+            Arc::new(evs[1234..].iter().map(record).collect()),
+            &mut out,
+        )
+        .unwrap();
+        drain(&mut b, &mut out);
+        b.on_end(&mut out).unwrap();
+        drain(&mut b, &mut out);
+        assert_eq!(out.records, whole, "{kind:?}: same rows in the same order");
+        // And it keeps writing the form it restored.
+        let again = b.snapshot().unwrap();
+        assert_eq!(
+            again["state"]["Aligned"]["short_keys"],
+            serde_json::json!(false)
+        );
+    }
+}
