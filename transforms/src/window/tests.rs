@@ -384,31 +384,44 @@ fn snapshot_restore_mid_stream_gives_the_same_output() {
         let sp = spec(kind, 4000, 1000, 800, 500, 100);
         let evs = events(21, 3000, 500, 71);
         let (whole, _) = run(&sp, &evs, 50);
-        let mut a = Window::new(sp.clone());
-        let mut out = Emitter::default();
-        a.process(
-            0,
-            Arc::new(evs[..1234].iter().map(record).collect()),
-            &mut out,
-        )
-        .unwrap();
-        drain(&mut a, &mut out);
-        let snap = a.snapshot().unwrap();
-        let mut b = Window::new(sp.clone());
-        b.restore(serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap())
-            .unwrap();
-        b.process(
-            0,
-            Arc::new(evs[1234..].iter().map(record).collect()),
-            &mut out,
-        )
-        .unwrap();
-        drain(&mut b, &mut out);
-        b.on_end(&mut out).unwrap();
-        drain(&mut b, &mut out);
-        assert_eq!(rows(&out.records), rows(&whole), "{kind:?}");
-        assert_eq!(out.records, whole, "{kind:?}: same rows in the same order");
+        let (got, _) = interrupted_run(&sp, &evs, 1234, |_| {});
+        assert_eq!(rows(&got), rows(&whole), "{kind:?}");
+        assert_eq!(got, whole, "{kind:?}: same rows in the same order");
     }
+}
+
+/// The output of a window stopped after `evs[..at]`, its snapshot (through JSON text,
+/// then `edit`) restored into a new one that takes the rest; and that window.
+fn interrupted_run(
+    sp: &WindowSpec,
+    evs: &[Event],
+    at: usize,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> (Vec<Record>, Window) {
+    let mut a = Window::new(sp.clone());
+    let mut out = Emitter::default();
+    a.process(
+        0,
+        Arc::new(evs[..at].iter().map(record).collect()),
+        &mut out,
+    )
+    .unwrap();
+    drain(&mut a, &mut out);
+    let snap = a.snapshot().unwrap();
+    let mut snap = serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap();
+    edit(&mut snap);
+    let mut b = Window::new(sp.clone());
+    b.restore(snap).unwrap();
+    b.process(
+        0,
+        Arc::new(evs[at..].iter().map(record).collect()),
+        &mut out,
+    )
+    .unwrap();
+    drain(&mut b, &mut out);
+    b.on_end(&mut out).unwrap();
+    drain(&mut b, &mut out);
+    (out.records, b)
 }
 
 /// The record with its field `v` replaced.
@@ -594,47 +607,29 @@ fn state_whose_keys_hold_the_window_start_restores_and_finishes_the_same() {
         let sp = spec(kind, 4000, 1000, 800, 500, 100);
         let evs = events(33, 3000, 500, 71);
         let (whole, _) = run(&sp, &evs, 50);
-        let mut a = Window::new(sp.clone());
-        let mut out = Emitter::default();
-        a.process(
-            0,
-            Arc::new(evs[..1234].iter().map(record).collect()),
-            &mut out,
-        )
-        .unwrap();
-        drain(&mut a, &mut out);
-        let mut snap = a.snapshot().unwrap();
-        // Rewritten as the earlier form: no `short_keys`, the start after the end.
-        let aligned = snap["state"]["Aligned"].as_object_mut().unwrap();
-        assert_eq!(aligned.remove("short_keys"), Some(serde_json::json!(true)));
-        let entries: Vec<(Vec<u8>, Vec<u8>)> =
-            serde_json::from_value(snap["entries"].take()).unwrap();
-        assert!(!entries.is_empty());
-        let long: Vec<(Vec<u8>, Vec<u8>)> = entries
-            .into_iter()
-            .map(|(k, v)| {
-                let end = connectd_sdk::ordered::i64_from_key(&k[..8]).unwrap();
-                let mut key = k[..8].to_vec();
-                key.extend_from_slice(&connectd_sdk::ordered::i64_key(end - sp.size));
-                key.extend_from_slice(&k[8..]);
-                (key, v)
-            })
-            .collect();
-        snap["entries"] = serde_json::to_value(long).unwrap();
-        let mut b = Window::new(sp.clone());
-        b.restore(snap).unwrap();
-        b.process(
-            0,
-            Arc::new(evs[1234..].iter().map(record).collect()),
-            &mut out,
-        )
-        .unwrap();
-        drain(&mut b, &mut out);
-        b.on_end(&mut out).unwrap();
-        drain(&mut b, &mut out);
-        assert_eq!(out.records, whole, "{kind:?}: same rows in the same order");
+        // The snapshot rewritten as the earlier form: no `short_keys`, the start after
+        // the end in every key.
+        let (got, mut restored) = interrupted_run(&sp, &evs, 1234, |snap| {
+            let aligned = snap["state"]["Aligned"].as_object_mut().unwrap();
+            assert_eq!(aligned.remove("short_keys"), Some(serde_json::json!(true)));
+            let entries: Vec<(Vec<u8>, Vec<u8>)> =
+                serde_json::from_value(snap["entries"].take()).unwrap();
+            assert!(!entries.is_empty());
+            let long: Vec<(Vec<u8>, Vec<u8>)> = entries
+                .into_iter()
+                .map(|(k, v)| {
+                    let end = connectd_sdk::ordered::i64_from_key(&k[..8]).unwrap();
+                    let mut key = k[..8].to_vec();
+                    key.extend_from_slice(&connectd_sdk::ordered::i64_key(end - sp.size));
+                    key.extend_from_slice(&k[8..]);
+                    (key, v)
+                })
+                .collect();
+            snap["entries"] = serde_json::to_value(long).unwrap();
+        });
+        assert_eq!(got, whole, "{kind:?}: same rows in the same order");
         // And it keeps writing the form it restored.
-        let again = b.snapshot().unwrap();
+        let again = restored.snapshot().unwrap();
         assert_eq!(
             again["state"]["Aligned"]["short_keys"],
             serde_json::json!(false)
