@@ -225,7 +225,8 @@ pub type Committed = Checkpoint;
 ///
 /// Contract: `commit(c)` makes every record written since the previous commit durable
 /// *atomically with* `c`; after a crash, `open` returns the last committed checkpoint and
-/// discards anything written after it.
+/// discards anything written after it (a sink that `keeps_prepared` keeps the epoch it
+/// pre-committed, for the recovery to commit or give up).
 #[async_trait]
 pub trait Sink: Send {
     /// Connects, discards uncommitted writes, and returns the last committed checkpoint.
@@ -287,6 +288,27 @@ pub trait Sink: Send {
     /// therefore never reach it. The cost: its output appears a checkpoint later.
     fn writes_at_commit(&self) -> bool {
         false
+    }
+
+    /// A sink whose pre-commit makes the epoch durable at the destination and keeps it,
+    /// uncommitted, across a crash (Flink's recoverable committables: a file and the
+    /// length it had at the pre-commit). The runtime keeps no write-ahead log for it.
+    /// Its `open` discards writes after the pre-commit, not the pre-committed epoch;
+    /// the recovery then commits that epoch (`commit` with its id, nothing written
+    /// again) or gives it up (`abort_prepared`).
+    fn keeps_prepared(&self) -> bool {
+        false
+    }
+
+    /// After `open`: the checkpoint this sink pre-committed and has not committed.
+    fn prepared(&self) -> Option<u64> {
+        None
+    }
+
+    /// Gives up the pre-committed epoch `prepared` names: the destination is as of the
+    /// last commit again.
+    async fn abort_prepared(&mut self) -> Result<(), ConnectorError> {
+        Ok(())
     }
 
     /// Counters about the destination, exported on `/metrics` (bytes written).

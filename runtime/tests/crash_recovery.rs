@@ -254,7 +254,7 @@ fn dedup_and_join_are_exact_across_sigkills() {
 /// pipeline log recorded the checkpoint (no sink committed it), after one sink
 /// committed (the others had not). The run after it must end with exactly the files of
 /// an uninterrupted run: the checkpoint is given up everywhere in the first case and
-/// finished everywhere in the other two, from the write-ahead logs.
+/// finished everywhere in the other two, from what each file sink kept prepared.
 #[test]
 fn a_crash_at_each_step_of_the_commit_loses_and_duplicates_nothing() {
     // Slowed down to last about 4 s: checkpoint 4 comes before the end, even on a
@@ -287,10 +287,25 @@ fn a_crash_at_each_step_of_the_commit_loses_and_duplicates_nothing() {
         let out = run_with_env(dir.path(), &cfg, &[("RUST_LOG", "info")]);
         let log = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{hook}: {log}");
-        // Complete, committed nowhere: finished from the write-ahead logs. (After one
+        // Complete, committed nowhere: finished from the prepared epochs. (After one
         // sink's commit the others may have committed too: a race, not asserted.)
         if hook.starts_with("logged") {
-            assert!(log.contains("finishing the commit"), "{hook}: {log}");
+            assert!(
+                log.contains("finishing the commit of checkpoint 3, prepared in the sink"),
+                "{hook}: {log}"
+            );
+            assert!(
+                !dir.path().join(".connectd/crash/wal").exists(),
+                "{hook}: a file sink keeps no write-ahead log"
+            );
+        }
+        // Prepared and never complete: given up (cut back), not committed.
+        if hook.starts_with("prepared") {
+            assert!(
+                log.contains("giving up checkpoint 3: prepared in the sink")
+                    && !log.contains("finishing the commit"),
+                "{hook}: {log}"
+            );
         }
         for (file, want) in OUTPUTS.iter().zip(&expected) {
             let got = read(dir.path().join(file));

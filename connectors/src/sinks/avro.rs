@@ -168,6 +168,30 @@ impl Sink for AvroFileSink {
         Ok(())
     }
 
+    fn keeps_prepared(&self) -> bool {
+        true
+    }
+
+    fn prepared(&self) -> Option<u64> {
+        self.out.prepared()
+    }
+
+    async fn abort_prepared(&mut self) -> Result<(), ConnectorError> {
+        self.pending.clear();
+        let length = self.out.abort_prepared()?;
+        self.marker = self.read_marker(length)?;
+        Ok(())
+    }
+
+    async fn pre_commit(
+        &mut self,
+        id: u64,
+        _bad: &mut Vec<BadRecord>,
+    ) -> Result<(), ConnectorError> {
+        self.write_block()?;
+        self.out.pre_commit(id)
+    }
+
     async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), ConnectorError> {
         self.write_block()?;
         self.out.commit(checkpoint)

@@ -81,6 +81,15 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
 }
 
 impl CsvSink {
+    /// The header row, in a file that is empty (new, or cut back to nothing).
+    fn header_if_empty(&mut self, length: u64) -> Result<(), ConnectorError> {
+        if length == 0 && self.header {
+            let header = self.columns.clone();
+            self.encode(|w| w.write_record(&header))?;
+        }
+        Ok(())
+    }
+
     /// Encodes rows with `rows` (given the CSV writer) and appends them to the file.
     fn encode(
         &mut self,
@@ -115,11 +124,21 @@ impl Sink for CsvSink {
 
     async fn open(&mut self) -> Result<Option<Committed>, ConnectorError> {
         let (committed, length) = self.out.open()?;
-        if length == 0 && self.header {
-            let header = self.columns.clone();
-            self.encode(|w| w.write_record(&header))?;
-        }
+        self.header_if_empty(length)?;
         Ok(committed)
+    }
+
+    fn keeps_prepared(&self) -> bool {
+        true
+    }
+
+    fn prepared(&self) -> Option<u64> {
+        self.out.prepared()
+    }
+
+    async fn abort_prepared(&mut self) -> Result<(), ConnectorError> {
+        let length = self.out.abort_prepared()?;
+        self.header_if_empty(length)
     }
 
     async fn write(
@@ -154,6 +173,14 @@ impl Sink for CsvSink {
         });
         self.paths = paths;
         result
+    }
+
+    async fn pre_commit(
+        &mut self,
+        id: u64,
+        _bad: &mut Vec<BadRecord>,
+    ) -> Result<(), ConnectorError> {
+        self.out.pre_commit(id)
     }
 
     async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), ConnectorError> {

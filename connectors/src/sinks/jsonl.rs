@@ -46,6 +46,26 @@ impl Sink for JsonlSink {
         Ok(self.out.open()?.0)
     }
 
+    fn keeps_prepared(&self) -> bool {
+        true
+    }
+
+    fn prepared(&self) -> Option<u64> {
+        self.out.prepared()
+    }
+
+    async fn abort_prepared(&mut self) -> Result<(), ConnectorError> {
+        self.out.abort_prepared().map(drop)
+    }
+
+    async fn pre_commit(
+        &mut self,
+        id: u64,
+        _bad: &mut Vec<BadRecord>,
+    ) -> Result<(), ConnectorError> {
+        self.out.pre_commit(id)
+    }
+
     async fn write(
         &mut self,
         batch: &[Record],

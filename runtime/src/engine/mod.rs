@@ -135,6 +135,7 @@ async fn run_as(
             name: s.name.clone(),
             exactly_once,
             committed: c.as_ref().map(|c| c.id),
+            prepared: s.component.prepared(),
             wal_epochs: wal.epochs()?,
         });
         sink_checkpoints.push(c);
@@ -204,6 +205,23 @@ async fn run_as(
                 wal.remove(*epoch)?;
             }
         }
+        if let Some(prepared) = s.component.prepared() {
+            if sink_plan.action != recovery::SinkAction::Redo(prepared) {
+                // Pre-committed for a checkpoint that never completed: given up.
+                tracing::info!(pipeline = %name, sink = %s.name, checkpoint = prepared, "giving up checkpoint {prepared}: prepared in the sink, never complete");
+                retry!(
+                    retry_timeout,
+                    format!("sink `{}`", s.name),
+                    s.component.abort_prepared()
+                )
+                .map_err(|e| {
+                    PipelineError::new(
+                        &s.name,
+                        format!("cannot give up checkpoint {prepared}: {e}"),
+                    )
+                })?;
+            }
+        }
         match sink_plan.action {
             recovery::SinkAction::UpToDate => {}
             recovery::SinkAction::StartsHere { had } => {
@@ -211,6 +229,11 @@ async fn run_as(
                     tracing::warn!(pipeline = %name, sink = %s.name, "`start: beginning` applies only to a sink that has never committed a checkpoint");
                 }
                 tracing::warn!(pipeline = %name, sink = %s.name, had = ?had, checkpoint = restore_id, "sink new to the pipeline (or back after missing checkpoints): it starts at the pipeline's current checkpoint, without what came before");
+            }
+            recovery::SinkAction::Redo(id) if s.component.prepared() == Some(id) => {
+                // The sink kept the epoch it pre-committed: commit it as it is.
+                tracing::info!(pipeline = %name, sink = %s.name, checkpoint = id, "finishing the commit of checkpoint {id}, prepared in the sink");
+                commit_redone(s, id, &state, retry_timeout).await?;
             }
             recovery::SinkAction::Redo(id) => {
                 let Some(wal) = wal.as_mut() else { continue };
@@ -230,18 +253,7 @@ async fn run_as(
                 sink_task::pre_commit(&mut *s.component, &s.name, id, &dlq, &m, retry_timeout)
                     .await?;
                 dlq.sync(&s.name)?;
-                let checkpoint = connectd_sdk::Checkpoint {
-                    id,
-                    state: serde_json::to_value(state.for_sinks()).map_err(|e| {
-                        PipelineError::new(&s.name, format!("cannot encode the checkpoint: {e}"))
-                    })?,
-                };
-                retry!(
-                    retry_timeout,
-                    format!("commit of sink `{}`", s.name),
-                    s.component.commit(&checkpoint)
-                )
-                .map_err(|e| PipelineError::new(&s.name, format!("checkpoint {id} failed: {e}")))?;
+                commit_redone(s, id, &state, retry_timeout).await?;
                 wal.remove(id)?;
             }
         }
@@ -424,7 +436,11 @@ async fn run_as(
     for (task, aligner) in own_tasks {
         tasks.spawn(task.run(aligner).in_current_span());
     }
-    for (s, wal) in sinks.into_iter().zip(wals) {
+    for (s, mut wal) in sinks.into_iter().zip(wals) {
+        if s.component.keeps_prepared() {
+            // Its pre-commit keeps the epoch: nothing to log.
+            wal = None;
+        }
         let rx = receivers
             .remove(&s.name)
             .ok_or_else(|| PipelineError::new(&s.name, "no input channel"))?;
@@ -474,6 +490,28 @@ async fn run_as(
 
 /// A component that failed because its downstream ended is a knock-on: the downstream's
 /// own error (a plugin trap, a sink that gave up) says why, so wait briefly for it.
+/// Commits checkpoint `id`, whose epoch the sink holds (prepared, or just written
+/// again), with the restored state's source positions.
+async fn commit_redone(
+    s: &mut crate::config::ComponentPlan<dyn connectd_sdk::Sink>,
+    id: u64,
+    state: &PipelineState,
+    retry_timeout: std::time::Duration,
+) -> Result<(), PipelineError> {
+    let checkpoint = connectd_sdk::Checkpoint {
+        id,
+        state: serde_json::to_value(state.for_sinks()).map_err(|e| {
+            PipelineError::new(&s.name, format!("cannot encode the checkpoint: {e}"))
+        })?,
+    };
+    retry!(
+        retry_timeout,
+        format!("commit of sink `{}`", s.name),
+        s.component.commit(&checkpoint)
+    )
+    .map_err(|e| PipelineError::new(&s.name, format!("checkpoint {id} failed: {e}")))
+}
+
 async fn root_cause(
     tasks: &mut JoinSet<Result<(), PipelineError>>,
     first: PipelineError,

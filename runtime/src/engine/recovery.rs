@@ -6,7 +6,8 @@
 //! checkpoint *n* (its write-ahead log of the epoch is sealed), then the state store
 //! records *n* as complete, then each sink commits *n*. So after a crash, with *c* the
 //! last complete checkpoint, every sink that took part has committed *c* or *c − 1*,
-//! and one at *c − 1* has the epoch of *c* in its log.
+//! and one at *c − 1* has the epoch of *c* in its log, or kept it prepared itself
+//! (`Sink::keeps_prepared`: the file sinks).
 
 /// What one sink holds at startup.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +16,8 @@ pub struct SinkFound {
     /// At-least-once sinks take no part in checkpoints.
     pub exactly_once: bool,
     pub committed: Option<u64>,
+    /// The checkpoint it pre-committed and kept without committing it.
+    pub prepared: Option<u64>,
     /// Epochs with a write-ahead log file.
     pub wal_epochs: Vec<u64>,
 }
@@ -24,8 +27,9 @@ pub struct SinkFound {
 pub enum SinkAction {
     /// It holds the restored checkpoint (or it is at-least-once).
     UpToDate,
-    /// Finish the commit of this checkpoint: write its epoch from the write-ahead log
-    /// and commit it (idempotent: the sink's commit carries the checkpoint id).
+    /// Finish the commit of this checkpoint: commit the epoch the sink kept prepared,
+    /// or write it from the write-ahead log and commit it (idempotent: the sink's
+    /// commit carries the checkpoint id).
     Redo(u64),
     /// New to the pipeline, or back after missing checkpoints: it starts at the
     /// restored checkpoint, without what came before.
@@ -86,7 +90,9 @@ pub fn plan(log: Option<u64>, sinks: &[SinkFound]) -> Result<RecoveryPlan, Strin
             (Some(c), Some(k)) if k + 1 == c => SinkAction::Redo(c),
             // Present in the epoch of `c` (it logged it) but without the commit before:
             // the pipeline's first checkpoint, or a sink added in the run that made `c`.
-            (Some(c), _) if s.wal_epochs.contains(&c) => SinkAction::Redo(c),
+            (Some(c), _) if s.wal_epochs.contains(&c) || s.prepared == Some(c) => {
+                SinkAction::Redo(c)
+            }
             (Some(_), had) => SinkAction::StartsHere { had },
         };
         let keep = match action {
@@ -158,7 +164,16 @@ mod tests {
             name: name.into(),
             exactly_once: true,
             committed,
+            prepared: None,
             wal_epochs: wal.to_vec(),
+        }
+    }
+
+    /// A sink that keeps its pre-committed epoch (no write-ahead log).
+    fn file_sink(name: &str, committed: Option<u64>, prepared: Option<u64>) -> SinkFound {
+        SinkFound {
+            prepared,
+            ..sink(name, committed, &[])
         }
     }
 
@@ -204,6 +219,24 @@ mod tests {
         assert_eq!(actions(&p), [SinkAction::UpToDate, SinkAction::UpToDate]);
         assert_eq!(p.sinks[0].discard, [8]);
         assert_eq!(p.next_id, 8, "no gap: 8 is given up and made anew");
+    }
+
+    #[test]
+    fn a_sink_that_kept_the_epoch_prepared_commits_it() {
+        // Checkpoint 7 completed; `f` prepared it and crashed before its commit.
+        let p = plan(Some(7), &[file_sink("f", Some(6), Some(7))]).unwrap();
+        assert_eq!(actions(&p), [SinkAction::Redo(7)]);
+        // Its very first checkpoint, prepared and complete, never committed.
+        let p = plan(Some(1), &[file_sink("f", None, Some(1))]).unwrap();
+        assert_eq!(actions(&p), [SinkAction::Redo(1)]);
+        // Prepared 8, which never completed: the sink holds 7, the restored one
+        // (the runtime gives the prepared epoch up).
+        let p = plan(Some(7), &[file_sink("f", Some(7), Some(8))]).unwrap();
+        assert_eq!(actions(&p), [SinkAction::UpToDate]);
+        // A first checkpoint prepared but never complete: a fresh start.
+        let p = plan(None, &[file_sink("f", None, Some(1))]).unwrap();
+        assert_eq!(actions(&p), [SinkAction::UpToDate]);
+        assert_eq!(p.restore, Restore::Beginning);
     }
 
     #[test]
