@@ -161,11 +161,16 @@ impl CommittedFile {
         Ok(())
     }
 
-    /// Commits `checkpoint`: the data it prepared (after a pre-commit of this id, the
-    /// length then), else all that was written (flushed and fsynced first).
+    /// Commits `checkpoint`: all that was written, which is what its pre-commit made
+    /// durable when nothing came after it (else flushed and fsynced first).
     pub fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), ConnectorError> {
+        let path = self.data_path.clone();
+        let at = self
+            .file()?
+            .stream_position()
+            .map_err(|e| io("cannot tell position of", &path, e))?;
         let length = match self.record.prepared {
-            Some(p) if p.id == checkpoint.id => p.length,
+            Some(p) if p.id == checkpoint.id && p.length == at => at,
             _ => self.sync_data()?,
         };
         let record = CommitRecord {
@@ -317,6 +322,19 @@ mod tests {
         assert_eq!(committed.unwrap().state, serde_json::json!({"at": 2}));
         assert_eq!((length, f.prepared()), (2, None));
         assert_eq!(fs::read(dir.path().join("out.txt")).unwrap(), b"ab");
+    }
+
+    #[test]
+    fn what_is_written_between_pre_commit_and_commit_is_committed_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = file_in(dir.path());
+        f.open().unwrap();
+        f.file().unwrap().write_all(b"a").unwrap();
+        f.pre_commit(1).unwrap();
+        f.file().unwrap().write_all(b"b").unwrap();
+        f.commit(&checkpoint(1)).unwrap();
+        drop(f);
+        assert_eq!(file_in(dir.path()).open().unwrap().1, 2);
     }
 
     #[test]

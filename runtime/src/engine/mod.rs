@@ -488,8 +488,6 @@ async fn run_as(
     Ok(())
 }
 
-/// A component that failed because its downstream ended is a knock-on: the downstream's
-/// own error (a plugin trap, a sink that gave up) says why, so wait briefly for it.
 /// Commits checkpoint `id`, whose epoch the sink holds (prepared, or just written
 /// again), with the restored state's source positions.
 async fn commit_redone(
@@ -512,6 +510,8 @@ async fn commit_redone(
     .map_err(|e| PipelineError::new(&s.name, format!("checkpoint {id} failed: {e}")))
 }
 
+/// A component that failed because its downstream ended is a knock-on: the downstream's
+/// own error (a plugin trap, a sink that gave up) says why, so wait briefly for it.
 async fn root_cause(
     tasks: &mut JoinSet<Result<(), PipelineError>>,
     first: PipelineError,
