@@ -45,6 +45,7 @@ pub fn parse_flat_object(bytes: &[u8]) -> Option<Value> {
         loop {
             p.ws();
             let key = p.string()?;
+            let key = p.compact(key);
             p.ws();
             p.expect(b':')?;
             p.ws();
@@ -84,6 +85,44 @@ fn special_bytes(word: u64) -> u64 {
     let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
     quote | backslash | control | (word & HIGH)
 }
+
+/// Bytes of a `CompactString`, the longest string it holds inline.
+const INLINE: usize = std::mem::size_of::<CompactString>();
+
+/// The inline `CompactString` of the first `len` (< [`INLINE`]) bytes of `window`,
+/// which are UTF-8: compact_str 0.8's inline form is the text, zero bytes, and
+/// `0xC0 | len` in the last byte (`repr/inline.rs`; a test compares every length with
+/// `CompactString::new`, so a change of form fails it).
+#[cfg(all(target_endian = "little", target_pointer_width = "64"))]
+fn inline_compact(window: &[u8], len: usize) -> CompactString {
+    debug_assert!(window.len() == INLINE && len < INLINE);
+    let word = |k: usize| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&window[8 * k..8 * k + 8]);
+        let w = u64::from_le_bytes(bytes);
+        let kept = len.saturating_sub(8 * k).min(8);
+        if kept == 8 {
+            w
+        } else {
+            w & ((1u64 << (8 * kept)) - 1)
+        }
+    };
+    let words = [word(0), word(1), word(2) | ((0xC0 | len as u64) << 56)];
+    // SAFETY: `CompactString` is 24 bytes (the const assertion below), and `words` in
+    // memory are the inline form described above of `len` bytes that are UTF-8
+    // (`compact`'s caller holds them as a `&str`), a valid value of the type.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::mem::transmute::<[u64; 3], CompactString>(words)
+    }
+}
+
+#[cfg(not(all(target_endian = "little", target_pointer_width = "64")))]
+fn inline_compact(window: &[u8], len: usize) -> CompactString {
+    CompactString::from_utf8(&window[..len]).unwrap_or_default()
+}
+
+const _: () = assert!(INLINE == 24);
 
 struct Scanner<'a> {
     b: &'a [u8],
@@ -164,9 +203,22 @@ impl<'a> Scanner<'a> {
         Some(s)
     }
 
+    /// `s` (a string of this scanner's input) as a `CompactString`. A short one is
+    /// built from three word loads of the input: `CompactString::new` copies it byte by
+    /// byte into its inline buffer and reads it back by words, and those reads waiting
+    /// for the byte stores were the parser's largest cost (`perf annotate`).
+    #[inline(always)]
+    fn compact(&self, s: &str) -> CompactString {
+        let start = s.as_ptr() as usize - self.b.as_ptr() as usize;
+        match self.b.get(start..start + INLINE) {
+            Some(window) if s.len() < INLINE => inline_compact(window, s.len()),
+            _ => CompactString::new(s),
+        }
+    }
+
     fn scalar(&mut self) -> Option<Value> {
         match self.peek()? {
-            b'"' => self.string().map(|s| Value::Str(CompactString::new(s))),
+            b'"' => self.string().map(|s| Value::Str(self.compact(s))),
             b't' => self.literal("true", Value::Bool(true)),
             b'f' => self.literal("false", Value::Bool(false)),
             b'n' => self.literal("null", Value::Null),
@@ -261,6 +313,38 @@ fn decimal(digits: &[u8]) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Short strings built from word loads are the very `CompactString`s
+    /// `CompactString::new` builds, at every length and with the input going on after
+    /// them; a change in compact_str's inline form fails here.
+    #[test]
+    fn inline_strings_equal_compact_str_new() {
+        let text = "abcdefghijklmnopqrstuvwxyz0123456789éxyzxyz";
+        for start in 0..8 {
+            for len in 0..INLINE {
+                let s = &text[start..start + len];
+                let window = &text.as_bytes()[start..start + INLINE];
+                let built = inline_compact(window, len);
+                let want = CompactString::new(s);
+                assert_eq!(built, want);
+                assert_eq!(built.as_str(), s);
+                assert_eq!(built.len(), len);
+                assert!(!built.is_heap_allocated());
+                let (mut a, mut b) = (built.clone(), want.clone());
+                a.push_str("-more text past the inline size");
+                b.push_str("-more text past the inline size");
+                assert_eq!(a, b);
+            }
+        }
+        // Through the parser: names and values of every length, at the line's end too.
+        for len in 0..40 {
+            let word: String = "é".chars().chain('a'..='z').cycle().take(len).collect();
+            let doc = format!("{{\"{word}\":\"{word}\"}}");
+            let v = parse_slice(doc.as_bytes()).unwrap();
+            let want: Value = serde_json::from_str(&doc).unwrap();
+            assert_eq!(v, want, "{doc}");
+        }
+    }
 
     /// Deterministic pseudo-random generator for the differential test.
     struct Rng(u64);
