@@ -70,11 +70,15 @@ impl DeltaLogs {
     }
 
     /// Writes and syncs the log of checkpoint `id`.
-    pub(super) fn write<'a>(
+    pub(super) fn write<'a, E>(
         &self,
         id: u64,
-        deltas: impl IntoIterator<Item = (&'a str, &'a [(Slice, Option<Slice>)])>,
-    ) -> std::io::Result<()> {
+        deltas: impl IntoIterator<Item = (&'a str, E)>,
+    ) -> std::io::Result<()>
+    where
+        E: IntoIterator<Item = &'a (Slice, Option<Slice>)>,
+        E::IntoIter: ExactSizeIterator,
+    {
         std::fs::create_dir_all(&self.dir)?;
         // Summed under the buffer, so that the checksum takes whole buffers.
         let mut w = BufWriter::with_capacity(
@@ -86,6 +90,7 @@ impl DeltaLogs {
         );
         w.write_all(MAGIC)?;
         for (name, entries) in deltas {
+            let entries = entries.into_iter();
             w.write_all(&[1])?;
             w.write_all(&len32(name.len())?)?;
             w.write_all(name.as_bytes())?;

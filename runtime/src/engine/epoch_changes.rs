@@ -105,8 +105,8 @@ pub(super) struct EpochChanges {
 }
 
 impl EpochChanges {
-    /// Room for `n` changes: an epoch is sized like the previous one, so a busy table
-    /// does not rehash and copy its index and entries as they grow.
+    /// Room for `n` changes, so a busy table does not rehash and copy its index and
+    /// entries as they grow.
     pub(super) fn with_capacity(n: usize) -> Self {
         Self {
             entries: Vec::with_capacity(n),
@@ -132,6 +132,12 @@ impl EpochChanges {
         entries.push((Slice::from(key), value));
         self.index
             .insert_unique(table_hash(hash), Slot { at, hash }, |s| table_hash(s.hash));
+    }
+
+    /// Where the entries are (tests check they are reused).
+    #[cfg(test)]
+    pub(super) fn buffer(&self) -> usize {
+        self.entries.as_ptr() as usize
     }
 
     /// Loads the index's slots for `key` (see `KeyedState::warm`): a probe that matches
@@ -236,22 +242,43 @@ impl EpochChanges {
         RunsRange { entries, heads }
     }
 
-    /// The epoch's changes to keys from `bound` on, sorted once.
-    pub(super) fn freeze(self, bound: &[u8]) -> SortedDelta {
-        let Self { mut entries, .. } = self;
+    /// The epoch's changes to keys from `bound` on, sorted once into `spare` (a
+    /// completed delta's buffer, see `SortedDelta::into_spare`), and the next epoch,
+    /// which keeps this one's buffers. Buffers reused stay faulted in: fresh ones each
+    /// epoch cost a page fault per 4 KiB and were returned to the system after the
+    /// checkpoint (a tenth of a 1 M-key dedup's CPU went to faulting them in again).
+    pub(super) fn freeze(
+        self,
+        bound: &[u8],
+        mut spare: Vec<(u64, Change)>,
+    ) -> (SortedDelta, EpochChanges) {
+        let Self {
+            mut entries,
+            mut index,
+            ..
+        } = self;
         entries.retain(|(k, _)| cmp_bytes(k, bound).is_ge());
         // Each change carries its word through the sort, so entries move in runs (a
         // permutation by sorted positions afterwards cost a cache miss per change).
         let shared = shared_prefix(&entries);
-        let mut keyed: Vec<(u64, Change)> = entries
-            .into_iter()
-            .map(|c| (word_past(&c.0, shared), c))
-            .collect();
-        keyed.sort_unstable_by(|a, b| {
+        spare.clear();
+        spare.extend(entries.drain(..).map(|c| (word_past(&c.0, shared), c)));
+        spare.sort_unstable_by(|a, b| {
             a.0.cmp(&b.0)
                 .then_with(|| cmp_bytes(&a.1 .0[shared..], &b.1 .0[shared..]))
         });
-        SortedDelta(keyed.into_iter().map(|(_, c)| c).collect())
+        let n = spare.len();
+        // A burst's buffers go once an epoch fills a quarter of them.
+        if entries.capacity() > 4 * n.max(1 << 12) {
+            return (SortedDelta(spare), Self::with_capacity(n));
+        }
+        index.clear();
+        let next = EpochChanges {
+            entries,
+            index,
+            ..Self::default()
+        };
+        (SortedDelta(spare), next)
     }
 }
 
@@ -340,9 +367,10 @@ impl<'a> Iterator for RunsRange<'a> {
     }
 }
 
-/// An epoch's changes frozen at its barrier, sorted by key.
+/// An epoch's changes frozen at its barrier, sorted by key, each with the word it
+/// was sorted by (kept so that the buffer can sort the next epoch in place).
 #[derive(Default)]
-pub(super) struct SortedDelta(Vec<Change>);
+pub(super) struct SortedDelta(Vec<(u64, Change)>);
 
 impl SortedDelta {
     pub(super) fn len(&self) -> usize {
@@ -351,28 +379,41 @@ impl SortedDelta {
 
     pub(super) fn get(&self, key: &[u8]) -> Option<Option<&Slice>> {
         self.0
-            .binary_search_by(|(k, _)| cmp_bytes(k, key))
+            .binary_search_by(|(_, (k, _))| cmp_bytes(k, key))
             .ok()
-            .map(|at| self.0[at].1.as_ref())
+            .map(|at| self.0[at].1 .1.as_ref())
     }
 
     /// The changes to keys in `from..to`, in key order.
-    pub(super) fn range(&self, from: &[u8], to: &[u8]) -> &[Change] {
-        let lo = self.0.partition_point(|(k, _)| cmp_bytes(k, from).is_lt());
-        let hi = self.0.partition_point(|(k, _)| cmp_bytes(k, to).is_lt());
-        &self.0[lo..hi.max(lo)]
+    pub(super) fn range(&self, from: &[u8], to: &[u8]) -> impl ExactSizeIterator<Item = &Change> {
+        let lo = self
+            .0
+            .partition_point(|(_, (k, _))| cmp_bytes(k, from).is_lt());
+        let hi = self
+            .0
+            .partition_point(|(_, (k, _))| cmp_bytes(k, to).is_lt());
+        self.0[lo..hi.max(lo)].iter().map(|(_, c)| c)
     }
 
-    pub(super) fn iter(&self) -> std::slice::Iter<'_, Change> {
-        self.0.iter()
-    }
-
-    pub(super) fn as_slice(&self) -> &[Change] {
-        &self.0
+    pub(super) fn iter(&self) -> impl ExactSizeIterator<Item = &Change> + Clone {
+        self.0.iter().map(|(_, c)| c)
     }
 
     pub(super) fn bytes(&self) -> usize {
-        self.0.iter().map(change_bytes).sum()
+        self.iter().map(change_bytes).sum()
+    }
+
+    /// Where the buffer is (tests check it is reused).
+    #[cfg(test)]
+    pub(super) fn buffer(&self) -> usize {
+        self.0.as_ptr() as usize
+    }
+
+    /// The buffer, emptied, for `EpochChanges::freeze` to reuse.
+    pub(super) fn into_spare(self) -> Vec<(u64, Change)> {
+        let mut buffer = self.0;
+        buffer.clear();
+        buffer
     }
 }
 
@@ -465,7 +506,8 @@ mod tests {
         assert_eq!(whole, model.keys().cloned().collect::<Vec<_>>());
 
         let bound = key(3);
-        let frozen = changes.freeze(&bound);
+        let (frozen, next) = changes.freeze(&bound, Vec::new());
+        assert_eq!(next.len(), 0);
         let kept: Vec<_> = model.range(bound.clone()..).collect();
         assert_eq!(frozen.len(), kept.len());
         for (got, (k, v)) in frozen.iter().zip(&kept) {
@@ -480,11 +522,7 @@ mod tests {
         for i in 0..50 {
             let (from, to) = (key(i), key(i + 1));
             let (from, to) = if from < to { (from, to) } else { (to, from) };
-            let got: Vec<_> = frozen
-                .range(&from, &to)
-                .iter()
-                .map(|(k, _)| k.to_vec())
-                .collect();
+            let got: Vec<_> = frozen.range(&from, &to).map(|(k, _)| k.to_vec()).collect();
             let want: Vec<_> = kept
                 .iter()
                 .filter(|(k, _)| **k >= from && **k < to)
@@ -513,7 +551,7 @@ mod tests {
             changes.set(&k, Some(Slice::from(&k[..])));
             model.insert(k, ());
         }
-        let frozen = changes.freeze(&[]);
+        let (frozen, _) = changes.freeze(&[], Vec::new());
         let got: Vec<_> = frozen.iter().map(|(k, _)| k.to_vec()).collect();
         assert_eq!(got, model.into_keys().collect::<Vec<_>>());
     }

@@ -346,10 +346,7 @@ impl StateStore {
             .collect();
         if !large.is_empty() {
             self.deltas
-                .write(
-                    id,
-                    large.iter().map(|(t, d)| (t.name.as_str(), d.as_slice())),
-                )
+                .write(id, large.iter().map(|(t, d)| (t.name.as_str(), d.iter())))
                 .map_err(|e| fail(self.deltas.dir(), "cannot write", e))?;
             super::crash_point::hit("delta-logged", id, "state");
         }
@@ -399,10 +396,20 @@ impl StateStore {
         }
         // Only now may readers stop seeing the delta in memory: the store has it. And
         // only now may compactions drop what the bound forgets.
+        drop(large);
+        drop(frozen);
         for t in &tables {
-            let mut o = lock(&t.overlay);
-            o.frozen.remove(&id);
-            o.frozen_bounds.remove(&id);
+            let delta = {
+                let mut o = lock(&t.overlay);
+                o.frozen_bounds.remove(&id);
+                o.frozen.remove(&id)
+            };
+            // Emptied outside the lock (the transform writes meanwhile), then kept for
+            // the next barrier to sort into.
+            let spare = delta.and_then(|d| Arc::try_unwrap(d).ok());
+            if let Some(spare) = spare.map(SortedDelta::into_spare) {
+                lock(&t.overlay).spare = spare;
+            }
         }
         for (shared, bound) in new_bounds {
             *shared.write().unwrap_or_else(|p| p.into_inner()) = bound;

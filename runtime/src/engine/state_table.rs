@@ -19,7 +19,7 @@ use connectd_sdk::CheckpointControl;
 use connectd_sdk::ConnectorError;
 use fjall::{Keyspace, Slice};
 
-use super::epoch_changes::{EpochChanges, SortedDelta, CHANGE_BYTES};
+use super::epoch_changes::{Change, EpochChanges, SortedDelta, CHANGE_BYTES};
 
 #[derive(Default)]
 pub(super) struct Overlay {
@@ -34,6 +34,8 @@ pub(super) struct Overlay {
     /// An early checkpoint was asked for in this epoch (its changes outgrew their share
     /// of the cache).
     pub(super) checkpoint_asked: bool,
+    /// A completed delta's buffer, emptied, for the next barrier to sort into.
+    pub(super) spare: Vec<(u64, Change)>,
 }
 
 pub(super) type SharedOverlay = Arc<Mutex<Overlay>>;
@@ -59,8 +61,9 @@ impl Freezer {
     pub fn freeze(&self, id: u64) {
         let mut o = lock(&self.0);
         let bound = o.bound.clone();
-        let next = EpochChanges::with_capacity(o.dirty.len());
-        let delta = std::mem::replace(&mut o.dirty, next).freeze(&bound);
+        let spare = std::mem::take(&mut o.spare);
+        let (delta, next) = std::mem::take(&mut o.dirty).freeze(&bound, spare);
+        o.dirty = next;
         o.frozen.insert(id, Arc::new(delta));
         o.frozen_bounds.insert(id, bound);
         o.checkpoint_asked = false;
@@ -334,7 +337,7 @@ impl KeyedState for StoreTable {
         let newest: Layer<'_> = Box::new(o.dirty.range(from, to));
         let mut layers: Vec<_> = std::iter::once(newest)
             .chain(o.frozen.values().rev().map(|d| -> Layer<'_> {
-                Box::new(d.range(from, to).iter().map(|(k, v)| (&**k, v.as_ref())))
+                Box::new(d.range(from, to).map(|(k, v)| (&**k, v.as_ref())))
             }))
             .map(Iterator::peekable)
             .collect();
@@ -456,6 +459,39 @@ mod tests {
             .collect();
         assert_eq!(index, [vec![b'x', 2]]);
         assert_eq!(t.get(b"k1").unwrap(), Some(b"entry".to_vec()));
+    }
+
+    /// A barrier sorts into the buffer of the last completed delta, and the next epoch
+    /// keeps the frozen one's entries: fresh buffers each epoch were faulted in anew.
+    #[test]
+    fn barriers_reuse_the_buffers_of_completed_deltas_and_reads_stay_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::super::StateStore::open(dir.path(), 64 << 20).unwrap();
+        let (mut t, freezer) = store.table("dedup", None).unwrap();
+        let key = |epoch: u32, i: u32| (epoch * 10_000 + i).to_be_bytes();
+        let mut sorted_into = Vec::new();
+        for epoch in 1..=4u32 {
+            for i in 0..5_000 {
+                t.put(&key(epoch, i), &epoch.to_be_bytes());
+            }
+            let entries = lock(&freezer.0).dirty.buffer();
+            freezer.freeze(u64::from(epoch));
+            let o = lock(&freezer.0);
+            assert_eq!(o.dirty.buffer(), entries, "epoch {epoch}: entries kept");
+            sorted_into.push(o.frozen[&u64::from(epoch)].buffer());
+            drop(o);
+            complete(&store, u64::from(epoch));
+        }
+        assert!(
+            sorted_into.windows(2).all(|w| w[0] == w[1]),
+            "each barrier sorts into the last delta's buffer: {sorted_into:?}"
+        );
+        for epoch in 1..=4u32 {
+            for i in (0..5_000).step_by(499) {
+                let got = t.get(&key(epoch, i)).unwrap();
+                assert_eq!(got, Some(epoch.to_be_bytes().to_vec()), "{epoch}/{i}");
+            }
+        }
     }
 
     #[derive(Debug, Default)]
