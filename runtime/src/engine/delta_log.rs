@@ -16,7 +16,7 @@
 //! (little-endian).
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use fjall::Slice;
@@ -30,22 +30,19 @@ pub(super) struct DeltaLogs {
     dir: PathBuf,
 }
 
-/// Writes into a file and the checksum at once.
-struct Summed<W: Write> {
-    inner: W,
-    crc: crc32fast::Hasher,
-}
+/// Bytes encoded before they are written out and summed.
+const CHUNK: usize = 1 << 20;
 
-impl<W: Write> Write for Summed<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.crc.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
+/// Writes `buf` to `file`, adds it to `crc` and empties it.
+fn write_chunk(
+    buf: &mut Vec<u8>,
+    file: &mut File,
+    crc: &mut crc32fast::Hasher,
+) -> std::io::Result<()> {
+    crc.update(buf);
+    file.write_all(buf)?;
+    buf.clear();
+    Ok(())
 }
 
 fn len32(n: usize) -> std::io::Result<[u8; 4]> {
@@ -80,38 +77,39 @@ impl DeltaLogs {
         E::IntoIter: ExactSizeIterator,
     {
         std::fs::create_dir_all(&self.dir)?;
-        // Summed under the buffer, so that the checksum takes whole buffers.
-        let mut w = BufWriter::with_capacity(
-            1 << 20,
-            Summed {
-                inner: File::create(self.path(id))?,
-                crc: crc32fast::Hasher::new(),
-            },
-        );
-        w.write_all(MAGIC)?;
+        let mut file = File::create(self.path(id))?;
+        let mut crc = crc32fast::Hasher::new();
+        // Entries are encoded into one buffer and written a chunk at a time: through a
+        // `BufWriter` each of an entry's five pieces was a call of its own, most of
+        // the log's cost for entries of a few bytes.
+        let mut buf = Vec::with_capacity(CHUNK + (1 << 10));
+        buf.extend_from_slice(MAGIC);
         for (name, entries) in deltas {
             let entries = entries.into_iter();
-            w.write_all(&[1])?;
-            w.write_all(&len32(name.len())?)?;
-            w.write_all(name.as_bytes())?;
-            w.write_all(&(entries.len() as u64).to_le_bytes())?;
+            buf.push(1);
+            buf.extend_from_slice(&len32(name.len())?);
+            buf.extend_from_slice(name.as_bytes());
+            buf.extend_from_slice(&(entries.len() as u64).to_le_bytes());
             for (k, v) in entries {
-                w.write_all(&len32(k.len())?)?;
-                w.write_all(k)?;
+                buf.extend_from_slice(&len32(k.len())?);
+                buf.extend_from_slice(k);
                 match v {
-                    None => w.write_all(&[0])?,
+                    None => buf.push(0),
                     Some(v) => {
-                        w.write_all(&[1])?;
-                        w.write_all(&len32(v.len())?)?;
-                        w.write_all(v)?;
+                        buf.push(1);
+                        buf.extend_from_slice(&len32(v.len())?);
+                        buf.extend_from_slice(v);
                     }
+                }
+                if buf.len() >= CHUNK {
+                    write_chunk(&mut buf, &mut file, &mut crc)?;
                 }
             }
         }
-        w.write_all(&[0])?;
-        let Summed { mut inner, crc } = w.into_inner().map_err(|e| e.into_error())?;
-        inner.write_all(&crc.finalize().to_le_bytes())?;
-        inner.sync_all()?;
+        buf.push(0);
+        write_chunk(&mut buf, &mut file, &mut crc)?;
+        file.write_all(&crc.finalize().to_le_bytes())?;
+        file.sync_all()?;
         sync_dir(&self.dir)
     }
 
