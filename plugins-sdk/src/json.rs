@@ -41,20 +41,23 @@ pub fn parse_flat_object(bytes: &[u8]) -> Option<Value> {
     if p.peek()? == b'}' {
         p.i += 1;
     } else {
-        let mut lengths: u64 = 0;
+        let mut seen: u64 = 0; // a bit per (length, first letter) of the names so far
         loop {
             p.ws();
             let key = p.string()?;
+            // Names told apart by length and first letter; only a name that shares
+            // both with an earlier one is looked up (`id` and `ts` share a length).
+            let first = key.as_bytes().first().map_or(0, |&b| usize::from(b));
+            let bit = 1u64 << ((key.len() + 8 * first) % 64);
             let key = p.compact(key);
             p.ws();
             p.expect(b':')?;
             p.ws();
             let value = p.scalar()?;
-            let bit = 1u64 << (key.len() % 64);
-            if lengths & bit != 0 {
+            if seen & bit != 0 {
                 o.insert(key, value); // duplicate keys: the last wins, as in serde_json
             } else {
-                lengths |= bit;
+                seen |= bit;
                 o.push_unchecked(key, value);
             }
             p.ws();
@@ -374,6 +377,11 @@ mod tests {
         "a",
         "\\u0041",
         "very_long_field_name_over_24_bytes",
+        // Same length, first letters that share a bit of the duplicate check or not.
+        "id",
+        "ts",
+        "ix",
+        "ab",
     ];
     const VALUES: &[&str] = &[
         "0",
