@@ -82,15 +82,18 @@ pub(super) struct TableGauges {
 }
 
 impl TableGauges {
-    /// Changes not yet in the store plus what the transform holds decoded.
     pub(super) fn filter_bytes(&self) -> usize {
         self.filter.load(AtomicOrdering::Relaxed)
     }
 
+    /// Changes not yet in the store (and the buffer the next barrier sorts into) plus
+    /// what the transform holds decoded.
     pub(super) fn memory_bytes(&self) -> usize {
         let pending = {
             let o = lock(&self.overlay);
-            o.dirty.bytes() + o.frozen.values().map(|d| d.bytes()).sum::<usize>()
+            o.dirty.bytes()
+                + o.frozen.values().map(|d| d.bytes()).sum::<usize>()
+                + SortedDelta::spare_bytes(&o.spare)
         };
         pending + self.decoded.load(AtomicOrdering::Relaxed)
     }
@@ -486,6 +489,10 @@ mod tests {
             sorted_into.windows(2).all(|w| w[0] == w[1]),
             "each barrier sorts into the last delta's buffer: {sorted_into:?}"
         );
+        // Nothing pending, but the spare buffer is memory the table holds.
+        let spare = 5_000 * std::mem::size_of::<(u64, Change)>();
+        let memory = t.gauges().memory_bytes();
+        assert!(memory >= spare, "memory {memory} counts the spare {spare}");
         for epoch in 1..=4u32 {
             for i in (0..5_000).step_by(499) {
                 let got = t.get(&key(epoch, i)).unwrap();
