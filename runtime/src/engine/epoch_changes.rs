@@ -268,8 +268,13 @@ impl EpochChanges {
                 .then_with(|| cmp_bytes(&a.1 .0[shared..], &b.1 .0[shared..]))
         });
         let n = spare.len();
-        // A burst's buffers go once an epoch fills a quarter of them.
-        if entries.capacity() > 4 * n.max(1 << 12) {
+        // A burst's buffers go once an epoch fills a quarter of them: the sorted one
+        // too, or an idle table would hold it as its spare for good.
+        let oversized = |capacity: usize| capacity > 4 * n.max(1 << 12);
+        if oversized(spare.capacity()) {
+            spare.shrink_to(n);
+        }
+        if oversized(entries.capacity()) {
             return (SortedDelta(spare), Self::with_capacity(n));
         }
         index.clear();

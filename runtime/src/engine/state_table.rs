@@ -471,10 +471,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = super::super::StateStore::open(dir.path(), 64 << 20).unwrap();
         let (mut t, freezer) = store.table("dedup", None).unwrap();
-        let key = |epoch: u32, i: u32| (epoch * 10_000 + i).to_be_bytes();
+        // Epochs past the size a table keeps its buffers for when epochs shrink.
+        let key = |epoch: u32, i: u32| (epoch * 100_000 + i).to_be_bytes();
         let mut sorted_into = Vec::new();
         for epoch in 1..=4u32 {
-            for i in 0..5_000 {
+            for i in 0..20_000 {
                 t.put(&key(epoch, i), &epoch.to_be_bytes());
             }
             let entries = lock(&freezer.0).dirty.buffer();
@@ -490,11 +491,19 @@ mod tests {
             "each barrier sorts into the last delta's buffer: {sorted_into:?}"
         );
         // Nothing pending, but the spare buffer is memory the table holds.
-        let spare = 5_000 * std::mem::size_of::<(u64, Change)>();
+        let spare = 20_000 * std::mem::size_of::<(u64, Change)>();
         let memory = t.gauges().memory_bytes();
         assert!(memory >= spare, "memory {memory} counts the spare {spare}");
+        // A burst's buffers go once epochs are small: an idle table keeps neither.
+        for epoch in 5..=6u64 {
+            t.put(&key(epoch as u32, 0), b"v");
+            freezer.freeze(epoch);
+            complete(&store, epoch);
+        }
+        let memory = t.gauges().memory_bytes();
+        assert!(memory < spare / 4, "after small epochs: {memory} bytes");
         for epoch in 1..=4u32 {
-            for i in (0..5_000).step_by(499) {
+            for i in (0..20_000).step_by(1_999) {
                 let got = t.get(&key(epoch, i)).unwrap();
                 assert_eq!(got, Some(epoch.to_be_bytes().to_vec()), "{epoch}/{i}");
             }
