@@ -427,6 +427,23 @@ impl Value {
 }
 
 /// Displays a value as it appears in text outputs (CSV cells): strings bare, null empty.
+impl Value {
+    /// Appends the text `Display` writes: ints and strings directly, not through
+    /// `write!`'s formatting machinery, which cost more than the digits where a sink
+    /// writes millions of fields.
+    pub fn push_text(&self, out: &mut String) {
+        match self {
+            Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
+            Value::Str(s) => out.push_str(s),
+            other => {
+                use fmt::Write as _;
+                // Writing to a String cannot fail.
+                let _ = write!(out, "{other}");
+            }
+        }
+    }
+}
+
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -587,6 +604,31 @@ impl<'de> Deserialize<'de> for Object {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_text_appends_what_display_writes() {
+        let mut object = Object::new();
+        object.push_unchecked("a", Value::Int(1));
+        let values = [
+            Value::Null,
+            Value::Bool(true),
+            Value::Int(0),
+            Value::Int(-42),
+            Value::Int(i64::MIN),
+            Value::Int(i64::MAX),
+            Value::Float(1.5),
+            Value::Float(-0.0),
+            Value::str(""),
+            Value::str("a, \"quoted\" string over twenty-four bytes"),
+            Value::List(vec![Value::Int(1), Value::str("x")]),
+            Value::Object(object),
+        ];
+        for v in &values {
+            let mut text = String::from("before|");
+            v.push_text(&mut text);
+            assert_eq!(text, format!("before|{v}"), "{v:?}");
+        }
+    }
 
     #[test]
     fn same_name_is_string_equality() {

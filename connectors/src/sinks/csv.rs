@@ -1,12 +1,11 @@
 //! `csv`: appends rows with the configured `columns` (header once), exactly once.
 
-use std::fmt::Write as _;
 use std::io::Write;
 
 use async_trait::async_trait;
 use connectd_sdk::config::{ConfigMap, Invalid};
 use connectd_sdk::{
-    BadRecord, BuildContext, Checkpoint, Committed, ConnectorError, FieldPath, Record, Sink, Value,
+    BadRecord, BuildContext, Checkpoint, Committed, ConnectorError, FieldPath, Record, Sink,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -112,19 +111,6 @@ impl CsvSink {
     }
 }
 
-/// Appends `v`'s text as `Display` writes it; ints and strings without the formatting
-/// machinery, which cost more than their digits at a million rows.
-fn push_text(text: &mut String, v: &Value) {
-    match v {
-        Value::Int(i) => text.push_str(itoa::Buffer::new().format(*i)),
-        Value::Str(s) => text.push_str(s),
-        // Writing to a String cannot fail.
-        other => {
-            let _ = write!(text, "{other}");
-        }
-    }
-}
-
 #[async_trait]
 impl Sink for CsvSink {
     fn stats(&self) -> Option<std::sync::Arc<connectd_sdk::stats::SinkStats>> {
@@ -170,7 +156,7 @@ impl Sink for CsvSink {
                 ends.clear();
                 for p in &paths {
                     if let Some(v) = r.value.get_path(p) {
-                        push_text(&mut text, v);
+                        v.push_text(&mut text);
                     }
                     ends.push(text.len());
                 }
