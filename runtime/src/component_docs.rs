@@ -366,7 +366,8 @@ pub fn pipeline_schema(registry: &Registry) -> Value {
             }},
             "batch_size": {"type": "integer", "minimum": 1, "description": "records per batch (default 128)"},
             "state": {"type": "object", "additionalProperties": false, "properties": {
-                "cache_size": {"type": ["string", "integer"], "description": "memory for keyed state, such as 64MiB (at least 4MiB)"}
+                "cache_size": {"type": ["string", "integer"], "description": "memory for keyed state, such as 64MiB (at least 4MiB)"},
+                "per_partition": {"type": "boolean", "description": "keyed state owned by the input partition it came from: one instance of each stateful transform per partition, with its own state and watermark (default false)"}
             }},
             "errors": {"type": "object", "additionalProperties": false, "properties": {
                 "tolerance": {"enum": ["none", "all"]},

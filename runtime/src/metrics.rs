@@ -23,6 +23,7 @@ pub struct Metrics {
     checkpoint_bytes: IntCounterVec,
     state_keys: IntGaugeVec,
     state_bytes: IntGaugeVec,
+    state_partitions: IntGaugeVec,
     state_restore: GaugeVec,
     /// Window output for the dashboard (not a metric, but shared the same way).
     live: crate::live::Live,
@@ -71,6 +72,7 @@ pub struct StateMetrics {
     pub checkpoint_bytes: IntCounter,
     keys: IntGaugeVec,
     bytes: IntGaugeVec,
+    partitions: IntGaugeVec,
     restore: prometheus::Gauge,
 }
 
@@ -88,6 +90,11 @@ impl StateMetrics {
         self.keys
             .with_label_values(&[&self.pipeline, component])
             .set(to_i64(size.keys));
+        if size.partitions > 0 {
+            self.partitions
+                .with_label_values(&[&self.pipeline, component])
+                .set(to_i64(size.partitions));
+        }
         for (place, bytes) in [
             ("disk", size.disk_bytes),
             ("memory", size.memory_bytes),
@@ -210,6 +217,15 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable_metric("state_bytes", e));
         let _ = registry.register(Box::new(state_bytes.clone()));
+        let state_partitions = IntGaugeVec::new(
+            Opts::new(
+                "connectd_state_partitions",
+                "Input partitions whose keyed state a transform holds on this worker, each in a table of its own (state.per_partition).",
+            ),
+            &["pipeline", "component"],
+        )
+        .unwrap_or_else(|e| unreachable_metric("state_partitions", e));
+        let _ = registry.register(Box::new(state_partitions.clone()));
         let state_restore = GaugeVec::new(
             Opts::new(
                 "connectd_state_restore_seconds",
@@ -237,6 +253,7 @@ impl Metrics {
             checkpoint_bytes,
             state_keys,
             state_bytes,
+            state_partitions,
             state_restore,
             live: Default::default(),
             taps: Default::default(),
@@ -291,6 +308,7 @@ impl Metrics {
             checkpoint_bytes: self.checkpoint_bytes.with_label_values(&[pipeline]),
             keys: self.state_keys.clone(),
             bytes: self.state_bytes.clone(),
+            partitions: self.state_partitions.clone(),
             restore: self.state_restore.with_label_values(&[pipeline]),
         }
     }
@@ -358,11 +376,17 @@ impl Metrics {
         let mut state = serde_json::Map::new();
         let mut restore = None;
         let families = [
-            &self.state_keys.collect(),
-            &self.state_bytes.collect(),
-            &self.state_restore.collect(),
+            ("keys", self.state_keys.collect()),
+            ("", self.state_bytes.collect()),
+            ("partitions", self.state_partitions.collect()),
+            ("", self.state_restore.collect()),
         ];
-        for m in families.into_iter().flatten().flat_map(|f| f.get_metric()) {
+        let metrics = families.iter().flat_map(|(field, fs)| {
+            fs.iter()
+                .flat_map(|f| f.get_metric())
+                .map(move |m| (*field, m))
+        });
+        for (field, m) in metrics {
             let label = |name: &str| {
                 m.get_label()
                     .iter()
@@ -380,7 +404,7 @@ impl Metrics {
             let entry = state
                 .entry(component.to_string())
                 .or_insert_with(|| serde_json::json!({}));
-            let field = label("where").map_or("keys".to_string(), |place| format!("{place}_bytes"));
+            let field = label("where").map_or(field.to_string(), |place| format!("{place}_bytes"));
             entry[field] = (value as i64).into();
         }
         serde_json::json!({

@@ -14,10 +14,11 @@ const HOSTS: u64 = 12;
 const EVENTS: u64 = 6_000;
 const T0: i64 = 1_700_000_000_000;
 
-fn pipeline(topic: &str, group: &str) -> String {
+fn pipeline(topic: &str, group: &str, per_partition: bool) -> String {
     format!(
         r#"name: owned
 checkpoint: {{interval: 200ms}}
+state: {{per_partition: {per_partition}}}
 sources:
 {source}transforms:
   once:
@@ -70,6 +71,18 @@ fn metrics_once(port: u16, ready: impl Fn(&str) -> bool) -> String {
 
 #[test]
 fn metrics_and_status_show_the_partitions_state_and_restore_time_a_worker_owns() {
+    owned(false);
+}
+
+/// The same with state per partition: each transform holds a table per partition, four
+/// here, shown as `connectd_state_partitions` and under `owned.state`; the keys are
+/// those of all four summed.
+#[test]
+fn with_state_per_partition_each_transform_shows_the_partitions_it_holds() {
+    owned(true);
+}
+
+fn owned(per_partition: bool) {
     let topic = kafka::unique("owned");
     kafka::create_topic(&topic, 4);
     // Every event twice: the dedup keeps EVENTS keys.
@@ -88,7 +101,7 @@ fn metrics_and_status_show_the_partitions_state_and_restore_time_a_worker_owns()
     let cfg = common::write_pipeline(
         dir.path(),
         "owned.yaml",
-        &pipeline(&topic, &kafka::unique("g")),
+        &pipeline(&topic, &kafka::unique("g"), per_partition),
     );
     let cfg = cfg.to_str().unwrap().to_string();
     let source = r#"pipeline="owned",component="iot",kind="source""#;
@@ -153,6 +166,21 @@ fn metrics_and_status_show_the_partitions_state_and_restore_time_a_worker_owns()
         );
         assert!(owned["state"]["once"]["disk_bytes"].is_i64(), "{status}");
         assert!(owned["restore_seconds"].as_f64().is_some(), "{status}");
+        for transform in ["once", "per_host"] {
+            let labels = [
+                r#"pipeline="owned""#,
+                &format!(r#"component="{transform}""#),
+            ];
+            let held = metric(&text, "connectd_state_partitions", &labels);
+            let shown = &owned["state"][transform]["partitions"];
+            if per_partition {
+                assert_eq!(held, Some(4.0), "{transform}; {context}");
+                assert_eq!(shown, 4, "{transform}; {status}");
+            } else {
+                assert_eq!(held, None, "{transform}; {context}");
+                assert!(shown.is_null(), "{transform}; {status}");
+            }
+        }
 
         common::signal(&worker, libc::SIGTERM);
         assert!(common::wait_with_deadline(&mut worker, Duration::from_secs(60)).success());

@@ -87,9 +87,15 @@ fn kafka_pipeline(topic: &str) -> String {
 }
 
 fn kafka_pipeline_in(topic: &str, group: &str) -> String {
+    kafka_pipeline_with(topic, group, false)
+}
+
+/// `per_partition`: the window runs per partition (`state.per_partition`).
+fn kafka_pipeline_with(topic: &str, group: &str, per_partition: bool) -> String {
     format!(
         r#"name: backlog
 checkpoint: {{interval: 300ms}}
+state: {{per_partition: {per_partition}}}
 sources:
 {source}transforms:
   per_host:
@@ -175,12 +181,24 @@ fn a_window_over_a_four_partition_backlog_keeps_every_event_on_time_in_its_parti
 /// killed member still holds the group: the same windows, each once.
 #[test]
 fn the_backlog_window_is_identical_across_sigkills() {
+    backlog_across_sigkills(false);
+}
+
+/// The same with the window run per partition (`state.per_partition`): each partition's
+/// groups in a table of their own, restored per partition after each kill.
+#[test]
+fn the_backlog_window_per_partition_is_identical_across_sigkills() {
+    backlog_across_sigkills(true);
+}
+
+fn backlog_across_sigkills(per_partition: bool) {
     let (seed, mut rng) = common::seeded_rng();
     let events = input();
     let want = expected(&events);
     let topic = backlog_topic(&events);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = common::write_pipeline(dir.path(), "backlog.yaml", &kafka_pipeline(&topic));
+    let yaml = kafka_pipeline_with(&topic, &kafka::unique("backlog-group"), per_partition);
+    let cfg = common::write_pipeline(dir.path(), "backlog.yaml", &yaml);
     let out = dir.path().join("out/windows.jsonl");
     for kill in 0..4 {
         let mut child = common::spawn(dir.path(), &cfg, &[]);
@@ -208,7 +226,11 @@ fn the_backlog_window_is_identical_across_sigkills() {
             break;
         }
     }
-    assert_windows(dir.path(), &want, &format!("seed {seed}; {log}"));
+    assert_windows(
+        dir.path(),
+        &want,
+        &format!("seed {seed}, per_partition {per_partition}; {log}"),
+    );
 }
 
 /// A worker that joins while another member holds some partitions (a killed member

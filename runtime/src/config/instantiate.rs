@@ -4,11 +4,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use connectd_sdk::config::{ConfigErrors, ConfigMap, Invalid};
+use connectd_sdk::config::{ConfigErrors, ConfigMap, ConfigNode, Invalid};
 use connectd_sdk::{BuildContext, Registry, Sink, Source, WorkerSettings};
 
 use super::pipeline::{
-    BackfillParts, ComponentPlan, ComponentSpec, PipelinePlan, PipelineSpec, Section,
+    BackfillParts, ComponentPlan, ComponentSpec, PipelinePlan, PipelineSpec, Rebuild, Section,
 };
 use super::ConfigProblems;
 
@@ -120,7 +120,7 @@ struct Place<'a> {
 impl<'a> Place<'a> {
     /// The components of one section, each built by the builder of its type; those
     /// whose options are invalid are left out (their problems are reported).
-    fn built<T: ?Sized>(
+    fn built<T: ?Sized + 'static>(
         &self,
         section: Section,
         specs: &'a [ComponentSpec],
@@ -130,16 +130,6 @@ impl<'a> Place<'a> {
             .iter()
             .filter_map(|spec| {
                 let build = builder(&spec.type_name)?;
-                let mut cfg = ConfigMap::new(
-                    &spec.node,
-                    format!("{}.{}", section.key(), spec.name),
-                    self.errors,
-                );
-                // Read when the spec was parsed.
-                cfg.allow(&["type", "inputs"]);
-                if section == Section::Sinks {
-                    cfg.allow(&["start"]);
-                }
                 let ctx = BuildContext {
                     pipeline: self.pipeline.to_string(),
                     component: spec.name.clone(),
@@ -147,14 +137,40 @@ impl<'a> Place<'a> {
                     inputs: spec.inputs.clone(),
                     worker: self.worker.clone(),
                 };
-                let component = build(&mut cfg, &ctx).ok()?;
+                let component =
+                    build_one(build, &spec.node, section, &spec.name, &ctx, self.errors)?;
+                let (node, name) = (spec.node.clone(), spec.name.clone());
+                let again = move || {
+                    // Its options were checked by the build above: problems are not
+                    // reported twice.
+                    build_one(build, &node, section, &name, &ctx, &ConfigErrors::default())
+                };
                 Some(ComponentPlan {
                     name: spec.name.clone(),
                     type_name: spec.type_name.clone(),
                     inputs: spec.inputs.clone(),
                     component,
+                    rebuild: Some(Rebuild(Arc::new(again))),
                 })
             })
             .collect()
     }
+}
+
+/// Builds one component from its options, reporting their problems into `errors`.
+fn build_one<T: ?Sized>(
+    build: Builder<T>,
+    node: &ConfigNode,
+    section: Section,
+    name: &str,
+    ctx: &BuildContext,
+    errors: &ConfigErrors,
+) -> Option<Box<T>> {
+    let mut cfg = ConfigMap::new(node, format!("{}.{}", section.key(), name), errors);
+    // Read when the spec was parsed.
+    cfg.allow(&["type", "inputs"]);
+    if section == Section::Sinks {
+        cfg.allow(&["start"]);
+    }
+    build(&mut cfg, ctx).ok()
 }

@@ -17,7 +17,8 @@ use connectd_sdk::config::{ConfigError, ConfigErrors, ConfigMap, Span};
 use connectd_sdk::{BuildContext, Registry, WorkerSettings};
 
 pub use pipeline::{
-    BackfillParts, ComponentPlan, ComponentSpec, ErrorPolicy, PipelinePlan, PipelineSpec, Tolerance,
+    BackfillParts, ComponentPlan, ComponentSpec, ErrorPolicy, PipelinePlan, PipelineSpec, Rebuild,
+    Tolerance,
 };
 pub use worker_file::load_worker;
 

@@ -33,6 +33,31 @@ pub struct ComponentPlan<T: ?Sized> {
     pub type_name: String,
     pub inputs: Vec<String>,
     pub component: Box<T>,
+    /// Builds another instance from the same options (a transform run once per input
+    /// partition, `state.per_partition`); `None` where the component was not built
+    /// from options.
+    pub rebuild: Option<Rebuild<T>>,
+}
+
+/// Builds a fresh instance of a component from its options, checked once already.
+pub struct Rebuild<T: ?Sized>(pub Arc<dyn Fn() -> Option<Box<T>> + Send + Sync>);
+
+impl<T: ?Sized> Rebuild<T> {
+    pub fn build(&self) -> Option<Box<T>> {
+        (self.0)()
+    }
+}
+
+impl<T: ?Sized> Clone for Rebuild<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T: ?Sized> std::fmt::Debug for Rebuild<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rebuild")
+    }
 }
 
 /// One component as its file describes it: checked, not built.
@@ -60,6 +85,9 @@ pub struct PipelineSpec {
     pub errors: ErrorPolicy,
     /// `state.cache_size`: memory for keyed state in front of the state store.
     pub state_cache_bytes: u64,
+    /// `state.per_partition`: keyed state owned by the input partition (lane) it came
+    /// from, one transform instance per lane (`engine::partition_tasks`).
+    pub state_per_partition: bool,
     pub sources: Vec<ComponentSpec>,
     pub transforms: Vec<ComponentSpec>,
     pub sinks: Vec<ComponentSpec>,
@@ -263,7 +291,7 @@ pub fn parse(
     // 128 records (~70 KB as values) is still in the cache when the next component
     // reads them: 11–26 % less CPU than 1024 on the file → window path (README).
     let batch_size = top.u64_or("batch_size", 128).clamp(1, 1 << 20) as usize;
-    let state_cache_bytes = match top.opt_map("state") {
+    let (state_cache_bytes, state_per_partition) = match top.opt_map("state") {
         Some(mut st) => {
             let mut bytes = DEFAULT_CACHE_SIZE;
             if let Some(text) = st.opt_str("cache_size") {
@@ -273,10 +301,11 @@ pub fn parse(
                     Err(e) => st.error("cache_size", e),
                 }
             }
+            let per_partition = st.bool_or("per_partition", false);
             let _ = st.finish();
-            bytes
+            (bytes, per_partition)
         }
-        None => DEFAULT_CACHE_SIZE,
+        None => (DEFAULT_CACHE_SIZE, false),
     };
     let policy = match top.opt_map("errors") {
         Some(mut e) => {
@@ -355,6 +384,7 @@ pub fn parse(
         checkpoint_interval,
         batch_size,
         state_cache_bytes,
+        state_per_partition,
         errors: policy,
         sources,
         transforms,

@@ -146,6 +146,7 @@ async fn run(
             type_name: s.type_name,
             inputs: s.inputs,
             component: bounded,
+            rebuild: None,
         });
     }
     let needed = upstream(&parts.transforms, targets);
@@ -164,6 +165,7 @@ async fn run(
             type_name: "backfill".into(),
             inputs: t.inputs.clone(),
             component: Box::new(IntoLog { log, epoch: id }),
+            rebuild: None,
         });
     }
     let mut own_spec = PipelineSpec::clone(spec);

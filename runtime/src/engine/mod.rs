@@ -18,6 +18,7 @@ mod dlq;
 mod epoch_changes;
 mod lanes;
 mod messages;
+mod partition_tasks;
 pub mod recovery;
 mod retry;
 mod sink_task;
@@ -45,9 +46,11 @@ use self::checkpoint::CheckpointStore;
 use self::coordinator::{CheckpointLine, Coordinator};
 use self::dlq::DeadLetters;
 use self::messages::{Envelope, Output};
+use self::partition_tasks::PerTask;
 use self::retry::retry;
 use self::sink_task::SinkTask;
 use self::source_task::{Chained, SourceTask};
+use self::state_table::Freezers;
 use self::transform_task::TransformTask;
 use crate::config::PipelinePlan;
 use crate::metrics::Metrics;
@@ -57,6 +60,28 @@ const REDO_CHUNK: usize = 4096;
 
 /// Batches in flight per edge: what bounds memory and makes a slow sink slow the source.
 const CHANNEL_CAPACITY: usize = 8;
+
+/// Opens transform `name`'s table of a task (`state.per_partition`), counted in its
+/// state metrics and frozen with its other tables at each barrier.
+fn task_table_opener(
+    store: &StateStore,
+    line: &Arc<CheckpointLine>,
+    name: &str,
+    freezers: &Freezers,
+) -> partition_tasks::TableOpener {
+    let (store, line, name, freezers) = (
+        store.clone(),
+        line.clone(),
+        name.to_string(),
+        freezers.clone(),
+    );
+    Box::new(move |task, shares| {
+        let (table, freezer) = store.task_table(&name, task, Some(line.clone()), shares)?;
+        store.task_in_use(&name, &table);
+        freezers.add(freezer);
+        Ok(Box::new(table))
+    })
+}
 
 /// Why a pipeline stopped: the component and the cause.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -321,21 +346,39 @@ async fn run_as(
         if let Some(stats) = t.component.plugin_stats() {
             metrics.register_plugin_stats(&name, &t.name, stats);
         }
-        let (table, freezer) = state_store.table(&t.name, Some(line.clone()))?;
-        state_store.in_use(&t.name, &table);
-        let taken = t.component.attach_state(Box::new(table));
-        if taken {
-            holders.push(format!("keyed state in `{}` ({})", t.name, t.type_name));
-        } else {
-            state_store.not_in_use(&t.name);
-        }
-        let freezer = taken.then_some(freezer);
+        let freezers = Freezers::default();
+        let per_partition = match (&t.rebuild, spec.state_per_partition) {
+            // A plugin's counters are its instance's: plugins keep one table for now.
+            (Some(rebuild), true)
+                if t.component.plugin_stats().is_none()
+                    && partition_tasks::holds_keyed_state(&mut *t.component) =>
+            {
+                let open_table = task_table_opener(&state_store, &line, &t.name, &freezers);
+                let per_task =
+                    PerTask::new(t.name.clone(), &*t.component, rebuild.clone(), open_table);
+                t.component = Box::new(per_task);
+                holders.push(format!("keyed state in `{}` ({})", t.name, t.type_name));
+                true
+            }
+            _ => {
+                let (table, freezer) = state_store.table(&t.name, Some(line.clone()))?;
+                state_store.in_use(&t.name, &table);
+                if t.component.attach_state(Box::new(table)) {
+                    holders.push(format!("keyed state in `{}` ({})", t.name, t.type_name));
+                    freezers.add(freezer);
+                } else {
+                    state_store.not_in_use(&t.name);
+                }
+                false
+            }
+        };
         if let Some(snapshot) = state.transforms.get(&t.name) {
+            partition_tasks::check_snapshot(&t.name, snapshot, per_partition)?;
             t.component
                 .restore(snapshot.clone())
                 .map_err(|e| PipelineError::new(&t.name, format!("cannot restore state: {e}")))?;
         }
-        prepared.push((t, freezer));
+        prepared.push((t, freezers));
     }
     if !backfilling {
         metrics.state(&name).restored(restore_started.elapsed());
@@ -365,7 +408,7 @@ async fn run_as(
     );
     let mut own_tasks = Vec::new();
     let mut chained_tasks = HashMap::new();
-    for (t, freezer) in prepared {
+    for (t, freezers) in prepared {
         let expected_origins = expected_origins.remove(&t.name).unwrap_or_default();
         let t_inputs = t.inputs.len();
         let task = TransformTask {
@@ -374,7 +417,7 @@ async fn run_as(
             outputs: outputs.remove(&t.name).unwrap_or_default(),
             name: t.name,
             transform: t.component,
-            freezer,
+            freezers,
             store: store.clone(),
             dlq: dlq.clone(),
             own_lane: None,

@@ -147,7 +147,8 @@ pub struct StateStore {
     /// What each transform may keep decoded in memory (see `KeyedState::memory_budget`).
     memory_budget: usize,
     /// Transforms that keep keyed state here, by table: their sizes go to metrics.
-    used: Arc<Mutex<Vec<(String, TableGauges)>>>,
+    /// Tables in use: their transform, whether the table is one partition's, figures.
+    used: Arc<Mutex<Vec<(String, bool, TableGauges)>>>,
     deltas: Arc<DeltaLogs>,
 }
 
@@ -260,7 +261,30 @@ impl StateStore {
         checkpoints: Option<Arc<dyn CheckpointControl>>,
     ) -> Result<(StoreTable, Freezer), PipelineError> {
         // Keyspace names are limited to 255 bytes; component names are short.
-        let ks_name = format!("t.{name}");
+        self.open_table(format!("t.{name}"), checkpoints, self.memory_budget)
+    }
+
+    /// The keyed state of transform `name` in input partition `task`
+    /// (`state.per_partition`), at the last complete checkpoint: a table of its own, so
+    /// that the partition's state can move alone. It gets `1 / shares` of the memory a
+    /// transform may keep decoded.
+    pub fn task_table(
+        &self,
+        name: &str,
+        task: u32,
+        checkpoints: Option<Arc<dyn CheckpointControl>>,
+        shares: usize,
+    ) -> Result<(StoreTable, Freezer), PipelineError> {
+        let budget = self.memory_budget / shares.max(1);
+        self.open_table(format!("t.{name}#{task:08x}"), checkpoints, budget)
+    }
+
+    fn open_table(
+        &self,
+        ks_name: String,
+        checkpoints: Option<Arc<dyn CheckpointControl>>,
+        memory_budget: usize,
+    ) -> Result<(StoreTable, Freezer), PipelineError> {
         let ks = self
             .db
             .keyspace(&ks_name, table_options)
@@ -292,33 +316,49 @@ impl StateStore {
             decoded: Default::default(),
             filter: Default::default(),
         };
-        let table = StoreTable::open(gauges, self.memory_budget, checkpoints)
+        let table = StoreTable::open(gauges, memory_budget, checkpoints)
             .map_err(|e| self.err("cannot read", e))?;
         Ok((table, Freezer(overlay)))
     }
 
     /// Marks the table of transform `name` as in use (it took its keyed state).
     pub fn in_use(&self, name: &str, table: &StoreTable) {
-        lock_vec(&self.used).push((name.to_string(), table.gauges()));
+        lock_vec(&self.used).push((name.to_string(), false, table.gauges()));
+    }
+
+    /// Marks a table of transform `name`'s partitions as in use (`task_table`).
+    pub fn task_in_use(&self, name: &str, table: &StoreTable) {
+        lock_vec(&self.used).push((name.to_string(), true, table.gauges()));
     }
 
     /// The transform declined keyed state: no metrics for its (empty) table.
     pub fn not_in_use(&self, name: &str) {
-        lock_vec(&self.used).retain(|(n, _)| n != name);
+        lock_vec(&self.used).retain(|(n, _, _)| n != name);
     }
 
-    /// The size of every table in use, by transform.
+    /// The size of every table in use, by transform (the tables of its partitions
+    /// summed).
     pub fn sizes(&self) -> Vec<TableSize> {
-        lock_vec(&self.used)
-            .iter()
-            .map(|(name, t)| TableSize {
-                transform: name.clone(),
-                keys: t.ks.approximate_len() as u64,
-                disk_bytes: t.ks.disk_space(),
-                memory_bytes: t.memory_bytes() as u64,
-                filter_bytes: t.filter_bytes() as u64,
-            })
-            .collect()
+        let mut sizes: Vec<TableSize> = Vec::new();
+        for (name, per_lane, t) in lock_vec(&self.used).iter() {
+            let i = match sizes.iter().position(|s| s.transform == *name) {
+                Some(i) => i,
+                None => {
+                    sizes.push(TableSize {
+                        transform: name.clone(),
+                        ..TableSize::default()
+                    });
+                    sizes.len() - 1
+                }
+            };
+            let size = &mut sizes[i];
+            size.keys += t.ks.approximate_len() as u64;
+            size.disk_bytes += t.ks.disk_space();
+            size.memory_bytes += t.memory_bytes() as u64;
+            size.filter_bytes += t.filter_bytes() as u64;
+            size.partitions += u64::from(*per_lane);
+        }
+        sizes
     }
 
     /// Records checkpoint `manifest.id` as complete, with every table's changes of its
@@ -449,7 +489,7 @@ fn lock_vec<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// A transform's keyed state, for metrics.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TableSize {
     pub transform: String,
     /// Approximate: the store counts keys per table file.
@@ -459,6 +499,9 @@ pub struct TableSize {
     pub memory_bytes: u64,
     /// The table's Bloom filter of keys.
     pub filter_bytes: u64,
+    /// How many input partitions' tables are summed here (`state.per_partition`; 0
+    /// for a transform whose state is one table).
+    pub partitions: u64,
 }
 
 #[cfg(test)]

@@ -70,6 +70,27 @@ impl Freezer {
     }
 }
 
+/// The freezers of a transform's tables: its one table, or one per input partition
+/// (`state.per_partition`), added as partitions appear.
+#[derive(Debug, Clone, Default)]
+pub struct Freezers(Arc<Mutex<Vec<Freezer>>>);
+
+impl Freezers {
+    pub fn add(&self, freezer: Freezer) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(freezer);
+    }
+
+    /// Freezes every table's changes as the delta of checkpoint `id`.
+    pub fn freeze(&self, id: u64) {
+        for f in self.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            f.freeze(id);
+        }
+    }
+}
+
 /// A table's figures for metrics, shared with its `StoreTable`.
 #[derive(Clone)]
 pub(super) struct TableGauges {

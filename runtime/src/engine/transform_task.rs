@@ -9,16 +9,16 @@ use super::align::{Aligner, Event};
 use super::checkpoint::CheckpointStore;
 use super::dlq::DeadLetters;
 use super::messages::{broadcast, BarrierKind, LaneSet, Message, Output};
-use super::state_table::Freezer;
+use super::state_table::Freezers;
 use super::PipelineError;
 use crate::metrics::ComponentMetrics;
 
 pub struct TransformTask {
     pub name: String,
     pub transform: Box<dyn Transform>,
-    /// Freezes the transform's keyed-state changes at each barrier (when it keeps
-    /// keyed state in the store).
-    pub freezer: Option<Freezer>,
+    /// Freeze the transform's keyed-state changes at each barrier (none when it keeps
+    /// no keyed state in the store).
+    pub freezers: Freezers,
     pub outputs: Vec<Output>,
     pub store: Arc<CheckpointStore>,
     pub dlq: Arc<DeadLetters>,
@@ -137,9 +137,7 @@ impl TransformTask {
                     .transform
                     .snapshot()
                     .map_err(|e| self.err(e.to_string()))?;
-                if let Some(f) = &self.freezer {
-                    f.freeze(b.id);
-                }
+                self.freezers.freeze(b.id);
                 self.store.report_transform(b.id, &self.name, snapshot);
                 broadcast(&self.outputs, Message::Barrier(b))
                     .await
