@@ -196,7 +196,10 @@ const ORDERS_PER_KEY: u64 = 250;
 const T0: i64 = 1_700_000_000_000;
 
 /// Order `i` of key `k`, and its payment 300 ms later; every fifth order has none.
-fn orders_and_payments() -> (Vec<(String, String)>, Vec<(String, String)>) {
+/// Kafka messages: (key, JSON value).
+type Messages = Vec<(String, String)>;
+
+fn orders_and_payments() -> (Messages, Messages) {
     let (mut orders, mut payments) = (Vec::new(), Vec::new());
     for i in 0..ORDERS_PER_KEY {
         for k in 0..KEYS {
