@@ -55,6 +55,8 @@ pub use record::{Batch, Record};
 #[cfg(feature = "host")]
 pub use registry::{BuildContext, Registry, WorkerSettings};
 #[cfg(feature = "host")]
-pub use traits::{Checkpoint, Committed, Emitter, Sink, Source, SourcePoll, Transform};
+pub use traits::{
+    Checkpoint, Committed, Emitter, Partitioning, Sink, Source, SourcePoll, Transform,
+};
 #[cfg(feature = "host")]
 pub use value::{FieldPath, Object, Value};

@@ -55,6 +55,13 @@ pub trait Source: Send {
         None
     }
 
+    /// What decides the partition (lane) a record comes through, for
+    /// `state.per_partition`: keyed state is then split by partition, which is exact
+    /// only when every record of a key comes through one partition.
+    fn partitioning(&self) -> Partitioning {
+        Partitioning::Single
+    }
+
     /// Whether a restart re-reads what was lost (false for a live websocket).
     fn replayable(&self) -> bool {
         true
@@ -118,6 +125,19 @@ pub trait Source: Send {
             "this source's position cannot be altered (DELETE .../offsets resets it)",
         ))
     }
+}
+
+/// How a source's records are divided among its partitions (see
+/// [`Source::partitioning`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Partitioning {
+    /// One stream: every key is whole in it.
+    Single,
+    /// Several partitions, by the value of this field: the message key holds it,
+    /// checked for every record.
+    ByField(crate::FieldPath),
+    /// Several partitions, by something the source was not told.
+    Undeclared,
 }
 
 /// Where a transform puts its output.
@@ -192,6 +212,14 @@ pub trait Transform: Send {
 
     fn restore(&mut self, _state: serde_json::Value) -> Result<(), ConnectorError> {
         Ok(())
+    }
+
+    /// The fields input number `input`'s records are keyed by in this transform's
+    /// state (a window's `group_by`, a dedup's `key`, a join's `on`); `None` when it
+    /// keeps no state per key. `state.per_partition` checks them against how the
+    /// input is partitioned.
+    fn state_key(&self, _input: usize) -> Option<Vec<crate::FieldPath>> {
+        None
     }
 
     /// Offered once, before `restore`: keyed state in the pipeline's state store,

@@ -24,7 +24,7 @@ sources:
   once:
     type: dedup
     inputs: [iot]
-    key: [id]
+    key: [host, id]
     keep: first
     retention: 1d
     time: t
@@ -40,7 +40,11 @@ sources:
 sinks:
   out: {{type: jsonl, inputs: [per_host], path: out/windows.jsonl}}
 "#,
-        source = kafka::iot_source_yaml(topic, group),
+        source = if per_partition {
+            kafka::iot_source_keyed_by_host(topic, group)
+        } else {
+            kafka::iot_source_yaml(topic, group)
+        },
     )
 }
 

@@ -1,8 +1,9 @@
 //! `state.per_partition` (issue 17, step 1): a stateful transform runs as one instance
 //! per input partition, with its own state table, watermark and checkpoint, as Kafka
 //! Streams runs a task per partition. Here: file sources (a single stream each, so
-//! partition 0), the setting turned over a checkpoint, and a join of two co-partitioned
-//! Kafka topics; `partition_watermarks.rs` (a window through SIGKILLs) and
+//! partition 0), the setting turned over a checkpoint, a join of two co-partitioned
+//! Kafka topics, `validate` rejecting keys that are not co-partitioned (step 4), and
+//! the per-message check of `key_field`; `partition_watermarks.rs` (a window through SIGKILLs) and
 //! `ownership.rs` (a table per partition, in `/metrics`) run it on Kafka too. Expected
 //! outputs are computed here, from the input.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -222,7 +223,7 @@ fn orders_and_payments() -> (Messages, Messages) {
 fn join_pipeline(orders: &str, payments: &str, per_partition: bool) -> String {
     let source = |name: &str, topic: &str| {
         format!(
-            "  {name}:\n    type: kafka\n    bootstrap_servers: {}\n    topics: [{topic}]\n    group: {}\n    start: earliest\n",
+            "  {name}:\n    type: kafka\n    bootstrap_servers: {}\n    topics: [{topic}]\n    group: {}\n    start: earliest\n    key_field: k\n",
             kafka::bootstrap(),
             kafka::unique("join-group"),
         )
@@ -320,4 +321,155 @@ fn a_join_of_two_co_partitioned_topics_meets_each_partition_in_one_task() {
             want.len()
         );
     }
+}
+
+/// A pipeline reading a 4-partition topic into a window and a dedup, per partition.
+fn keyed_pipeline(key_field: Option<&str>, group_by: &str, dedup_key: &str) -> String {
+    let key_field = key_field.map_or(String::new(), |f| format!("\n    key_field: {f}"));
+    format!(
+        r#"name: co
+state: {{per_partition: true}}
+sources:
+  iot:
+    type: kafka
+    bootstrap_servers: 127.0.0.1:1
+    topics: [iot]
+    group: co{key_field}
+transforms:
+  once: {{type: dedup, inputs: [iot], key: {dedup_key}, keep: first, retention: 1d}}
+  per_cpu:
+    type: window
+    inputs: [once]
+    kind: tumbling
+    size: 5s
+    time: t
+    group_by: {group_by}
+    aggregates: {{n: count()}}
+sinks:
+  out: {{type: jsonl, inputs: [per_cpu], path: out/w.jsonl}}
+"#
+    )
+}
+
+fn validate(yaml: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_pipeline(dir.path(), "co.yaml", yaml);
+    let out = common::connectd()
+        .args(["validate", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 17's co-partitioning: with `state.per_partition`, a stateful transform whose
+/// key is not the field the topic is partitioned by (or a topic that does not say) is
+/// rejected by `validate`, naming the transform, the source and the fix; a key that
+/// holds the field passes.
+#[test]
+fn validate_rejects_state_keys_that_are_not_co_partitioned() {
+    let (code, said) = validate(&keyed_pipeline(Some("host"), "[cpu]", "[host, id]"));
+    assert_eq!(code, Some(1), "{said}");
+    for part in [
+        "`transforms.per_cpu`",
+        "`state.per_partition` keeps each input partition's state apart",
+        "its key is [cpu]",
+        "source `iot`'s partitions are keyed by `host`, which is not part of the key",
+        "Add `host` to the key",
+        "a repartition step",
+        "or turn `state.per_partition` off",
+    ] {
+        assert!(said.contains(part), "`{part}` not in: {said}");
+    }
+    assert!(
+        !said.contains("transforms.once"),
+        "the dedup's key holds host: {said}"
+    );
+
+    let (code, said) = validate(&keyed_pipeline(None, "[host, cpu]", "[host, id]"));
+    assert_eq!(code, Some(1), "{said}");
+    for part in [
+        "`transforms.per_cpu`",
+        "`transforms.once`",
+        "source `iot` does not say what its partitions are keyed by",
+        "Set its `key_field`",
+    ] {
+        assert!(said.contains(part), "`{part}` not in: {said}");
+    }
+
+    let (code, said) = validate(&keyed_pipeline(Some("host"), "[host, cpu]", "[host, id]"));
+    assert_eq!(code, Some(0), "a co-partitioned key: {said}");
+    // Without the setting, state is not split, and any key is exact.
+    let (code, said) = validate(
+        &keyed_pipeline(Some("host"), "[cpu]", "[id]")
+            .replace("per_partition: true", "per_partition: false"),
+    );
+    assert_eq!(code, Some(0), "without per_partition: {said}");
+}
+
+/// `key_field` is checked for every message: one keyed by anything but its field went
+/// through a partition that says nothing about its key, so it is a bad record (to the
+/// dead-letter queue here, with the reason), never state in the wrong partition.
+#[test]
+fn a_message_not_keyed_by_its_key_field_is_a_bad_record() {
+    let topic = kafka::unique("keyed");
+    kafka::create_topic(&topic, 4);
+    let good = (0..200).map(|i| {
+        let host = format!("h{}", i % 8);
+        (host.clone(), format!(r#"{{"host":"{host}","i":{i}}}"#))
+    });
+    let bad = [
+        ("h1".to_string(), r#"{"host":"h2","i":1000}"#.to_string()),
+        ("h3".to_string(), r#"{"i":1001}"#.to_string()),
+    ];
+    kafka::produce(&topic, good.chain(bad));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_pipeline(
+        dir.path(),
+        "keyed.yaml",
+        &format!(
+            "name: keyed\nerrors: {{tolerance: all, dlq: {{path: out/dlq.jsonl}}}}\nsources:\n  in: {{type: kafka, bootstrap_servers: {}, topics: [{topic}], group: {}, start: earliest, key_field: host}}\nsinks:\n  out: {{type: jsonl, inputs: [in], path: out/rows.jsonl}}\n",
+            kafka::bootstrap(),
+            kafka::unique("g"),
+        ),
+    );
+    let (rows, dlq) = (
+        dir.path().join("out/rows.jsonl"),
+        dir.path().join("out/dlq.jsonl"),
+    );
+    let mut child = common::spawn(dir.path(), &cfg, &[]);
+    let started = Instant::now();
+    while (lines(&rows).len() < 200 || lines(&dlq).len() < 2)
+        && started.elapsed() < Duration::from_secs(90)
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    common::signal(&child, libc::SIGTERM);
+    assert!(common::wait_with_deadline(&mut child, Duration::from_secs(60)).success());
+    let log = common::stderr_tail(&child, 3000);
+    let mut kept: Vec<i64> = lines(&rows)
+        .iter()
+        .map(|r| r["i"].as_i64().unwrap())
+        .collect();
+    kept.sort_unstable();
+    assert_eq!(kept, (0..200).collect::<Vec<_>>(), "{log}");
+    let reasons: Vec<String> = lines(&dlq)
+        .iter()
+        .map(|d| d["reason"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}; {log}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("its key `h1` is not its `host` (`h2`)")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("it has no `host`")),
+        "{reasons:?}"
+    );
 }

@@ -514,6 +514,10 @@ fn changed(compare: &[FieldPath], kept: &Record, r: &Record) -> bool {
 }
 
 impl Transform for Dedup {
+    fn state_key(&self, _input: usize) -> Option<Vec<FieldPath>> {
+        Some(self.key.clone())
+    }
+
     fn process(
         &mut self,
         _input: usize,

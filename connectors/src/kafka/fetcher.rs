@@ -120,6 +120,8 @@ pub struct Shared {
     pub stop_at: Option<Positions>,
     /// Set when the pipeline cannot be split across the group's workers (`exclusive`).
     pub exclusive: Option<Mutex<Exclusive>>,
+    /// `key_field`: the field of the value that every message's key must equal.
+    pub key_field: Option<connectd_sdk::FieldPath>,
 }
 
 impl Shared {
@@ -706,6 +708,20 @@ fn message_record(
             let v = h.value.map(String::from_utf8_lossy).unwrap_or_default();
             headers.push((h.key.into(), v.as_ref().into()));
         }
+    }
+    if let Some(field) = &shared.key_field {
+        super::key_field::check(&key, &value, field).map_err(|reason| {
+            Box::new(BadRecord::raw(
+                String::from_utf8_lossy(payload).into_owned(),
+                format!(
+                    "offset {} of {} partition {}",
+                    m.offset(),
+                    m.topic(),
+                    m.partition()
+                ),
+                reason,
+            ))
+        })?;
     }
     Ok(Record {
         key,

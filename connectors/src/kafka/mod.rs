@@ -8,6 +8,7 @@ pub mod fetcher;
 pub mod format;
 pub mod groups;
 pub mod instance;
+pub mod key_field;
 pub mod offsets;
 pub mod time_order;
 

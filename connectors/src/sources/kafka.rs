@@ -61,6 +61,7 @@ pub struct KafkaSource {
     topics: Vec<String>,
     format: ValueFormat,
     max_partition_skew: Option<i64>,
+    key_field: Option<connectd_sdk::FieldPath>,
     pipeline: String,
     name: String,
     shared: Option<Arc<Shared>>,
@@ -121,6 +122,12 @@ pub struct KafkaSourceOptions {
     /// still have messages at the broker; 0 turns the ordering off.
     #[serde(default = "default_skew")]
     pub max_partition_skew: HumanDuration,
+    /// The field of the value that the message key holds: the topics are partitioned
+    /// by it (checked for every message; one whose key differs is a bad record).
+    /// `state.per_partition` needs it to know that a stateful transform's key is whole
+    /// in one partition.
+    #[serde(default)]
+    pub key_field: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize, Serialize, JsonSchema)]
@@ -169,6 +176,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sour
     let skew = o.max_partition_skew.0;
     let max_partition_skew =
         (!skew.is_zero()).then(|| i64::try_from(skew.as_millis()).unwrap_or(i64::MAX));
+    let key_field = o.key_field.as_deref().map(connectd_sdk::FieldPath::parse);
     cfg.finish()?;
     props.insert("group.id".into(), group);
     props.insert("isolation.level".into(), isolation.into());
@@ -191,6 +199,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sour
         topics,
         format,
         max_partition_skew,
+        key_field,
         ctx.pipeline.clone(),
         ctx.component.clone(),
     )))
@@ -202,6 +211,7 @@ impl KafkaSource {
         topics: Vec<String>,
         format: ValueFormat,
         max_partition_skew: Option<i64>,
+        key_field: Option<connectd_sdk::FieldPath>,
         pipeline: String,
         name: String,
     ) -> Self {
@@ -210,6 +220,7 @@ impl KafkaSource {
             topics,
             format,
             max_partition_skew,
+            key_field,
             pipeline,
             name,
             shared: None,
@@ -247,6 +258,7 @@ impl KafkaSource {
             awaited: Default::default(),
             await_for: awaited::wait_for(&self.props),
             stop_at: self.stop_at.clone(),
+            key_field: self.key_field.clone(),
             // A backfill reads by assignment, outside the group.
             exclusive: self
                 .exclusive
@@ -479,6 +491,13 @@ impl Source for KafkaSource {
 
     /// The partitions this worker holds now, and those it still waits for (see
     /// `kafka::awaited`); before the topics' partitions are known, the pending lane.
+    fn partitioning(&self) -> connectd_sdk::Partitioning {
+        match &self.key_field {
+            Some(field) => connectd_sdk::Partitioning::ByField(field.clone()),
+            None => connectd_sdk::Partitioning::Undeclared,
+        }
+    }
+
     fn lanes(&self) -> Option<Vec<u32>> {
         let shared = self.shared.as_ref()?;
         let mut awaited = shared.awaited();

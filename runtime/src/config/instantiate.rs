@@ -62,11 +62,15 @@ impl PipelineSpec {
                 }),
             }
         });
+        let transforms = at.built(Section::Transforms, &self.transforms, |t| {
+            registry.get_transform(t)
+        });
+        if self.state_per_partition {
+            super::copartition::check(self, &sources, &transforms, errors);
+        }
         PipelinePlan {
             sources,
-            transforms: at.built(Section::Transforms, &self.transforms, |t| {
-                registry.get_transform(t)
-            }),
+            transforms,
             sinks,
             state_dir: state_dir.join(&self.name),
             spec: Arc::clone(self),

@@ -2,6 +2,7 @@
 //! component through the registry, and checking the graph. All problems of all files
 //! are reported together.
 
+mod copartition;
 mod graph;
 mod instantiate;
 mod interpolate;

@@ -43,6 +43,11 @@ pub fn iot_source_yaml(topic: &str, group: &str) -> String {
     )
 }
 
+/// `iot_source_yaml` with `key_field: host`: its messages are keyed by their host.
+pub fn iot_source_keyed_by_host(topic: &str, group: &str) -> String {
+    iot_source_yaml(topic, group) + "    key_field: host\n"
+}
+
 fn config() -> ClientConfig {
     config_for(&bootstrap())
 }

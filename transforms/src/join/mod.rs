@@ -274,6 +274,10 @@ impl Spec {
 }
 
 impl connectd_sdk::Transform for Join {
+    fn state_key(&self, input: usize) -> Option<Vec<connectd_sdk::FieldPath>> {
+        self.spec.keys.get(input).cloned()
+    }
+
     fn process(
         &mut self,
         input: usize,

@@ -517,6 +517,10 @@ pub(crate) fn output_row(
 }
 
 impl Transform for Window {
+    fn state_key(&self, _input: usize) -> Option<Vec<FieldPath>> {
+        Some(self.spec.group_by.clone())
+    }
+
     fn process(
         &mut self,
         _input: usize,

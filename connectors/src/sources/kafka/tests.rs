@@ -14,6 +14,7 @@ fn source() -> (KafkaSource, tokio::sync::mpsc::Sender<Fetched>) {
         vec!["t".into()],
         ValueFormat::Json(None),
         None,
+        None,
         "p".into(),
         "in".into(),
     );
