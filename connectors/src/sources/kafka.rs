@@ -489,8 +489,7 @@ impl Source for KafkaSource {
         })
     }
 
-    /// The partitions this worker holds now, and those it still waits for (see
-    /// `kafka::awaited`); before the topics' partitions are known, the pending lane.
+    /// By `key_field` when it is set: the producer's partitioner keyed by it.
     fn partitioning(&self) -> connectd_sdk::Partitioning {
         match &self.key_field {
             Some(field) => connectd_sdk::Partitioning::ByField(field.clone()),
@@ -498,6 +497,8 @@ impl Source for KafkaSource {
         }
     }
 
+    /// The partitions this worker holds now, and those it still waits for (see
+    /// `kafka::awaited`); before the topics' partitions are known, the pending lane.
     fn lanes(&self) -> Option<Vec<u32>> {
         let shared = self.shared.as_ref()?;
         let mut awaited = shared.awaited();

@@ -146,8 +146,8 @@ pub struct StateStore {
     bounds: Arc<Mutex<HashMap<String, SharedBound>>>,
     /// What each transform may keep decoded in memory (see `KeyedState::memory_budget`).
     memory_budget: usize,
-    /// Transforms that keep keyed state here, by table: their sizes go to metrics.
-    /// Tables in use: their transform, whether the table is one partition's, figures.
+    /// Tables in use, for metrics: their transform, whether the table is one
+    /// partition's (`task_table`), their figures.
     used: Arc<Mutex<Vec<(String, bool, TableGauges)>>>,
     deltas: Arc<DeltaLogs>,
 }
@@ -340,7 +340,7 @@ impl StateStore {
     /// summed).
     pub fn sizes(&self) -> Vec<TableSize> {
         let mut sizes: Vec<TableSize> = Vec::new();
-        for (name, per_lane, t) in lock_vec(&self.used).iter() {
+        for (name, per_task, t) in lock_vec(&self.used).iter() {
             let i = match sizes.iter().position(|s| s.transform == *name) {
                 Some(i) => i,
                 None => {
@@ -356,7 +356,7 @@ impl StateStore {
             size.disk_bytes += t.ks.disk_space();
             size.memory_bytes += t.memory_bytes() as u64;
             size.filter_bytes += t.filter_bytes() as u64;
-            size.partitions += u64::from(*per_lane);
+            size.partitions += u64::from(*per_task);
         }
         sizes
     }
