@@ -671,33 +671,42 @@ fn key_value(text: &str) -> Value {
     }
 }
 
+/// A message that cannot become a record: its payload (binary, as Avro, kept whole as
+/// hex), where it is, and why.
+fn bad_message(m: &BorrowedMessage<'_>, reason: impl Into<String>) -> Box<BadRecord> {
+    let payload = m.payload().unwrap_or_default();
+    let raw = match std::str::from_utf8(payload) {
+        Ok(text) => text.to_string(),
+        Err(_) => payload.iter().map(|b| format!("{b:02x}")).collect(),
+    };
+    Box::new(BadRecord::raw(
+        raw,
+        format!(
+            "offset {} of {} partition {}",
+            m.offset(),
+            m.topic(),
+            m.partition()
+        ),
+        reason,
+    ))
+}
+
 fn message_record(
     m: &BorrowedMessage<'_>,
     decoder: &Decoder,
     shared: &Shared,
 ) -> Result<Record, Box<BadRecord>> {
     let payload = m.payload().unwrap_or_default();
-    let value = decoder.decode(payload, &shared.closing).map_err(|reason| {
-        let raw = match std::str::from_utf8(payload) {
-            Ok(text) => text.to_string(),
-            // Binary (Avro) kept whole, as hex.
-            Err(_) => payload.iter().map(|b| format!("{b:02x}")).collect(),
-        };
-        Box::new(BadRecord::raw(
-            raw,
-            format!(
-                "offset {} of {} partition {}",
-                m.offset(),
-                m.topic(),
-                m.partition()
-            ),
-            reason,
-        ))
-    })?;
+    let value = decoder
+        .decode(payload, &shared.closing)
+        .map_err(|reason| bad_message(m, reason))?;
     let key = match m.key() {
         None => Value::Null,
         Some(k) => key_value(&String::from_utf8_lossy(k)),
     };
+    if let Some(field) = &shared.key_field {
+        super::key_field::check(&key, &value, field).map_err(|reason| bad_message(m, reason))?;
+    }
     let mut headers = vec![
         ("kafka.topic".into(), m.topic().into()),
         ("kafka.partition".into(), m.partition().to_compact_string()),
@@ -708,20 +717,6 @@ fn message_record(
             let v = h.value.map(String::from_utf8_lossy).unwrap_or_default();
             headers.push((h.key.into(), v.as_ref().into()));
         }
-    }
-    if let Some(field) = &shared.key_field {
-        super::key_field::check(&key, &value, field).map_err(|reason| {
-            Box::new(BadRecord::raw(
-                String::from_utf8_lossy(payload).into_owned(),
-                format!(
-                    "offset {} of {} partition {}",
-                    m.offset(),
-                    m.topic(),
-                    m.partition()
-                ),
-                reason,
-            ))
-        })?;
     }
     Ok(Record {
         key,
