@@ -12,6 +12,8 @@
 #[cfg(feature = "host")]
 pub mod bloom;
 #[cfg(feature = "host")]
+pub mod changelog;
+#[cfg(feature = "host")]
 pub mod checkpoints;
 #[cfg(feature = "host")]
 pub mod config;
@@ -46,6 +48,8 @@ pub mod value;
 /// The guest side of WASM plugins; natively too, so plugins test in plain `cargo test`.
 pub mod wasm;
 
+#[cfg(feature = "host")]
+pub use changelog::{Changelog, ChangelogRecord};
 #[cfg(feature = "host")]
 pub use checkpoints::CheckpointControl;
 #[cfg(feature = "host")]

@@ -343,6 +343,26 @@ pub trait Sink: Send {
     fn stats(&self) -> Option<std::sync::Arc<crate::stats::SinkStats>> {
         None
     }
+
+    /// Whether this sink can carry the state changelogs of a pipeline with
+    /// `state.per_partition` in the transaction of each checkpoint (the `kafka` sink).
+    fn writes_changelogs(&self) -> bool {
+        false
+    }
+
+    /// Adds checkpoint `id`'s state changes to the epoch it is about to pre-commit, to
+    /// commit atomically with its records (called before `pre_commit(id)`, and again
+    /// before `commit` when a recovery redoes the epoch). Only called when
+    /// `writes_changelogs` is true.
+    async fn write_changelogs(
+        &mut self,
+        _id: u64,
+        _changelogs: &[crate::changelog::Changelog],
+    ) -> Result<(), ConnectorError> {
+        Err(ConnectorError::permanent(
+            "this sink cannot write state changelogs",
+        ))
+    }
 }
 
 macro_rules! opaque_debug {

@@ -323,7 +323,8 @@ impl Rebalancer {
         }
         // The new generation: a kafka sink commits offsets in its transactions with it.
         if let Some(md) = consumer.group_metadata() {
-            groups::register(&self.shared.pipeline, source, md, self.shared.held.clone());
+            let (topics, held) = (self.shared.topics.clone(), self.shared.held.clone());
+            groups::register(&self.shared.pipeline, source, md, topics, held);
         }
     }
 

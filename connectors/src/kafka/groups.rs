@@ -13,6 +13,8 @@ pub struct GroupSource {
     /// The source's component name: its offsets are `state.sources[name].offset`.
     pub source: String,
     pub metadata: Arc<ConsumerGroupMetadata>,
+    /// The topics the source reads.
+    pub topics: Vec<String>,
     /// The partitions the source's consumer holds now.
     pub held: Arc<Mutex<BTreeSet<(String, i32)>>>,
 }
@@ -47,6 +49,7 @@ pub fn register(
     pipeline: &str,
     source: &str,
     metadata: ConsumerGroupMetadata,
+    topics: Vec<String>,
     held: Arc<Mutex<BTreeSet<(String, i32)>>>,
 ) {
     let mut r = registry().lock().unwrap_or_else(|p| p.into_inner());
@@ -55,6 +58,7 @@ pub fn register(
     list.push(GroupSource {
         source: source.to_string(),
         metadata: Arc::new(metadata),
+        topics,
         held,
     });
 }

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use connectd_sdk::config::{ConfigMap, Invalid};
 use connectd_sdk::{
-    BadRecord, BuildContext, Checkpoint, Committed, ConnectorError, FieldPath, Record, Sink, Value,
+    BadRecord, BuildContext, Changelog, Checkpoint, Committed, ConnectorError, FieldPath, Record,
+    Sink, Value,
 };
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -49,9 +50,14 @@ enum Route {
 struct Outgoing {
     /// Shared with the route when it is one topic: no copy per record.
     topic: Arc<str>,
+    /// `None`: the producer's partitioner decides.
+    partition: Option<i32>,
     key: Option<Vec<u8>>,
-    payload: Vec<u8>,
+    /// `None`: a tombstone (a state changelog's deleted key).
+    payload: Option<Vec<u8>>,
     headers: Vec<(String, String)>,
+    /// A state changelog record: not the sink's output, so not in its byte counter.
+    changelog: bool,
 }
 
 type TxProducer = ThreadedProducer<DefaultProducerContext>;
@@ -82,6 +88,8 @@ pub struct KafkaSink {
     stats: std::sync::Arc<connectd_sdk::stats::SinkStats>,
     /// How many of `pending` the open transaction holds.
     produced: usize,
+    /// The partition count of each state changelog topic made ready.
+    changelog_partitions: std::collections::HashMap<String, u32>,
     in_transaction: bool,
 }
 
@@ -192,6 +200,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
         pending: Vec::new(),
         stats: Default::default(),
         produced: 0,
+        changelog_partitions: Default::default(),
         in_transaction: false,
     }))
 }
@@ -263,9 +272,11 @@ impl KafkaSink {
             .collect();
         Ok(Outgoing {
             topic,
+            partition: None,
             key,
-            payload,
+            payload: Some(payload),
             headers,
+            changelog: false,
         })
     }
 
@@ -291,7 +302,8 @@ impl KafkaSink {
         let bytes: usize = self
             .pending
             .iter()
-            .map(|o| o.payload.len() + o.key.as_ref().map_or(0, Vec::len))
+            .filter(|o| !o.changelog)
+            .map(|o| o.payload.as_ref().map_or(0, Vec::len) + o.key.as_ref().map_or(0, Vec::len))
             .sum();
         self.stats.written(bytes as u64);
         self.pending.clear();
@@ -305,7 +317,11 @@ impl KafkaSink {
         let n = batch.len();
         blocking(move || {
             for o in &batch {
-                produce(&p, &o.topic, o.key.as_deref(), &o.payload, &o.headers)?;
+                let to = Destination {
+                    topic: &o.topic,
+                    partition: o.partition,
+                };
+                produce(&p, to, o.key.as_deref(), o.payload.as_deref(), &o.headers)?;
             }
             Ok(())
         })
@@ -327,6 +343,52 @@ impl KafkaSink {
         self.in_transaction = false;
         self.produced = 0;
         let _ = std::fs::remove_file(&self.marker);
+    }
+
+    /// The partition count of changelog `log`'s topic, created compacted unless it
+    /// exists: with as many partitions as the pipeline's kafka source topics have (so
+    /// partition p's state is in partition p), or as `log` asks when it reads none.
+    async fn changelog_topic(&mut self, log: &Changelog) -> Result<u32, ConnectorError> {
+        if let Some(&n) = self.changelog_partitions.get(&log.topic) {
+            return Ok(n);
+        }
+        let p = self.producer()?;
+        let (topic, sources) = (log.topic.clone(), groups::of(&self.pipeline));
+        let partitions_of = move |p: &TxProducer, topic: &str| {
+            let md = p
+                .client()
+                .fetch_metadata(Some(topic), TIMEOUT)
+                .map_err(|e| error(&format!("read the partitions of `{topic}`"), e))?;
+            Ok::<_, ConnectorError>(md.topics().first().map_or(0, |t| t.partitions().len()) as u32)
+        };
+        let source_topics: Vec<String> = sources.iter().flat_map(|g| g.topics.clone()).collect();
+        let widest = {
+            let p = p.clone();
+            blocking(move || {
+                let mut widest = 0;
+                for t in &source_topics {
+                    widest = widest.max(partitions_of(&p, t)?);
+                }
+                Ok(widest)
+            })
+            .await?
+        };
+        let wanted = widest.max(log.partitions).max(1);
+        ensure_compacted_topic(&self.props, &topic, wanted as i32).await?;
+        let found = {
+            let topic = topic.clone();
+            blocking(move || partitions_of(&p, &topic)).await?
+        };
+        if found == 0 {
+            return Err(ConnectorError::transient(format!(
+                "kafka: the state changelog topic `{topic}` has no partitions yet"
+            )));
+        }
+        if found != wanted {
+            tracing::warn!(topic = %topic, partitions = found, expected = wanted, "kafka: the state changelog topic exists with another partition count; records name their partition in their key, so it stays exact, but a restore reads more");
+        }
+        self.changelog_partitions.insert(topic, found);
+        Ok(found)
     }
 
     async fn commit_once(&mut self, checkpoint: &Checkpoint) -> Result<(), ConnectorError> {
@@ -355,7 +417,13 @@ impl KafkaSink {
             commits.push((offsets::to_list(&positions), g.metadata.clone()));
         }
         blocking(move || {
-            produce(&p, &topic, Some(key.as_bytes()), record.as_bytes(), &[])?;
+            produce(
+                &p,
+                topic.as_str(),
+                Some(key.as_bytes()),
+                Some(record.as_bytes()),
+                &[],
+            )?;
             for (tpl, md) in &commits {
                 p.send_offsets_to_transaction(tpl, md, TIMEOUT)
                     .map_err(|e| error("commit the source offsets", e))?;
@@ -372,14 +440,37 @@ impl KafkaSink {
     }
 }
 
-fn produce(
+/// A topic, and a partition when the record's is not the partitioner's choice.
+#[derive(Clone, Copy)]
+struct Destination<'a> {
+    topic: &'a str,
+    partition: Option<i32>,
+}
+
+impl<'a> From<&'a str> for Destination<'a> {
+    fn from(topic: &'a str) -> Self {
+        Self {
+            topic,
+            partition: None,
+        }
+    }
+}
+
+fn produce<'a>(
     p: &TxProducer,
-    topic: &str,
+    to: impl Into<Destination<'a>>,
     key: Option<&[u8]>,
-    payload: &[u8],
+    payload: Option<&[u8]>,
     headers: &[(String, String)],
 ) -> Result<(), ConnectorError> {
-    let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(payload);
+    let Destination { topic, partition } = to.into();
+    let mut record = BaseRecord::<[u8], [u8]>::to(topic);
+    if let Some(payload) = payload {
+        record = record.payload(payload);
+    }
+    if let Some(partition) = partition {
+        record = record.partition(partition);
+    }
     if let Some(k) = key {
         record = record.key(k);
     }
@@ -416,26 +507,36 @@ async fn ensure_checkpoint_topic(
     props: &BTreeMap<String, String>,
     topic: &str,
 ) -> Result<(), ConnectorError> {
+    ensure_compacted_topic(props, topic, 1).await
+}
+
+/// Creates a compacted topic with `partitions` unless it exists.
+async fn ensure_compacted_topic(
+    props: &BTreeMap<String, String>,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), ConnectorError> {
     let mut admin_props = props.clone();
     admin_props.remove("transactional.id");
     admin_props.remove("enable.idempotence");
     let admin: AdminClient<DefaultClientContext> = client_config(&admin_props)
         .create()
         .map_err(|e| error("cannot create an admin client", e))?;
-    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1))
+        .set("cleanup.policy", "compact");
     let results = admin
         .create_topics(
             &[new],
             &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
         )
         .await
-        .map_err(|e| error("create the checkpoint topic", e))?;
+        .map_err(|e| error(&format!("create the topic `{topic}`"), e))?;
     for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((t, code)) => {
                 return Err(ConnectorError::transient(format!(
-                    "kafka: cannot create the checkpoint topic `{t}`: {code}"
+                    "kafka: cannot create the topic `{t}`: {code}"
                 )))
             }
         }
@@ -581,9 +682,9 @@ impl Sink for KafkaSink {
                 .map_err(|e| error("begin transaction", e))?;
             produce(
                 &p,
-                &topic,
+                topic.as_str(),
                 Some(key.as_bytes()),
-                RESET_RECORD.as_bytes(),
+                Some(RESET_RECORD.as_bytes()),
                 &[],
             )?;
             p.commit_transaction(TIMEOUT)
@@ -612,6 +713,37 @@ impl Sink for KafkaSink {
             if let Err(e) = result {
                 self.abort().await;
                 return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn writes_changelogs(&self) -> bool {
+        true
+    }
+
+    /// The changelog records join the epoch's pending records: produced and committed
+    /// with them, the checkpoint record and the source offsets, in one transaction.
+    async fn write_changelogs(
+        &mut self,
+        _id: u64,
+        changelogs: &[Changelog],
+    ) -> Result<(), ConnectorError> {
+        let mut counts = Vec::with_capacity(changelogs.len());
+        for log in changelogs {
+            counts.push(self.changelog_topic(log).await?);
+        }
+        for (log, count) in changelogs.iter().zip(counts) {
+            let topic: Arc<str> = Arc::from(log.topic.as_str());
+            for r in &log.records {
+                self.pending.push(Arc::new(Outgoing {
+                    topic: topic.clone(),
+                    partition: Some((r.partition % count) as i32),
+                    key: Some(r.key.clone()),
+                    payload: r.value.clone(),
+                    headers: Vec::new(),
+                    changelog: true,
+                }));
             }
         }
         Ok(())

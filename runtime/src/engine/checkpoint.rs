@@ -136,6 +136,24 @@ impl CheckpointStore {
         self.changed.notify_waiters();
     }
 
+    /// Every transform's snapshot of checkpoint `id`, once all have reported it (each
+    /// froze its tables' changes of `id` before reporting): what the state changelogs
+    /// of `id` are made of.
+    pub async fn transform_snapshots(&self, id: u64) -> BTreeMap<String, serde_json::Value> {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let ready = self.with(id, |p| {
+                (p.state.transforms.len() == self.n_transforms).then(|| p.state.transforms.clone())
+            });
+            match ready {
+                Some(snapshots) => return snapshots,
+                None => notified.await,
+            }
+        }
+    }
+
     /// A sink has pre-committed checkpoint `id` (its epoch is durable in its
     /// write-ahead log). Waits until the checkpoint is complete: every sink has
     /// pre-committed it and the state store holds it. The last sink to arrive writes

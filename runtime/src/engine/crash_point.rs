@@ -3,7 +3,8 @@
 //! SIGKILL would stop it) when that sink — any sink, if none is named — reaches that
 //! step of that checkpoint (`*`: any checkpoint). Steps: `prepared` (its write-ahead log
 //! sealed, the log not yet written), `logged` (the state store holds the checkpoint, no
-//! sink has committed it through this one), `committed` (this sink committed, others may
+//! sink has committed it through this one), `logged-changes` (as `logged`, in the sink
+//! carrying state changelogs, when they hold changes of that checkpoint), `committed` (this sink committed, others may
 //! not have), `backfilled` (a backfill's epoch moved into the sink's log, not committed),
 //! and in the state store (sink `state`) `delta-logged` (large deltas logged, the
 //! manifest not committed) and `ingesting` (committed, the deltas not yet ingested).

@@ -10,6 +10,7 @@
 mod align;
 mod backfill;
 mod chains;
+mod changelog;
 mod checkpoint;
 mod coordinator;
 mod crash_point;
@@ -275,6 +276,14 @@ async fn run_as(
                     .map_err(|e| PipelineError::new(&s.name, e.to_string()))?;
                     dlq.handle(&s.name, bad, &m)?;
                 }
+                if let Some(logs) = wal.changelogs(id)? {
+                    retry!(
+                        retry_timeout,
+                        format!("state changelogs of sink `{}`", s.name),
+                        s.component.write_changelogs(id, &logs)
+                    )
+                    .map_err(|e| PipelineError::new(&s.name, e.to_string()))?;
+                }
                 sink_task::pre_commit(&mut *s.component, &s.name, id, &dlq, &m, retry_timeout)
                     .await?;
                 dlq.sync(&s.name)?;
@@ -342,6 +351,7 @@ async fn run_as(
     // may let workers split the pipeline.
     let mut prepared = Vec::with_capacity(transforms.len());
     let mut holders = Vec::new();
+    let mut runs_per_task = false;
     for mut t in transforms {
         if let Some(stats) = t.component.plugin_stats() {
             metrics.register_plugin_stats(&name, &t.name, stats);
@@ -372,6 +382,7 @@ async fn run_as(
                 false
             }
         };
+        runs_per_task |= per_partition;
         if let Some(snapshot) = state.transforms.get(&t.name) {
             partition_tasks::check_snapshot(&t.name, snapshot, per_partition)?;
             t.component
@@ -479,6 +490,11 @@ async fn run_as(
     for (task, aligner) in own_tasks {
         tasks.spawn(task.run(aligner).in_current_span());
     }
+    // State per partition is logged by the first exactly-once sink that can carry it.
+    let mut changelog = (runs_per_task && !backfilling).then(|| changelog::ChangelogWriter {
+        pipeline: name.clone(),
+        store: state_store.clone(),
+    });
     for (s, mut wal) in sinks.into_iter().zip(wals) {
         if s.component.keeps_prepared() {
             // Its pre-commit keeps the epoch: nothing to log.
@@ -490,7 +506,13 @@ async fn run_as(
         if let Some(stats) = s.component.stats() {
             metrics.register_sink_stats(&name, &s.name, stats);
         }
+        let carries_changelogs = wal.is_some() && s.component.writes_changelogs();
+        let changelog = changelog.take_if(|_| carries_changelogs);
+        if changelog.is_some() {
+            tracing::info!(pipeline = %name, sink = %s.name, "state changelogs go in this sink's transactions");
+        }
         let task = SinkTask {
+            changelog,
             metrics: metrics.component(&name, &s.name, "sink"),
             aligner: Aligner::new(rx, s.inputs.len()),
             name: s.name,

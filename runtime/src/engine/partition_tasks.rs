@@ -25,7 +25,7 @@ use super::PipelineError;
 use crate::config::Rebuild;
 
 /// The key of a per-partition snapshot: the instances' snapshots by lane.
-const SNAPSHOT_KEY: &str = "per_partition";
+pub(super) const SNAPSHOT_KEY: &str = "per_partition";
 
 /// Opens the state table of a task, given how many tasks share the memory budget.
 pub type TableOpener = Box<dyn Fn(u32, usize) -> Result<Box<dyn KeyedState>, PipelineError> + Send>;

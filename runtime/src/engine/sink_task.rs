@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use connectd_sdk::{Checkpoint, Sink};
 
 use super::align::{Aligner, Event};
+use super::changelog::ChangelogWriter;
 use super::checkpoint::CheckpointStore;
 use super::dlq::DeadLetters;
 use super::messages::BarrierKind;
@@ -35,6 +36,8 @@ pub struct SinkTask {
     pub dlq: Arc<DeadLetters>,
     pub metrics: ComponentMetrics,
     pub retry_timeout: Duration,
+    /// The sink that carries the pipeline's state changelogs in its transactions.
+    pub changelog: Option<ChangelogWriter>,
 }
 
 impl SinkTask {
@@ -78,6 +81,31 @@ impl SinkTask {
         .await
     }
 
+    /// Adds checkpoint `id`'s state changelogs to the epoch, once every transform has
+    /// frozen its changes of `id`, and keeps them beside the write-ahead log for a redo.
+    /// Returns whether they hold state changes (not only the tasks' metadata).
+    async fn write_changelogs(&mut self, id: u64) -> Result<bool, PipelineError> {
+        let Some(writer) = &self.changelog else {
+            return Ok(false);
+        };
+        let snapshots = self.store.transform_snapshots(id).await;
+        let logs = writer.changelogs(id, &snapshots);
+        if logs.is_empty() {
+            return Ok(false);
+        }
+        let changes = logs.iter().any(super::changelog::holds_changes);
+        if let Some(wal) = self.wal.as_mut() {
+            wal.keep_changelogs(id, &logs)?;
+        }
+        retry!(
+            self.retry_timeout,
+            format!("state changelogs of sink `{}`", self.name),
+            self.sink.write_changelogs(id, &logs)
+        )
+        .map_err(|e| self.err(format!("checkpoint {id}: the state changelogs: {e}")))?;
+        Ok(changes)
+    }
+
     pub async fn run(mut self) -> Result<(), PipelineError> {
         let mut bad = Vec::new();
         let at_commit = self.wal.is_some() && self.sink.writes_at_commit();
@@ -98,6 +126,7 @@ impl SinkTask {
                 Event::Aligned(b) => {
                     let started = Instant::now();
                     super::crash_point::trace("begin", b.id, &self.name);
+                    let state_changes = self.write_changelogs(b.id).await?;
                     // Pre-commit: what the epoch sent to the DLQ and to this sink is durable.
                     if !at_commit {
                         self.pre_commit(b.id).await?;
@@ -112,6 +141,9 @@ impl SinkTask {
                         .prepared(b.id, &self.name)
                         .await
                         .map_err(|e| self.err(format!("checkpoint {}: {e}", b.id)))?;
+                    if state_changes {
+                        super::crash_point::hit("logged-changes", b.id, &self.name);
+                    }
                     let state = serde_json::to_value(&state)
                         .map_err(|e| self.err(format!("cannot encode the checkpoint: {e}")))?;
                     let checkpoint = Checkpoint { id: b.id, state };

@@ -28,6 +28,16 @@ use super::state_table::{lock, Overlay, SharedOverlay, TableGauges};
 pub use super::state_table::{Freezer, StoreTable};
 use super::PipelineError;
 
+/// A task table's changes of one checkpoint (see `StateStore::task_deltas`).
+pub(super) struct TaskDelta {
+    pub transform: String,
+    pub task: u32,
+    /// `None`: the table was opened after the barrier, so has no changes in it.
+    pub changes: Option<Arc<SortedDelta>>,
+    /// Keys below this are forgotten (`KeyedState::forget_below`).
+    pub bound: Vec<u8>,
+}
+
 /// A complete checkpoint: its id and the pipeline's state at it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -41,8 +51,10 @@ type SharedBound = Arc<RwLock<Vec<u8>>>;
 /// A table of the store with what the runtime keeps for it.
 #[derive(Clone)]
 struct Table {
-    /// The keyspace's name (`t.<transform>`).
+    /// The keyspace's name (`t.<transform>`, or `t.<transform>#<task>`).
     name: String,
+    /// A task's table (`task_table`): its transform and task.
+    task: Option<(String, u32)>,
     ks: Keyspace,
     overlay: SharedOverlay,
     completed_bound: SharedBound,
@@ -261,7 +273,7 @@ impl StateStore {
         checkpoints: Option<Arc<dyn CheckpointControl>>,
     ) -> Result<(StoreTable, Freezer), PipelineError> {
         // Keyspace names are limited to 255 bytes; component names are short.
-        self.open_table(format!("t.{name}"), checkpoints, self.memory_budget)
+        self.open_table(format!("t.{name}"), None, checkpoints, self.memory_budget)
     }
 
     /// The keyed state of transform `name` in input partition `task`
@@ -276,12 +288,14 @@ impl StateStore {
         shares: usize,
     ) -> Result<(StoreTable, Freezer), PipelineError> {
         let budget = self.memory_budget / shares.max(1);
-        self.open_table(format!("t.{name}#{task:08x}"), checkpoints, budget)
+        let ks_name = format!("t.{name}#{task:08x}");
+        self.open_table(ks_name, Some((name.to_string(), task)), checkpoints, budget)
     }
 
     fn open_table(
         &self,
         ks_name: String,
+        task: Option<(String, u32)>,
         checkpoints: Option<Arc<dyn CheckpointControl>>,
         memory_budget: usize,
     ) -> Result<(StoreTable, Freezer), PipelineError> {
@@ -306,6 +320,7 @@ impl StateStore {
         }));
         lock_vec(&self.tables).push(Table {
             name: ks_name,
+            task,
             ks: ks.clone(),
             overlay: overlay.clone(),
             completed_bound,
@@ -359,6 +374,25 @@ impl StateStore {
             size.partitions += u64::from(*per_task);
         }
         sizes
+    }
+
+    /// The changes of checkpoint `id` (frozen, not yet complete) of every task's table
+    /// (`task_table`), with the table's bound as of `id`: what goes to the changelogs.
+    pub(super) fn task_deltas(&self, id: u64) -> Vec<TaskDelta> {
+        let tables = lock_vec(&self.tables).clone();
+        tables
+            .into_iter()
+            .filter_map(|t| {
+                let (transform, task) = t.task?;
+                let o = lock(&t.overlay);
+                Some(TaskDelta {
+                    transform,
+                    task,
+                    changes: o.frozen.get(&id).cloned(),
+                    bound: o.frozen_bounds.get(&id).cloned().unwrap_or_default(),
+                })
+            })
+            .collect()
     }
 
     /// Records checkpoint `manifest.id` as complete, with every table's changes of its

@@ -24,6 +24,8 @@ use super::PipelineError;
 
 const EXTENSION: &str = "wal";
 const LEGACY_EXTENSION: &str = "jsonl";
+/// An epoch's state changelogs (`keep_changelogs`).
+const CHANGELOG_EXTENSION: &str = "changelog";
 const FRAME_HEADER: usize = 8;
 /// Set in a frame's length: the end frame, whose payload is the epoch's record count
 /// (8 bytes). A log without it was cut short.
@@ -64,6 +66,42 @@ impl Wal {
 
     fn path(&self, epoch: u64) -> PathBuf {
         self.dir.join(format!("{epoch}.{EXTENSION}"))
+    }
+
+    fn changelog_path(&self, epoch: u64) -> PathBuf {
+        self.dir.join(format!("{epoch}.{CHANGELOG_EXTENSION}"))
+    }
+
+    /// Keeps the state changelogs of `epoch` (see `engine::changelog`), durably, before
+    /// its pre-commit: a recovery that redoes the epoch writes them again.
+    pub fn keep_changelogs(
+        &mut self,
+        epoch: u64,
+        logs: &[connectd_sdk::Changelog],
+    ) -> Result<(), PipelineError> {
+        fs::create_dir_all(&self.dir).map_err(|e| self.err("cannot create", &self.dir, e))?;
+        let path = self.changelog_path(epoch);
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&path)?;
+            f.write_all(&super::changelog::encode(logs))?;
+            f.sync_all()
+        };
+        write().map_err(|e| self.err("cannot write", &path, e))
+    }
+
+    /// The state changelogs kept for `epoch`, if any.
+    pub fn changelogs(
+        &self,
+        epoch: u64,
+    ) -> Result<Option<Vec<connectd_sdk::Changelog>>, PipelineError> {
+        let path = self.changelog_path(epoch);
+        match fs::read(&path) {
+            Ok(bytes) => super::changelog::decode(&bytes)
+                .map(Some)
+                .map_err(|e| self.err("cannot read", &path, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err("cannot read", &path, e)),
+        }
     }
 
     fn legacy_path(&self, epoch: u64) -> PathBuf {
@@ -235,7 +273,7 @@ impl Wal {
             .filter_map(|e| {
                 let name = e.file_name();
                 let (epoch, ext) = name.to_str()?.split_once('.')?;
-                [EXTENSION, LEGACY_EXTENSION]
+                [EXTENSION, LEGACY_EXTENSION, CHANGELOG_EXTENSION]
                     .contains(&ext)
                     .then(|| epoch.parse().ok())?
             })
@@ -250,7 +288,12 @@ impl Wal {
         if self.open.as_ref().is_some_and(|o| o.epoch == epoch) {
             self.open = None;
         }
-        for path in [self.path(epoch), self.legacy_path(epoch)] {
+        let paths = [
+            self.path(epoch),
+            self.legacy_path(epoch),
+            self.changelog_path(epoch),
+        ];
+        for path in paths {
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

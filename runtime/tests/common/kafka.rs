@@ -122,6 +122,24 @@ impl Producer {
         self.0.flush(Duration::from_secs(60)).expect("flush");
     }
 
+    /// Produces `(partition, key, value)` records, in order, and waits until all are
+    /// acknowledged.
+    pub fn send_keyed_to(
+        &self,
+        topic: &str,
+        records: impl IntoIterator<Item = (i32, String, String)>,
+    ) {
+        for (partition, k, v) in records {
+            self.enqueue(
+                BaseRecord::to(topic)
+                    .partition(partition)
+                    .key(k.as_bytes())
+                    .payload(v.as_bytes()),
+            );
+        }
+        self.0.flush(Duration::from_secs(60)).expect("flush");
+    }
+
     /// Queues one record, waiting while the producer's queue is full.
     fn enqueue<K: rdkafka::message::ToBytes + ?Sized, V: rdkafka::message::ToBytes + ?Sized>(
         &self,

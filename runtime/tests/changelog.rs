@@ -1,0 +1,262 @@
+//! Issue 17, step 2: with `state.per_partition` and a `kafka` sink, each checkpoint's
+//! state changes go to the changelog topic `connectd-<pipeline>-<transform>-changelog`
+//! in the sink's transaction, so that a worker taking a partition over can rebuild its
+//! state. Checked here in the running binary, with a live producer and a crash after a
+//! checkpoint completed but before the sink committed it (the recovery redoes that
+//! commit, changelog included): the changelog, compacted as Kafka would, holds exactly
+//! each partition's dedup keys, computed from the input.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::kafka;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+const HOSTS: usize = 8;
+const PARTITIONS: i32 = 4;
+const MESSAGES: usize = 4000;
+const IDS: usize = 300;
+
+/// Message `i`: host `h<i % 8>` in partition `i % 8 % 4`, id `(i / 8) % 300`, so each
+/// host repeats some ids.
+fn message(i: usize) -> (i32, String, String) {
+    let host = i % HOSTS;
+    let id = (i / HOSTS) % IDS;
+    let value = format!(r#"{{"host":"h{host}","id":{id},"t":{}}}"#, i * 10);
+    ((host as i32) % PARTITIONS, format!("h{host}"), value)
+}
+
+/// The dedup keys each partition holds, from the input.
+fn expected_keys() -> BTreeMap<u32, BTreeSet<(String, u64)>> {
+    let mut keys: BTreeMap<u32, BTreeSet<(String, u64)>> = BTreeMap::new();
+    for i in 0..MESSAGES {
+        let (partition, host, value) = message(i);
+        let v: serde_json::Value = serde_json::from_str(&value).unwrap();
+        keys.entry(partition as u32)
+            .or_default()
+            .insert((host, v["id"].as_u64().unwrap()));
+    }
+    keys
+}
+
+fn pipeline(input: &str, output: &str, group: &str) -> String {
+    format!(
+        r#"name: cl
+checkpoint: {{interval: 500ms}}
+state: {{per_partition: true}}
+sources:
+{source}transforms:
+  once: {{type: dedup, inputs: [iot], key: [host, id], keep: first, retention: 1d}}
+sinks:
+  out: {{type: kafka, inputs: [once], bootstrap_servers: {bootstrap}, topic: {output}}}
+"#,
+        source = kafka::iot_source_keyed_by_host(input, group),
+        bootstrap = kafka::bootstrap(),
+    )
+}
+
+/// Every record of `topic`, read committed from each partition's start to its end:
+/// `(partition, key, value)`, in partition order.
+fn read_topic(topic: &str) -> Vec<(i32, Vec<u8>, Option<Vec<u8>>)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka::bootstrap())
+        .set("group.id", kafka::unique("changelog-reader"))
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions = md.topics()[0].partitions().len() as i32;
+    assert!(partitions > 0, "no changelog topic `{topic}`");
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for p in 0..partitions {
+        let (_, high) = c
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .unwrap();
+        ends.insert(p, high);
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let started = Instant::now();
+    loop {
+        if let Some(m) = c.poll(Duration::from_millis(100)) {
+            let m = m.unwrap();
+            out.push((
+                m.partition(),
+                m.key().unwrap_or_default().to_vec(),
+                m.payload().map(<[u8]>::to_vec),
+            ));
+        }
+        let position = c.position().unwrap();
+        let done = ends.iter().all(|(p, end)| {
+            position
+                .find_partition(topic, *p)
+                .and_then(|e| e.offset().to_raw())
+                .is_some_and(|at| at >= *end)
+                || *end == 0
+        });
+        if done {
+            return out;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "reading `{topic}` did not reach its end: {ends:?}"
+        );
+    }
+}
+
+/// The changelogs waiting beside the sink's write-ahead log: file name and size.
+fn kept_changelogs(dir: &Path) -> Vec<(String, u64)> {
+    std::fs::read_dir(dir.join(".connectd/cl/wal/out"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    let size = e.metadata().map_or(0, |m| m.len());
+                    (e.file_name().to_string_lossy().into_owned(), size)
+                })
+                .filter(|(n, _)| n.ends_with(".changelog"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn each_partitions_state_changes_go_to_its_changelog_partition_in_the_sinks_transaction() {
+    let (input, output) = (kafka::unique("iot"), kafka::unique("deduped"));
+    kafka::create_topic(&input, PARTITIONS);
+    // Made here: a reader subscribed to a topic not there yet would look again only
+    // minutes later.
+    kafka::create_topic(&output, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_pipeline(
+        dir.path(),
+        "cl.yaml",
+        &pipeline(&input, &output, &kafka::unique("cl")),
+    );
+    // Half the input waits before the start; the rest arrives live after the crash.
+    let half = MESSAGES / 2;
+    kafka::Producer::new().send_keyed_to(&input, (0..half).map(message));
+
+    // Crash after a checkpoint holding state changes completed, before its sink
+    // committed it: the recovery must write that epoch's changelog again.
+    let run = common::run_with_env(
+        dir.path(),
+        &cfg,
+        &[("CONNECTD_CRASH_AT", "logged-changes:*:out")],
+    );
+    let said = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        said.contains("aborting at logged-changes"),
+        "the crash hook did not fire: {said}"
+    );
+    let kept = kept_changelogs(dir.path());
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let producer = {
+        let (bootstrap, input) = (kafka::bootstrap(), input.clone());
+        std::thread::spawn(move || {
+            let p = kafka::Producer::connect(&bootstrap);
+            for chunk in (half..MESSAGES).collect::<Vec<_>>().chunks(100) {
+                p.send_keyed_to(&input, chunk.iter().map(|&i| message(i)));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+
+    let mut child = common::spawn(dir.path(), &cfg, &[]);
+    let want: BTreeSet<(String, u64)> = expected_keys().into_values().flatten().collect();
+    let values = kafka::consume_committed(
+        &output,
+        Duration::from_secs(120),
+        Duration::from_secs(2),
+        |v| v.len() >= want.len(),
+    );
+    producer.join().unwrap();
+    common::signal(&child, libc::SIGTERM);
+    let ended = common::wait_with_deadline(&mut child, Duration::from_secs(60));
+    let log = common::stderr_tail(&child, 4000);
+    assert!(ended.success(), "{log}");
+    let mut got = BTreeSet::new();
+    for v in &values {
+        let v: serde_json::Value = serde_json::from_str(v).unwrap();
+        let key = (
+            v["host"].as_str().unwrap().to_string(),
+            v["id"].as_u64().unwrap(),
+        );
+        assert!(
+            got.insert(key.clone()),
+            "{key:?} twice in the output; {log}"
+        );
+    }
+    let missing: Vec<_> = want.difference(&got).take(5).collect();
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{} of {} keys out, missing e.g. {missing:?}; {log}",
+        got.len(),
+        want.len()
+    );
+
+    // The changelog, compacted as Kafka compacts it: the last value of each key.
+    let records = read_topic("connectd-cl-once-changelog");
+    let mut latest: BTreeMap<Vec<u8>, (i32, Option<Vec<u8>>)> = BTreeMap::new();
+    for (partition, key, value) in records {
+        latest.insert(key, (partition, value));
+    }
+    let mut keys: BTreeMap<u32, BTreeSet<(String, u64)>> = BTreeMap::new();
+    let mut metas = BTreeMap::new();
+    for (key, (partition, value)) in latest {
+        let task = u32::from_be_bytes(key[1..5].try_into().unwrap());
+        assert_eq!(
+            partition as u32,
+            task & 0xffff,
+            "task {task} in partition {partition}"
+        );
+        let Some(value) = value else { continue };
+        match (key[0], key.get(5)) {
+            (0, None) => {
+                let meta: serde_json::Value = serde_json::from_slice(&value).unwrap();
+                metas.insert(task, meta);
+            }
+            // The dedup's entries: `s`, the expiry segment (8 bytes), and the JSON of
+            // the key's values.
+            (1, Some(b's')) => {
+                let (host, id): (String, u64) = serde_json::from_slice(&key[14..]).unwrap();
+                keys.entry(task).or_default().insert((host, id));
+            }
+            (tag, _) => panic!("a changelog key of unknown kind {tag}"),
+        }
+    }
+    for (task, want) in expected_keys() {
+        let held = keys.remove(&task).unwrap_or_default();
+        let missing: Vec<_> = want.difference(&held).take(5).collect();
+        let extra: Vec<_> = held.difference(&want).take(5).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "partition {task}'s changelog: {} keys for {}, missing e.g. {missing:?}, extra e.g. {extra:?}; {log}",
+            held.len(),
+            want.len()
+        );
+    }
+    assert!(keys.is_empty(), "keys of unknown tasks: {:?}", keys.keys());
+    assert_eq!(metas.len(), PARTITIONS as usize, "{metas:?}");
+    for (task, meta) in &metas {
+        assert!(meta["checkpoint"].as_u64().unwrap() > 1, "{meta}");
+        assert!(meta["state"].is_object(), "task {task}: {meta}");
+    }
+    eprintln!(
+        "redone with changelogs {kept:?}; {} keys in 4 partitions",
+        want.len()
+    );
+}
