@@ -363,6 +363,18 @@ pub trait Sink: Send {
             "this sink cannot write state changelogs",
         ))
     }
+
+    /// Every committed record of changelog topic `topic` (none when it does not
+    /// exist), in order per partition: what a worker without local state rebuilds a
+    /// transform's partitions from. Only called when `writes_changelogs` is true.
+    async fn read_changelog(
+        &mut self,
+        _topic: &str,
+    ) -> Result<Vec<crate::changelog::ChangelogRecord>, ConnectorError> {
+        Err(ConnectorError::permanent(
+            "this sink cannot read state changelogs",
+        ))
+    }
 }
 
 macro_rules! opaque_debug {

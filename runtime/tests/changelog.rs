@@ -117,6 +117,102 @@ fn read_topic(topic: &str) -> Vec<(i32, Vec<u8>, Option<Vec<u8>>)> {
     }
 }
 
+/// The (host, id) keys of the output, each asserted to be there once.
+fn output_keys(values: &[String], log: &str) -> BTreeSet<(String, u64)> {
+    let mut got = BTreeSet::new();
+    let mut twice = Vec::new();
+    for v in values {
+        let v: serde_json::Value = serde_json::from_str(v).unwrap();
+        let key = (
+            v["host"].as_str().unwrap().to_string(),
+            v["id"].as_u64().unwrap(),
+        );
+        if !got.insert(key.clone()) {
+            twice.push(key);
+        }
+    }
+    assert!(
+        twice.is_empty(),
+        "{} keys twice in the output, e.g. {:?}; {log}",
+        twice.len(),
+        &twice[..twice.len().min(5)]
+    );
+    got
+}
+
+/// Starts the pipeline with the runtime's INFO log.
+fn start(dir: &Path, cfg: &Path) -> std::process::Child {
+    common::spawn_captured(
+        common::connectd()
+            .current_dir(dir)
+            .env("RUST_LOG", "warn,connectd_runtime=info")
+            .args(["--admin-addr", "off", "--config"])
+            .arg(cfg),
+    )
+}
+
+/// Reads the output until it holds `n` records, then stops the worker with SIGTERM.
+fn run_until(child: &mut std::process::Child, output: &str, n: usize) -> (Vec<String>, String) {
+    let values = kafka::consume_committed(
+        output,
+        Duration::from_secs(120),
+        Duration::from_secs(2),
+        |v| v.len() >= n,
+    );
+    common::signal(child, libc::SIGTERM);
+    let ended = common::wait_with_deadline(child, Duration::from_secs(60));
+    let log = common::stderr_of(child);
+    assert!(ended.success(), "{log}");
+    (values, log)
+}
+
+/// Step 3's first part: a worker whose state store is gone (a new machine, a lost
+/// volume) but whose `kafka` sink committed a checkpoint rebuilds each partition's
+/// state from the changelog before it reads on. Its dedup then keeps dropping the ids
+/// it saw before: the second half of the input repeats 1 600 of them.
+#[test]
+fn a_worker_without_its_state_store_rebuilds_each_partition_from_the_changelog() {
+    let (input, output) = (kafka::unique("iot"), kafka::unique("deduped"));
+    kafka::create_topic(&input, PARTITIONS);
+    kafka::create_topic(&output, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_pipeline(
+        dir.path(),
+        "cl.yaml",
+        &pipeline(&input, &output, &kafka::unique("cl")),
+    );
+    let half = MESSAGES / 2;
+    let producer = kafka::Producer::new();
+    producer.send_keyed_to(&input, (0..half).map(message));
+    let first: BTreeSet<(String, u64)> = (0..half)
+        .map(|i| {
+            let v: serde_json::Value = serde_json::from_str(&message(i).2).unwrap();
+            (
+                v["host"].as_str().unwrap().to_string(),
+                v["id"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut child = start(dir.path(), &cfg);
+    let (before, log) = run_until(&mut child, &output, first.len());
+    assert_eq!(output_keys(&before, &log), first, "{log}");
+
+    // The pipeline's state directory goes (the worker's instance id stays, as on a
+    // volume that keeps only it): no state store, no write-ahead log.
+    std::fs::remove_dir_all(dir.path().join(".connectd/cl")).unwrap();
+    producer.send_keyed_to(&input, (half..MESSAGES).map(message));
+    let mut child = start(dir.path(), &cfg);
+    let want: BTreeSet<(String, u64)> = expected_keys().into_values().flatten().collect();
+    let (all, log) = run_until(&mut child, &output, want.len());
+    let got = output_keys(&all, &log);
+    assert_eq!(got.len(), want.len(), "{log}");
+    assert_eq!(got, want);
+    assert!(
+        log.contains("state rebuilt from its changelog"),
+        "no rebuild logged: {log}"
+    );
+}
+
 /// The changelogs waiting beside the sink's write-ahead log: file name and size.
 fn kept_changelogs(dir: &Path) -> Vec<(String, u64)> {
     std::fs::read_dir(dir.join(".connectd/cl/wal/out"))
@@ -187,18 +283,7 @@ fn each_partitions_state_changes_go_to_its_changelog_partition_in_the_sinks_tran
     let ended = common::wait_with_deadline(&mut child, Duration::from_secs(60));
     let log = common::stderr_tail(&child, 4000);
     assert!(ended.success(), "{log}");
-    let mut got = BTreeSet::new();
-    for v in &values {
-        let v: serde_json::Value = serde_json::from_str(v).unwrap();
-        let key = (
-            v["host"].as_str().unwrap().to_string(),
-            v["id"].as_u64().unwrap(),
-        );
-        assert!(
-            got.insert(key.clone()),
-            "{key:?} twice in the output; {log}"
-        );
-    }
+    let got = output_keys(&values, &log);
     let missing: Vec<_> = want.difference(&got).take(5).collect();
     assert_eq!(
         got.len(),

@@ -11,6 +11,7 @@ mod align;
 mod backfill;
 mod chains;
 mod changelog;
+mod changelog_restore;
 mod checkpoint;
 mod coordinator;
 mod crash_point;
@@ -178,7 +179,9 @@ async fn run_as(
             )
         })
     };
-    let (restore_id, state) = match &plan.restore {
+    // No state store, a sink's checkpoint: state per partition comes from changelogs.
+    let from_changelogs = matches!(plan.restore, recovery::Restore::Sink { .. }) && !backfilling;
+    let (restore_id, mut state) = match &plan.restore {
         recovery::Restore::Beginning => (0, PipelineState::default()),
         recovery::Restore::Log(id) => (*id, manifest.map(|m| m.state).unwrap_or_default()),
         recovery::Restore::Sink { id, sink } => {
@@ -383,6 +386,13 @@ async fn run_as(
             }
         };
         runs_per_task |= per_partition;
+        if per_partition && from_changelogs {
+            if let Some(snapshot) =
+                rebuild_from_changelog(&mut sinks, &state_store, &name, &t.name, restore_id).await?
+            {
+                state.transforms.insert(t.name.clone(), snapshot);
+            }
+        }
         if let Some(snapshot) = state.transforms.get(&t.name) {
             partition_tasks::check_snapshot(&t.name, snapshot, per_partition)?;
             t.component
@@ -551,6 +561,41 @@ async fn run_as(
         }
     }
     Ok(())
+}
+
+/// Rebuilds transform `transform`'s partitions at checkpoint `id` from its changelog,
+/// read through the sink that writes the pipeline's changelogs; returns the snapshot to
+/// restore it with (`None`: no such sink, or an empty changelog).
+async fn rebuild_from_changelog(
+    sinks: &mut [crate::config::ComponentPlan<dyn connectd_sdk::Sink>],
+    store: &StateStore,
+    pipeline: &str,
+    transform: &str,
+    id: u64,
+) -> Result<Option<serde_json::Value>, PipelineError> {
+    let Some(sink) = sinks
+        .iter_mut()
+        .find(|s| s.component.exactly_once() && s.component.writes_changelogs())
+    else {
+        return Ok(None);
+    };
+    let started = std::time::Instant::now();
+    let topic = changelog::topic(pipeline, transform);
+    let records = sink
+        .component
+        .read_changelog(&topic)
+        .await
+        .map_err(|e| PipelineError::new(&sink.name, format!("cannot read `{topic}`: {e}")))?;
+    let rebuilt = changelog_restore::rebuild(store, transform, id, records).map_err(|e| {
+        PipelineError::new(
+            transform,
+            format!("cannot rebuild its state from `{topic}`: {e}. Reset the pipeline (DELETE /connectors/<name>/offsets) to start over"),
+        )
+    })?;
+    Ok(rebuilt.map(|r| {
+        tracing::info!(pipeline, transform, topic = %topic, partitions = r.tasks, keys = r.keys, seconds = started.elapsed().as_secs_f64(), "state rebuilt from its changelog");
+        r.snapshot
+    }))
 }
 
 /// Commits checkpoint `id`, whose epoch the sink holds (prepared, or just written

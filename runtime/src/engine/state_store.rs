@@ -376,6 +376,30 @@ impl StateStore {
         sizes
     }
 
+    /// Writes the table of transform `name`'s task `task` as a changelog left it:
+    /// `entries` in key order, and its bound (a fresh state directory, before the
+    /// transform opens the table). Durable once it returns.
+    pub fn rebuild_task_table(
+        &self,
+        name: &str,
+        task: u32,
+        entries: &[(fjall::Slice, Option<fjall::Slice>)],
+        bound: &[u8],
+    ) -> Result<(), PipelineError> {
+        let ks_name = format!("t.{name}#{task:08x}");
+        let ks = self
+            .db
+            .keyspace(&ks_name, table_options)
+            .map_err(|e| self.err("cannot open a table in", e))?;
+        if !entries.is_empty() {
+            ingest(&ks, entries).map_err(|e| self.err("cannot write", e))?;
+        }
+        let mut batch = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), 1)
+            .durability(Some(PersistMode::SyncAll));
+        batch.insert(&self.meta, bound_key(&ks_name), bound);
+        batch.commit().map_err(|e| self.err("cannot write", e))
+    }
+
     /// The changes of checkpoint `id` (frozen, not yet complete) of every task's table
     /// (`task_table`), with the table's bound as of `id`: what goes to the changelogs.
     pub(super) fn task_deltas(&self, id: u64) -> Vec<TaskDelta> {
