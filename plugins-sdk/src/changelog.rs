@@ -1,6 +1,7 @@
 //! State changes for a changelog topic (`state.per_partition` with a sink that writes
 //! changelogs, as Kafka Streams logs each task's store): what a sink adds to the
-//! transaction of a checkpoint, so another worker can rebuild a partition's state.
+//! transaction of a checkpoint (`Sink::write_changelogs`), and reads back for a worker
+//! that has to rebuild a partition's state (`Sink::read_changelog`).
 
 /// One transform's changelog records of one checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]

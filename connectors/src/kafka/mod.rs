@@ -3,6 +3,7 @@
 
 pub mod awaited;
 pub mod bounds;
+pub mod changelog;
 pub mod exclusive;
 pub mod fetcher;
 pub mod format;

@@ -9,6 +9,10 @@
 //! the pipeline reads from kafka sources — those sources' consumer offsets
 //! (`send_offsets_to_transaction`) commit in one transaction.
 //!
+//! In a pipeline with `state.per_partition`, the records of the state changelogs
+//! (`write_changelogs`, topics `connectd-<pipeline>-<transform>-changelog`) join that
+//! transaction too; `read_changelog` reads them back for a worker without local state.
+//!
 //! Records are held until the checkpoint (or until `max_buffered` of them wait) and then
 //! produced, so a transaction is open only briefly. While one is open the file
 //! `<state-dir>/<pipeline>/sinks/<sink>.in-transaction` exists.
@@ -620,82 +624,6 @@ fn read_checkpoint(
     }))
 }
 
-/// Every committed record of `topic` (read_committed, each partition from its start to
-/// its end); none when the topic does not exist.
-fn read_changelog(
-    props: &BTreeMap<String, String>,
-    topic: &str,
-) -> Result<Vec<ChangelogRecord>, ConnectorError> {
-    let mut consumer_props = props.clone();
-    consumer_props.remove("transactional.id");
-    consumer_props.remove("enable.idempotence");
-    consumer_props.insert(
-        "group.id".into(),
-        format!("connectd-changelog-reader-{topic}"),
-    );
-    consumer_props.insert("enable.auto.commit".into(), "false".into());
-    consumer_props.insert("isolation.level".into(), "read_committed".into());
-    let consumer: BaseConsumer = client_config(&consumer_props)
-        .create()
-        .map_err(|e| error("cannot create the changelog reader", e))?;
-    // All topics: asking for one by name may create it on some brokers.
-    let md = consumer
-        .fetch_metadata(None, TIMEOUT)
-        .map_err(|e| error("read the topics", e))?;
-    let Some(found) = md.topics().iter().find(|t| t.name() == topic) else {
-        return Ok(Vec::new());
-    };
-    let mut tpl = TopicPartitionList::new();
-    let mut ends = Vec::new();
-    for p in found.partitions() {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, p.id(), TIMEOUT)
-            .map_err(|e| error(&format!("read the end of `{topic}`"), e))?;
-        if high > 0 {
-            ends.push((p.id(), high));
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-                .map_err(|e| error(&format!("read `{topic}`"), e))?;
-        }
-    }
-    if ends.is_empty() {
-        return Ok(Vec::new());
-    }
-    consumer
-        .assign(&tpl)
-        .map_err(|e| error(&format!("read `{topic}`"), e))?;
-    let mut records = Vec::new();
-    let deadline = Instant::now() + 10 * TIMEOUT;
-    loop {
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            let m = m.map_err(|e| error(&format!("read `{topic}`"), e))?;
-            records.push(ChangelogRecord {
-                partition: m.partition() as u32,
-                key: m.key().unwrap_or_default().to_vec(),
-                value: m.payload().map(<[u8]>::to_vec),
-            });
-        }
-        // Positions pass transaction markers too, so each reaches its end once all
-        // committed records are read.
-        let positions = consumer
-            .position()
-            .map_err(|e| error(&format!("read `{topic}`"), e))?;
-        let at_end = ends.iter().all(|(p, high)| {
-            positions
-                .find_partition(topic, *p)
-                .and_then(|e| e.offset().to_raw())
-                .is_some_and(|at| at >= *high)
-        });
-        if at_end {
-            return Ok(records);
-        }
-        if Instant::now() > deadline {
-            return Err(ConnectorError::transient(format!(
-                "kafka: reading the state changelog `{topic}` did not reach its end in 5 minutes (an open transaction?)"
-            )));
-        }
-    }
-}
-
 #[async_trait]
 impl Sink for KafkaSink {
     /// `send_offsets_to_transaction`: the sources' group offsets commit with the records.
@@ -830,7 +758,7 @@ impl Sink for KafkaSink {
         topic: &str,
     ) -> Result<Vec<ChangelogRecord>, ConnectorError> {
         let (props, topic) = (self.props.clone(), topic.to_string());
-        blocking(move || read_changelog(&props, &topic)).await
+        blocking(move || crate::kafka::changelog::read(&props, &topic)).await
     }
 
     async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), ConnectorError> {

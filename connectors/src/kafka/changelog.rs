@@ -1,0 +1,90 @@
+//! Reading a state changelog topic back (see the `kafka` sink's `read_changelog`): every
+//! committed record, each partition from its start to its end.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use connectd_sdk::{ChangelogRecord, ConnectorError};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{client_config, error};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Every committed record of `topic` (read_committed, each partition from its start to
+/// its end); none when the topic does not exist.
+pub fn read(
+    props: &BTreeMap<String, String>,
+    topic: &str,
+) -> Result<Vec<ChangelogRecord>, ConnectorError> {
+    let mut consumer_props = props.clone();
+    consumer_props.remove("transactional.id");
+    consumer_props.remove("enable.idempotence");
+    consumer_props.insert(
+        "group.id".into(),
+        format!("connectd-changelog-reader-{topic}"),
+    );
+    consumer_props.insert("enable.auto.commit".into(), "false".into());
+    consumer_props.insert("isolation.level".into(), "read_committed".into());
+    let consumer: BaseConsumer = client_config(&consumer_props)
+        .create()
+        .map_err(|e| error("cannot create the changelog reader", e))?;
+    // All topics: asking for one by name may create it on some brokers.
+    let md = consumer
+        .fetch_metadata(None, TIMEOUT)
+        .map_err(|e| error("read the topics", e))?;
+    let Some(found) = md.topics().iter().find(|t| t.name() == topic) else {
+        return Ok(Vec::new());
+    };
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for p in found.partitions() {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p.id(), TIMEOUT)
+            .map_err(|e| error(&format!("read the end of `{topic}`"), e))?;
+        if high > 0 {
+            ends.push((p.id(), high));
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .map_err(|e| error(&format!("read `{topic}`"), e))?;
+        }
+    }
+    if ends.is_empty() {
+        return Ok(Vec::new());
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(|e| error(&format!("read `{topic}`"), e))?;
+    let mut records = Vec::new();
+    let deadline = Instant::now() + 10 * TIMEOUT;
+    loop {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.map_err(|e| error(&format!("read `{topic}`"), e))?;
+            records.push(ChangelogRecord {
+                partition: m.partition() as u32,
+                key: m.key().unwrap_or_default().to_vec(),
+                value: m.payload().map(<[u8]>::to_vec),
+            });
+        }
+        // Positions pass transaction markers too, so each reaches its end once all
+        // committed records are read.
+        let positions = consumer
+            .position()
+            .map_err(|e| error(&format!("read `{topic}`"), e))?;
+        let at_end = ends.iter().all(|(p, high)| {
+            positions
+                .find_partition(topic, *p)
+                .and_then(|e| e.offset().to_raw())
+                .is_some_and(|at| at >= *high)
+        });
+        if at_end {
+            return Ok(records);
+        }
+        if Instant::now() > deadline {
+            return Err(ConnectorError::transient(format!(
+                "kafka: reading the state changelog `{topic}` did not reach its end in 5 minutes (an open transaction?)"
+            )));
+        }
+    }
+}
