@@ -140,6 +140,33 @@ fn output_keys(values: &[String], log: &str) -> BTreeSet<(String, u64)> {
     got
 }
 
+/// A test's topics (the input with 4 partitions) and its pipeline file.
+struct Setup {
+    input: String,
+    output: String,
+    dir: tempfile::TempDir,
+    cfg: std::path::PathBuf,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let (input, output) = (kafka::unique("iot"), kafka::unique("deduped"));
+        kafka::create_topic(&input, PARTITIONS);
+        // Made here: a reader subscribed to a topic not there yet would look again
+        // only minutes later.
+        kafka::create_topic(&output, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = pipeline(&input, &output, &kafka::unique("cl"));
+        let cfg = common::write_pipeline(dir.path(), "cl.yaml", &yaml);
+        Self {
+            input,
+            output,
+            dir,
+            cfg,
+        }
+    }
+}
+
 /// Starts the pipeline with the runtime's INFO log.
 fn start(dir: &Path, cfg: &Path) -> std::process::Child {
     common::spawn_captured(
@@ -172,15 +199,12 @@ fn run_until(child: &mut std::process::Child, output: &str, n: usize) -> (Vec<St
 /// it saw before: the second half of the input repeats 1 600 of them.
 #[test]
 fn a_worker_without_its_state_store_rebuilds_each_partition_from_the_changelog() {
-    let (input, output) = (kafka::unique("iot"), kafka::unique("deduped"));
-    kafka::create_topic(&input, PARTITIONS);
-    kafka::create_topic(&output, 1);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = common::write_pipeline(
-        dir.path(),
-        "cl.yaml",
-        &pipeline(&input, &output, &kafka::unique("cl")),
-    );
+    let Setup {
+        input,
+        output,
+        dir,
+        cfg,
+    } = Setup::new();
     let half = MESSAGES / 2;
     let producer = kafka::Producer::new();
     producer.send_keyed_to(&input, (0..half).map(message));
@@ -230,17 +254,12 @@ fn kept_changelogs(dir: &Path) -> Vec<(String, u64)> {
 
 #[test]
 fn each_partitions_state_changes_go_to_its_changelog_partition_in_the_sinks_transaction() {
-    let (input, output) = (kafka::unique("iot"), kafka::unique("deduped"));
-    kafka::create_topic(&input, PARTITIONS);
-    // Made here: a reader subscribed to a topic not there yet would look again only
-    // minutes later.
-    kafka::create_topic(&output, 1);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = common::write_pipeline(
-        dir.path(),
-        "cl.yaml",
-        &pipeline(&input, &output, &kafka::unique("cl")),
-    );
+    let Setup {
+        input,
+        output,
+        dir,
+        cfg,
+    } = Setup::new();
     // Half the input waits before the start; the rest arrives live after the crash.
     let half = MESSAGES / 2;
     kafka::Producer::new().send_keyed_to(&input, (0..half).map(message));
@@ -270,19 +289,10 @@ fn each_partitions_state_changes_go_to_its_changelog_partition_in_the_sinks_tran
         })
     };
 
-    let mut child = common::spawn(dir.path(), &cfg, &[]);
+    let mut child = start(dir.path(), &cfg);
     let want: BTreeSet<(String, u64)> = expected_keys().into_values().flatten().collect();
-    let values = kafka::consume_committed(
-        &output,
-        Duration::from_secs(120),
-        Duration::from_secs(2),
-        |v| v.len() >= want.len(),
-    );
+    let (values, log) = run_until(&mut child, &output, want.len());
     producer.join().unwrap();
-    common::signal(&child, libc::SIGTERM);
-    let ended = common::wait_with_deadline(&mut child, Duration::from_secs(60));
-    let log = common::stderr_tail(&child, 4000);
-    assert!(ended.success(), "{log}");
     let got = output_keys(&values, &log);
     let missing: Vec<_> = want.difference(&got).take(5).collect();
     assert_eq!(

@@ -13,24 +13,30 @@ use super::{client_config, error};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A consumer that reads committed records only, in group `group` (never committed
+/// to), with the sink's connection settings.
+pub fn committed_reader(
+    props: &BTreeMap<String, String>,
+    group: &str,
+) -> Result<BaseConsumer, ConnectorError> {
+    let mut consumer_props = props.clone();
+    consumer_props.remove("transactional.id");
+    consumer_props.remove("enable.idempotence");
+    consumer_props.insert("group.id".into(), group.into());
+    consumer_props.insert("enable.auto.commit".into(), "false".into());
+    consumer_props.insert("isolation.level".into(), "read_committed".into());
+    client_config(&consumer_props)
+        .create()
+        .map_err(|e| error("cannot create a reader", e))
+}
+
 /// Every committed record of `topic` (read_committed, each partition from its start to
 /// its end); none when the topic does not exist.
 pub fn read(
     props: &BTreeMap<String, String>,
     topic: &str,
 ) -> Result<Vec<ChangelogRecord>, ConnectorError> {
-    let mut consumer_props = props.clone();
-    consumer_props.remove("transactional.id");
-    consumer_props.remove("enable.idempotence");
-    consumer_props.insert(
-        "group.id".into(),
-        format!("connectd-changelog-reader-{topic}"),
-    );
-    consumer_props.insert("enable.auto.commit".into(), "false".into());
-    consumer_props.insert("isolation.level".into(), "read_committed".into());
-    let consumer: BaseConsumer = client_config(&consumer_props)
-        .create()
-        .map_err(|e| error("cannot create the changelog reader", e))?;
+    let consumer = committed_reader(props, &format!("connectd-changelog-reader-{topic}"))?;
     // All topics: asking for one by name may create it on some brokers.
     let md = consumer
         .fetch_metadata(None, TIMEOUT)

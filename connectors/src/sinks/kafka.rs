@@ -30,7 +30,7 @@ use connectd_sdk::{
 };
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -555,18 +555,8 @@ fn read_checkpoint(
     topic: &str,
     key: &str,
 ) -> Result<Option<Committed>, ConnectorError> {
-    let mut consumer_props = props.clone();
-    consumer_props.remove("transactional.id");
-    consumer_props.remove("enable.idempotence");
-    consumer_props.insert(
-        "group.id".into(),
-        format!("connectd-checkpoint-reader-{key}"),
-    );
-    consumer_props.insert("enable.auto.commit".into(), "false".into());
-    consumer_props.insert("isolation.level".into(), "read_committed".into());
-    let consumer: BaseConsumer = client_config(&consumer_props)
-        .create()
-        .map_err(|e| error("cannot create the checkpoint reader", e))?;
+    let group = format!("connectd-checkpoint-reader-{key}");
+    let consumer = crate::kafka::changelog::committed_reader(props, &group)?;
     let (_, high) = consumer
         .fetch_watermarks(topic, 0, TIMEOUT)
         .map_err(|e| error("read the checkpoint topic's end", e))?;
