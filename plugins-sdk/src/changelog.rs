@@ -1,7 +1,7 @@
 //! State changes for a changelog topic (`state.per_partition` with a sink that writes
 //! changelogs, as Kafka Streams logs each task's store): what a sink adds to the
 //! transaction of a checkpoint (`Sink::write_changelogs`), and reads back for a worker
-//! that has to rebuild a partition's state (`Sink::read_changelog`).
+//! that takes a partition over (`Sink::changelog_reader`).
 
 /// One transform's changelog records of one checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,4 +21,18 @@ pub struct ChangelogRecord {
     pub partition: u32,
     pub key: Vec<u8>,
     pub value: Option<Vec<u8>>,
+}
+
+/// Reads a changelog back: what a worker restores a partition's state from when it is
+/// assigned that partition. Blocking, callable from any thread (a restore runs where
+/// the transform runs, before the partition's first record).
+pub trait ChangelogReader: Send + Sync {
+    /// Every committed record of `topic` (none when it does not exist), in order per
+    /// partition; only the partition holding input partition `partition`'s records
+    /// (`partition` modulo the topic's count) when it is given.
+    fn read(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+    ) -> Result<Vec<ChangelogRecord>, crate::ConnectorError>;
 }

@@ -49,7 +49,7 @@ pub mod value;
 pub mod wasm;
 
 #[cfg(feature = "host")]
-pub use changelog::{Changelog, ChangelogRecord};
+pub use changelog::{Changelog, ChangelogReader, ChangelogRecord};
 #[cfg(feature = "host")]
 pub use checkpoints::CheckpointControl;
 #[cfg(feature = "host")]

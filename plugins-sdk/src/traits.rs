@@ -364,16 +364,11 @@ pub trait Sink: Send {
         ))
     }
 
-    /// Every committed record of changelog topic `topic` (none when it does not
-    /// exist), in order per partition: what a worker without local state rebuilds a
-    /// transform's partitions from. Only called when `writes_changelogs` is true.
-    async fn read_changelog(
-        &mut self,
-        _topic: &str,
-    ) -> Result<Vec<crate::changelog::ChangelogRecord>, ConnectorError> {
-        Err(ConnectorError::permanent(
-            "this sink cannot read state changelogs",
-        ))
+    /// What reads this sink's changelogs back (after `open`), for a worker that takes a
+    /// partition over or lost its state store. Only asked when `writes_changelogs` is
+    /// true.
+    fn changelog_reader(&self) -> Option<std::sync::Arc<dyn crate::changelog::ChangelogReader>> {
+        None
     }
 }
 

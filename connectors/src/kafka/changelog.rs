@@ -1,10 +1,10 @@
-//! Reading a state changelog topic back (see the `kafka` sink's `read_changelog`): every
-//! committed record, each partition from its start to its end.
+//! Reading a state changelog topic back (the `kafka` sink's `changelog_reader`): every
+//! committed record, each partition (or the one asked for) from its start to its end.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use connectd_sdk::{ChangelogRecord, ConnectorError};
+use connectd_sdk::{ChangelogReader, ChangelogRecord, ConnectorError};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -30,11 +30,29 @@ pub fn committed_reader(
         .map_err(|e| error("cannot create a reader", e))
 }
 
+/// Reads the changelogs with the sink's connection settings.
+#[derive(Debug)]
+pub struct KafkaChangelogReader {
+    pub props: BTreeMap<String, String>,
+}
+
+impl ChangelogReader for KafkaChangelogReader {
+    fn read(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+    ) -> Result<Vec<ChangelogRecord>, ConnectorError> {
+        read(&self.props, topic, partition)
+    }
+}
+
 /// Every committed record of `topic` (read_committed, each partition from its start to
-/// its end); none when the topic does not exist.
+/// its end), or of the partition holding input partition `only`'s records; none when
+/// the topic does not exist.
 pub fn read(
     props: &BTreeMap<String, String>,
     topic: &str,
+    only: Option<u32>,
 ) -> Result<Vec<ChangelogRecord>, ConnectorError> {
     let consumer = committed_reader(props, &format!("connectd-changelog-reader-{topic}"))?;
     // All topics: asking for one by name may create it on some brokers.
@@ -44,9 +62,11 @@ pub fn read(
     let Some(found) = md.topics().iter().find(|t| t.name() == topic) else {
         return Ok(Vec::new());
     };
+    let count = found.partitions().len() as u32;
+    let wanted = |id: i32| only.is_none_or(|p| count > 0 && p % count == id as u32);
     let mut tpl = TopicPartitionList::new();
     let mut ends = Vec::new();
-    for p in found.partitions() {
+    for p in found.partitions().iter().filter(|p| wanted(p.id())) {
         let (_, high) = consumer
             .fetch_watermarks(topic, p.id(), TIMEOUT)
             .map_err(|e| error(&format!("read the end of `{topic}`"), e))?;

@@ -11,7 +11,7 @@
 //!
 //! In a pipeline with `state.per_partition`, the records of the state changelogs
 //! (`write_changelogs`, topics `connectd-<pipeline>-<transform>-changelog`) join that
-//! transaction too; `read_changelog` reads them back for a worker without local state.
+//! transaction too; `changelog_reader` reads them back for a worker without local state.
 //!
 //! Records are held until the checkpoint (or until `max_buffered` of them wait) and then
 //! produced, so a transaction is open only briefly. While one is open the file
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use connectd_sdk::config::{ConfigMap, Invalid};
 use connectd_sdk::{
-    BadRecord, BuildContext, Changelog, ChangelogRecord, Checkpoint, Committed, ConnectorError,
+    BadRecord, BuildContext, Changelog, ChangelogReader, Checkpoint, Committed, ConnectorError,
     FieldPath, Record, Sink, Value,
 };
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -743,12 +743,10 @@ impl Sink for KafkaSink {
         Ok(())
     }
 
-    async fn read_changelog(
-        &mut self,
-        topic: &str,
-    ) -> Result<Vec<ChangelogRecord>, ConnectorError> {
-        let (props, topic) = (self.props.clone(), topic.to_string());
-        blocking(move || crate::kafka::changelog::read(&props, &topic)).await
+    fn changelog_reader(&self) -> Option<Arc<dyn ChangelogReader>> {
+        Some(Arc::new(crate::kafka::changelog::KafkaChangelogReader {
+            props: self.props.clone(),
+        }))
     }
 
     async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), ConnectorError> {

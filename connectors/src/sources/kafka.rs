@@ -87,6 +87,10 @@ struct Revoking {
     done: std::sync::mpsc::Sender<Positions>,
     /// The checkpoint id asked for (once asked).
     covering: Option<u64>,
+    /// Every record of them has been returned: `lanes` no longer declares them, so
+    /// transforms run per partition hand their state over at the next barrier, which
+    /// comes before (or is) the covering checkpoint.
+    drained: bool,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -288,6 +292,7 @@ impl KafkaSource {
         let Some(r) = self.revoking.as_mut() else {
             return Ok(SourcePoll::Idle(Duration::ZERO));
         };
+        r.drained = true;
         if let Some(control) = &self.control {
             let covering = *r.covering.get_or_insert_with(|| control.request());
             if control.committed() < covering {
@@ -433,6 +438,7 @@ impl Source for KafkaSource {
                         partitions,
                         done,
                         covering: None,
+                        drained: false,
                     });
                     break;
                 }
@@ -499,6 +505,7 @@ impl Source for KafkaSource {
 
     /// The partitions this worker holds now, and those it still waits for (see
     /// `kafka::awaited`); before the topics' partitions are known, the pending lane.
+    /// Partitions being revoked whose records were all returned are left out.
     fn lanes(&self) -> Option<Vec<u32>> {
         let shared = self.shared.as_ref()?;
         let mut awaited = shared.awaited();
@@ -508,7 +515,14 @@ impl Source for KafkaSource {
         let mut lanes: std::collections::BTreeSet<u32> =
             waiting.iter().map(|(t, p)| shared.lane(t, *p)).collect();
         drop(awaited);
-        lanes.extend(shared.held().iter().map(|(t, p)| shared.lane(t, *p)));
+        let leaving = self.revoking.as_ref().filter(|r| r.drained);
+        lanes.extend(
+            shared
+                .held()
+                .iter()
+                .filter(|p| !leaving.is_some_and(|r| r.partitions.contains(p)))
+                .map(|(t, p)| shared.lane(t, *p)),
+        );
         Some(lanes.into_iter().collect())
     }
 

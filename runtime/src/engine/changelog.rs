@@ -32,7 +32,7 @@ pub fn topic(pipeline: &str, transform: &str) -> String {
 
 /// A task's partition of the changelog: its input partition (see
 /// `partition_tasks::task_of`: the low 16 bits).
-fn partition_of(task: u32) -> u32 {
+pub fn partition_of(task: u32) -> u32 {
     task & 0xffff
 }
 

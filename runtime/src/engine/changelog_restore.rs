@@ -1,8 +1,8 @@
-//! Rebuilding a transform's partitions from its changelog (see `engine::changelog`):
-//! when the state store is gone but the sink that carries the changelogs has a
-//! committed checkpoint (the recovery restores that checkpoint, `Restore::Sink`), each
-//! task's table and snapshot come back from the changelog, compacted as Kafka compacts
-//! it: the last record of each key.
+//! Restoring a transform's partition from its changelog (see `engine::changelog`), as a
+//! Kafka Streams task restores its store: when a worker is assigned the partition (it
+//! may have been another worker's), or has lost its state store, the task's table and
+//! snapshot come back from the changelog compacted as Kafka compacts it: the last
+//! record of each key.
 
 use std::collections::BTreeMap;
 
@@ -13,12 +13,12 @@ use serde_json::Value;
 use super::changelog::{DATA, META};
 use super::state_store::StateStore;
 
-/// What a changelog gave back.
-#[derive(Debug)]
-pub struct Rebuilt {
-    /// The transform's snapshot of the checkpoint, per partition.
-    pub snapshot: Value,
-    pub tasks: usize,
+/// A task as its changelog left it.
+#[derive(Debug, PartialEq)]
+pub struct Restored {
+    /// The task's lane and snapshot (`None`: the changelog has no metadata for it, so
+    /// it starts empty).
+    pub saved: Option<(u64, Value)>,
     pub keys: usize,
 }
 
@@ -29,15 +29,15 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Writes the tables of `transform`'s tasks as changelog `records` (every committed
-/// record, in order per partition) leave them at checkpoint `checkpoint`, and returns
-/// the snapshot to restore it with; `None` when the changelog holds nothing.
-pub fn rebuild(
+/// Writes the table of `transform`'s task `task` as changelog `records` (every committed
+/// record of its changelog partition, in order) leave it, in place of what the store
+/// held of it, and returns its lane and snapshot.
+pub fn restore_task(
     store: &StateStore,
     transform: &str,
-    checkpoint: u64,
+    task: u32,
     records: Vec<ChangelogRecord>,
-) -> Result<Option<Rebuilt>, String> {
+) -> Result<Restored, String> {
     let mut latest: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
     for r in records {
         if r.key.len() < 5 || ![META, DATA].contains(&r.key[0]) {
@@ -47,60 +47,54 @@ pub fn rebuild(
                 String::from_utf8_lossy(&r.key)
             ));
         }
+        // Another task's record, in a topic with fewer partitions than tasks.
+        if r.key[1..5] != task.to_be_bytes() {
+            continue;
+        }
         latest.insert(r.key, r.value);
     }
-    let mut metas: BTreeMap<u32, Value> = BTreeMap::new();
-    let mut tables: BTreeMap<u32, Vec<(Slice, Option<Slice>)>> = BTreeMap::new();
+    let mut meta: Option<Value> = None;
+    let mut entries: Vec<(Slice, Option<Slice>)> = Vec::new();
     for (key, value) in latest {
-        let task = u32::from_be_bytes([key[1], key[2], key[3], key[4]]);
         match (key[0], value) {
             (META, Some(v)) => {
-                let meta = serde_json::from_slice(&v)
-                    .map_err(|e| format!("partition {task}'s metadata is not JSON: {e}"))?;
-                metas.insert(task, meta);
+                meta = Some(
+                    serde_json::from_slice(&v)
+                        .map_err(|e| format!("partition {task}'s metadata is not JSON: {e}"))?,
+                );
             }
-            (DATA, Some(v)) => tables
-                .entry(task)
-                .or_default()
-                .push((Slice::from(&key[5..]), Some(Slice::from(v)))),
+            (DATA, Some(v)) => entries.push((Slice::from(&key[5..]), Some(Slice::from(v)))),
             _ => {} // a deleted key
         }
     }
-    if metas.is_empty() && tables.is_empty() {
-        return Ok(None);
-    }
-    if let Some(task) = tables.keys().find(|t| !metas.contains_key(t)) {
-        return Err(format!("partition {task} has state but no metadata record"));
-    }
-    let (mut per_task, mut keys) = (serde_json::Map::new(), 0);
-    for (task, meta) in &metas {
-        if meta["checkpoint"].as_u64() != Some(checkpoint) {
-            return Err(format!(
-                "partition {task} is at checkpoint {}, the sink committed checkpoint {checkpoint}",
-                meta["checkpoint"]
-            ));
+    let Some(meta) = meta else {
+        if !entries.is_empty() {
+            return Err(format!("partition {task} has state but no metadata record"));
         }
-        let bound = meta["bound"]
-            .as_str()
-            .and_then(unhex)
-            .ok_or_else(|| format!("partition {task}'s bound is not hex: {}", meta["bound"]))?;
-        let mut entries = tables.remove(task).unwrap_or_default();
-        // Keys below the bound are forgotten: the log keeps them until compaction.
-        entries.retain(|(k, _)| **k >= *bound);
-        keys += entries.len();
         store
-            .rebuild_task_table(transform, *task, &entries, &bound)
+            .rebuild_task_table(transform, task, &[], &[])
             .map_err(|e| e.message)?;
-        per_task.insert(
-            task.to_string(),
-            serde_json::json!({"lane": meta["lane"], "state": meta["state"]}),
-        );
-    }
-    Ok(Some(Rebuilt {
-        snapshot: serde_json::json!({ super::partition_tasks::SNAPSHOT_KEY: per_task }),
-        tasks: metas.len(),
-        keys,
-    }))
+        return Ok(Restored {
+            saved: None,
+            keys: 0,
+        });
+    };
+    let bound = meta["bound"]
+        .as_str()
+        .and_then(unhex)
+        .ok_or_else(|| format!("partition {task}'s bound is not hex: {}", meta["bound"]))?;
+    let lane = meta["lane"]
+        .as_u64()
+        .ok_or_else(|| format!("partition {task}'s metadata has no lane: {meta}"))?;
+    // Keys below the bound are forgotten: the log keeps them until compaction.
+    entries.retain(|(k, _)| **k >= *bound);
+    store
+        .rebuild_task_table(transform, task, &entries, &bound)
+        .map_err(|e| e.message)?;
+    Ok(Restored {
+        saved: Some((lane, meta["state"].clone())),
+        keys: entries.len(),
+    })
 }
 
 #[cfg(test)]
@@ -128,6 +122,15 @@ mod tests {
     fn the_last_value_of_each_key_above_the_bound_comes_back_with_the_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         let store = StateStore::open(dir.path(), 1 << 20).unwrap();
+        // Stale local state of the task: replaced, not merged.
+        store
+            .rebuild_task_table(
+                "w",
+                2,
+                &[(Slice::from(&b"stale"[..]), Some(Slice::from(&b"1"[..])))],
+                b"",
+            )
+            .unwrap();
         let records = vec![
             record(DATA, 2, b"a", Some(b"1")),
             record(DATA, 2, b"b", Some(b"1")),
@@ -137,12 +140,17 @@ mod tests {
             record(DATA, 2, b"0", Some(b"old")),
             record(DATA, 2, b"\x01", Some(b"forgotten")),
             record(META, 2, b"", Some(&meta(4, "30"))),
+            // Task 6 shares the changelog partition (a topic of 4 partitions).
+            record(DATA, 6, b"z", Some(b"1")),
+            record(META, 6, b"", Some(&meta(4, ""))),
         ];
-        let rebuilt = rebuild(&store, "w", 4, records).unwrap().unwrap();
-        assert_eq!((rebuilt.tasks, rebuilt.keys), (1, 2));
+        let restored = restore_task(&store, "w", 2, records).unwrap();
         assert_eq!(
-            rebuilt.snapshot,
-            serde_json::json!({"per_partition": {"2": {"lane": 7, "state": {"n": 1}}}})
+            restored,
+            Restored {
+                saved: Some((7, serde_json::json!({"n": 1}))),
+                keys: 2
+            }
         );
         let (table, _) = store.task_table("w", 2, None, 1).unwrap();
         use connectd_sdk::state::KeyedState;
@@ -150,10 +158,19 @@ mod tests {
         assert_eq!(table.get(b"b").unwrap(), None);
         assert_eq!(table.get(b"0").unwrap().as_deref(), Some(&b"old"[..]));
         assert_eq!(table.get(b"\x01").unwrap(), None);
+        assert_eq!(table.get(b"z").unwrap(), None);
+        assert_eq!(table.get(b"stale").unwrap(), None);
 
-        let stale = vec![record(META, 1, b"", Some(&meta(3, "")))];
-        let e = rebuild(&store, "w", 4, stale).unwrap_err();
-        assert!(e.contains("partition 1 is at checkpoint 3"), "{e}");
-        assert!(rebuild(&store, "w", 4, Vec::new()).unwrap().is_none());
+        let fresh = restore_task(&store, "w", 3, Vec::new()).unwrap();
+        assert_eq!(
+            fresh,
+            Restored {
+                saved: None,
+                keys: 0
+            }
+        );
+        let orphan = vec![record(DATA, 1, b"k", Some(b"v"))];
+        let e = restore_task(&store, "w", 1, orphan).unwrap_err();
+        assert!(e.contains("partition 1 has state but no metadata"), "{e}");
     }
 }

@@ -179,9 +179,7 @@ async fn run_as(
             )
         })
     };
-    // No state store, a sink's checkpoint: state per partition comes from changelogs.
-    let from_changelogs = matches!(plan.restore, recovery::Restore::Sink { .. }) && !backfilling;
-    let (restore_id, mut state) = match &plan.restore {
+    let (restore_id, state) = match &plan.restore {
         recovery::Restore::Beginning => (0, PipelineState::default()),
         recovery::Restore::Log(id) => (*id, manifest.map(|m| m.state).unwrap_or_default()),
         recovery::Restore::Sink { id, sink } => {
@@ -355,6 +353,16 @@ async fn run_as(
     let mut prepared = Vec::with_capacity(transforms.len());
     let mut holders = Vec::new();
     let mut runs_per_task = false;
+    // The sink that carries the changelogs (the one `changelog` goes to below): with
+    // it, state per partition moves with its partition across workers.
+    let changelog_reader = sinks
+        .iter()
+        .zip(&wals)
+        .find(|(s, wal)| {
+            wal.is_some() && !s.component.keeps_prepared() && s.component.writes_changelogs()
+        })
+        .and_then(|(s, _)| s.component.changelog_reader())
+        .filter(|_| !backfilling);
     for mut t in transforms {
         if let Some(stats) = t.component.plugin_stats() {
             metrics.register_plugin_stats(&name, &t.name, stats);
@@ -367,10 +375,21 @@ async fn run_as(
                     && partition_tasks::holds_keyed_state(&mut *t.component) =>
             {
                 let open_table = task_table_opener(&state_store, &line, &t.name, &freezers);
-                let per_task =
+                let mut per_task =
                     PerTask::new(t.name.clone(), &*t.component, rebuild.clone(), open_table);
+                match &changelog_reader {
+                    Some(reader) => {
+                        let state_metrics = metrics.state(&name);
+                        let h =
+                            handover(reader.clone(), &state_store, &name, &t.name, state_metrics);
+                        per_task = per_task.with_handover(h);
+                        if sources.len() > 1 {
+                            holders.push(format!("keyed state in `{}` ({}) fed by several sources, whose consumers are assigned partitions independently", t.name, t.type_name));
+                        }
+                    }
+                    None => holders.push(format!("keyed state in `{}` ({})", t.name, t.type_name)),
+                }
                 t.component = Box::new(per_task);
-                holders.push(format!("keyed state in `{}` ({})", t.name, t.type_name));
                 true
             }
             _ => {
@@ -386,13 +405,6 @@ async fn run_as(
             }
         };
         runs_per_task |= per_partition;
-        if per_partition && from_changelogs {
-            if let Some(snapshot) =
-                rebuild_from_changelog(&mut sinks, &state_store, &name, &t.name, restore_id).await?
-            {
-                state.transforms.insert(t.name.clone(), snapshot);
-            }
-        }
         if let Some(snapshot) = state.transforms.get(&t.name) {
             partition_tasks::check_snapshot(&t.name, snapshot, per_partition)?;
             t.component
@@ -563,39 +575,46 @@ async fn run_as(
     Ok(())
 }
 
-/// Rebuilds transform `transform`'s partitions at checkpoint `id` from its changelog,
-/// read through the sink that writes the pipeline's changelogs; returns the snapshot to
-/// restore it with (`None`: no such sink, or an empty changelog).
-async fn rebuild_from_changelog(
-    sinks: &mut [crate::config::ComponentPlan<dyn connectd_sdk::Sink>],
+/// How transform `transform`'s tasks move with their partitions: each is restored from
+/// the changelog through `reader` (the carrying sink's) when this worker first reads
+/// its partition, and its table retired when it is handed over.
+fn handover(
+    reader: Arc<dyn connectd_sdk::ChangelogReader>,
     store: &StateStore,
     pipeline: &str,
     transform: &str,
-    id: u64,
-) -> Result<Option<serde_json::Value>, PipelineError> {
-    let Some(sink) = sinks
-        .iter_mut()
-        .find(|s| s.component.exactly_once() && s.component.writes_changelogs())
-    else {
-        return Ok(None);
-    };
-    let started = std::time::Instant::now();
+    metrics: crate::metrics::StateMetrics,
+) -> partition_tasks::Handover {
     let topic = changelog::topic(pipeline, transform);
-    let records = sink
-        .component
-        .read_changelog(&topic)
-        .await
-        .map_err(|e| PipelineError::new(&sink.name, format!("cannot read `{topic}`: {e}")))?;
-    let rebuilt = changelog_restore::rebuild(store, transform, id, records).map_err(|e| {
-        PipelineError::new(
-            transform,
-            format!("cannot rebuild its state from `{topic}`: {e}. Reset the pipeline (DELETE /connectors/<name>/offsets) to start over"),
-        )
-    })?;
-    Ok(rebuilt.map(|r| {
-        tracing::info!(pipeline, transform, topic = %topic, partitions = r.tasks, keys = r.keys, seconds = started.elapsed().as_secs_f64(), "state rebuilt from its changelog");
-        r.snapshot
-    }))
+    let (restoring, retiring) = (store.clone(), store.clone());
+    let (name, retired_name) = (transform.to_string(), transform.to_string());
+    let restore = move |task: u32| {
+        let started = std::time::Instant::now();
+        let read = || reader.read(&topic, Some(changelog::partition_of(task)));
+        // A blocking read where the transform runs: the partition waits for its state,
+        // and this runtime thread is given up meanwhile.
+        let records = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(read)
+            }
+            _ => read(),
+        }
+        .map_err(|e| PipelineError::new(&name, format!("cannot read `{topic}`: {e}")))?;
+        let restored = changelog_restore::restore_task(&restoring, &name, task, records)
+            .map_err(|e| {
+                PipelineError::new(
+                    &name,
+                    format!("cannot restore partition {task} from `{topic}`: {e}. Reset the pipeline (DELETE /connectors/<name>/offsets) to start over"),
+                )
+            })?;
+        metrics.restored(started.elapsed());
+        tracing::info!(transform = %name, topic = %topic, partition = task, keys = restored.keys, empty = restored.saved.is_none(), seconds = started.elapsed().as_secs_f64(), "state rebuilt from its changelog");
+        Ok(restored.saved)
+    };
+    partition_tasks::Handover {
+        restore: Box::new(restore),
+        retire: Box::new(move |task| retiring.retire_task_table(&retired_name, task)),
+    }
 }
 
 /// Commits checkpoint `id`, whose epoch the sink holds (prepared, or just written

@@ -12,8 +12,14 @@
 //! An instance's output takes the lane of the first record or announcement that made
 //! it, so a stateful transform further down runs per partition too, as a Kafka Streams
 //! sub-topology does.
+//!
+//! With a changelog (`Handover`), a task's state moves with its partition: an instance
+//! is made only for a partition this worker reads, restored from the changelog before
+//! its first record; a partition its source stops declaring (revoked) is snapshotted a
+//! last time at the next barrier, whose changelog carries that state to its next
+//! holder, and then dropped with its table.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +72,17 @@ pub fn task_of(lane: u64) -> u32 {
     lane as u32
 }
 
+/// Restores a task from the changelog, in place of what the store held of it: its
+/// lane and snapshot, or `None` when the changelog has nothing of it.
+pub type TaskRestorer = Box<dyn FnMut(u32) -> Result<Option<(u64, Value)>, PipelineError> + Send>;
+
+/// How tasks come and go when a changelog carries their state (scale-out).
+pub struct Handover {
+    pub restore: TaskRestorer,
+    /// The task was handed over: its table ends with the next barrier's delta.
+    pub retire: Box<dyn Fn(u32) + Send>,
+}
+
 /// One task's instance of the transform.
 struct Instance {
     transform: Box<dyn Transform>,
@@ -90,6 +107,13 @@ pub struct PerTask {
     /// An instance that could not be made in `on_lanes` (which cannot fail): reported
     /// at the next call that can.
     failed: Option<ConnectorError>,
+    /// With a changelog: tasks are restored from it and handed over (see the module).
+    handover: Option<Handover>,
+    /// The lanes each origin declared last (with a handover: told to instances made
+    /// later).
+    announced: BTreeMap<u32, Vec<u64>>,
+    /// Tasks whose partition is no longer declared: dropped at the next snapshot.
+    leaving: BTreeSet<u32>,
 }
 
 impl PerTask {
@@ -110,7 +134,16 @@ impl PerTask {
             owing: Vec::new(),
             shares: 1,
             failed: None,
+            handover: None,
+            announced: BTreeMap::new(),
+            leaving: BTreeSet::new(),
         }
+    }
+
+    /// Tasks' state moves with their partitions through a changelog (see the module).
+    pub fn with_handover(mut self, handover: Handover) -> Self {
+        self.handover = Some(handover);
+        self
     }
 
     fn check(&mut self) -> Result<(), ConnectorError> {
@@ -138,6 +171,9 @@ impl PerTask {
     /// origins it waits for).
     fn instance(&mut self, lane: u64, out: &mut Emitter) -> Result<&mut Instance, ConnectorError> {
         let task = task_of(lane);
+        if self.handover.is_some() && !self.instances.contains_key(&task) {
+            self.restore_task(task, lane, out)?;
+        }
         if !self.instances.contains_key(&task) {
             self.shares = self.shares.max(self.instances.len() + 1);
             let pending = self.pending.clone();
@@ -151,6 +187,48 @@ impl PerTask {
         self.instances
             .get_mut(&task)
             .ok_or_else(|| ConnectorError::permanent("partition instance vanished"))
+    }
+
+    /// With a handover: the instance of a partition this worker starts reading, as its
+    /// changelog left it, told the lanes it waits for.
+    fn restore_task(
+        &mut self,
+        task: u32,
+        lane: u64,
+        out: &mut Emitter,
+    ) -> Result<(), ConnectorError> {
+        let Some(handover) = self.handover.as_mut() else {
+            return Ok(());
+        };
+        let saved = (handover.restore)(task).map_err(|e| {
+            ConnectorError::permanent(format!(
+                "transform `{}`: cannot restore partition {task} from its changelog: {}",
+                self.name, e.message
+            ))
+        })?;
+        self.shares = self.shares.max(self.instances.len() + 1);
+        let own = saved.as_ref().map_or(lane, |(l, _)| *l);
+        let pending = self.pending.clone();
+        let mut declared = self.announced.clone();
+        let of_record = declared.entry(lanes::origin_of(lane)).or_default();
+        if !of_record.contains(&lane) {
+            of_record.push(lane);
+        }
+        let start = out.records.len();
+        let made = self.build(task, own)?;
+        if let Some((_, state)) = saved {
+            made.transform.restore(state)?;
+        }
+        for (origin, lanes) in &pending {
+            made.transform.on_lanes(*origin, lanes, out);
+        }
+        for (origin, lanes) in declared {
+            let mine: Vec<u64> = lanes.into_iter().filter(|l| task_of(*l) == task).collect();
+            made.transform.on_lanes(origin, &mine, out);
+        }
+        relabel(out, start, own);
+        self.owe(task);
+        Ok(())
     }
 
     fn owe(&mut self, task: u32) {
@@ -191,6 +269,48 @@ impl PerTask {
             self.owe(task);
         }
         Ok(())
+    }
+}
+
+impl PerTask {
+    /// `on_lanes` with a handover: no instance is made for a declaration (the partition
+    /// may be another worker's, awaited); one whose partition is gone is leaving.
+    fn handover_lanes(&mut self, origin: u32, real: Vec<u64>, out: &mut Emitter) {
+        let tasks: Vec<u32> = self.instances.keys().copied().collect();
+        for task in tasks {
+            let Some(i) = self.instances.get_mut(&task) else {
+                continue;
+            };
+            let own: Vec<u64> = real
+                .iter()
+                .copied()
+                .filter(|l| task_of(*l) == task)
+                .collect();
+            if own.is_empty() && lanes::origin_of(i.lane) == origin {
+                self.leaving.insert(task);
+                continue;
+            }
+            self.leaving.remove(&task);
+            let start = out.records.len();
+            i.transform.on_lanes(origin, &own, out);
+            relabel(out, start, i.lane);
+            self.owe(task);
+        }
+        self.announced.insert(origin, real);
+    }
+
+    /// After a snapshot: leaving tasks are handed over (their last state is in it).
+    fn hand_over_leaving(&mut self) {
+        let Some(handover) = &self.handover else {
+            return;
+        };
+        for task in std::mem::take(&mut self.leaving) {
+            if self.instances.remove(&task).is_some() {
+                (handover.retire)(task);
+                self.owing.retain(|t| *t != task);
+                tracing::info!(transform = %self.name, partition = task, "partition handed over: its state is in this checkpoint's changelog");
+            }
+        }
     }
 }
 
@@ -241,6 +361,9 @@ impl Transform for PerTask {
             return;
         }
         self.pending.remove(&origin);
+        if self.handover.is_some() {
+            return self.handover_lanes(origin, real, out);
+        }
         let new = real
             .iter()
             .filter(|l| !self.instances.contains_key(&task_of(**l)))
@@ -316,6 +439,7 @@ impl Transform for PerTask {
                 serde_json::json!({ "lane": i.lane, "state": snapshot }),
             );
         }
+        self.hand_over_leaving();
         Ok(serde_json::json!({ SNAPSHOT_KEY: tasks }))
     }
 
@@ -325,6 +449,11 @@ impl Transform for PerTask {
                 "the checkpoint holds no per-partition state",
             ));
         };
+        if self.handover.is_some() {
+            // Each partition comes back from its changelog when this worker is assigned
+            // it: another worker may have moved it on since this checkpoint.
+            return Ok(());
+        }
         self.shares = self.shares.max(tasks.len());
         for (task, saved) in tasks {
             let (Ok(task), Some(lane)) = (task.parse::<u32>(), saved["lane"].as_u64()) else {

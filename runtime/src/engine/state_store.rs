@@ -377,8 +377,8 @@ impl StateStore {
     }
 
     /// Writes the table of transform `name`'s task `task` as a changelog left it:
-    /// `entries` in key order, and its bound (a fresh state directory, before the
-    /// transform opens the table). Durable once it returns.
+    /// `entries` in key order, and its bound, in place of anything this store held of
+    /// it (before the transform opens the table). Durable once it returns.
     pub fn rebuild_task_table(
         &self,
         name: &str,
@@ -387,10 +387,19 @@ impl StateStore {
         bound: &[u8],
     ) -> Result<(), PipelineError> {
         let ks_name = format!("t.{name}#{task:08x}");
+        if lock_vec(&self.tables).iter().any(|t| t.name == ks_name) {
+            return Err(PipelineError::new(
+                name,
+                format!("partition {task}'s state is rebuilt while its table is still open (its handover has not completed)"),
+            ));
+        }
         let ks = self
             .db
             .keyspace(&ks_name, table_options)
             .map_err(|e| self.err("cannot open a table in", e))?;
+        // What an earlier hold of the partition left: the changelog is newer.
+        ks.clear()
+            .map_err(|e| self.err("cannot clear a table in", e))?;
         if !entries.is_empty() {
             ingest(&ks, entries).map_err(|e| self.err("cannot write", e))?;
         }
@@ -400,8 +409,41 @@ impl StateStore {
         batch.commit().map_err(|e| self.err("cannot write", e))
     }
 
+    /// Transform `name`'s task `task` was handed over: its table's changes end with the
+    /// next barrier's delta (still logged and completed), and the table is dropped when
+    /// that checkpoint completes.
+    pub fn retire_task_table(&self, name: &str, task: u32) {
+        let wanted = Some((name.to_string(), task));
+        for t in lock_vec(&self.tables).iter().filter(|t| t.task == wanted) {
+            lock(&t.overlay).retire = true;
+        }
+    }
+
+    /// Drops the tables whose last delta was checkpoint `id`'s or older, and their data.
+    fn drop_retired(&self, id: u64) -> Result<(), PipelineError> {
+        let gone: Vec<Table> = {
+            let mut tables = lock_vec(&self.tables);
+            let (gone, kept) = std::mem::take(&mut *tables)
+                .into_iter()
+                .partition(|t| lock(&t.overlay).retired_at.is_some_and(|at| at <= id));
+            *tables = kept;
+            gone
+        };
+        for t in gone {
+            lock_vec(&self.used).retain(|(_, _, g)| g.ks.name() != t.ks.name());
+            lock_vec(&self.bounds).remove(&t.name);
+            t.ks.clear()
+                .map_err(|e| self.err("cannot clear a table in", e))?;
+            self.meta
+                .remove(bound_key(&t.name))
+                .map_err(|e| self.err("cannot write", e))?;
+        }
+        Ok(())
+    }
+
     /// The changes of checkpoint `id` (frozen, not yet complete) of every task's table
     /// (`task_table`), with the table's bound as of `id`: what goes to the changelogs.
+    /// A table handed over before `id` has none.
     pub(super) fn task_deltas(&self, id: u64) -> Vec<TaskDelta> {
         let tables = lock_vec(&self.tables).clone();
         tables
@@ -409,6 +451,9 @@ impl StateStore {
             .filter_map(|t| {
                 let (transform, task) = t.task?;
                 let o = lock(&t.overlay);
+                if o.retired_at.is_some_and(|at| at < id) {
+                    return None;
+                }
                 Some(TaskDelta {
                     transform,
                     task,
@@ -512,6 +557,7 @@ impl StateStore {
         for (shared, bound) in new_bounds {
             *shared.write().unwrap_or_else(|p| p.into_inner()) = bound;
         }
+        self.drop_retired(id)?;
         Ok(bytes)
     }
 

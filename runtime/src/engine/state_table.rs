@@ -36,6 +36,12 @@ pub(super) struct Overlay {
     pub(super) checkpoint_asked: bool,
     /// A completed delta's buffer, emptied, for the next barrier to sort into.
     pub(super) spare: Vec<(u64, Change)>,
+    /// The table's task was handed over (`StateStore::retire_task_table`): its changes
+    /// end with the next barrier's delta.
+    pub(super) retire: bool,
+    /// The checkpoint of its last delta, once frozen: the store drops the table when
+    /// that checkpoint completes.
+    pub(super) retired_at: Option<u64>,
 }
 
 pub(super) type SharedOverlay = Arc<Mutex<Overlay>>;
@@ -67,6 +73,13 @@ impl Freezer {
         o.frozen.insert(id, Arc::new(delta));
         o.frozen_bounds.insert(id, bound);
         o.checkpoint_asked = false;
+        if o.retire && o.retired_at.is_none() {
+            o.retired_at = Some(id);
+        }
+    }
+
+    fn retired(&self) -> bool {
+        lock(&self.0).retired_at.is_some()
     }
 }
 
@@ -83,11 +96,14 @@ impl Freezers {
             .push(freezer);
     }
 
-    /// Freezes every table's changes as the delta of checkpoint `id`.
+    /// Freezes every table's changes as the delta of checkpoint `id`. A retired table's
+    /// last delta is this one: its freezer goes.
     pub fn freeze(&self, id: u64) {
-        for f in self.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        let mut freezers = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for f in freezers.iter() {
             f.freeze(id);
         }
+        freezers.retain(|f| !f.retired());
     }
 }
 

@@ -270,3 +270,65 @@ fn the_same_partition_of_two_sources_is_one_task_that_waits_for_both() {
         "one state for partition 1 of both; output in the lane that made the task"
     );
 }
+
+/// With a handover: instances only for partitions read, each restored from the
+/// changelog first; a partition no longer declared is snapshotted a last time at the
+/// next barrier, then retired, and comes back restored when it is read again.
+#[test]
+fn with_a_handover_a_partition_is_restored_before_its_first_record_and_retired_after_its_last_snapshot(
+) {
+    let (t, opened, told) = per_task();
+    let restored: Arc<Mutex<Vec<u32>>> = Default::default();
+    let retired: Arc<Mutex<Vec<u32>>> = Default::default();
+    let (a, b) = (lanes::global(7, 0), lanes::global(7, 1));
+    let log = restored.clone();
+    let restore: TaskRestorer = Box::new(move |task| {
+        log.lock().unwrap().push(task);
+        // Partition 1 was another worker's, which had seen 5 records.
+        Ok((task == 1).then(|| (b, serde_json::json!({ "seen": 5 }))))
+    });
+    let gone = retired.clone();
+    let mut t = t.with_handover(Handover {
+        restore,
+        retire: Box::new(move |task| gone.lock().unwrap().push(task)),
+    });
+    let mut out = Emitter::default();
+    // Declared (an awaited partition, maybe another worker's): no instance yet.
+    t.on_lanes(7, &[a, b], &mut out);
+    assert!(opened.lock().unwrap().is_empty());
+    t.process(0, batch(b, &["x"]), &mut out).unwrap();
+    t.process(0, batch(a, &["x"]), &mut out).unwrap();
+    assert_eq!(*restored.lock().unwrap(), vec![1, 0]);
+    assert!(
+        told.lock().unwrap().contains(&(7, vec![b])),
+        "a restored instance is told its own lane: {:?}",
+        told.lock().unwrap()
+    );
+    let snapshot = t.snapshot().unwrap();
+    assert_eq!(snapshot["per_partition"]["1"]["state"]["seen"], 6);
+    // Partition 1 is revoked: its last snapshot still holds it, then it is retired.
+    t.on_lanes(7, &[a], &mut out);
+    assert!(retired.lock().unwrap().is_empty());
+    t.process(0, batch(a, &["y"]), &mut out).unwrap();
+    let last = t.snapshot().unwrap();
+    assert_eq!(last["per_partition"]["1"]["state"]["seen"], 6);
+    assert_eq!(*retired.lock().unwrap(), vec![1]);
+    let after = t.snapshot().unwrap();
+    assert!(after["per_partition"].get("1").is_none(), "{after}");
+    // Assigned again: restored again, not the old instance.
+    t.on_lanes(7, &[a, b], &mut out);
+    t.process(0, batch(b, &["z"]), &mut out).unwrap();
+    assert_eq!(*restored.lock().unwrap(), vec![1, 0, 1]);
+    assert_eq!(
+        t.snapshot().unwrap()["per_partition"]["1"]["state"]["seen"],
+        6
+    );
+    // A checkpoint's snapshot is not restored: each partition comes from its changelog.
+    let (fresh, opened_fresh, _) = per_task();
+    let mut fresh = fresh.with_handover(Handover {
+        restore: Box::new(|_| Ok(None)),
+        retire: Box::new(|_| {}),
+    });
+    fresh.restore(last).unwrap();
+    assert!(opened_fresh.lock().unwrap().is_empty());
+}

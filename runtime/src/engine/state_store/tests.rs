@@ -242,3 +242,49 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A task handed over: its last delta (the barrier after the retire) still goes to the
+/// changelog and completes, then its table and data are gone; a later hold of the
+/// partition opens it empty (to be rebuilt from the changelog).
+#[test]
+fn a_retired_task_table_logs_its_last_delta_then_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path(), 64 << 20).unwrap();
+    let (mut kept, kept_freezer) = store.task_table("w", 0, None, 2).unwrap();
+    let (mut gone, gone_freezer) = store.task_table("w", 1, None, 2).unwrap();
+    store.task_in_use("w", &kept);
+    store.task_in_use("w", &gone);
+    assert_eq!(store.sizes()[0].partitions, 2);
+    let freezers = super::super::state_table::Freezers::default();
+    freezers.add(kept_freezer);
+    freezers.add(gone_freezer);
+    kept.put(b"a", b"1");
+    gone.put(b"b", b"1");
+    freezers.freeze(1);
+    store.complete(&manifest(1)).unwrap();
+    gone.put(b"c", b"2");
+    store.retire_task_table("w", 1);
+    drop(gone);
+    freezers.freeze(2);
+    let tasks = |id| -> Vec<(u32, usize)> {
+        store
+            .task_deltas(id)
+            .iter()
+            .map(|d| (d.task, d.changes.as_ref().map_or(0, |c| c.len())))
+            .collect()
+    };
+    assert_eq!(tasks(2), vec![(0, 0), (1, 1)], "the last delta is logged");
+    store.complete(&manifest(2)).unwrap();
+    kept.put(b"d", b"1");
+    freezers.freeze(3);
+    assert_eq!(
+        tasks(3),
+        vec![(0, 1)],
+        "nothing of the handed-over task after"
+    );
+    store.complete(&manifest(3)).unwrap();
+    assert_eq!(store.sizes()[0].partitions, 1);
+    let (again, _) = store.task_table("w", 1, None, 2).unwrap();
+    assert_eq!(again.get(b"b").unwrap(), None, "its data went with it");
+    assert_eq!(kept.get(b"a").unwrap(), Some(b"1".to_vec()));
+}
