@@ -3,8 +3,9 @@
 //! Keyed state (a window, a dedup, a join, a plugin's state) belongs to a worker, not to
 //! the partitions, and a sink other than `kafka` keeps the source positions in its own
 //! checkpoint. When workers of one group split such a pipeline, windows come out
-//! partial, twice, and dedup lets repeats through — silently. Until state moves with its
-//! partitions, such a pipeline runs on one worker of its group, and this is the guard.
+//! partial, twice, and dedup lets repeats through — silently. Unless its state moves with its
+//! partitions (tasks per partition that hand over through a changelog), such a
+//! pipeline runs on one worker of its group, and this is the guard.
 //!
 //! What the group protocol shows (no member list: the test broker does not answer it):
 //! - An assignment of only some of the topics' partitions: another member holds the

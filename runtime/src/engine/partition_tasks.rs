@@ -273,9 +273,11 @@ impl PerTask {
 }
 
 impl PerTask {
-    /// `on_lanes` with a handover: no instance is made for a declaration (the partition
-    /// may be another worker's, awaited); one whose partition is gone is leaving.
-    fn handover_lanes(&mut self, origin: u32, real: Vec<u64>, out: &mut Emitter) {
+    /// Tells every instance its own lanes of `origin` (none: it has no partition of
+    /// it). With a handover, an instance whose partition of `origin` is gone is leaving
+    /// instead, and the declaration is kept for instances made later.
+    fn declare(&mut self, origin: u32, real: Vec<u64>, out: &mut Emitter) {
+        let handover = self.handover.is_some();
         let tasks: Vec<u32> = self.instances.keys().copied().collect();
         for task in tasks {
             let Some(i) = self.instances.get_mut(&task) else {
@@ -286,7 +288,7 @@ impl PerTask {
                 .copied()
                 .filter(|l| task_of(*l) == task)
                 .collect();
-            if own.is_empty() && lanes::origin_of(i.lane) == origin {
+            if handover && own.is_empty() && lanes::origin_of(i.lane) == origin {
                 self.leaving.insert(task);
                 continue;
             }
@@ -296,7 +298,9 @@ impl PerTask {
             relabel(out, start, i.lane);
             self.owe(task);
         }
-        self.announced.insert(origin, real);
+        if handover {
+            self.announced.insert(origin, real);
+        }
     }
 
     /// After a snapshot: leaving tasks are handed over (their last state is in it).
@@ -361,35 +365,21 @@ impl Transform for PerTask {
             return;
         }
         self.pending.remove(&origin);
-        if self.handover.is_some() {
-            return self.handover_lanes(origin, real, out);
-        }
-        let new = real
-            .iter()
-            .filter(|l| !self.instances.contains_key(&task_of(**l)))
-            .count();
-        self.shares = self.shares.max(self.instances.len() + new);
-        for lane in &real {
-            if let Err(e) = self.instance(*lane, out) {
-                self.failed.get_or_insert(e);
+        // With a handover no instance is made for a declaration: the partition may be
+        // another worker's, awaited.
+        if self.handover.is_none() {
+            let new = real
+                .iter()
+                .filter(|l| !self.instances.contains_key(&task_of(**l)))
+                .count();
+            self.shares = self.shares.max(self.instances.len() + new);
+            for lane in &real {
+                if let Err(e) = self.instance(*lane, out) {
+                    self.failed.get_or_insert(e);
+                }
             }
         }
-        let tasks: Vec<u32> = self.instances.keys().copied().collect();
-        for task in tasks {
-            let Some(i) = self.instances.get_mut(&task) else {
-                continue;
-            };
-            // Its own lane of this origin, or none: it has no partition of it.
-            let own: Vec<u64> = real
-                .iter()
-                .copied()
-                .filter(|l| task_of(*l) == task)
-                .collect();
-            let start = out.records.len();
-            i.transform.on_lanes(origin, &own, out);
-            relabel(out, start, i.lane);
-            self.owe(task);
-        }
+        self.declare(origin, real, out);
     }
 
     fn keeps_lanes(&self) -> bool {
