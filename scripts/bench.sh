@@ -25,7 +25,7 @@ for arg in "$@"; do
     *) benches+=("$arg") ;;
   esac
 done
-[ ${#benches[@]} -gt 0 ] || benches=(file_window mysql_sink mongodb_sink cassandra_sink kafka_eos wasm_filter state_scale)
+[ ${#benches[@]} -gt 0 ] || benches=(file_window mysql_sink mongodb_sink cassandra_sink kafka_eos scale_out wasm_filter state_scale)
 
 needs() { printf '%s\n' "${benches[@]}" | grep -qx "$1"; }
 if needs mysql_sink; then
@@ -33,7 +33,7 @@ if needs mysql_sink; then
   export MYSQL_URL=${MYSQL_URL:-mysql://root@127.0.0.1:${MYSQL_PORT:-3306}}
 fi
 if needs mongodb_sink && [ -z "${MONGODB_URL:-}" ]; then scripts/mongo-emulator.sh start; fi
-if needs kafka_eos && [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
+if { needs kafka_eos || needs scale_out; } && [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
   # A broker of the bench's own on a port of its own, stopped at the end.
   export KAFKA_PORT=${BENCH_KAFKA_PORT:-19192}
   scripts/kafka.sh start

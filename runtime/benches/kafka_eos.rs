@@ -18,55 +18,26 @@
 //! `raw`, text passed as it is, which is what a copy between topics needs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 mod common;
 
-const PARTITIONS: i32 = 4;
+use common::kafka::{self, bootstrap, config, unique, Worker};
 
-fn bootstrap() -> String {
-    std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:19092".into())
-}
+const PARTITIONS: i32 = 4;
 
 /// connectd's value format (`FORMAT`): `json` (default) or `raw`.
 fn value_format() -> String {
     std::env::var("FORMAT").unwrap_or_else(|_| "json".into())
 }
 
-fn config() -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap());
-    c
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{nanos}")
-}
-
 fn create_topic(name: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let admin: AdminClient<DefaultClientContext> = config().create().unwrap();
-    let topic = NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(1));
-    for r in rt
-        .block_on(admin.create_topics(&[topic], &AdminOptions::new()))
-        .expect("create topic (start the broker: scripts/kafka.sh start)")
-    {
-        r.expect("create topic");
-    }
+    kafka::create_topic(name, PARTITIONS);
 }
 
 /// ~100-byte JSON values.
@@ -144,42 +115,8 @@ fn plain(input: &str, output: &str, records: u64) -> (f64, f64) {
     (rate, common::own_cpu_seconds() - cpu_before)
 }
 
-/// The records a component has passed on so far, from `/metrics`.
-fn records_out(port: u16, component: &str) -> Option<f64> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    text.lines()
-        .find(|l| {
-            l.starts_with("connectd_records_out_total{")
-                && l.contains(&format!("component=\"{component}\""))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
-/// What the group has committed on the input, summed over partitions.
 fn committed(group: &str, input: &str) -> i64 {
-    let c: BaseConsumer = config().set("group.id", group).create().unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition(input, p);
-    }
-    c.committed_offsets(tpl, Duration::from_secs(10))
-        .map(|l| {
-            l.elements()
-                .iter()
-                .filter_map(|e| e.offset().to_raw())
-                .filter(|o| *o > 0)
-                .sum()
-        })
-        .unwrap_or(0)
+    kafka::committed(group, input, PARTITIONS)
 }
 
 /// What a topic holds, committed: (records, an order-free digest of keys and values).
@@ -222,25 +159,12 @@ fn digest(topic: &str, records: u64) -> (u64, u64) {
     (n, sum)
 }
 
-struct Worker(Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Records per second, and the CPU seconds connectd's process used (startup included).
 fn connectd(dir: &std::path::Path, input: &str, output: &str, records: u64) -> (f64, f64) {
     // A new pipeline name and group each run: checkpoints kept in the broker (keyed by
     // pipeline, sink and worker) would otherwise resume a run where the last one ended.
     let (pipeline, group) = (unique("eos-bench"), unique("eos"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = kafka::free_port();
     std::fs::write(
         dir.join("eos.yaml"),
         format!(
@@ -284,7 +208,7 @@ sinks:
             .unwrap(),
     );
     let deadline = Instant::now() + Duration::from_secs(600);
-    while records_out(port, "in").unwrap_or(0.0) == 0.0 {
+    while kafka::records_out(port, "in").unwrap_or(0.0) == 0.0 {
         assert!(Instant::now() < deadline, "connectd read nothing");
         std::thread::sleep(Duration::from_millis(5));
     }

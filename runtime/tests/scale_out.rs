@@ -2,7 +2,8 @@
 //! group, its state moving with its partitions through the changelog. The IoT pipeline
 //! (a dedup, then 5 s windows of avg and max per host and cpu) reads a 4-partition
 //! topic keyed by host while records are produced live: one worker runs alone, a second
-//! joins, a third joins, the first leaves with SIGTERM. Every window computed from the
+//! joins, a third joins, the first leaves — with SIGTERM, or killed (SIGKILL) mid-stream
+//! against a broker that hides aborted transactions. Every window computed from the
 //! input comes out once, with its values, and nothing else does.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -171,8 +172,7 @@ fn wait_for_log(dir: &Path, what: &str, times: usize, who: &str) {
 
 /// Produces a part in ten pieces over about three seconds: the group changes while
 /// records are in flight.
-fn produce_slowly(topic: &str, part: Vec<(i32, String, String)>) {
-    let producer = kafka::Producer::new();
+fn produce_slowly(producer: &kafka::Producer, topic: &str, part: Vec<(i32, String, String)>) {
     let piece = part.len().div_ceil(10);
     for chunk in part.chunks(piece) {
         producer.send_keyed_to(topic, chunk.to_vec());
@@ -201,8 +201,32 @@ fn windows_of(values: &[String]) -> (Windows, Vec<String>) {
     (got, twice)
 }
 
+/// How the first worker leaves.
+#[derive(Clone, Copy, PartialEq)]
+enum Leave {
+    /// SIGTERM: it commits and hands its partitions over.
+    Cleanly,
+    /// SIGKILL at a seeded moment while the last part is produced: its open
+    /// transaction (outputs, changelog records, offsets) is aborted, and the others
+    /// restore its partitions from what it last committed.
+    Killed,
+}
+
 #[test]
 fn workers_joining_and_leaving_keep_every_window_once_with_its_values() {
+    join_join_leave(Leave::Cleanly);
+}
+
+/// Tansu shows aborted transactions to read_committed readers, so the windows and
+/// changelog records of the killed worker's open transaction would be read as if
+/// committed: what the test checks cannot hold there.
+#[test]
+#[ignore = "needs a broker that hides aborted transactions from read_committed consumers, which Tansu does not: KAFKA_BOOTSTRAP=host:port cargo test --test scale_out -- --ignored"]
+fn a_worker_killed_mid_stream_loses_and_repeats_no_window() {
+    join_join_leave(Leave::Killed);
+}
+
+fn join_join_leave(leave: Leave) {
     let (input, output) = (kafka::unique("iot-scale"), kafka::unique("iot-windows"));
     kafka::create_topic(&input, PARTITIONS);
     kafka::create_topic(&output, 1);
@@ -216,7 +240,8 @@ fn workers_joining_and_leaving_keep_every_window_once_with_its_values() {
     let want = expected();
 
     // One worker alone.
-    kafka::Producer::new().send_keyed_to(&input, part(0));
+    let producer = kafka::Producer::new();
+    producer.send_keyed_to(&input, part(0));
     let mut first = spawn(dirs[0].path(), &cfgs[0], "w1");
     kafka::consume_committed(&output, Duration::from_secs(90), Duration::ZERO, |v| {
         v.len() >= 50
@@ -224,7 +249,7 @@ fn workers_joining_and_leaving_keep_every_window_once_with_its_values() {
     eprintln!("the first worker wrote windows");
     // A second joins while records flow; it restores the partitions it is given.
     let mut second = spawn(dirs[1].path(), &cfgs[1], "w2");
-    produce_slowly(&input, part(1));
+    produce_slowly(&producer, &input, part(1));
     wait_for_log(
         dirs[1].path(),
         "state rebuilt from its changelog",
@@ -240,7 +265,7 @@ fn workers_joining_and_leaving_keep_every_window_once_with_its_values() {
     eprintln!("the second worker took partitions over");
     // A third joins.
     let mut third = spawn(dirs[2].path(), &cfgs[2], "w3");
-    produce_slowly(&input, part(2));
+    produce_slowly(&producer, &input, part(2));
     wait_for_log(
         dirs[2].path(),
         "state rebuilt from its changelog",
@@ -248,13 +273,33 @@ fn workers_joining_and_leaving_keep_every_window_once_with_its_values() {
         "the third worker",
     );
     eprintln!("the third worker took partitions over");
-    // The first leaves cleanly: it commits, and hands its partitions over.
-    common::signal(&first.0, libc::SIGTERM);
-    let ended = common::wait_with_deadline(&mut first.0, Duration::from_secs(60));
-    let first_log = log_of(dirs[0].path());
-    assert!(ended.success(), "{first_log}");
-    eprintln!("the first worker left");
-    produce_slowly(&input, part(3));
+    let first_log = match leave {
+        Leave::Cleanly => {
+            // It commits, and hands its partitions over.
+            common::signal(&first.0, libc::SIGTERM);
+            let ended = common::wait_with_deadline(&mut first.0, Duration::from_secs(60));
+            let first_log = log_of(dirs[0].path());
+            assert!(ended.success(), "{first_log}");
+            eprintln!("the first worker left");
+            produce_slowly(&producer, &input, part(3));
+            first_log
+        }
+        Leave::Killed => {
+            // Killed while records flow to it: a transaction of its is open then.
+            let (_, mut rng) = common::seeded_rng();
+            let after = Duration::from_millis(rand::Rng::random_range(&mut rng, 300..2700));
+            let producing = {
+                let (input, producer) = (input.clone(), kafka::Producer::new());
+                std::thread::spawn(move || produce_slowly(&producer, &input, part(3)))
+            };
+            std::thread::sleep(after);
+            common::signal(&first.0, libc::SIGKILL);
+            let _ = first.0.wait();
+            eprintln!("the first worker was killed {after:?} into the last part");
+            producing.join().unwrap();
+            log_of(dirs[0].path())
+        }
+    };
 
     let values = kafka::consume_committed(
         &output,

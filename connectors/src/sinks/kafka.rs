@@ -744,9 +744,9 @@ impl Sink for KafkaSink {
     }
 
     fn changelog_reader(&self) -> Option<Arc<dyn ChangelogReader>> {
-        Some(Arc::new(crate::kafka::changelog::KafkaChangelogReader {
-            props: self.props.clone(),
-        }))
+        Some(Arc::new(
+            crate::kafka::changelog::KafkaChangelogReader::new(self.props.clone()),
+        ))
     }
 
     async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), ConnectorError> {

@@ -9,6 +9,8 @@
     clippy::zombie_processes
 )]
 
+pub mod kafka;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;

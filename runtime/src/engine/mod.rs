@@ -600,6 +600,7 @@ fn handover(
             _ => read(),
         }
         .map_err(|e| PipelineError::new(&name, format!("cannot read `{topic}`: {e}")))?;
+        let read_seconds = started.elapsed().as_secs_f64();
         let restored = changelog_restore::restore_task(&restoring, &name, task, records)
             .map_err(|e| {
                 PipelineError::new(
@@ -608,7 +609,7 @@ fn handover(
                 )
             })?;
         metrics.restored(started.elapsed());
-        tracing::info!(transform = %name, topic = %topic, partition = task, keys = restored.keys, empty = restored.saved.is_none(), seconds = started.elapsed().as_secs_f64(), "state rebuilt from its changelog");
+        tracing::info!(transform = %name, topic = %topic, partition = task, keys = restored.keys, empty = restored.saved.is_none(), seconds = started.elapsed().as_secs_f64(), read_seconds, "state rebuilt from its changelog");
         Ok(restored.saved)
     };
     partition_tasks::Handover {
