@@ -2,9 +2,10 @@
 //! group, its state moving with its partitions through the changelog. The IoT pipeline
 //! (a dedup, then 5 s windows of avg and max per host and cpu) reads a 4-partition
 //! topic keyed by host while records are produced live: one worker runs alone, a second
-//! joins, a third joins, the first leaves — with SIGTERM, or killed (SIGKILL) mid-stream
-//! against a broker that hides aborted transactions. Every window computed from the
-//! input comes out once, with its values, and nothing else does.
+//! joins, a third joins, the first leaves: with SIGTERM; killed (SIGKILL) between two of
+//! its commits; or killed inside a commit, against a broker that hides aborted
+//! transactions (`KAFKA_BOOTSTRAP`). Every window computed from the input comes out
+//! once, with its values, and nothing else does.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -122,6 +123,7 @@ fn spawn(dir: &Path, cfg: &Path, name: &str) -> Worker {
             "RUST_LOG",
             "warn,connectd_runtime=info,connectd_connectors=info",
         )
+        .env("CONNECTD_TEST_COMMIT_TRACE", dir.join("commits"))
         .args(["--admin-addr", "off", "--worker", "worker.yaml", "--config"])
         .arg(cfg)
         .stdout(std::process::Stdio::null())
@@ -202,14 +204,18 @@ fn windows_of(values: &[String]) -> (Windows, Vec<String>) {
 }
 
 /// How the first worker leaves.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Debug)]
 enum Leave {
     /// SIGTERM: it commits and hands its partitions over.
     Cleanly,
-    /// SIGKILL at a seeded moment while the last part is produced: its open
-    /// transaction (outputs, changelog records, offsets) is aborted, and the others
-    /// restore its partitions from what it last committed.
-    Killed,
+    /// SIGKILL right after one of its commits, at a seeded moment while the last part is
+    /// produced. Its sink holds an epoch's records until the commit, so no transaction
+    /// of it is open at the broker: the others restore its partitions from what it last
+    /// committed, once its group session has timed out, and do its work since again.
+    KilledBetweenCommits,
+    /// SIGKILL inside one of its commits: its open transaction (outputs, changelog
+    /// records, offsets) must be aborted and hidden, and waited for by the restore.
+    KilledInCommit,
 }
 
 #[test]
@@ -217,13 +223,54 @@ fn workers_joining_and_leaving_keep_every_window_once_with_its_values() {
     join_join_leave(Leave::Cleanly);
 }
 
-/// Tansu shows aborted transactions to read_committed readers, so the windows and
-/// changelog records of the killed worker's open transaction would be read as if
-/// committed: what the test checks cannot hold there.
+#[test]
+fn a_worker_killed_between_commits_loses_and_repeats_no_window() {
+    join_join_leave(Leave::KilledBetweenCommits);
+}
+
+/// Tansu neither hides aborted transactions from read_committed readers nor aborts a
+/// dead producer's open one: the killed worker's windows and changelog records would
+/// be read as committed, or its partitions wait for ever.
 #[test]
 #[ignore = "needs a broker that hides aborted transactions from read_committed consumers, which Tansu does not: KAFKA_BOOTSTRAP=host:port cargo test --test scale_out -- --ignored"]
-fn a_worker_killed_mid_stream_loses_and_repeats_no_window() {
-    join_join_leave(Leave::Killed);
+fn a_worker_killed_inside_a_commit_loses_and_repeats_no_window() {
+    join_join_leave(Leave::KilledInCommit);
+}
+
+/// The last line of a worker's commit trace (`begin|end <sink> <id>`).
+fn last_commit_step(trace: &Path) -> String {
+    std::fs::read_to_string(trace)
+        .unwrap_or_default()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Kills `worker` `then` after its commit trace's last line starts with `step` (looked
+/// for after `delay`, while the last part is produced); the trace's last line after
+/// the kill.
+fn kill_at(
+    worker: &mut Worker,
+    trace: &Path,
+    step: &str,
+    delay: Duration,
+    then: Duration,
+) -> String {
+    std::thread::sleep(delay);
+    let started = Instant::now();
+    while !last_commit_step(trace).starts_with(step) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no commit step `{step}` in 30 s: {}",
+            last_commit_step(trace)
+        );
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    std::thread::sleep(then);
+    common::signal(&worker.0, libc::SIGKILL);
+    let _ = worker.0.wait();
+    last_commit_step(trace)
 }
 
 fn join_join_leave(leave: Leave) {
@@ -284,18 +331,29 @@ fn join_join_leave(leave: Leave) {
             produce_slowly(&producer, &input, part(3));
             first_log
         }
-        Leave::Killed => {
-            // Killed while records flow to it: a transaction of its is open then.
+        Leave::KilledBetweenCommits | Leave::KilledInCommit => {
             let (_, mut rng) = common::seeded_rng();
-            let after = Duration::from_millis(rand::Rng::random_range(&mut rng, 300..2700));
+            let delay = Duration::from_millis(rand::Rng::random_range(&mut rng, 300..2700));
             let producing = {
                 let (input, producer) = (input.clone(), kafka::Producer::new());
                 std::thread::spawn(move || produce_slowly(&producer, &input, part(3)))
             };
-            std::thread::sleep(after);
-            common::signal(&first.0, libc::SIGKILL);
-            let _ = first.0.wait();
-            eprintln!("the first worker was killed {after:?} into the last part");
+            let trace = dirs[0].path().join("commits");
+            // Inside a commit: a few milliseconds after it began, when its records are
+            // in flight to the broker.
+            let (step, then) = if leave == Leave::KilledInCommit {
+                let then = rand::Rng::random_range(&mut rng, 2..12);
+                ("begin ", Duration::from_millis(then))
+            } else {
+                ("end ", Duration::ZERO)
+            };
+            let at = kill_at(&mut first, &trace, step, delay, then);
+            // Where the kill landed: the point of the variant.
+            assert!(
+                at.starts_with(step),
+                "{leave:?}: the kill meant at `{step}` landed after `{at}`"
+            );
+            eprintln!("the first worker was killed at `{at}`, {delay:?} into the last part");
             producing.join().unwrap();
             log_of(dirs[0].path())
         }

@@ -88,14 +88,11 @@ fn read(
     topic: &str,
     only: Option<u32>,
 ) -> Result<Vec<ChangelogRecord>, ConnectorError> {
+    // All topics: asking for one by name may create it on some brokers.
     let md = consumer
-        .fetch_metadata(Some(topic), TIMEOUT)
+        .fetch_metadata(None, TIMEOUT)
         .map_err(|e| error("read the topics", e))?;
-    let Some(found) = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-    else {
+    let Some(found) = md.topics().iter().find(|t| t.name() == topic) else {
         return Ok(Vec::new());
     };
     let count = found.partitions().len() as u32;
