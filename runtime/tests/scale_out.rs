@@ -247,17 +247,8 @@ fn last_commit_step(trace: &Path) -> String {
         .to_string()
 }
 
-/// Kills `worker` `then` after its commit trace's last line starts with `step` (looked
-/// for after `delay`, while the last part is produced); the trace's last line after
-/// the kill.
-fn kill_at(
-    worker: &mut Worker,
-    trace: &Path,
-    step: &str,
-    delay: Duration,
-    then: Duration,
-) -> String {
-    std::thread::sleep(delay);
+/// Waits until the commit trace's last line starts with `step`: when it was seen.
+fn wait_for_step(trace: &Path, step: &str) -> Instant {
     let started = Instant::now();
     while !last_commit_step(trace).starts_with(step) {
         assert!(
@@ -267,7 +258,25 @@ fn kill_at(
         );
         std::thread::sleep(Duration::from_micros(500));
     }
-    std::thread::sleep(then);
+    Instant::now()
+}
+
+/// Kills `worker` after `delay` (while the last part is produced): right after one of
+/// its commits ended, or inside one — `inside` of the way through, as long as the
+/// commit before it took. The trace's last line after the kill.
+fn kill_at(worker: &mut Worker, trace: &Path, delay: Duration, inside: Option<f64>) -> String {
+    std::thread::sleep(delay);
+    match inside {
+        None => {
+            wait_for_step(trace, "end ");
+        }
+        Some(fraction) => {
+            let began = wait_for_step(trace, "begin ");
+            let took = wait_for_step(trace, "end ") - began;
+            wait_for_step(trace, "begin ");
+            std::thread::sleep(took.mul_f64(fraction));
+        }
+    }
     common::signal(&worker.0, libc::SIGKILL);
     let _ = worker.0.wait();
     last_commit_step(trace)
@@ -339,15 +348,14 @@ fn join_join_leave(leave: Leave) {
                 std::thread::spawn(move || produce_slowly(&producer, &input, part(3)))
             };
             let trace = dirs[0].path().join("commits");
-            // Inside a commit: a few milliseconds after it began, when its records are
-            // in flight to the broker.
-            let (step, then) = if leave == Leave::KilledInCommit {
-                let then = rand::Rng::random_range(&mut rng, 2..12);
-                ("begin ", Duration::from_millis(then))
+            // Inside a commit: its records are in flight to the broker, its transaction open.
+            let (step, inside) = if leave == Leave::KilledInCommit {
+                let fraction = rand::Rng::random_range(&mut rng, 0.3..0.9);
+                ("begin ", Some(fraction))
             } else {
-                ("end ", Duration::ZERO)
+                ("end ", None)
             };
-            let at = kill_at(&mut first, &trace, step, delay, then);
+            let at = kill_at(&mut first, &trace, delay, inside);
             // Where the kill landed: the point of the variant.
             assert!(
                 at.starts_with(step),
