@@ -115,10 +115,20 @@ sinks:
 /// A worker: its own state directory, the shared pipeline file, INFO logs to
 /// `<dir>/worker.log`.
 fn spawn(dir: &Path, cfg: &Path, name: &str) -> Worker {
+    spawn_with(dir, cfg, name, &[])
+}
+
+/// `spawn` with more environment; the log is appended to (a worker started again).
+fn spawn_with(dir: &Path, cfg: &Path, name: &str, env: &[(&str, &str)]) -> Worker {
     std::fs::write(dir.join("worker.yaml"), format!("name: {name}\n")).unwrap();
-    let log = std::fs::File::create(dir.join("worker.log")).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("worker.log"))
+        .unwrap();
     common::connectd()
         .current_dir(dir)
+        .envs(env.iter().copied())
         .env(
             "RUST_LOG",
             "warn,connectd_runtime=info,connectd_connectors=info",
@@ -395,7 +405,12 @@ fn join_join_leave(leave: Leave) {
         restored_keys,
         "no partition was restored with state; {logs}"
     );
-    let (got, twice) = windows_of(&values);
+    assert_windows(&values, &want, &logs);
+}
+
+/// The output holds every computed window once, with its values, and nothing else.
+fn assert_windows(values: &[String], want: &Windows, logs: &str) {
+    let (got, twice) = windows_of(values);
     assert!(
         twice.is_empty(),
         "{} windows twice, e.g. {:?}; {logs}",
@@ -413,11 +428,72 @@ fn join_join_leave(leave: Leave) {
         extra.len(),
         &extra[..extra.len().min(3)]
     );
-    for (k, (n, avg, max)) in &want {
+    for (k, (n, avg, max)) in want {
         let (gn, gavg, gmax) = got[k];
         assert!(
             gn == *n && (gavg - avg).abs() < 1e-9 && gmax == *max,
             "window {k:?}: got n={gn} avg={gavg} max={gmax}, computed n={n} avg={avg} max={max}"
         );
     }
+}
+
+/// The known gap of README's scale-out step 3: a worker killed after its checkpoint
+/// completed in its state store and before its kafka sink committed it redoes that
+/// commit when it restarts, even after another worker took its partitions over and did
+/// that epoch's work again.
+#[test]
+#[ignore = "known gap, not fixed yet (README, scale-out step 3): a restarted worker redoes an epoch whose partitions moved on"]
+fn a_worker_restarting_after_its_partitions_moved_on_does_not_redo_their_epoch() {
+    let (input, output) = (kafka::unique("iot-redo"), kafka::unique("iot-redo-windows"));
+    kafka::create_topic(&input, PARTITIONS);
+    kafka::create_topic(&output, 1);
+    let group = kafka::unique("iot-redo-group");
+    let yaml = pipeline(&input, &output, &group);
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let cfgs: Vec<_> = dirs
+        .iter()
+        .map(|d| common::write_pipeline(d.path(), "iot.yaml", &yaml))
+        .collect();
+    let want = expected();
+    let producer = kafka::Producer::new();
+    producer.send_keyed_to(&input, part(0));
+    // The first worker dies once a checkpoint with state changes is complete in its
+    // store, before its sink commits it.
+    let mut first = spawn_with(
+        dirs[0].path(),
+        &cfgs[0],
+        "w1",
+        &[("CONNECTD_CRASH_AT", "logged-changes:*")],
+    );
+    let ended = common::wait_with_deadline(&mut first.0, Duration::from_secs(90));
+    assert!(!ended.success(), "{}", log_of(dirs[0].path()));
+    // A second takes every partition over and does that work again.
+    let mut second = spawn(dirs[1].path(), &cfgs[1], "w2");
+    wait_for_log(
+        dirs[1].path(),
+        "state rebuilt from its changelog",
+        2,
+        "the second worker",
+    );
+    produce_slowly(&producer, &input, part(1));
+    // The first comes back: it must not write its uncommitted epoch again.
+    let mut first = spawn(dirs[0].path(), &cfgs[0], "w1");
+    produce_slowly(&producer, &input, part(2));
+    produce_slowly(&producer, &input, part(3));
+    let values = kafka::consume_committed(
+        &output,
+        Duration::from_secs(180),
+        Duration::from_secs(5),
+        |v| v.len() >= want.len(),
+    );
+    for w in [&mut first, &mut second] {
+        common::signal(&w.0, libc::SIGTERM);
+        let _ = common::wait_with_deadline(&mut w.0, Duration::from_secs(60));
+    }
+    let logs = format!(
+        "first: {}\nsecond: {}",
+        tail(&log_of(dirs[0].path())),
+        tail(&log_of(dirs[1].path()))
+    );
+    assert_windows(&values, &want, &logs);
 }
