@@ -42,31 +42,18 @@ fn create_topic(name: &str) {
 
 /// ~100-byte JSON values.
 fn fill(topic: &str, records: u64) {
-    let p: ThreadedProducer<DefaultProducerContext> = config()
-        .set("linger.ms", "20")
-        .set("batch.size", "1000000")
-        .create()
-        .unwrap();
-    for i in 0..records {
-        let value = format!(
-            r#"{{"id":{i},"symbol":"SYM{:03}","price":{}.25,"size":{},"venue":"bench-venue-x"}}"#,
-            i % 500,
-            1000 + i % 9000,
-            i % 977
-        );
-        let key = format!("k{}", i % 64);
-        let mut rec = BaseRecord::to(topic).key(&key).payload(&value);
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    rec = r;
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            }
-        }
-    }
-    p.flush(Duration::from_secs(120)).expect("flush");
+    kafka::fill(
+        topic,
+        (0..records).map(|i| {
+            let value = format!(
+                r#"{{"id":{i},"symbol":"SYM{:03}","price":{}.25,"size":{},"venue":"bench-venue-x"}}"#,
+                i % 500,
+                1000 + i % 9000,
+                i % 977
+            );
+            (None, format!("k{}", i % 64), value)
+        }),
+    );
 }
 
 /// The plain loop: consume (assigned partitions, no group) and produce, then flush.

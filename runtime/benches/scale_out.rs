@@ -28,7 +28,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 mod common;
@@ -38,6 +37,8 @@ use common::kafka::{self, bootstrap, config, unique, Worker};
 const PARTITIONS: i32 = 4;
 const HOSTS: u64 = 8;
 const T0: u64 = 1_700_000_000_000;
+/// The dedup and the windows of the scale-out test (`runtime/tests/scale_out.rs`).
+const TRANSFORMS: &str = include_str!("../tests/pipelines/iot-scale-out-transforms.yaml");
 
 /// Event `k` of host `h`: (partition, key, value); 100 ms of event time apart per host.
 fn event(h: u64, k: u64) -> (i32, String, String) {
@@ -67,27 +68,12 @@ fn input(records: u64) -> Vec<(i32, String, String)> {
 }
 
 fn fill(topic: &str, messages: &[(i32, String, String)]) {
-    let p: ThreadedProducer<DefaultProducerContext> = config()
-        .set("linger.ms", "20")
-        .set("batch.size", "1000000")
-        .create()
-        .unwrap();
-    for (partition, key, value) in messages {
-        let mut rec = BaseRecord::to(topic)
-            .partition(*partition)
-            .key(key)
-            .payload(value);
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    rec = r;
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            }
-        }
-    }
-    p.flush(Duration::from_secs(120)).expect("flush");
+    kafka::fill(
+        topic,
+        messages
+            .iter()
+            .map(|(p, k, v)| (Some(*p), k.clone(), v.clone())),
+    );
 }
 
 /// A window: (host, cpu, start) → (count, avg, max).
@@ -200,23 +186,13 @@ sources:
     start: earliest
     key_field: host
     properties: {{session.timeout.ms: "6000", heartbeat.interval.ms: "500"}}
-transforms:
-  once: {{type: dedup, inputs: [iot], key: [host, id], keep: first, retention: 1d}}
-  per_cpu:
-    type: window
-    inputs: [once]
-    kind: tumbling
-    size: 5s
-    time: t
-    max_out_of_orderness: 1s
-    group_by: [host, cpu]
-    aggregates: {{n: count(), avg_v: avg(v), max_v: max(v)}}
-sinks:
+{transforms}sinks:
   out: {{type: kafka, inputs: [per_cpu], bootstrap_servers: {b}, topic: {output}, key: [host, cpu]}}
 "#,
             pipeline = self.pipeline,
             group = self.group,
             output = self.output,
+            transforms = TRANSFORMS,
             b = bootstrap(),
         )
     }

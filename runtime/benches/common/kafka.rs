@@ -7,6 +7,7 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, TopicPartitionList};
 
 pub fn bootstrap() -> String {
@@ -41,6 +42,30 @@ pub fn create_topic(name: &str, partitions: i32) {
     {
         r.expect("create topic");
     }
+}
+
+/// Produces `messages` — (partition, or the partitioner's choice; key; value) — to
+/// `topic` in large batches, waiting when the producer's queue is full, and flushes.
+pub fn fill(topic: &str, messages: impl IntoIterator<Item = (Option<i32>, String, String)>) {
+    let p: ThreadedProducer<DefaultProducerContext> = config()
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .create()
+        .unwrap();
+    for (partition, key, value) in messages {
+        let mut rec = BaseRecord::to(topic).key(&key).payload(&value);
+        rec.partition = partition;
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    rec = r;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(120)).expect("flush");
 }
 
 /// What `group` has committed on `input`'s `partitions`, summed.
