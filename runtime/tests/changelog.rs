@@ -84,7 +84,8 @@ fn read_topic(topic: &str) -> Vec<(i32, Vec<u8>, Option<Vec<u8>>)> {
             .fetch_watermarks(topic, p, Duration::from_secs(10))
             .unwrap();
         ends.insert(p, high);
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
+        // 0, not Beginning: see `kafka::assign_from_zero`.
+        tpl.add_partition_offset(topic, p, Offset::Offset(0))
             .unwrap();
     }
     c.assign(&tpl).unwrap();

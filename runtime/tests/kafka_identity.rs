@@ -68,9 +68,15 @@ fn two_workers_from_the_shipped_worker_file_do_not_fence_each_other() {
         *per_id.entry(id).or_default() += 1;
     }
     assert_eq!(per_id.len(), COUNT as usize, "ids missing");
+    let mut times: BTreeMap<usize, usize> = BTreeMap::new();
+    for n in per_id.values() {
+        *times.entry(*n).or_default() += 1;
+    }
     assert!(
         per_id.values().all(|n| *n == 2),
-        "each worker's records once: {:?}",
-        per_id.iter().find(|(_, n)| **n != 2)
+        "each worker's records once; {} values read; ids by times seen: {times:?}\nworker 1:\n{}\nworker 2:\n{}",
+        values.len(),
+        common::stderr_tail(&children[0], 3000),
+        common::stderr_tail(&children[1], 3000),
     );
 }

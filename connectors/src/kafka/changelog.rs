@@ -14,6 +14,13 @@ use super::{client_config, error};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Where a reader of a whole partition starts: offset 0, moved to the log's start by
+/// `auto.offset.reset: earliest` where retention has deleted it (compaction does not
+/// move the start). Not `Offset::Beginning`, which asks the broker for the start: Tansu
+/// answers with the record batch it stored first, which is not the lowest offset when
+/// two producers wrote the partition at once, so a read from there missed a batch.
+pub const FROM_START: Offset = Offset::Offset(0);
+
 /// A consumer that reads committed records only, in group `group` (never committed
 /// to), with the sink's connection settings.
 pub fn committed_reader(
@@ -26,6 +33,7 @@ pub fn committed_reader(
     consumer_props.insert("group.id".into(), group.into());
     consumer_props.insert("enable.auto.commit".into(), "false".into());
     consumer_props.insert("isolation.level".into(), "read_committed".into());
+    consumer_props.insert("auto.offset.reset".into(), "earliest".into());
     // A reader reads to an end it knows, then stops: a fetch left waiting at the broker
     // for more (500 ms by default) only delays the next partition's first fetch.
     consumer_props
@@ -105,7 +113,7 @@ fn read(
             .map_err(|e| error(&format!("read the end of `{topic}`"), e))?;
         if high > 0 {
             ends.insert(p.id(), high);
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            tpl.add_partition_offset(topic, p.id(), FROM_START)
                 .map_err(|e| error(&format!("read `{topic}`"), e))?;
         }
     }

@@ -34,7 +34,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::TopicPartitionList;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -564,7 +564,7 @@ fn read_checkpoint(
         return Ok(None);
     }
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+    tpl.add_partition_offset(topic, 0, crate::kafka::changelog::FROM_START)
         .map_err(|e| error("read the checkpoint topic", e))?;
     consumer
         .assign(&tpl)
