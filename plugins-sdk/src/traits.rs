@@ -82,6 +82,15 @@ pub trait Source: Send {
     /// and stops the pipeline with `why` when another worker takes part.
     fn exclusive(&mut self, _why: &str) {}
 
+    /// Whether each of its partitions resumes from the later of the position in the
+    /// restored checkpoint and the one its consumer group committed (the `kafka`
+    /// source). Then, with sinks that commit the group's offsets, the group holds what
+    /// every worker did, and recovery may give up a checkpoint no sink committed
+    /// instead of redoing it (`recovery::give_up_uncommitted`).
+    fn resumes_from_group(&self) -> bool {
+        false
+    }
+
     /// For a backfill, before `open(None)`: read from the configured start as a new
     /// reader would (ignoring positions kept outside the pipeline, such as a consumer
     /// group's) and return nothing past `position` (an `offset()` this source reported).

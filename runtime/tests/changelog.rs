@@ -266,7 +266,8 @@ fn each_partitions_state_changes_go_to_its_changelog_partition_in_the_sinks_tran
     kafka::Producer::new().send_keyed_to(&input, (0..half).map(message));
 
     // Crash after a checkpoint holding state changes completed, before its sink
-    // committed it: the recovery must write that epoch's changelog again.
+    // committed it: the recovery gives that epoch up (the group stands at the sink's
+    // checkpoint) and its work, changelog included, is done again.
     let run = common::run_with_env(
         dir.path(),
         &cfg,

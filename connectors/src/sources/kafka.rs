@@ -495,6 +495,11 @@ impl Source for KafkaSource {
         })
     }
 
+    /// A partition resumes from the later of the checkpoint and the group's offset.
+    fn resumes_from_group(&self) -> bool {
+        true
+    }
+
     /// By `key_field` when it is set: the producer's partitioner keyed by it.
     fn partitioning(&self) -> connectd_sdk::Partitioning {
         match &self.key_field {

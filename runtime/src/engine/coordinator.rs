@@ -33,6 +33,12 @@ impl CheckpointLine {
         }
     }
 
+    /// Starts the line over before any checkpoint is taken: the checkpoint to restore
+    /// changed (recovery gave the last one up).
+    pub fn restart(&self, next: u64, committed: u64) {
+        *self.ids() = Ids { next, committed };
+    }
+
     fn ids(&self) -> std::sync::MutexGuard<'_, Ids> {
         self.ids.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -18,6 +18,7 @@ mod crash_point;
 mod delta_log;
 mod dlq;
 mod epoch_changes;
+mod finish_sinks;
 mod lanes;
 mod messages;
 mod partition_tasks;
@@ -56,9 +57,6 @@ use self::state_table::Freezers;
 use self::transform_task::TransformTask;
 use crate::config::PipelinePlan;
 use crate::metrics::Metrics;
-
-/// Records per write when an epoch is redone from its write-ahead log.
-const REDO_CHUNK: usize = 4096;
 
 /// Batches in flight per edge: what bounds memory and makes a slow sink slow the source.
 const CHANNEL_CAPACITY: usize = 8;
@@ -179,29 +177,36 @@ async fn run_as(
             )
         })
     };
-    let (restore_id, state) = match &plan.restore {
-        recovery::Restore::Beginning => (0, PipelineState::default()),
-        recovery::Restore::Log(id) => (*id, manifest.map(|m| m.state).unwrap_or_default()),
+    let restored_state = |restore: &recovery::Restore| match restore {
+        recovery::Restore::Beginning => Ok((0, PipelineState::default())),
+        recovery::Restore::Log(id) => Ok((
+            *id,
+            manifest
+                .as_ref()
+                .map(|m| m.state.clone())
+                .unwrap_or_default(),
+        )),
         recovery::Restore::Sink { id, sink } => {
             let i = found.iter().position(|f| &f.name == sink).unwrap_or(0);
             let state = match sink_checkpoints.get(i) {
                 Some(Some(c)) => parse_state(c)?,
                 _ => PipelineState::default(),
             };
-            tracing::warn!(pipeline = %name, checkpoint = id, store = %state_store.dir().display(), "no checkpoint log: restoring the checkpoint the sinks committed (a state directory from before the log existed, or a lost one)");
-            (*id, state)
+            Ok((*id, state))
         }
     };
-    if restore_id > 0 {
-        checkpoint::publish(&committed_offsets, restore_id, &state);
-        tracing::info!(pipeline = %name, checkpoint = restore_id, "restoring from checkpoint");
-    } else if !backfilling {
-        tracing::info!(pipeline = %name, "starting from the beginning (no checkpoint)");
+    let (mut restore_id, mut state) = restored_state(&plan.restore)?;
+    if let recovery::Restore::Sink { id, .. } = &plan.restore {
+        tracing::warn!(pipeline = %name, checkpoint = id, store = %state_store.dir().display(), "no checkpoint log: restoring the checkpoint the sinks committed (a state directory from before the log existed, or a lost one)");
     }
+    // Decided once the transforms show whether the pipeline splits across workers.
+    let mut give_up = recovery::give_up_uncommitted(&plan, &found);
     // 3. A new sink with `start: beginning` gets what the pipeline produced before, as
     // the epoch of the restored checkpoint that it has yet to commit.
     let targets = backfill::targets(&spec, &sinks, &plan.sinks);
     if let (false, Some(parts)) = (targets.is_empty(), backfill) {
+        // The backfilled epoch is the restored checkpoint's: it must not be given up.
+        give_up = None;
         let at = backfill::Restored {
             id: restore_id,
             state: &state,
@@ -225,75 +230,6 @@ async fn run_as(
         // A backfill is not part of the restore.
         restore_started += backfill_started.elapsed();
     }
-    // 4. Sinks finish what the crash interrupted, before anything new is written.
-    for ((s, sink_plan), wal) in sinks.iter_mut().zip(&plan.sinks).zip(wals.iter_mut()) {
-        if let Some(wal) = wal.as_mut() {
-            for epoch in &sink_plan.discard {
-                wal.remove(*epoch)?;
-            }
-        }
-        if let Some(prepared) = s.component.prepared() {
-            if sink_plan.action != recovery::SinkAction::Redo(prepared) {
-                // Pre-committed for a checkpoint that never completed: given up.
-                tracing::info!(pipeline = %name, sink = %s.name, checkpoint = prepared, "giving up checkpoint {prepared}: prepared in the sink, never complete");
-                retry!(
-                    retry_timeout,
-                    format!("sink `{}`", s.name),
-                    s.component.abort_prepared()
-                )
-                .map_err(|e| {
-                    PipelineError::new(
-                        &s.name,
-                        format!("cannot give up checkpoint {prepared}: {e}"),
-                    )
-                })?;
-            }
-        }
-        match sink_plan.action {
-            recovery::SinkAction::UpToDate => {}
-            recovery::SinkAction::StartsHere { had } => {
-                if had.is_some() && spec.starts_at_beginning(&s.name) {
-                    tracing::warn!(pipeline = %name, sink = %s.name, "`start: beginning` applies only to a sink that has never committed a checkpoint");
-                }
-                tracing::warn!(pipeline = %name, sink = %s.name, had = ?had, checkpoint = restore_id, "sink new to the pipeline (or back after missing checkpoints): it starts at the pipeline's current checkpoint, without what came before");
-            }
-            recovery::SinkAction::Redo(id) if s.component.prepared() == Some(id) => {
-                // The sink kept the epoch it pre-committed: commit it as it is.
-                tracing::info!(pipeline = %name, sink = %s.name, checkpoint = id, "finishing the commit of checkpoint {id}, prepared in the sink");
-                commit_redone(s, id, &state, retry_timeout).await?;
-            }
-            recovery::SinkAction::Redo(id) => {
-                let Some(wal) = wal.as_mut() else { continue };
-                tracing::info!(pipeline = %name, sink = %s.name, checkpoint = id, "finishing the commit of checkpoint {id}, from the write-ahead log");
-                let m = metrics.component(&name, &s.name, "sink");
-                let mut reader = wal.reader(id)?;
-                while let Some(records) = reader.next_chunk(REDO_CHUNK)? {
-                    let mut bad = Vec::new();
-                    retry!(
-                        retry_timeout,
-                        format!("sink `{}`", s.name),
-                        s.component.write(&records, &mut bad)
-                    )
-                    .map_err(|e| PipelineError::new(&s.name, e.to_string()))?;
-                    dlq.handle(&s.name, bad, &m)?;
-                }
-                if let Some(logs) = wal.changelogs(id)? {
-                    retry!(
-                        retry_timeout,
-                        format!("state changelogs of sink `{}`", s.name),
-                        s.component.write_changelogs(id, &logs)
-                    )
-                    .map_err(|e| PipelineError::new(&s.name, e.to_string()))?;
-                }
-                sink_task::pre_commit(&mut *s.component, &s.name, id, &dlq, &m, retry_timeout)
-                    .await?;
-                dlq.sync(&s.name)?;
-                commit_redone(s, id, &state, retry_timeout).await?;
-                wal.remove(id)?;
-            }
-        }
-    }
-    let first_id = plan.next_id;
 
     // 5. Channels: one receiver per transform/sink; outputs per producer. A transform
     // chained into its source's task (`chains`) has none: the source calls it.
@@ -338,7 +274,7 @@ async fn run_as(
         sources.len(),
         transforms.len(),
         sinks.len(),
-        committed_offsets,
+        committed_offsets.clone(),
         state_store.clone(),
         metrics.state(&name),
     );
@@ -346,7 +282,7 @@ async fn run_as(
     let (exhausted_tx, exhausted_rx) = mpsc::unbounded_channel();
     let mut tasks: JoinSet<Result<(), PipelineError>> = JoinSet::new();
     let mut commands = Vec::new();
-    let line = Arc::new(CheckpointLine::new(first_id, restore_id));
+    let line = Arc::new(CheckpointLine::new(plan.next_id, restore_id));
 
     // Transforms take their state first: what holds state decides whether the sources
     // may let workers split the pipeline.
@@ -405,16 +341,7 @@ async fn run_as(
             }
         };
         runs_per_task |= per_partition;
-        if let Some(snapshot) = state.transforms.get(&t.name) {
-            partition_tasks::check_snapshot(&t.name, snapshot, per_partition)?;
-            t.component
-                .restore(snapshot.clone())
-                .map_err(|e| PipelineError::new(&t.name, format!("cannot restore state: {e}")))?;
-        }
-        prepared.push((t, freezers));
-    }
-    if !backfilling {
-        metrics.state(&name).restored(restore_started.elapsed());
+        prepared.push((t, freezers, per_partition));
     }
     holders.extend(
         sinks
@@ -428,11 +355,56 @@ async fn run_as(
             holders.join(", ")
         )
     });
+    // 4. Where the group's offsets are the whole truth of what was done (a pipeline
+    // split by partition, every source resuming from its group), a checkpoint no sink
+    // committed is given up rather than redone: another worker may have done its work
+    // since. Then the sinks finish what the crash interrupted, before anything new.
+    let by_group = unsplittable.is_none()
+        && !sources.is_empty()
+        && sources.iter().all(|s| s.component.resumes_from_group());
+    if let Some(given) = give_up.filter(|_| by_group) {
+        (restore_id, state) = restored_state(&given.plan.restore)?;
+        let to = (restore_id > 0).then(|| state_store::Manifest {
+            id: restore_id,
+            state: state.clone(),
+        });
+        state_store.rewind(to.as_ref())?;
+        plan = given.plan;
+        line.restart(plan.next_id, restore_id);
+        tracing::info!(pipeline = %name, checkpoint = given.given_up, restored = restore_id, "giving up checkpoint {}: complete here but committed by no sink, and the consumer group stands at the sinks' checkpoint or later (another worker may have done its work since); restoring checkpoint {restore_id}", given.given_up);
+    }
+    if restore_id > 0 {
+        checkpoint::publish(&committed_offsets, restore_id, &state);
+        tracing::info!(pipeline = %name, checkpoint = restore_id, "restoring from checkpoint");
+    } else if !backfilling {
+        tracing::info!(pipeline = %name, "starting from the beginning (no checkpoint)");
+    }
+    let at = finish_sinks::Restored {
+        spec: &spec,
+        id: restore_id,
+        state: &state,
+        metrics: &metrics,
+        dlq: &dlq,
+        retry_timeout,
+    };
+    finish_sinks::finish(&mut sinks, &plan.sinks, &mut wals, &at).await?;
+    let first_id = plan.next_id;
+    for (t, _, per_partition) in &mut prepared {
+        if let Some(snapshot) = state.transforms.get(&t.name) {
+            partition_tasks::check_snapshot(&t.name, snapshot, *per_partition)?;
+            t.component
+                .restore(snapshot.clone())
+                .map_err(|e| PipelineError::new(&t.name, format!("cannot restore state: {e}")))?;
+        }
+    }
+    if !backfilling {
+        metrics.state(&name).restored(restore_started.elapsed());
+    }
 
     let mut expected_origins = lanes::upstream_origins(
         &prepared
             .iter()
-            .map(|(t, _)| lanes::Node {
+            .map(|(t, _, _)| lanes::Node {
                 name: &t.name,
                 inputs: &t.inputs,
                 keeps_lanes: t.component.keeps_lanes(),
@@ -441,7 +413,7 @@ async fn run_as(
     );
     let mut own_tasks = Vec::new();
     let mut chained_tasks = HashMap::new();
-    for (t, freezers) in prepared {
+    for (t, freezers, _) in prepared {
         let expected_origins = expected_origins.remove(&t.name).unwrap_or_default();
         let t_inputs = t.inputs.len();
         let task = TransformTask {
@@ -616,28 +588,6 @@ fn handover(
         restore: Box::new(restore),
         retire: Box::new(move |task| retiring.retire_task_table(&retired_name, task)),
     }
-}
-
-/// Commits checkpoint `id`, whose epoch the sink holds (prepared, or just written
-/// again), with the restored state's source positions.
-async fn commit_redone(
-    s: &mut crate::config::ComponentPlan<dyn connectd_sdk::Sink>,
-    id: u64,
-    state: &PipelineState,
-    retry_timeout: std::time::Duration,
-) -> Result<(), PipelineError> {
-    let checkpoint = connectd_sdk::Checkpoint {
-        id,
-        state: serde_json::to_value(state.for_sinks()).map_err(|e| {
-            PipelineError::new(&s.name, format!("cannot encode the checkpoint: {e}"))
-        })?,
-    };
-    retry!(
-        retry_timeout,
-        format!("commit of sink `{}`", s.name),
-        s.component.commit(&checkpoint)
-    )
-    .map_err(|e| PipelineError::new(&s.name, format!("checkpoint {id} failed: {e}")))
 }
 
 /// A component that failed because its downstream ended is a knock-on: the downstream's

@@ -119,6 +119,66 @@ pub fn plan(log: Option<u64>, sinks: &[SinkFound]) -> Result<RecoveryPlan, Strin
     })
 }
 
+/// Checkpoint `given_up`, complete in the state store and committed by no sink, given
+/// up: the pipeline restores `plan.restore` instead (see [`give_up_uncommitted`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GivenUp {
+    pub given_up: u64,
+    pub plan: RecoveryPlan,
+}
+
+/// The plan that gives up the restored checkpoint instead of redoing it, where that is
+/// the exact choice: for a pipeline whose sources resume each partition from the later
+/// of their checkpoint and their consumer group's committed offset, whose exactly-once
+/// sinks commit those offsets to the group in their transactions, and whose keyed
+/// state is restored from changelogs those transactions carry (the caller knows
+/// that). Then what a sink has committed is the whole truth of the group: after a crash
+/// between the store's completion of *c* and the sinks' commit of it, another worker
+/// may have taken the partitions over and done the epoch of *c* again, and a redo from
+/// this worker's write-ahead log would write it twice. Giving *c* up restores the
+/// sinks' checkpoint *c − 1* instead: each partition resumes where the group stands,
+/// which is *c − 1* where nobody did the epoch's work since, so nothing is lost either.
+///
+/// `None` (redo as planned) unless every exactly-once sink is to redo *c* from its
+/// write-ahead log and all of them stand at the same checkpoint before it.
+pub fn give_up_uncommitted(plan: &RecoveryPlan, sinks: &[SinkFound]) -> Option<GivenUp> {
+    let Restore::Log(c) = plan.restore else {
+        return None;
+    };
+    let exactly_once: Vec<&SinkFound> = sinks.iter().filter(|s| s.exactly_once).collect();
+    let redone = |(s, p): (&SinkFound, &SinkPlan)| {
+        !s.exactly_once || (p.action == SinkAction::Redo(c) && s.prepared != Some(c))
+    };
+    let first = exactly_once.first()?;
+    if !sinks.iter().zip(&plan.sinks).all(redone)
+        || exactly_once.iter().any(|s| s.committed != first.committed)
+        || first.committed.is_some_and(|k| k + 1 != c)
+    {
+        return None;
+    }
+    let restore = match first.committed {
+        Some(id) => Restore::Sink {
+            id,
+            sink: first.name.clone(),
+        },
+        None => Restore::Beginning,
+    };
+    Some(GivenUp {
+        given_up: c,
+        plan: RecoveryPlan {
+            restore,
+            sinks: sinks
+                .iter()
+                .map(|s| SinkPlan {
+                    action: SinkAction::UpToDate,
+                    discard: s.wal_epochs.clone(),
+                })
+                .collect(),
+            next_id: first.committed.map_or(1, |k| k + 1),
+        },
+    })
+}
+
 /// Without a pipeline log: the sinks' checkpoints must agree.
 fn from_sinks(sinks: &[SinkFound]) -> Result<Restore, String> {
     let committed: Vec<(&str, u64)> = sinks
@@ -311,6 +371,74 @@ mod tests {
         );
         let e = plan(None, &[sink("a", Some(4), &[]), sink("b", Some(3), &[])]).unwrap_err();
         assert!(e.contains("`a` at 4") && e.contains("`b` at 3"), "{e}");
+    }
+
+    #[test]
+    fn an_uncommitted_checkpoint_is_given_up_for_the_sinks_one() {
+        // Complete 7, both sinks at 6 with 7 in their logs: restore 6, make 7 anew.
+        let found = [sink("a", Some(6), &[7]), sink("b", Some(6), &[7])];
+        let g = give_up_uncommitted(&plan(Some(7), &found).unwrap(), &found).unwrap();
+        assert_eq!(g.given_up, 7);
+        assert_eq!(
+            g.plan.restore,
+            Restore::Sink {
+                id: 6,
+                sink: "a".into()
+            }
+        );
+        assert_eq!(
+            actions(&g.plan),
+            [SinkAction::UpToDate, SinkAction::UpToDate]
+        );
+        assert_eq!(g.plan.sinks[1].discard, [7]);
+        assert_eq!(g.plan.next_id, 7);
+        // An empty epoch (no log) is given up the same way.
+        let found = [sink("a", Some(2), &[])];
+        let g = give_up_uncommitted(&plan(Some(3), &found).unwrap(), &found).unwrap();
+        assert_eq!(g.plan.next_id, 3);
+        // The very first checkpoint: back to the beginning.
+        let found = [sink("a", None, &[1])];
+        let g = give_up_uncommitted(&plan(Some(1), &found).unwrap(), &found).unwrap();
+        assert_eq!(g.plan.restore, Restore::Beginning);
+        assert_eq!(
+            (g.plan.next_id, g.plan.sinks[0].discard.clone()),
+            (1, vec![1])
+        );
+        // At-least-once sinks do not count.
+        let mut out = sink("stdout", None, &[]);
+        out.exactly_once = false;
+        let found = [sink("a", Some(6), &[7]), out];
+        assert!(give_up_uncommitted(&plan(Some(7), &found).unwrap(), &found).is_some());
+    }
+
+    #[test]
+    fn a_checkpoint_some_sink_committed_or_kept_prepared_is_redone() {
+        let cases: [&[SinkFound]; 5] = [
+            // `a` committed 7: its output holds the epoch, `b` must get it too.
+            &[sink("a", Some(7), &[]), sink("b", Some(6), &[7])],
+            // Kept prepared in the sink: its commit is the only copy of the epoch.
+            &[file_sink("f", Some(6), Some(7))],
+            // Sinks behind by different amounts: no one checkpoint to go back to.
+            &[sink("a", Some(6), &[7]), sink("b", None, &[7])],
+            // Logged 7 but committed 4: its checkpoint is not the one before 7.
+            &[sink("a", Some(4), &[7])],
+            // Nothing to redo.
+            &[sink("a", Some(7), &[])],
+        ];
+        for found in cases {
+            let p = plan(Some(7), found).unwrap();
+            assert_eq!(give_up_uncommitted(&p, found), None, "{found:?}");
+        }
+        let none: [SinkFound; 0] = [];
+        assert_eq!(
+            give_up_uncommitted(&plan(Some(7), &none).unwrap(), &none),
+            None
+        );
+        let fresh = [sink("a", None, &[])];
+        assert_eq!(
+            give_up_uncommitted(&plan(None, &fresh).unwrap(), &fresh),
+            None
+        );
     }
 
     #[test]

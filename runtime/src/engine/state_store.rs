@@ -561,6 +561,24 @@ impl StateStore {
         Ok(bytes)
     }
 
+    /// Records `to` as the last complete checkpoint (`None`: none) in place of the one
+    /// recorded, which the runtime gave up (`recovery::give_up_uncommitted`). The keyed
+    /// state that checkpoint wrote stays: it is only ever in the tables of partition
+    /// tasks, which are rebuilt from their changelogs before they are read.
+    pub fn rewind(&self, to: Option<&Manifest>) -> Result<(), PipelineError> {
+        let mut batch = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), 1)
+            .durability(Some(PersistMode::SyncAll));
+        match to {
+            Some(m) => {
+                let m = serde_json::to_vec(m)
+                    .map_err(|e| self.err("cannot encode a manifest for", e))?;
+                batch.insert(&self.meta, MANIFEST, m);
+            }
+            None => batch.remove(&self.meta, MANIFEST),
+        }
+        batch.commit().map_err(|e| self.err("cannot write", e))
+    }
+
     /// Forgets every checkpoint and all keyed state (offset reset; the pipeline is
     /// stopped).
     pub fn remove(pipeline_dir: &Path) -> Result<(), PipelineError> {
