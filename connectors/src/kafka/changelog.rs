@@ -14,11 +14,12 @@ use super::{client_config, error};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Where a reader of a whole partition starts: offset 0, moved to the log's start by
-/// `auto.offset.reset: earliest` where retention has deleted it (compaction does not
-/// move the start). Not `Offset::Beginning`, which asks the broker for the start: Tansu
-/// answers with the record batch it stored first, which is not the lowest offset when
-/// two producers wrote the partition at once, so a read from there missed a batch.
+/// Where a reader of a whole partition (and the `kafka` source's `start: earliest`)
+/// starts: offset 0, moved to the log's start by `auto.offset.reset: earliest` where
+/// retention has deleted it (compaction does not move the start). Not
+/// `Offset::Beginning`, which asks the broker for the start: Tansu answers with the
+/// record batch it stored first, which is not the lowest offset when two producers
+/// wrote the partition at once, so a read from there missed a batch.
 pub const FROM_START: Offset = Offset::Offset(0);
 
 /// A consumer that reads committed records only, in group `group` (never committed

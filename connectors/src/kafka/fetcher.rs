@@ -122,6 +122,10 @@ pub struct Shared {
     pub exclusive: Option<Mutex<Exclusive>>,
     /// `key_field`: the field of the value that every message's key must equal.
     pub key_field: Option<connectd_sdk::FieldPath>,
+    /// `start: earliest`: a partition without a position starts at offset 0 (moved to
+    /// the log's start by `auto.offset.reset` where retention deleted it), not where
+    /// the broker says its start is (see `kafka::changelog::FROM_START`).
+    pub from_start: bool,
 }
 
 impl Shared {
@@ -298,9 +302,15 @@ impl Rebalancer {
                 starts.insert(key, start);
             }
         }
-        for ((topic, partition), offset) in &starts {
+        for e in tpl.clone().elements() {
+            let (topic, partition) = (e.topic(), e.partition());
+            let offset = match starts.get(&(topic.to_string(), partition)) {
+                Some(o) => Offset::Offset(*o),
+                None if self.shared.from_start => crate::kafka::changelog::FROM_START,
+                None => continue,
+            };
             // Cannot fail: the partition is in the list.
-            let _ = tpl.set_partition_offset(topic, *partition, Offset::Offset(*offset));
+            let _ = tpl.set_partition_offset(topic, partition, offset);
         }
         let held: BTreeSet<Partition> = tpl
             .elements()

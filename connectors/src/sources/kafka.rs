@@ -263,6 +263,7 @@ impl KafkaSource {
             await_for: awaited::wait_for(&self.props),
             stop_at: self.stop_at.clone(),
             key_field: self.key_field.clone(),
+            from_start: self.props.get("auto.offset.reset").map(String::as_str) == Some("earliest"),
             // A backfill reads by assignment, outside the group.
             exclusive: self
                 .exclusive
