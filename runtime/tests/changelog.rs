@@ -46,14 +46,15 @@ fn expected_keys() -> BTreeMap<u32, BTreeSet<(String, u64)>> {
     keys
 }
 
-fn pipeline(input: &str, output: &str, group: &str) -> String {
+/// `expiry`: the dedup's retention options.
+fn pipeline(input: &str, output: &str, group: &str, expiry: &str) -> String {
     format!(
         r#"name: cl
 checkpoint: {{interval: 500ms}}
 state: {{per_partition: true}}
 sources:
 {source}transforms:
-  once: {{type: dedup, inputs: [iot], key: [host, id], keep: first, retention: 1d}}
+  once: {{type: dedup, inputs: [iot], key: [host, id], keep: first, {expiry}}}
 sinks:
   out: {{type: kafka, inputs: [once], bootstrap_servers: {bootstrap}, topic: {output}}}
 "#,
@@ -151,13 +152,17 @@ struct Setup {
 
 impl Setup {
     fn new() -> Self {
+        Self::with_expiry("retention: 1d")
+    }
+
+    fn with_expiry(expiry: &str) -> Self {
         let (input, output) = (kafka::unique("iot"), kafka::unique("deduped"));
         kafka::create_topic(&input, PARTITIONS);
         // Made here: a reader subscribed to a topic not there yet would look again
         // only minutes later.
         kafka::create_topic(&output, 1);
         let dir = tempfile::tempdir().unwrap();
-        let yaml = pipeline(&input, &output, &kafka::unique("cl"));
+        let yaml = pipeline(&input, &output, &kafka::unique("cl"), expiry);
         let cfg = common::write_pipeline(dir.path(), "cl.yaml", &yaml);
         Self {
             input,
@@ -356,4 +361,73 @@ fn each_partitions_state_changes_go_to_its_changelog_partition_in_the_sinks_tran
         "redone with changelogs {kept:?}; {} keys in 4 partitions",
         want.len()
     );
+}
+
+/// Keys a task forgets (here a dedup's, past a 1 s retention) get a tombstone in its
+/// changelog: compacted as Kafka compacts it, the changelog holds no value below a
+/// task's bound, so it does not grow with every key ever seen, nor does a restore read
+/// them. (Before the tombstones, every forgotten key stayed with its value.)
+#[test]
+fn forgotten_keys_leave_the_changelog_through_tombstones() {
+    let Setup {
+        input,
+        output,
+        dir,
+        cfg,
+    } = Setup::with_expiry("retention: 1s, time: t");
+    // Live, 1 s of event time every 100 ms: a key outlives the checkpoint (500 ms) it
+    // was logged in before it is forgotten (all at once, no key would be logged).
+    let mut child = start(dir.path(), &cfg);
+    let producer = {
+        let (bootstrap, input) = (kafka::bootstrap(), input.clone());
+        std::thread::spawn(move || {
+            let p = kafka::Producer::connect(&bootstrap);
+            for chunk in (0..MESSAGES).collect::<Vec<_>>().chunks(100) {
+                p.send_keyed_to(&input, chunk.iter().map(|&i| message(i)));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    // A host's id comes back 24 s of event time later, past the retention (by event
+    // time): every message passes the dedup.
+    let (values, log) = run_until(&mut child, &output, MESSAGES);
+    producer.join().unwrap();
+    assert_eq!(values.len(), MESSAGES, "{log}");
+
+    let records = read_topic("connectd-cl-once-changelog");
+    let tombstones = records.iter().filter(|(_, _, v)| v.is_none()).count();
+    let mut latest: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+    for (_, key, value) in records {
+        latest.insert(key, value);
+    }
+    let mut bounds: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    for (key, value) in &latest {
+        if let (0, Some(v)) = (key[0], value) {
+            let meta: serde_json::Value = serde_json::from_slice(v).unwrap();
+            let hex = meta["bound"].as_str().unwrap();
+            let bound = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            bounds.insert(key[1..5].to_vec(), bound);
+        }
+    }
+    assert_eq!(bounds.len(), PARTITIONS as usize, "{bounds:?}");
+    assert!(
+        bounds.values().all(|b| !b.is_empty()),
+        "no task forgot anything: {bounds:?}"
+    );
+    let stale: Vec<_> = latest
+        .iter()
+        .filter(|(k, v)| k[0] == 1 && v.is_some() && k[5..] < bounds[&k[1..5]][..])
+        .map(|(k, _)| String::from_utf8_lossy(&k[5..]).into_owned())
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "{} forgotten keys kept their values in the changelog (of {} keys; {tombstones} tombstones), e.g. {:?}",
+        stale.len(),
+        latest.len(),
+        &stale[..stale.len().min(3)]
+    );
+    assert!(tombstones > 0);
 }

@@ -8,7 +8,9 @@
 //! - `0x00`, task (4 bytes, big-endian): the task's metadata, JSON
 //!   `{"checkpoint", "lane", "state", "bound"}` (its snapshot, and the hex of the key
 //!   below which its table forgets: keys below it are not state even if logged);
-//! - `0x01`, task, then the table's key: the key's value, or a tombstone when deleted.
+//! - `0x01`, task, then the table's key: the key's value, or a tombstone when deleted
+//!   or forgotten (a key the bound passed: a closed window, a dedup key past its
+//!   retention), so that compaction removes it and a restore does not read it.
 //!
 //! The records of an epoch are also kept beside its write-ahead log
 //! (`<epoch>.changelog`), so a recovery that redoes the epoch's commit writes them again.
@@ -19,6 +21,7 @@ use connectd_sdk::{Changelog, ChangelogRecord};
 use serde_json::Value;
 
 use super::state_store::StateStore;
+use super::PipelineError;
 
 /// The first byte of a task's metadata record.
 pub const META: u8 = 0;
@@ -44,7 +47,9 @@ fn key(tag: u8, task: u32, rest: &[u8]) -> Vec<u8> {
     k
 }
 
-/// Builds the changelog records of a checkpoint from the state store.
+/// Builds the changelog records of a checkpoint from the state store: a task's changes,
+/// a tombstone for each key its bound's rise forgot (else compaction would keep them
+/// for good), and its metadata.
 #[derive(Clone)]
 pub struct ChangelogWriter {
     pub pipeline: String,
@@ -55,9 +60,13 @@ impl ChangelogWriter {
     /// Checkpoint `id`'s records, by transform: each task table's changes of the epoch,
     /// then its metadata. `snapshots`: every transform's snapshot of `id` (a transform
     /// run per partition keeps its tasks' under `per_partition`).
-    pub fn changelogs(&self, id: u64, snapshots: &BTreeMap<String, Value>) -> Vec<Changelog> {
+    pub fn changelogs(
+        &self,
+        id: u64,
+        snapshots: &BTreeMap<String, Value>,
+    ) -> Result<Vec<Changelog>, PipelineError> {
         let mut by_transform: BTreeMap<String, Changelog> = BTreeMap::new();
-        for delta in self.store.task_deltas(id) {
+        for delta in self.store.task_deltas(id)? {
             let log = by_transform
                 .entry(delta.transform.clone())
                 .or_insert_with(|| Changelog {
@@ -67,6 +76,13 @@ impl ChangelogWriter {
                 });
             let partition = partition_of(delta.task);
             log.partitions = log.partitions.max(partition + 1);
+            for k in &delta.forgotten {
+                log.records.push(ChangelogRecord {
+                    partition,
+                    key: key(DATA, delta.task, k),
+                    value: None,
+                });
+            }
             for (k, v) in delta.changes.iter().flat_map(|d| d.iter()) {
                 log.records.push(ChangelogRecord {
                     partition,
@@ -90,7 +106,7 @@ impl ChangelogWriter {
                 value: Some(meta.to_string().into_bytes()),
             });
         }
-        by_transform.into_values().collect()
+        Ok(by_transform.into_values().collect())
     }
 }
 

@@ -89,7 +89,7 @@ impl SinkTask {
             return Ok(false);
         };
         let snapshots = self.store.transform_snapshots(id).await;
-        let logs = writer.changelogs(id, &snapshots);
+        let logs = writer.changelogs(id, &snapshots)?;
         if logs.is_empty() {
             return Ok(false);
         }

@@ -18,7 +18,7 @@ use fjall::compaction::filter::{
     CompactionFilter, CompactionFilterResult, Context as FilterContext, Factory, ItemAccessor,
     Verdict,
 };
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Slice};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::PipelineState;
@@ -36,6 +36,10 @@ pub(super) struct TaskDelta {
     pub changes: Option<Arc<SortedDelta>>,
     /// Keys below this are forgotten (`KeyedState::forget_below`).
     pub bound: Vec<u8>,
+    /// The keys the store holds that the bound's rise in this checkpoint forgets: each
+    /// was logged when it was written, so its changelog needs a tombstone, or a
+    /// compacted changelog would keep it for good.
+    pub forgotten: Vec<Slice>,
 }
 
 /// A complete checkpoint: its id and the pipeline's state at it.
@@ -444,24 +448,45 @@ impl StateStore {
     /// The changes of checkpoint `id` (frozen, not yet complete) of every task's table
     /// (`task_table`), with the table's bound as of `id`: what goes to the changelogs.
     /// A table handed over before `id` has none.
-    pub(super) fn task_deltas(&self, id: u64) -> Vec<TaskDelta> {
+    ///
+    /// Called when the checkpoint before `id` is complete (a sink logs `id` after it
+    /// committed the one before), so the store holds every key logged before `id`.
+    pub(super) fn task_deltas(&self, id: u64) -> Result<Vec<TaskDelta>, PipelineError> {
         let tables = lock_vec(&self.tables).clone();
-        tables
-            .into_iter()
-            .filter_map(|t| {
-                let (transform, task) = t.task?;
+        let mut deltas = Vec::new();
+        for t in tables {
+            let Some((transform, task)) = t.task.clone() else {
+                continue;
+            };
+            let (changes, bound) = {
                 let o = lock(&t.overlay);
                 if o.retired_at.is_some_and(|at| at < id) {
-                    return None;
+                    continue;
                 }
-                Some(TaskDelta {
-                    transform,
-                    task,
-                    changes: o.frozen.get(&id).cloned(),
-                    bound: o.frozen_bounds.get(&id).cloned().unwrap_or_default(),
-                })
-            })
-            .collect()
+                let bound = o.frozen_bounds.get(&id).cloned().unwrap_or_default();
+                (o.frozen.get(&id).cloned(), bound)
+            };
+            let was = t
+                .completed_bound
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let mut forgotten = Vec::new();
+            if bound > was {
+                // Compactions drop only keys below `was` so far: these are all here.
+                for item in t.ks.range(was..bound.clone()) {
+                    forgotten.push(item.key().map_err(|e| self.err("cannot read", e))?);
+                }
+            }
+            deltas.push(TaskDelta {
+                transform,
+                task,
+                changes,
+                bound,
+                forgotten,
+            });
+        }
+        Ok(deltas)
     }
 
     /// Records checkpoint `manifest.id` as complete, with every table's changes of its

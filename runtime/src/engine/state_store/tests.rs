@@ -50,6 +50,25 @@ fn changes_reach_the_store_only_with_their_checkpoint() {
 }
 
 #[test]
+fn a_given_up_checkpoint_is_rewound_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = StateStore::open(dir.path(), 64 << 20).unwrap();
+        store.complete(&manifest(7)).unwrap();
+        store.rewind(Some(&manifest(6))).unwrap();
+        assert_eq!(store.latest().unwrap(), Some(manifest(6)));
+    }
+    let store = StateStore::open(dir.path(), 64 << 20).unwrap();
+    assert_eq!(store.latest().unwrap(), Some(manifest(6)), "after a reopen");
+    // The next checkpoint takes the given-up id again.
+    store.complete(&manifest(7)).unwrap();
+    assert_eq!(store.latest().unwrap(), Some(manifest(7)));
+    // Giving up the very first checkpoint: none left.
+    store.rewind(None).unwrap();
+    assert_eq!(store.latest().unwrap(), None);
+}
+
+#[test]
 fn range_merges_the_overlay_with_the_store_in_key_order() {
     let dir = tempfile::tempdir().unwrap();
     let store = StateStore::open(dir.path(), 64 << 20).unwrap();
@@ -269,6 +288,7 @@ fn a_retired_task_table_logs_its_last_delta_then_is_dropped() {
     let tasks = |id| -> Vec<(u32, usize)> {
         store
             .task_deltas(id)
+            .unwrap()
             .iter()
             .map(|d| (d.task, d.changes.as_ref().map_or(0, |c| c.len())))
             .collect()
@@ -287,4 +307,33 @@ fn a_retired_task_table_logs_its_last_delta_then_is_dropped() {
     let (again, _) = store.task_table("w", 1, None, 2).unwrap();
     assert_eq!(again.get(b"b").unwrap(), None, "its data went with it");
     assert_eq!(kept.get(b"a").unwrap(), Some(b"1".to_vec()));
+}
+
+#[test]
+fn a_rising_bound_names_the_stored_keys_it_forgets_for_the_changelog() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path(), 64 << 20).unwrap();
+    let (mut t, freezer) = store.task_table("once", 0, None, 1).unwrap();
+    store.task_in_use("once", &t);
+    let forgotten = |id| -> Vec<Vec<u8>> {
+        let deltas = store.task_deltas(id).unwrap();
+        deltas[0].forgotten.iter().map(|k| k.to_vec()).collect()
+    };
+    for k in [b"a1", b"b1", b"c1", b"d1"] {
+        t.put(k, b"v");
+    }
+    freezer.freeze(1);
+    assert!(forgotten(1).is_empty(), "nothing forgotten yet");
+    store.complete(&manifest(1)).unwrap();
+    // Epoch 2: the bound passes a1 and b1 (stored), and b9 is put and forgotten at
+    // once (never logged: no tombstone).
+    t.put(b"b9", b"v");
+    t.forget_below(b"c");
+    freezer.freeze(2);
+    assert_eq!(forgotten(2), [b"a1".to_vec(), b"b1".to_vec()]);
+    store.complete(&manifest(2)).unwrap();
+    // The bound stays: nothing more.
+    t.put(b"e1", b"v");
+    freezer.freeze(3);
+    assert!(forgotten(3).is_empty());
 }
