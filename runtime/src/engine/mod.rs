@@ -231,7 +231,7 @@ async fn run_as(
         restore_started += backfill_started.elapsed();
     }
 
-    // 5. Channels: one receiver per transform/sink; outputs per producer. A transform
+    // 4. Channels: one receiver per transform/sink; outputs per producer. A transform
     // chained into its source's task (`chains`) has none: the source calls it.
     let source_names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
     let chained = chains::into_sources(
@@ -355,11 +355,13 @@ async fn run_as(
             holders.join(", ")
         )
     });
-    // 4. Where the group's offsets are the whole truth of what was done (a pipeline
+    // 5. Where the group's offsets are the whole truth of what was done (a pipeline
     // split by partition, every source resuming from its group), a checkpoint no sink
     // committed is given up rather than redone: another worker may have done its work
     // since. Then the sinks finish what the crash interrupted, before anything new.
-    let by_group = unsplittable.is_none()
+    // (Not a backfill's inner run: its sources read outside the group.)
+    let by_group = !backfilling
+        && unsplittable.is_none()
         && !sources.is_empty()
         && sources.iter().all(|s| s.component.resumes_from_group());
     if let Some(given) = give_up.filter(|_| by_group) {
