@@ -146,6 +146,22 @@ impl Drop for Worker {
     }
 }
 
+/// The output once it holds `n` records (and 5 s more for any extra), then `workers`
+/// stop with SIGTERM, each cleanly.
+fn read_output_then_stop(output: &str, n: usize, workers: [&mut Worker; 2]) -> Vec<String> {
+    let values = kafka::consume_committed(
+        output,
+        Duration::from_secs(180),
+        Duration::from_secs(5),
+        |v| v.len() >= n,
+    );
+    for w in workers {
+        common::signal(&w.0, libc::SIGTERM);
+        assert!(common::wait_with_deadline(&mut w.0, Duration::from_secs(60)).success());
+    }
+    values
+}
+
 fn log_of(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("worker.log")).unwrap_or_default()
 }
@@ -392,16 +408,7 @@ fn join_join_leave(leave: Leave) {
         }
     };
 
-    let values = kafka::consume_committed(
-        &output,
-        Duration::from_secs(180),
-        Duration::from_secs(5),
-        |v| v.len() >= want.len(),
-    );
-    for w in [&mut second, &mut third] {
-        common::signal(&w.0, libc::SIGTERM);
-        assert!(common::wait_with_deadline(&mut w.0, Duration::from_secs(60)).success());
-    }
+    let values = read_output_then_stop(&output, want.len(), [&mut second, &mut third]);
     let logs = format!(
         "first: {}\nsecond: {}\nthird: {}",
         tail(&first_log),
@@ -491,16 +498,7 @@ fn a_worker_restarting_after_its_partitions_moved_on_does_not_redo_their_epoch()
     let mut first = spawn(dirs[0].path(), &cfgs[0], "w1");
     produce_slowly(&producer, &input, part(2));
     produce_slowly(&producer, &input, part(3));
-    let values = kafka::consume_committed(
-        &output,
-        Duration::from_secs(180),
-        Duration::from_secs(5),
-        |v| v.len() >= want.len(),
-    );
-    for w in [&mut first, &mut second] {
-        common::signal(&w.0, libc::SIGTERM);
-        let _ = common::wait_with_deadline(&mut w.0, Duration::from_secs(60));
-    }
+    let values = read_output_then_stop(&output, want.len(), [&mut first, &mut second]);
     let logs = format!(
         "first: {}\nsecond: {}",
         tail(&log_of(dirs[0].path())),
