@@ -65,6 +65,11 @@ impl Object {
         }
     }
 
+    /// The fields themselves, for the JSON parser's in-place appends.
+    pub(crate) fn fields_mut(&mut self) -> &mut Vec<(CompactString, Value)> {
+        &mut self.fields
+    }
+
     /// Appends without checking for an existing field of that name (the caller knows).
     pub fn push_unchecked(&mut self, name: impl Into<CompactString>, value: Value) {
         self.fields.push((name.into(), value));
