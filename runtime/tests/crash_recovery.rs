@@ -502,6 +502,91 @@ sinks:
     );
 }
 
+/// Session windows over 100 000 ids, each id's sessions in the state store: every id
+/// comes three times, 100 s apart, then 150 s (a jump in time before the last third),
+/// so with a 120 s gap its first two records make one session, which closes while the
+/// input still flows, and the third its own, closing at the end (100 000 sessions in
+/// bounded parts). `state.cache_size` small, checkpoints every 100 ms, deltas of 1 000
+/// changes or more ingested as table files, a crash after a checkpoint's manifest
+/// before its deltas are ingested, then SIGKILLs at seeded random moments. Every
+/// session is computed here from the input.
+#[test]
+fn session_windows_with_big_state_are_exact_across_sigkills() {
+    const RECORDS: i64 = 300_000;
+    const IDS: i64 = 100_000;
+    const GAP: i64 = 120_000;
+    let (seed, mut rng) = common::seeded_rng();
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::new();
+    let mut by_id = std::collections::BTreeMap::<i64, Vec<(i64, i64)>>::new();
+    for i in 0..RECORDS {
+        let id = (i * 7_919) % IDS;
+        let jump = if i >= 2 * IDS { 50_000 } else { 0 };
+        let ts = 1_700_000_000_000 + i + jump;
+        input.push_str(&format!("{{\"id\":{id},\"v\":{},\"ts\":{ts}}}\n", i % 101));
+        by_id.entry(id).or_default().push((ts, i % 101));
+    }
+    // Sessions by brute force: each id's times in order, cut where two are a gap apart.
+    let mut expected = Vec::new();
+    for (id, mut times) in by_id {
+        times.sort_unstable();
+        let mut start = 0;
+        for at in 1..=times.len() {
+            if at == times.len() || times[at].0 - times[at - 1].0 >= GAP {
+                let part = &times[start..at];
+                let total: i64 = part.iter().map(|p| p.1).sum();
+                expected.push(format!(
+                    "{},{},{id},{},{total}",
+                    part[0].0,
+                    part[part.len() - 1].0 + GAP,
+                    part.len()
+                ));
+                start = at;
+            }
+        }
+    }
+    expected.sort_unstable();
+    assert_eq!(expected.len(), 2 * IDS as usize);
+    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        r#"
+name: bigsessions
+checkpoint: {interval: 100ms}
+state: {cache_size: 4MiB}
+sources:
+  lines: {type: file, path: in.jsonl}
+transforms:
+  visits:
+    type: window
+    inputs: [lines]
+    kind: session
+    gap: 120s
+    time: ts
+    group_by: [id]
+    aggregates: {n: count(), total: sum(v)}
+sinks:
+  out: {type: csv, inputs: [visits], path: out/sessions.csv, columns: [window_start, window_end, id, n, total]}
+"#,
+    );
+    let kills = crash_kill_and_finish(
+        dir.path(),
+        &cfg,
+        ("ingesting:*", INGEST_SMALL),
+        seed,
+        &mut rng,
+    );
+    let got = read(dir.path().join("out/sessions.csv"));
+    let mut lines: Vec<&str> = got.lines().skip(1).collect();
+    assert_eq!(lines.len(), expected.len(), "seed {seed}: {kills} kills");
+    lines.sort_unstable();
+    assert!(
+        lines == expected,
+        "seed {seed}: the sessions differ from those computed from the input"
+    );
+}
+
 /// A windowed join holding 200 000 records over 120 000 keys (grace long enough that
 /// nothing leaves before the end), checkpoints every 100 ms, the crash and SIGKILLs of
 /// the big-state tests. The two sides are two files, so two lanes read at their own

@@ -306,8 +306,8 @@ enum State {
     Sliding(sliding::Sliding),
 }
 
-/// The per-kind state in a checkpoint (aligned windows keep their groups in keyed
-/// state; the other kinds are small and snapshot whole).
+/// The per-kind state in a checkpoint (aligned and session windows keep their groups
+/// in keyed state; sliding windows snapshot whole).
 #[derive(Serialize, Deserialize)]
 enum StateSnapshot<S, L> {
     Aligned(aligned::AlignedSnapshot),
@@ -335,7 +335,8 @@ pub struct Window {
     /// `max(usage)`): its value is looked up once per record.
     same_field_as: Vec<Option<usize>>,
     state: State,
-    /// Groups of aligned windows: the state store's table, or memory without one.
+    /// Groups of aligned windows, sessions: the state store's table, or memory without
+    /// one.
     keyed: Box<dyn KeyedState>,
     clock: LaneClock,
     /// Arrival sequence number: orders `first` / `last` and ties.
@@ -435,13 +436,14 @@ impl Window {
             )?,
             State::Session(s) => s.add(
                 &self.spec,
+                &mut *self.keyed,
                 watermark,
                 t,
-                GroupKey::from_refs(&key),
+                &key,
                 &inputs,
                 self.seq,
                 out,
-            ),
+            )?,
             State::Sliding(s) => s.add(
                 &self.spec,
                 watermark,
@@ -482,7 +484,7 @@ impl Window {
         let wm = self.clock.watermark();
         match &mut self.state {
             State::Aligned(s) => s.fire(&self.spec, &mut *self.keyed, wm, out)?,
-            State::Session(s) => s.fire(&self.spec, wm, out),
+            State::Session(s) => s.fire(&self.spec, &mut *self.keyed, wm, out)?,
             State::Sliding(s) => s.fire(&self.spec, wm, out),
         }
         Ok(())
@@ -595,26 +597,36 @@ impl Transform for Window {
         }
         match &mut self.state {
             State::Aligned(s) => s.drain(&self.spec, &mut *self.keyed, out),
-            _ => Ok(false),
+            State::Session(s) => s.drain(&self.spec, &mut *self.keyed, out),
+            State::Sliding(_) => Ok(false),
         }
     }
 
     fn attach_state(&mut self, state: Box<dyn KeyedState>) -> bool {
-        if !matches!(self.state, State::Aligned(_)) {
-            return false;
+        match self.state {
+            State::Aligned(_) => {
+                self.state = State::Aligned(aligned::Aligned::with_budget(state.memory_budget()));
+                self.keyed = state;
+                // Each window filters the group keys it spilled, by the hash it has at
+                // hand.
+                self.keyed.without_key_filter();
+                true
+            }
+            // Every record reads its key's sessions: the store's filter answers for new
+            // keys.
+            State::Session(_) => {
+                self.keyed = state;
+                true
+            }
+            State::Sliding(_) => false,
         }
-        self.state = State::Aligned(aligned::Aligned::with_budget(state.memory_budget()));
-        self.keyed = state;
-        // Each window filters the group keys it spilled, by the hash it has at hand.
-        self.keyed.without_key_filter();
-        true
     }
 
     fn snapshot(&mut self) -> Result<serde_json::Value, ConnectorError> {
         let clock = self.clock.snapshot();
         let state = match &mut self.state {
             State::Aligned(s) => StateSnapshot::Aligned(s.persist(&mut *self.keyed)?),
-            State::Session(s) => StateSnapshot::Session(&*s),
+            State::Session(s) => StateSnapshot::Session(s.persist(&mut *self.keyed)),
             State::Sliding(s) => StateSnapshot::Sliding(&*s),
         };
         serde_json::to_value(Snapshot {
@@ -631,8 +643,8 @@ impl Transform for Window {
         if state.is_null() {
             return Ok(());
         }
-        let snap: Snapshot<session::Sessions, sliding::Sliding> = serde_json::from_value(state)
-            .map_err(|e| {
+        let snap: Snapshot<session::SessionsSnapshot, sliding::Sliding> =
+            serde_json::from_value(state).map_err(|e| {
                 ConnectorError::permanent(
                     "window: the checkpointed state does not match this window's kind",
                 )
@@ -651,7 +663,9 @@ impl Transform for Window {
         }
         match (&mut self.state, snap.state) {
             (State::Aligned(s), StateSnapshot::Aligned(a)) => s.restore(a, &mut *self.keyed)?,
-            (State::Session(s), StateSnapshot::Session(a)) => *s = a,
+            (State::Session(s), StateSnapshot::Session(a)) => {
+                s.restore(&self.spec, a, &mut *self.keyed)?
+            }
             (State::Sliding(s), StateSnapshot::Sliding(a)) => *s = a,
             _ => {
                 return Err(ConnectorError::permanent(

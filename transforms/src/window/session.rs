@@ -1,13 +1,30 @@
 //! Session windows: per key, records closer than `gap` belong to one session; a
 //! record that bridges two sessions merges them.
+//!
+//! The sessions live in keyed state (the pipeline's state store), so a checkpoint
+//! writes only the keys whose sessions changed, however many users hold a session open:
+//! - `s` + the encoded group key → that key's open sessions (usually one);
+//! - `c` + close time + first event time + the encoded group key → nothing: the index
+//!   that closing reads up to the watermark (a range read, never a scan of every key).
+//!
+//! Closing reads the index from where the previous close stopped up to the watermark,
+//! emitting in bounded parts (see `Transform::resume`), so a watermark that closes a
+//! million sessions at once does not hold all their rows in memory. Closed index keys
+//! are not deleted one by one (a range read would step over each deletion again): the
+//! next close starts past them, and a checkpoint forgets them all at once
+//! (`KeyedState::forget_below`).
 
-use std::collections::BTreeSet;
-
-use connectd_sdk::{Emitter, Value};
-use rustc_hash::FxHashMap;
+use connectd_sdk::state::KeyedState;
+use connectd_sdk::{ordered, ConnectorError, Emitter, Value};
 use serde::{Deserialize, Serialize};
 
-use super::{output_row, pairs, Acc, GroupKey, WindowSpec};
+use super::{acc_codec, output_row, pairs, Acc, GroupKey, WindowSpec};
+
+/// Rows emitted per call while sessions close.
+const ROWS_PER_PART: usize = 4096;
+
+const SESSIONS: u8 = b's';
+const CLOSING: u8 = b'c';
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Session {
@@ -17,17 +34,107 @@ struct Session {
     accs: Vec<Acc>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug)]
 pub struct Sessions {
-    #[serde(with = "pairs")]
-    by_key: FxHashMap<GroupKey, Vec<Session>>,
-    /// (close time, key, first): the next session to close comes first.
-    #[serde(skip)]
-    closing: BTreeSet<(i64, GroupKey, i64)>,
+    /// A close in progress (a part at a time): up to which watermark, and the next
+    /// index key to read.
+    closing: Option<(i64, Vec<u8>)>,
+    /// Every index key below this is of a closed session.
+    closed_to: Vec<u8>,
+    /// No session closes before this (`i64::MIN` when not known, after a restore): a
+    /// watermark below it reads nothing.
+    earliest: i64,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self {
+            closing: None,
+            closed_to: vec![CLOSING],
+            earliest: i64::MAX,
+        }
+    }
+}
+
+/// What a checkpoint holds of the sessions: nothing, they are in keyed state.
+/// Checkpoints from before kept every key's sessions here.
+#[derive(Default, Serialize, Deserialize)]
+pub struct SessionsSnapshot {
+    #[serde(default, with = "pairs", skip_serializing)]
+    by_key: Vec<(GroupKey, Vec<Session>)>,
 }
 
 fn close_at(spec: &WindowSpec, s: &Session) -> i64 {
     s.last.saturating_add(spec.gap).saturating_add(spec.grace)
+}
+
+fn corrupt(e: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::permanent(format!(
+        "window: a session in the state store cannot be read ({e}); reset the pipeline's state"
+    ))
+}
+
+fn sessions_key<'v>(key: impl IntoIterator<Item = &'v Value>) -> Vec<u8> {
+    let mut k = vec![SESSIONS];
+    ordered::encode_all(key, &mut k);
+    k
+}
+
+/// The index entry of a session of the key encoded as `key` (past its tag byte).
+fn closing_key(close: i64, first: i64, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17 + key.len());
+    k.push(CLOSING);
+    k.extend_from_slice(&ordered::i64_key(close));
+    k.extend_from_slice(&ordered::i64_key(first));
+    k.extend_from_slice(key);
+    k
+}
+
+/// Each session: first and last (8 bytes each), the length of its accumulators (4),
+/// then those (`acc_codec`).
+fn encode(sessions: &[Session]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 * sessions.len());
+    let mut accs = Vec::new();
+    for s in sessions {
+        out.extend_from_slice(&s.first.to_be_bytes());
+        out.extend_from_slice(&s.last.to_be_bytes());
+        accs.clear();
+        acc_codec::encode(&s.accs, &mut accs);
+        out.extend_from_slice(&(accs.len() as u32).to_be_bytes());
+        out.extend_from_slice(&accs);
+    }
+    out
+}
+
+fn decode(mut bytes: &[u8], aggregates: usize) -> Result<Vec<Session>, ConnectorError> {
+    fn take<'b>(bytes: &mut &'b [u8], n: usize) -> Result<&'b [u8], ConnectorError> {
+        if bytes.len() < n {
+            return Err(corrupt("a truncated session"));
+        }
+        let (head, rest) = bytes.split_at(n);
+        *bytes = rest;
+        Ok(head)
+    }
+    let word = |b: &[u8]| <[u8; 8]>::try_from(b).map(i64::from_be_bytes);
+    let mut sessions = Vec::with_capacity(1);
+    while !bytes.is_empty() {
+        let first = word(take(&mut bytes, 8)?).map_err(corrupt)?;
+        let last = word(take(&mut bytes, 8)?).map_err(corrupt)?;
+        let len = <[u8; 4]>::try_from(take(&mut bytes, 4)?).map_err(corrupt)?;
+        let accs = take(&mut bytes, u32::from_be_bytes(len) as usize)?;
+        let accs = acc_codec::decode(accs, aggregates).map_err(corrupt)?;
+        sessions.push(Session { first, last, accs });
+    }
+    Ok(sessions)
+}
+
+/// Stores `key`'s sessions (`at`: their key), or forgets the key when none is left.
+fn store(state: &mut dyn KeyedState, at: &[u8], sessions: &[Session]) {
+    if sessions.is_empty() {
+        state.delete(at);
+    } else {
+        state.put(at, &encode(sessions));
+    }
 }
 
 impl Sessions {
@@ -35,28 +142,29 @@ impl Sessions {
     pub fn add(
         &mut self,
         spec: &WindowSpec,
+        state: &mut dyn KeyedState,
         watermark: i64,
         t: i64,
-        key: GroupKey,
+        key: &[&Value],
         inputs: &[Option<&Value>],
         seq: u64,
         out: &mut Emitter,
-    ) -> bool {
-        if self.closing.is_empty() && !self.by_key.is_empty() {
-            self.rebuild_index(spec);
+    ) -> Result<bool, ConnectorError> {
+        // A record must not merge into a session its watermark already closed.
+        while self.closing.is_some() {
+            self.drain(spec, state, out)?;
         }
-        let sessions = self.by_key.entry(key.clone()).or_default();
+        let at = sessions_key(key.iter().copied());
+        let sessions = match state.get(&at)? {
+            Some(bytes) => decode(&bytes, spec.aggregates.len())?,
+            None => Vec::new(),
+        };
         // The new record's own window [t, t + gap) merges with every session it meets.
-        let (meets, rest): (Vec<Session>, Vec<Session>) =
-            std::mem::take(sessions).into_iter().partition(|s| {
-                t < s.last.saturating_add(spec.gap) && s.first < t.saturating_add(spec.gap)
-            });
-        *sessions = rest;
+        let (meets, rest): (Vec<Session>, Vec<Session>) = sessions.into_iter().partition(|s| {
+            t < s.last.saturating_add(spec.gap) && s.first < t.saturating_add(spec.gap)
+        });
         if meets.is_empty() && t.saturating_add(spec.gap).saturating_add(spec.grace) <= watermark {
-            if sessions.is_empty() {
-                self.by_key.remove(&key);
-            }
-            return false;
+            return Ok(false);
         }
         let mut merged = Session {
             first: t,
@@ -66,62 +174,95 @@ impl Sessions {
         for (acc, input) in merged.accs.iter_mut().zip(inputs) {
             acc.add(*input, seq);
         }
+        let encoded_key = &at[1..];
         for s in meets {
-            self.closing
-                .remove(&(close_at(spec, &s), key.clone(), s.first));
+            state.delete_unique(&closing_key(close_at(spec, &s), s.first, encoded_key));
             merged.first = merged.first.min(s.first);
             merged.last = merged.last.max(s.last);
             for (a, b) in merged.accs.iter_mut().zip(s.accs) {
                 a.merge(b);
             }
         }
-        self.closing
-            .insert((close_at(spec, &merged), key.clone(), merged.first));
+        let close = close_at(spec, &merged);
+        state.put_unique(&closing_key(close, merged.first, encoded_key), &[]);
+        self.earliest = self.earliest.min(close);
         if spec.emit_changes {
             let end = merged.last.saturating_add(spec.gap);
             out.emit(output_row(
                 spec,
                 merged.first,
                 end,
-                &key,
+                &GroupKey::from_refs(key),
                 merged.accs.iter().map(Acc::value),
             ));
         }
+        let mut sessions = rest;
         sessions.push(merged);
-        true
+        store(state, &at, &sessions);
+        Ok(true)
     }
 
-    fn rebuild_index(&mut self, spec: &WindowSpec) {
-        for (key, sessions) in &self.by_key {
-            for s in sessions {
-                self.closing
-                    .insert((close_at(spec, s), key.clone(), s.first));
-            }
+    /// Closes the sessions the watermark has passed and emits a first part of them.
+    pub fn fire(
+        &mut self,
+        spec: &WindowSpec,
+        state: &mut dyn KeyedState,
+        watermark: i64,
+        out: &mut Emitter,
+    ) -> Result<(), ConnectorError> {
+        match &mut self.closing {
+            Some((to, _)) => *to = (*to).max(watermark),
+            None if watermark < self.earliest => return Ok(()),
+            None => self.closing = Some((watermark, self.closed_to.clone())),
         }
+        self.drain(spec, state, out).map(|_| ())
     }
 
-    pub fn fire(&mut self, spec: &WindowSpec, watermark: i64, out: &mut Emitter) {
-        if self.closing.is_empty() && !self.by_key.is_empty() {
-            self.rebuild_index(spec);
-        }
-        while let Some(first) = self.closing.first() {
-            if first.0 > watermark {
-                break;
+    /// Emits up to one part of the closing sessions; true while more remains.
+    pub fn drain(
+        &mut self,
+        spec: &WindowSpec,
+        state: &mut dyn KeyedState,
+        out: &mut Emitter,
+    ) -> Result<bool, ConnectorError> {
+        let Some((watermark, next)) = &mut self.closing else {
+            return Ok(false);
+        };
+        // Index keys up to and including the watermark's close time.
+        let upper = match watermark.checked_add(1) {
+            Some(after) => {
+                let mut k = vec![CLOSING];
+                k.extend_from_slice(&ordered::i64_key(after));
+                k
             }
-            let Some((_, key, start)) = self.closing.pop_first() else {
-                break;
+            None => vec![CLOSING + 1],
+        };
+        let due = state.range(next, &upper, ROWS_PER_PART)?;
+        for (index, _) in &due {
+            let first = index
+                .get(9..17)
+                .and_then(ordered::i64_from_key)
+                .ok_or_else(|| corrupt("a closing index entry too short"))?;
+            let encoded_key = &index[17..];
+            let mut at = Vec::with_capacity(1 + encoded_key.len());
+            at.push(SESSIONS);
+            at.extend_from_slice(encoded_key);
+            let Some(bytes) = state.get(&at)? else {
+                return Err(corrupt("a closing session whose key holds none"));
             };
-            let Some(sessions) = self.by_key.get_mut(&key) else {
-                continue;
-            };
-            let Some(pos) = sessions.iter().position(|s| s.first == start) else {
-                continue;
+            let mut sessions = decode(&bytes, spec.aggregates.len())?;
+            let Some(pos) = sessions.iter().position(|s| s.first == first) else {
+                return Err(corrupt("a closing session its key does not hold"));
             };
             let s = sessions.swap_remove(pos);
-            if sessions.is_empty() {
-                self.by_key.remove(&key);
-            }
+            store(state, &at, &sessions);
             if !spec.emit_changes {
+                let key = GroupKey(
+                    ordered::decode_all(encoded_key)
+                        .map_err(corrupt)?
+                        .into_iter()
+                        .collect(),
+                );
                 let end = s.last.saturating_add(spec.gap);
                 out.emit(output_row(
                     spec,
@@ -132,5 +273,68 @@ impl Sessions {
                 ));
             }
         }
+        if let Some((index, _)) = due.last() {
+            next.clone_from(index);
+            next.push(0);
+        }
+        if due.len() == ROWS_PER_PART {
+            return Ok(true);
+        }
+        // Every session closing up to the watermark is out: its index is garbage.
+        self.closing = None;
+        self.earliest = match state.range(&upper, &[CLOSING + 1], 1)?.first() {
+            Some((index, _)) => index
+                .get(1..9)
+                .and_then(ordered::i64_from_key)
+                .ok_or_else(|| corrupt("a closing index entry too short"))?,
+            None => i64::MAX,
+        };
+        self.closed_to = upper;
+        Ok(false)
     }
+
+    /// What a checkpoint holds: the sessions themselves are in keyed state, where the
+    /// closed ones' index keys are forgotten with it.
+    pub fn persist(&self, state: &mut dyn KeyedState) -> SessionsSnapshot {
+        state.forget_below(&self.closed_to);
+        SessionsSnapshot::default()
+    }
+
+    /// Back to a checkpoint; one from before keyed state has its sessions with it.
+    pub fn restore(
+        &mut self,
+        spec: &WindowSpec,
+        snap: SessionsSnapshot,
+        state: &mut dyn KeyedState,
+    ) -> Result<(), ConnectorError> {
+        self.closing = None;
+        self.closed_to = vec![CLOSING];
+        self.earliest = i64::MIN;
+        for (key, sessions) in snap.by_key {
+            let at = sessions_key(&key.0);
+            for s in &sessions {
+                state.put_unique(&closing_key(close_at(spec, s), s.first, &at[1..]), &[]);
+            }
+            store(state, &at, &sessions);
+        }
+        Ok(())
+    }
+}
+
+/// The form checkpoints had before sessions moved to keyed state (`by_key` in the
+/// snapshot), rebuilt from the entries of a `MemoryState`.
+#[cfg(test)]
+pub(super) fn legacy_by_key(
+    entries: &[(Vec<u8>, Vec<u8>)],
+    aggregates: usize,
+) -> serde_json::Value {
+    let by_key: Vec<(GroupKey, Vec<Session>)> = entries
+        .iter()
+        .filter(|(k, _)| k.first() == Some(&SESSIONS))
+        .map(|(k, v)| {
+            let key = GroupKey(ordered::decode_all(&k[1..]).unwrap().into_iter().collect());
+            (key, decode(v, aggregates).unwrap())
+        })
+        .collect();
+    serde_json::to_value(by_key).unwrap()
 }

@@ -636,3 +636,98 @@ fn state_whose_keys_hold_the_window_start_restores_and_finishes_the_same() {
         );
     }
 }
+
+/// Session windows keep their sessions in keyed state: a checkpoint holds none of
+/// them, and writes only the keys whose sessions changed since the previous one.
+#[test]
+fn a_session_checkpoint_writes_only_the_keys_changed_and_holds_no_sessions() {
+    let sp = spec(Kind::Session, 0, 0, 3_600_000, 0, 0);
+    let mut w = Window::new(sp);
+    let state = CountingState::default();
+    let puts = state.puts.clone();
+    let puts = move || puts.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(w.attach_state(Box::new(state)));
+    let mut out = Emitter::default();
+    w.process(0, Arc::new(many_keys(5_000, 5_000)), &mut out)
+        .unwrap();
+    let snap = w.snapshot().unwrap();
+    assert!(
+        snap.to_string().len() < 300,
+        "the checkpoint holds no sessions: {snap}"
+    );
+    let before = puts();
+    assert!(before >= 5_000);
+    let touched: Vec<Record> = many_keys(5_000, 5_000).into_iter().take(10).collect();
+    w.process(0, Arc::new(touched), &mut out).unwrap();
+    w.snapshot().unwrap();
+    // Each of the 10 records: its key's sessions and their closing index entry.
+    assert_eq!(puts() - before, 20);
+    assert!(out.records.is_empty(), "no session has closed yet");
+    w.on_end(&mut out).unwrap();
+    drain(&mut w, &mut out);
+    let rows = rows(&out.records);
+    assert_eq!(rows.len(), 5_000);
+    let counts: i64 = rows
+        .iter()
+        .map(|r| match r.3[0] {
+            Value::Int(n) => n,
+            ref v => panic!("count {v:?}"),
+        })
+        .sum();
+    assert_eq!(counts, 5_010);
+}
+
+#[test]
+fn sessions_over_many_keys_close_in_bounded_parts() {
+    let sp = spec(Kind::Session, 0, 0, 3_600_000, 0, 0);
+    let mut w = Window::new(sp);
+    let mut out = Emitter::default();
+    w.process(0, Arc::new(many_keys(10_000, 10_000)), &mut out)
+        .unwrap();
+    w.on_end(&mut out).unwrap();
+    let mut parts = vec![out.records.len()];
+    out.records.clear();
+    while w.resume(&mut out).unwrap() {
+        parts.push(out.records.len());
+        out.records.clear();
+    }
+    parts.push(out.records.len());
+    assert!(parts.iter().all(|&n| n <= 4096), "{parts:?}");
+    assert_eq!(parts.iter().sum::<usize>(), 10_000);
+}
+
+/// A checkpoint from before sessions lived in keyed state (every key's sessions in
+/// the snapshot) restores, and the run finishes as an uninterrupted one.
+#[test]
+fn a_checkpoint_holding_the_sessions_themselves_restores_and_finishes_the_same() {
+    let sp = spec(Kind::Session, 0, 0, 800, 500, 100);
+    let evs = events(41, 3000, 500, 71);
+    let (whole, _) = run(&sp, &evs, 50);
+    let (got, _) = interrupted_run(&sp, &evs, 1234, |snap| {
+        let entries: Vec<(Vec<u8>, Vec<u8>)> =
+            serde_json::from_value(snap["entries"].take()).unwrap();
+        let by_key = session::legacy_by_key(&entries, sp.aggregates.len());
+        assert!(!by_key.as_array().unwrap().is_empty(), "sessions open");
+        snap.as_object_mut().unwrap().remove("entries");
+        snap["state"]["Session"] = serde_json::json!({ "by_key": by_key });
+    });
+    assert_eq!(rows(&got), rows(&whole));
+}
+
+/// A session in the store that cannot be decoded stops the window with an error that
+/// says so; it never emits a wrong row.
+#[test]
+fn a_damaged_session_in_keyed_state_is_an_error() {
+    let sp = spec(Kind::Session, 0, 0, 800, 500, 100);
+    let evs = events(43, 100, 0, 0);
+    let mut w = Window::new(sp);
+    let mut state = MemoryState::default();
+    let mut key = vec![b's'];
+    connectd_sdk::ordered::encode_all([&Value::str("doc")], &mut key);
+    state.put(&key, b"\x00\x01garbage");
+    assert!(w.attach_state(Box::new(state)));
+    let mut out = Emitter::default();
+    let recs: Vec<Record> = evs.iter().map(record).collect();
+    let err = w.process(0, Arc::new(recs), &mut out).unwrap_err();
+    assert!(err.to_string().contains("session"), "{err}");
+}
