@@ -6,7 +6,12 @@
 //! 1 M-key runs checkpoint their state incrementally as it grows. The output is checked
 //! against values computed here.
 //!
-//! Also a windowed join (no target in the issue; reported): 1 000 000 records, left and
+//! Also session windows (no target in the issue; reported): the same inputs through
+//! a session window `group_by: [id]` with a 1-hour gap, count and sum, so each id's
+//! records make one session: 1 000 sessions, or a million held open in the state store
+//! until the input ends. Checked: each id's count and sum.
+//!
+//! And a windowed join (no target in the issue; reported): 1 000 000 records, left and
 //! right in turn, each pair sharing a key and 1 ms apart (`within: 50ms`, `grace:
 //! 60s`, so about 60 000 records are held), once over 1 000 keys (a key comes back
 //! every 2 s: a lookup reads that key's 60 held records) and once over 500 000 (each
@@ -62,6 +67,8 @@ enum Case {
     Dedup,
     /// A 1-hour tumbling window `group_by: [id]` with count and sum.
     Window,
+    /// A session window `group_by: [id]`, gap 1 h, with count and sum.
+    Session,
     /// A windowed join of the left and right records by key.
     Join,
 }
@@ -71,6 +78,7 @@ impl Case {
         match self {
             Case::Dedup => "dedup",
             Case::Window => "window",
+            Case::Session => "session",
             Case::Join => "join",
         }
     }
@@ -84,6 +92,9 @@ impl Case {
             Case::Window => {
                 "  t: {type: window, inputs: [lines], kind: tumbling, size: 1h, time: ts, group_by: [id], aggregates: {n: count(), total: sum(v)}}"
             }
+            Case::Session => {
+                "  t: {type: window, inputs: [lines], kind: session, gap: 1h, time: ts, group_by: [id], aggregates: {n: count(), total: sum(v)}}"
+            }
             Case::Join => {
                 "  lefts: {type: filter, inputs: [lines], where: side == \"l\"}
   rights: {type: filter, inputs: [lines], where: side == \"r\"}
@@ -95,7 +106,7 @@ impl Case {
     fn columns(self) -> &'static str {
         match self {
             Case::Dedup => "[id, v]",
-            Case::Window => "[id, n, total]",
+            Case::Window | Case::Session => "[id, n, total]",
             Case::Join => "[id, r_id]",
         }
     }
@@ -103,7 +114,7 @@ impl Case {
     /// The inputs of the few-keys and the many-keys runs: (file stem, distinct keys).
     fn inputs(self, n: u64) -> [(&'static str, u64); 2] {
         match self {
-            Case::Dedup | Case::Window => [("few", 1_000), ("many", n)],
+            Case::Dedup | Case::Window | Case::Session => [("few", 1_000), ("many", n)],
             Case::Join => [("pairs-few", 1_000), ("pairs-many", (n / 2).max(1))],
         }
     }
@@ -132,7 +143,7 @@ sinks:
 }
 
 /// Checks the output against values computed here from the input: one row per
-/// distinct id; for the window, each id's count and sum; for the join, exactly the
+/// distinct id; for the windows, each id's count and sum; for the join, exactly the
 /// pairs `(2j, 2j + 1)` (a key's next records are 2 s later, outside `within`).
 fn check(dir: &Path, case: Case, input: &str, n: u64, distinct: u64) {
     let text =
@@ -160,7 +171,7 @@ fn check(dir: &Path, case: Case, input: &str, n: u64, distinct: u64) {
         distinct.min(n),
         "{input}: wrong number of rows"
     );
-    if let Case::Window = case {
+    if let Case::Window | Case::Session = case {
         let mut want = vec![(0u64, 0u64); distinct as usize];
         for i in 0..n {
             let slot = &mut want[(i.wrapping_mul(2_654_435_761) % distinct) as usize];
@@ -185,9 +196,9 @@ fn main() {
     }
     let runs: usize = common::env_or("RUNS", 3, 1);
     let mut failed = false;
-    for case in [Case::Dedup, Case::Window, Case::Join] {
-        // The join's runs are long and vary little: once each.
-        let repeats = if let Case::Join = case {
+    for case in [Case::Dedup, Case::Window, Case::Session, Case::Join] {
+        // The reported cases: once each.
+        let repeats = if let Case::Session | Case::Join = case {
             1
         } else {
             runs.max(1)
@@ -225,6 +236,11 @@ fn main() {
                 common::Target::AtMost(3.0),
                 "one row per id, its count and sum",
             ),
+            Case::Session => (
+                "session window",
+                common::Target::Reported,
+                "one row per id, its count and sum",
+            ),
             Case::Join => (
                 "windowed join",
                 common::Target::Reported,
@@ -249,7 +265,7 @@ fn main() {
         if common::quick() {
             continue;
         }
-        if !matches!(case, Case::Join) && ratio > 3.0 {
+        if matches!(case, Case::Dedup | Case::Window) && ratio > 3.0 {
             println!("FAILED: {}: the CPU ratio is over 3x", case.name());
             failed = true;
         }

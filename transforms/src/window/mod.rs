@@ -380,12 +380,14 @@ impl Window {
         }
     }
 
-    /// The same with at most `bytes` of aligned-window groups in memory (the rest in
-    /// keyed state).
+    /// The same with at most `bytes` of aligned-window groups or sessions in memory
+    /// (the rest in keyed state).
     pub fn with_resident_budget(spec: WindowSpec, bytes: usize) -> Self {
         let mut w = Self::new(spec);
-        if let State::Aligned(_) = w.state {
-            w.state = State::Aligned(aligned::Aligned::with_budget(bytes));
+        match w.state {
+            State::Aligned(_) => w.state = State::Aligned(aligned::Aligned::with_budget(bytes)),
+            State::Session(_) => w.state = State::Session(session::Sessions::with_budget(bytes)),
+            State::Sliding(_) => {}
         }
         w
     }
@@ -615,6 +617,7 @@ impl Transform for Window {
             // Every record reads its key's sessions: the store's filter answers for new
             // keys.
             State::Session(_) => {
+                self.state = State::Session(session::Sessions::with_budget(state.memory_budget()));
                 self.keyed = state;
                 true
             }
@@ -626,7 +629,7 @@ impl Transform for Window {
         let clock = self.clock.snapshot();
         let state = match &mut self.state {
             State::Aligned(s) => StateSnapshot::Aligned(s.persist(&mut *self.keyed)?),
-            State::Session(s) => StateSnapshot::Session(s.persist(&mut *self.keyed)),
+            State::Session(s) => StateSnapshot::Session(s.persist(&self.spec, &mut *self.keyed)),
             State::Sliding(s) => StateSnapshot::Sliding(&*s),
         };
         serde_json::to_value(Snapshot {

@@ -16,6 +16,7 @@
 
 use connectd_sdk::state::KeyedState;
 use connectd_sdk::{ordered, ConnectorError, Emitter, Value};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::{acc_codec, output_row, pairs, Acc, GroupKey, WindowSpec};
@@ -34,8 +35,24 @@ struct Session {
     accs: Vec<Acc>,
 }
 
+/// A key's open sessions, decoded, and the index entries the store has for them.
+#[derive(Debug)]
+struct Cached {
+    sessions: Vec<Session>,
+    /// (close, first) of the sessions as last written to the store: its index.
+    stored: Vec<(i64, i64)>,
+    /// Changed since written.
+    dirty: bool,
+}
+
 #[derive(Debug)]
 pub struct Sessions {
+    /// Keys being updated, decoded, up to the memory budget: a key's sessions and
+    /// their index entries are written at a checkpoint, at a close or past the budget
+    /// (then every key is written and dropped), not at every record.
+    cache: FxHashMap<Vec<u8>, Cached>,
+    resident_bytes: usize,
+    budget: usize,
     /// A close in progress (a part at a time): up to which watermark, and the next
     /// index key to read.
     closing: Option<(i64, Vec<u8>)>,
@@ -48,12 +65,25 @@ pub struct Sessions {
 
 impl Default for Sessions {
     fn default() -> Self {
-        Self {
-            closing: None,
-            closed_to: vec![CLOSING],
-            earliest: i64::MAX,
-        }
+        Self::with_budget(connectd_sdk::state::DEFAULT_MEMORY_BUDGET)
     }
+}
+
+/// Approximate memory of a cached key, for the budget.
+fn approx_bytes(key: &[u8], c: &Cached) -> usize {
+    let accs: usize = c
+        .sessions
+        .iter()
+        .map(|s| s.accs.len() * std::mem::size_of::<Acc>())
+        .sum();
+    64 + key.len() + c.sessions.len() * std::mem::size_of::<Session>() + accs + c.stored.len() * 16
+}
+
+fn closes(spec: &WindowSpec, sessions: &[Session]) -> Vec<(i64, i64)> {
+    sessions
+        .iter()
+        .map(|s| (close_at(spec, s), s.first))
+        .collect()
 }
 
 /// What a checkpoint holds of the sessions: nothing, they are in keyed state.
@@ -138,6 +168,42 @@ fn store(state: &mut dyn KeyedState, at: &[u8], sessions: &[Session]) {
 }
 
 impl Sessions {
+    pub fn with_budget(budget: usize) -> Self {
+        Self {
+            cache: FxHashMap::default(),
+            resident_bytes: 0,
+            budget,
+            closing: None,
+            closed_to: vec![CLOSING],
+            earliest: i64::MAX,
+        }
+    }
+
+    /// The cached sessions of the key stored at `at`, read from the store if needed.
+    fn load(
+        &mut self,
+        spec: &WindowSpec,
+        state: &mut dyn KeyedState,
+        at: &[u8],
+    ) -> Result<&mut Cached, ConnectorError> {
+        if !self.cache.contains_key(at) {
+            let sessions = match state.get(at)? {
+                Some(bytes) => decode(&bytes, spec.aggregates.len())?,
+                None => Vec::new(),
+            };
+            let cached = Cached {
+                stored: closes(spec, &sessions),
+                sessions,
+                dirty: false,
+            };
+            self.resident_bytes += approx_bytes(at, &cached);
+            self.cache.insert(at.to_vec(), cached);
+        }
+        self.cache
+            .get_mut(at)
+            .ok_or_else(|| corrupt("a cached key vanished"))
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn add(
         &mut self,
@@ -155,15 +221,13 @@ impl Sessions {
             self.drain(spec, state, out)?;
         }
         let at = sessions_key(key.iter().copied());
-        let sessions = match state.get(&at)? {
-            Some(bytes) => decode(&bytes, spec.aggregates.len())?,
-            None => Vec::new(),
-        };
+        let cached = self.load(spec, state, &at)?;
         // The new record's own window [t, t + gap) merges with every session it meets.
-        let (meets, rest): (Vec<Session>, Vec<Session>) = sessions.into_iter().partition(|s| {
+        let meets = |s: &Session| {
             t < s.last.saturating_add(spec.gap) && s.first < t.saturating_add(spec.gap)
-        });
-        if meets.is_empty() && t.saturating_add(spec.gap).saturating_add(spec.grace) <= watermark {
+        };
+        let late = t.saturating_add(spec.gap).saturating_add(spec.grace) <= watermark;
+        if late && !cached.sessions.iter().any(meets) {
             return Ok(false);
         }
         let mut merged = Session {
@@ -174,18 +238,20 @@ impl Sessions {
         for (acc, input) in merged.accs.iter_mut().zip(inputs) {
             acc.add(*input, seq);
         }
-        let encoded_key = &at[1..];
-        for s in meets {
-            state.delete_unique(&closing_key(close_at(spec, &s), s.first, encoded_key));
-            merged.first = merged.first.min(s.first);
-            merged.last = merged.last.max(s.last);
-            for (a, b) in merged.accs.iter_mut().zip(s.accs) {
-                a.merge(b);
+        let mut i = 0;
+        while i < cached.sessions.len() {
+            if meets(&cached.sessions[i]) {
+                let s = cached.sessions.swap_remove(i);
+                merged.first = merged.first.min(s.first);
+                merged.last = merged.last.max(s.last);
+                for (a, b) in merged.accs.iter_mut().zip(s.accs) {
+                    a.merge(b);
+                }
+            } else {
+                i += 1;
             }
         }
         let close = close_at(spec, &merged);
-        state.put_unique(&closing_key(close, merged.first, encoded_key), &[]);
-        self.earliest = self.earliest.min(close);
         if spec.emit_changes {
             let end = merged.last.saturating_add(spec.gap);
             out.emit(output_row(
@@ -196,10 +262,32 @@ impl Sessions {
                 merged.accs.iter().map(Acc::value),
             ));
         }
-        let mut sessions = rest;
-        sessions.push(merged);
-        store(state, &at, &sessions);
+        cached.sessions.push(merged);
+        cached.dirty = true;
+        self.earliest = self.earliest.min(close);
+        if self.resident_bytes > self.budget {
+            self.flush(spec, state);
+            self.cache.clear();
+            self.resident_bytes = 0;
+        }
         Ok(true)
+    }
+
+    /// Writes every changed key's sessions and their index entries to the store.
+    fn flush(&mut self, spec: &WindowSpec, state: &mut dyn KeyedState) {
+        for (at, c) in self.cache.iter_mut().filter(|(_, c)| c.dirty) {
+            let now = closes(spec, &c.sessions);
+            let encoded_key = &at[1..];
+            for &(close, first) in c.stored.iter().filter(|e| !now.contains(e)) {
+                state.delete_unique(&closing_key(close, first, encoded_key));
+            }
+            for &(close, first) in now.iter().filter(|e| !c.stored.contains(e)) {
+                state.put_unique(&closing_key(close, first, encoded_key), &[]);
+            }
+            store(state, at, &c.sessions);
+            c.stored = now;
+            c.dirty = false;
+        }
     }
 
     /// Closes the sessions the watermark has passed and emits a first part of them.
@@ -213,7 +301,11 @@ impl Sessions {
         match &mut self.closing {
             Some((to, _)) => *to = (*to).max(watermark),
             None if watermark < self.earliest => return Ok(()),
-            None => self.closing = Some((watermark, self.closed_to.clone())),
+            None => {
+                // The index is read from the store: it must know every change.
+                self.flush(spec, state);
+                self.closing = Some((watermark, self.closed_to.clone()));
+            }
         }
         self.drain(spec, state, out).map(|_| ())
     }
@@ -225,7 +317,7 @@ impl Sessions {
         state: &mut dyn KeyedState,
         out: &mut Emitter,
     ) -> Result<bool, ConnectorError> {
-        let Some((watermark, next)) = &mut self.closing else {
+        let Some((watermark, next)) = self.closing.take() else {
             return Ok(false);
         };
         // Index keys up to and including the watermark's close time.
@@ -237,25 +329,31 @@ impl Sessions {
             }
             None => vec![CLOSING + 1],
         };
-        let due = state.range(next, &upper, ROWS_PER_PART)?;
+        let due = state.range(&next, &upper, ROWS_PER_PART)?;
+        let mut at = Vec::new();
         for (index, _) in &due {
-            let first = index
-                .get(9..17)
+            let (close, first) = index
+                .get(1..9)
                 .and_then(ordered::i64_from_key)
+                .zip(index.get(9..17).and_then(ordered::i64_from_key))
                 .ok_or_else(|| corrupt("a closing index entry too short"))?;
             let encoded_key = &index[17..];
-            let mut at = Vec::with_capacity(1 + encoded_key.len());
+            at.clear();
             at.push(SESSIONS);
             at.extend_from_slice(encoded_key);
-            let Some(bytes) = state.get(&at)? else {
-                return Err(corrupt("a closing session whose key holds none"));
-            };
-            let mut sessions = decode(&bytes, spec.aggregates.len())?;
-            let Some(pos) = sessions.iter().position(|s| s.first == first) else {
+            let cached = self.load(spec, state, &at)?;
+            let Some(pos) = cached.sessions.iter().position(|s| s.first == first) else {
                 return Err(corrupt("a closing session its key does not hold"));
             };
-            let s = sessions.swap_remove(pos);
-            store(state, &at, &sessions);
+            let s = cached.sessions.swap_remove(pos);
+            cached.stored.retain(|&e| e != (close, first));
+            store(state, &at, &cached.sessions);
+            if cached.sessions.is_empty() {
+                if let Some(gone) = self.cache.remove(&at[..]) {
+                    self.resident_bytes =
+                        self.resident_bytes.saturating_sub(approx_bytes(&at, &gone));
+                }
+            }
             if !spec.emit_changes {
                 let key = GroupKey(
                     ordered::decode_all(encoded_key)
@@ -273,15 +371,13 @@ impl Sessions {
                 ));
             }
         }
-        if let Some((index, _)) = due.last() {
-            next.clone_from(index);
-            next.push(0);
-        }
         if due.len() == ROWS_PER_PART {
+            let mut next = due.last().map(|(k, _)| k.clone()).unwrap_or_default();
+            next.push(0);
+            self.closing = Some((watermark, next));
             return Ok(true);
         }
-        // Every session closing up to the watermark is out: its index is garbage.
-        self.closing = None;
+        // Every session closing up to the watermark is out.
         self.earliest = match state.range(&upper, &[CLOSING + 1], 1)?.first() {
             Some((index, _)) => index
                 .get(1..9)
@@ -290,13 +386,19 @@ impl Sessions {
             None => i64::MAX,
         };
         self.closed_to = upper;
+        if self.resident_bytes > self.budget {
+            self.cache.clear();
+            self.resident_bytes = 0;
+        }
         Ok(false)
     }
 
-    /// What a checkpoint holds: the sessions themselves are in keyed state, where the
-    /// closed ones' index keys are forgotten with it.
-    pub fn persist(&self, state: &mut dyn KeyedState) -> SessionsSnapshot {
+    /// What a checkpoint holds: the sessions themselves are in keyed state, written
+    /// now if changed, where the closed ones' index keys are forgotten with it.
+    pub fn persist(&mut self, spec: &WindowSpec, state: &mut dyn KeyedState) -> SessionsSnapshot {
+        self.flush(spec, state);
         state.forget_below(&self.closed_to);
+        state.report_memory(self.resident_bytes);
         SessionsSnapshot::default()
     }
 
@@ -307,8 +409,7 @@ impl Sessions {
         snap: SessionsSnapshot,
         state: &mut dyn KeyedState,
     ) -> Result<(), ConnectorError> {
-        self.closing = None;
-        self.closed_to = vec![CLOSING];
+        *self = Self::with_budget(self.budget);
         self.earliest = i64::MIN;
         for (key, sessions) in snap.by_key {
             let at = sessions_key(&key.0);

@@ -657,10 +657,23 @@ fn a_session_checkpoint_writes_only_the_keys_changed_and_holds_no_sessions() {
     );
     let before = puts();
     assert!(before >= 5_000);
-    let touched: Vec<Record> = many_keys(5_000, 5_000).into_iter().take(10).collect();
+    // Ten keys again, 1 ms later: their sessions grow, and close 1 ms later.
+    let touched: Vec<Record> = many_keys(5_000, 5_000)
+        .into_iter()
+        .take(10)
+        .map(|mut r| {
+            if let Value::Object(o) = &mut r.value {
+                let Some(&Value::Int(t)) = o.get("ts") else {
+                    panic!("ts")
+                };
+                o.insert("ts", Value::Int(t + 1));
+            }
+            r
+        })
+        .collect();
     w.process(0, Arc::new(touched), &mut out).unwrap();
     w.snapshot().unwrap();
-    // Each of the 10 records: its key's sessions and their closing index entry.
+    // Each of the 10 keys: its sessions and their new closing index entry.
     assert_eq!(puts() - before, 20);
     assert!(out.records.is_empty(), "no session has closed yet");
     w.on_end(&mut out).unwrap();
@@ -730,4 +743,46 @@ fn a_damaged_session_in_keyed_state_is_an_error() {
     let recs: Vec<Record> = evs.iter().map(record).collect();
     let err = w.process(0, Arc::new(recs), &mut out).unwrap_err();
     assert!(err.to_string().contains("session"), "{err}");
+}
+
+/// Sessions written to keyed state and dropped from memory again and again (a small
+/// budget) give the rows of a window that keeps them all in memory, in the same
+/// order; and the rows are right: 300 keys, each with one session per block of 1 000
+/// records (within a block a key comes every 300 ms, under the 350 ms gap; blocks are
+/// 700 ms apart).
+#[test]
+fn sessions_spilled_to_keyed_state_give_the_same_rows_in_the_same_order() {
+    let sp = spec(Kind::Session, 0, 0, 350, 0, 0);
+    let input: Vec<Record> = many_keys(300, 20_000)
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut r)| {
+            if let Value::Object(o) = &mut r.value {
+                o.insert("ts", Value::Int((i + (i / 1000) * 400) as i64));
+            }
+            r
+        })
+        .collect();
+    let collect = |budget: usize| {
+        let mut w = Window::with_resident_budget(sp.clone(), budget);
+        let mut out = Emitter::default();
+        for chunk in input.chunks(700) {
+            w.process(0, Arc::new(chunk.to_vec()), &mut out).unwrap();
+            drain(&mut w, &mut out);
+            if budget < usize::MAX {
+                w.snapshot().unwrap();
+            }
+        }
+        w.on_end(&mut out).unwrap();
+        drain(&mut w, &mut out);
+        out.records
+    };
+    let in_memory = collect(usize::MAX);
+    let rows = rows(&in_memory);
+    assert_eq!(rows.len(), 300 * 20, "one session per key and block");
+    assert!(rows
+        .iter()
+        .all(|r| r.3[0] == Value::Int(1000 / 300) || r.3[0] == Value::Int(1000 / 300 + 1)));
+    // About 20 keys fit: the sessions spill again and again.
+    assert_eq!(collect(6_000), in_memory);
 }
