@@ -579,23 +579,28 @@ fn a_checkpoint_writes_only_the_groups_changed_since_the_last() {
     assert_eq!(puts() - before, 10);
 }
 
+/// A tumbling window over 10 000 keys, and 10 000 sessions, all closing at the end.
 #[test]
 fn a_window_over_many_keys_closes_in_bounded_parts() {
-    let sp = spec(Kind::Tumbling, 3_600_000, 0, 0, 0, 0);
-    let mut w = Window::new(sp);
-    let mut out = Emitter::default();
-    w.process(0, Arc::new(many_keys(10_000, 10_000)), &mut out)
-        .unwrap();
-    w.on_end(&mut out).unwrap();
-    let mut parts = vec![out.records.len()];
-    out.records.clear();
-    while w.resume(&mut out).unwrap() {
-        parts.push(out.records.len());
+    for sp in [
+        spec(Kind::Tumbling, 3_600_000, 0, 0, 0, 0),
+        spec(Kind::Session, 0, 0, 3_600_000, 0, 0),
+    ] {
+        let mut w = Window::new(sp);
+        let mut out = Emitter::default();
+        w.process(0, Arc::new(many_keys(10_000, 10_000)), &mut out)
+            .unwrap();
+        w.on_end(&mut out).unwrap();
+        let mut parts = vec![out.records.len()];
         out.records.clear();
+        while w.resume(&mut out).unwrap() {
+            parts.push(out.records.len());
+            out.records.clear();
+        }
+        parts.push(out.records.len());
+        assert!(parts.iter().all(|&n| n <= 4096), "{parts:?}");
+        assert_eq!(parts.iter().sum::<usize>(), 10_000);
     }
-    parts.push(out.records.len());
-    assert!(parts.iter().all(|&n| n <= 4096), "{parts:?}");
-    assert_eq!(parts.iter().sum::<usize>(), 10_000);
 }
 
 /// A checkpoint whose store keys begin with the window's end and start (before
@@ -688,25 +693,6 @@ fn a_session_checkpoint_writes_only_the_keys_changed_and_holds_no_sessions() {
         })
         .sum();
     assert_eq!(counts, 5_010);
-}
-
-#[test]
-fn sessions_over_many_keys_close_in_bounded_parts() {
-    let sp = spec(Kind::Session, 0, 0, 3_600_000, 0, 0);
-    let mut w = Window::new(sp);
-    let mut out = Emitter::default();
-    w.process(0, Arc::new(many_keys(10_000, 10_000)), &mut out)
-        .unwrap();
-    w.on_end(&mut out).unwrap();
-    let mut parts = vec![out.records.len()];
-    out.records.clear();
-    while w.resume(&mut out).unwrap() {
-        parts.push(out.records.len());
-        out.records.clear();
-    }
-    parts.push(out.records.len());
-    assert!(parts.iter().all(|&n| n <= 4096), "{parts:?}");
-    assert_eq!(parts.iter().sum::<usize>(), 10_000);
 }
 
 /// A checkpoint from before sessions lived in keyed state (every key's sessions in
