@@ -77,14 +77,16 @@ impl Default for Sessions {
     }
 }
 
-/// Approximate memory of a cached key, for the budget.
+/// Approximate memory of a cached key, for the budget: besides what it holds, its slot
+/// in the map and four allocations (measured: a million keys of one session with two
+/// aggregates took about 300 bytes each).
 fn approx_bytes(key: &[u8], c: &Cached) -> usize {
     let accs: usize = c
         .sessions
         .iter()
         .map(|s| s.accs.len() * std::mem::size_of::<Acc>())
         .sum();
-    64 + key.len() + c.sessions.len() * std::mem::size_of::<Session>() + accs + c.stored.len() * 16
+    160 + key.len() + c.sessions.len() * std::mem::size_of::<Session>() + accs + c.stored.len() * 16
 }
 
 fn closes(spec: &WindowSpec, sessions: &[Session]) -> Vec<(i64, i64)> {
@@ -229,6 +231,7 @@ impl Sessions {
         }
         let at = sessions_key(key.iter().copied());
         let cached = self.load(spec, state, &at)?;
+        let before = approx_bytes(&at, cached);
         // The new record's own window [t, t + gap) merges with every session it meets.
         let meets = |s: &Session| {
             t < s.last.saturating_add(spec.gap) && s.first < t.saturating_add(spec.gap)
@@ -277,6 +280,8 @@ impl Sessions {
         }
         cached.sessions.push(merged);
         cached.dirty = true;
+        let after = approx_bytes(&at, cached);
+        self.resident_bytes = (self.resident_bytes + after).saturating_sub(before);
         self.earliest = self.earliest.min(close);
         if self.resident_bytes > self.budget {
             self.flush(spec, state);
@@ -369,18 +374,20 @@ impl Sessions {
                 at.push(SESSIONS);
                 at.extend_from_slice(encoded_key);
                 let cached = self.load(spec, state, &at)?;
+                let before = approx_bytes(&at, cached);
                 let Some(pos) = cached.sessions.iter().position(|h| h.first == s.first) else {
                     return Err(corrupt("a closing session its key does not hold"));
                 };
                 cached.sessions.swap_remove(pos);
                 cached.stored.retain(|e| e.0 != close);
                 store(state, &at, &cached.sessions);
-                if cached.sessions.is_empty() {
-                    if let Some(gone) = self.cache.remove(&at[..]) {
-                        self.resident_bytes =
-                            self.resident_bytes.saturating_sub(approx_bytes(&at, &gone));
-                    }
-                }
+                let after = if cached.sessions.is_empty() {
+                    self.cache.remove(&at[..]);
+                    0
+                } else {
+                    approx_bytes(&at, cached)
+                };
+                self.resident_bytes = (self.resident_bytes + after).saturating_sub(before);
             }
             if !spec.emit_changes {
                 let key = GroupKey(
