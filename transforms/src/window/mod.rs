@@ -614,7 +614,7 @@ impl Transform for Window {
                 self.keyed.without_key_filter();
                 true
             }
-            // Every record reads its key's sessions: the store's filter answers for new
+            // A key not in memory is read from the store: its filter answers for new
             // keys.
             State::Session(_) => {
                 self.state = State::Session(session::Sessions::with_budget(state.memory_budget()));

@@ -559,14 +559,19 @@ fn groups_spilled_to_keyed_state_give_the_same_rows_in_the_same_order() {
     assert_eq!(collect(30_000), in_memory);
 }
 
-#[test]
-fn a_checkpoint_writes_only_the_groups_changed_since_the_last() {
-    let sp = spec(Kind::Tumbling, 3_600_000, 0, 0, 0, 0);
+/// A window over keyed state that counts its writes, and the count so far.
+fn with_counting_state(sp: WindowSpec) -> (Window, impl Fn() -> usize) {
     let mut w = Window::new(sp);
     let state = CountingState::default();
     let puts = state.puts.clone();
-    let puts = move || puts.load(std::sync::atomic::Ordering::Relaxed);
     assert!(w.attach_state(Box::new(state)));
+    (w, move || puts.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+#[test]
+fn a_checkpoint_writes_only_the_groups_changed_since_the_last() {
+    let sp = spec(Kind::Tumbling, 3_600_000, 0, 0, 0, 0);
+    let (mut w, puts) = with_counting_state(sp);
     let mut out = Emitter::default();
     w.process(0, Arc::new(many_keys(5_000, 5_000)), &mut out)
         .unwrap();
@@ -647,11 +652,7 @@ fn state_whose_keys_hold_the_window_start_restores_and_finishes_the_same() {
 #[test]
 fn a_session_checkpoint_writes_only_the_keys_changed_and_holds_no_sessions() {
     let sp = spec(Kind::Session, 0, 0, 3_600_000, 0, 0);
-    let mut w = Window::new(sp);
-    let state = CountingState::default();
-    let puts = state.puts.clone();
-    let puts = move || puts.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(w.attach_state(Box::new(state)));
+    let (mut w, puts) = with_counting_state(sp);
     let mut out = Emitter::default();
     w.process(0, Arc::new(many_keys(5_000, 5_000)), &mut out)
         .unwrap();
