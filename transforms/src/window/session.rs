@@ -47,8 +47,8 @@ struct Session {
 #[derive(Debug)]
 struct Cached {
     sessions: Vec<Session>,
-    /// (close, first) of the sessions as last written to the store: its index.
-    stored: Vec<(i64, i64)>,
+    /// Close times of the sessions as last written to the store: its index entries.
+    stored: Vec<i64>,
     /// Changed since written.
     dirty: bool,
 }
@@ -86,14 +86,11 @@ fn approx_bytes(key: &[u8], c: &Cached) -> usize {
         .iter()
         .map(|s| s.accs.len() * std::mem::size_of::<Acc>())
         .sum();
-    160 + key.len() + c.sessions.len() * std::mem::size_of::<Session>() + accs + c.stored.len() * 16
+    160 + key.len() + c.sessions.len() * std::mem::size_of::<Session>() + accs + c.stored.len() * 8
 }
 
-fn closes(spec: &WindowSpec, sessions: &[Session]) -> Vec<(i64, i64)> {
-    sessions
-        .iter()
-        .map(|s| (close_at(spec, s), s.first))
-        .collect()
+fn closes(spec: &WindowSpec, sessions: &[Session]) -> Vec<i64> {
+    sessions.iter().map(|s| close_at(spec, s)).collect()
 }
 
 /// What a checkpoint holds of the sessions: nothing, they are in keyed state.
@@ -296,11 +293,11 @@ impl Sessions {
         for (at, c) in self.cache.iter_mut().filter(|(_, c)| c.dirty) {
             let now = closes(spec, &c.sessions);
             let encoded_key = &at[1..];
-            for &(close, _) in c.stored.iter().filter(|e| now.iter().all(|n| n.0 != e.0)) {
+            for &close in c.stored.iter().filter(|e| !now.contains(e)) {
                 state.delete_unique(&closing_key(close, encoded_key));
             }
             // Every entry again: a session's accumulators may have changed, not its times.
-            for (s, &(close, _)) in c.sessions.iter().zip(&now) {
+            for (s, &close) in c.sessions.iter().zip(&now) {
                 state.put_unique(
                     &closing_key(close, encoded_key),
                     &encode(std::slice::from_ref(s)),
@@ -379,7 +376,7 @@ impl Sessions {
                     return Err(corrupt("a closing session its key does not hold"));
                 };
                 cached.sessions.swap_remove(pos);
-                cached.stored.retain(|e| e.0 != close);
+                cached.stored.retain(|&e| e != close);
                 store(state, &at, &cached.sessions);
                 let after = if cached.sessions.is_empty() {
                     self.cache.remove(&at[..]);
