@@ -11,6 +11,11 @@
 //! records make one session: 1 000 sessions, or a million held open in the state store
 //! until the input ends. Checked: each id's count and sum.
 //!
+//! And sliding windows (reported): the same inputs through a sliding window
+//! `group_by: [id]` of 10 s, count and sum: a row per record, over the id's records in
+//! the 10 s before it (about 10 with 1 000 ids, each once with a million). Checked:
+//! every row, against counts and sums computed here.
+//!
 //! And a windowed join (no target in the issue; reported): 1 000 000 records, left and
 //! right in turn, each pair sharing a key and 1 ms apart (`within: 50ms`, `grace:
 //! 60s`, so about 60 000 records are held), once over 1 000 keys (a key comes back
@@ -69,6 +74,8 @@ enum Case {
     Window,
     /// A session window `group_by: [id]`, gap 1 h, with count and sum.
     Session,
+    /// A sliding window `group_by: [id]` of 10 s, with count and sum.
+    Sliding,
     /// A windowed join of the left and right records by key.
     Join,
 }
@@ -79,6 +86,7 @@ impl Case {
             Case::Dedup => "dedup",
             Case::Window => "window",
             Case::Session => "session",
+            Case::Sliding => "sliding",
             Case::Join => "join",
         }
     }
@@ -95,6 +103,9 @@ impl Case {
             Case::Session => {
                 "  t: {type: window, inputs: [lines], kind: session, gap: 1h, time: ts, group_by: [id], aggregates: {n: count(), total: sum(v)}}"
             }
+            Case::Sliding => {
+                "  t: {type: window, inputs: [lines], kind: sliding, size: 10s, time: ts, group_by: [id], aggregates: {n: count(), total: sum(v)}}"
+            }
             Case::Join => {
                 "  lefts: {type: filter, inputs: [lines], where: side == \"l\"}
   rights: {type: filter, inputs: [lines], where: side == \"r\"}
@@ -107,6 +118,7 @@ impl Case {
         match self {
             Case::Dedup => "[id, v]",
             Case::Window | Case::Session => "[id, n, total]",
+            Case::Sliding => "[window_end, id, n, total]",
             Case::Join => "[id, r_id]",
         }
     }
@@ -114,7 +126,9 @@ impl Case {
     /// The inputs of the few-keys and the many-keys runs: (file stem, distinct keys).
     fn inputs(self, n: u64) -> [(&'static str, u64); 2] {
         match self {
-            Case::Dedup | Case::Window | Case::Session => [("few", 1_000), ("many", n)],
+            Case::Dedup | Case::Window | Case::Session | Case::Sliding => {
+                [("few", 1_000), ("many", n)]
+            }
             Case::Join => [("pairs-few", 1_000), ("pairs-many", (n / 2).max(1))],
         }
     }
@@ -166,6 +180,32 @@ fn check(dir: &Path, case: Case, input: &str, n: u64, distinct: u64) {
         );
         return;
     }
+    if let Case::Sliding = case {
+        // Each record's row: its id's records within the 10 s up to its time.
+        let mut by_id: Vec<std::collections::VecDeque<(u64, u64)>> =
+            vec![Default::default(); distinct as usize];
+        let mut want: Vec<String> = (0..n)
+            .map(|i| {
+                let id = i.wrapping_mul(2_654_435_761) % distinct;
+                let t = 1_700_000_000_000 + i;
+                let held = &mut by_id[id as usize];
+                held.push_back((t, i % 97));
+                while held.front().is_some_and(|&(old, _)| old + 10_000 <= t) {
+                    held.pop_front();
+                }
+                let total: u64 = held.iter().map(|h| h.1).sum();
+                format!("{t},{id},{},{total}", held.len())
+            })
+            .collect();
+        let mut got: Vec<&str> = rows;
+        got.sort_unstable();
+        want.sort_unstable();
+        assert!(
+            got.len() == want.len() && got.iter().zip(&want).all(|(g, w)| g == w),
+            "{input}: the sliding rows differ from those computed from the input"
+        );
+        return;
+    }
     assert_eq!(
         rows.len() as u64,
         distinct.min(n),
@@ -196,9 +236,15 @@ fn main() {
     }
     let runs: usize = common::env_or("RUNS", 3, 1);
     let mut failed = false;
-    for case in [Case::Dedup, Case::Window, Case::Session, Case::Join] {
+    for case in [
+        Case::Dedup,
+        Case::Window,
+        Case::Session,
+        Case::Sliding,
+        Case::Join,
+    ] {
         // The reported cases: once each.
-        let repeats = if let Case::Session | Case::Join = case {
+        let repeats = if let Case::Session | Case::Sliding | Case::Join = case {
             1
         } else {
             runs.max(1)
@@ -240,6 +286,11 @@ fn main() {
                 "session window",
                 common::Target::Reported,
                 "one row per id, its count and sum",
+            ),
+            Case::Sliding => (
+                "10 s sliding window",
+                common::Target::Reported,
+                "a row per record, its id's count and sum over 10 s",
             ),
             Case::Join => (
                 "windowed join",

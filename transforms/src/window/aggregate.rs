@@ -255,7 +255,7 @@ impl Acc {
     }
 
     /// Folds another accumulator of the same aggregate into this one.
-    pub fn merge(&mut self, other: Acc) {
+    pub fn merge(&mut self, other: &Acc) {
         match (self, other) {
             (Acc::Count(a), Acc::Count(b)) => *a += b,
             (
@@ -265,7 +265,7 @@ impl Acc {
                     is_float,
                     n,
                 },
-                Acc::Sum {
+                &Acc::Sum {
                     int: i2,
                     float: f2,
                     is_float: fl2,
@@ -293,15 +293,15 @@ impl Acc {
                 *n += n2;
             }
             (a @ (Acc::Min(_) | Acc::Max(_)), Acc::Min(v) | Acc::Max(v)) if !v.is_null() => {
-                a.add_value(&v, 0)
+                a.add_value(v, 0)
             }
             (
                 a @ (Acc::First(_) | Acc::Last(_)),
                 Acc::First(Some((s, v))) | Acc::Last(Some((s, v))),
             ) => {
-                a.add_value(&v, s);
+                a.add_value(v, *s);
             }
-            (Acc::Distinct(a), Acc::Distinct(b)) => a.0.extend(b.0),
+            (Acc::Distinct(a), Acc::Distinct(b)) => a.0.extend(b.0.iter().cloned()),
             _ => {}
         }
     }
@@ -395,7 +395,7 @@ mod tests {
                     right.add(Some(v), i as u64)
                 }
             }
-            right.merge(left);
+            right.merge(&left);
             assert_eq!(whole.value(), right.value(), "{kind}");
         }
     }

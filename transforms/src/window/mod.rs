@@ -306,20 +306,20 @@ enum State {
     Sliding(sliding::Sliding),
 }
 
-/// The per-kind state in a checkpoint (aligned and session windows keep their groups
-/// in keyed state; sliding windows snapshot whole).
+/// The per-kind state in a checkpoint (groups, sessions and sliding windows' records
+/// are in keyed state; this holds what finds them).
 #[derive(Serialize, Deserialize)]
-enum StateSnapshot<S, L> {
+enum StateSnapshot {
     Aligned(aligned::AlignedSnapshot),
-    Session(S),
-    Sliding(L),
+    Session(session::SessionsSnapshot),
+    Sliding(sliding::SlidingSnapshot),
 }
 
 #[derive(Serialize, Deserialize)]
-struct Snapshot<S, L> {
+struct Snapshot {
     watermark: i64,
     seq: u64,
-    state: StateSnapshot<S, L>,
+    state: StateSnapshot,
     /// The newest event time per lane (absent in checkpoints of before lanes).
     #[serde(default)]
     lanes: Vec<(u64, i64)>,
@@ -335,8 +335,8 @@ pub struct Window {
     /// `max(usage)`): its value is looked up once per record.
     same_field_as: Vec<Option<usize>>,
     state: State,
-    /// Groups of aligned windows, sessions: the state store's table, or memory without
-    /// one.
+    /// Groups of aligned windows, sessions, sliding windows' records: the state store's
+    /// table, or memory without one.
     keyed: Box<dyn KeyedState>,
     clock: LaneClock,
     /// Arrival sequence number: orders `first` / `last` and ties.
@@ -346,6 +346,8 @@ pub struct Window {
     /// An error while firing from `on_lanes` (which cannot return one), reported by
     /// the next call that can.
     failed: Option<ConnectorError>,
+    /// The watermark moved during the batch and a sliding window fires at its end.
+    fire_after_batch: bool,
 }
 
 impl Window {
@@ -377,17 +379,18 @@ impl Window {
             last_input_wall: now,
             last_tick_wall: now,
             failed: None,
+            fire_after_batch: false,
         }
     }
 
-    /// The same with at most `bytes` of aligned-window groups or sessions in memory
-    /// (the rest in keyed state).
+    /// The same with at most `bytes` of aligned-window groups, sessions or sliding
+    /// windows' records in memory (the rest in keyed state).
     pub fn with_resident_budget(spec: WindowSpec, bytes: usize) -> Self {
         let mut w = Self::new(spec);
         match w.state {
             State::Aligned(_) => w.state = State::Aligned(aligned::Aligned::with_budget(bytes)),
             State::Session(_) => w.state = State::Session(session::Sessions::with_budget(bytes)),
-            State::Sliding(_) => {}
+            State::Sliding(_) => w.state = State::Sliding(sliding::Sliding::with_budget(bytes)),
         }
         w
     }
@@ -448,12 +451,14 @@ impl Window {
             )?,
             State::Sliding(s) => s.add(
                 &self.spec,
+                &mut *self.keyed,
                 watermark,
                 t,
-                GroupKey::from_refs(&key),
+                &key,
                 &inputs,
                 self.seq,
-            ),
+                out,
+            )?,
         };
         if !accepted {
             let cause = self.clock.late_cause(r.lane, t, self.spec.grace);
@@ -477,7 +482,14 @@ impl Window {
             return Ok(());
         }
         if self.clock.observe(r.lane, t, now).is_some() {
-            self.fire(out)?;
+            // A sliding window's firing reads its index in the store: once per batch,
+            // not once per record. The rows due cannot change meanwhile: a record
+            // accepted later in the batch is after all of them.
+            if matches!(self.state, State::Sliding(_)) {
+                self.fire_after_batch = true;
+            } else {
+                self.fire(out)?;
+            }
         }
         Ok(())
     }
@@ -487,7 +499,7 @@ impl Window {
         match &mut self.state {
             State::Aligned(s) => s.fire(&self.spec, &mut *self.keyed, wm, out)?,
             State::Session(s) => s.fire(&self.spec, &mut *self.keyed, wm, out)?,
-            State::Sliding(s) => s.fire(&self.spec, wm, out),
+            State::Sliding(s) => s.fire(&self.spec, &mut *self.keyed, wm, out)?,
         }
         Ok(())
     }
@@ -541,6 +553,9 @@ impl Transform for Window {
         self.last_input_wall = now;
         for r in batch.iter() {
             self.on_record(r, now, out)?;
+        }
+        if std::mem::take(&mut self.fire_after_batch) {
+            self.fire(out)?;
         }
         Ok(())
     }
@@ -600,7 +615,7 @@ impl Transform for Window {
         match &mut self.state {
             State::Aligned(s) => s.drain(&self.spec, &mut *self.keyed, out),
             State::Session(s) => s.drain(&self.spec, &mut *self.keyed, out),
-            State::Sliding(_) => Ok(false),
+            State::Sliding(s) => s.drain(&self.spec, &mut *self.keyed, out),
         }
     }
 
@@ -621,7 +636,13 @@ impl Transform for Window {
                 self.keyed = state;
                 true
             }
-            State::Sliding(_) => false,
+            // Records are read by range only: a key filter would answer nothing.
+            State::Sliding(_) => {
+                self.state = State::Sliding(sliding::Sliding::with_budget(state.memory_budget()));
+                self.keyed = state;
+                self.keyed.without_key_filter();
+                true
+            }
         }
     }
 
@@ -630,7 +651,7 @@ impl Transform for Window {
         let state = match &mut self.state {
             State::Aligned(s) => StateSnapshot::Aligned(s.persist(&mut *self.keyed)?),
             State::Session(s) => StateSnapshot::Session(s.persist(&self.spec, &mut *self.keyed)),
-            State::Sliding(s) => StateSnapshot::Sliding(&*s),
+            State::Sliding(s) => StateSnapshot::Sliding(s.persist(&mut *self.keyed)),
         };
         serde_json::to_value(Snapshot {
             watermark: clock.watermark,
@@ -646,13 +667,12 @@ impl Transform for Window {
         if state.is_null() {
             return Ok(());
         }
-        let snap: Snapshot<session::SessionsSnapshot, sliding::Sliding> =
-            serde_json::from_value(state).map_err(|e| {
-                ConnectorError::permanent(
-                    "window: the checkpointed state does not match this window's kind",
-                )
-                .with_source(e)
-            })?;
+        let snap: Snapshot = serde_json::from_value(state).map_err(|e| {
+            ConnectorError::permanent(
+                "window: the checkpointed state does not match this window's kind",
+            )
+            .with_source(e)
+        })?;
         self.clock.restore(
             &LaneClockSnapshot {
                 watermark: snap.watermark,
@@ -669,7 +689,9 @@ impl Transform for Window {
             (State::Session(s), StateSnapshot::Session(a)) => {
                 s.restore(&self.spec, a, &mut *self.keyed)?
             }
-            (State::Sliding(s), StateSnapshot::Sliding(a)) => *s = a,
+            (State::Sliding(s), StateSnapshot::Sliding(a)) => {
+                s.restore(&self.spec, a, snap.watermark, &mut *self.keyed)?
+            }
             _ => {
                 return Err(ConnectorError::permanent(
                     "window: the checkpointed state does not match this window's kind",
@@ -680,19 +702,10 @@ impl Transform for Window {
     }
 }
 
-/// Serializes maps as lists of pairs (JSON keys must be strings; ours are not).
+/// Reads maps that older checkpoints wrote as lists of pairs (JSON keys must be
+/// strings; ours are not). Nothing is written this way any more.
 pub(crate) mod pairs {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn serialize<'a, S, M, K, V>(m: M, s: S) -> Result<S::Ok, S::Error>
-    where
-        S: Serializer,
-        M: IntoIterator<Item = (&'a K, &'a V)>,
-        K: Serialize + 'a,
-        V: Serialize + 'a,
-    {
-        s.collect_seq(m)
-    }
+    use serde::{Deserialize, Deserializer};
 
     pub fn deserialize<'de, D, M, K, V>(d: D) -> Result<M, D::Error>
     where

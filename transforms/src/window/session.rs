@@ -258,7 +258,7 @@ impl Sessions {
                 merged.first = merged.first.min(s.first);
                 merged.last = merged.last.max(s.last);
                 for (a, b) in merged.accs.iter_mut().zip(s.accs) {
-                    a.merge(b);
+                    a.merge(&b);
                 }
             } else {
                 i += 1;
