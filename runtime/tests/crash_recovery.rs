@@ -506,24 +506,28 @@ sinks:
 /// comes three times, 100 s apart, then 150 s (a jump in time before the last third),
 /// so with a 120 s gap its first two records make one session, which closes while the
 /// input still flows, and the third its own, closing at the end (100 000 sessions in
-/// bounded parts). `state.cache_size` small, checkpoints every 100 ms, deltas of 1 000
+/// bounded parts). Read from two files, so two lanes at their own pace (the second
+/// starts with 10 000 records older than any of the first's, as a partition with a
+/// backlog does). `state.cache_size` small, checkpoints every 100 ms, deltas of 1 000
 /// changes or more ingested as table files, a crash after a checkpoint's manifest
 /// before its deltas are ingested, then SIGKILLs at seeded random moments. Every
 /// session is computed here from the input.
 #[test]
-fn session_windows_with_big_state_are_exact_across_sigkills() {
+fn session_windows_over_two_lanes_with_big_state_are_exact_across_sigkills() {
     const RECORDS: i64 = 300_000;
     const IDS: i64 = 100_000;
     const GAP: i64 = 120_000;
+    const AHEAD: i64 = 10_000;
     let (seed, mut rng) = common::seeded_rng();
     let dir = tempfile::tempdir().unwrap();
-    let mut input = String::new();
+    let mut input = [String::new(), String::new()];
     let mut by_id = std::collections::BTreeMap::<i64, Vec<(i64, i64)>>::new();
     for i in 0..RECORDS {
+        let lane = if i < AHEAD { 1 } else { (i % 2) as usize };
         let id = (i * 7_919) % IDS;
         let jump = if i >= 2 * IDS { 50_000 } else { 0 };
         let ts = 1_700_000_000_000 + i + jump;
-        input.push_str(&format!("{{\"id\":{id},\"v\":{},\"ts\":{ts}}}\n", i % 101));
+        input[lane].push_str(&format!("{{\"id\":{id},\"v\":{},\"ts\":{ts}}}\n", i % 101));
         by_id.entry(id).or_default().push((ts, i % 101));
     }
     // Sessions by brute force: each id's times in order, cut where two are a gap apart.
@@ -547,7 +551,8 @@ fn session_windows_with_big_state_are_exact_across_sigkills() {
     }
     expected.sort_unstable();
     assert_eq!(expected.len(), 2 * IDS as usize);
-    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    std::fs::write(dir.path().join("a.jsonl"), &input[0]).unwrap();
+    std::fs::write(dir.path().join("b.jsonl"), &input[1]).unwrap();
     let cfg = write_pipeline(
         dir.path(),
         "p.yaml",
@@ -556,11 +561,12 @@ name: bigsessions
 checkpoint: {interval: 100ms}
 state: {cache_size: 4MiB}
 sources:
-  lines: {type: file, path: in.jsonl}
+  a: {type: file, path: a.jsonl}
+  b: {type: file, path: b.jsonl}
 transforms:
   visits:
     type: window
-    inputs: [lines]
+    inputs: [a, b]
     kind: session
     gap: 120s
     time: ts

@@ -35,6 +35,7 @@ use connectd_sdk::state::KeyedState;
 use connectd_sdk::{ordered, ConnectorError, Emitter, Value};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use super::{acc_codec, output_row, pairs, Acc, GroupKey, WindowSpec};
 
@@ -44,8 +45,12 @@ const ROWS_PER_PART: usize = 4096;
 const INDEX: u8 = b'i';
 const RECORDS: u8 = b'r';
 
+/// A record's accumulators, inline for up to two aggregates: a row's window reads
+/// its records from the tree's nodes, not one allocation each.
+type RecordAccs = SmallVec<[Acc; 2]>;
+
 /// A cached key's records: (event time, arrival seq) → accumulators of the record.
-type Records = BTreeMap<(i64, u64), Vec<Acc>>;
+type Records = BTreeMap<(i64, u64), RecordAccs>;
 
 #[derive(Debug)]
 pub struct Sliding {
@@ -61,6 +66,8 @@ pub struct Sliding {
     spilled: bool,
     /// Every record at or before this event time has expired.
     expired_time: i64,
+    /// A record's encoded key and value, reused.
+    buffers: (Vec<u8>, Vec<u8>),
     /// A firing in progress (a part at a time): up to which watermark, and the next
     /// index key to read.
     firing: Option<(i64, Vec<u8>)>,
@@ -105,10 +112,15 @@ fn corrupt(e: impl std::fmt::Display) -> ConnectorError {
     ))
 }
 
-/// Approximate memory of a cached record: its key and accumulators, and its share of
-/// the tree's node.
-fn record_bytes(accs: &[Acc]) -> usize {
-    64 + std::mem::size_of_val(accs)
+/// Approximate memory of a cached record: its key and accumulators (and theirs on
+/// the heap past two), and its share of the tree's node.
+fn record_bytes(accs: &RecordAccs) -> usize {
+    let heap = if accs.spilled() {
+        std::mem::size_of_val(&accs[..])
+    } else {
+        0
+    };
+    48 + std::mem::size_of::<RecordAccs>() + heap
 }
 
 /// Approximate memory of a cached key besides its records: its slot, its encoded
@@ -186,6 +198,7 @@ impl Sliding {
             budget,
             spilled: false,
             expired_time: i64::MIN,
+            buffers: Default::default(),
             firing: None,
             fired_to: vec![INDEX],
             expired_to: vec![INDEX],
@@ -213,13 +226,15 @@ impl Sliding {
         if t.saturating_add(spec.grace) <= watermark {
             return Ok(false);
         }
-        let mut accs: Vec<Acc> = spec.aggregates.iter().map(|a| a.new_acc()).collect();
+        let mut accs: RecordAccs = spec.aggregates.iter().map(|a| a.new_acc()).collect();
         for (acc, input) in accs.iter_mut().zip(inputs) {
             acc.add(*input, seq);
         }
-        let mut encoded_key = Vec::with_capacity(16);
+        // Buffers reused across records: only a new key and the index entry allocate.
+        let (mut encoded_key, mut value) = std::mem::take(&mut self.buffers);
+        encoded_key.clear();
         ordered::encode_all(key.iter().copied(), &mut encoded_key);
-        let mut value = Vec::with_capacity(32);
+        value.clear();
         acc_codec::encode(&accs, &mut value);
         let index = index_key(t, seq, &encoded_key);
         state.put_unique(&index, &value);
@@ -228,7 +243,8 @@ impl Sliding {
         }
         self.earliest_unfired = self.earliest_unfired.min(t);
         self.earliest_unexpired = self.earliest_unexpired.min(t);
-        self.remember(state, encoded_key, index, t, seq, accs);
+        self.remember(state, &encoded_key, index, t, seq, accs);
+        self.buffers = (encoded_key, value);
         Ok(true)
     }
 
@@ -237,18 +253,18 @@ impl Sliding {
     fn remember(
         &mut self,
         state: &mut dyn KeyedState,
-        encoded_key: Vec<u8>,
+        encoded_key: &[u8],
         index: Vec<u8>,
         t: i64,
         seq: u64,
-        accs: Vec<Acc>,
+        accs: RecordAccs,
     ) {
-        let records = match self.cache.get_mut(&encoded_key) {
+        let records = match self.cache.get_mut(encoded_key) {
             Some(records) => records,
             None if self.spilled => return,
             None => {
-                self.resident_bytes += key_bytes(&encoded_key);
-                self.cache.entry(encoded_key).or_default()
+                self.resident_bytes += key_bytes(encoded_key);
+                self.cache.entry(encoded_key.to_vec()).or_default()
             }
         };
         self.resident_bytes += record_bytes(&accs);
@@ -419,7 +435,10 @@ impl Sliding {
         loop {
             let part = state.range(&from, &to, ROWS_PER_PART)?;
             for (k, value) in &part {
-                let accs = acc_codec::decode(value, spec.aggregates.len()).map_err(corrupt)?;
+                let accs: RecordAccs = acc_codec::decode(value, spec.aggregates.len())
+                    .map_err(corrupt)?
+                    .into_iter()
+                    .collect();
                 bytes += record_bytes(&accs);
                 records.insert(parse_record(k)?, accs);
             }
@@ -595,8 +614,11 @@ impl Sliding {
                 if self.spilled {
                     state.put_unique(&record_key(encoded_key, t, seq), value);
                 } else {
-                    let accs = acc_codec::decode(value, spec.aggregates.len()).map_err(corrupt)?;
-                    self.remember(state, encoded_key.to_vec(), index.clone(), t, seq, accs);
+                    let accs = acc_codec::decode(value, spec.aggregates.len())
+                        .map_err(corrupt)?
+                        .into_iter()
+                        .collect();
+                    self.remember(state, encoded_key, index.clone(), t, seq, accs);
                 }
             }
             match part.last() {
