@@ -482,9 +482,9 @@ impl Window {
             return Ok(());
         }
         if self.clock.observe(r.lane, t, now).is_some() {
-            // A sliding window's firing reads its index in the store: once per batch,
-            // not once per record. The rows due cannot change meanwhile: a record
-            // accepted later in the batch is after all of them.
+            // A sliding window fires once per batch, not once per record (each firing
+            // reads its index, from the store once spilled). The rows due cannot
+            // change meanwhile: a record accepted later in the batch is after all.
             if matches!(self.state, State::Sliding(_)) {
                 self.fire_after_batch = true;
             } else {
