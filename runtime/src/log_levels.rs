@@ -2,7 +2,7 @@
 //! `PUT /admin/loggers/{logger}`. A logger is a `tracing` target (a module path such as
 //! `connectd_connectors::kafka`, which covers the modules under it) or `root`, the
 //! level of everything else. The filter the worker started with (`RUST_LOG`, else
-//! `info`) is the base; each change rebuilds the filter from it and the levels set.
+//! `info` with the state store's libraries at `warn`) is the base; each change rebuilds the filter from it and the levels set.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

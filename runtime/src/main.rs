@@ -251,15 +251,20 @@ enum LogFormat {
     Json,
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (else `info`); the filter can be changed at
-/// runtime through the returned levels (`/admin/loggers`).
+/// The log filter without `RUST_LOG`: connectd's own lines at `info`; the state
+/// store's (fjall, lsm-tree), which log every database opened, table recovered and
+/// table file written at `info`, only from `warn`.
+const DEFAULT_LOG_FILTER: &str = "info,fjall=warn,lsm_tree=warn";
+
+/// Logs to stderr, filtered by `RUST_LOG` (else `DEFAULT_LOG_FILTER`); the filter can
+/// be changed at runtime through the returned levels (`/admin/loggers`).
 fn init_logging(format: LogFormat) -> Arc<connectd_runtime::log_levels::LogLevels> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let base = std::env::var("RUST_LOG")
         .ok()
         .filter(|f| tracing_subscriber::EnvFilter::try_new(f).is_ok())
-        .unwrap_or_else(|| "info".into());
+        .unwrap_or_else(|| DEFAULT_LOG_FILTER.into());
     let filter = tracing_subscriber::EnvFilter::new(&base);
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
