@@ -596,8 +596,11 @@ fn run(args: RunArgs) -> ExitCode {
                 "shutdown requested: stopping sources, draining, taking a final checkpoint"
             );
             let _ = stop_tx.send(true);
-            // Keep the sender alive so pipelines see the flag, not a closed channel.
-            std::future::pending::<()>().await;
+            // A second signal: the user will not wait for the final checkpoint (a sink
+            // that hangs, say). Leaving now is a crash, which exactly-once survives.
+            wait_for_signal().await;
+            tracing::warn!("a second shutdown signal: exiting now, without a final checkpoint; the next start resumes from the last complete one");
+            std::process::exit(SECOND_SIGNAL_EXIT);
         });
         let outcome = worker.run(plans, stop_rx, ready).await;
         if outcome.failed.is_empty() {
@@ -740,6 +743,10 @@ fn status(args: &StatusArgs) -> ExitCode {
         Ok(())
     })
 }
+
+/// The exit status after a second shutdown signal (128 + SIGINT, as a shell reports
+/// an interrupted command).
+const SECOND_SIGNAL_EXIT: i32 = 130;
 
 async fn wait_for_signal() {
     #[cfg(unix)]

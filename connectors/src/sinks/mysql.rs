@@ -206,6 +206,9 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
     }))
 }
 
+/// How long a connection (TCP, TLS and the handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How a server error is to be treated.
 enum Failure {
     /// This row is wrong: to the dead-letter queue.
@@ -353,7 +356,17 @@ impl MysqlSink {
                 .pool
                 .as_ref()
                 .ok_or_else(|| Failure::Permanent("used before open".into()))?;
-            let conn = pool.get_conn().await.map_err(|e| classify(&e))?;
+            // A server that accepts the connection and never answers (overloaded, or not
+            // a MySQL server at all) would hold the pipeline here for good.
+            let conn = tokio::time::timeout(CONNECT_TIMEOUT, pool.get_conn())
+                .await
+                .map_err(|_| {
+                    Failure::Transient(format!(
+                        "connecting: no answer within {}s",
+                        CONNECT_TIMEOUT.as_secs()
+                    ))
+                })?
+                .map_err(|e| classify(&e))?;
             self.conn = Some(conn);
         }
         self.conn

@@ -1,13 +1,11 @@
 //! Recovery's last step: each sink finishes what a crash interrupted (as the recovery
 //! plan says), before anything new is written.
 
-use std::time::Duration;
-
 use connectd_sdk::Sink;
 
 use super::dlq::DeadLetters;
 use super::recovery::{SinkAction, SinkPlan};
-use super::retry::retry;
+use super::retry::{retry, RetryPolicy};
 use super::{sink_task, PipelineError, PipelineState, Wal};
 use crate::config::{ComponentPlan, PipelineSpec};
 use crate::metrics::Metrics;
@@ -22,7 +20,7 @@ pub(super) struct Restored<'a> {
     pub state: &'a PipelineState,
     pub metrics: &'a Metrics,
     pub dlq: &'a DeadLetters,
-    pub retry_timeout: Duration,
+    pub retry: RetryPolicy,
 }
 
 /// Carries out `plans` (one per sink, in order): discards the write-ahead logs it
@@ -35,7 +33,7 @@ pub(super) async fn finish(
     at: &Restored<'_>,
 ) -> Result<(), PipelineError> {
     let name = &at.spec.name;
-    let retry_timeout = at.retry_timeout;
+    let retry = &at.retry;
     for ((s, sink_plan), wal) in sinks.iter_mut().zip(plans).zip(wals.iter_mut()) {
         if let Some(wal) = wal.as_mut() {
             for epoch in &sink_plan.discard {
@@ -47,7 +45,7 @@ pub(super) async fn finish(
                 // Pre-committed for a checkpoint that never completed: given up.
                 tracing::info!(pipeline = %name, sink = %s.name, checkpoint = prepared, "giving up checkpoint {prepared}: prepared in the sink, never complete");
                 retry!(
-                    retry_timeout,
+                    retry,
                     format!("sink `{}`", s.name),
                     s.component.abort_prepared()
                 )
@@ -70,7 +68,7 @@ pub(super) async fn finish(
             SinkAction::Redo(id) if s.component.prepared() == Some(id) => {
                 // The sink kept the epoch it pre-committed: commit it as it is.
                 tracing::info!(pipeline = %name, sink = %s.name, checkpoint = id, "finishing the commit of checkpoint {id}, prepared in the sink");
-                commit_redone(s, id, at.state, retry_timeout).await?;
+                commit_redone(s, id, at.state, retry).await?;
             }
             SinkAction::Redo(id) => {
                 let Some(wal) = wal.as_mut() else { continue };
@@ -80,7 +78,7 @@ pub(super) async fn finish(
                 while let Some(records) = reader.next_chunk(REDO_CHUNK)? {
                     let mut bad = Vec::new();
                     retry!(
-                        retry_timeout,
+                        retry,
                         format!("sink `{}`", s.name),
                         s.component.write(&records, &mut bad)
                     )
@@ -89,16 +87,15 @@ pub(super) async fn finish(
                 }
                 if let Some(logs) = wal.changelogs(id)? {
                     retry!(
-                        retry_timeout,
+                        retry,
                         format!("state changelogs of sink `{}`", s.name),
                         s.component.write_changelogs(id, &logs)
                     )
                     .map_err(|e| PipelineError::new(&s.name, e.to_string()))?;
                 }
-                sink_task::pre_commit(&mut *s.component, &s.name, id, at.dlq, &m, retry_timeout)
-                    .await?;
+                sink_task::pre_commit(&mut *s.component, &s.name, id, at.dlq, &m, retry).await?;
                 at.dlq.sync(&s.name)?;
-                commit_redone(s, id, at.state, retry_timeout).await?;
+                commit_redone(s, id, at.state, retry).await?;
                 wal.remove(id)?;
             }
         }
@@ -112,7 +109,7 @@ async fn commit_redone(
     s: &mut ComponentPlan<dyn Sink>,
     id: u64,
     state: &PipelineState,
-    retry_timeout: Duration,
+    retry: &RetryPolicy,
 ) -> Result<(), PipelineError> {
     let checkpoint = connectd_sdk::Checkpoint {
         id,
@@ -121,7 +118,7 @@ async fn commit_redone(
         })?,
     };
     retry!(
-        retry_timeout,
+        retry,
         format!("commit of sink `{}`", s.name),
         s.component.commit(&checkpoint)
     )

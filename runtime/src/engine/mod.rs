@@ -134,7 +134,7 @@ async fn run_as(
     let name = spec.name.clone();
     let (checkpoint_interval, batch_size) = (spec.checkpoint_interval, spec.batch_size);
     let (errors, state_cache_bytes) = (spec.errors.clone(), spec.state_cache_bytes);
-    let retry_timeout = errors.retry_timeout;
+    let retries = retry::RetryPolicy::new(errors.retry_timeout, stop.clone());
     let dlq = Arc::new(DeadLetters::open(&name, &errors)?);
     let mut restore_started = std::time::Instant::now();
     let state_store = StateStore::open(&state_dir, state_cache_bytes)?;
@@ -146,7 +146,7 @@ async fn run_as(
     let mut wals = Vec::with_capacity(sinks.len());
     for s in &mut sinks {
         let c = retry!(
-            retry_timeout,
+            &retries,
             format!("opening sink `{}`", s.name),
             s.component.open()
         )
@@ -387,7 +387,7 @@ async fn run_as(
         state: &state,
         metrics: &metrics,
         dlq: &dlq,
-        retry_timeout,
+        retry: retries.clone(),
     };
     finish_sinks::finish(&mut sinks, &plan.sinks, &mut wals, &at).await?;
     let first_id = plan.next_id;
@@ -447,7 +447,7 @@ async fn run_as(
         let restored = state.sources.get(&s.name).cloned();
         let offset = restored.as_ref().map(|r| r.offset.clone());
         retry!(
-            retry_timeout,
+            &retries,
             format!("opening source `{}`", s.name),
             s.component.open(offset.clone())
         )
@@ -476,7 +476,7 @@ async fn run_as(
             emitted,
             batch_size,
             dlq: dlq.clone(),
-            retry_timeout,
+            retry: retries.clone(),
             lanes_sent: None,
             chained: chained_here,
         };
@@ -517,7 +517,7 @@ async fn run_as(
             wal,
             epoch: first_id,
             dlq: dlq.clone(),
-            retry_timeout,
+            retry: retries.clone(),
         };
         tasks.spawn(task.run().in_current_span());
     }

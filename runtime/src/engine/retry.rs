@@ -1,8 +1,13 @@
-//! Retrying transient errors with exponential backoff and jitter, up to a deadline.
+//! Retrying transient errors with exponential backoff and jitter, up to a deadline, and
+//! not past a request to stop: a worker told to shut down while a sink is down stops
+//! retrying at once instead of waiting out `errors.retry_timeout` (5 minutes by
+//! default). An operation in flight is not interrupted; only the wait before the next
+//! attempt is.
 
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::sync::watch;
 
 #[derive(Debug)]
 pub struct Backoff {
@@ -34,18 +39,70 @@ impl Backoff {
     }
 }
 
+/// How a pipeline retries: until `timeout` (`errors.retry_timeout`), and only while
+/// its stop signal (the worker's shutdown, or the admin API's pause, stop or
+/// restart) is not raised.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub timeout: Duration,
+    stop: Option<watch::Receiver<bool>>,
+}
+
+impl RetryPolicy {
+    pub fn new(timeout: Duration, stop: watch::Receiver<bool>) -> Self {
+        Self {
+            timeout,
+            stop: Some(stop),
+        }
+    }
+
+    /// Retries that no stop request ends (tests).
+    #[cfg(test)]
+    pub fn without_stop(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            stop: None,
+        }
+    }
+
+    /// Waits `delay` before the next attempt: false, at once, when a stop is or gets
+    /// requested.
+    pub async fn wait(&self, delay: Duration) -> bool {
+        let Some(stop) = &self.stop else {
+            tokio::time::sleep(delay).await;
+            return true;
+        };
+        let mut stop = stop.clone();
+        let stopped = async move {
+            // A dropped sender is no request: the wait runs its course.
+            if stop.wait_for(|s| *s).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => true,
+            _ = stopped => false,
+        }
+    }
+}
+
 /// Awaits `$op` (re-evaluated on every attempt) and retries it while it fails with a
-/// transient [`connectd_sdk::ConnectorError`], until `$timeout` has passed.
+/// transient [`connectd_sdk::ConnectorError`], as `$policy` (a [`RetryPolicy`]) allows.
+/// A stop request ends the retries with the last error.
 macro_rules! retry {
-    ($timeout:expr, $what:expr, $op:expr) => {{
-        let mut backoff = $crate::engine::retry::Backoff::new($timeout);
+    ($policy:expr, $what:expr, $op:expr) => {{
+        let policy: &$crate::engine::retry::RetryPolicy = $policy;
+        let mut backoff = $crate::engine::retry::Backoff::new(policy.timeout);
         loop {
             match $op.await {
                 Ok(v) => break Ok(v),
                 Err(e) if e.is_transient() => match backoff.next_delay() {
                     Some(d) => {
                         tracing::warn!(error = %e, retry_in_ms = d.as_millis() as u64, "{} failed; retrying", $what);
-                        tokio::time::sleep(d).await;
+                        if !policy.wait(d).await {
+                            tracing::warn!(error = %e, "{} failed; a stop was requested, so no more retries", $what);
+                            break Err(e);
+                        }
                     }
                     None => break Err(e),
                 },
@@ -62,6 +119,13 @@ mod tests {
     use std::time::Duration;
 
     use connectd_sdk::ConnectorError;
+    use tokio::sync::watch;
+
+    use super::RetryPolicy;
+
+    fn patient() -> RetryPolicy {
+        RetryPolicy::without_stop(Duration::from_secs(10))
+    }
 
     #[tokio::test]
     async fn transient_errors_are_retried_until_success() {
@@ -79,7 +143,7 @@ mod tests {
                 }
             }
         };
-        let result: Result<u32, ConnectorError> = retry!(Duration::from_secs(10), "test op", op());
+        let result: Result<u32, ConnectorError> = retry!(&patient(), "test op", op());
         assert_eq!(result.ok(), Some(3));
     }
 
@@ -90,7 +154,7 @@ mod tests {
             attempts += 1;
             async { Err::<(), _>(ConnectorError::permanent("bad credentials")) }
         };
-        let result = retry!(Duration::from_secs(10), "test op", op());
+        let result = retry!(&patient(), "test op", op());
         assert!(result.is_err());
         assert_eq!(attempts, 1);
     }
@@ -99,8 +163,68 @@ mod tests {
     async fn retrying_stops_at_the_deadline() {
         let started = std::time::Instant::now();
         let op = || async { Err::<(), _>(ConnectorError::transient("timeout")) };
-        let result = retry!(Duration::from_millis(300), "test op", op());
+        let result = retry!(
+            &RetryPolicy::without_stop(Duration::from_millis(300)),
+            "test op",
+            op()
+        );
         assert!(result.is_err());
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// A stop requested while an operation keeps failing ends the retries at the next
+    /// wait, long before the deadline; one requested before the first failure, at once.
+    #[tokio::test]
+    async fn a_stop_request_ends_the_retries() {
+        let (stop, stopped) = watch::channel(false);
+        let policy = RetryPolicy::new(Duration::from_secs(600), stopped);
+        let mut attempts = 0;
+        let mut op = || {
+            attempts += 1;
+            async { Err::<(), _>(ConnectorError::transient("connection refused")) }
+        };
+        let requester = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            stop.send(true).unwrap();
+            stop
+        });
+        let started = std::time::Instant::now();
+        let result = retry!(&policy, "test op", op());
+        assert!(result.is_err_and(|e| e.to_string().contains("connection refused")));
+        assert!(attempts >= 2, "retried before the stop: {attempts}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "waited out the deadline"
+        );
+        let _stop = requester.await.unwrap();
+        let mut again = 0;
+        let mut op = || {
+            again += 1;
+            async { Err::<(), _>(ConnectorError::transient("connection refused")) }
+        };
+        let result = retry!(&policy, "test op", op());
+        assert!(result.is_err());
+        assert_eq!(again, 1, "no retry once a stop is requested");
+    }
+
+    /// A stop signal whose sender is gone is no request: the retries go on.
+    #[tokio::test]
+    async fn a_dropped_stop_signal_is_no_request() {
+        let (stop, stopped) = watch::channel(false);
+        drop(stop);
+        let policy = RetryPolicy::new(Duration::from_secs(10), stopped);
+        let mut attempts = 0;
+        let mut op = || {
+            attempts += 1;
+            let n = attempts;
+            async move {
+                if n < 3 {
+                    Err(ConnectorError::transient("reset"))
+                } else {
+                    Ok(n)
+                }
+            }
+        };
+        assert_eq!(retry!(&policy, "test op", op()).ok(), Some(3));
     }
 }

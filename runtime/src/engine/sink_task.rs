@@ -6,7 +6,7 @@
 //! only then, just before its commit.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use connectd_sdk::{Checkpoint, Sink};
 
@@ -15,7 +15,7 @@ use super::changelog::ChangelogWriter;
 use super::checkpoint::CheckpointStore;
 use super::dlq::DeadLetters;
 use super::messages::BarrierKind;
-use super::retry::retry;
+use super::retry::{retry, RetryPolicy};
 use super::wal::Wal;
 use super::PipelineError;
 use crate::metrics::ComponentMetrics;
@@ -35,7 +35,7 @@ pub struct SinkTask {
     pub epoch: u64,
     pub dlq: Arc<DeadLetters>,
     pub metrics: ComponentMetrics,
-    pub retry_timeout: Duration,
+    pub retry: RetryPolicy,
     /// The sink that carries the pipeline's state changelogs in its transactions.
     pub changelog: Option<ChangelogWriter>,
 }
@@ -52,7 +52,7 @@ impl SinkTask {
         bad: &mut Vec<connectd_sdk::BadRecord>,
     ) -> Result<(), PipelineError> {
         retry!(
-            self.retry_timeout,
+            &self.retry,
             format!("sink `{}`", self.name),
             self.sink.write(batch, bad)
         )
@@ -76,7 +76,7 @@ impl SinkTask {
             id,
             &self.dlq,
             &self.metrics,
-            self.retry_timeout,
+            &self.retry,
         )
         .await
     }
@@ -98,7 +98,7 @@ impl SinkTask {
             wal.keep_changelogs(id, &logs)?;
         }
         retry!(
-            self.retry_timeout,
+            &self.retry,
             format!("state changelogs of sink `{}`", self.name),
             self.sink.write_changelogs(id, &logs)
         )
@@ -158,7 +158,7 @@ impl SinkTask {
                         self.dlq.sync(&self.name)?;
                     }
                     retry!(
-                        self.retry_timeout,
+                        &self.retry,
                         format!("commit of sink `{}`", self.name),
                         self.sink.commit(&checkpoint)
                     )
@@ -198,11 +198,11 @@ pub(super) async fn pre_commit(
     id: u64,
     dlq: &DeadLetters,
     metrics: &ComponentMetrics,
-    retry_timeout: Duration,
+    retry: &RetryPolicy,
 ) -> Result<(), PipelineError> {
     let mut bad = Vec::new();
     retry!(
-        retry_timeout,
+        retry,
         format!("pre-commit of sink `{name}`"),
         sink.pre_commit(id, &mut bad)
     )

@@ -29,7 +29,7 @@ pub struct SourceTask {
     pub batch_size: usize,
     pub dlq: Arc<DeadLetters>,
     pub metrics: ComponentMetrics,
-    pub retry_timeout: Duration,
+    pub retry: super::retry::RetryPolicy,
     /// The lanes last announced downstream (the source's own numbers).
     pub lanes_sent: Option<Vec<u32>>,
     /// The transform this source alone feeds, run in this task (see `chains`); then
@@ -218,7 +218,7 @@ impl SourceTask {
                 continue;
             }
             let polled = retry!(
-                self.retry_timeout,
+                &self.retry,
                 format!("source `{}`", self.name),
                 self.source.poll(self.batch_size, &mut bad)
             )
