@@ -572,6 +572,15 @@ impl Worker {
                 self.specs.remove(&name);
                 self.failures.remove(&name);
             }
+            // A changed file or a restart wants the pipeline running again: a run that
+            // failed on the way out (its sink down, say, and the stop ending the
+            // retries) leaves it as a crash would, and the new run recovers from the
+            // last complete checkpoint. The new file may be the fix.
+            (Err(e), then @ (Then::Replace(_) | Then::Restart)) if !self.stopping => {
+                let secrets = self.secrets.get(&name).map_or(&[][..], Vec::as_slice);
+                tracing::warn!(pipeline = %name, component = %e.component, error = %redact(secrets, &e.message), "the pipeline failed as it stopped; starting it again from its last checkpoint");
+                self.running_again(name, then);
+            }
             (Err(e), _) => {
                 let secrets = self.secrets.get(&name).map_or(&[][..], Vec::as_slice);
                 tracing::error!(pipeline = %name, component = %e.component, error = %redact(secrets, &e.message), "pipeline failed");
@@ -585,11 +594,24 @@ impl Worker {
                 tracing::info!(pipeline = %name, "pipeline stopped");
                 self.set(&name, PipelineState::Stopped, None);
             }
-            (Ok(()), Then::Replace(plan)) if !self.stopping => {
+            (Ok(()), then @ (Then::Replace(_) | Then::Restart)) if !self.stopping => {
+                self.running_again(name, then)
+            }
+            (Ok(()), _) => {
+                tracing::info!(pipeline = %name, "pipeline finished");
+                self.set(&name, PipelineState::Finished, None);
+            }
+        }
+    }
+
+    /// Starts a pipeline that stopped to be replaced by its changed file, or restarted.
+    fn running_again(&mut self, name: String, then: Then) {
+        match then {
+            Then::Replace(plan) => {
                 tracing::info!(pipeline = %name, "starting the changed pipeline from its checkpoint");
                 self.start(*plan);
             }
-            (Ok(()), Then::Restart) if !self.stopping => {
+            _ => {
                 if let Err(e) = self.rebuild(&name) {
                     tracing::error!(pipeline = %name, error = %e, "cannot restart the pipeline");
                     self.set(
@@ -598,10 +620,6 @@ impl Worker {
                         Some(PipelineError::new("config", e)),
                     );
                 }
-            }
-            (Ok(()), _) => {
-                tracing::info!(pipeline = %name, "pipeline finished");
-                self.set(&name, PipelineState::Finished, None);
             }
         }
     }

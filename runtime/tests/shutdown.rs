@@ -161,3 +161,53 @@ fn a_second_signal_exits_at_once() {
         "{log}"
     );
 }
+
+/// A pipeline stuck opening a sink that is down, and its file changed (the fix, here
+/// another sink): the stop for the change ends the retries, and the changed pipeline
+/// starts at once, instead of the worker waiting out the retries and then dropping the
+/// change with the old version's error.
+#[test]
+fn a_changed_file_replaces_a_pipeline_whose_sink_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipelines = dir.path().join("pipelines");
+    std::fs::create_dir(&pipelines).unwrap();
+    let file = pipelines.join("p.yaml");
+    let source = "sources:\n  trades: {type: trades, seed: 1, rate: 0, count: 100}\n";
+    std::fs::write(
+        &file,
+        format!(
+            "name: fixed\nerrors: {{retry_timeout: 10m}}\n{source}sinks:\n  out: {{type: mysql, inputs: [trades], url: \"mysql://root@127.0.0.1:{}/db\", table: t, columns: [id]}}\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let (mut child, _port) = start_worker(dir.path(), &["--config", "pipelines/*.yaml"]);
+    let started = Instant::now();
+    while !stderr_tail(&child, 1 << 20).contains("failed; retrying") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no retry: {}",
+            stderr_tail(&child, 4000)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(
+        &file,
+        format!("name: fixed\n{source}sinks:\n  out: {{type: csv, inputs: [trades], path: out.csv, columns: [id]}}\n"),
+    )
+    .unwrap();
+    let out = dir.path().join("out.csv");
+    let changed = Instant::now();
+    while std::fs::read_to_string(&out).map_or(0, |s| s.lines().count()) < 101 {
+        assert!(
+            changed.elapsed() < Duration::from_secs(60),
+            "the changed pipeline did not run: {}",
+            stderr_tail(&child, 4000)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(&child, libc::SIGTERM);
+    let status = wait_with_deadline(&mut child, Duration::from_secs(60));
+    assert!(status.success(), "{}", stderr_of(&child));
+    assert_eq!(read(&out).lines().count(), 101, "the header and 100 rows");
+}
