@@ -578,6 +578,14 @@ pub fn router(state: AdminState) -> Router {
         .route("/", get(crate::admin_connect::root))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        // Kafka Connect answers an unknown path or method with its error body too.
+        .fallback(|| async { problem(StatusCode::NOT_FOUND, "HTTP 404 Not Found") })
+        .method_not_allowed_fallback(|| async {
+            problem(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "HTTP 405 Method Not Allowed",
+            )
+        })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::admin_guard::check_host,

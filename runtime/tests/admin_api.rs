@@ -122,6 +122,19 @@ fn pipelines_are_listed_paused_resumed_and_restarted_exactly_once() {
     let (code, body) = http("GET", port, "/connectors/nope/status", None);
     assert_eq!(code, 404);
     assert_eq!(json(&body)["error_code"], 404);
+    // An unknown path or method gets Kafka Connect's error body as well.
+    for (method, path, code) in [
+        ("GET", "/connectors/ticks/topics", 404u16),
+        ("GET", "/no/such/path", 404),
+        ("POST", "/connectors/ticks/status", 405),
+    ] {
+        let (got, body) = http(method, port, path, None);
+        assert_eq!(
+            (got, json(&body)["error_code"].as_u64()),
+            (code, Some(u64::from(code))),
+            "{method} {path}: {body}"
+        );
+    }
     let (code, _) = http("PUT", port, "/connectors/broken/pause", None);
     assert_eq!(code, 409, "a failed pipeline cannot be paused");
 
