@@ -3,9 +3,17 @@
 //! reported with its line number and the reason (to the DLQ or as a pipeline error, per
 //! `errors.tolerance`). `format: avro` reads an Avro container file instead
 //! (`avro_file`).
+//!
+//! A followed file may be rotated (renamed away, a new one created at the path) or
+//! truncated in place (`copytruncate`): at the end of what it has read, the source looks
+//! whether the path still holds the file it reads and whether that file still begins
+//! as it did (`file_identity`); then it reads the rest of the old file and the new one
+//! from its start, or the truncated one from its start. A position is kept with the
+//! file's identity, so a restart after a rotation finds the rotated file beside the
+//! path and reads its rest first.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +25,7 @@ use connectd_sdk::{BadRecord, BuildContext, ConnectorError, Record, Source, Sour
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::file_identity::{find_rotated, head, FileId};
 use crate::json_schema::{JsonSchemaCheck, SchemaCheckOptions};
 
 #[derive(Debug)]
@@ -30,6 +39,13 @@ pub struct FileSource {
     buf: Vec<u8>,
     schema_check: Option<Arc<JsonSchemaCheck>>,
     stats: Arc<SourceStats>,
+    /// The file being read (`None` where files have no identity).
+    file: Option<FileId>,
+    /// Its first bytes, as read: a file rewritten in place begins otherwise.
+    head: Vec<u8>,
+    /// The last poll reached the end of the file: the next one first looks whether the
+    /// path moved on (`path_moved_on`).
+    at_end: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -38,6 +54,10 @@ struct FileOffset {
     pos: u64,
     /// Number of lines consumed (for error messages).
     line: u64,
+    /// The file the position is in; absent in positions from before 2026-12-07 and in
+    /// altered ones: the file at the path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file: Option<FileId>,
 }
 
 /// Reads JSON lines (or an Avro container file) from a file, resuming by byte offset.
@@ -45,7 +65,8 @@ struct FileOffset {
 pub struct FileOptions {
     /// The file to read.
     pub path: String,
-    /// Keep reading as the file grows (JSON lines only).
+    /// Keep reading as the file grows (JSON lines only), across rotation: renamed away
+    /// with a new file at the path, or truncated in place.
     #[serde(default)]
     pub follow: bool,
     /// How often a followed file is checked for new lines.
@@ -106,7 +127,93 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Sou
         buf: Vec::new(),
         schema_check,
         stats: Arc::default(),
+        file: None,
+        head: Vec::new(),
+        at_end: false,
     }))
+}
+
+impl FileSource {
+    fn io(&self, what: &str, e: std::io::Error) -> ConnectorError {
+        ConnectorError::io(format!("file source: {what} {}", self.path.display()), e)
+    }
+
+    /// The file a checkpoint's position is in: the one at the path, or, when the path
+    /// holds another file now, the checkpoint's own where rotation moved it (its rest
+    /// is read first). If that one is gone, the path's file from its start.
+    fn file_of_checkpoint(&mut self, stored: Option<FileId>) -> Result<File, ConnectorError> {
+        let current = File::open(&self.path).map_err(|e| self.io("cannot open", e))?;
+        let meta = current.metadata().map_err(|e| self.io("reading", e))?;
+        let current_id = FileId::of(&meta);
+        let Some(stored) = stored.filter(|id| current_id.is_some_and(|c| c != *id)) else {
+            self.file = current_id;
+            return Ok(current);
+        };
+        if let Some(rotated) = find_rotated(&self.path, stored) {
+            tracing::info!(path = %self.path.display(), rotated = %rotated.display(), "file source: the file was rotated since the checkpoint: reading the rest of the rotated one first");
+            self.file = Some(stored);
+            return File::open(&rotated).map_err(|e| self.io("cannot open the rotated file of", e));
+        }
+        tracing::warn!(path = %self.path.display(), position = self.pos, "file source: the file read at the checkpoint is neither at the path nor beside it (rotated away or deleted): reading the new file from its start; lines after the position in the old one were not read");
+        (self.pos, self.line) = (0, 0);
+        self.file = current_id;
+        Ok(current)
+    }
+
+    /// Reads from the start of the file now at the path.
+    fn restart_at_path(&mut self) -> Result<(), ConnectorError> {
+        let f = File::open(&self.path).map_err(|e| self.io("cannot open", e))?;
+        self.file = f.metadata().ok().as_ref().and_then(FileId::of);
+        (self.pos, self.line) = (0, 0);
+        self.head.clear();
+        self.reader = Some(BufReader::with_capacity(1 << 20, f));
+        Ok(())
+    }
+
+    /// After the end of a followed file was reached: follows the path if it moved on. Rotated (another file
+    /// at the path): the rest of this one, a last line without its end included, is
+    /// taken, then the new file is read from its start. Truncated or rewritten in place
+    /// (shorter than the position, or beginning otherwise): read again from its start.
+    fn path_moved_on(
+        &mut self,
+        out: &mut Vec<Record>,
+        bad: &mut Vec<BadRecord>,
+    ) -> Result<(), ConnectorError> {
+        let Some(reader) = self.reader.as_mut() else {
+            return Ok(());
+        };
+        let now = FileId::at(&self.path);
+        if now.is_some() && self.file.is_some() && now != self.file {
+            let mut rest = Vec::new();
+            let read = reader.read_to_end(&mut rest);
+            read.map_err(|e| self.io("reading", e))?;
+            let mut lines = Lines {
+                path: &self.path,
+                line: &mut self.line,
+                pos: &mut self.pos,
+                schema_check: self.schema_check.as_deref(),
+            };
+            for raw in rest.split_inclusive(|b| *b == b'\n') {
+                lines.take(raw, out, bad);
+            }
+            tracing::info!(path = %self.path.display(), "file source: the file was rotated: reading the new one from its start");
+            self.restart_at_path()?;
+            return Ok(());
+        }
+        let file = reader.get_ref();
+        let (len, begins) = (file.metadata().map(|m| m.len()), head(file, self.pos));
+        let len = len.map_err(|e| self.io("reading", e))?;
+        let common = begins.len().min(self.head.len());
+        if len < self.pos || begins[..common] != self.head[..common] {
+            tracing::warn!(path = %self.path.display(), position = self.pos, length = len, "file source: the file was truncated or rewritten in place: reading it again from its start");
+            self.restart_at_path()?;
+            return Ok(());
+        }
+        if begins.len() > self.head.len() {
+            self.head = begins;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(feature = "avro")]
@@ -123,17 +230,14 @@ fn avro_source(_path: PathBuf) -> Result<Box<dyn Source>, Invalid> {
 #[async_trait]
 impl Source for FileSource {
     async fn open(&mut self, offset: Option<serde_json::Value>) -> Result<(), ConnectorError> {
+        let mut stored = None;
         if let Some(v) = offset {
             let o: FileOffset = connectd_sdk::error::parse_offset(v, "file source")?;
             self.pos = o.pos;
             self.line = o.line;
+            stored = o.file;
         }
-        let mut f = File::open(&self.path).map_err(|e| {
-            ConnectorError::io(
-                format!("file source: cannot open {}", self.path.display()),
-                e,
-            )
-        })?;
+        let mut f = self.file_of_checkpoint(stored)?;
         let len = f
             .metadata()
             .map_err(|e| ConnectorError::io(format!("file source: {}", self.path.display()), e))?
@@ -147,6 +251,7 @@ impl Source for FileSource {
         }
         f.seek(SeekFrom::Start(self.pos))
             .map_err(|e| ConnectorError::io(format!("file source: {}", self.path.display()), e))?;
+        self.head = head(&f, self.pos);
         // Reads from the page cache are short enough to do in place; a tokio file
         // would add a thread hand-off per read.
         self.reader = Some(BufReader::with_capacity(1 << 20, f));
@@ -158,10 +263,15 @@ impl Source for FileSource {
         max: usize,
         bad: &mut Vec<BadRecord>,
     ) -> Result<SourcePoll, ConnectorError> {
+        let mut out = Vec::with_capacity(max.min(4096));
+        // Before reading what was added since the end was reached: read past the
+        // position of a file rewritten in place, it would be the middle of its lines.
+        if self.follow && std::mem::take(&mut self.at_end) {
+            self.path_moved_on(&mut out, bad)?;
+        }
         let Some(reader) = self.reader.as_mut() else {
             return Err(ConnectorError::permanent("file source: polled before open"));
         };
-        let mut out = Vec::with_capacity(max.min(4096));
         let mut lines = Lines {
             path: &self.path,
             line: &mut self.line,
@@ -175,6 +285,7 @@ impl Source for FileSource {
             // A whole line in the reader's buffer is parsed where it lies (no copy).
             let chunk = reader.fill_buf().map_err(reading)?;
             if chunk.is_empty() {
+                self.at_end = true;
                 break;
             }
             if let Some(end) = memchr::memchr(b'\n', chunk) {
@@ -190,6 +301,7 @@ impl Source for FileSource {
                 reader.seek(SeekFrom::Current(-(n as i64))).map_err(|e| {
                     ConnectorError::io(format!("file source: {}", self.path.display()), e)
                 })?;
+                self.at_end = true;
                 break;
             }
             lines.take(&self.buf, &mut out, bad);
@@ -245,6 +357,7 @@ impl Source for FileSource {
         serde_json::to_value(FileOffset {
             pos: self.pos,
             line: self.line,
+            file: self.file,
         })
         .unwrap_or_default()
     }
@@ -302,17 +415,20 @@ fn trim_line(b: &[u8]) -> &[u8] {
 }
 
 #[cfg(test)]
+mod rotation_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
-    fn number(r: &Record) -> i64 {
+    pub(super) fn number(r: &Record) -> i64 {
         match r.value.as_object().and_then(|o| o.get("n")) {
             Some(connectd_sdk::Value::Int(n)) => *n,
             other => panic!("no number in {other:?}"),
         }
     }
 
-    fn source(path: PathBuf, follow: bool) -> FileSource {
+    pub(super) fn source(path: PathBuf, follow: bool) -> FileSource {
         FileSource {
             path,
             follow,
@@ -323,6 +439,9 @@ mod tests {
             buf: Vec::new(),
             schema_check: None,
             stats: Arc::default(),
+            file: None,
+            head: Vec::new(),
+            at_end: false,
         }
     }
 

@@ -6,6 +6,7 @@ pub mod alpaca;
 pub mod avro_file;
 pub mod backoff;
 pub mod file;
+mod file_identity;
 pub mod generator;
 #[cfg(feature = "http-sources")]
 pub mod goapi;

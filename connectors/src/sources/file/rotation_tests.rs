@@ -1,0 +1,119 @@
+//! A followed file rotated or truncated while it is read, and a restart after a
+//! rotation: every line comes out once, in order.
+
+use std::io::Write;
+use std::path::Path;
+
+use connectd_sdk::{Source, SourcePoll};
+
+use super::tests::{number, source};
+use super::FileSource;
+
+fn append(path: &Path, from: i64, to: i64) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    for n in from..to {
+        writeln!(
+            f,
+            "{{\"n\":{n},\"line\":\"a log line long enough to matter\"}}"
+        )
+        .unwrap();
+    }
+}
+
+/// Polls until the source idles; the numbers read.
+async fn drain(s: &mut FileSource) -> Vec<i64> {
+    let (mut seen, mut bad) = (Vec::new(), Vec::new());
+    for _ in 0..100 {
+        match s.poll(1000, &mut bad).await.unwrap() {
+            SourcePoll::Batch(records) => seen.extend(records.iter().map(number)),
+            SourcePoll::Idle(_) => break,
+            SourcePoll::End => panic!("a followed file does not end"),
+        }
+    }
+    assert!(bad.is_empty(), "{bad:?}");
+    seen
+}
+
+/// Renamed away while the writer still appends to it, a new file at the path: the
+/// rest of the old one, a last line without its end included, then the new one.
+#[tokio::test]
+async fn a_rotated_file_is_read_to_its_end_then_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.jsonl");
+    append(&path, 0, 3);
+    let mut s = source(path.clone(), true);
+    s.open(None).await.unwrap();
+    assert_eq!(drain(&mut s).await, [0, 1, 2]);
+    let rotated = dir.path().join("app.jsonl.1");
+    std::fs::rename(&path, &rotated).unwrap();
+    append(&rotated, 3, 5);
+    let mut old = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&rotated)
+        .unwrap();
+    write!(old, "{{\"n\":5}}").unwrap();
+    append(&path, 6, 9);
+    assert_eq!(drain(&mut s).await, [3, 4, 5, 6, 7, 8]);
+    append(&path, 9, 10);
+    assert_eq!(drain(&mut s).await, [9]);
+}
+
+/// Copied and truncated in place (`copytruncate`), then written again: shorter than
+/// the position, or as long but beginning otherwise, it is read from its start.
+#[tokio::test]
+async fn a_truncated_file_is_read_again_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.jsonl");
+    append(&path, 0, 3);
+    let mut s = source(path.clone(), true);
+    s.open(None).await.unwrap();
+    assert_eq!(drain(&mut s).await, [0, 1, 2]);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&path, 10, 11);
+    assert_eq!(drain(&mut s).await, [10]);
+    // Truncated and already written past the position before the source looked.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&path, 20, 24);
+    assert_eq!(drain(&mut s).await, [20, 21, 22, 23]);
+}
+
+/// A checkpoint taken before a rotation: the restart finds the rotated file beside the
+/// path by its identity and reads from the checkpoint's position in it, then the new
+/// file. With the old file gone, it reads the new one from its start.
+#[tokio::test]
+async fn a_restart_after_a_rotation_reads_the_rest_of_the_rotated_file_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.jsonl");
+    append(&path, 0, 3);
+    let mut s = source(path.clone(), true);
+    s.open(None).await.unwrap();
+    assert_eq!(drain(&mut s).await, [0, 1, 2]);
+    let checkpoint = s.offset();
+    // While stopped: more lines, rotated, a new file.
+    append(&path, 3, 5);
+    let rotated = dir.path().join("app.jsonl.1");
+    std::fs::rename(&path, &rotated).unwrap();
+    append(&path, 5, 7);
+    let mut again = source(path.clone(), true);
+    again.open(Some(checkpoint.clone())).await.unwrap();
+    assert_eq!(drain(&mut again).await, [3, 4, 5, 6]);
+
+    std::fs::remove_file(&rotated).unwrap();
+    let mut gone = source(path.clone(), true);
+    gone.open(Some(checkpoint)).await.unwrap();
+    assert_eq!(drain(&mut gone).await, [5, 6]);
+}

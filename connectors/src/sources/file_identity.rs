@@ -1,0 +1,87 @@
+//! Which file a followed path is: log rotation renames the file away and creates a new
+//! one at the path (or copies it and truncates it in place), and a position means
+//! something only in the file it was taken in. A file is known by its device and
+//! inode, as Filebeat does, and its first bytes tell a truncated and rewritten file
+//! from the one read.
+
+use std::fs::{File, Metadata};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// How much of a file's beginning is kept to recognise it.
+const HEAD_BYTES: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    #[cfg(unix)]
+    pub fn of(meta: &Metadata) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        Some(FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    /// No identity without inodes: the path is the file.
+    #[cfg(not(unix))]
+    pub fn of(_meta: &Metadata) -> Option<FileId> {
+        None
+    }
+
+    /// The file at `path` now, if there is one.
+    pub fn at(path: &Path) -> Option<FileId> {
+        std::fs::metadata(path).ok().as_ref().and_then(FileId::of)
+    }
+}
+
+/// Where the file `id` is now in `path`'s directory (rotated: `app.log` renamed to
+/// `app.log.1`, say), if it is still there.
+pub fn find_rotated(path: &Path, id: FileId) -> Option<PathBuf> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .ok()
+                .is_some_and(|m| m.is_file() && FileId::of(&m) == Some(id))
+        })
+}
+
+/// The first bytes of `file` (up to `HEAD_BYTES`, and no further than `upto`, the
+/// part already read), read without moving its position.
+pub fn head(file: &File, upto: u64) -> Vec<u8> {
+    let len = usize::try_from(upto).map_or(HEAD_BYTES, |n| n.min(HEAD_BYTES));
+    let mut buf = vec![0u8; len];
+    let read = read_at(file, &mut buf);
+    buf.truncate(read);
+    buf
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8]) -> usize {
+    use std::os::unix::fs::FileExt;
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], done as u64) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => done += n,
+        }
+    }
+    done
+}
+
+#[cfg(not(unix))]
+fn read_at(_file: &File, _buf: &mut [u8]) -> usize {
+    0
+}

@@ -1,0 +1,94 @@
+//! A followed log file rotated as logrotate does, in the running worker: renamed away
+//! while the writer still appends to it, a new file at the path; copied and truncated
+//! in place; and rotated while the worker is down after a SIGKILL. Every line reaches
+//! the sink once, in order.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn append(path: &Path, from: u64, to: u64) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    for n in from..to {
+        writeln!(f, "{{\"n\":{n},\"msg\":\"request served\"}}").unwrap();
+    }
+}
+
+fn truncate(path: &Path) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
+/// The numbers in the sink's CSV.
+fn written(dir: &Path) -> Vec<u64> {
+    std::fs::read_to_string(dir.join("out.csv"))
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .map(|l| l.parse().unwrap())
+        .collect()
+}
+
+fn wait_for_rows(dir: &Path, child: &std::process::Child, n: usize) {
+    let started = Instant::now();
+    while written(dir).len() < n {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{} of {n} rows: {}",
+            written(dir).len(),
+            stderr_tail(child, 4000)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_followed_file_rotated_and_truncated_loses_and_repeats_no_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.jsonl");
+    append(&log, 0, 1000);
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        "name: tail\ncheckpoint: {interval: 100ms}\nsources:\n  lines: {type: file, path: app.jsonl, follow: true, poll_interval: 20ms}\nsinks:\n  out: {type: csv, inputs: [lines], path: out.csv, columns: [n]}\n",
+    );
+    let mut child = spawn(dir.path(), &cfg, &[]);
+    wait_for_rows(dir.path(), &child, 1000);
+
+    // Renamed away; the writer appends to the old file a while, then to a new one.
+    append(&log, 1000, 1500);
+    std::fs::rename(&log, dir.path().join("app.jsonl.1")).unwrap();
+    append(&dir.path().join("app.jsonl.1"), 1500, 1600);
+    append(&log, 1600, 2000);
+    wait_for_rows(dir.path(), &child, 2000);
+
+    // Copied and truncated in place, then written again.
+    truncate(&log);
+    append(&log, 2000, 2300);
+    wait_for_rows(dir.path(), &child, 2300);
+
+    // Killed; rotated while down: the rest of the old file comes first.
+    signal(&child, libc::SIGKILL);
+    let _ = child.wait();
+    append(&log, 2300, 2400);
+    std::fs::rename(&log, dir.path().join("app.jsonl.2")).unwrap();
+    append(&log, 2400, 2600);
+    let mut child = spawn(dir.path(), &cfg, &[]);
+    wait_for_rows(dir.path(), &child, 2600);
+    signal(&child, libc::SIGTERM);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
+    assert_eq!(written(dir.path()), (0..2600).collect::<Vec<_>>());
+}
