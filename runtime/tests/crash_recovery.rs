@@ -354,6 +354,41 @@ sinks:
     );
 }
 
+/// A second worker started on the same state directory (the same pipeline run twice
+/// by mistake) is refused with an error saying the store is in use, not that it is
+/// damaged: that advice (reset it, or remove it) would destroy the running pipeline's
+/// state. The first goes on and ends normally.
+#[test]
+fn a_state_store_in_use_by_another_worker_is_refused_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        "name: twice\nsources:\n  gen: {type: trades, seed: 1, rate: 200, count: 1000000}\ntransforms:\n  firsts: {type: dedup, inputs: [gen], key: [ticker], keep: first, retention: 1d}\nsinks:\n  out: {type: csv, inputs: [firsts], path: out.csv, columns: [ticker]}\n",
+    );
+    let mut first = spawn(dir.path(), &cfg, &[]);
+    let started = std::time::Instant::now();
+    while !dir.path().join(".connectd/twice/state").exists() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let second = run_to_end(dir.path(), &cfg);
+    let log = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{log}");
+    assert!(
+        log.contains("in use by another process") && !log.contains("reset"),
+        "{log}"
+    );
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first worker is still running"
+    );
+    signal(&first, libc::SIGTERM);
+    let status = wait_with_deadline(&mut first, std::time::Duration::from_secs(30));
+    assert!(status.success(), "{}", stderr_of(&first));
+}
+
 /// Flips bytes in the middle of every file under `dir`.
 fn damage(dir: &std::path::Path) {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {

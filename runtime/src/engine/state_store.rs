@@ -205,7 +205,17 @@ impl StateStore {
                 Some(Arc::new(ForgetBelow(bound)) as Arc<dyn Factory>)
             }))
             .open()
-            .map_err(|e| fail(&dir, "cannot open", e))?;
+            .map_err(|e| match e {
+                // Not damage: resetting or removing it would destroy a live pipeline's state.
+                fjall::Error::Locked => PipelineError::new(
+                    "state",
+                    format!(
+                        "the state store {} is in use by another process (a connectd running in the same state directory?): stop that one, or give this one its own --state-dir",
+                        dir.display()
+                    ),
+                ),
+                e => fail(&dir, "cannot open", e),
+            })?;
         let meta = db
             .keyspace("meta", KeyspaceCreateOptions::default)
             .map_err(|e| fail(&dir, "cannot open", e))?;
