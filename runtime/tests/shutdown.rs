@@ -211,3 +211,47 @@ fn a_changed_file_replaces_a_pipeline_whose_sink_is_down() {
     assert!(status.success(), "{}", stderr_of(&child));
     assert_eq!(read(&out).lines().count(), 101, "the header and 100 rows");
 }
+
+/// A `kafka` source whose broker is down: librdkafka raises an error event on every
+/// failed reconnect, and they are logged once per kind (a five-minute outage used to
+/// log the same line 143 times); SIGTERM ends the source's retries at once, with its
+/// error (exit 1).
+#[test]
+fn a_source_whose_broker_is_down_logs_each_error_once_and_stops_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "name: nobroker\nerrors: {{retry_timeout: 10m}}\nsources:\n  s: {{type: kafka, bootstrap_servers: \"127.0.0.1:{}\", topics: [t], group: g}}\nsinks:\n  o: {{type: csv, inputs: [s], path: out.csv, columns: [id]}}\n",
+            free_port()
+        ),
+    );
+    let mut child = spawn(dir.path(), &cfg, &[]);
+    let started = Instant::now();
+    while !stderr_tail(&child, 1 << 20).contains("source `s` failed; retrying") {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "no retry: {}",
+            stderr_tail(&child, 4000)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    signal(&child, libc::SIGTERM);
+    let status = wait_with_deadline(&mut child, Duration::from_secs(60));
+    let log = stderr_of(&child);
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("a stop was requested, so no more retries"),
+        "{log}"
+    );
+    assert!(log.contains("pipeline `nobroker` failed at `s`"), "{log}");
+    for event in ["AllBrokersDown", "BrokerTransportFailure"] {
+        let lines = log
+            .lines()
+            .filter(|l| l.contains("librdkafka: ") && l.contains(event))
+            .count();
+        assert!(lines <= 2, "{event} logged {lines} times: {log}");
+    }
+}

@@ -171,6 +171,7 @@ pub struct Rebalancer {
     /// Messages handed over but not sent yet: the batch being gathered. A revoke sends
     /// it before it tells the source, which then holds every message of the partitions.
     batch: Mutex<Vec<FetchedMessage>>,
+    errors: super::client_errors::ClientErrors,
 }
 
 impl Rebalancer {
@@ -199,6 +200,10 @@ impl Rebalancer {
 }
 
 impl ClientContext for Rebalancer {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.errors.report(&error, reason);
+    }
+
     /// librdkafka's statistics (every `statistics.interval.ms`) carry each partition's
     /// end offsets: the backlog is how far the source's positions are behind them.
     fn stats(&self, statistics: Statistics) {
@@ -420,6 +425,7 @@ pub fn create(
         sender,
         order,
         batch: Mutex::new(Vec::with_capacity(BATCH)),
+        errors: Default::default(),
     })?;
     Ok((consumer, receiver))
 }

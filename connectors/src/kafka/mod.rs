@@ -4,6 +4,7 @@
 pub mod awaited;
 pub mod bounds;
 pub mod changelog;
+pub mod client_errors;
 pub mod exclusive;
 pub mod fetcher;
 pub mod format;

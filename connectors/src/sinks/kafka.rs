@@ -33,7 +33,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::TopicPartitionList;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -64,7 +64,7 @@ struct Outgoing {
     changelog: bool,
 }
 
-type TxProducer = ThreadedProducer<DefaultProducerContext>;
+type TxProducer = ThreadedProducer<crate::kafka::client_errors::QuietProducer>;
 
 pub struct KafkaSink {
     props: BTreeMap<String, String>,
@@ -637,7 +637,7 @@ impl Sink for KafkaSink {
         };
         self.encoder = Encoder::ready(&self.format, &subject).await?;
         let producer: TxProducer = client_config(&self.props)
-            .create()
+            .create_with_context(Default::default())
             .map_err(|e| error("cannot create the producer", e))?;
         let producer = Arc::new(producer);
         let p = producer.clone();
@@ -665,7 +665,7 @@ impl Sink for KafkaSink {
         self.identify()?;
         ensure_checkpoint_topic(&self.props, &self.checkpoint_topic).await?;
         let producer: TxProducer = client_config(&self.props)
-            .create()
+            .create_with_context(Default::default())
             .map_err(|e| error("cannot create the producer", e))?;
         let (topic, key) = (self.checkpoint_topic.clone(), self.checkpoint_key.clone());
         blocking(move || {
