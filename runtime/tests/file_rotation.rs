@@ -92,3 +92,27 @@ fn a_followed_file_rotated_and_truncated_loses_and_repeats_no_line() {
     assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
     assert_eq!(written(dir.path()), (0..2600).collect::<Vec<_>>());
 }
+
+/// A followed file that is not there when the worker starts (the application that
+/// writes it starts later) is waited for, not an error.
+#[test]
+fn a_followed_file_that_appears_later_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        "name: later\ncheckpoint: {interval: 100ms}\nsources:\n  lines: {type: file, path: app.jsonl, follow: true, poll_interval: 20ms}\nsinks:\n  out: {type: csv, inputs: [lines], path: out.csv, columns: [n]}\n",
+    );
+    let mut child = spawn(dir.path(), &cfg, &[]);
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "stopped before the file appeared: {}",
+        stderr_tail(&child, 4000)
+    );
+    append(&dir.path().join("app.jsonl"), 0, 100);
+    wait_for_rows(dir.path(), &child, 100);
+    signal(&child, libc::SIGTERM);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
+    assert_eq!(written(dir.path()), (0..100).collect::<Vec<_>>());
+}

@@ -27,6 +27,19 @@ fn silent_server() -> (u16, Arc<Mutex<Vec<TcpStream>>>) {
     (port, held)
 }
 
+/// Waits until `child` has logged `text`, failing the test after `limit`.
+fn wait_for_log(child: &std::process::Child, text: &str, limit: Duration) {
+    let started = Instant::now();
+    while !stderr_tail(child, 1 << 20).contains(text) {
+        assert!(
+            started.elapsed() < limit,
+            "`{text}` not logged within {limit:?}: {}",
+            stderr_tail(child, 4000)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn mysql_pipeline(port: u16, retry_timeout: &str) -> String {
     format!(
         "name: silent\nerrors: {{retry_timeout: {retry_timeout}}}\nsources:\n  trades: {{type: trades, seed: 1, rate: 0, count: 100}}\nsinks:\n  out: {{type: mysql, inputs: [trades], url: \"mysql://root@127.0.0.1:{port}/db\", table: t, columns: [id, price]}}\n"
@@ -59,14 +72,7 @@ fn a_stop_ends_the_retries_of_a_sink_that_is_down_and_loses_nothing() {
     let outage_len = Duration::from_secs(25);
     let down_at = Instant::now();
     outage.go_down_for(outage_len);
-    while !stderr_tail(&child, 1 << 20).contains("failed; retrying") {
-        assert!(
-            down_at.elapsed() < Duration::from_secs(20),
-            "no retry while the database is down: {}",
-            stderr_tail(&child, 4000)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_log(&child, "failed; retrying", Duration::from_secs(20));
     signal(&child, libc::SIGTERM);
     let status = wait_with_deadline(&mut child, Duration::from_secs(120));
     let log = stderr_of(&child);
@@ -182,15 +188,7 @@ fn a_changed_file_replaces_a_pipeline_whose_sink_is_down() {
     )
     .unwrap();
     let (mut child, _port) = start_worker(dir.path(), &["--config", "pipelines/*.yaml"]);
-    let started = Instant::now();
-    while !stderr_tail(&child, 1 << 20).contains("failed; retrying") {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no retry: {}",
-            stderr_tail(&child, 4000)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_log(&child, "failed; retrying", Duration::from_secs(30));
     std::fs::write(
         &file,
         format!("name: fixed\n{source}sinks:\n  out: {{type: csv, inputs: [trades], path: out.csv, columns: [id]}}\n"),
@@ -228,15 +226,11 @@ fn a_source_whose_broker_is_down_logs_each_error_once_and_stops_on_request() {
         ),
     );
     let mut child = spawn(dir.path(), &cfg, &[]);
-    let started = Instant::now();
-    while !stderr_tail(&child, 1 << 20).contains("source `s` failed; retrying") {
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "no retry: {}",
-            stderr_tail(&child, 4000)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_log(
+        &child,
+        "source `s` failed; retrying",
+        Duration::from_secs(90),
+    );
     std::thread::sleep(Duration::from_secs(5));
     signal(&child, libc::SIGTERM);
     let status = wait_with_deadline(&mut child, Duration::from_secs(60));

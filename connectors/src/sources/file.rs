@@ -25,7 +25,7 @@ use connectd_sdk::{BadRecord, BuildContext, ConnectorError, Record, Source, Sour
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::file_identity::{find_rotated, head, FileId};
+use super::file_identity::{find_rotated, head, FileId, HeadPrint};
 use crate::json_schema::{JsonSchemaCheck, SchemaCheckOptions};
 
 #[derive(Debug)]
@@ -58,6 +58,10 @@ struct FileOffset {
     /// altered ones: the file at the path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     file: Option<FileId>,
+    /// The file's first bytes up to the position (at most 256): a file rewritten in
+    /// place since begins otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    head: Option<HeadPrint>,
 }
 
 /// Reads JSON lines (or an Avro container file) from a file, resuming by byte offset.
@@ -139,23 +143,42 @@ impl FileSource {
     }
 
     /// The file a checkpoint's position is in: the one at the path, or, when the path
-    /// holds another file now, the checkpoint's own where rotation moved it (its rest
-    /// is read first). If that one is gone, the path's file from its start.
-    fn file_of_checkpoint(&mut self, stored: Option<FileId>) -> Result<File, ConnectorError> {
-        let current = File::open(&self.path).map_err(|e| self.io("cannot open", e))?;
-        let meta = current.metadata().map_err(|e| self.io("reading", e))?;
-        let current_id = FileId::of(&meta);
-        let Some(stored) = stored.filter(|id| current_id.is_some_and(|c| c != *id)) else {
-            self.file = current_id;
-            return Ok(current);
+    /// holds another file now (or, followed, none yet), the checkpoint's own where
+    /// rotation moved it (its rest is read first). If that one is gone, the path's
+    /// file from its start. `None`: a followed file that is not there yet.
+    fn file_of_checkpoint(
+        &mut self,
+        stored: Option<FileId>,
+    ) -> Result<Option<File>, ConnectorError> {
+        let current = match File::open(&self.path) {
+            Ok(f) => Some(f),
+            Err(e) if self.follow && e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(self.io("cannot open", e)),
         };
-        if let Some(rotated) = find_rotated(&self.path, stored) {
-            tracing::info!(path = %self.path.display(), rotated = %rotated.display(), "file source: the file was rotated since the checkpoint: reading the rest of the rotated one first");
-            self.file = Some(stored);
-            return File::open(&rotated).map_err(|e| self.io("cannot open the rotated file of", e));
+        let current_id = match &current {
+            Some(f) => FileId::of(&f.metadata().map_err(|e| self.io("reading", e))?),
+            None => None,
+        };
+        let elsewhere =
+            stored.filter(|id| current.is_none() || current_id.is_some_and(|c| c != *id));
+        if let Some(stored) = elsewhere {
+            if let Some(rotated) = find_rotated(&self.path, stored) {
+                tracing::info!(path = %self.path.display(), rotated = %rotated.display(), "file source: the file was rotated since the checkpoint: reading the rest of the rotated one first");
+                self.file = Some(stored);
+                let f = File::open(&rotated)
+                    .map_err(|e| self.io("cannot open the rotated file of", e))?;
+                return Ok(Some(f));
+            }
         }
-        tracing::warn!(path = %self.path.display(), position = self.pos, "file source: the file read at the checkpoint is neither at the path nor beside it (rotated away or deleted): reading the new file from its start; lines after the position in the old one were not read");
-        (self.pos, self.line) = (0, 0);
+        if current.is_none() || elsewhere.is_some() {
+            if self.pos > 0 {
+                tracing::warn!(path = %self.path.display(), position = self.pos, "file source: the file read at the checkpoint is neither at the path nor beside it (rotated away or deleted): reading the new file from its start; lines after the position in the old one were not read");
+            }
+            (self.pos, self.line) = (0, 0);
+        }
+        if current.is_none() {
+            tracing::info!(path = %self.path.display(), "file source: waiting for the file to appear");
+        }
         self.file = current_id;
         Ok(current)
     }
@@ -230,14 +253,20 @@ fn avro_source(_path: PathBuf) -> Result<Box<dyn Source>, Invalid> {
 #[async_trait]
 impl Source for FileSource {
     async fn open(&mut self, offset: Option<serde_json::Value>) -> Result<(), ConnectorError> {
-        let mut stored = None;
+        let (mut stored, mut print) = (None, None);
         if let Some(v) = offset {
             let o: FileOffset = connectd_sdk::error::parse_offset(v, "file source")?;
             self.pos = o.pos;
             self.line = o.line;
-            stored = o.file;
+            (stored, print) = (o.file, o.head);
         }
-        let mut f = self.file_of_checkpoint(stored)?;
+        let Some(mut f) = self.file_of_checkpoint(stored)? else {
+            return Ok(()); // followed, and not there yet: `poll` looks for it
+        };
+        if self.follow && print.is_some_and(|p| !p.matches(&f)) {
+            tracing::warn!(path = %self.path.display(), position = self.pos, "file source: the file was truncated or rewritten in place since the checkpoint: reading it from its start");
+            (self.pos, self.line) = (0, 0);
+        }
         let len = f
             .metadata()
             .map_err(|e| ConnectorError::io(format!("file source: {}", self.path.display()), e))?
@@ -264,6 +293,13 @@ impl Source for FileSource {
         bad: &mut Vec<BadRecord>,
     ) -> Result<SourcePoll, ConnectorError> {
         let mut out = Vec::with_capacity(max.min(4096));
+        if self.reader.is_none() && self.follow {
+            if !self.path.exists() {
+                return Ok(SourcePoll::Idle(self.poll_interval));
+            }
+            tracing::info!(path = %self.path.display(), "file source: the file appeared");
+            self.restart_at_path()?;
+        }
         // Before reading what was added since the end was reached: read past the
         // position of a file rewritten in place, it would be the middle of its lines.
         if self.follow && std::mem::take(&mut self.at_end) {
@@ -358,6 +394,7 @@ impl Source for FileSource {
             pos: self.pos,
             line: self.line,
             file: self.file,
+            head: self.follow.then(|| HeadPrint::of(&self.head)),
         })
         .unwrap_or_default()
     }

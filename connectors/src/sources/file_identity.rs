@@ -85,3 +85,31 @@ fn read_at(file: &File, buf: &mut [u8]) -> usize {
 fn read_at(_file: &File, _buf: &mut [u8]) -> usize {
     0
 }
+
+/// What a checkpoint keeps of a file's first bytes: how many, and their FNV-1a hash.
+/// A file truncated and written again since (the same inode) begins otherwise, and its
+/// position means nothing there. FNV-1a is written out here rather than taken from a
+/// hashing crate: a checkpoint needs the same value from every later version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadPrint {
+    len: u64,
+    hash: u64,
+}
+
+impl HeadPrint {
+    pub fn of(head: &[u8]) -> HeadPrint {
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        for b in head {
+            hash = (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        HeadPrint {
+            len: head.len() as u64,
+            hash,
+        }
+    }
+
+    /// Whether `file` still begins with the bytes this was taken of.
+    pub fn matches(&self, file: &File) -> bool {
+        HeadPrint::of(&head(file, self.len)) == *self
+    }
+}

@@ -24,6 +24,16 @@ fn append(path: &Path, from: i64, to: i64) {
     }
 }
 
+/// As `copytruncate` leaves it: empty, the same file.
+fn truncate(path: &Path) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
 /// Polls until the source idles; the numbers read.
 async fn drain(s: &mut FileSource) -> Vec<i64> {
     let (mut seen, mut bad) = (Vec::new(), Vec::new());
@@ -72,21 +82,11 @@ async fn a_truncated_file_is_read_again_from_its_start() {
     let mut s = source(path.clone(), true);
     s.open(None).await.unwrap();
     assert_eq!(drain(&mut s).await, [0, 1, 2]);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&path);
     append(&path, 10, 11);
     assert_eq!(drain(&mut s).await, [10]);
     // Truncated and already written past the position before the source looked.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&path);
     append(&path, 20, 24);
     assert_eq!(drain(&mut s).await, [20, 21, 22, 23]);
 }
@@ -116,4 +116,41 @@ async fn a_restart_after_a_rotation_reads_the_rest_of_the_rotated_file_first() {
     let mut gone = source(path.clone(), true);
     gone.open(Some(checkpoint)).await.unwrap();
     assert_eq!(drain(&mut gone).await, [5, 6]);
+}
+
+/// A followed file that is not there yet (the application writing it has not started):
+/// the source waits for it, then reads it from its start. Read once, a missing file is
+/// an error naming it.
+#[tokio::test]
+async fn a_followed_file_that_is_not_there_yet_is_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.jsonl");
+    let mut s = source(path.clone(), true);
+    s.open(None).await.unwrap();
+    assert_eq!(drain(&mut s).await, Vec::<i64>::new());
+    append(&path, 0, 2);
+    assert_eq!(drain(&mut s).await, [0, 1]);
+
+    let mut once = source(dir.path().join("absent.jsonl"), false);
+    let e = once.open(None).await.unwrap_err().to_string();
+    assert!(e.contains("absent.jsonl"), "{e}");
+}
+
+/// A checkpoint taken, then the file truncated and written past the checkpoint's
+/// position while the worker was down (the same inode): the restart sees that it no
+/// longer begins as it did and reads it from its start, not from the middle of a line.
+#[tokio::test]
+async fn a_file_rewritten_in_place_while_stopped_is_read_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.jsonl");
+    append(&path, 0, 3);
+    let mut s = source(path.clone(), true);
+    s.open(None).await.unwrap();
+    assert_eq!(drain(&mut s).await, [0, 1, 2]);
+    let checkpoint = s.offset();
+    truncate(&path);
+    append(&path, 100, 106);
+    let mut again = source(path.clone(), true);
+    again.open(Some(checkpoint)).await.unwrap();
+    assert_eq!(drain(&mut again).await, [100, 101, 102, 103, 104, 105]);
 }
