@@ -412,9 +412,14 @@ impl Lines<'_> {
     /// One line read (with its end, if it has one): a record, a bad record, or nothing
     /// for a blank line; the position moves past it.
     fn take(&mut self, raw: &[u8], out: &mut Vec<Record>, bad: &mut Vec<BadRecord>) {
+        // A byte order mark opens files saved by some Windows editors: not JSON.
+        let unmarked = match *self.pos {
+            0 => raw.strip_prefix(b"\xef\xbb\xbf").unwrap_or(raw),
+            _ => raw,
+        };
         *self.pos += raw.len() as u64;
         *self.line += 1;
-        let text = trim_line(raw);
+        let text = trim_line(unmarked);
         if text.is_empty() {
             return;
         }
@@ -518,6 +523,23 @@ mod tests {
         assert_eq!(rejected, 1, "the malformed line");
         assert_eq!(s.pos, text.len() as u64);
         assert_eq!(s.line, n + 3, "every line counted, the blank one too");
+    }
+
+    /// A file that opens with a UTF-8 byte order mark (as some Windows editors save
+    /// it): its first line is JSON after the mark.
+    #[tokio::test]
+    async fn a_byte_order_mark_before_the_first_line_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.jsonl");
+        std::fs::write(&path, b"\xef\xbb\xbf{\"n\":1}\r\n{\"n\":2}\r\n").unwrap();
+        let mut s = source(path, false);
+        s.open(None).await.unwrap();
+        let mut bad = Vec::new();
+        let SourcePoll::Batch(records) = s.poll(10, &mut bad).await.unwrap() else {
+            panic!("both lines come out");
+        };
+        assert_eq!(records.iter().map(number).collect::<Vec<_>>(), [1, 2]);
+        assert!(bad.is_empty(), "{bad:?}");
     }
 
     /// Following a file, a line still being written waits for its end.
