@@ -48,16 +48,22 @@ async fn drain(s: &mut FileSource) -> Vec<i64> {
     seen
 }
 
-/// Renamed away while the writer still appends to it, a new file at the path: the
-/// rest of the old one, a last line without its end included, then the new one.
-#[tokio::test]
-async fn a_rotated_file_is_read_to_its_end_then_the_new_one() {
+/// A followed `app.jsonl` in a directory of its own, its first three lines read.
+async fn three_lines_read() -> (tempfile::TempDir, std::path::PathBuf, FileSource) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.jsonl");
     append(&path, 0, 3);
     let mut s = source(path.clone(), true);
     s.open(None).await.unwrap();
     assert_eq!(drain(&mut s).await, [0, 1, 2]);
+    (dir, path, s)
+}
+
+/// Renamed away while the writer still appends to it, a new file at the path: the
+/// rest of the old one, a last line without its end included, then the new one.
+#[tokio::test]
+async fn a_rotated_file_is_read_to_its_end_then_the_new_one() {
+    let (dir, path, mut s) = three_lines_read().await;
     let rotated = dir.path().join("app.jsonl.1");
     std::fs::rename(&path, &rotated).unwrap();
     append(&rotated, 3, 5);
@@ -76,12 +82,7 @@ async fn a_rotated_file_is_read_to_its_end_then_the_new_one() {
 /// the position, or as long but beginning otherwise, it is read from its start.
 #[tokio::test]
 async fn a_truncated_file_is_read_again_from_its_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("app.jsonl");
-    append(&path, 0, 3);
-    let mut s = source(path.clone(), true);
-    s.open(None).await.unwrap();
-    assert_eq!(drain(&mut s).await, [0, 1, 2]);
+    let (_dir, path, mut s) = three_lines_read().await;
     truncate(&path);
     append(&path, 10, 11);
     assert_eq!(drain(&mut s).await, [10]);
@@ -96,12 +97,7 @@ async fn a_truncated_file_is_read_again_from_its_start() {
 /// file. With the old file gone, it reads the new one from its start.
 #[tokio::test]
 async fn a_restart_after_a_rotation_reads_the_rest_of_the_rotated_file_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("app.jsonl");
-    append(&path, 0, 3);
-    let mut s = source(path.clone(), true);
-    s.open(None).await.unwrap();
-    assert_eq!(drain(&mut s).await, [0, 1, 2]);
+    let (dir, path, s) = three_lines_read().await;
     let checkpoint = s.offset();
     // While stopped: more lines, rotated, a new file.
     append(&path, 3, 5);
@@ -141,12 +137,7 @@ async fn a_followed_file_that_is_not_there_yet_is_waited_for() {
 /// longer begins as it did and reads it from its start, not from the middle of a line.
 #[tokio::test]
 async fn a_file_rewritten_in_place_while_stopped_is_read_from_its_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("app.jsonl");
-    append(&path, 0, 3);
-    let mut s = source(path.clone(), true);
-    s.open(None).await.unwrap();
-    assert_eq!(drain(&mut s).await, [0, 1, 2]);
+    let (_dir, path, s) = three_lines_read().await;
     let checkpoint = s.offset();
     truncate(&path);
     append(&path, 100, 106);
