@@ -394,7 +394,13 @@ impl Source for FileSource {
             pos: self.pos,
             line: self.line,
             file: self.file,
-            head: self.follow.then(|| HeadPrint::of(&self.head)),
+            // Read from the file, not from what the source last looked at, and whether
+            // or not it follows: a position must say the same wherever it is taken (a
+            // backfill reads the same file once and compares the positions).
+            head: {
+                let begins = self.reader.as_ref().map(|r| head(r.get_ref(), self.pos));
+                Some(HeadPrint::of(&begins.unwrap_or_default()))
+            },
         })
         .unwrap_or_default()
     }

@@ -145,3 +145,15 @@ async fn a_file_rewritten_in_place_while_stopped_is_read_from_its_start() {
     again.open(Some(checkpoint)).await.unwrap();
     assert_eq!(drain(&mut again).await, [100, 101, 102, 103, 104, 105]);
 }
+
+/// A position says the same however it was reached: followed (having looked at the
+/// file for rotation) or read once, as a backfill reads it again and compares.
+#[tokio::test]
+async fn a_position_is_the_same_followed_or_read_once() {
+    let (_dir, path, followed) = three_lines_read().await;
+    let mut once = source(path, false);
+    once.open(None).await.unwrap();
+    let mut bad = Vec::new();
+    while let SourcePoll::Batch(_) = once.poll(1000, &mut bad).await.unwrap() {}
+    assert_eq!(once.offset(), followed.offset());
+}
