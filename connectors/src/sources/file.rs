@@ -9,8 +9,9 @@
 //! whether the path still holds the file it reads and whether that file still begins
 //! as it did (`file_identity`); then it reads the rest of the old file and the new one
 //! from its start, or the truncated one from its start. A position is kept with the
-//! file's identity, so a restart after a rotation finds the rotated file beside the
-//! path and reads its rest first.
+//! file's identity and a hash of its first bytes, so a restart after a rotation finds
+//! the rotated file beside the path and reads its rest first, and one after a
+//! truncation reads the file from its start.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
@@ -193,10 +194,11 @@ impl FileSource {
         Ok(())
     }
 
-    /// After the end of a followed file was reached: follows the path if it moved on. Rotated (another file
-    /// at the path): the rest of this one, a last line without its end included, is
-    /// taken, then the new file is read from its start. Truncated or rewritten in place
-    /// (shorter than the position, or beginning otherwise): read again from its start.
+    /// After the end of a followed file was reached: follows the path if it moved on.
+    /// Rotated (another file at the path): the rest of this one, a last line without
+    /// its end included, is taken, then the new file is read from its start. Truncated
+    /// or rewritten in place (shorter than the position, or beginning otherwise): read
+    /// again from its start.
     fn path_moved_on(
         &mut self,
         out: &mut Vec<Record>,
