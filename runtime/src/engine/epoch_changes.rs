@@ -91,13 +91,29 @@ fn table_hash(hash: u32) -> u64 {
     u64::from(hash) << 32 | u64::from(hash)
 }
 
+/// How many key hashes of the unindexed tail a point read may compare, in all, per
+/// entry of the tail, before the tail is indexed instead. Comparing one costs about a
+/// hundredth of indexing it (a cache miss), so the reads a filter's false "maybe"
+/// makes (a few hundred per million new keys) mostly never build the index.
+const TAIL_SCANS_PER_ENTRY: usize = 64;
+
 /// The changes of the epoch in progress.
 #[derive(Default)]
 pub(super) struct EpochChanges {
     /// One entry per key, in the order of its first change.
     entries: Vec<Change>,
-    /// Positions in `entries`, by key.
+    /// Positions in `entries`, by key, of the entries before `indexed`.
     index: HashTable<Slot>,
+    /// Entries from here on were appended as new keys (`push_new`) and are indexed
+    /// only when a write or a read needs them: a dedup by event id mostly writes keys
+    /// its filter says are new and reads none of them back before the barrier sorts
+    /// them, so its index was a cache miss per new key for nothing.
+    indexed: usize,
+    /// The hashes of the entries from `indexed` on, in order: a point read compares
+    /// them instead of indexing the tail.
+    tail_hashes: Vec<u32>,
+    /// Hashes compared since the tail was last indexed.
+    tail_scanned: usize,
     /// Sorted runs of positions, each at least twice as long as the next: every entry
     /// before `sorted` is in exactly one.
     runs: Vec<Vec<u32>>,
@@ -120,6 +136,7 @@ impl EpochChanges {
     }
 
     pub(super) fn set(&mut self, key: &[u8], value: Option<Slice>) {
+        self.index_tail();
         let hash = hash_of(key);
         let entries = &mut self.entries;
         let same = |s: &Slot| s.hash == hash && *entries[s.at as usize].0 == *key;
@@ -132,6 +149,48 @@ impl EpochChanges {
         entries.push((Slice::from(key), value));
         self.index
             .insert_unique(table_hash(hash), Slot { at, hash }, |s| table_hash(s.hash));
+        self.indexed = entries.len();
+    }
+
+    /// Appends a change to a key that has none in this epoch (the caller's filter
+    /// says so), without indexing it.
+    pub(super) fn push_new(&mut self, key: &[u8], value: Option<Slice>) {
+        self.entries.push((Slice::from(key), value));
+        self.tail_hashes.push(hash_of(key));
+    }
+
+    /// Indexes the entries `push_new` appended.
+    fn index_tail(&mut self) {
+        for (at, &hash) in (self.indexed..).zip(&self.tail_hashes) {
+            // Positions fit in u32: an epoch is cut by its memory share long before.
+            let slot = Slot {
+                at: at as u32,
+                hash,
+            };
+            self.index
+                .insert_unique(table_hash(hash), slot, |s| table_hash(s.hash));
+        }
+        self.tail_hashes.clear();
+        self.tail_scanned = 0;
+        self.indexed = self.entries.len();
+    }
+
+    /// The position of `key`'s entry in the unindexed tail, if it has one.
+    fn tail_position(&self, key: &[u8], hash: u32) -> Option<usize> {
+        // Chunks compared whole (no early exit inside one), which the compiler
+        // vectorizes; keys only where a hash matches.
+        const CHUNK: usize = 16;
+        let chunks = self.tail_hashes.chunks(CHUNK).enumerate();
+        chunks
+            .filter(|(_, c)| c.iter().fold(false, |any, &h| any | (h == hash)))
+            .flat_map(|(i, c)| {
+                let first = self.indexed + i * CHUNK;
+                (first..)
+                    .zip(c)
+                    .filter(|&(_, &h)| h == hash)
+                    .map(|(at, _)| at)
+            })
+            .find(|&at| *self.entries[at].0 == *key)
     }
 
     /// Where the entries are (tests check they are reused).
@@ -147,13 +206,21 @@ impl EpochChanges {
     }
 
     /// The change to `key` in this epoch, if any: `Some(None)` is a deletion.
-    pub(super) fn get(&self, key: &[u8]) -> Option<Option<&Slice>> {
+    pub(super) fn get(&mut self, key: &[u8]) -> Option<Option<&Slice>> {
+        let tail = self.tail_hashes.len();
+        self.tail_scanned += tail;
+        if self.tail_scanned > tail * TAIL_SCANS_PER_ENTRY {
+            self.index_tail();
+        }
         let hash = hash_of(key);
-        self.index
-            .find(table_hash(hash), |s| {
-                s.hash == hash && *self.entries[s.at as usize].0 == *key
-            })
-            .map(|s| self.entries[s.at as usize].1.as_ref())
+        let indexed = self.index.find(table_hash(hash), |s| {
+            s.hash == hash && *self.entries[s.at as usize].0 == *key
+        });
+        let at = match indexed {
+            Some(s) => Some(s.at as usize),
+            None => self.tail_position(key, hash),
+        };
+        at.map(|at| self.entries[at].1.as_ref())
     }
 
     /// Every change, in no particular order.
@@ -168,6 +235,8 @@ impl EpochChanges {
     /// Drops the changes to keys below `bound`: a closed window's keys are garbage at
     /// once, and memory must say so (a scan of the epoch, as a window closes).
     pub(super) fn forget_below(&mut self, bound: &[u8]) {
+        // Rare (a window closing), so the positions are remapped in the index alone.
+        self.index_tail();
         let below = |k: &Slice| cmp_bytes(k, bound).is_lt();
         // Old position -> new one (u32::MAX: dropped).
         let mut remap = Vec::with_capacity(self.entries.len());
@@ -190,6 +259,7 @@ impl EpochChanges {
             remap[at - 1] != u32::MAX
         });
         self.sorted = sorted;
+        self.indexed = self.entries.len();
         for run in &mut self.runs {
             run.retain_mut(|at| {
                 *at = remap[*at as usize];
@@ -255,6 +325,7 @@ impl EpochChanges {
         let Self {
             mut entries,
             mut index,
+            mut tail_hashes,
             ..
         } = self;
         entries.retain(|(k, _)| cmp_bytes(k, bound).is_ge());
@@ -278,9 +349,11 @@ impl EpochChanges {
             return (SortedDelta(spare), Self::with_capacity(n));
         }
         index.clear();
+        tail_hashes.clear();
         let next = EpochChanges {
             entries,
             index,
+            tail_hashes,
             ..Self::default()
         };
         (SortedDelta(spare), next)
@@ -469,17 +542,34 @@ mod tests {
         k
     }
 
-    /// Interleaves writes, deletions and range reads (so runs form and merge at many
-    /// sizes) and checks every read against an ordered map of the same changes.
+    /// Interleaves writes (of new keys both appended unindexed and indexed at once),
+    /// deletions, point reads and range reads (so runs form and merge at many sizes,
+    /// and the unindexed tail is both scanned and indexed) and checks every read
+    /// against an ordered map of the same changes.
     #[test]
     fn range_and_point_reads_match_an_ordered_map_however_writes_and_reads_interleave() {
         let mut changes = EpochChanges::default();
         let mut model: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        let mut scanned = 0;
         for i in 0..20_000u64 {
             let k = key(i % 7_000);
             let v = (i % 5 != 0).then(|| i.to_be_bytes().to_vec());
-            changes.set(&k, v.as_deref().map(Slice::from));
+            if !model.contains_key(&k) && i % 3 != 0 {
+                changes.push_new(&k, v.as_deref().map(Slice::from));
+            } else {
+                changes.set(&k, v.as_deref().map(Slice::from));
+            }
             model.insert(k, v);
+            if i % 11 == 0 {
+                let tail = changes.tail_hashes.len();
+                let probe = key(i.wrapping_mul(7) % 7_100);
+                assert_eq!(
+                    changes.get(&probe).map(|v| v.map(|v| v.to_vec())),
+                    model.get(&probe).cloned(),
+                    "point read at {i}"
+                );
+                scanned += usize::from(tail > 0);
+            }
             if i % 4_999 == 4_998 {
                 let bound = key(i / 4_999).max(model.keys().next().cloned().unwrap_or_default());
                 changes.forget_below(&bound);
@@ -499,6 +589,7 @@ mod tests {
                 assert_eq!(got, want, "range at {i}");
             }
         }
+        assert!(scanned > 100, "the tail was scanned {scanned} times");
         assert!(
             changes.runs.len() <= 16,
             "runs stay few: {}",
@@ -540,6 +631,32 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "frozen range {i}");
         }
+    }
+
+    /// Point reads scan the unindexed tail until they have compared as many hashes
+    /// as `TAIL_SCANS_PER_ENTRY` indexes' worth, then the tail is indexed; every read
+    /// finds what was written either way.
+    #[test]
+    fn point_reads_index_the_new_keys_once_scanning_them_costs_more() {
+        let key = |i: u64| (i * 7_919).to_be_bytes();
+        let mut changes = EpochChanges::default();
+        for i in 0..1_000u64 {
+            changes.push_new(&key(i), Some(Slice::from(&i.to_be_bytes()[..])));
+        }
+        let mut reads = 0;
+        while !changes.tail_hashes.is_empty() {
+            let i = reads % 1_000;
+            let got = changes.get(&key(i)).map(|v| v.map(|v| v.to_vec()));
+            assert_eq!(got, Some(Some(i.to_be_bytes().to_vec())), "read {reads}");
+            assert_eq!(changes.get(b"absent"), None);
+            reads += 1;
+        }
+        // Two scans per round; the first read past the budget indexes.
+        assert_eq!(reads as usize, TAIL_SCANS_PER_ENTRY / 2 + 1);
+        assert_eq!(changes.index.len(), 1_000);
+        changes.set(&key(5), None);
+        assert_eq!(changes.get(&key(5)), Some(None));
+        assert_eq!(changes.len(), 1_000, "the set found the indexed entry");
     }
 
     /// Keys as a window writes them (16 bytes of window shared by all, then the group

@@ -42,6 +42,9 @@ pub(super) struct Overlay {
     /// The checkpoint of its last delta, once frozen: the store drops the table when
     /// that checkpoint completes.
     pub(super) retired_at: Option<u64>,
+    /// The key filter was rebuilt in this epoch, from the live keys: a key the epoch
+    /// deleted may be absent from it, so a key new to the filter may have a change.
+    pub(super) deletions_unfiltered: bool,
 }
 
 pub(super) type SharedOverlay = Arc<Mutex<Overlay>>;
@@ -73,6 +76,7 @@ impl Freezer {
         o.frozen.insert(id, Arc::new(delta));
         o.frozen_bounds.insert(id, bound);
         o.checkpoint_asked = false;
+        o.deletions_unfiltered = false;
         if o.retire && o.retired_at.is_none() {
             o.retired_at = Some(id);
         }
@@ -218,21 +222,35 @@ impl StoreTable {
             .is_none_or(|f| f.may_contain(key_hash(key)))
     }
 
-    fn note_key(&mut self, key: &[u8]) {
+    /// Adds `key` to the filter; true when the table never held it, so the epoch has
+    /// no change to it either (every key changed with `put` or `delete` is in the
+    /// filter, but for the epoch's deletions once it is rebuilt: see
+    /// `Overlay::deletions_unfiltered`).
+    fn note_key(&mut self, key: &[u8]) -> bool {
         let Some(filter) = &mut self.filter else {
-            return;
+            return false;
         };
         let h = key_hash(key);
         if filter.may_contain(h) {
-            return;
+            return false;
         }
         filter.insert(h);
+        true
+    }
+
+    /// Rebuilds the filter from the table's keys once it has taken `rebuild_at` keys
+    /// (after the change that reached it is in the epoch, so the new filter has it).
+    fn rebuild_filter_if_due(&mut self) {
+        let Some(filter) = &mut self.filter else {
+            return;
+        };
         if filter.len() >= self.rebuild_at {
             // On a read error the old filter stays: larger, still correct.
             match filter_of(&self.gauges) {
                 Ok(f) => {
                     self.rebuild_at = (f.len() * 4).max(FILTER_REBUILD_MIN);
                     *filter = f;
+                    lock(&self.gauges.overlay).deletions_unfiltered = true;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "state store: cannot rebuild a key filter");
@@ -245,9 +263,14 @@ impl StoreTable {
 }
 
 impl StoreTable {
-    fn change(&mut self, key: &[u8], value: Option<Slice>) {
+    /// `new_key`: the filter says the table never held `key` (`note_key`).
+    fn change(&mut self, key: &[u8], value: Option<Slice>, new_key: bool) {
         let mut o = lock(&self.gauges.overlay);
-        o.dirty.set(key, value);
+        if new_key && !o.deletions_unfiltered {
+            o.dirty.push_new(key, value);
+        } else {
+            o.dirty.set(key, value);
+        }
         // Counted by entries: measuring each costs more than the estimate saves.
         let full = o.dirty.len() * CHANGE_BYTES > self.memory_budget / DIRTY_SHARE;
         if full && !o.checkpoint_asked {
@@ -259,8 +282,9 @@ impl StoreTable {
     }
 }
 
-/// A filter of the table's keys (a deletion in the overlay is not one): the overlay's (read first, so a delta that reaches
-/// the store meanwhile is seen in one place or the other), then the store's.
+/// A filter of the table's keys (a deletion in the overlay is not one): the overlay's
+/// (read first, so a delta that reaches the store meanwhile is seen in one place or
+/// the other), then the store's.
 fn filter_of(gauges: &TableGauges) -> Result<KeyFilter, String> {
     let mut hashes: Vec<u64> = {
         let o = lock(&gauges.overlay);
@@ -287,7 +311,8 @@ impl KeyedState for StoreTable {
             return Ok(None);
         }
         {
-            let o = lock(&self.gauges.overlay);
+            let mut guard = lock(&self.gauges.overlay);
+            let o = &mut *guard;
             if key < o.bound.as_slice() {
                 return Ok(None);
             }
@@ -317,7 +342,10 @@ impl KeyedState for StoreTable {
         let o = lock(&self.gauges.overlay);
         for key in keys {
             if let Some(f) = &self.filter {
-                std::hint::black_box(f.touch(key_hash(key)));
+                // A new key is appended unindexed (`put`): the index is not read.
+                if !f.may_contain(key_hash(key)) {
+                    continue;
+                }
             }
             o.dirty.touch(key);
         }
@@ -328,25 +356,28 @@ impl KeyedState for StoreTable {
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) {
-        self.note_key(key);
-        self.change(key, Some(Slice::from(value)));
+        let new_key = self.note_key(key);
+        self.change(key, Some(Slice::from(value)), new_key);
+        if new_key {
+            self.rebuild_filter_if_due();
+        }
     }
 
     fn delete(&mut self, key: &[u8]) {
         if !self.may_hold(key) {
             return; // never held: nothing to delete
         }
-        self.change(key, None);
+        self.change(key, None, false);
     }
 
     /// Not in the filter: a dedup's expiry index costs no probe and no filter bits.
     fn put_unique(&mut self, key: &[u8], value: &[u8]) {
-        self.change(key, Some(Slice::from(value)));
+        self.change(key, Some(Slice::from(value)), false);
     }
 
     /// Past the filter, which does not hold the key.
     fn delete_unique(&mut self, key: &[u8]) {
-        self.change(key, None);
+        self.change(key, None, false);
     }
 
     fn without_key_filter(&mut self) {
@@ -475,6 +506,45 @@ mod tests {
             assert_eq!(t.get(&i.to_be_bytes()).unwrap(), want, "key {i}");
         }
         assert_eq!(t.get(b"never").unwrap(), None);
+    }
+
+    /// New keys are appended to the epoch unindexed, on the filter's word that the
+    /// table never held them. Across a rebuild of the filter in mid-epoch, a key the
+    /// epoch deleted is new to the rebuilt filter, and the key whose put triggered the
+    /// rebuild must be in it: a second change of a key in a frozen delta would stop
+    /// the store's ingestion (keys must ascend), and a key left out would read absent.
+    #[test]
+    fn keys_put_across_a_filter_rebuild_are_changed_once_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::super::StateStore::open(dir.path(), 64 << 20).unwrap();
+        let (mut t, freezer) = store.table("dedup", None).unwrap();
+        // The 20 000th new key triggers the rebuild (no false "maybe" this early).
+        let (n, trigger) = (30_000u32, 19_999u32);
+        t.rebuild_at = trigger as usize + 1;
+        for i in 0..n {
+            t.put(&i.to_be_bytes(), b"v1");
+            if i % 3 == 0 && i + 1 < n {
+                t.delete(&i.to_be_bytes());
+            }
+        }
+        assert!(
+            t.filter.as_ref().map_or(0, KeyFilter::len) < n as usize,
+            "rebuilt"
+        );
+        assert_eq!(t.get(&trigger.to_be_bytes()).unwrap(), Some(b"v1".to_vec()));
+        for i in (0..n).step_by(3) {
+            t.put(&i.to_be_bytes(), b"v2");
+        }
+        freezer.freeze(1);
+        complete(&store, 1);
+        for i in 0..n {
+            let want: &[u8] = if i % 3 == 0 { b"v2" } else { b"v1" };
+            assert_eq!(
+                t.get(&i.to_be_bytes()).unwrap().as_deref(),
+                Some(want),
+                "key {i}"
+            );
+        }
     }
 
     #[test]
