@@ -91,11 +91,12 @@ fn table_hash(hash: u32) -> u64 {
     u64::from(hash) << 32 | u64::from(hash)
 }
 
-/// How many key hashes of the unindexed tail a point read may compare, in all, per
-/// entry of the tail, before the tail is indexed instead. Comparing one costs about a
-/// hundredth of indexing it (a cache miss), so the reads a filter's false "maybe"
-/// makes (a few hundred per million new keys) mostly never build the index.
-const TAIL_SCANS_PER_ENTRY: usize = 64;
+/// How many key hashes of the unindexed tail lookups may compare, in all, per entry of
+/// the tail, before the tail is indexed instead. Comparing one (16 at a time) costs
+/// about a hundredth of indexing it (a cache miss), so the reads and writes a filter's
+/// false "maybe" makes (a few hundred per million new keys) mostly never build the
+/// index, and lookups of keys in the tail can cost at most about twice the index.
+const TAIL_SCANS_PER_ENTRY: usize = 256;
 
 /// The changes of the epoch in progress.
 #[derive(Default)]
@@ -136,20 +137,41 @@ impl EpochChanges {
     }
 
     pub(super) fn set(&mut self, key: &[u8], value: Option<Slice>) {
-        self.index_tail();
         let hash = hash_of(key);
-        let entries = &mut self.entries;
-        let same = |s: &Slot| s.hash == hash && *entries[s.at as usize].0 == *key;
-        if let Some(&Slot { at, .. }) = self.index.find(table_hash(hash), same) {
-            entries[at as usize].1 = value;
+        if let Some(at) = self.position(key, hash) {
+            self.entries[at].1 = value;
+            return;
+        }
+        if !self.tail_hashes.is_empty() {
+            // The tail stays the entries from `indexed` on.
+            self.entries.push((Slice::from(key), value));
+            self.tail_hashes.push(hash);
             return;
         }
         // Positions fit in u32: an epoch is cut by its memory share long before.
-        let at = entries.len() as u32;
-        entries.push((Slice::from(key), value));
+        let at = self.entries.len() as u32;
+        self.entries.push((Slice::from(key), value));
         self.index
             .insert_unique(table_hash(hash), Slot { at, hash }, |s| table_hash(s.hash));
-        self.indexed = entries.len();
+        self.indexed = self.entries.len();
+    }
+
+    /// Where `key`'s entry is: the index, then the unindexed tail, which is indexed
+    /// first once point reads have compared `TAIL_SCANS_PER_ENTRY` hashes per entry.
+    fn position(&mut self, key: &[u8], hash: u32) -> Option<usize> {
+        let tail = self.tail_hashes.len();
+        if tail > 0 {
+            self.tail_scanned += tail;
+            if self.tail_scanned > tail * TAIL_SCANS_PER_ENTRY {
+                self.index_tail();
+            }
+        }
+        let entries = &self.entries;
+        let same = |s: &Slot| s.hash == hash && *entries[s.at as usize].0 == *key;
+        match self.index.find(table_hash(hash), same) {
+            Some(s) => Some(s.at as usize),
+            None => self.tail_position(key, hash),
+        }
     }
 
     /// Appends a change to a key that has none in this epoch (the caller's filter
@@ -207,20 +229,8 @@ impl EpochChanges {
 
     /// The change to `key` in this epoch, if any: `Some(None)` is a deletion.
     pub(super) fn get(&mut self, key: &[u8]) -> Option<Option<&Slice>> {
-        let tail = self.tail_hashes.len();
-        self.tail_scanned += tail;
-        if self.tail_scanned > tail * TAIL_SCANS_PER_ENTRY {
-            self.index_tail();
-        }
-        let hash = hash_of(key);
-        let indexed = self.index.find(table_hash(hash), |s| {
-            s.hash == hash && *self.entries[s.at as usize].0 == *key
-        });
-        let at = match indexed {
-            Some(s) => Some(s.at as usize),
-            None => self.tail_position(key, hash),
-        };
-        at.map(|at| self.entries[at].1.as_ref())
+        let at = self.position(key, hash_of(key))?;
+        Some(self.entries[at].1.as_ref())
     }
 
     /// Every change, in no particular order.
