@@ -348,6 +348,14 @@ impl EpochChanges {
             a.0.cmp(&b.0)
                 .then_with(|| cmp_bytes(&a.1 .0[shared..], &b.1 .0[shared..]))
         });
+        // One change per key (`push_new` trusts its caller's filter for that): the
+        // store's ingestion of a delta requires ascending keys.
+        debug_assert!(
+            spare
+                .windows(2)
+                .all(|w| cmp_bytes(&w[0].1 .0, &w[1].1 .0).is_lt()),
+            "an epoch holds two changes of one key"
+        );
         let n = spare.len();
         // A burst's buffers go once an epoch fills a quarter of them: the sorted one
         // too, or an idle table would hold it as its spare for good.
