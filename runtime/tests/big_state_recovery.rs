@@ -95,6 +95,46 @@ fn assert_rows_as_set(csv: &std::path::Path, expected: &[String], seed: u64, kil
 /// (`CONNECTD_CRASH_AT=ingesting`), then SIGKILLs at seeded random moments. The CSV
 /// must hold each id's first record, once, in input order: computed here from the
 /// input, not taken from a run.
+/// A window over the two lanes `input` (files `a.jsonl`, `b.jsonl`), `window` its
+/// kind and size as YAML lines, `group_by: [id]` with `count()` and `sum(v)`; run
+/// through a crash while ingesting and the SIGKILLs of the big-state tests, with a
+/// small `state.cache_size` and checkpoints every 100 ms. Its rows are compared with
+/// `expected` as a set (the lanes interleave differently from run to run).
+fn two_lane_window_is_exact_across_sigkills(
+    input: &[String; 2],
+    window: &str,
+    expected: &[String],
+    (seed, rng): (u64, &mut rand::rngs::StdRng),
+) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.jsonl"), &input[0]).unwrap();
+    std::fs::write(dir.path().join("b.jsonl"), &input[1]).unwrap();
+    let yaml = format!(
+        r#"
+name: twolanes
+checkpoint: {{interval: 100ms}}
+state: {{cache_size: 4MiB}}
+sources:
+  a: {{type: file, path: a.jsonl}}
+  b: {{type: file, path: b.jsonl}}
+transforms:
+  w:
+    type: window
+    inputs: [a, b]
+{window}
+    time: ts
+    group_by: [id]
+    aggregates: {{n: count(), total: sum(v)}}
+sinks:
+  out: {{type: csv, inputs: [w], path: out/rows.csv, columns: [window_start, window_end, id, n, total]}}
+"#
+    );
+    let cfg = write_pipeline(dir.path(), "p.yaml", &yaml);
+    let hook = ("ingesting:*", INGEST_SMALL);
+    let kills = crash_kill_and_finish(dir.path(), &cfg, hook, seed, rng);
+    assert_rows_as_set(&dir.path().join("out/rows.csv"), expected, seed, kills);
+}
+
 #[test]
 fn dedup_with_big_state_is_exact_across_sigkills() {
     const RECORDS: u64 = 300_000;
@@ -235,7 +275,6 @@ fn session_windows_over_two_lanes_with_big_state_are_exact_across_sigkills() {
     const GAP: i64 = 120_000;
     const AHEAD: i64 = 10_000;
     let (seed, mut rng) = common::seeded_rng();
-    let dir = tempfile::tempdir().unwrap();
     let mut input = [String::new(), String::new()];
     let mut by_id = std::collections::BTreeMap::<i64, Vec<(i64, i64)>>::new();
     for i in 0..RECORDS {
@@ -267,39 +306,8 @@ fn session_windows_over_two_lanes_with_big_state_are_exact_across_sigkills() {
     }
     expected.sort_unstable();
     assert_eq!(expected.len(), 2 * IDS as usize);
-    std::fs::write(dir.path().join("a.jsonl"), &input[0]).unwrap();
-    std::fs::write(dir.path().join("b.jsonl"), &input[1]).unwrap();
-    let cfg = write_pipeline(
-        dir.path(),
-        "p.yaml",
-        r#"
-name: bigsessions
-checkpoint: {interval: 100ms}
-state: {cache_size: 4MiB}
-sources:
-  a: {type: file, path: a.jsonl}
-  b: {type: file, path: b.jsonl}
-transforms:
-  visits:
-    type: window
-    inputs: [a, b]
-    kind: session
-    gap: 120s
-    time: ts
-    group_by: [id]
-    aggregates: {n: count(), total: sum(v)}
-sinks:
-  out: {type: csv, inputs: [visits], path: out/sessions.csv, columns: [window_start, window_end, id, n, total]}
-"#,
-    );
-    let kills = crash_kill_and_finish(
-        dir.path(),
-        &cfg,
-        ("ingesting:*", INGEST_SMALL),
-        seed,
-        &mut rng,
-    );
-    assert_rows_as_set(&dir.path().join("out/sessions.csv"), &expected, seed, kills);
+    let window = "    kind: session\n    gap: 120s";
+    two_lane_window_is_exact_across_sigkills(&input, window, &expected, (seed, &mut rng));
 }
 
 /// A sliding window holding about 120 000 records over 20 000 ids (each id every
@@ -316,7 +324,6 @@ fn sliding_windows_over_two_lanes_with_big_state_are_exact_across_sigkills() {
     const SIZE: i64 = 120_000;
     const AHEAD: i64 = 10_000;
     let (seed, mut rng) = common::seeded_rng();
-    let dir = tempfile::tempdir().unwrap();
     let mut input = [String::new(), String::new()];
     let mut by_id = std::collections::BTreeMap::<i64, Vec<(i64, i64)>>::new();
     for i in 0..RECORDS + AHEAD {
@@ -341,39 +348,8 @@ fn sliding_windows_over_two_lanes_with_big_state_are_exact_across_sigkills() {
         }
     }
     expected.sort_unstable();
-    std::fs::write(dir.path().join("a.jsonl"), &input[0]).unwrap();
-    std::fs::write(dir.path().join("b.jsonl"), &input[1]).unwrap();
-    let cfg = write_pipeline(
-        dir.path(),
-        "p.yaml",
-        r#"
-name: bigsliding
-checkpoint: {interval: 100ms}
-state: {cache_size: 4MiB}
-sources:
-  a: {type: file, path: a.jsonl}
-  b: {type: file, path: b.jsonl}
-transforms:
-  recent:
-    type: window
-    inputs: [a, b]
-    kind: sliding
-    size: 120s
-    time: ts
-    group_by: [id]
-    aggregates: {n: count(), total: sum(v)}
-sinks:
-  out: {type: csv, inputs: [recent], path: out/recent.csv, columns: [window_start, window_end, id, n, total]}
-"#,
-    );
-    let kills = crash_kill_and_finish(
-        dir.path(),
-        &cfg,
-        ("ingesting:*", INGEST_SMALL),
-        seed,
-        &mut rng,
-    );
-    assert_rows_as_set(&dir.path().join("out/recent.csv"), &expected, seed, kills);
+    let window = "    kind: sliding\n    size: 120s";
+    two_lane_window_is_exact_across_sigkills(&input, window, &expected, (seed, &mut rng));
 }
 
 /// A windowed join holding 200 000 records over 120 000 keys (grace long enough that
