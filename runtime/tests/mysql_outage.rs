@@ -5,8 +5,12 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::mysql::*;
@@ -67,5 +71,104 @@ sinks:
     )])
     .unwrap();
     assert_eq!(summary, "40000/40000");
+    query(&[&format!("DROP DATABASE {db}")]);
+}
+
+/// A TCP proxy to `upstream` that, while `frozen` is set, forwards nothing either way
+/// and closes nothing: a server that stops answering in the middle of a statement.
+fn freezing_proxy(upstream: String) -> (u16, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let frozen = Arc::new(AtomicBool::new(false));
+    let flag = frozen.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let ways = [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ];
+            for (mut from, mut to) in ways {
+                let flag = flag.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    while let Ok(n @ 1..) = from.read(&mut buf) {
+                        while flag.load(Ordering::Relaxed) {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    (port, frozen)
+}
+
+/// The database stops answering mid-run for 5 s, without closing the connection (no
+/// error, so no retry): the worker says which operation has not returned, each
+/// `CONNECTD_SLOW_OPERATION_SECS` (here 1 s), and when the server answers again the
+/// pipeline ends with exactly the expected rows. Before, such a stall was silent.
+#[test]
+fn a_database_that_stops_answering_is_logged_and_then_loses_nothing() {
+    let (db, url) = fresh_database("stall");
+    let server = server_url();
+    let host_port = server.rsplit('@').next().unwrap().trim_end_matches('/');
+    let (port, frozen) = freezing_proxy(host_port.to_string());
+    // The driver would move a connection to 127.0.0.1 onto the server's Unix socket.
+    let url = url.replace(host_port, &format!("127.0.0.1:{port}")) + "?prefer_socket=false";
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            r#"
+name: stall
+checkpoint: {{interval: 200ms}}
+sources:
+  trades: {{type: trades, seed: 6, rate: 2000, count: 16000, start: 0}}
+sinks:
+  out:
+    type: mysql
+    inputs: [trades]
+    url: {url}
+    table: trades
+    columns: [id, ticker, volume]
+    create_table: {{id: CHAR(36) NOT NULL, ticker: VARCHAR(8) NOT NULL, volume: BIGINT NOT NULL}}
+"#
+        ),
+    );
+    let mut child = spawn_captured(
+        connectd()
+            .current_dir(dir.path())
+            .env("CONNECTD_SLOW_OPERATION_SECS", "1")
+            .args(["--admin-addr", "off", "--config"])
+            .arg(&cfg),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    frozen.store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(5));
+    let alive = child.try_wait().unwrap().is_none();
+    frozen.store(false, Ordering::Relaxed);
+    assert!(alive, "the pipeline waits for the server");
+    let status = wait_with_deadline(&mut child, Duration::from_secs(180));
+    let log = stderr_of(&child);
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("sink `out` has not returned after")
+            || log.contains("commit of sink `out` has not returned after")
+            || log.contains("pre-commit of sink `out` has not returned after"),
+        "the stall is logged: {log}"
+    );
+    let summary = query(&[&format!(
+        "SELECT CONCAT(COUNT(*), '/', COUNT(DISTINCT id)) FROM {db}.trades"
+    )])
+    .unwrap();
+    assert_eq!(summary, "16000/16000");
     query(&[&format!("DROP DATABASE {db}")]);
 }

@@ -4,6 +4,8 @@
 //! default). An operation in flight is not interrupted; only the wait before the next
 //! attempt is.
 
+use std::future::Future;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -86,11 +88,58 @@ impl RetryPolicy {
     }
 }
 
+/// How long an operation may run before the log says it has not returned, and again at
+/// each multiple: `CONNECTD_SLOW_OPERATION_SECS`, 30 s by default.
+fn slow_after() -> Duration {
+    static EVERY: OnceLock<Duration> = OnceLock::new();
+    *EVERY.get_or_init(|| {
+        std::env::var("CONNECTD_SLOW_OPERATION_SECS")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .filter(|&s| s > 0)
+            .map_or(Duration::from_secs(30), Duration::from_secs)
+    })
+}
+
+/// Awaits `op`, calling `slow` with the time waited each `every` it has not returned.
+pub async fn watch_slow<F: Future>(
+    every: Duration,
+    mut slow: impl FnMut(Duration),
+    op: F,
+) -> F::Output {
+    let started = Instant::now();
+    let mut op = std::pin::pin!(op);
+    loop {
+        match tokio::time::timeout(every, &mut op).await {
+            Ok(out) => return out,
+            Err(_) => slow(started.elapsed()),
+        }
+    }
+}
+
+/// Awaits `op`, warning each `slow_after()` it has not returned: a database that stops
+/// answering in the middle of a statement stalls a pipeline, and without this nothing
+/// said so (retries begin only once the operation fails). `what` names it, built only
+/// when the warning is due.
+pub async fn watched<F: Future, W: std::fmt::Display>(what: impl Fn() -> W, op: F) -> F::Output {
+    let slow = |waited: Duration| {
+        tracing::warn!(
+            waited_s = waited.as_secs(),
+            "{} has not returned after {} s; still waiting (a server that stopped answering?)",
+            what(),
+            waited.as_secs()
+        );
+    };
+    watch_slow(slow_after(), slow, op).await
+}
+
 /// Awaits `$op` (re-evaluated on every attempt) and retries it while it fails with a
 /// transient [`connectd_sdk::ConnectorError`], as `$policy` (a [`RetryPolicy`]) allows.
-/// A stop request ends the retries with the last error.
+/// A stop request ends the retries with the last error. An attempt that has not
+/// returned after a while is logged (`watched`); `retry!(unwatched ...)` is for
+/// operations that wait for data by design (a source's poll).
 macro_rules! retry {
-    ($policy:expr, $what:expr, $op:expr) => {{
+    (unwatched $policy:expr, $what:expr, $op:expr) => {{
         let policy: &$crate::engine::retry::RetryPolicy = $policy;
         let mut backoff = $crate::engine::retry::Backoff::new(policy.timeout);
         loop {
@@ -110,6 +159,13 @@ macro_rules! retry {
             }
         }
     }};
+    ($policy:expr, $what:expr, $op:expr) => {
+        $crate::engine::retry::retry!(
+            unwatched $policy,
+            $what,
+            $crate::engine::retry::watched(|| $what, $op)
+        )
+    };
 }
 
 pub(crate) use retry;
@@ -226,5 +282,27 @@ mod tests {
             }
         };
         assert_eq!(retry!(&policy, "test op", op()).ok(), Some(3));
+    }
+
+    /// An operation that takes about 10 intervals is reported at each (at least 3,
+    /// however loaded the machine), with the time waited, and its result comes
+    /// through; one that returns at once never is.
+    #[tokio::test]
+    async fn a_slow_operation_is_reported_each_interval_until_it_returns() {
+        let every = Duration::from_millis(20);
+        let mut waits = Vec::new();
+        let slow = tokio::time::sleep(Duration::from_millis(200));
+        let out = super::watch_slow(every, |w| waits.push(w), async {
+            slow.await;
+            7
+        })
+        .await;
+        assert_eq!(out, 7);
+        assert!(waits.len() >= 3, "{waits:?}");
+        assert!(waits.windows(2).all(|w| w[1] > w[0]), "{waits:?}");
+        assert!(waits.iter().all(|w| *w >= every), "{waits:?}");
+        let mut none = 0;
+        super::watch_slow(every, |_| none += 1, async {}).await;
+        assert_eq!(none, 0);
     }
 }

@@ -218,7 +218,7 @@ impl SourceTask {
                 continue;
             }
             let polled = retry!(
-                &self.retry,
+                unwatched & self.retry,
                 format!("source `{}`", self.name),
                 self.source.poll(self.batch_size, &mut bad)
             )
