@@ -26,19 +26,15 @@ fn mariadb(action: &str) {
     assert!(status.success(), "scripts/mariadb.sh {action} failed");
 }
 
-#[test]
-fn a_ten_second_database_outage_loses_and_duplicates_nothing() {
-    let (db, url) = fresh_database("outage");
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_pipeline(
-        dir.path(),
-        "p.yaml",
-        &format!(
-            r#"
-name: outage
+/// A pipeline `name` of generated trades (`trades` options) into table `trades` of the
+/// database at `url`, exactly once, checkpoints every 200 ms.
+fn trades_to_mysql(dir: &Path, name: &str, trades: &str, url: &str) -> std::path::PathBuf {
+    let yaml = format!(
+        r#"
+name: {name}
 checkpoint: {{interval: 200ms}}
 sources:
-  trades: {{type: trades, seed: 5, rate: 2000, count: 40000, start: 0}}
+  trades: {{type: trades, {trades}, start: 0}}
 sinks:
   out:
     type: mysql
@@ -48,7 +44,19 @@ sinks:
     columns: [id, ticker, volume]
     create_table: {{id: CHAR(36) NOT NULL, ticker: VARCHAR(8) NOT NULL, volume: BIGINT NOT NULL}}
 "#
-        ),
+    );
+    write_pipeline(dir, "p.yaml", &yaml)
+}
+
+#[test]
+fn a_ten_second_database_outage_loses_and_duplicates_nothing() {
+    let (db, url) = fresh_database("outage");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = trades_to_mysql(
+        dir.path(),
+        "outage",
+        "seed: 5, rate: 2000, count: 40000",
+        &url,
     );
     let mut child = spawn(dir.path(), &cfg, &[]);
     std::thread::sleep(Duration::from_secs(4));
@@ -123,25 +131,11 @@ fn a_database_that_stops_answering_is_logged_and_then_loses_nothing() {
     // The driver would move a connection to 127.0.0.1 onto the server's Unix socket.
     let url = url.replace(host_port, &format!("127.0.0.1:{port}")) + "?prefer_socket=false";
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_pipeline(
+    let cfg = trades_to_mysql(
         dir.path(),
-        "p.yaml",
-        &format!(
-            r#"
-name: stall
-checkpoint: {{interval: 200ms}}
-sources:
-  trades: {{type: trades, seed: 6, rate: 2000, count: 16000, start: 0}}
-sinks:
-  out:
-    type: mysql
-    inputs: [trades]
-    url: {url}
-    table: trades
-    columns: [id, ticker, volume]
-    create_table: {{id: CHAR(36) NOT NULL, ticker: VARCHAR(8) NOT NULL, volume: BIGINT NOT NULL}}
-"#
-        ),
+        "stall",
+        "seed: 6, rate: 2000, count: 16000",
+        &url,
     );
     let mut child = spawn_captured(
         connectd()
