@@ -26,7 +26,7 @@ use connectd_sdk::{BadRecord, BuildContext, ConnectorError, Record, Source, Sour
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::file_identity::{find_rotated, head, FileId, HeadPrint};
+use super::file_identity::{find_rotated, head, FileId, HeadPrint, HEAD_BYTES};
 use crate::json_schema::{JsonSchemaCheck, SchemaCheckOptions};
 
 #[derive(Debug)]
@@ -42,7 +42,8 @@ pub struct FileSource {
     stats: Arc<SourceStats>,
     /// The file being read (`None` where files have no identity).
     file: Option<FileId>,
-    /// Its first bytes, as read: a file rewritten in place begins otherwise.
+    /// Its first bytes up to the position (at most `HEAD_BYTES`), as read: a file
+    /// rewritten in place begins otherwise.
     head: Vec<u8>,
     /// The last poll reached the end of the file: the next one first looks whether the
     /// path moved on (`path_moved_on`).
@@ -216,6 +217,7 @@ impl FileSource {
                 path: &self.path,
                 line: &mut self.line,
                 pos: &mut self.pos,
+                head: &mut self.head,
                 schema_check: self.schema_check.as_deref(),
             };
             for raw in rest.split_inclusive(|b| *b == b'\n') {
@@ -228,14 +230,9 @@ impl FileSource {
         let file = reader.get_ref();
         let (len, begins) = (file.metadata().map(|m| m.len()), head(file, self.pos));
         let len = len.map_err(|e| self.io("reading", e))?;
-        let common = begins.len().min(self.head.len());
-        if len < self.pos || begins[..common] != self.head[..common] {
+        if len < self.pos || begins != self.head {
             tracing::warn!(path = %self.path.display(), position = self.pos, length = len, "file source: the file was truncated or rewritten in place: reading it again from its start");
             self.restart_at_path()?;
-            return Ok(());
-        }
-        if begins.len() > self.head.len() {
-            self.head = begins;
         }
         Ok(())
     }
@@ -265,14 +262,16 @@ impl Source for FileSource {
         let Some(mut f) = self.file_of_checkpoint(stored)? else {
             return Ok(()); // followed, and not there yet: `poll` looks for it
         };
-        if self.follow && print.is_some_and(|p| !p.matches(&f)) {
-            tracing::warn!(path = %self.path.display(), position = self.pos, "file source: the file was truncated or rewritten in place since the checkpoint: reading it from its start");
-            (self.pos, self.line) = (0, 0);
-        }
         let len = f
             .metadata()
             .map_err(|e| ConnectorError::io(format!("file source: {}", self.path.display()), e))?
             .len();
+        // Followed, a file is truncated by rotation (`copytruncate`): one that no longer
+        // begins as it did, or ends before the position, is read from its start.
+        if self.follow && (len < self.pos || print.is_some_and(|p| !p.matches(&f))) {
+            tracing::warn!(path = %self.path.display(), position = self.pos, length = len, "file source: the file was truncated or rewritten in place since the checkpoint: reading it from its start");
+            (self.pos, self.line) = (0, 0);
+        }
         if len < self.pos {
             return Err(ConnectorError::permanent(format!(
                 "file source: {} is {len} bytes, shorter than the checkpointed position {}: it was truncated or replaced",
@@ -314,6 +313,7 @@ impl Source for FileSource {
             path: &self.path,
             line: &mut self.line,
             pos: &mut self.pos,
+            head: &mut self.head,
             schema_check: self.schema_check.as_deref(),
         };
         let pos_before = *lines.pos;
@@ -396,13 +396,11 @@ impl Source for FileSource {
             pos: self.pos,
             line: self.line,
             file: self.file,
-            // Read from the file, not from what the source last looked at, and whether
-            // or not it follows: a position must say the same wherever it is taken (a
-            // backfill reads the same file once and compares the positions).
-            head: {
-                let begins = self.reader.as_ref().map(|r| head(r.get_ref(), self.pos));
-                Some(HeadPrint::of(&begins.unwrap_or_default()))
-            },
+            // Of the bytes read up to the position, not of the file as it is now: a file
+            // rewritten after its end was read, before the source looked again, would
+            // give a print of the new bytes beside a position in the old ones, and a
+            // restart would take the position as valid in the new file.
+            head: Some(HeadPrint::of(&self.head)),
         })
         .unwrap_or_default()
     }
@@ -413,6 +411,8 @@ struct Lines<'a> {
     path: &'a std::path::Path,
     line: &'a mut u64,
     pos: &'a mut u64,
+    /// The file's first bytes read, kept as they pass.
+    head: &'a mut Vec<u8>,
     schema_check: Option<&'a JsonSchemaCheck>,
 }
 
@@ -425,6 +425,10 @@ impl Lines<'_> {
             0 => raw.strip_prefix(b"\xef\xbb\xbf").unwrap_or(raw),
             _ => raw,
         };
+        if self.head.len() < HEAD_BYTES {
+            let more = (HEAD_BYTES - self.head.len()).min(raw.len());
+            self.head.extend_from_slice(&raw[..more]);
+        }
         *self.pos += raw.len() as u64;
         *self.line += 1;
         let text = trim_line(unmarked);

@@ -146,6 +146,37 @@ async fn a_file_rewritten_in_place_while_stopped_is_read_from_its_start() {
     assert_eq!(drain(&mut again).await, [100, 101, 102, 103, 104, 105]);
 }
 
+/// Rewritten in place after its end was read, and a checkpoint taken before the source
+/// looked again: the checkpoint describes the bytes read, so the restart sees a file
+/// that begins otherwise and reads it from its start. (It once took the print of the
+/// file as it was then, which matched the new bytes, and resumed at the old position.)
+#[tokio::test]
+async fn a_checkpoint_taken_after_an_unseen_rewrite_describes_what_was_read() {
+    let (_dir, path, s) = three_lines_read().await;
+    truncate(&path);
+    append(&path, 100, 104);
+    let checkpoint = s.offset();
+    let mut again = source(path.clone(), true);
+    again.open(Some(checkpoint)).await.unwrap();
+    assert_eq!(drain(&mut again).await, [100, 101, 102, 103]);
+}
+
+/// Truncated while stopped to less than the position, the first bytes unchanged (a
+/// log that begins with the same header): read from its start, not an error.
+#[tokio::test]
+async fn a_followed_file_shorter_than_the_position_is_read_from_its_start() {
+    let (_dir, path, mut s) = three_lines_read().await;
+    append(&path, 3, 10);
+    assert_eq!(drain(&mut s).await, (3..10).collect::<Vec<_>>());
+    let checkpoint = s.offset();
+    truncate(&path);
+    // Past the 256 bytes the print covers, and short of the position.
+    append(&path, 0, 6);
+    let mut again = source(path.clone(), true);
+    again.open(Some(checkpoint)).await.unwrap();
+    assert_eq!(drain(&mut again).await, [0, 1, 2, 3, 4, 5]);
+}
+
 /// A position says the same however it was reached: followed (having looked at the
 /// file for rotation) or read once, as a backfill reads it again and compares.
 #[tokio::test]
