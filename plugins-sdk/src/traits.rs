@@ -106,6 +106,14 @@ pub trait Source: Send {
         false
     }
 
+    /// For a backfill that counted records: whether `now` (this instance's `offset()`)
+    /// is where `held` (a checkpoint's) had it. A source whose positions gained fields
+    /// in a later version overrides this, so a checkpoint written before them still
+    /// matches.
+    fn same_position(&self, held: &serde_json::Value, now: &serde_json::Value) -> bool {
+        held == now
+    }
+
     /// Counters about the external service, exported on `/metrics` (sources that talk
     /// to one: requests, reconnects, errors by kind, last success, lag).
     fn stats(&self) -> Option<std::sync::Arc<crate::stats::SourceStats>> {

@@ -177,6 +177,27 @@ async fn a_followed_file_shorter_than_the_position_is_read_from_its_start() {
     assert_eq!(drain(&mut again).await, [0, 1, 2, 3, 4, 5]);
 }
 
+/// A backfill compares where it stops with a checkpoint's position: one written before
+/// positions named their file and its first bytes matches on the byte position alone;
+/// another position, or another file's print, does not.
+#[tokio::test]
+async fn a_position_from_before_file_identities_matches_on_its_byte_position() {
+    let (_dir, _path, s) = three_lines_read().await;
+    let now = s.offset();
+    let mut old = now.clone();
+    let fields = old.as_object_mut().unwrap();
+    fields.remove("file");
+    fields.remove("head");
+    assert!(s.same_position(&old, &now));
+    assert!(s.same_position(&now, &now));
+    let mut elsewhere = old.clone();
+    elsewhere["pos"] = serde_json::json!(now["pos"].as_u64().unwrap() - 1);
+    assert!(!s.same_position(&elsewhere, &now));
+    let mut other_file = now.clone();
+    other_file["head"]["hash"] = serde_json::json!(1);
+    assert!(!s.same_position(&other_file, &now));
+}
+
 /// A position says the same however it was reached: followed (having looked at the
 /// file for rotation) or read once, as a backfill reads it again and compares.
 #[tokio::test]
