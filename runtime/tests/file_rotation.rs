@@ -1,7 +1,7 @@
 //! A followed log file rotated as logrotate does, in the running worker: renamed away
 //! while the writer still appends to it, a new file at the path; copied and truncated
-//! in place; and rotated while the worker is down after a SIGKILL. Every line reaches
-//! the sink once, in order.
+//! in place; rotated while the worker is down after a SIGKILL, once, and twice as
+//! logrotate numbers its files. Every line reaches the sink once, in order.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -91,6 +91,53 @@ fn a_followed_file_rotated_and_truncated_loses_and_repeats_no_line() {
     signal(&child, libc::SIGTERM);
     assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
     assert_eq!(written(dir.path()), (0..2600).collect::<Vec<_>>());
+}
+
+/// Rotated twice while the worker is down, numbered as logrotate does (`.1` the
+/// newest): the rest of the file read, then the one rotated after it, then the new one.
+/// Before, the file in between was skipped without a word.
+#[test]
+fn a_followed_file_rotated_twice_while_down_is_read_in_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.jsonl");
+    append(&log, 0, 500);
+    rotate_numbered(&log);
+    append(&log, 500, 1000);
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        "name: tail\ncheckpoint: {interval: 100ms}\nsources:\n  lines: {type: file, path: app.jsonl, follow: true, poll_interval: 20ms}\nsinks:\n  out: {type: csv, inputs: [lines], path: out.csv, columns: [n]}\n",
+    );
+    // Started after the first rotation: the path's file from its start.
+    let mut child = spawn(dir.path(), &cfg, &[]);
+    wait_for_rows(dir.path(), &child, 500);
+    std::thread::sleep(Duration::from_millis(300)); // a checkpoint past them
+    signal(&child, libc::SIGKILL);
+    let _ = child.wait();
+    append(&log, 1000, 1100);
+    rotate_numbered(&log);
+    append(&log, 1100, 1200);
+    rotate_numbered(&log);
+    append(&log, 1200, 1300);
+    let mut child = spawn(dir.path(), &cfg, &[]);
+    wait_for_rows(dir.path(), &child, 800);
+    signal(&child, libc::SIGTERM);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
+    assert_eq!(written(dir.path()), (500..1300).collect::<Vec<_>>());
+}
+
+/// logrotate's numbered rotation: `app.jsonl.N` becomes `.N+1`, the newest first,
+/// and the path's file `.1`.
+fn rotate_numbered(path: &Path) {
+    let numbered = |n: u32| path.with_file_name(format!("app.jsonl.{n}"));
+    let highest = (1..)
+        .take_while(|n| numbered(*n).exists())
+        .last()
+        .unwrap_or(0);
+    for n in (1..=highest).rev() {
+        std::fs::rename(numbered(n), numbered(n + 1)).unwrap();
+    }
+    std::fs::rename(path, numbered(1)).unwrap();
 }
 
 /// A followed file that is not there when the worker starts (the application that

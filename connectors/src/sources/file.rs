@@ -26,7 +26,7 @@ use connectd_sdk::{BadRecord, BuildContext, ConnectorError, Record, Source, Sour
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::file_identity::{find_rotated, head, FileId, HeadPrint, HEAD_BYTES};
+use super::file_identity::{find_rotated, head, newer_rotation, FileId, HeadPrint, HEAD_BYTES};
 use crate::json_schema::{JsonSchemaCheck, SchemaCheckOptions};
 
 #[derive(Debug)]
@@ -188,11 +188,16 @@ impl FileSource {
     /// Reads from the start of the file now at the path.
     fn restart_at_path(&mut self) -> Result<(), ConnectorError> {
         let f = File::open(&self.path).map_err(|e| self.io("cannot open", e))?;
+        self.restart_in(f);
+        Ok(())
+    }
+
+    /// Reads `f` from its start.
+    fn restart_in(&mut self, f: File) {
         self.file = f.metadata().ok().as_ref().and_then(FileId::of);
         (self.pos, self.line) = (0, 0);
         self.head.clear();
         self.reader = Some(BufReader::with_capacity(1 << 20, f));
-        Ok(())
     }
 
     /// After the end of a followed file was reached: follows the path if it moved on.
@@ -222,6 +227,15 @@ impl FileSource {
             };
             for raw in rest.split_inclusive(|b| *b == b'\n') {
                 lines.take(raw, out, bad);
+            }
+            // Rotated more than once since it was opened (a worker down for days): the
+            // files between it and the path's come first.
+            if let Some(newer) = self.file.and_then(|id| newer_rotation(&self.path, id)) {
+                if let Ok(f) = File::open(&newer) {
+                    tracing::info!(path = %self.path.display(), next = %newer.display(), "file source: the file was rotated more than once: reading the one rotated after it");
+                    self.restart_in(f);
+                    return Ok(());
+                }
             }
             tracing::info!(path = %self.path.display(), "file source: the file was rotated: reading the new one from its start");
             self.restart_at_path()?;

@@ -58,6 +58,45 @@ pub fn find_rotated(path: &Path, id: FileId) -> Option<PathBuf> {
         })
 }
 
+/// The file rotated right after the file `id`, where rotation numbers its files as
+/// logrotate does (`app.log.1` the newest, `app.log.2` the one before): `id` is now
+/// `app.log.N` with N ≥ 2, and `app.log.(N-1)` was last written no earlier than it. A
+/// worker that was down across several rotations reads them in turn before the file at
+/// the path. (Modification times keep a directory named otherwise, an older `.1` beside a
+/// newer `.2`, from being read twice.)
+pub fn newer_rotation(path: &Path, id: FileId) -> Option<PathBuf> {
+    let at = find_rotated(path, id)?;
+    let base = path.file_name()?.to_str()?;
+    let number: u32 = at
+        .file_name()?
+        .to_str()?
+        .strip_prefix(base)?
+        .strip_prefix('.')?
+        .parse()
+        .ok()?;
+    if number < 2 {
+        return None;
+    }
+    let newer = at.with_file_name(format!("{base}.{}", number - 1));
+    let Ok(meta) = std::fs::metadata(&newer) else {
+        let compressed = ["gz", "zst", "xz", "bz2"]
+            .iter()
+            .map(|ext| at.with_file_name(format!("{base}.{}.{ext}", number - 1)))
+            .find(|c| c.is_file());
+        if let Some(c) = compressed {
+            tracing::warn!(path = %path.display(), compressed = %c.display(), "file source: a file rotated after the one read is compressed: its lines are not read");
+        }
+        return None;
+    };
+    let written = |m: &Metadata| m.modified().ok();
+    let old = std::fs::metadata(&at).ok();
+    let later = match (written(&meta), old.as_ref().and_then(written)) {
+        (Some(newer), Some(old)) => newer >= old,
+        _ => false,
+    };
+    (meta.is_file() && later && FileId::of(&meta) != FileId::at(path)).then_some(newer)
+}
+
 /// The first bytes of `file` (up to `HEAD_BYTES`, and no further than `upto`, the
 /// part already read), read without moving its position.
 pub fn head(file: &File, upto: u64) -> Vec<u8> {

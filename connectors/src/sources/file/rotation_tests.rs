@@ -114,6 +114,62 @@ async fn a_restart_after_a_rotation_reads_the_rest_of_the_rotated_file_first() {
     assert_eq!(drain(&mut gone).await, [5, 6]);
 }
 
+/// Rotated as logrotate numbers its files (`.1` the newest): the rotation shifts `.1`
+/// to `.2` and the path's file to `.1`.
+fn rotate_numbered(path: &Path) {
+    let name = |n: u32| path.with_file_name(format!("app.jsonl.{n}"));
+    if name(1).exists() {
+        std::fs::rename(name(1), name(2)).unwrap();
+    }
+    std::fs::rename(path, name(1)).unwrap();
+}
+
+/// Rotated twice while the worker was down (or between two looks): the rest of the
+/// file read, then the one rotated after it, then the path's, every line once.
+#[tokio::test]
+async fn files_rotated_more_than_once_are_read_in_turn() {
+    let (_dir, path, s) = three_lines_read().await;
+    let checkpoint = s.offset();
+    append(&path, 3, 5);
+    rotate_numbered(&path);
+    append(&path, 5, 7);
+    rotate_numbered(&path);
+    append(&path, 7, 9);
+    let mut again = source(path.clone(), true);
+    again.open(Some(checkpoint)).await.unwrap();
+    assert_eq!(drain(&mut again).await, [3, 4, 5, 6, 7, 8]);
+
+    // Running, two rotations between two polls.
+    append(&path, 9, 10);
+    rotate_numbered(&path);
+    append(&path, 10, 11);
+    rotate_numbered(&path);
+    append(&path, 11, 12);
+    assert_eq!(drain(&mut again).await, [9, 10, 11]);
+}
+
+/// A `.1` older than the rotated `.2` (files named otherwise than logrotate's numbers)
+/// is not taken for a later rotation: read once already, it is not read again.
+#[tokio::test]
+async fn an_older_file_numbered_below_the_rotated_one_is_not_read_again() {
+    let (dir, path, s) = three_lines_read().await;
+    let older = dir.path().join("app.jsonl.1");
+    append(&older, 100, 102);
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&older)
+        .unwrap();
+    f.set_modified(long_ago).unwrap();
+    let checkpoint = s.offset();
+    append(&path, 3, 5);
+    std::fs::rename(&path, dir.path().join("app.jsonl.2")).unwrap();
+    append(&path, 5, 7);
+    let mut again = source(path.clone(), true);
+    again.open(Some(checkpoint)).await.unwrap();
+    assert_eq!(drain(&mut again).await, [3, 4, 5, 6]);
+}
+
 /// A followed file that is not there yet (the application writing it has not started):
 /// the source waits for it, then reads it from its start. Read once, a missing file is
 /// an error naming it.
