@@ -126,6 +126,35 @@ fn a_followed_file_rotated_twice_while_down_is_read_in_turn() {
     assert_eq!(written(dir.path()), (500..1300).collect::<Vec<_>>());
 }
 
+/// Copied and truncated in place (`copytruncate`) while the worker is down, with lines
+/// it had not read: they come from the copy, then the file from its start. Before,
+/// they were lost with a warning.
+#[test]
+fn lines_unread_at_a_copytruncate_while_down_come_from_the_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.jsonl");
+    append(&log, 0, 500);
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        "name: tail\ncheckpoint: {interval: 100ms}\nsources:\n  lines: {type: file, path: app.jsonl, follow: true, poll_interval: 20ms}\nsinks:\n  out: {type: csv, inputs: [lines], path: out.csv, columns: [n]}\n",
+    );
+    let mut child = spawn(dir.path(), &cfg, &[]);
+    wait_for_rows(dir.path(), &child, 500);
+    std::thread::sleep(Duration::from_millis(300)); // a checkpoint past them
+    signal(&child, libc::SIGKILL);
+    let _ = child.wait();
+    append(&log, 500, 600);
+    std::fs::copy(&log, dir.path().join("app.jsonl.1")).unwrap();
+    truncate(&log);
+    append(&log, 600, 700);
+    let mut child = spawn(dir.path(), &cfg, &[]);
+    wait_for_rows(dir.path(), &child, 700);
+    signal(&child, libc::SIGTERM);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
+    assert_eq!(written(dir.path()), (0..700).collect::<Vec<_>>());
+}
+
 /// logrotate's numbered rotation: `app.jsonl.N` becomes `.N+1`, the newest first,
 /// and the path's file `.1`.
 fn rotate_numbered(path: &Path) {

@@ -26,7 +26,9 @@ use connectd_sdk::{BadRecord, BuildContext, ConnectorError, Record, Source, Sour
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::file_identity::{find_rotated, head, newer_rotation, FileId, HeadPrint, HEAD_BYTES};
+use super::file_identity::{
+    find_copy, find_rotated, head, newer_rotation, FileId, HeadPrint, HEAD_BYTES,
+};
 use crate::json_schema::{JsonSchemaCheck, SchemaCheckOptions};
 
 #[derive(Debug)]
@@ -218,16 +220,7 @@ impl FileSource {
             let mut rest = Vec::new();
             let read = reader.read_to_end(&mut rest);
             read.map_err(|e| self.io("reading", e))?;
-            let mut lines = Lines {
-                path: &self.path,
-                line: &mut self.line,
-                pos: &mut self.pos,
-                head: &mut self.head,
-                schema_check: self.schema_check.as_deref(),
-            };
-            for raw in rest.split_inclusive(|b| *b == b'\n') {
-                lines.take(raw, out, bad);
-            }
+            self.take_rest(&rest, out, bad);
             // Rotated more than once since it was opened (a worker down for days): the
             // files between it and the path's come first.
             if let Some(newer) = self.file.and_then(|id| newer_rotation(&self.path, id)) {
@@ -245,10 +238,47 @@ impl FileSource {
         let (len, begins) = (file.metadata().map(|m| m.len()), head(file, self.pos));
         let len = len.map_err(|e| self.io("reading", e))?;
         if len < self.pos || begins != self.head {
-            tracing::warn!(path = %self.path.display(), position = self.pos, length = len, "file source: the file was truncated or rewritten in place: reading it again from its start");
+            match self.rest_of_copy()? {
+                Some((copy, rest)) => {
+                    tracing::info!(path = %self.path.display(), copy = %copy.display(), position = self.pos, "file source: the file was copied and truncated in place: reading the rest of the copy, then the file from its start");
+                    self.take_rest(&rest, out, bad);
+                }
+                None => {
+                    tracing::warn!(path = %self.path.display(), position = self.pos, length = len, "file source: the file was truncated or rewritten in place: reading it again from its start; lines written after the position and before the truncation were not read (no copy of the file beside it begins as it did)");
+                }
+            }
             self.restart_at_path()?;
         }
         Ok(())
+    }
+
+    /// After a truncation in place: the part past the position of the copy rotation
+    /// made of the file before truncating it (`copytruncate`), if one is there.
+    fn rest_of_copy(&self) -> Result<Option<(PathBuf, Vec<u8>)>, ConnectorError> {
+        let Some(copy) = find_copy(&self.path, HeadPrint::of(&self.head), self.pos) else {
+            return Ok(None);
+        };
+        let mut f = File::open(&copy).map_err(|e| self.io("cannot open the copy of", e))?;
+        let mut rest = Vec::new();
+        f.seek(SeekFrom::Start(self.pos))
+            .and_then(|_| f.read_to_end(&mut rest))
+            .map_err(|e| self.io("reading the copy of", e))?;
+        Ok(Some((copy, rest)))
+    }
+
+    /// The rest of a file that will not grow any more, a last line without its end
+    /// included.
+    fn take_rest(&mut self, rest: &[u8], out: &mut Vec<Record>, bad: &mut Vec<BadRecord>) {
+        let mut lines = Lines {
+            path: &self.path,
+            line: &mut self.line,
+            pos: &mut self.pos,
+            head: &mut self.head,
+            schema_check: self.schema_check.as_deref(),
+        };
+        for raw in rest.split_inclusive(|b| *b == b'\n') {
+            lines.take(raw, out, bad);
+        }
     }
 }
 
@@ -283,9 +313,25 @@ impl Source for FileSource {
         // Followed, a file is truncated by rotation (`copytruncate`): one that no longer
         // begins as it did, or ends before the position, is read from its start.
         if self.follow && (len < self.pos || print.is_some_and(|p| !p.matches(&f))) {
-            tracing::warn!(path = %self.path.display(), position = self.pos, length = len, "file source: the file was truncated or rewritten in place since the checkpoint: reading it from its start");
-            (self.pos, self.line) = (0, 0);
+            // Copied first (`copytruncate`): the copy's rest, then the file from its
+            // start, which `path_moved_on` reaches as after a rotation.
+            let copy = print.and_then(|p| find_copy(&self.path, p, self.pos));
+            match copy.map(|c| File::open(&c).map(|f| (c, f))) {
+                Some(Ok((copy, copied))) => {
+                    tracing::info!(path = %self.path.display(), copy = %copy.display(), position = self.pos, "file source: the file was copied and truncated in place since the checkpoint: reading the rest of the copy first");
+                    self.file = copied.metadata().ok().as_ref().and_then(FileId::of);
+                    f = copied;
+                }
+                _ => {
+                    tracing::warn!(path = %self.path.display(), position = self.pos, length = len, "file source: the file was truncated or rewritten in place since the checkpoint: reading it from its start");
+                    (self.pos, self.line) = (0, 0);
+                }
+            }
         }
+        let len = f
+            .metadata()
+            .map_err(|e| ConnectorError::io(format!("file source: {}", self.path.display()), e))?
+            .len();
         if len < self.pos {
             return Err(ConnectorError::permanent(format!(
                 "file source: {} is {len} bytes, shorter than the checkpointed position {}: it was truncated or replaced",

@@ -43,11 +43,7 @@ impl FileId {
 /// Where the file `id` is now in `path`'s directory (rotated: `app.log` renamed to
 /// `app.log.1`, say), if it is still there.
 pub fn find_rotated(path: &Path, id: FileId) -> Option<PathBuf> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::read_dir(dir)
+    std::fs::read_dir(directory_of(path))
         .ok()?
         .filter_map(Result::ok)
         .map(|entry| entry.path())
@@ -56,6 +52,59 @@ pub fn find_rotated(path: &Path, id: FileId) -> Option<PathBuf> {
                 .ok()
                 .is_some_and(|m| m.is_file() && FileId::of(&m) == Some(id))
         })
+}
+
+fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// Endings of files a rotation compressed: not read.
+const COMPRESSED: [&str; 4] = ["gz", "zst", "xz", "bz2"];
+
+/// Where the lines went of a file copied and then truncated in place (logrotate's
+/// `copytruncate`) past `pos`, the position read to: the newest file beside `path`
+/// named after it (`app.log.1`, `app.log-20261207`), not the path's own and not
+/// compressed, if it begins with the bytes `print` was taken of, is longer than `pos`
+/// and has a line end right before it. Only the newest: an older rotation of a log
+/// whose first lines are always alike is not a copy of this one. `None` at position 0:
+/// nothing was read that could tell the copy.
+pub fn find_copy(path: &Path, print: HeadPrint, pos: u64) -> Option<PathBuf> {
+    if pos == 0 {
+        return None;
+    }
+    let base = path.file_name()?.to_str()?;
+    let own = FileId::at(path);
+    let named_after = |name: &str| {
+        name.strip_prefix(base)
+            .and_then(|rest| rest.chars().next().map(|c| (c, rest)))
+            .is_some_and(|(c, rest)| {
+                matches!(c, '.' | '-' | '_')
+                    && !COMPRESSED
+                        .iter()
+                        .any(|ext| rest.ends_with(&format!(".{ext}")))
+            })
+    };
+    let (_, newest, meta) = std::fs::read_dir(directory_of(path))
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_str().is_some_and(named_after))
+        .filter_map(|entry| {
+            let candidate = entry.path();
+            let meta = std::fs::metadata(&candidate).ok()?;
+            (meta.is_file() && FileId::of(&meta) != own)
+                .then(|| (meta.modified().ok(), candidate, meta))
+        })
+        .max_by_key(|(written, _, _)| *written)?;
+    if meta.len() <= pos {
+        return None;
+    }
+    let f = File::open(&newest).ok()?;
+    let mut before = [0u8; 1];
+    let line_end = read_at_offset(&f, &mut before, pos - 1) == 1 && before[0] == b'\n';
+    (line_end && print.matches(&f)).then_some(newest)
 }
 
 /// The file rotated right after the file `id`, where rotation numbers its files as
@@ -79,7 +128,7 @@ pub fn newer_rotation(path: &Path, id: FileId) -> Option<PathBuf> {
     }
     let newer = at.with_file_name(format!("{base}.{}", number - 1));
     let Ok(meta) = std::fs::metadata(&newer) else {
-        let compressed = ["gz", "zst", "xz", "bz2"]
+        let compressed = COMPRESSED
             .iter()
             .map(|ext| at.with_file_name(format!("{base}.{}.{ext}", number - 1)))
             .find(|c| c.is_file());
@@ -107,12 +156,18 @@ pub fn head(file: &File, upto: u64) -> Vec<u8> {
     buf
 }
 
-#[cfg(unix)]
 fn read_at(file: &File, buf: &mut [u8]) -> usize {
+    read_at_offset(file, buf, 0)
+}
+
+/// Reads into `buf` from `offset` of `file` without moving its position: how many
+/// bytes (fewer at its end).
+#[cfg(unix)]
+fn read_at_offset(file: &File, buf: &mut [u8], offset: u64) -> usize {
     use std::os::unix::fs::FileExt;
     let mut done = 0;
     while done < buf.len() {
-        match file.read_at(&mut buf[done..], done as u64) {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
             Ok(0) | Err(_) => break,
             Ok(n) => done += n,
         }
@@ -121,7 +176,7 @@ fn read_at(file: &File, buf: &mut [u8]) -> usize {
 }
 
 #[cfg(not(unix))]
-fn read_at(_file: &File, _buf: &mut [u8]) -> usize {
+fn read_at_offset(_file: &File, _buf: &mut [u8], _offset: u64) -> usize {
     0
 }
 

@@ -170,6 +170,58 @@ async fn an_older_file_numbered_below_the_rotated_one_is_not_read_again() {
     assert_eq!(drain(&mut again).await, [3, 4, 5, 6]);
 }
 
+/// As `copytruncate` leaves it: a copy beside it, the file itself empty.
+fn copy_and_truncate(path: &Path) {
+    std::fs::copy(path, path.with_file_name("app.jsonl.1")).unwrap();
+    truncate(path);
+}
+
+/// Copied and truncated in place with lines not read yet: they are read from the copy,
+/// then the file from its start. Running, and while stopped.
+#[tokio::test]
+async fn lines_not_read_before_a_copytruncate_come_from_the_copy() {
+    let (_dir, path, mut s) = three_lines_read().await;
+    append(&path, 3, 5);
+    copy_and_truncate(&path);
+    append(&path, 10, 12);
+    assert_eq!(drain(&mut s).await, [3, 4, 10, 11]);
+
+    let checkpoint = s.offset();
+    append(&path, 12, 14);
+    std::fs::remove_file(path.with_file_name("app.jsonl.1")).unwrap();
+    copy_and_truncate(&path);
+    append(&path, 20, 22);
+    let mut again = source(path.clone(), true);
+    again.open(Some(checkpoint)).await.unwrap();
+    assert_eq!(drain(&mut again).await, [12, 13, 20, 21]);
+    // Restarted again in the file, not the copy.
+    let mut third = source(path.clone(), true);
+    third.open(Some(again.offset())).await.unwrap();
+    append(&path, 22, 23);
+    assert_eq!(drain(&mut third).await, [22]);
+}
+
+/// Only the newest file beside it can be its copy, and only if it begins as the one
+/// read: an older rotation that begins alike (a log whose first lines are always the
+/// same) is not read past the position.
+#[tokio::test]
+async fn a_file_beginning_otherwise_is_not_taken_for_the_copy() {
+    let (dir, path, mut s) = three_lines_read().await;
+    let older = dir.path().join("app.jsonl.2");
+    std::fs::copy(&path, &older).unwrap();
+    append(&older, 70, 72);
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&older)
+        .unwrap();
+    f.set_modified(long_ago).unwrap();
+    append(&dir.path().join("app.jsonl.1"), 50, 60);
+    truncate(&path);
+    append(&path, 10, 12);
+    assert_eq!(drain(&mut s).await, [10, 11]);
+}
+
 /// A followed file that is not there yet (the application writing it has not started):
 /// the source waits for it, then reads it from its start. Read once, a missing file is
 /// an error naming it.
