@@ -48,7 +48,7 @@ pub struct FileSource {
     /// rewritten in place begins otherwise.
     head: Vec<u8>,
     /// The last poll reached the end of the file: the next one first looks whether the
-    /// path moved on (`path_moved_on`).
+    /// path holds another file now (`rotated`).
     at_end: bool,
 }
 
@@ -202,12 +202,10 @@ impl FileSource {
         self.reader = Some(BufReader::with_capacity(1 << 20, f));
     }
 
-    /// After the end of a followed file was reached: follows the path if it moved on.
-    /// Rotated (another file at the path): the rest of this one, a last line without
-    /// its end included, is taken, then the new file is read from its start. Truncated
-    /// or rewritten in place (shorter than the position, or beginning otherwise): read
-    /// again from its start.
-    fn path_moved_on(
+    /// After the end of a followed file was reached: follows the path if it holds
+    /// another file now (rotated): the rest of this one, a last line without its end
+    /// included, is taken, then the file rotated after it or the path's from its start.
+    fn rotated(
         &mut self,
         out: &mut Vec<Record>,
         bad: &mut Vec<BadRecord>,
@@ -234,36 +232,35 @@ impl FileSource {
             self.restart_at_path()?;
             return Ok(());
         }
-        let file = reader.get_ref();
-        let (len, begins) = (file.metadata().map(|m| m.len()), head(file, self.pos));
-        let len = len.map_err(|e| self.io("reading", e))?;
-        if len < self.pos || begins != self.head {
-            match self.rest_of_copy()? {
-                Some((copy, rest)) => {
-                    tracing::info!(path = %self.path.display(), copy = %copy.display(), position = self.pos, "file source: the file was copied and truncated in place: reading the rest of the copy, then the file from its start");
-                    self.take_rest(&rest, out, bad);
-                }
-                None => {
-                    tracing::warn!(path = %self.path.display(), position = self.pos, length = len, "file source: the file was truncated or rewritten in place: reading it again from its start; lines written after the position and before the truncation were not read (no copy of the file beside it begins as it did)");
-                }
-            }
-            self.restart_at_path()?;
-        }
         Ok(())
     }
 
-    /// After a truncation in place: the part past the position of the copy rotation
-    /// made of the file before truncating it (`copytruncate`), if one is there.
-    fn rest_of_copy(&self) -> Result<Option<(PathBuf, Vec<u8>)>, ConnectorError> {
-        let Some(copy) = find_copy(&self.path, HeadPrint::of(&self.head), self.pos) else {
-            return Ok(None);
+    /// Whether the file read was truncated or rewritten in place (it ends before the
+    /// position, or no longer begins as read); then reading goes on from the position
+    /// in the copy `copytruncate` left beside it, if there is one (the path's file
+    /// follows it as after a rotation), else in the file again from its start. Looked
+    /// at before every read of a followed file, not only at its end: a source behind a
+    /// rotation would read the new bytes past its position, the middle of their lines.
+    fn follow_truncation(&mut self) -> Result<(), ConnectorError> {
+        let Some(reader) = self.reader.as_ref() else {
+            return Ok(());
         };
-        let mut f = File::open(&copy).map_err(|e| self.io("cannot open the copy of", e))?;
-        let mut rest = Vec::new();
-        f.seek(SeekFrom::Start(self.pos))
-            .and_then(|_| f.read_to_end(&mut rest))
-            .map_err(|e| self.io("reading the copy of", e))?;
-        Ok(Some((copy, rest)))
+        let file = reader.get_ref();
+        let len = file.metadata().map_err(|e| self.io("reading", e))?.len();
+        if len >= self.pos && head(file, self.pos) == self.head {
+            return Ok(());
+        }
+        let copy = find_copy(&self.path, HeadPrint::of(&self.head), self.pos);
+        if let Some((copy, mut f)) = copy.and_then(|c| File::open(&c).ok().map(|f| (c, f))) {
+            f.seek(SeekFrom::Start(self.pos))
+                .map_err(|e| self.io("reading the copy of", e))?;
+            tracing::info!(path = %self.path.display(), copy = %copy.display(), position = self.pos, "file source: the file was copied and truncated in place: reading on in the copy, then the file from its start");
+            self.file = f.metadata().ok().as_ref().and_then(FileId::of);
+            self.reader = Some(BufReader::with_capacity(1 << 20, f));
+            return Ok(());
+        }
+        tracing::warn!(path = %self.path.display(), position = self.pos, length = len, "file source: the file was truncated or rewritten in place: reading it again from its start; lines written after the position and before the truncation were not read (no copy of the file beside it begins as it did)");
+        self.restart_at_path()
     }
 
     /// The rest of a file that will not grow any more, a last line without its end
@@ -314,7 +311,7 @@ impl Source for FileSource {
         // begins as it did, or ends before the position, is read from its start.
         if self.follow && (len < self.pos || print.is_some_and(|p| !p.matches(&f))) {
             // Copied first (`copytruncate`): the copy's rest, then the file from its
-            // start, which `path_moved_on` reaches as after a rotation.
+            // start, which `rotated` reaches as after a rotation.
             let copy = print.and_then(|p| find_copy(&self.path, p, self.pos));
             match copy.map(|c| File::open(&c).map(|f| (c, f))) {
                 Some(Ok((copy, copied))) => {
@@ -363,8 +360,11 @@ impl Source for FileSource {
         }
         // Before reading what was added since the end was reached: read past the
         // position of a file rewritten in place, it would be the middle of its lines.
-        if self.follow && std::mem::take(&mut self.at_end) {
-            self.path_moved_on(&mut out, bad)?;
+        if self.follow {
+            if std::mem::take(&mut self.at_end) {
+                self.rotated(&mut out, bad)?;
+            }
+            self.follow_truncation()?;
         }
         let Some(reader) = self.reader.as_mut() else {
             return Err(ConnectorError::permanent("file source: polled before open"));

@@ -201,6 +201,43 @@ async fn lines_not_read_before_a_copytruncate_come_from_the_copy() {
     assert_eq!(drain(&mut third).await, [22]);
 }
 
+/// Copied and truncated while the source is far behind (past what its reader has
+/// buffered), then written past its position: it reads on in the copy, never the new
+/// bytes past its position, then the file from its start.
+#[tokio::test]
+async fn a_copytruncate_while_behind_reads_on_in_the_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.jsonl");
+    append(&path, 0, 40_000); // about 2.3 MB, twice the reader's buffer
+    let mut s = source(path.clone(), true);
+    s.open(None).await.unwrap();
+    let mut bad = Vec::new();
+    let SourcePoll::Batch(first) = s.poll(100, &mut bad).await.unwrap() else {
+        panic!("no lines")
+    };
+    copy_and_truncate(&path);
+    append(&path, 100_000, 150_000);
+    let mut seen: Vec<i64> = first.iter().map(number).collect();
+    seen.extend(drain_all(&mut s).await);
+    let want: Vec<i64> = (0..40_000).chain(100_000..150_000).collect();
+    assert_eq!(seen.len(), want.len());
+    assert!(seen == want, "lines out of order, lost or repeated");
+}
+
+/// Polls until the source idles, in batches of up to 1 000 lines, however many.
+async fn drain_all(s: &mut FileSource) -> Vec<i64> {
+    let (mut seen, mut bad) = (Vec::new(), Vec::new());
+    loop {
+        match s.poll(1000, &mut bad).await.unwrap() {
+            SourcePoll::Batch(records) => seen.extend(records.iter().map(number)),
+            SourcePoll::Idle(_) => break,
+            SourcePoll::End => panic!("a followed file does not end"),
+        }
+        assert!(bad.is_empty(), "{:?}", &bad[..1]);
+    }
+    seen
+}
+
 /// Only the newest file beside it can be its copy, and only if it begins as the one
 /// read: an older rotation that begins alike (a log whose first lines are always the
 /// same) is not read past the position.
