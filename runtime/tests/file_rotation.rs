@@ -55,16 +55,41 @@ fn wait_for_rows(dir: &Path, child: &std::process::Child, n: usize) {
     }
 }
 
+/// The pipeline of these tests: `app.jsonl` followed into `out.csv`.
+fn tail_pipeline(dir: &Path, name: &str) -> std::path::PathBuf {
+    write_pipeline(
+        dir,
+        "p.yaml",
+        &format!("name: {name}\ncheckpoint: {{interval: 100ms}}\nsources:\n  lines: {{type: file, path: app.jsonl, follow: true, poll_interval: 20ms}}\nsinks:\n  out: {{type: csv, inputs: [lines], path: out.csv, columns: [n]}}\n"),
+    )
+}
+
+/// Runs the worker until `rows` rows are written and a checkpoint has passed them,
+/// then SIGKILLs it.
+fn killed_after_rows(dir: &Path, cfg: &Path, rows: usize) {
+    let mut child = spawn(dir, cfg, &[]);
+    wait_for_rows(dir, &child, rows);
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, libc::SIGKILL);
+    let _ = child.wait();
+}
+
+/// Runs the worker until the sink holds as many rows as `want`, stops it with SIGTERM
+/// and checks the rows.
+fn stopped_with(dir: &Path, cfg: &Path, want: Vec<u64>) {
+    let mut child = spawn(dir, cfg, &[]);
+    wait_for_rows(dir, &child, want.len());
+    signal(&child, libc::SIGTERM);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
+    assert_eq!(written(dir), want);
+}
+
 #[test]
 fn a_followed_file_rotated_and_truncated_loses_and_repeats_no_line() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.jsonl");
     append(&log, 0, 1000);
-    let cfg = write_pipeline(
-        dir.path(),
-        "p.yaml",
-        "name: tail\ncheckpoint: {interval: 100ms}\nsources:\n  lines: {type: file, path: app.jsonl, follow: true, poll_interval: 20ms}\nsinks:\n  out: {type: csv, inputs: [lines], path: out.csv, columns: [n]}\n",
-    );
+    let cfg = tail_pipeline(dir.path(), "tail");
     let mut child = spawn(dir.path(), &cfg, &[]);
     wait_for_rows(dir.path(), &child, 1000);
 
@@ -86,11 +111,7 @@ fn a_followed_file_rotated_and_truncated_loses_and_repeats_no_line() {
     append(&log, 2300, 2400);
     std::fs::rename(&log, dir.path().join("app.jsonl.2")).unwrap();
     append(&log, 2400, 2600);
-    let mut child = spawn(dir.path(), &cfg, &[]);
-    wait_for_rows(dir.path(), &child, 2600);
-    signal(&child, libc::SIGTERM);
-    assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
-    assert_eq!(written(dir.path()), (0..2600).collect::<Vec<_>>());
+    stopped_with(dir.path(), &cfg, (0..2600).collect());
 }
 
 /// Rotated twice while the worker is down, numbered as logrotate does (`.1` the
@@ -103,27 +124,15 @@ fn a_followed_file_rotated_twice_while_down_is_read_in_turn() {
     append(&log, 0, 500);
     rotate_numbered(&log);
     append(&log, 500, 1000);
-    let cfg = write_pipeline(
-        dir.path(),
-        "p.yaml",
-        "name: tail\ncheckpoint: {interval: 100ms}\nsources:\n  lines: {type: file, path: app.jsonl, follow: true, poll_interval: 20ms}\nsinks:\n  out: {type: csv, inputs: [lines], path: out.csv, columns: [n]}\n",
-    );
+    let cfg = tail_pipeline(dir.path(), "tail");
     // Started after the first rotation: the path's file from its start.
-    let mut child = spawn(dir.path(), &cfg, &[]);
-    wait_for_rows(dir.path(), &child, 500);
-    std::thread::sleep(Duration::from_millis(300)); // a checkpoint past them
-    signal(&child, libc::SIGKILL);
-    let _ = child.wait();
+    killed_after_rows(dir.path(), &cfg, 500);
     append(&log, 1000, 1100);
     rotate_numbered(&log);
     append(&log, 1100, 1200);
     rotate_numbered(&log);
     append(&log, 1200, 1300);
-    let mut child = spawn(dir.path(), &cfg, &[]);
-    wait_for_rows(dir.path(), &child, 800);
-    signal(&child, libc::SIGTERM);
-    assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
-    assert_eq!(written(dir.path()), (500..1300).collect::<Vec<_>>());
+    stopped_with(dir.path(), &cfg, (500..1300).collect());
 }
 
 /// Copied and truncated in place (`copytruncate`) while the worker is down, with lines
@@ -134,25 +143,13 @@ fn lines_unread_at_a_copytruncate_while_down_come_from_the_copy() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.jsonl");
     append(&log, 0, 500);
-    let cfg = write_pipeline(
-        dir.path(),
-        "p.yaml",
-        "name: tail\ncheckpoint: {interval: 100ms}\nsources:\n  lines: {type: file, path: app.jsonl, follow: true, poll_interval: 20ms}\nsinks:\n  out: {type: csv, inputs: [lines], path: out.csv, columns: [n]}\n",
-    );
-    let mut child = spawn(dir.path(), &cfg, &[]);
-    wait_for_rows(dir.path(), &child, 500);
-    std::thread::sleep(Duration::from_millis(300)); // a checkpoint past them
-    signal(&child, libc::SIGKILL);
-    let _ = child.wait();
+    let cfg = tail_pipeline(dir.path(), "tail");
+    killed_after_rows(dir.path(), &cfg, 500);
     append(&log, 500, 600);
     std::fs::copy(&log, dir.path().join("app.jsonl.1")).unwrap();
     truncate(&log);
     append(&log, 600, 700);
-    let mut child = spawn(dir.path(), &cfg, &[]);
-    wait_for_rows(dir.path(), &child, 700);
-    signal(&child, libc::SIGTERM);
-    assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
-    assert_eq!(written(dir.path()), (0..700).collect::<Vec<_>>());
+    stopped_with(dir.path(), &cfg, (0..700).collect());
 }
 
 /// logrotate's numbered rotation: `app.jsonl.N` becomes `.N+1`, the newest first,
@@ -174,11 +171,7 @@ fn rotate_numbered(path: &Path) {
 #[test]
 fn a_followed_file_that_appears_later_is_read() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_pipeline(
-        dir.path(),
-        "p.yaml",
-        "name: later\ncheckpoint: {interval: 100ms}\nsources:\n  lines: {type: file, path: app.jsonl, follow: true, poll_interval: 20ms}\nsinks:\n  out: {type: csv, inputs: [lines], path: out.csv, columns: [n]}\n",
-    );
+    let cfg = tail_pipeline(dir.path(), "later");
     let mut child = spawn(dir.path(), &cfg, &[]);
     std::thread::sleep(Duration::from_millis(800));
     assert!(
