@@ -214,25 +214,24 @@ impl FileSource {
             return Ok(());
         };
         let now = FileId::at(&self.path);
-        if now.is_some() && self.file.is_some() && now != self.file {
-            let mut rest = Vec::new();
-            let read = reader.read_to_end(&mut rest);
-            read.map_err(|e| self.io("reading", e))?;
-            self.take_rest(&rest, out, bad);
-            // Rotated more than once since it was opened (a worker down for days): the
-            // files between it and the path's come first.
-            if let Some(newer) = self.file.and_then(|id| newer_rotation(&self.path, id)) {
-                if let Ok(f) = File::open(&newer) {
-                    tracing::info!(path = %self.path.display(), next = %newer.display(), "file source: the file was rotated more than once: reading the one rotated after it");
-                    self.restart_in(f);
-                    return Ok(());
-                }
-            }
-            tracing::info!(path = %self.path.display(), "file source: the file was rotated: reading the new one from its start");
-            self.restart_at_path()?;
+        if now.is_none() || self.file.is_none() || now == self.file {
             return Ok(());
         }
-        Ok(())
+        let mut rest = Vec::new();
+        let read = reader.read_to_end(&mut rest);
+        read.map_err(|e| self.io("reading", e))?;
+        self.take_rest(&rest, out, bad);
+        // Rotated more than once since it was opened (a worker down for days): the
+        // files between it and the path's come first.
+        if let Some(newer) = self.file.and_then(|id| newer_rotation(&self.path, id)) {
+            if let Ok(f) = File::open(&newer) {
+                tracing::info!(path = %self.path.display(), next = %newer.display(), "file source: the file was rotated more than once: reading the one rotated after it");
+                self.restart_in(f);
+                return Ok(());
+            }
+        }
+        tracing::info!(path = %self.path.display(), "file source: the file was rotated: reading the new one from its start");
+        self.restart_at_path()
     }
 
     /// Whether the file read was truncated or rewritten in place (it ends before the
@@ -250,17 +249,32 @@ impl FileSource {
         if len >= self.pos && head(file, self.pos) == self.head {
             return Ok(());
         }
-        let copy = find_copy(&self.path, HeadPrint::of(&self.head), self.pos);
-        if let Some((copy, mut f)) = copy.and_then(|c| File::open(&c).ok().map(|f| (c, f))) {
-            f.seek(SeekFrom::Start(self.pos))
-                .map_err(|e| self.io("reading the copy of", e))?;
+        if let Some((copy, f)) = self.copy_at_position(HeadPrint::of(&self.head))? {
             tracing::info!(path = %self.path.display(), copy = %copy.display(), position = self.pos, "file source: the file was copied and truncated in place: reading on in the copy, then the file from its start");
-            self.file = f.metadata().ok().as_ref().and_then(FileId::of);
             self.reader = Some(BufReader::with_capacity(1 << 20, f));
             return Ok(());
         }
         tracing::warn!(path = %self.path.display(), position = self.pos, length = len, "file source: the file was truncated or rewritten in place: reading it again from its start; lines written after the position and before the truncation were not read (no copy of the file beside it begins as it did)");
         self.restart_at_path()
+    }
+
+    /// The copy `copytruncate` left of the file read (`find_copy`: it begins as `print`
+    /// says the file did), opened at the position and made the file read; `None` if
+    /// there is none. The path's file follows it as after a rotation (`rotated`).
+    fn copy_at_position(
+        &mut self,
+        print: HeadPrint,
+    ) -> Result<Option<(PathBuf, File)>, ConnectorError> {
+        let Some(copy) = find_copy(&self.path, print, self.pos) else {
+            return Ok(None);
+        };
+        let Ok(mut f) = File::open(&copy) else {
+            return Ok(None); // gone since: as if there were none
+        };
+        f.seek(SeekFrom::Start(self.pos))
+            .map_err(|e| self.io("reading the copy of", e))?;
+        self.file = f.metadata().ok().as_ref().and_then(FileId::of);
+        Ok(Some((copy, f)))
     }
 
     /// The rest of a file that will not grow any more, a last line without its end
@@ -311,15 +325,17 @@ impl Source for FileSource {
         // begins as it did, or ends before the position, is read from its start.
         if self.follow && (len < self.pos || print.is_some_and(|p| !p.matches(&f))) {
             // Copied first (`copytruncate`): the copy's rest, then the file from its
-            // start, which `rotated` reaches as after a rotation.
-            let copy = print.and_then(|p| find_copy(&self.path, p, self.pos));
-            match copy.map(|c| File::open(&c).map(|f| (c, f))) {
-                Some(Ok((copy, copied))) => {
+            // start.
+            let copy = match print {
+                Some(p) => self.copy_at_position(p)?,
+                None => None,
+            };
+            match copy {
+                Some((copy, copied)) => {
                     tracing::info!(path = %self.path.display(), copy = %copy.display(), position = self.pos, "file source: the file was copied and truncated in place since the checkpoint: reading the rest of the copy first");
-                    self.file = copied.metadata().ok().as_ref().and_then(FileId::of);
                     f = copied;
                 }
-                _ => {
+                None => {
                     tracing::warn!(path = %self.path.display(), position = self.pos, length = len, "file source: the file was truncated or rewritten in place since the checkpoint: reading it from its start");
                     (self.pos, self.line) = (0, 0);
                 }
