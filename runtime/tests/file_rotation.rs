@@ -1,7 +1,7 @@
 //! A followed log file rotated as logrotate does, in the running worker: renamed away
 //! while the writer still appends to it, a new file at the path; copied and truncated
 //! in place; rotated while the worker is down after a SIGKILL, once, and twice as
-//! logrotate numbers its files. Every line reaches the sink once, in order.
+//! logrotate numbers or dates its files. Every line reaches the sink once, in order.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -135,6 +135,27 @@ fn a_followed_file_rotated_twice_while_down_is_read_in_turn() {
     stopped_with(dir.path(), &cfg, (500..1300).collect());
 }
 
+/// Rotated twice while the worker is down, with dates in the names (logrotate's
+/// `dateext`), beside another log whose name begins alike: the rest of the file read,
+/// the one rotated after it, then the new one; never the other log. Before, the file
+/// in between was skipped without a word.
+#[test]
+fn a_followed_file_rotated_twice_with_dated_names_while_down_is_read_in_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.jsonl");
+    let other = dir.path().join("app.jsonl-errors");
+    append(&log, 0, 500);
+    let cfg = tail_pipeline(dir.path(), "tail");
+    killed_after_rows(dir.path(), &cfg, 500);
+    append(&log, 500, 600);
+    std::fs::rename(&log, dir.path().join("app.jsonl-20261206")).unwrap();
+    append(&log, 600, 700);
+    std::fs::rename(&log, dir.path().join("app.jsonl-20261207")).unwrap();
+    append(&log, 700, 800);
+    append(&other, 9000, 9010);
+    stopped_with(dir.path(), &cfg, (0..800).collect());
+}
+
 /// Copied and truncated in place (`copytruncate`) while the worker is down, with lines
 /// it had not read: they come from the copy, then the file from its start. Before,
 /// they were lost with a warning.
@@ -150,6 +171,40 @@ fn lines_unread_at_a_copytruncate_while_down_come_from_the_copy() {
     truncate(&log);
     append(&log, 600, 700);
     stopped_with(dir.path(), &cfg, (0..700).collect());
+}
+
+/// Copied and truncated in place while the worker is far behind the writer, reading a
+/// backlog: it reads on in the copy from its position, then the file from its start.
+/// (Reading on in the truncated file would give the new lines' middles and lose the
+/// backlog's rest.)
+#[test]
+fn a_copytruncate_while_the_worker_is_behind_loses_and_repeats_no_line() {
+    const BACKLOG: u64 = 300_000;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.jsonl");
+    append(&log, 0, BACKLOG);
+    let cfg = tail_pipeline(dir.path(), "behind");
+    let mut child = spawn(dir.path(), &cfg, &[]);
+    wait_for_rows(dir.path(), &child, 1);
+    std::fs::copy(&log, dir.path().join("app.jsonl.1")).unwrap();
+    truncate(&log);
+    let at_truncation = written(dir.path()).len();
+    append(&log, BACKLOG, BACKLOG + 100);
+    assert!(
+        at_truncation < BACKLOG as usize / 2,
+        "the backlog was mostly read before the truncation ({at_truncation} rows): the test needs a larger one"
+    );
+    wait_for_rows(dir.path(), &child, BACKLOG as usize + 100);
+    signal(&child, libc::SIGTERM);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
+    let rows = written(dir.path());
+    let first_wrong = rows.iter().zip(0..).position(|(row, n)| *row != n);
+    assert!(
+        rows.len() as u64 == BACKLOG + 100 && first_wrong.is_none(),
+        "{} rows, the first out of place at {first_wrong:?}: {:?}",
+        rows.len(),
+        first_wrong.map(|i| &rows[i..(i + 5).min(rows.len())])
+    );
 }
 
 /// logrotate's numbered rotation: `app.jsonl.N` becomes `.N+1`, the newest first,

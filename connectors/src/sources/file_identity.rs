@@ -107,22 +107,30 @@ pub fn find_copy(path: &Path, print: HeadPrint, pos: u64) -> Option<PathBuf> {
     (line_end && print.matches(&f)).then_some(newest)
 }
 
-/// The file rotated right after the file `id`, where rotation numbers its files as
-/// logrotate does (`app.log.1` the newest, `app.log.2` the one before): `id` is now
-/// `app.log.N` with N ≥ 2, and `app.log.(N-1)` was last written no earlier than it. A
-/// worker that was down across several rotations reads them in turn before the file at
-/// the path. (Modification times keep a directory named otherwise, an older `.1` beside a
-/// newer `.2`, from being read twice.)
+/// The file rotated right after the file `id`: a worker that was down across several
+/// rotations reads them in turn before the file at the path. Two namings are known:
+/// - logrotate's numbers (`app.log.1` the newest, `app.log.2` the one before): `id` is
+///   now `app.log.N` with N ≥ 2, and `app.log.(N-1)` was last written no earlier than
+///   it (modification times keep a directory named otherwise, an older `.1` beside a
+///   newer `.2`, from being read twice);
+/// - dates (`dateext`: `app.log-20261206`, `app.log-2026-12-07-1733570000`), which a
+///   rotated file keeps: the dated file written last after `id` was, the next in time.
+///   Only names whose suffix is a date (digits and separators), so that another log
+///   beside it (`app.log-errors`) is never taken for a rotation of this one.
 pub fn newer_rotation(path: &Path, id: FileId) -> Option<PathBuf> {
     let at = find_rotated(path, id)?;
     let base = path.file_name()?.to_str()?;
-    let number: u32 = at
-        .file_name()?
-        .to_str()?
-        .strip_prefix(base)?
-        .strip_prefix('.')?
-        .parse()
-        .ok()?;
+    let suffix = at.file_name()?.to_str()?.strip_prefix(base)?;
+    let newer = match suffix.strip_prefix('.').and_then(|n| n.parse::<u32>().ok()) {
+        Some(number) => numbered_after(&at, base, number)?,
+        None if is_dated(suffix) => dated_after(path, &at, base)?,
+        None => return None,
+    };
+    (FileId::at(&newer) != FileId::at(path)).then_some(newer)
+}
+
+/// `app.log.(N-1)` beside `app.log.N` (`at`), if it was last written no earlier.
+fn numbered_after(at: &Path, base: &str, number: u32) -> Option<PathBuf> {
     if number < 2 {
         return None;
     }
@@ -133,17 +141,69 @@ pub fn newer_rotation(path: &Path, id: FileId) -> Option<PathBuf> {
             .map(|ext| at.with_file_name(format!("{base}.{}.{ext}", number - 1)))
             .find(|c| c.is_file());
         if let Some(c) = compressed {
-            tracing::warn!(path = %path.display(), compressed = %c.display(), "file source: a file rotated after the one read is compressed: its lines are not read");
+            warn_compressed(at, &c);
         }
         return None;
     };
-    let written = |m: &Metadata| m.modified().ok();
-    let old = std::fs::metadata(&at).ok();
-    let later = match (written(&meta), old.as_ref().and_then(written)) {
-        (Some(newer), Some(old)) => newer >= old,
+    let old = std::fs::metadata(at).ok()?;
+    let later = match (meta.modified(), old.modified()) {
+        (Ok(newer), Ok(old)) => newer >= old,
         _ => false,
     };
-    (meta.is_file() && later && FileId::of(&meta) != FileId::at(path)).then_some(newer)
+    (meta.is_file() && later).then_some(newer)
+}
+
+/// The dated file beside `at` that comes next in time: last written after it (by name
+/// where the times are equal: a total order, so two files never lead to each other).
+/// A compressed one in between is named in a warning and passed over.
+fn dated_after(path: &Path, at: &Path, base: &str) -> Option<PathBuf> {
+    let written = |p: &Path| std::fs::metadata(p).ok()?.modified().ok();
+    let after = (written(at)?, at.file_name()?.to_os_string());
+    let own = FileId::at(path);
+    let mut later: Vec<_> = std::fs::read_dir(directory_of(path))
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let suffix = name.to_str()?.strip_prefix(base)?;
+            let (dated, compressed) = match COMPRESSED
+                .iter()
+                .find_map(|ext| suffix.strip_suffix(&format!(".{ext}")))
+            {
+                Some(inner) => (inner, true),
+                None => (suffix, false),
+            };
+            if !is_dated(dated) {
+                return None;
+            }
+            let meta = std::fs::metadata(entry.path()).ok()?;
+            let key = (meta.modified().ok()?, name);
+            (meta.is_file() && key > after && FileId::of(&meta) != own)
+                .then(|| (key, entry.path(), compressed))
+        })
+        .collect();
+    later.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, candidate, compressed) in later {
+        if !compressed {
+            return Some(candidate);
+        }
+        warn_compressed(at, &candidate);
+    }
+    None
+}
+
+/// A dated rotation's suffix: a separator, then digits and separators only, with at
+/// least 6 digits (`-20261207`, `.2026-12-07`, `-20261207-1733570000`, `_261207`).
+fn is_dated(suffix: &str) -> bool {
+    let mut chars = suffix.chars();
+    let separator = |c: char| matches!(c, '.' | '-' | '_');
+    chars.next().is_some_and(separator)
+        && chars.clone().all(|c| c.is_ascii_digit() || separator(c))
+        && chars.filter(char::is_ascii_digit).count() >= 6
+}
+
+fn warn_compressed(at: &Path, compressed: &Path) {
+    tracing::warn!(read = %at.display(), compressed = %compressed.display(), "file source: a file rotated after the one read is compressed: its lines are not read");
 }
 
 /// The first bytes of `file` (up to `HEAD_BYTES`, and no further than `upto`, the

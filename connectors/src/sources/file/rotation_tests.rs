@@ -170,6 +170,67 @@ async fn an_older_file_numbered_below_the_rotated_one_is_not_read_again() {
     assert_eq!(drain(&mut again).await, [3, 4, 5, 6]);
 }
 
+/// Rotated with dates in the names (logrotate's `dateext`): the path's file renamed
+/// to `app.jsonl-<date>`, which it keeps. Its last write time is set a minute per
+/// day, as days apart would leave it.
+fn rotate_dated(path: &Path, day: u32) {
+    let rotated = path.with_file_name(format!("app.jsonl-202612{day:02}"));
+    std::fs::rename(path, &rotated).unwrap();
+    let written = std::time::SystemTime::now() - std::time::Duration::from_secs(3600)
+        + std::time::Duration::from_secs(60 * u64::from(day));
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&rotated)
+        .unwrap();
+    f.set_modified(written).unwrap();
+}
+
+/// Dated rotations while the worker was down, and between two polls: read in turn.
+/// Another log beside it whose name begins alike (`app.jsonl-errors`, written later
+/// than all of them) is not a rotation and is never read.
+#[tokio::test]
+async fn files_rotated_with_dated_names_are_read_in_turn() {
+    let (dir, path, s) = three_lines_read().await;
+    let checkpoint = s.offset();
+    append(&dir.path().join("app.jsonl-errors"), 500, 502);
+    append(&path, 3, 5);
+    rotate_dated(&path, 6);
+    append(&path, 5, 7);
+    rotate_dated(&path, 7);
+    append(&path, 7, 9);
+    let mut again = source(path.clone(), true);
+    again.open(Some(checkpoint)).await.unwrap();
+    assert_eq!(drain(&mut again).await, [3, 4, 5, 6, 7, 8]);
+
+    append(&path, 9, 10);
+    rotate_dated(&path, 8);
+    append(&path, 10, 11);
+    rotate_dated(&path, 9);
+    append(&path, 11, 12);
+    append(&dir.path().join("app.jsonl-errors"), 502, 503);
+    assert_eq!(drain(&mut again).await, [9, 10, 11]);
+}
+
+/// A dated rotation compressed since (`app.jsonl-20261207.gz`) is passed over: its
+/// bytes are not read as lines; the next uncompressed one follows.
+#[tokio::test]
+async fn a_compressed_dated_rotation_is_passed_over() {
+    let (_dir, path, s) = three_lines_read().await;
+    let checkpoint = s.offset();
+    append(&path, 3, 5);
+    rotate_dated(&path, 6);
+    append(&path, 100, 102);
+    rotate_dated(&path, 7);
+    let day7 = path.with_file_name("app.jsonl-20261207");
+    std::fs::rename(&day7, day7.with_file_name("app.jsonl-20261207.gz")).unwrap();
+    append(&path, 5, 7);
+    rotate_dated(&path, 8);
+    append(&path, 7, 9);
+    let mut again = source(path.clone(), true);
+    again.open(Some(checkpoint)).await.unwrap();
+    assert_eq!(drain(&mut again).await, [3, 4, 5, 6, 7, 8]);
+}
+
 /// As `copytruncate` leaves it: a copy beside it, the file itself empty.
 fn copy_and_truncate(path: &Path) {
     std::fs::copy(path, path.with_file_name("app.jsonl.1")).unwrap();
