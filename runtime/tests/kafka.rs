@@ -228,6 +228,66 @@ fn consume_transform_produce_is_exactly_once_across_sigkills() {
     common::wait_with_deadline(&mut last.0, Duration::from_secs(60));
 }
 
+/// The broker unreachable for 8 s while records flow, twice: every connection closed,
+/// and new ones closed as soon as they open, as when a broker goes down. The group
+/// session (2 s) expires meanwhile. The worker retries through it, and the output holds
+/// every record once. The outages come from a proxy in front of the bundled broker, so
+/// the test is skipped with `KAFKA_BOOTSTRAP`.
+#[test]
+fn exactly_once_across_broker_outages() {
+    if std::env::var_os("KAFKA_BOOTSTRAP").is_some() {
+        eprintln!("skipped: the outages are made by a proxy in front of the bundled broker");
+        return;
+    }
+    let proxy = common::tansu::broker_behind_proxy();
+    let dir = tempfile::tempdir().unwrap();
+    let (input_topic, output) = (kafka::unique("down-in"), kafka::unique("down-out"));
+    kafka::create_topic(&output, 4);
+    kafka::create_topic(&input_topic, 4);
+    let feeding = input(&input_topic);
+    let config = pipeline(
+        dir.path(),
+        &input_topic,
+        &output,
+        &kafka::unique("down-group"),
+    );
+    let mut rng = rand::rng();
+    let mut worker = run_a_while(dir.path(), &config, &mut rng);
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_secs(3));
+        proxy.cut();
+        std::thread::sleep(Duration::from_secs(8));
+        proxy.restore();
+    }
+    assert!(
+        worker.0.try_wait().unwrap().is_none(),
+        "connectd exited: {}",
+        common::stderr_tail(&worker.0, 4000)
+    );
+    // The outages landed mid-stream: the input was still arriving after them.
+    assert!(
+        !feeding.is_finished(),
+        "the input ended before the outages did"
+    );
+    feeding.join().unwrap();
+    check_exactly_once(&output, &[&worker.0]);
+    common::signal(&worker.0, libc::SIGTERM);
+    let status = common::wait_with_deadline(&mut worker.0, Duration::from_secs(60));
+    let log = common::stderr_of(&worker.0);
+    assert!(status.success(), "{log}");
+    eprintln!(
+        "{}",
+        log.lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        log.contains("BrokerTransportFailure") || log.contains("AllBrokersDown"),
+        "the worker did not see the broker go: {log}"
+    );
+}
+
 /// Kills land anywhere, including inside a transaction: exactly-once then relies on the
 /// broker hiding aborted transactions from read_committed consumers.
 #[test]

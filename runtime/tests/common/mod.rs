@@ -5,6 +5,7 @@ pub mod cql_server;
 pub mod kafka;
 pub mod mongo;
 pub mod mysql;
+pub mod proxy;
 pub mod schema_registry;
 pub mod sink_table;
 pub mod tansu;

@@ -17,17 +17,45 @@ use std::time::{Duration, Instant};
 /// test spawns must be handed the address: called there, this panics rather than start
 /// a second broker the test would not know of.
 pub fn broker_for_this_test() -> String {
-    static BROKERS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
-    let Some(test) = std::thread::current().name().map(str::to_string) else {
-        panic!("the test broker is looked up on the test's own thread; hand its address to threads the test spawns");
-    };
+    let test = this_test();
     let mut brokers = BROKERS.lock().unwrap();
     if let Some(b) = brokers.get(&test) {
         return b.clone();
     }
-    let address = start();
+    let port = super::free_port();
+    start(port, port);
+    let address = format!("127.0.0.1:{port}");
     brokers.insert(test, address.clone());
     address
+}
+
+/// Each test's broker, by the test's name.
+static BROKERS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+
+fn this_test() -> String {
+    let Some(test) = std::thread::current().name().map(str::to_string) else {
+        panic!("the test broker is looked up on the test's own thread; hand its address to threads the test spawns");
+    };
+    test
+}
+
+/// A broker of the calling test's own that every client reaches through a proxy the
+/// test can cut (`Proxy::cut`: the broker as if down). It advertises the proxy's
+/// address, so no client goes past the proxy; `broker_for_this_test` (and so
+/// `kafka::bootstrap`) answers that address on this test's thread from now on.
+pub fn broker_behind_proxy() -> super::proxy::Proxy {
+    let test = this_test();
+    let port = super::free_port();
+    let proxy_port = std::iter::repeat_with(super::free_port)
+        .find(|p| *p != port)
+        .unwrap();
+    let proxy = super::proxy::Proxy::start(proxy_port, port);
+    start(port, proxy_port);
+    BROKERS
+        .lock()
+        .unwrap()
+        .insert(test, format!("127.0.0.1:{proxy_port}"));
+    proxy
 }
 
 fn binary() -> PathBuf {
@@ -41,10 +69,12 @@ fn binary() -> PathBuf {
     }
 }
 
-type Request = (u16, Sender<std::io::Result<()>>);
+/// The port to listen on, the port to advertise, and where to answer.
+type Request = (u16, u16, Sender<std::io::Result<()>>);
 
-/// Starts a broker on a free port and waits until it accepts connections.
-fn start() -> String {
+/// Starts a broker on `port`, advertising `advertised`, and waits until it accepts
+/// connections.
+fn start(port: u16, advertised: u16) {
     // The brokers are children of one thread that lives as long as the test process,
     // and die with it (PR_SET_PDEATHSIG follows the thread that spawned them, so not a
     // test's thread, which ends with the test).
@@ -52,15 +82,18 @@ fn start() -> String {
     let spawner = SPAWNER.get_or_init(|| {
         let (tx, rx) = channel::<Request>();
         std::thread::spawn(move || {
-            for (port, answer) in rx {
-                let _ = answer.send(spawn(port).map(drop));
+            for (port, advertised, answer) in rx {
+                let _ = answer.send(spawn(port, advertised).map(drop));
             }
         });
         Mutex::new(tx)
     });
-    let port = super::free_port();
     let (answer, spawned) = channel();
-    spawner.lock().unwrap().send((port, answer)).unwrap();
+    spawner
+        .lock()
+        .unwrap()
+        .send((port, advertised, answer))
+        .unwrap();
     if let Err(e) = spawned.recv().unwrap() {
         panic!(
             "cannot start the Tansu broker {} ({e}); run `scripts/kafka.sh install`, or set KAFKA_BOOTSTRAP",
@@ -75,16 +108,18 @@ fn start() -> String {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    format!("127.0.0.1:{port}")
 }
 
 #[allow(unsafe_code)]
-fn spawn(port: u16) -> std::io::Result<Child> {
+fn spawn(port: u16, advertised: u16) -> std::io::Result<Child> {
     use std::os::unix::process::CommandExt;
     let url = format!("tcp://127.0.0.1:{port}");
     let mut cmd = Command::new(binary());
     cmd.args(["broker", "--listener-url", &url])
-        .args(["--advertised-listener-url", &url])
+        .args([
+            "--advertised-listener-url",
+            &format!("tcp://127.0.0.1:{advertised}"),
+        ])
         .args(["--storage-engine", "memory://tansu/"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
