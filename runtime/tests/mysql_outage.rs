@@ -5,12 +5,8 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::mysql::*;
@@ -82,42 +78,6 @@ fn a_ten_second_database_outage_loses_and_duplicates_nothing() {
     query(&[&format!("DROP DATABASE {db}")]);
 }
 
-/// A TCP proxy to `upstream` that, while `frozen` is set, forwards nothing either way
-/// and closes nothing: a server that stops answering in the middle of a statement.
-fn freezing_proxy(upstream: String) -> (u16, Arc<AtomicBool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let frozen = Arc::new(AtomicBool::new(false));
-    let flag = frozen.clone();
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            let Ok(server) = TcpStream::connect(&upstream) else {
-                continue;
-            };
-            let ways = [
-                (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                (server, client),
-            ];
-            for (mut from, mut to) in ways {
-                let flag = flag.clone();
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 16 * 1024];
-                    while let Ok(n @ 1..) = from.read(&mut buf) {
-                        while flag.load(Ordering::Relaxed) {
-                            std::thread::sleep(Duration::from_millis(10));
-                        }
-                        if to.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    let _ = to.shutdown(std::net::Shutdown::Write);
-                });
-            }
-        }
-    });
-    (port, frozen)
-}
-
 /// The database stops answering mid-run for 5 s, without closing the connection (no
 /// error, so no retry): the worker says which operation has not returned, each
 /// `CONNECTD_SLOW_OPERATION_SECS` (here 1 s), and when the server answers again the
@@ -127,9 +87,9 @@ fn a_database_that_stops_answering_is_logged_and_then_loses_nothing() {
     let (db, url) = fresh_database("stall");
     let server = server_url();
     let host_port = server.rsplit('@').next().unwrap().trim_end_matches('/');
-    let (port, frozen) = freezing_proxy(host_port.to_string());
+    let proxy = proxy::Proxy::start(0, host_port.to_string());
     // The driver would move a connection to 127.0.0.1 onto the server's Unix socket.
-    let url = url.replace(host_port, &format!("127.0.0.1:{port}")) + "?prefer_socket=false";
+    let url = url.replace(host_port, &format!("127.0.0.1:{}", proxy.port)) + "?prefer_socket=false";
     let dir = tempfile::tempdir().unwrap();
     let cfg = trades_to_mysql(
         dir.path(),
@@ -145,10 +105,10 @@ fn a_database_that_stops_answering_is_logged_and_then_loses_nothing() {
             .arg(&cfg),
     );
     std::thread::sleep(Duration::from_secs(3));
-    frozen.store(true, Ordering::Relaxed);
+    proxy.freeze();
     std::thread::sleep(Duration::from_secs(5));
     let alive = child.try_wait().unwrap().is_none();
-    frozen.store(false, Ordering::Relaxed);
+    proxy.thaw();
     assert!(alive, "the pipeline waits for the server");
     let status = wait_with_deadline(&mut child, Duration::from_secs(180));
     let log = stderr_of(&child);

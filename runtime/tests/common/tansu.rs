@@ -46,15 +46,12 @@ fn this_test() -> String {
 pub fn broker_behind_proxy() -> super::proxy::Proxy {
     let test = this_test();
     let port = super::free_port();
-    let proxy_port = std::iter::repeat_with(super::free_port)
-        .find(|p| *p != port)
-        .unwrap();
-    let proxy = super::proxy::Proxy::start(proxy_port, port);
-    start(port, proxy_port);
+    let proxy = super::proxy::Proxy::start(0, format!("127.0.0.1:{port}"));
+    start(port, proxy.port);
     BROKERS
         .lock()
         .unwrap()
-        .insert(test, format!("127.0.0.1:{proxy_port}"));
+        .insert(test, format!("127.0.0.1:{}", proxy.port));
     proxy
 }
 
