@@ -114,7 +114,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
 /// Runs the pipeline to its end, SIGKILLed 12 times at random moments on the way.
 /// Returns the number of kills.
 fn run_with_sigkills(dir: &std::path::Path, cfg: &std::path::Path) -> usize {
-    let mut rng = rand::rng();
+    let (_, mut rng) = seeded_rng();
     let mut kills = 0;
     let mut restarts = 0;
     while kills < 12 {

@@ -229,7 +229,7 @@ fn consume_transform_produce_is_exactly_once_across_sigkills() {
         config,
     } = fed("ctp");
     let marker = dir.path().join(".connectd/ctp/sinks/out.in-transaction");
-    let mut rng = rand::rng();
+    let (_, mut rng) = common::seeded_rng();
     for _ in 0..10 {
         let mut worker = run_a_while(dir.path(), &config, &mut rng);
         assert!(
@@ -270,7 +270,7 @@ fn exactly_once_across_broker_outages() {
         feeding,
         config,
     } = fed("down");
-    let mut rng = rand::rng();
+    let (_, mut rng) = common::seeded_rng();
     let mut worker = run_a_while(dir.path(), &config, &mut rng);
     for _ in 0..2 {
         std::thread::sleep(Duration::from_secs(3));
@@ -311,7 +311,7 @@ fn exactly_once_with_kills_inside_transactions() {
         feeding,
         config,
     } = fed("ctpa");
-    let mut rng = rand::rng();
+    let (_, mut rng) = common::seeded_rng();
     for _ in 0..10 {
         let worker = run_a_while(dir.path(), &config, &mut rng);
         drop(worker); // SIGKILL, wherever it is
@@ -359,7 +359,7 @@ sinks:
             group = kafka::unique("k2m-group"),
         ),
     );
-    let mut rng = rand::rng();
+    let (_, mut rng) = common::seeded_rng();
     for _ in 0..10 {
         drop(run_a_while(dir.path(), &config, &mut rng)); // SIGKILL
     }

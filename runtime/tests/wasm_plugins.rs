@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
-use rand::Rng;
 
 fn plugin(name: &str) -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -197,7 +196,8 @@ sinks:
 
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_pipeline(dir.path(), "p.yaml", &yaml);
-    kill_repeatedly(dir.path(), &cfg, 10, 100..900, &mut rand::rng());
+    let (_, mut rng) = seeded_rng();
+    kill_repeatedly(dir.path(), &cfg, 10, 100..900, &mut rng);
     let mut child = spawn(dir.path(), &cfg, &[]);
     assert!(wait_with_deadline(&mut child, Duration::from_secs(300)).success());
     assert!(
@@ -455,9 +455,7 @@ fn a_trap_leaves_the_stateful_plugin_as_if_the_record_never_came() {
     );
 
     // Again, SIGKILLed at seeded random moments.
-    let seed: u64 = rand::rng().random();
-    println!("seed {seed}");
-    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    let (seed, mut rng) = seeded_rng();
     let _ = std::fs::remove_dir_all(dir.path().join("out"));
     let _ = std::fs::remove_dir_all(dir.path().join(".connectd"));
     kill_repeatedly(dir.path(), &cfg, 6, 150..700, &mut rng);
