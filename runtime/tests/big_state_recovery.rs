@@ -13,7 +13,9 @@ use rand::Rng;
 /// The kill pattern of the big-state tests: a crash at the store step `hook` (for
 /// example right after a checkpoint's state write, `logged:3`), then up to 6 SIGKILLs
 /// at seeded random moments (at least 3 must land before the input ends), then a run
-/// to the end; every run with the environment `env`. Returns the number of kills.
+/// to the end; every run with the environment `env`. Returns the number of kills. On a
+/// machine fast enough to finish the input before 3 kills land, the whole pattern
+/// starts over from nothing (`out/` and the state removed) with the waits halved.
 fn crash_kill_and_finish(
     dir: &std::path::Path,
     cfg: &std::path::Path,
@@ -21,13 +23,6 @@ fn crash_kill_and_finish(
     seed: u64,
     rng: &mut rand::rngs::StdRng,
 ) -> usize {
-    let mut first = env.to_vec();
-    first.push(("CONNECTD_CRASH_AT", hook));
-    let crashed = run_with_env(dir, cfg, &first);
-    assert!(
-        String::from_utf8_lossy(&crashed.stderr).contains("aborting at"),
-        "the hook {hook} did not fire"
-    );
     let spawn = || {
         spawn_captured(
             connectd()
@@ -37,24 +32,45 @@ fn crash_kill_and_finish(
                 .arg(cfg),
         )
     };
-    let mut kills = 0;
-    for _ in 0..40 {
-        if kills >= 6 {
-            break;
+    let mut longest_wait = 1500;
+    let kills = loop {
+        let mut first = env.to_vec();
+        first.push(("CONNECTD_CRASH_AT", hook));
+        let crashed = run_with_env(dir, cfg, &first);
+        assert!(
+            String::from_utf8_lossy(&crashed.stderr).contains("aborting at"),
+            "the hook {hook} did not fire"
+        );
+        let mut kills = 0;
+        for _ in 0..40 {
+            if kills >= 6 {
+                break;
+            }
+            let mut child = spawn();
+            std::thread::sleep(Duration::from_millis(rng.random_range(200..longest_wait)));
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            signal(&child, libc::SIGKILL);
+            let _ = child.wait();
+            kills += 1;
         }
-        let mut child = spawn();
-        std::thread::sleep(Duration::from_millis(rng.random_range(200..1500)));
-        if child.try_wait().unwrap().is_some() {
-            break;
+        if kills >= 3 {
+            break kills;
         }
-        signal(&child, libc::SIGKILL);
-        let _ = child.wait();
-        kills += 1;
-    }
-    assert!(
-        kills >= 3,
-        "seed {seed}: only {kills} kills landed before the end"
-    );
+        assert!(
+            longest_wait > 400,
+            "seed {seed}: only {kills} kills landed before the end, with waits of up to {longest_wait} ms"
+        );
+        println!(
+            "{kills} kills landed before the end: again from nothing, with waits of up to {} ms",
+            longest_wait / 2
+        );
+        longest_wait /= 2;
+        for made in ["out", ".connectd"] {
+            let _ = std::fs::remove_dir_all(dir.join(made));
+        }
+    };
     let mut child = spawn();
     assert!(wait_with_deadline(&mut child, Duration::from_secs(300)).success());
     kills
