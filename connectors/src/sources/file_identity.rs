@@ -121,9 +121,14 @@ pub fn newer_rotation(path: &Path, id: FileId) -> Option<PathBuf> {
     let at = find_rotated(path, id)?;
     let base = path.file_name()?.to_str()?;
     let suffix = at.file_name()?.to_str()?.strip_prefix(base)?;
-    let newer = match suffix.strip_prefix('.').and_then(|n| n.parse::<u32>().ok()) {
+    // A number of 6 digits or more is a date (`app.log.20261207`), not a count.
+    let number = suffix
+        .strip_prefix('.')
+        .filter(|n| n.len() < 6)
+        .and_then(|n| n.parse::<u32>().ok());
+    let newer = match number {
         Some(number) => numbered_after(&at, base, number)?,
-        None if is_dated(suffix) => dated_after(path, &at, base)?,
+        None if is_dated(suffix) => dated_after(path, &at, id, base)?,
         None => return None,
     };
     (FileId::at(&newer) != FileId::at(path)).then_some(newer)
@@ -153,10 +158,11 @@ fn numbered_after(at: &Path, base: &str, number: u32) -> Option<PathBuf> {
     (meta.is_file() && later).then_some(newer)
 }
 
-/// The dated file beside `at` that comes next in time: last written after it (by name
-/// where the times are equal: a total order, so two files never lead to each other).
-/// A compressed one in between is named in a warning and passed over.
-fn dated_after(path: &Path, at: &Path, base: &str) -> Option<PathBuf> {
+/// The dated file beside `at` (the file `id`) that comes next in time: last written
+/// after it (by name where the times are equal: a total order, so two files never lead
+/// to each other), and not `at` again under another name (a hard link). A compressed
+/// one in between is named in a warning and passed over.
+fn dated_after(path: &Path, at: &Path, id: FileId, base: &str) -> Option<PathBuf> {
     let written = |p: &Path| std::fs::metadata(p).ok()?.modified().ok();
     let after = (written(at)?, at.file_name()?.to_os_string());
     let own = FileId::at(path);
@@ -178,7 +184,8 @@ fn dated_after(path: &Path, at: &Path, base: &str) -> Option<PathBuf> {
             }
             let meta = std::fs::metadata(entry.path()).ok()?;
             let key = (meta.modified().ok()?, name);
-            (meta.is_file() && key > after && FileId::of(&meta) != own)
+            let other = FileId::of(&meta);
+            (meta.is_file() && key > after && other != own && other != Some(id))
                 .then(|| (key, entry.path(), compressed))
         })
         .collect();

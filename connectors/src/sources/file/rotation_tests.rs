@@ -39,7 +39,15 @@ async fn drain(s: &mut FileSource) -> Vec<i64> {
     let (mut seen, mut bad) = (Vec::new(), Vec::new());
     loop {
         match s.poll(1000, &mut bad).await.unwrap() {
-            SourcePoll::Batch(records) => seen.extend(records.iter().map(number)),
+            SourcePoll::Batch(records) => {
+                seen.extend(records.iter().map(number));
+                // A source that reads a file again and again never idles.
+                assert!(
+                    seen.len() < 1_000_000,
+                    "the source keeps reading: {:?}",
+                    &seen[..20]
+                );
+            }
             SourcePoll::Idle(_) => break,
             SourcePoll::End => panic!("a followed file does not end"),
         }
@@ -174,7 +182,13 @@ async fn an_older_file_numbered_below_the_rotated_one_is_not_read_again() {
 /// to `app.jsonl-<date>`, which it keeps. Its last write time is set a minute per
 /// day, as days apart would leave it.
 fn rotate_dated(path: &Path, day: u32) {
-    let rotated = path.with_file_name(format!("app.jsonl-202612{day:02}"));
+    rotate_dated_with(path, day, '-');
+}
+
+/// The same with `separator` before the date (`dateformat .%Y%m%d` makes
+/// `app.jsonl.20261206`).
+fn rotate_dated_with(path: &Path, day: u32, separator: char) {
+    let rotated = path.with_file_name(format!("app.jsonl{separator}202612{day:02}"));
     std::fs::rename(path, &rotated).unwrap();
     let written = std::time::SystemTime::now() - std::time::Duration::from_secs(3600)
         + std::time::Duration::from_secs(60 * u64::from(day));
@@ -209,6 +223,27 @@ async fn files_rotated_with_dated_names_are_read_in_turn() {
     append(&path, 11, 12);
     append(&dir.path().join("app.jsonl-errors"), 502, 503);
     assert_eq!(drain(&mut again).await, [9, 10, 11]);
+}
+
+/// Dates after a dot (`app.jsonl.20261206`) are dates, not logrotate's numbers, and a
+/// hard link to the file read (another name, the same file) is not read again.
+#[tokio::test]
+async fn dates_after_a_dot_are_read_in_turn_and_a_hard_link_is_not_read_again() {
+    let (dir, path, s) = three_lines_read().await;
+    let checkpoint = s.offset();
+    append(&path, 3, 5);
+    rotate_dated_with(&path, 6, '.');
+    std::fs::hard_link(
+        dir.path().join("app.jsonl.20261206"),
+        dir.path().join("app.jsonl.20261206-1"),
+    )
+    .unwrap();
+    append(&path, 5, 7);
+    rotate_dated_with(&path, 7, '.');
+    append(&path, 7, 9);
+    let mut again = source(path.clone(), true);
+    again.open(Some(checkpoint)).await.unwrap();
+    assert_eq!(drain(&mut again).await, [3, 4, 5, 6, 7, 8]);
 }
 
 /// A dated rotation compressed since (`app.jsonl-20261207.gz`) is passed over: its
