@@ -56,6 +56,13 @@ async fn drain(s: &mut FileSource) -> Vec<i64> {
     seen
 }
 
+/// A new followed source of `path`, opened at `checkpoint`: the worker restarted.
+async fn reopened(path: &Path, checkpoint: serde_json::Value) -> FileSource {
+    let mut s = source(path.to_path_buf(), true);
+    s.open(Some(checkpoint)).await.unwrap();
+    s
+}
+
 /// A followed `app.jsonl` in a directory of its own, its first three lines read.
 async fn three_lines_read() -> (tempfile::TempDir, std::path::PathBuf, FileSource) {
     let dir = tempfile::tempdir().unwrap();
@@ -112,13 +119,11 @@ async fn a_restart_after_a_rotation_reads_the_rest_of_the_rotated_file_first() {
     let rotated = dir.path().join("app.jsonl.1");
     std::fs::rename(&path, &rotated).unwrap();
     append(&path, 5, 7);
-    let mut again = source(path.clone(), true);
-    again.open(Some(checkpoint.clone())).await.unwrap();
+    let mut again = reopened(&path, checkpoint.clone()).await;
     assert_eq!(drain(&mut again).await, [3, 4, 5, 6]);
 
     std::fs::remove_file(&rotated).unwrap();
-    let mut gone = source(path.clone(), true);
-    gone.open(Some(checkpoint)).await.unwrap();
+    let mut gone = reopened(&path, checkpoint).await;
     assert_eq!(drain(&mut gone).await, [5, 6]);
 }
 
@@ -143,8 +148,7 @@ async fn files_rotated_more_than_once_are_read_in_turn() {
     append(&path, 5, 7);
     rotate_numbered(&path);
     append(&path, 7, 9);
-    let mut again = source(path.clone(), true);
-    again.open(Some(checkpoint)).await.unwrap();
+    let mut again = reopened(&path, checkpoint).await;
     assert_eq!(drain(&mut again).await, [3, 4, 5, 6, 7, 8]);
 
     // Running, two rotations between two polls.
@@ -173,8 +177,7 @@ async fn an_older_file_numbered_below_the_rotated_one_is_not_read_again() {
     append(&path, 3, 5);
     std::fs::rename(&path, dir.path().join("app.jsonl.2")).unwrap();
     append(&path, 5, 7);
-    let mut again = source(path.clone(), true);
-    again.open(Some(checkpoint)).await.unwrap();
+    let mut again = reopened(&path, checkpoint).await;
     assert_eq!(drain(&mut again).await, [3, 4, 5, 6]);
 }
 
@@ -212,8 +215,7 @@ async fn files_rotated_with_dated_names_are_read_in_turn() {
     append(&path, 5, 7);
     rotate_dated(&path, 7);
     append(&path, 7, 9);
-    let mut again = source(path.clone(), true);
-    again.open(Some(checkpoint)).await.unwrap();
+    let mut again = reopened(&path, checkpoint).await;
     assert_eq!(drain(&mut again).await, [3, 4, 5, 6, 7, 8]);
 
     append(&path, 9, 10);
@@ -241,8 +243,7 @@ async fn dates_after_a_dot_are_read_in_turn_and_a_hard_link_is_not_read_again() 
     append(&path, 5, 7);
     rotate_dated_with(&path, 7, '.');
     append(&path, 7, 9);
-    let mut again = source(path.clone(), true);
-    again.open(Some(checkpoint)).await.unwrap();
+    let mut again = reopened(&path, checkpoint).await;
     assert_eq!(drain(&mut again).await, [3, 4, 5, 6, 7, 8]);
 }
 
@@ -261,8 +262,7 @@ async fn a_compressed_dated_rotation_is_passed_over() {
     append(&path, 5, 7);
     rotate_dated(&path, 8);
     append(&path, 7, 9);
-    let mut again = source(path.clone(), true);
-    again.open(Some(checkpoint)).await.unwrap();
+    let mut again = reopened(&path, checkpoint).await;
     assert_eq!(drain(&mut again).await, [3, 4, 5, 6, 7, 8]);
 }
 
@@ -287,12 +287,10 @@ async fn lines_not_read_before_a_copytruncate_come_from_the_copy() {
     std::fs::remove_file(path.with_file_name("app.jsonl.1")).unwrap();
     copy_and_truncate(&path);
     append(&path, 20, 22);
-    let mut again = source(path.clone(), true);
-    again.open(Some(checkpoint)).await.unwrap();
+    let mut again = reopened(&path, checkpoint).await;
     assert_eq!(drain(&mut again).await, [12, 13, 20, 21]);
     // Restarted again in the file, not the copy.
-    let mut third = source(path.clone(), true);
-    third.open(Some(again.offset())).await.unwrap();
+    let mut third = reopened(&path, again.offset()).await;
     append(&path, 22, 23);
     assert_eq!(drain(&mut third).await, [22]);
 }
@@ -368,8 +366,7 @@ async fn a_file_rewritten_in_place_while_stopped_is_read_from_its_start() {
     let checkpoint = s.offset();
     truncate(&path);
     append(&path, 100, 106);
-    let mut again = source(path.clone(), true);
-    again.open(Some(checkpoint)).await.unwrap();
+    let mut again = reopened(&path, checkpoint).await;
     assert_eq!(drain(&mut again).await, [100, 101, 102, 103, 104, 105]);
 }
 
@@ -383,8 +380,7 @@ async fn a_checkpoint_taken_after_an_unseen_rewrite_describes_what_was_read() {
     truncate(&path);
     append(&path, 100, 104);
     let checkpoint = s.offset();
-    let mut again = source(path.clone(), true);
-    again.open(Some(checkpoint)).await.unwrap();
+    let mut again = reopened(&path, checkpoint).await;
     assert_eq!(drain(&mut again).await, [100, 101, 102, 103]);
 }
 
@@ -399,8 +395,7 @@ async fn a_followed_file_shorter_than_the_position_is_read_from_its_start() {
     truncate(&path);
     // Past the 256 bytes the print covers, and short of the position.
     append(&path, 0, 6);
-    let mut again = source(path.clone(), true);
-    again.open(Some(checkpoint)).await.unwrap();
+    let mut again = reopened(&path, checkpoint).await;
     assert_eq!(drain(&mut again).await, [0, 1, 2, 3, 4, 5]);
 }
 
