@@ -104,6 +104,11 @@ pub struct BadRecord {
     pub record: Option<Record>,
     /// The raw input, when it could not be parsed (kept whole: nothing is lost).
     pub raw: Option<String>,
+    /// The raw input when it is not UTF-8, as its bytes: text made of it would replace
+    /// them, and the dead-letter file could not give them back.
+    pub raw_bytes: Option<Vec<u8>>,
+    /// The key it came with (a Kafka message's), as its bytes.
+    pub raw_key: Option<Vec<u8>>,
 }
 
 impl BadRecord {
@@ -113,6 +118,8 @@ impl BadRecord {
             reason: reason.into(),
             record: Some(record),
             raw: None,
+            raw_bytes: None,
+            raw_key: None,
         }
     }
 
@@ -126,6 +133,30 @@ impl BadRecord {
             reason: reason.into(),
             record: None,
             raw: Some(raw.into()),
+            raw_bytes: None,
+            raw_key: None,
         }
+    }
+
+    /// Raw input as it came: kept as text when it is UTF-8, else as its bytes.
+    pub fn input(bytes: &[u8], position: impl Into<String>, reason: impl Into<String>) -> Self {
+        let (raw, raw_bytes) = match std::str::from_utf8(bytes) {
+            Ok(text) => (Some(text.to_string()), None),
+            Err(_) => (None, Some(bytes.to_vec())),
+        };
+        Self {
+            position: position.into(),
+            reason: reason.into(),
+            record: None,
+            raw,
+            raw_bytes,
+            raw_key: None,
+        }
+    }
+
+    /// The key the raw input came with.
+    pub fn with_key(mut self, key: Option<&[u8]>) -> Self {
+        self.raw_key = key.map(<[u8]>::to_vec);
+        self
     }
 }

@@ -69,13 +69,14 @@ impl Outcome {
             .iter()
             .map(|r| serde_json::json!({ "out": r.to_json() }).to_string());
         let dlq = self.dead_letters.iter().map(|b| {
-            serde_json::json!({ "dlq": {
+            let mut letter = serde_json::json!({
                 "reason": b.reason,
                 "position": b.position,
                 "record": b.record.as_ref().map(Record::to_json),
                 "raw": b.raw,
-            }})
-            .to_string()
+            });
+            crate::engine::dlq::add_raw_bytes(&mut letter, b);
+            serde_json::json!({ "dlq": letter }).to_string()
         });
         outs.chain(dlq)
     }

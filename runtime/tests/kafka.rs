@@ -749,3 +749,98 @@ fn avro_values_round_trip_and_bad_ones_go_to_the_dlq() {
     common::signal(&worker.0, libc::SIGTERM);
     common::wait_with_deadline(&mut worker.0, Duration::from_secs(60));
 }
+
+/// A record holds text keys and headers, and the kafka sink writes them back as UTF-8:
+/// a key or header value that is not UTF-8 would come out changed (each invalid byte
+/// replaced), so its message is a bad record, kept byte for byte in the DLQ (base64),
+/// as is a value that is not UTF-8. The messages around them pass.
+#[test]
+fn keys_headers_and_values_that_are_not_utf8_reach_the_dlq_byte_for_byte() {
+    use base64::Engine as _;
+    let topic = kafka::unique("bytes");
+    kafka::create_topic(&topic, 1);
+    let json = |i: u64| format!(r#"{{"id":{i}}}"#).into_bytes();
+    let message =
+        |key: &[u8], value: Vec<u8>, headers: Vec<(&'static str, Vec<u8>)>| kafka::RawMessage {
+            key: key.to_vec(),
+            value,
+            headers,
+        };
+    // A Long key 200 as Kafka's LongSerializer writes it: its last byte is not UTF-8.
+    let long_key = 200i64.to_be_bytes();
+    let messages = [
+        message(b"k0", json(0), vec![("trace", b"t0".to_vec())]),
+        message(&long_key, json(1), vec![]),
+        message(b"k2", json(2), vec![("schema-id", vec![0x00, 0xfe, 0x81])]),
+        message(b"k3", b"{\"id\":\"caf\xe9\"}".to_vec(), vec![]),
+        message(b"k4", json(4), vec![("trace", "t\u{e9}4".into())]),
+    ];
+    kafka::Producer::new().send_with_headers(&topic, &messages);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_pipeline(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "name: p\ncheckpoint: {{interval: 300ms}}\nerrors: {{tolerance: all, dlq: {{path: out/dlq.jsonl}}}}\nsources:\n  in: {{type: kafka, bootstrap_servers: {b}, topics: [{topic}], group: {g}}}\nsinks:\n  out: {{type: jsonl, inputs: [in], path: out/out.jsonl}}\n",
+            b = kafka::bootstrap(),
+            g = kafka::unique("bytes-group"),
+        ),
+    );
+    let (child, _port) = common::start_worker(dir.path(), &["--config", cfg.to_str().unwrap()]);
+    let mut worker = Worker(child);
+    let lines = |file: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.path().join("out").join(file))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let started = Instant::now();
+    while lines("out.jsonl").len() + lines("dlq.jsonl").len() < messages.len() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not all through in 60 s\n{}",
+            common::stderr_tail(&worker.0, 4000)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    common::signal(&worker.0, libc::SIGTERM);
+    common::wait_with_deadline(&mut worker.0, Duration::from_secs(60));
+    // Passed: messages 0 and 4 (a header value in UTF-8 beyond ASCII is text).
+    let out = lines("out.jsonl");
+    assert_eq!(
+        out.iter().map(|r| r["id"].clone()).collect::<Vec<_>>(),
+        [0, 4],
+        "{out:?}"
+    );
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let dlq = lines("dlq.jsonl");
+    assert_eq!(dlq.len(), 3, "{dlq:?}");
+    let positions: Vec<String> = (1..=3)
+        .map(|o| format!("offset {o} of {topic} partition 0"))
+        .collect();
+    for (letter, position) in dlq.iter().zip(&positions) {
+        assert_eq!(letter["position"], position.as_str(), "{letter}");
+    }
+    assert_eq!(dlq[0]["key_base64"], b64(&long_key), "{}", dlq[0]);
+    assert_eq!(dlq[0]["raw"], r#"{"id":1}"#);
+    assert!(
+        dlq[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the key is not UTF-8"),
+        "{}",
+        dlq[0]
+    );
+    assert_eq!(dlq[1]["key"], "k2");
+    assert!(
+        dlq[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("header `schema-id` is not UTF-8"),
+        "{}",
+        dlq[1]
+    );
+    assert_eq!(dlq[2]["raw_base64"], b64(&messages[3].value), "{}", dlq[2]);
+    assert_eq!(dlq[2]["raw"], serde_json::Value::Null);
+}

@@ -151,6 +151,67 @@ fn with_tolerance_none_a_bad_line_stops_the_pipeline_naming_it() {
     );
 }
 
+/// A line that is not UTF-8 (a Latin-1 file, a stray binary byte) goes to the DLQ as
+/// the bytes it was, in base64: text made of it would have replaced them. With
+/// tolerance `none` the error names the line and shows its first bytes.
+#[test]
+fn a_line_that_is_not_utf8_reaches_the_dlq_byte_for_byte() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let latin1: &[u8] = b"{\"city\": \"Bogot\xe1\"}";
+    let binary: &[u8] = b"\xff\xfe{\"a\": 2}";
+    let mut input = b"{\"a\": 1}\n".to_vec();
+    for line in [latin1, binary] {
+        input.extend_from_slice(line);
+        input.push(b'\n');
+    }
+    input.extend_from_slice(b"{\"a\": 3}\n");
+    std::fs::write(dir.path().join("in.jsonl"), &input).unwrap();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        "name: bytes\nerrors: {tolerance: all, dlq: {path: out/dlq.jsonl}}\nsources:\n  lines: {type: file, path: in.jsonl}\nsinks:\n  out: {type: jsonl, inputs: [lines], path: out/out.jsonl}\n",
+    );
+    let out = run_to_end(dir.path(), &cfg);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        read(dir.path().join("out/out.jsonl")),
+        "{\"a\":1}\n{\"a\":3}\n"
+    );
+    let dlq: Vec<serde_json::Value> = read(dir.path().join("out/dlq.jsonl"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dlq.len(), 2, "{dlq:?}");
+    for (letter, (line, bytes)) in dlq.iter().zip([(2, latin1), (3, binary)]) {
+        assert_eq!(letter["position"], format!("line {line} of in.jsonl"));
+        assert_eq!(letter["raw"], serde_json::Value::Null, "{letter}");
+        let kept = base64::engine::general_purpose::STANDARD
+            .decode(letter["raw_base64"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(kept, bytes, "{letter}");
+    }
+
+    let strict = write_pipeline(
+        dir.path(),
+        "strict.yaml",
+        "name: strict\nsources:\n  lines: {type: file, path: in.jsonl}\nsinks:\n  out: {type: jsonl, inputs: [lines], path: out/strict.jsonl}\n",
+    );
+    let out = run_to_end(dir.path(), &strict);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "input `{\"city\": \"Bogot\u{fffd}\"}` (18 bytes, not UTF-8) at line 2 of in.jsonl"
+        ),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_followed_file_resumes_by_offset_across_restarts() {
     let dir = tempfile::tempdir().unwrap();

@@ -688,24 +688,28 @@ fn key_value(text: &str) -> Value {
     }
 }
 
-/// A message that cannot become a record: its payload (binary, as Avro, kept whole as
-/// hex), where it is, and why.
+/// A message that cannot become a record: its payload and key as they came (bytes that
+/// are not UTF-8, as Avro, kept as bytes), where it is, and why.
 fn bad_message(m: &BorrowedMessage<'_>, reason: impl Into<String>) -> Box<BadRecord> {
-    let payload = m.payload().unwrap_or_default();
-    let raw = match std::str::from_utf8(payload) {
-        Ok(text) => text.to_string(),
-        Err(_) => payload.iter().map(|b| format!("{b:02x}")).collect(),
-    };
-    Box::new(BadRecord::raw(
-        raw,
+    let position = format!(
+        "offset {} of {} partition {}",
+        m.offset(),
+        m.topic(),
+        m.partition()
+    );
+    Box::new(BadRecord::input(m.payload().unwrap_or_default(), position, reason).with_key(m.key()))
+}
+
+/// Text of a key or header value. A record holds text there, and the kafka sink writes
+/// it back as its UTF-8 bytes: bytes that are not UTF-8 would come out changed (each
+/// invalid sequence replaced), so they make the message a bad record instead.
+fn utf8(bytes: &[u8], what: impl FnOnce() -> String) -> Result<&str, String> {
+    std::str::from_utf8(bytes).map_err(|e| {
         format!(
-            "offset {} of {} partition {}",
-            m.offset(),
-            m.topic(),
-            m.partition()
-        ),
-        reason,
-    ))
+            "{} is not UTF-8 ({e}); connectd's records hold text keys and headers, so it would be changed on its way",
+            what()
+        )
+    })
 }
 
 fn message_record(
@@ -719,7 +723,7 @@ fn message_record(
         .map_err(|reason| bad_message(m, reason))?;
     let key = match m.key() {
         None => Value::Null,
-        Some(k) => key_value(&String::from_utf8_lossy(k)),
+        Some(k) => key_value(utf8(k, || "the key".into()).map_err(|why| bad_message(m, why))?),
     };
     if let Some(field) = &shared.key_field {
         super::key_field::check(&key, &value, field).map_err(|reason| bad_message(m, reason))?;
@@ -731,8 +735,11 @@ fn message_record(
     ];
     if let Some(hs) = m.headers() {
         for h in hs.iter() {
-            let v = h.value.map(String::from_utf8_lossy).unwrap_or_default();
-            headers.push((h.key.into(), v.as_ref().into()));
+            let v = utf8(h.value.unwrap_or_default(), || {
+                format!("header `{}`", h.key)
+            })
+            .map_err(|why| bad_message(m, why))?;
+            headers.push((h.key.into(), v.into()));
         }
     }
     Ok(Record {

@@ -52,7 +52,7 @@ struct Settings {
 enum Event {
     /// (dedupe key "q:SPY", event time in ns, record)
     Records(Vec<(String, i64, Record)>),
-    Bad(BadRecord),
+    Bad(Box<BadRecord>),
     Fatal(String),
 }
 
@@ -295,11 +295,11 @@ async fn next_array(
 async fn bad(tx: &mpsc::Sender<Event>, raw: &str, why: &str) -> Result<(), Ended> {
     // Counted by the source when it takes the event (see `accept`).
     let excerpt: String = raw.chars().take(300).collect();
-    tx.send(Event::Bad(BadRecord::raw(
+    tx.send(Event::Bad(Box::new(BadRecord::raw(
         excerpt,
         "alpaca stream",
         format!("alpaca: {why}"),
-    )))
+    ))))
     .await
     .map_err(|_| Ended::Fatal("the source was closed".into()))
 }
@@ -545,7 +545,7 @@ impl AlpacaSource {
             Event::Records(records) => self.carry.extend(records),
             Event::Bad(b) => {
                 self.stats.error(ErrorKind::Garbage);
-                bad.push(b)
+                bad.push(*b)
             }
             Event::Fatal(why) => {
                 self.stats.error(ErrorKind::Rejected);

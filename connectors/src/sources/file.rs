@@ -539,8 +539,8 @@ impl Lines<'_> {
             });
         match parsed {
             Ok(v) => out.push(Record::new(v)),
-            Err(reason) => bad.push(BadRecord::raw(
-                String::from_utf8_lossy(text),
+            Err(reason) => bad.push(BadRecord::input(
+                text,
                 format!("line {} of {}", self.line, self.path.display()),
                 reason,
             )),

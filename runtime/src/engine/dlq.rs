@@ -68,9 +68,14 @@ impl DeadLetters {
             } else {
                 format!(" at {}", first.position)
             };
-            let what = match (&first.record, &first.raw) {
-                (Some(r), _) => format!(" record {}", excerpt(&r.to_json().to_string())),
-                (None, Some(raw)) => format!(" input {}", excerpt(raw)),
+            let what = match (&first.record, &first.raw, &first.raw_bytes) {
+                (Some(r), _, _) => format!(" record {}", excerpt(&r.to_json().to_string())),
+                (None, Some(raw), _) => format!(" input {}", excerpt(raw)),
+                (None, None, Some(bytes)) => format!(
+                    " input {} ({} bytes, not UTF-8)",
+                    excerpt(&String::from_utf8_lossy(bytes)),
+                    bytes.len()
+                ),
                 _ => String::new(),
             };
             return Err(PipelineError::new(
@@ -84,7 +89,7 @@ impl DeadLetters {
         let now = connectd_sdk::time::format_rfc3339_ms(connectd_sdk::time::now_ms());
         let mut lines = Vec::new();
         for b in &bad {
-            let line = serde_json::json!({
+            let mut line = serde_json::json!({
                 "time": now,
                 "pipeline": self.pipeline,
                 "component": component,
@@ -93,6 +98,7 @@ impl DeadLetters {
                 "record": b.record.as_ref().map(|r| r.to_json()),
                 "raw": b.raw,
             });
+            add_raw_bytes(&mut line, b);
             lines.extend_from_slice(line.to_string().as_bytes());
             lines.push(b'\n');
         }
@@ -131,6 +137,29 @@ impl DeadLetters {
             })?;
         }
         Ok(())
+    }
+}
+
+/// Input that is not UTF-8, and a message's key, go to the dead-letter line as base64
+/// (`raw_base64`, `key`, `key_base64`): the bytes exactly as they came.
+pub(crate) fn add_raw_bytes(line: &mut serde_json::Value, b: &BadRecord) {
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let Some(fields) = line.as_object_mut() else {
+        return;
+    };
+    if let Some(bytes) = &b.raw_bytes {
+        fields.insert("raw_base64".into(), b64(bytes).into());
+    }
+    match b.raw_key.as_deref().map(std::str::from_utf8) {
+        Some(Ok(text)) => {
+            fields.insert("key".into(), text.into());
+        }
+        Some(Err(_)) => {
+            let bytes = b.raw_key.as_deref().unwrap_or_default();
+            fields.insert("key_base64".into(), b64(bytes).into());
+        }
+        None => {}
     }
 }
 

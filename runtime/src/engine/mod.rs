@@ -16,7 +16,7 @@ mod checkpoint;
 mod coordinator;
 mod crash_point;
 mod delta_log;
-mod dlq;
+pub(crate) mod dlq;
 mod epoch_changes;
 mod finish_sinks;
 mod lanes;

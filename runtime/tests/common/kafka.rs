@@ -140,6 +140,26 @@ impl Producer {
         self.0.flush(Duration::from_secs(60)).expect("flush");
     }
 
+    /// Produces messages with a key, a value and headers, all as bytes, in order.
+    pub fn send_with_headers(&self, topic: &str, messages: &[RawMessage]) {
+        for m in messages {
+            let mut headers = rdkafka::message::OwnedHeaders::new();
+            for (name, value) in &m.headers {
+                headers = headers.insert(rdkafka::message::Header {
+                    key: name,
+                    value: Some(value),
+                });
+            }
+            self.enqueue(
+                BaseRecord::to(topic)
+                    .key(&m.key[..])
+                    .payload(&m.value[..])
+                    .headers(headers),
+            );
+        }
+        self.0.flush(Duration::from_secs(60)).expect("flush");
+    }
+
     /// Queues one record, waiting while the producer's queue is full.
     fn enqueue<K: rdkafka::message::ToBytes + ?Sized, V: rdkafka::message::ToBytes + ?Sized>(
         &self,
@@ -155,6 +175,13 @@ impl Producer {
             }
         }
     }
+}
+
+/// A message as bytes, for `Producer::send_with_headers`.
+pub struct RawMessage {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub headers: Vec<(&'static str, Vec<u8>)>,
 }
 
 /// Produces `(key, value)` records with a producer of its own (see `Producer::send`).
