@@ -323,6 +323,19 @@ impl Value {
         }
     }
 
+    /// The type's name for a sentence: "an integer", "a string", "null".
+    pub fn type_with_article(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::Str(_) => "a string",
+            Value::List(_) => "a list",
+            Value::Object(_) => "an object",
+        }
+    }
+
     fn rank(&self) -> u8 {
         match self {
             Value::Null => 0,

@@ -212,6 +212,40 @@ fn a_line_that_is_not_utf8_reaches_the_dlq_byte_for_byte() {
     );
 }
 
+/// A state directory that cannot be made is named as such, not as a damaged store to
+/// reset.
+#[test]
+fn a_state_directory_that_cannot_be_made_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), "{\"a\": 1}\n").unwrap();
+    // A file where the state directory's parent should be.
+    std::fs::write(dir.path().join("taken"), "").unwrap();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        "name: p\nsources:\n  lines: {type: file, path: in.jsonl}\nsinks:\n  out: {type: jsonl, inputs: [lines], path: out.jsonl}\n",
+    );
+    let out = connectd()
+        .current_dir(dir.path())
+        .args([
+            "--admin-addr",
+            "off",
+            "--state-dir",
+            "taken/sub",
+            "--config",
+        ])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot create the state directory taken/sub/p/state")
+            && !stderr.contains("damaged"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_followed_file_resumes_by_offset_across_restarts() {
     let dir = tempfile::tempdir().unwrap();

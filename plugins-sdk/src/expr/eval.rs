@@ -134,10 +134,10 @@ fn op_name(op: BinOp) -> &'static str {
 fn binary(op: BinOp, a: &Value, b: &Value) -> Result<Value, EvalError> {
     let mismatch = || {
         EvalError(format!(
-            "cannot apply `{}` to a {} ({a}) and a {} ({b})",
+            "cannot apply `{}` to {} ({a}) and {} ({b})",
             op_name(op),
-            a.type_name(),
-            b.type_name()
+            a.type_with_article(),
+            b.type_with_article()
         ))
     };
     match op {

@@ -189,6 +189,17 @@ impl StateStore {
     /// for what transforms keep decoded in front of it.
     pub fn open(pipeline_dir: &Path, cache_bytes: u64) -> Result<Self, PipelineError> {
         let dir = pipeline_dir.join("state");
+        // Created here, so that a state directory that cannot be made (no permission, a
+        // read-only volume) is named as such, not as a damaged store to reset.
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            PipelineError::new(
+                "state",
+                format!(
+                    "cannot create the state directory {}: {e} (see --state-dir)",
+                    dir.display()
+                ),
+            )
+        })?;
         let bounds: Arc<Mutex<HashMap<String, SharedBound>>> = Default::default();
         let for_filters = bounds.clone();
         let db = Database::builder(&dir)
