@@ -336,10 +336,10 @@ fn emitted(p: &Processed, e: &Event, lane: u64) -> Result<Record, String> {
     let value = connectd_sdk::json::parse(text(e.value, "value")?)
         .map_err(|err| format!("returned a value that is not JSON: {err}"))?;
     let key = match e.key {
+        // JSON, or else taken as text; bytes that are not UTF-8 would be changed.
         Some(k) => {
-            let k = bytes(k, "key")?;
-            serde_json::from_slice::<Value>(k)
-                .unwrap_or_else(|_| Value::str(String::from_utf8_lossy(k)))
+            let k = text(k, "key")?;
+            serde_json::from_str::<Value>(k).unwrap_or_else(|_| Value::str(k))
         }
         None => Value::Null,
     };
@@ -711,5 +711,40 @@ impl connectd_sdk::Transform for WasmTransform {
         self.instance = None;
         self.forget_replay();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod emitted_tests {
+    use super::*;
+
+    fn processed(key: &[u8]) -> (Processed, Event) {
+        let mut data = key.to_vec();
+        let value = span(data.len(), 2);
+        data.extend_from_slice(b"{}");
+        let event = Event {
+            key: Some(span(0, key.len())),
+            value,
+            timestamp: None,
+            headers: span(0, 0),
+        };
+        let p = Processed {
+            data,
+            headers: Vec::new(),
+            outputs: Vec::new(),
+        };
+        (p, event)
+    }
+
+    #[test]
+    fn a_key_is_json_or_text_and_never_changed_bytes() {
+        let (p, e) = processed(b"[1,\"a\"]");
+        let key = emitted(&p, &e, 0).unwrap().key;
+        assert_eq!(key, Value::List(vec![Value::Int(1), Value::str("a")]));
+        let (p, e) = processed("café".as_bytes());
+        assert_eq!(emitted(&p, &e, 0).unwrap().key, Value::str("café"));
+        let (p, e) = processed(b"caf\xe9");
+        let err = emitted(&p, &e, 0).unwrap_err();
+        assert!(err.contains("returned a key that is not UTF-8"), "{err}");
     }
 }
