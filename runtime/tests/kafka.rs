@@ -844,3 +844,75 @@ fn keys_headers_and_values_that_are_not_utf8_reach_the_dlq_byte_for_byte() {
     assert_eq!(dlq[2]["raw_base64"], b64(&messages[3].value), "{}", dlq[2]);
     assert_eq!(dlq[2]["raw"], serde_json::Value::Null);
 }
+
+/// kafka → kafka passes every key through as the bytes it came with, so each message
+/// lands in the partition its key gave it upstream: JSON keys with spaces, numbers in
+/// any notation, a JSON string, the text `null`, plain text.
+#[test]
+fn keys_pass_through_kafka_to_kafka_byte_for_byte() {
+    let (input, output) = (kafka::unique("keys-in"), kafka::unique("keys-out"));
+    kafka::create_topic(&input, 4);
+    kafka::create_topic(&output, 4);
+    let keys = [
+        r#"{"id": 1}"#,
+        r#"{"id":1}"#,
+        " 5",
+        "5",
+        "1e3",
+        "1.50",
+        "-0",
+        r#""abc""#,
+        "null",
+        "true",
+        "[1, 2]",
+        "k7",
+        "12345678901234567890",
+    ];
+    // The producer's partitioner puts each key where its bytes say.
+    let messages: Vec<(String, String)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.to_string(), format!(r#"{{"id":{i}}}"#)))
+        .collect();
+    kafka::produce(&input, messages);
+    let upstream = kafka::consume_committed_messages(
+        &input,
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        |m| m.len() >= keys.len(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_pipeline(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "name: p\ncheckpoint: {{interval: 300ms}}\nsources:\n  in: {{type: kafka, bootstrap_servers: {b}, topics: [{input}], group: {g}}}\nsinks:\n  out: {{type: kafka, inputs: [in], bootstrap_servers: {b}, topic: {output}}}\n",
+            b = kafka::bootstrap(),
+            g = kafka::unique("keys-group"),
+        ),
+    );
+    let (child, _port) = common::start_worker(dir.path(), &["--config", cfg.to_str().unwrap()]);
+    let mut worker = Worker(child);
+    let downstream = kafka::consume_committed_messages(
+        &output,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        |m| m.len() >= keys.len(),
+    );
+    common::signal(&worker.0, libc::SIGTERM);
+    common::wait_with_deadline(&mut worker.0, Duration::from_secs(60));
+    let by_value = |ms: &[kafka::Consumed]| -> std::collections::BTreeMap<Vec<u8>, (i32, String)> {
+        ms.iter()
+            .map(|m| {
+                let key = String::from_utf8(m.key.clone().unwrap()).unwrap();
+                (m.value.clone(), (m.partition, key))
+            })
+            .collect()
+    };
+    let (upstream, downstream) = (by_value(&upstream), by_value(&downstream));
+    assert_eq!(upstream.len(), keys.len());
+    assert_eq!(
+        downstream, upstream,
+        "keys or partitions changed on the way"
+    );
+}

@@ -197,6 +197,45 @@ pub fn consume_committed(
     settle: Duration,
     until: impl Fn(&[String]) -> bool,
 ) -> Vec<String> {
+    consume_committed_as(
+        topic,
+        limit,
+        settle,
+        |m| String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+        until,
+    )
+}
+
+/// A message read back: its partition, key and value as they are at the broker.
+#[derive(Debug)]
+pub struct Consumed {
+    pub partition: i32,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+}
+
+/// `consume_committed` with each message's partition and key.
+pub fn consume_committed_messages(
+    topic: &str,
+    limit: Duration,
+    settle: Duration,
+    until: impl Fn(&[Consumed]) -> bool,
+) -> Vec<Consumed> {
+    let read = |m: &rdkafka::message::BorrowedMessage<'_>| Consumed {
+        partition: m.partition(),
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().unwrap_or_default().to_vec(),
+    };
+    consume_committed_as(topic, limit, settle, read, until)
+}
+
+fn consume_committed_as<T>(
+    topic: &str,
+    limit: Duration,
+    settle: Duration,
+    read: impl Fn(&rdkafka::message::BorrowedMessage<'_>) -> T,
+    until: impl Fn(&[T]) -> bool,
+) -> Vec<T> {
     let c: BaseConsumer = config()
         .set("group.id", unique("test-reader"))
         .set("isolation.level", "read_committed")
@@ -209,7 +248,7 @@ pub fn consume_committed(
     let mut done_at: Option<Instant> = None;
     loop {
         if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
-            out.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+            out.push(read(&m));
         }
         if done_at.is_none() && until(&out) {
             done_at = Some(Instant::now());
