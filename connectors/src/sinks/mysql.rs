@@ -524,7 +524,7 @@ impl Sink for MysqlSink {
         self.lose_connection();
         let checkpoints = "CREATE TABLE IF NOT EXISTS connectd_checkpoints (\
             pipeline VARCHAR(190) NOT NULL, sink VARCHAR(190) NOT NULL, checkpoint_id BIGINT UNSIGNED NOT NULL, \
-            state LONGTEXT NOT NULL, committed_at DATETIME(6) NOT NULL, PRIMARY KEY (pipeline, sink)) ENGINE=InnoDB";
+            state LONGTEXT NOT NULL, committed_at DATETIME(6) NOT NULL, PRIMARY KEY (pipeline, sink)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
         self.exec(
             checkpoints.into(),
             Params::Empty,
@@ -547,8 +547,11 @@ impl Sink for MysqlSink {
                         .join(",")
                 ));
             }
+            // utf8mb4 whatever the server's default: MariaDB before 11.6 (and any
+            // server started without a configuration) makes latin1 tables, which
+            // reject 東京 or an emoji as an "incorrect string value".
             let ddl = format!(
-                "CREATE TABLE IF NOT EXISTS {} ({}) ENGINE=InnoDB",
+                "CREATE TABLE IF NOT EXISTS {} ({}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
                 quote_ident(&self.table),
                 cols.join(", ")
             );
