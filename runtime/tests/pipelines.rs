@@ -246,6 +246,64 @@ fn a_state_directory_that_cannot_be_made_is_named() {
     );
 }
 
+/// Event times in epoch seconds (as Yahoo's chart API and many feeds write them): with
+/// `time_unit: s` the windows are those of the seconds; without it they are read as
+/// milliseconds of January 1970, and the log says which unit they look like.
+#[test]
+fn event_times_in_seconds_are_windowed_with_time_unit_and_warned_of_without() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::new();
+    let start = 1_700_000_000u64; // 2023-11-14T22:13:20Z, in seconds
+    let mut want = std::collections::BTreeMap::<u64, (u64, u64)>::new();
+    for i in 0..300u64 {
+        let t = start + i;
+        input.push_str(&format!("{{\"v\":{i},\"t\":{t}}}\n"));
+        let slot = want.entry(t / 60 * 60_000).or_default();
+        slot.0 += 1;
+        slot.1 += i;
+    }
+    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    let pipeline = |name: &str, unit: &str| {
+        write_pipeline(
+            dir.path(),
+            &format!("{name}.yaml"),
+            &format!(
+                "name: {name}\nsources:\n  lines: {{type: file, path: in.jsonl}}\ntransforms:\n  w: {{type: window, inputs: [lines], kind: tumbling, size: 1m, time: t{unit}, aggregates: {{n: count(), total: sum(v)}}}}\nsinks:\n  out: {{type: csv, inputs: [w], path: out/{name}.csv, columns: [window_start, n, total]}}\n"
+            ),
+        )
+    };
+    let seconds = pipeline("seconds", ", time_unit: s");
+    let out = run_to_end(dir.path(), &seconds);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("time_unit"), "{stderr}");
+    let rows: Vec<(u64, (u64, u64))> = read(dir.path().join("out/seconds.csv"))
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<u64> = l.split(',').map(|x| x.parse().unwrap()).collect();
+            (f[0], (f[1], f[2]))
+        })
+        .collect();
+    assert_eq!(rows, want.into_iter().collect::<Vec<_>>());
+
+    let unset = pipeline("unset", "");
+    let out = run_to_end(dir.path(), &unset);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("set `time_unit: s`").count(),
+        1,
+        "one warning naming the unit: {stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "window time `t`: 1700000000 read as epoch milliseconds is 1970-01-20T16:13:20.000Z"
+        ),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_followed_file_resumes_by_offset_across_restarts() {
     let dir = tempfile::tempdir().unwrap();

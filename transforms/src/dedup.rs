@@ -36,7 +36,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{field_list, key_values};
-use crate::time::TimeSource;
+use crate::time::{TimeSource, TimeUnit};
 use crate::window::GroupKey;
 
 #[derive(Debug)]
@@ -184,6 +184,9 @@ pub struct DedupOptions {
     /// wall clock.
     #[serde(default)]
     pub time: Option<String>,
+    /// The unit of a numeric `time`: `ms` (default), `s`, `us` or `ns`.
+    #[serde(default)]
+    pub time_unit: TimeUnit,
     /// How far out of order event times may arrive.
     #[serde(default)]
     pub max_out_of_orderness: HumanDuration,
@@ -223,7 +226,7 @@ impl Dedup {
         if retention <= 0 {
             cfg.error("retention", "retention must be greater than 0");
         }
-        let time = TimeSource::from_option(o.time.as_deref());
+        let time = TimeSource::from_option(o.time.as_deref(), o.time_unit);
         let out_of_orderness = o.max_out_of_orderness.as_millis_i64();
         cfg.finish()?;
         Ok(Dedup {

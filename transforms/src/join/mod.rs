@@ -39,7 +39,7 @@ use connectd_sdk::lanes::LateCause;
 use connectd_sdk::record::take_records;
 
 use crate::keys::{field_list, key_of};
-use crate::time::TimeSource;
+use crate::time::{TimeSource, TimeUnit};
 
 /// What both join kinds need to know.
 #[derive(Debug)]
@@ -113,6 +113,10 @@ pub struct JoinOptions {
     /// The event-time field of the right input (default: `time`).
     #[serde(default)]
     pub right_time: Option<String>,
+    /// (windowed) The unit of a numeric `time` and `right_time`: `ms` (default), `s`,
+    /// `us` or `ns`.
+    #[serde(default)]
+    pub time_unit: TimeUnit,
     /// (windowed) How far out of order event times may arrive.
     #[serde(default)]
     pub max_out_of_orderness: HumanDuration,
@@ -167,9 +171,9 @@ pub fn build(
     let kind = match (within, table) {
         (Some(within), None) => {
             let grace = o.grace.as_millis_i64();
-            let left_time = TimeSource::from_option(o.time.as_deref());
+            let left_time = TimeSource::from_option(o.time.as_deref(), o.time_unit);
             let right_time = match o.right_time.as_deref() {
-                Some(t) => TimeSource::from_option(Some(t)),
+                Some(t) => TimeSource::from_option(Some(t), o.time_unit),
                 None => left_time.clone(),
             };
             let time = [left_time, right_time];

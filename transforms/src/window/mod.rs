@@ -42,7 +42,7 @@ pub enum Kind {
     Session,
 }
 
-pub use crate::time::TimeSource;
+pub use crate::time::{TimeSource, TimeUnit};
 
 /// Everything the window kinds share; built once from the config.
 #[derive(Clone, Debug)]
@@ -146,6 +146,9 @@ pub struct WindowOptions {
     /// wall clock (processing time).
     #[serde(default)]
     pub time: Option<String>,
+    /// The unit of a numeric `time`: `ms` (default), `s`, `us` or `ns`.
+    #[serde(default)]
+    pub time_unit: TimeUnit,
     /// How far out of order event times may arrive: the watermark trails the newest
     /// event time by this much.
     #[serde(default)]
@@ -251,7 +254,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Tra
             cfg.error(key, format!("`{key}` does not apply to a {word} window"));
         }
     }
-    let time = TimeSource::from_option(o.time.as_deref());
+    let time = TimeSource::from_option(o.time.as_deref(), o.time_unit);
     let out_of_orderness = o.max_out_of_orderness.as_millis_i64();
     let grace = o.grace.as_millis_i64();
     let late_to_dlq = o.late == LateWord::Dlq;

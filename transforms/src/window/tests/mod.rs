@@ -76,7 +76,7 @@ fn spec(kind: Kind, size: i64, hop: i64, gap: i64, ooo: i64, grace: i64) -> Wind
         size,
         hop,
         gap,
-        time: TimeSource::Field(FieldPath::parse("ts")),
+        time: TimeSource::field("ts", TimeUnit::Ms),
         out_of_orderness: ooo,
         grace,
         late_to_dlq: false,
