@@ -132,3 +132,39 @@ fn list_and_shell_completions() {
     let (ok, _, err) = output(&["completions", "tcsh"], &[]);
     assert!(!ok && err.contains("tcsh"), "{err}");
 }
+
+/// `connectd ... | head -2`: once the reader of its standard output has gone, a
+/// `stdout` sink's pipeline ends with the reason at once, instead of retrying a pipe
+/// that cannot come back until `errors.retry_timeout` (5 minutes).
+#[test]
+fn a_stdout_sink_whose_reader_has_gone_ends_its_pipeline() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        "name: p\nsources:\n  g: {type: iot, rate: 0}\nsinks:\n  out: {type: stdout, inputs: [g]}\n",
+    );
+    let mut child = connectd()
+        .current_dir(dir.path())
+        .args(["--admin-addr", "off", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for _ in 0..2 {
+        let line = lines.next().unwrap().unwrap();
+        assert!(line.contains("\"hostname\""), "{line}");
+    }
+    drop(lines);
+    let status = wait_with_deadline(&mut child, std::time::Duration::from_secs(30));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the reader of standard output has gone (broken pipe)"),
+        "{stderr}"
+    );
+}

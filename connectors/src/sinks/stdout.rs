@@ -35,6 +35,17 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Sin
     Ok(Box::new(StdoutSink { buf: Vec::new() }))
 }
 
+/// A closed pipe does not come back, unlike a socket's (`connectd ... | head` once
+/// `head` has its lines): retrying it for `errors.retry_timeout` only held the worker.
+fn failed(what: &str, e: std::io::Error) -> ConnectorError {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return ConnectorError::permanent(
+            "stdout: the reader of standard output has gone (broken pipe)",
+        );
+    }
+    ConnectorError::io(format!("stdout: {what}"), e)
+}
+
 #[async_trait]
 impl Sink for StdoutSink {
     /// Nothing is committed: nothing to forget.
@@ -55,13 +66,13 @@ impl Sink for StdoutSink {
         std::io::stdout()
             .lock()
             .write_all(&self.buf)
-            .map_err(|e| ConnectorError::io("stdout: cannot write", e))
+            .map_err(|e| failed("cannot write", e))
     }
 
     async fn commit(&mut self, _checkpoint: &Checkpoint) -> Result<(), ConnectorError> {
         std::io::stdout()
             .flush()
-            .map_err(|e| ConnectorError::io("stdout: cannot flush", e))
+            .map_err(|e| failed("cannot flush", e))
     }
 
     fn exactly_once(&self) -> bool {
