@@ -12,6 +12,11 @@ use std::time::Duration;
 use common::mysql::*;
 use common::*;
 
+/// Held by each test: the first stops the server that the second's proxy stands in
+/// front of, and run side by side (as the test harness does), the second saw a server
+/// gone, not one that stopped answering, and failed.
+static SERVER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn mariadb(action: &str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/mariadb.sh");
     let status = Command::new("bash")
@@ -46,6 +51,7 @@ sinks:
 
 #[test]
 fn a_ten_second_database_outage_loses_and_duplicates_nothing() {
+    let _alone = SERVER.lock().unwrap_or_else(|p| p.into_inner());
     let (db, url) = fresh_database("outage");
     let dir = tempfile::tempdir().unwrap();
     let cfg = trades_to_mysql(
@@ -84,6 +90,7 @@ fn a_ten_second_database_outage_loses_and_duplicates_nothing() {
 /// pipeline ends with exactly the expected rows. Before, such a stall was silent.
 #[test]
 fn a_database_that_stops_answering_is_logged_and_then_loses_nothing() {
+    let _alone = SERVER.lock().unwrap_or_else(|p| p.into_inner());
     let (db, url) = fresh_database("stall");
     let server = server_url();
     let host_port = server.rsplit('@').next().unwrap().trim_end_matches('/');
