@@ -46,6 +46,7 @@ pub struct CassandraSink {
     keyspace: String,
     table: String,
     columns: Vec<ColumnSpec>,
+    missing: columns::MissingFields,
     consistency: Consistency,
     concurrency: usize,
     /// Positions of the partition key among the INSERT's bound values.
@@ -192,6 +193,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
         credentials,
         keyspace,
         table,
+        missing: columns::MissingFields::new(columns.len()),
         columns,
         consistency,
         concurrency,
@@ -433,9 +435,14 @@ impl CassandraSink {
         self.columns
             .iter()
             .zip(&self.types)
-            .map(|(c, t)| {
-                convert(r.value.get_path(&c.field).unwrap_or(&Value::Null), t)
-                    .map_err(|e| format!("column `{}` (field `{}`): {e}", c.name, c.field))
+            .enumerate()
+            .map(|(i, (c, t))| {
+                let v = r.value.get_path(&c.field).unwrap_or_else(|| {
+                    self.missing
+                        .note("cassandra", i, &c.name, &c.field, &r.value);
+                    &Value::Null
+                });
+                convert(v, t).map_err(|e| format!("column `{}` (field `{}`): {e}", c.name, c.field))
             })
             .collect()
     }

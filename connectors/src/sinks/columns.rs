@@ -2,11 +2,52 @@
 //! `{column: field, column: {field: path, type: ...}}`.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use connectd_sdk::config::ConfigMap;
-use connectd_sdk::FieldPath;
+use connectd_sdk::{FieldPath, Value};
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Warns once per column when a record has no field for it. A misspelt field (or one a
+/// transform upstream renamed) was written empty, or NULL, on every row without a word;
+/// a record may also just lack an optional field, so it is a warning, said once.
+#[derive(Debug, Default)]
+pub struct MissingFields(Vec<AtomicBool>);
+
+impl MissingFields {
+    pub fn new(columns: usize) -> Self {
+        Self((0..columns).map(|_| AtomicBool::new(false)).collect())
+    }
+
+    /// `value` has no `field` for column `i` (named `column`).
+    pub fn note(
+        &self,
+        sink: &str,
+        i: usize,
+        column: impl fmt::Display,
+        field: &FieldPath,
+        value: &Value,
+    ) {
+        if self
+            .0
+            .get(i)
+            .is_none_or(|said| said.swap(true, Ordering::Relaxed))
+        {
+            return;
+        }
+        let fields = match value {
+            Value::Object(o) => {
+                let names: Vec<&str> = o.iter().map(|(name, _)| name).take(30).collect();
+                format!("its fields are {}", names.join(", "))
+            }
+            other => format!("it is {}", other.type_with_article()),
+        };
+        tracing::warn!(
+            "{sink}: a record has no field `{field}`, so column `{column}` is written empty (NULL); {fields}. Said once for this column"
+        );
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ColumnSpec {

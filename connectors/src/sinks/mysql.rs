@@ -18,7 +18,7 @@ use connectd_sdk::config::{ConfigMap, Invalid};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::columns::{ColumnTypes, ColumnsOption};
+use super::columns::{ColumnTypes, ColumnsOption, MissingFields};
 use connectd_sdk::time::event_time_ms;
 use connectd_sdk::{
     BadRecord, BuildContext, Checkpoint, Committed, ConnectorError, FieldPath, Record, Sink, Value,
@@ -52,6 +52,7 @@ pub struct MysqlSink {
     conn: Option<Conn>,
     table: String,
     columns: Vec<Column>,
+    missing: MissingFields,
     upsert: bool,
     key: Vec<String>,
     create_table: Option<Vec<(String, String)>>,
@@ -193,6 +194,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
         pool: None,
         conn: None,
         table,
+        missing: MissingFields::new(columns.len()),
         columns,
         upsert,
         key,
@@ -314,8 +316,12 @@ impl MysqlSink {
     fn row(&self, r: &Record) -> Result<Row, String> {
         self.columns
             .iter()
-            .map(|c| {
-                let v = r.value.get_path(&c.field).unwrap_or(&Value::Null);
+            .enumerate()
+            .map(|(i, c)| {
+                let v = r.value.get_path(&c.field).unwrap_or_else(|| {
+                    self.missing.note("mysql", i, &c.name, &c.field, &r.value);
+                    &Value::Null
+                });
                 mysql_value(v, c.kind)
                     .map_err(|e| format!("column `{}` (field `{}`): {e}", c.name, c.field))
             })
