@@ -248,7 +248,8 @@ fn a_state_directory_that_cannot_be_made_is_named() {
 
 /// Event times in epoch seconds (as Yahoo's chart API and many feeds write them): with
 /// `time_unit: s` the windows are those of the seconds; without it they are read as
-/// milliseconds of January 1970, and the log says which unit they look like.
+/// milliseconds of January 1970, and the log says which unit they look like (once), as
+/// it does for a map's `timestamp`.
 #[test]
 fn event_times_in_seconds_are_windowed_with_time_unit_and_warned_of_without() {
     let dir = tempfile::tempdir().unwrap();
@@ -302,6 +303,126 @@ fn event_times_in_seconds_are_windowed_with_time_unit_and_warned_of_without() {
         ),
         "{stderr}"
     );
+
+    // A map's timestamp is an expression: the warning says how to write it.
+    let mapped = write_pipeline(
+        dir.path(),
+        "mapped.yaml",
+        "name: mapped\nsources:\n  lines: {type: file, path: in.jsonl}\ntransforms:\n  m: {type: map, inputs: [lines], timestamp: t}\nsinks:\n  out: {type: jsonl, inputs: [m], path: out/mapped.jsonl}\n",
+    );
+    let out = run_to_end(dir.path(), &mapped);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("map timestamp `t`: 1700000000 read as epoch milliseconds is 1970-01-20T16:13:20.000Z; if it is in another unit (s), write `timestamp: (t) * 1000`")
+            .count(),
+        1,
+        "{stderr}"
+    );
+}
+
+/// A window's saved groups hold their accumulators in the order of `aggregates`: a
+/// pipeline restarted with other aggregates (count and sum before, max and avg now)
+/// read a count as a maximum and a sum as an average, and wrote those rows. Now it
+/// stops with the reason and writes nothing; with the old configuration back it goes on
+/// from its checkpoint, every value right.
+#[test]
+fn a_window_restarted_with_other_aggregates_refuses_its_saved_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::new();
+    let mut want = std::collections::BTreeMap::<String, (u64, u64)>::new();
+    for i in 0..1000u64 {
+        let host = format!("h{}", i % 5);
+        input.push_str(&format!(
+            "{{\"h\":\"{host}\",\"v\":{i},\"ts\":{}}}\n",
+            1_700_000_000_000 + i * 1000
+        ));
+        let slot = want.entry(host).or_default();
+        slot.0 += 1;
+        slot.1 += i;
+    }
+    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    let pipeline = |follow: bool, aggregates: &str| {
+        write_pipeline(
+            dir.path(),
+            "p.yaml",
+            &format!(
+                "name: p\ncheckpoint: {{interval: 100ms}}\nsources:\n  l: {{type: file, path: in.jsonl, follow: {follow}}}\ntransforms:\n  w: {{type: window, inputs: [l], kind: tumbling, size: 1h, time: ts, group_by: [h], aggregates: {aggregates}}}\nsinks:\n  out: {{type: csv, inputs: [w], path: out.csv, columns: [h, a, b]}}\n"
+            ),
+        )
+    };
+    let before = "{a: count(), b: sum(v)}";
+    // Every record read and checkpointed, every window still open: then stopped.
+    let cfg = pipeline(true, before);
+    let mut child = spawn(dir.path(), &cfg, &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    signal(&child, libc::SIGTERM);
+    assert!(wait_with_deadline(&mut child, Duration::from_secs(30)).success());
+
+    let cfg = pipeline(false, "{a: max(v), b: avg(v)}");
+    let out = run_to_end(dir.path(), &cfg);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("pipeline `p` failed at `w`: cannot restore state: window: the checkpointed state was saved by another configuration (tumbling size 3600000 ms, group_by [h], aggregates [count(), sum(v)]) than this one's (tumbling size 3600000 ms, group_by [h], aggregates [max(v), avg(v)])"),
+        "{stderr}"
+    );
+    assert_eq!(
+        read(dir.path().join("out.csv")).lines().count(),
+        1,
+        "only the header"
+    );
+
+    let cfg = pipeline(false, before);
+    let out = run_to_end(dir.path(), &cfg);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: std::collections::BTreeMap<String, (u64, u64)> = read(dir.path().join("out.csv"))
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (
+                f[0].to_string(),
+                (f[1].parse().unwrap(), f[2].parse().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(rows, want);
+}
+
+/// A column whose field no record has (misspelt, or renamed upstream) was written
+/// empty on every row without a word; now the log names it once, with the fields the
+/// record has. A field some records lack is named once too, and the rows stay as they
+/// were.
+#[test]
+fn a_column_no_record_has_is_named_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let input: String = (0..100)
+        .map(|i| format!("{{\"hostname\":\"h{i}\",\"usage\":{i}}}\n"))
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        "name: p\nsources:\n  lines: {type: file, path: in.jsonl}\nsinks:\n  out: {type: csv, inputs: [lines], path: out.csv, columns: [hostnme, usage]}\n",
+    );
+    let out = run_to_end(dir.path(), &cfg);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let said = "csv: a record has no field `hostnme`, so column `hostnme` is written empty (NULL); its fields are hostname, usage";
+    assert_eq!(stderr.matches(said).count(), 1, "{stderr}");
+    assert!(!stderr.contains("field `usage`"), "{stderr}");
+    let rows: Vec<String> = read(dir.path().join("out.csv"))
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(rows.len(), 101);
+    assert_eq!(rows[1], ",0");
 }
 
 #[test]

@@ -23,6 +23,8 @@ pub struct Map {
     keep: Option<Vec<FieldPath>>,
     key: Option<Expr>,
     timestamp: Option<Expr>,
+    /// Whether a timestamp that looks like seconds (or µs, ns) has been warned of.
+    warned: std::sync::atomic::AtomicBool,
 }
 
 /// Sets, renames, drops or keeps fields, and sets the key or timestamp, by expressions.
@@ -100,6 +102,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Tra
         keep,
         key,
         timestamp,
+        warned: Default::default(),
     }))
 }
 
@@ -152,6 +155,17 @@ impl Map {
                 .map_err(|e| e.to_string())
                 .and_then(|v| event_time_ms(&v))
                 .map_err(|err| format!("map timestamp `{}`: {err}", t.source()))?;
+            crate::time::warn_of_another_unit(ms, &self.warned, |like, date| {
+                let fix = match like {
+                    "s" => "* 1000",
+                    "us" => "/ 1000",
+                    _ => "/ 1000000",
+                };
+                format!(
+                    "map timestamp `{src}`: {ms} read as epoch milliseconds is {date}; if it is in another unit ({like}), write `timestamp: ({src}) {fix}`",
+                    src = t.source()
+                )
+            });
             r.timestamp = Some(ms);
         }
         Ok(())

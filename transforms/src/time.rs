@@ -62,6 +62,23 @@ fn unit_it_looks_like(ms: i64) -> Option<&'static str> {
     }
 }
 
+/// Warns once (per `warned`) when epoch milliseconds `ms` look like another unit:
+/// `message(unit, date)` says what was read, as what date, and how to fix it.
+pub(crate) fn warn_of_another_unit(
+    ms: i64,
+    warned: &AtomicBool,
+    message: impl FnOnce(&'static str, String) -> String,
+) {
+    if warned.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Some(like) = unit_it_looks_like(ms) {
+        warned.store(true, Ordering::Relaxed);
+        let date = connectd_sdk::time::format_rfc3339_ms(ms);
+        tracing::warn!("{}", message(like, date));
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum TimeSource {
     /// A field of the record: a number in `unit`, or an RFC 3339 text.
@@ -104,15 +121,10 @@ impl TimeSource {
                     .to_ms(v)
                     .unwrap_or_else(|| event_time_ms(v))
                     .map_err(|e| format!("{what} time `{path}`: {e}"))?;
-                if *unit == TimeUnit::Ms && !warned.load(Ordering::Relaxed) {
-                    if let Some(like) = unit_it_looks_like(ms) {
-                        warned.store(true, Ordering::Relaxed);
-                        tracing::warn!(
-                            transform = what,
-                            "{what} time `{path}`: {v} read as epoch milliseconds is {}; if it is in another unit, set `time_unit: {like}`",
-                            connectd_sdk::time::format_rfc3339_ms(ms)
-                        );
-                    }
+                if *unit == TimeUnit::Ms {
+                    warn_of_another_unit(ms, warned, |like, date| {
+                        format!("{what} time `{path}`: {v} read as epoch milliseconds is {date}; if it is in another unit, set `time_unit: {like}`")
+                    });
                 }
                 Ok(ms)
             }

@@ -19,6 +19,22 @@ pub enum AggKind {
     CountDistinct,
 }
 
+impl AggKind {
+    /// The function's name as written in a config.
+    pub fn word(self) -> &'static str {
+        match self {
+            AggKind::Count => "count",
+            AggKind::Sum => "sum",
+            AggKind::Avg => "avg",
+            AggKind::Min => "min",
+            AggKind::Max => "max",
+            AggKind::First => "first",
+            AggKind::Last => "last",
+            AggKind::CountDistinct => "count_distinct",
+        }
+    }
+}
+
 /// `name: fn(field)` from the config.
 #[derive(Clone, Debug)]
 pub struct AggSpec {

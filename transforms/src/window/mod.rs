@@ -329,6 +329,43 @@ struct Snapshot {
     /// The keyed state itself when it lives in memory (no state store).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     entries: Option<Entries>,
+    /// What the saved state means (`WindowSpec::state_layout`); absent in checkpoints
+    /// from before 2026-12-07, which are not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    layout: Option<String>,
+}
+
+impl WindowSpec {
+    /// What a group's saved state means: the windows' bounds, the group key's fields
+    /// and the accumulators, in order. A checkpoint written under another layout would
+    /// be read as this one's: a count taken for a maximum, groups of one field in rows
+    /// of two. Output names, watermark settings and `emit` are not part of it.
+    fn state_layout(&self) -> String {
+        let bounds = match self.kind {
+            Kind::Tumbling => format!("tumbling size {} ms", self.size),
+            Kind::Hopping => format!("hopping size {} ms hop {} ms", self.size, self.hop),
+            Kind::Sliding => format!("sliding size {} ms", self.size),
+            Kind::Session => format!("session gap {} ms", self.gap),
+        };
+        let group_by: Vec<String> = self.group_by.iter().map(ToString::to_string).collect();
+        let aggregates: Vec<String> = self
+            .aggregates
+            .iter()
+            .map(|a| {
+                let field = a
+                    .field
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                format!("{}({field})", a.kind.word())
+            })
+            .collect();
+        format!(
+            "{bounds}, group_by [{}], aggregates [{}]",
+            group_by.join(", "),
+            aggregates.join(", ")
+        )
+    }
 }
 
 #[derive(Debug)]
@@ -662,6 +699,7 @@ impl Transform for Window {
             state,
             lanes: clock.lanes,
             entries: self.keyed.export(),
+            layout: Some(self.spec.state_layout()),
         })
         .map_err(|e| ConnectorError::permanent("window: cannot serialize state").with_source(e))
     }
@@ -676,6 +714,12 @@ impl Transform for Window {
             )
             .with_source(e)
         })?;
+        let layout = self.spec.state_layout();
+        if let Some(saved) = snap.layout.filter(|saved| *saved != layout) {
+            return Err(ConnectorError::permanent(format!(
+                "window: the checkpointed state was saved by another configuration ({saved}) than this one's ({layout}), and would be read as this one's. Put the old configuration back, or reset the pipeline's state to start it over (DELETE /connectors/<pipeline>/offsets, or remove the pipeline's folder in the state directory)"
+            )));
+        }
         self.clock.restore(
             &LaneClockSnapshot {
                 watermark: snap.watermark,
