@@ -226,6 +226,14 @@ async fn a_garbage_body_goes_to_the_dlq_and_polling_continues() {
         vec![
             Reply::json("<html>captcha</html>"),
             Reply::json(r#"{"chart":{"result":[]}}"#),
+            // Not a time in seconds: made milliseconds, it overflowed (a panic in a
+            // debug build, a time wrapped around in a release one).
+            Reply::json(chart(
+                "SPY",
+                &[(100_000_000_000_000_000, Some(1.0))],
+                1.0,
+                61,
+            )),
             Reply::json(chart("SPY", &[(60, Some(500.0))], 500.0, 61)),
         ],
     );
@@ -233,7 +241,14 @@ async fn a_garbage_body_goes_to_the_dlq_and_polling_continues() {
     src.open(None).await.unwrap();
     let (got, bad) = collect(&mut src, 1, Duration::from_secs(5)).await;
     assert_eq!(got.len(), 1);
-    assert_eq!(bad.len(), 2);
+    assert_eq!(bad.len(), 3);
+    assert!(
+        bad[2]
+            .reason
+            .contains("timestamp 100000000000000000 is not a time in seconds"),
+        "{}",
+        bad[2].reason
+    );
     assert_eq!(bad[0].raw.as_deref(), Some("<html>captcha</html>"));
     assert!(
         bad[0].reason.contains("not a chart response"),

@@ -219,6 +219,9 @@ fn at(v: &Option<Vec<Option<f64>>>, i: usize) -> Option<f64> {
     v.as_ref().and_then(|v| v.get(i).copied().flatten())
 }
 
+/// 9999-12-31T23:59:59Z.
+const MAX_SECONDS: i64 = 253_402_300_799;
+
 /// What one symbol's answer means for the poller.
 enum Answer {
     /// (event time in seconds, record), oldest first.
@@ -248,6 +251,15 @@ impl YahooSource {
         let Some(result) = parsed.chart.result.and_then(|r| r.into_iter().next()) else {
             return Answer::Garbage("chart.result is empty".into());
         };
+        // Seconds since the epoch, made milliseconds below: a number past year 9999 (or
+        // before 1970) is not a time, and multiplied it would overflow.
+        let stamps = result.timestamp.iter().flatten();
+        if let Some(t) = stamps
+            .chain(result.meta.regular_market_time.iter())
+            .find(|t| !(0..=MAX_SECONDS).contains(*t))
+        {
+            return Answer::Garbage(format!("timestamp {t} is not a time in seconds"));
+        }
         let after = self.last.get(symbol).copied().unwrap_or(i64::MIN);
         let mut out = Vec::new();
         match self.mode {
