@@ -847,12 +847,16 @@ fn keys_headers_and_values_that_are_not_utf8_reach_the_dlq_byte_for_byte() {
 
 /// kafka → kafka passes every key through as the bytes it came with, so each message
 /// lands in the partition its key gave it upstream: JSON keys with spaces, numbers in
-/// any notation, a JSON string, the text `null`, plain text.
+/// any notation, a JSON string, the text `null`, plain text. A sink keyed by a field
+/// no record has says so, once.
 #[test]
 fn keys_pass_through_kafka_to_kafka_byte_for_byte() {
     let (input, output) = (kafka::unique("keys-in"), kafka::unique("keys-out"));
     kafka::create_topic(&input, 4);
     kafka::create_topic(&output, 4);
+    // Keyed by a field no record has: said once, as every message then has the key `null`.
+    let by_name = kafka::unique("keys-by-name");
+    kafka::create_topic(&by_name, 4);
     let keys = [
         r#"{"id": 1}"#,
         r#"{"id":1}"#,
@@ -886,7 +890,7 @@ fn keys_pass_through_kafka_to_kafka_byte_for_byte() {
         dir.path(),
         "p.yaml",
         &format!(
-            "name: p\ncheckpoint: {{interval: 300ms}}\nsources:\n  in: {{type: kafka, bootstrap_servers: {b}, topics: [{input}], group: {g}}}\nsinks:\n  out: {{type: kafka, inputs: [in], bootstrap_servers: {b}, topic: {output}}}\n",
+            "name: p\ncheckpoint: {{interval: 300ms}}\nsources:\n  in: {{type: kafka, bootstrap_servers: {b}, topics: [{input}], group: {g}}}\nsinks:\n  out: {{type: kafka, inputs: [in], bootstrap_servers: {b}, topic: {output}}}\n  by_name: {{type: kafka, inputs: [in], bootstrap_servers: {b}, topic: {by_name}, key: [name]}}\n",
             b = kafka::bootstrap(),
             g = kafka::unique("keys-group"),
         ),
@@ -901,6 +905,13 @@ fn keys_pass_through_kafka_to_kafka_byte_for_byte() {
     );
     common::signal(&worker.0, libc::SIGTERM);
     common::wait_with_deadline(&mut worker.0, Duration::from_secs(60));
+    let log = common::stderr_of(&worker.0);
+    assert_eq!(
+        log.matches("kafka: a record has no field `name`, so it is `null` in the message key")
+            .count(),
+        1,
+        "{log}"
+    );
     let by_value = |ms: &[kafka::Consumed]| -> std::collections::BTreeMap<Vec<u8>, (i32, String)> {
         ms.iter()
             .map(|m| {

@@ -439,7 +439,7 @@ impl CassandraSink {
             .map(|(i, (c, t))| {
                 let v = r.value.get_path(&c.field).unwrap_or_else(|| {
                     self.missing
-                        .note("cassandra", i, &c.name, &c.field, &r.value);
+                        .column("cassandra", i, &c.name, &c.field, &r.value);
                     &Value::Null
                 });
                 convert(v, t).map_err(|e| format!("column `{}` (field `{}`): {e}", c.name, c.field))

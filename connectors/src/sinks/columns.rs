@@ -20,14 +20,14 @@ impl MissingFields {
         Self((0..columns).map(|_| AtomicBool::new(false)).collect())
     }
 
-    /// `value` has no `field` for column `i` (named `column`).
+    /// `value` has no `field` for column `i`; `written` says what is written instead.
     pub fn note(
         &self,
         sink: &str,
         i: usize,
-        column: impl fmt::Display,
         field: &FieldPath,
         value: &Value,
+        written: impl FnOnce() -> String,
     ) {
         if self
             .0
@@ -44,8 +44,16 @@ impl MissingFields {
             other => format!("it is {}", other.type_with_article()),
         };
         tracing::warn!(
-            "{sink}: a record has no field `{field}`, so column `{column}` is written empty (NULL); {fields}. Said once for this column"
+            "{sink}: a record has no field `{field}`, so {}; {fields}. Said once for this field",
+            written()
         );
+    }
+
+    /// `note` for a table's column, written empty or NULL.
+    pub fn column(&self, sink: &str, i: usize, column: &str, field: &FieldPath, value: &Value) {
+        self.note(sink, i, field, value, || {
+            format!("column `{column}` is written empty (NULL)")
+        });
     }
 }
 

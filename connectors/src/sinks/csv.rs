@@ -161,7 +161,7 @@ impl Sink for CsvSink {
                 for (i, p) in paths.iter().enumerate() {
                     match r.value.get_path(p) {
                         Some(v) => v.push_text(&mut text),
-                        None => missing.note("csv", i, p, p, &r.value),
+                        None => missing.column("csv", i, &p.to_string(), p, &r.value),
                     }
                     ends.push(text.len());
                 }

@@ -70,6 +70,7 @@ pub struct KafkaSink {
     props: BTreeMap<String, String>,
     route: Route,
     key: Vec<FieldPath>,
+    missing: super::columns::MissingFields,
     format: ValueFormat,
     /// Made ready (Avro schema registered) by `open`.
     encoder: Encoder,
@@ -167,7 +168,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
             Route::Topic("".into())
         }
     };
-    let key = o.key.iter().map(|k| FieldPath::parse(k)).collect();
+    let key: Vec<FieldPath> = o.key.iter().map(|k| FieldPath::parse(k)).collect();
     let format = format::read(cfg, format);
     if let (ValueFormat::Avro(a), Route::Field(_)) = (&format, &route) {
         if a.registry.as_ref().is_some_and(|r| r.subject.is_none()) {
@@ -185,6 +186,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
     Ok(Box::new(KafkaSink {
         props,
         route,
+        missing: super::columns::MissingFields::new(key.len()),
         key,
         format,
         encoder: Encoder::Json(None),
@@ -252,16 +254,22 @@ impl KafkaSink {
                 }
             },
         };
+        let field = |i: usize, f: &FieldPath| {
+            r.value.get_path(f).unwrap_or_else(|| {
+                self.missing.note("kafka", i, f, &r.value, || {
+                    "it is `null` in the message key (every such message goes to one partition)"
+                        .into()
+                });
+                &Value::Null
+            })
+        };
         let key = match self.key.as_slice() {
             [] => (!r.key.is_null()).then(|| text_of(&r.key)),
-            [one] => Some(text_of(r.value.get_path(one).unwrap_or(&Value::Null))),
+            [one] => Some(text_of(field(0, one))),
             many => {
                 let mut o = connectd_sdk::Object::with_capacity(many.len());
-                for f in many {
-                    o.insert(
-                        f.to_string(),
-                        r.value.get_path(f).cloned().unwrap_or(Value::Null),
-                    );
+                for (i, f) in many.iter().enumerate() {
+                    o.insert(f.to_string(), field(i, f).clone());
                 }
                 Some(text_of(&Value::Object(o)))
             }

@@ -319,7 +319,7 @@ impl MysqlSink {
             .enumerate()
             .map(|(i, c)| {
                 let v = r.value.get_path(&c.field).unwrap_or_else(|| {
-                    self.missing.note("mysql", i, &c.name, &c.field, &r.value);
+                    self.missing.column("mysql", i, &c.name, &c.field, &r.value);
                     &Value::Null
                 });
                 mysql_value(v, c.kind)
