@@ -750,6 +750,16 @@ fn avro_values_round_trip_and_bad_ones_go_to_the_dlq() {
     common::wait_with_deadline(&mut worker.0, Duration::from_secs(60));
 }
 
+/// A worker running pipeline `p` (checkpoints every 300 ms; `body`: its sources, sinks
+/// and settings) in a directory of its own.
+fn run_pipeline(body: &str) -> (tempfile::TempDir, Worker) {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!("name: p\ncheckpoint: {{interval: 300ms}}\n{body}");
+    let cfg = common::write_pipeline(dir.path(), "p.yaml", &yaml);
+    let (child, _port) = common::start_worker(dir.path(), &["--config", cfg.to_str().unwrap()]);
+    (dir, Worker(child))
+}
+
 /// A record holds text keys and headers, and the kafka sink writes them back as UTF-8:
 /// a key or header value that is not UTF-8 would come out changed (each invalid byte
 /// replaced), so its message is a bad record, kept byte for byte in the DLQ (base64),
@@ -776,18 +786,11 @@ fn keys_headers_and_values_that_are_not_utf8_reach_the_dlq_byte_for_byte() {
         message(b"k4", json(4), vec![("trace", "t\u{e9}4".into())]),
     ];
     kafka::Producer::new().send_with_headers(&topic, &messages);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = common::write_pipeline(
-        dir.path(),
-        "p.yaml",
-        &format!(
-            "name: p\ncheckpoint: {{interval: 300ms}}\nerrors: {{tolerance: all, dlq: {{path: out/dlq.jsonl}}}}\nsources:\n  in: {{type: kafka, bootstrap_servers: {b}, topics: [{topic}], group: {g}}}\nsinks:\n  out: {{type: jsonl, inputs: [in], path: out/out.jsonl}}\n",
-            b = kafka::bootstrap(),
-            g = kafka::unique("bytes-group"),
-        ),
-    );
-    let (child, _port) = common::start_worker(dir.path(), &["--config", cfg.to_str().unwrap()]);
-    let mut worker = Worker(child);
+    let (dir, mut worker) = run_pipeline(&format!(
+        "errors: {{tolerance: all, dlq: {{path: out/dlq.jsonl}}}}\nsources:\n  in: {{type: kafka, bootstrap_servers: {b}, topics: [{topic}], group: {g}}}\nsinks:\n  out: {{type: jsonl, inputs: [in], path: out/out.jsonl}}\n",
+        b = kafka::bootstrap(),
+        g = kafka::unique("bytes-group"),
+    ));
     let lines = |file: &str| -> Vec<serde_json::Value> {
         std::fs::read_to_string(dir.path().join("out").join(file))
             .unwrap_or_default()
@@ -885,18 +888,11 @@ fn keys_pass_through_kafka_to_kafka_byte_for_byte() {
         Duration::from_millis(500),
         |m| m.len() >= keys.len(),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = common::write_pipeline(
-        dir.path(),
-        "p.yaml",
-        &format!(
-            "name: p\ncheckpoint: {{interval: 300ms}}\nsources:\n  in: {{type: kafka, bootstrap_servers: {b}, topics: [{input}], group: {g}}}\nsinks:\n  out: {{type: kafka, inputs: [in], bootstrap_servers: {b}, topic: {output}}}\n  by_name: {{type: kafka, inputs: [in], bootstrap_servers: {b}, topic: {by_name}, key: [name]}}\n",
-            b = kafka::bootstrap(),
-            g = kafka::unique("keys-group"),
-        ),
-    );
-    let (child, _port) = common::start_worker(dir.path(), &["--config", cfg.to_str().unwrap()]);
-    let mut worker = Worker(child);
+    let (_dir, mut worker) = run_pipeline(&format!(
+        "sources:\n  in: {{type: kafka, bootstrap_servers: {b}, topics: [{input}], group: {g}}}\nsinks:\n  out: {{type: kafka, inputs: [in], bootstrap_servers: {b}, topic: {output}}}\n  by_name: {{type: kafka, inputs: [in], bootstrap_servers: {b}, topic: {by_name}, key: [name]}}\n",
+        b = kafka::bootstrap(),
+        g = kafka::unique("keys-group"),
+    ));
     let downstream = kafka::consume_committed_messages(
         &output,
         Duration::from_secs(60),
