@@ -689,13 +689,7 @@ fn avro_values_round_trip_and_bad_ones_go_to_the_dlq() {
     args.extend(configs);
     let (child, _port) = common::start_worker(dir.path(), &args);
     let mut worker = Worker(child);
-    let lines = |file: &str| -> Vec<serde_json::Value> {
-        std::fs::read_to_string(dir.path().join("out").join(file))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    };
+    let lines = |file: &str| json_lines(&dir.path().join("out").join(file));
     let started = Instant::now();
     while lines("read-reg.jsonl").len() < 300
         || lines("read-inline.jsonl").len() < 300
@@ -750,6 +744,15 @@ fn avro_values_round_trip_and_bad_ones_go_to_the_dlq() {
     common::wait_with_deadline(&mut worker.0, Duration::from_secs(60));
 }
 
+/// The JSON lines of a file, none while it does not exist.
+fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// A worker running pipeline `p` (checkpoints every 300 ms; `body`: its sources, sinks
 /// and settings) in a directory of its own.
 fn run_pipeline(body: &str) -> (tempfile::TempDir, Worker) {
@@ -791,13 +794,7 @@ fn keys_headers_and_values_that_are_not_utf8_reach_the_dlq_byte_for_byte() {
         b = kafka::bootstrap(),
         g = kafka::unique("bytes-group"),
     ));
-    let lines = |file: &str| -> Vec<serde_json::Value> {
-        std::fs::read_to_string(dir.path().join("out").join(file))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    };
+    let lines = |file: &str| json_lines(&dir.path().join("out").join(file));
     let started = Instant::now();
     while lines("out.jsonl").len() + lines("dlq.jsonl").len() < messages.len() {
         assert!(
