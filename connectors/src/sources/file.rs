@@ -40,6 +40,8 @@ pub struct FileSource {
     pos: u64,
     line: u64,
     buf: Vec<u8>,
+    /// A longer line is not read into memory: its first bytes go to the DLQ.
+    max_line: usize,
     schema_check: Option<Arc<JsonSchemaCheck>>,
     stats: Arc<SourceStats>,
     /// The file being read (`None` where files have no identity).
@@ -83,10 +85,21 @@ pub struct FileOptions {
     /// `json`: one JSON value per line; `avro`: an Avro object container file.
     #[serde(default)]
     pub format: FileFormat,
+    /// A line longer than this (such as 16MiB, the default) is not read: its first
+    /// 64 KiB go to the dead-letter queue with its position and length.
+    #[serde(default)]
+    pub max_line_bytes: Option<String>,
     #[serde(skip)]
     #[schemars(flatten, !skip)]
     pub schema: SchemaCheckOptions,
 }
+
+/// `max_line_bytes` unless set: a JSON line is rarely a megabyte; a file that is not
+/// JSON lines (a binary, a log with no line ends) was held whole, five times over.
+const DEFAULT_MAX_LINE: usize = 16 << 20;
+
+/// How much of a line over the limit the dead-letter queue keeps.
+const KEPT_OF_LONG_LINE: usize = 64 << 10;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -124,6 +137,14 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Sou
         return avro_source(path);
     }
     let schema_check = crate::json_schema::read(cfg, o.schema);
+    let mut max_line = DEFAULT_MAX_LINE;
+    if let Some(m) = &o.max_line_bytes {
+        match connectd_sdk::config::parse_size(m) {
+            Ok(0) => cfg.error("max_line_bytes", "must be more than 0"),
+            Ok(bytes) => max_line = usize::try_from(bytes).unwrap_or(usize::MAX),
+            Err(e) => cfg.error("max_line_bytes", e),
+        }
+    }
     cfg.finish()?;
     Ok(Box::new(FileSource {
         path,
@@ -133,6 +154,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Sou
         pos: 0,
         line: 0,
         buf: Vec::new(),
+        max_line,
         schema_check,
         stats: Arc::default(),
         file: None,
@@ -403,20 +425,31 @@ impl Source for FileSource {
                 break;
             }
             if let Some(end) = memchr::memchr(b'\n', chunk) {
-                lines.take(&chunk[..=end], &mut out, bad);
+                let line = &chunk[..=end];
+                if line.len() > self.max_line {
+                    let kept = &line[..line.len().min(KEPT_OF_LONG_LINE)];
+                    lines.too_long(kept, line.len() as u64, self.max_line, bad);
+                } else {
+                    lines.take(line, &mut out, bad);
+                }
                 reader.consume(end + 1);
                 continue;
             }
             // A line across the buffer's end, or the last one without its end.
             self.buf.clear();
-            let n = reader.read_until(b'\n', &mut self.buf).map_err(reading)?;
-            if self.buf.last() != Some(&b'\n') && self.follow {
+            let read = read_line_capped(reader, &mut self.buf, self.max_line).map_err(reading)?;
+            if !read.ended && self.follow {
                 // A line still being written: read it again once it is complete.
-                reader.seek(SeekFrom::Current(-(n as i64))).map_err(|e| {
+                let back = i64::try_from(read.len).unwrap_or(i64::MAX);
+                reader.seek(SeekFrom::Current(-back)).map_err(|e| {
                     ConnectorError::io(format!("file source: {}", self.path.display()), e)
                 })?;
                 self.at_end = true;
                 break;
+            }
+            if read.len > self.max_line as u64 {
+                lines.too_long(&self.buf, read.len, self.max_line, bad);
+                continue;
             }
             lines.take(&self.buf, &mut out, bad);
         }
@@ -504,7 +537,72 @@ struct Lines<'a> {
     schema_check: Option<&'a JsonSchemaCheck>,
 }
 
+/// A line read up to its end (included) or the end of the file, keeping at most
+/// `max` bytes of it in `buf`: what was read past them is only counted.
+struct LineRead {
+    /// Bytes consumed.
+    len: u64,
+    /// It ended with a line end.
+    ended: bool,
+}
+
+fn read_line_capped(
+    reader: &mut BufReader<File>,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<LineRead> {
+    let mut len = 0u64;
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(LineRead { len, ended: false });
+        }
+        let (take, ended) = match memchr::memchr(b'\n', chunk) {
+            Some(end) => (end + 1, true),
+            None => (chunk.len(), false),
+        };
+        len += take as u64;
+        if len > max as u64 {
+            // Too long: only its first bytes are kept, for the dead-letter queue.
+            buf.truncate(KEPT_OF_LONG_LINE);
+            let room = KEPT_OF_LONG_LINE.saturating_sub(buf.len()).min(take);
+            buf.extend_from_slice(&chunk[..room]);
+        } else {
+            buf.extend_from_slice(&chunk[..take]);
+        }
+        reader.consume(take);
+        if ended {
+            return Ok(LineRead { len, ended });
+        }
+    }
+}
+
 impl Lines<'_> {
+    /// A line of `len` bytes, over `max`, of which `first` was kept: to the
+    /// dead-letter queue, the position past it.
+    fn too_long(&mut self, first: &[u8], len: u64, max: usize, bad: &mut Vec<BadRecord>) {
+        if self.head.len() < HEAD_BYTES {
+            let more = (HEAD_BYTES - self.head.len()).min(first.len());
+            self.head.extend_from_slice(&first[..more]);
+        }
+        let start = *self.pos;
+        *self.pos += len;
+        *self.line += 1;
+        bad.push(BadRecord::input(
+            first,
+            format!(
+                "line {} of {} (bytes {start}..{})",
+                self.line,
+                self.path.display(),
+                *self.pos
+            ),
+            format!(
+                "the line is {len} bytes, longer than `max_line_bytes` ({max}): not read; its first {} bytes are kept here",
+                first.len()
+            ),
+        ));
+    }
+
     /// One line read (with its end, if it has one): a record, a bad record, or nothing
     /// for a blank line; the position moves past it.
     fn take(&mut self, raw: &[u8], out: &mut Vec<Record>, bad: &mut Vec<BadRecord>) {
@@ -579,6 +677,7 @@ mod tests {
             pos: 0,
             line: 0,
             buf: Vec::new(),
+            max_line: DEFAULT_MAX_LINE,
             schema_check: None,
             stats: Arc::default(),
             file: None,
@@ -623,6 +722,118 @@ mod tests {
         assert_eq!(rejected, 1, "the malformed line");
         assert_eq!(s.pos, text.len() as u64);
         assert_eq!(s.line, n + 3, "every line counted, the blank one too");
+    }
+
+    /// A line longer than `max_line_bytes` is not read into memory: its first 64 KiB go
+    /// to the DLQ with its line, bytes and length, and the lines around it pass —
+    /// within the reader's buffer (a short cap), across its end (3 MiB, past the 1 MiB
+    /// buffer), and as the last line without its end. One under the cap but longer than
+    /// the buffer is read whole.
+    #[tokio::test]
+    async fn a_line_over_max_line_bytes_goes_to_the_dlq_by_its_first_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.jsonl");
+        let long = |n: usize| format!("{{\"s\":\"{}\"}}", "x".repeat(n));
+        let lines = [
+            "{\"n\":0}".to_string(),
+            long(3_000),
+            "{\"n\":2}".to_string(),
+            long(3 << 20),
+            long(1_500_000),
+            "{\"n\":5}".to_string(),
+        ];
+        let mut text = lines.join("\n") + "\n";
+        text.push_str(&long(2 << 20)); // the last, without its end
+        std::fs::write(&path, &text).unwrap();
+        let mut s = source(path, false);
+        s.max_line = 2_000_000;
+        s.open(None).await.unwrap();
+        let (mut seen, mut bad) = (Vec::new(), Vec::new());
+        let mut rejected: Vec<BadRecord> = Vec::new();
+        loop {
+            let polled = s.poll(1000, &mut bad).await.unwrap();
+            rejected.append(&mut bad);
+            match polled {
+                SourcePoll::Batch(records) => seen.extend(records),
+                SourcePoll::End => break,
+                SourcePoll::Idle(_) => panic!("a file read once does not idle"),
+            }
+        }
+        let numbers: Vec<Option<i64>> = seen
+            .iter()
+            .map(|r| {
+                r.value
+                    .as_object()
+                    .and_then(|o| o.get("n"))
+                    .and_then(|v| match v {
+                        connectd_sdk::Value::Int(i) => Some(*i),
+                        _ => None,
+                    })
+            })
+            .collect();
+        assert_eq!(
+            numbers,
+            [Some(0), None, Some(2), None, Some(5)],
+            "lines 2 and 5 read whole"
+        );
+        assert_eq!(rejected.len(), 2, "{rejected:?}");
+        let starts: Vec<usize> = lines
+            .iter()
+            .scan(0, |at, l| {
+                let start = *at;
+                *at += l.len() + 1;
+                Some(start)
+            })
+            .collect();
+        // With a 2 MB cap, the 3 000-byte line is read; the 3 MiB one and the last are not.
+        let last_start = text.len() - long(2 << 20).len();
+        for (b, (line, start, len)) in rejected.iter().zip([
+            (4, starts[3], lines[3].len() + 1),
+            (7, last_start, long(2 << 20).len()),
+        ]) {
+            assert_eq!(
+                b.position,
+                format!(
+                    "line {line} of {} (bytes {start}..{})",
+                    s.path.display(),
+                    start + len
+                )
+            );
+            assert!(
+                b.reason.contains(&format!(
+                    "the line is {len} bytes, longer than `max_line_bytes` (2000000)"
+                )),
+                "{}",
+                b.reason
+            );
+            let kept = b.raw.as_deref().unwrap();
+            assert_eq!(kept.len(), 64 << 10);
+            assert!(kept.starts_with("{\"s\":\"xxx"));
+        }
+        assert_eq!(s.pos, text.len() as u64);
+        assert_eq!(s.line, 7);
+
+        // Within the reader's buffer: a cap of 1 KiB.
+        let mut s = source(s.path.clone(), false);
+        s.max_line = 1024;
+        s.open(None).await.unwrap();
+        let mut bad = Vec::new();
+        let SourcePoll::Batch(first) = s.poll(2, &mut bad).await.unwrap() else {
+            panic!("a batch")
+        };
+        assert_eq!(first.len(), 2, "lines 1 and 3");
+        assert_eq!(bad.len(), 1);
+        assert!(
+            bad[0].position.starts_with("line 2 of"),
+            "{}",
+            bad[0].position
+        );
+        let whole = format!("{}\n", lines[1]);
+        assert_eq!(
+            bad[0].raw.as_deref(),
+            Some(whole.as_str()),
+            "kept whole: under 64 KiB"
+        );
     }
 
     /// A file that opens with a UTF-8 byte order mark (as some Windows editors save
