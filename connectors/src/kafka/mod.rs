@@ -11,6 +11,7 @@ pub mod format;
 pub mod groups;
 pub mod instance;
 pub mod key_field;
+pub mod message_key;
 pub mod offsets;
 pub mod time_order;
 

@@ -363,3 +363,22 @@ pub fn avro_as_jsonl(dir: &Path, path: &str) -> String {
     );
     read(dir.join(out_path))
 }
+
+/// The JSON lines of a file, none while it does not exist.
+pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A worker that is killed when the test lets go of it (a failed assertion included).
+pub struct Worker(pub Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

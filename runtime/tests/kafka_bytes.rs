@@ -1,0 +1,177 @@
+//! Kafka messages keep their bytes: keys, header values and values that are not UTF-8
+//! reach the DLQ as they were, and kafka → kafka writes every key back as it came.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{kafka, Worker};
+
+/// A worker running pipeline `p` (checkpoints every 300 ms; `body`: its sources, sinks
+/// and settings) in a directory of its own.
+fn run_pipeline(body: &str) -> (tempfile::TempDir, Worker) {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!("name: p\ncheckpoint: {{interval: 300ms}}\n{body}");
+    let cfg = common::write_pipeline(dir.path(), "p.yaml", &yaml);
+    let (child, _port) = common::start_worker(dir.path(), &["--config", cfg.to_str().unwrap()]);
+    (dir, Worker(child))
+}
+
+/// A record holds text keys and headers, and the kafka sink writes them back as UTF-8:
+/// a key or header value that is not UTF-8 would come out changed (each invalid byte
+/// replaced), so its message is a bad record, kept byte for byte in the DLQ (base64),
+/// as is a value that is not UTF-8. The messages around them pass.
+#[test]
+fn keys_headers_and_values_that_are_not_utf8_reach_the_dlq_byte_for_byte() {
+    use base64::Engine as _;
+    let topic = kafka::unique("bytes");
+    kafka::create_topic(&topic, 1);
+    let json = |i: u64| format!(r#"{{"id":{i}}}"#).into_bytes();
+    let message =
+        |key: &[u8], value: Vec<u8>, headers: Vec<(&'static str, Vec<u8>)>| kafka::RawMessage {
+            key: key.to_vec(),
+            value,
+            headers,
+        };
+    // A Long key 200 as Kafka's LongSerializer writes it: its last byte is not UTF-8.
+    let long_key = 200i64.to_be_bytes();
+    let messages = [
+        message(b"k0", json(0), vec![("trace", b"t0".to_vec())]),
+        message(&long_key, json(1), vec![]),
+        message(b"k2", json(2), vec![("schema-id", vec![0x00, 0xfe, 0x81])]),
+        message(b"k3", b"{\"id\":\"caf\xe9\"}".to_vec(), vec![]),
+        message(b"k4", json(4), vec![("trace", "t\u{e9}4".into())]),
+    ];
+    kafka::Producer::new().send_with_headers(&topic, &messages);
+    let (dir, mut worker) = run_pipeline(&format!(
+        "errors: {{tolerance: all, dlq: {{path: out/dlq.jsonl}}}}\nsources:\n  in: {{type: kafka, bootstrap_servers: {b}, topics: [{topic}], group: {g}}}\nsinks:\n  out: {{type: jsonl, inputs: [in], path: out/out.jsonl}}\n",
+        b = kafka::bootstrap(),
+        g = kafka::unique("bytes-group"),
+    ));
+    let lines = |file: &str| common::json_lines(&dir.path().join("out").join(file));
+    let started = Instant::now();
+    while lines("out.jsonl").len() + lines("dlq.jsonl").len() < messages.len() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not all through in 60 s\n{}",
+            common::stderr_tail(&worker.0, 4000)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    common::signal(&worker.0, libc::SIGTERM);
+    common::wait_with_deadline(&mut worker.0, Duration::from_secs(60));
+    // Passed: messages 0 and 4 (a header value in UTF-8 beyond ASCII is text).
+    let out = lines("out.jsonl");
+    assert_eq!(
+        out.iter().map(|r| r["id"].clone()).collect::<Vec<_>>(),
+        [0, 4],
+        "{out:?}"
+    );
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let dlq = lines("dlq.jsonl");
+    assert_eq!(dlq.len(), 3, "{dlq:?}");
+    let positions: Vec<String> = (1..=3)
+        .map(|o| format!("offset {o} of {topic} partition 0"))
+        .collect();
+    for (letter, position) in dlq.iter().zip(&positions) {
+        assert_eq!(letter["position"], position.as_str(), "{letter}");
+    }
+    assert_eq!(dlq[0]["key_base64"], b64(&long_key), "{}", dlq[0]);
+    assert_eq!(dlq[0]["raw"], r#"{"id":1}"#);
+    assert!(
+        dlq[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the key is not UTF-8"),
+        "{}",
+        dlq[0]
+    );
+    assert_eq!(dlq[1]["key"], "k2");
+    assert!(
+        dlq[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("header `schema-id` is not UTF-8"),
+        "{}",
+        dlq[1]
+    );
+    assert_eq!(dlq[2]["raw_base64"], b64(&messages[3].value), "{}", dlq[2]);
+    assert_eq!(dlq[2]["raw"], serde_json::Value::Null);
+}
+
+/// kafka → kafka passes every key through as the bytes it came with, so each message
+/// lands in the partition its key gave it upstream: JSON keys with spaces, numbers in
+/// any notation, a JSON string, the text `null`, plain text. A sink keyed by a field
+/// no record has says so, once.
+#[test]
+fn keys_pass_through_kafka_to_kafka_byte_for_byte() {
+    let (input, output) = (kafka::unique("keys-in"), kafka::unique("keys-out"));
+    kafka::create_topic(&input, 4);
+    kafka::create_topic(&output, 4);
+    // Keyed by a field no record has: said once, as every message then has the key `null`.
+    let by_name = kafka::unique("keys-by-name");
+    kafka::create_topic(&by_name, 4);
+    let keys = [
+        r#"{"id": 1}"#,
+        r#"{"id":1}"#,
+        " 5",
+        "5",
+        "1e3",
+        "1.50",
+        "-0",
+        r#""abc""#,
+        "null",
+        "true",
+        "[1, 2]",
+        "k7",
+        "12345678901234567890",
+    ];
+    // The producer's partitioner puts each key where its bytes say.
+    let messages: Vec<(String, String)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.to_string(), format!(r#"{{"id":{i}}}"#)))
+        .collect();
+    kafka::produce(&input, messages);
+    let upstream = kafka::consume_committed_messages(
+        &input,
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        |m| m.len() >= keys.len(),
+    );
+    let (_dir, mut worker) = run_pipeline(&format!(
+        "sources:\n  in: {{type: kafka, bootstrap_servers: {b}, topics: [{input}], group: {g}}}\nsinks:\n  out: {{type: kafka, inputs: [in], bootstrap_servers: {b}, topic: {output}}}\n  by_name: {{type: kafka, inputs: [in], bootstrap_servers: {b}, topic: {by_name}, key: [name]}}\n",
+        b = kafka::bootstrap(),
+        g = kafka::unique("keys-group"),
+    ));
+    let downstream = kafka::consume_committed_messages(
+        &output,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        |m| m.len() >= keys.len(),
+    );
+    common::signal(&worker.0, libc::SIGTERM);
+    common::wait_with_deadline(&mut worker.0, Duration::from_secs(60));
+    let log = common::stderr_of(&worker.0);
+    assert_eq!(
+        log.matches("kafka: a record has no field `name`, so it is `null` in the message key")
+            .count(),
+        1,
+        "{log}"
+    );
+    let by_value = |ms: &[kafka::Consumed]| -> std::collections::BTreeMap<Vec<u8>, (i32, String)> {
+        ms.iter()
+            .map(|m| {
+                let key = String::from_utf8(m.key.clone().unwrap()).unwrap();
+                (m.value.clone(), (m.partition, key))
+            })
+            .collect()
+    };
+    let (upstream, downstream) = (by_value(&upstream), by_value(&downstream));
+    assert_eq!(upstream.len(), keys.len());
+    assert_eq!(
+        downstream, upstream,
+        "keys or partitions changed on the way"
+    );
+}
