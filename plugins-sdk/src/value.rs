@@ -470,13 +470,24 @@ impl fmt::Display for Value {
             // itoa: the same digits as `{i}`, without the formatting machinery (a
             // CSV sink writes millions).
             Value::Int(i) => f.write_str(itoa::Buffer::new().format(*i)),
-            Value::Float(x) => write!(f, "{x}"),
+            Value::Float(x) => write_float(*x, f),
             Value::Str(s) => f.write_str(s),
             Value::List(_) | Value::Object(_) => {
                 let text = serde_json::to_string(self).map_err(|_| fmt::Error)?;
                 f.write_str(&text)
             }
         }
+    }
+}
+
+/// A float as text: plain digits in JavaScript's range for them (1e-6 to 1e21), with an
+/// exponent past it, as JSON writers do. Rust's `{}` never uses an exponent, so 1e-300
+/// in a CSV column came out as 300 zeros and its digits.
+fn write_float(x: f64, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    if x != 0.0 && x.is_finite() && !(1e-6..1e21).contains(&x.abs()) {
+        write!(f, "{x:e}")
+    } else {
+        write!(f, "{x}")
     }
 }
 
@@ -645,6 +656,27 @@ mod tests {
             let mut text = String::from("before|");
             v.push_text(&mut text);
             assert_eq!(text, format!("before|{v}"), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn floats_as_text_take_an_exponent_past_javascripts_range() {
+        let cases = [
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (1.5, "1.5"),
+            (5.0, "5"),
+            (0.000001, "0.000001"),
+            (1e-7, "1e-7"),
+            (-2.5e-300, "-2.5e-300"),
+            (123456789012345680000.0, "123456789012345680000"),
+            (1e21, "1e21"),
+            (1.7976931348623157e308, "1.7976931348623157e308"),
+        ];
+        for (x, text) in cases {
+            assert_eq!(Value::Float(x).to_string(), text, "{x:?}");
+            let parsed: f64 = text.parse().unwrap();
+            assert_eq!(parsed.to_bits(), x.to_bits(), "{text} reads back as {x:?}");
         }
     }
 

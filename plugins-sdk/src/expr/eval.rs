@@ -37,7 +37,10 @@ pub(super) fn eval(node: &Node, rec: &Record) -> Result<Value, EvalError> {
             v => return Err(type_error("not", &v)),
         },
         Node::Neg(a) => match eval(a, rec)? {
-            Value::Int(i) => Value::Int(i.wrapping_neg()),
+            // −(−2⁶³) is no i64: a float, as `+ - *` give past the integer range.
+            Value::Int(i) => i
+                .checked_neg()
+                .map_or(Value::Float(-(i as f64)), Value::Int),
             Value::Float(f) => Value::Float(-f),
             Value::Null => Value::Null,
             v => return Err(type_error("-", &v)),
@@ -148,6 +151,20 @@ fn binary(op: BinOp, a: &Value, b: &Value) -> Result<Value, EvalError> {
     if a.is_null() || b.is_null() {
         return Ok(Value::Null);
     }
+    let value = arithmetic(op, a, b).ok_or_else(mismatch)?;
+    match value {
+        // JSON has no infinity: written out, it would become `null` (or `inf` in a CSV)
+        // without a word, so a result past ±1.8e308 is this record's error.
+        Value::Float(x) if !x.is_finite() => Err(EvalError(format!(
+            "`{a} {} {b}` overflows a 64-bit float (its result is beyond ±1.8e308)",
+            op_name(op)
+        ))),
+        v => Ok(v),
+    }
+}
+
+/// `None` where the operator does not apply to these types.
+fn arithmetic(op: BinOp, a: &Value, b: &Value) -> Option<Value> {
     match op {
         BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
             let ord = match (a, b) {
@@ -156,9 +173,9 @@ fn binary(op: BinOp, a: &Value, b: &Value) -> Result<Value, EvalError> {
                 }
                 (Value::Str(x), Value::Str(y)) => x.cmp(y),
                 (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
-                _ => return Err(mismatch()),
+                _ => return None,
             };
-            Ok(Value::Bool(match op {
+            Some(Value::Bool(match op {
                 BinOp::Lt => ord == Ordering::Less,
                 BinOp::Le => ord != Ordering::Greater,
                 BinOp::Gt => ord == Ordering::Greater,
@@ -166,40 +183,43 @@ fn binary(op: BinOp, a: &Value, b: &Value) -> Result<Value, EvalError> {
             }))
         }
         BinOp::Add => match (a, b) {
-            (Value::Int(x), Value::Int(y)) => Ok(x
-                .checked_add(*y)
-                .map_or(Value::Float(*x as f64 + *y as f64), Value::Int)),
-            (Value::Str(x), Value::Str(y)) => Ok(Value::str(format!("{x}{y}"))),
-            _ => float_op(a, b, |x, y| x + y).ok_or_else(mismatch),
+            (Value::Int(x), Value::Int(y)) => Some(
+                x.checked_add(*y)
+                    .map_or(Value::Float(*x as f64 + *y as f64), Value::Int),
+            ),
+            (Value::Str(x), Value::Str(y)) => Some(Value::str(format!("{x}{y}"))),
+            _ => float_op(a, b, |x, y| x + y),
         },
         BinOp::Sub => match (a, b) {
-            (Value::Int(x), Value::Int(y)) => Ok(x
-                .checked_sub(*y)
-                .map_or(Value::Float(*x as f64 - *y as f64), Value::Int)),
-            _ => float_op(a, b, |x, y| x - y).ok_or_else(mismatch),
+            (Value::Int(x), Value::Int(y)) => Some(
+                x.checked_sub(*y)
+                    .map_or(Value::Float(*x as f64 - *y as f64), Value::Int),
+            ),
+            _ => float_op(a, b, |x, y| x - y),
         },
         BinOp::Mul => match (a, b) {
-            (Value::Int(x), Value::Int(y)) => Ok(x
-                .checked_mul(*y)
-                .map_or(Value::Float(*x as f64 * *y as f64), Value::Int)),
-            _ => float_op(a, b, |x, y| x * y).ok_or_else(mismatch),
+            (Value::Int(x), Value::Int(y)) => Some(
+                x.checked_mul(*y)
+                    .map_or(Value::Float(*x as f64 * *y as f64), Value::Int),
+            ),
+            _ => float_op(a, b, |x, y| x * y),
         },
         // Division is always real division; division by zero is null, not an error.
         BinOp::Div => match (a.as_f64(), b.as_f64()) {
-            (Some(_), Some(0.0)) => Ok(Value::Null),
-            (Some(x), Some(y)) => Ok(Value::Float(x / y)),
-            _ => Err(mismatch()),
+            (Some(_), Some(0.0)) => Some(Value::Null),
+            (Some(x), Some(y)) => Some(Value::Float(x / y)),
+            _ => None,
         },
         BinOp::Rem => match (a, b) {
-            (Value::Int(_), Value::Int(0)) => Ok(Value::Null),
-            (Value::Int(x), Value::Int(y)) => Ok(Value::Int(x.wrapping_rem(*y))),
+            (Value::Int(_), Value::Int(0)) => Some(Value::Null),
+            (Value::Int(x), Value::Int(y)) => Some(Value::Int(x.wrapping_rem(*y))),
             _ => match (a.as_f64(), b.as_f64()) {
-                (Some(_), Some(0.0)) => Ok(Value::Null),
-                (Some(x), Some(y)) => Ok(Value::Float(x % y)),
-                _ => Err(mismatch()),
+                (Some(_), Some(0.0)) => Some(Value::Null),
+                (Some(x), Some(y)) => Some(Value::Float(x % y)),
+                _ => None,
             },
         },
-        BinOp::Or | BinOp::And | BinOp::Eq | BinOp::Ne => Err(mismatch()),
+        BinOp::Or | BinOp::And | BinOp::Eq | BinOp::Ne => None,
     }
 }
 

@@ -65,11 +65,22 @@ static FUNCTIONS: &[Function] = &[
             .unwrap_or(Value::Null))
     }),
     f("abs", 1, 1, |a| match &a[0] {
-        Value::Int(i) => Ok(Value::Int(i.wrapping_abs())),
+        // |−2⁶³| is no i64: a float, as arithmetic past the integer range gives.
+        Value::Int(i) => Ok(i
+            .checked_abs()
+            .map_or(Value::Float(-(*i as f64)), Value::Int)),
         v => num_map(v, f64::abs),
     }),
-    f("floor", 1, 1, |a| num_map(&a[0], f64::floor)),
-    f("ceil", 1, 1, |a| num_map(&a[0], f64::ceil)),
+    // An integer is its own floor and ceiling: through a float it would lose digits
+    // past 2⁵³ and become `5.0`.
+    f("floor", 1, 1, |a| match &a[0] {
+        Value::Int(i) => Ok(Value::Int(*i)),
+        v => num_map(v, f64::floor),
+    }),
+    f("ceil", 1, 1, |a| match &a[0] {
+        Value::Int(i) => Ok(Value::Int(*i)),
+        v => num_map(v, f64::ceil),
+    }),
     f("round", 1, 2, round),
     f("to_string", 1, 1, |a| {
         Ok(if a[0].is_null() {
@@ -151,18 +162,51 @@ fn round(a: &[Value]) -> Result<Value, String> {
             ))
         }
     };
+    if let Value::Int(i) = &a[0] {
+        return Ok(Value::Int(round_int(*i, digits)));
+    }
     let factor = 10f64.powi(digits.clamp(-15, 15) as i32);
-    num_map(&a[0], |x| (x * factor).round() / factor)
+    num_map(&a[0], |x| {
+        let scaled = x * factor;
+        // Past 2⁵³ a float has no fraction to round; scaling it up could overflow.
+        if scaled.is_finite() {
+            scaled.round() / factor
+        } else {
+            x
+        }
+    })
+}
+
+/// An integer rounded to `digits` (negative: tens, hundreds, …), half away from zero.
+fn round_int(i: i64, digits: i64) -> i64 {
+    if digits >= 0 {
+        return i;
+    }
+    let Some(unit) = u32::try_from(-digits)
+        .ok()
+        .and_then(|d| 10i128.checked_pow(d))
+    else {
+        return 0;
+    };
+    let (i, half) = (i128::from(i), unit / 2);
+    let rounded = if i >= 0 {
+        (i + half) / unit * unit
+    } else {
+        (i - half) / unit * unit
+    };
+    // Rounding −2⁶³ or 2⁶³−1 up by a unit leaves the range: keep the nearest end.
+    i64::try_from(rounded).unwrap_or(if i >= 0 { i64::MAX } else { i64::MIN })
 }
 
 fn to_float(a: &[Value]) -> Result<Value, String> {
     match &a[0] {
         Value::Null => Ok(Value::Null),
-        Value::Str(s) => s
-            .trim()
-            .parse::<f64>()
-            .map(Value::Float)
-            .map_err(|_| format!("`{s}` is not a number")),
+        Value::Str(s) => match s.trim().parse::<f64>() {
+            // Rust reads `inf`, `NaN` and `1e999` as floats that no JSON can hold.
+            Ok(x) if x.is_finite() => Ok(Value::Float(x)),
+            Ok(_) => Err(format!("`{s}` is not a finite number")),
+            Err(_) => Err(format!("`{s}` is not a number")),
+        },
         Value::Bool(b) => Ok(Value::Float(f64::from(u8::from(*b)))),
         v => num_map(v, |x| x),
     }
@@ -172,16 +216,35 @@ fn to_int(a: &[Value]) -> Result<Value, String> {
     match &a[0] {
         Value::Null => Ok(Value::Null),
         Value::Int(i) => Ok(Value::Int(*i)),
-        Value::Float(f) if f.is_finite() => Ok(Value::Int(f.trunc() as i64)),
+        Value::Float(f) => float_to_int(*f).map(Value::Int),
         Value::Str(s) => {
             let s = s.trim();
-            s.parse::<i64>()
-                .map(Value::Int)
-                .or_else(|_| s.parse::<f64>().map(|f| Value::Int(f.trunc() as i64)))
-                .map_err(|_| format!("`{s}` is not a number"))
+            match s.parse::<i64>() {
+                Ok(i) => Ok(Value::Int(i)),
+                Err(_) => match s.parse::<f64>() {
+                    Ok(f) => float_to_int(f).map(Value::Int),
+                    Err(_) => Err(format!("`{s}` is not a number")),
+                },
+            }
         }
         Value::Bool(b) => Ok(Value::Int(i64::from(*b))),
         v => Err(format!("cannot convert a {} to an integer", v.type_name())),
+    }
+}
+
+/// Truncated toward zero; a float past the integer range is an error, not the range's
+/// end (`as` saturates: `to_int(1e300)` would be 9223372036854775807).
+fn float_to_int(f: f64) -> Result<i64, String> {
+    // 2⁶³ is exact as a float; every float below it and above −2⁶³ − 1 truncates into range.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    let t = f.trunc();
+    if t.is_finite() && (-LIMIT..LIMIT).contains(&t) {
+        Ok(t as i64)
+    } else {
+        Err(format!(
+            "{} is outside the integer range (−2⁶³ to 2⁶³−1)",
+            Value::Float(f)
+        ))
     }
 }
 

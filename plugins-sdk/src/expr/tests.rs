@@ -90,3 +90,54 @@ fn meta_fields_and_field_list() {
     let fields = Expr::parse("a > 1 and b.c < 2").unwrap().fields();
     assert_eq!(fields.len(), 2);
 }
+
+/// Past the integer range a result is a float (as `+ - *` always gave); past the float
+/// range it is the record's error: JSON has no infinity, so it would have been written
+/// as `null` (and as `inf` in a CSV) without a word.
+#[test]
+fn results_past_the_number_ranges() {
+    let r = r#"{"min": -9223372036854775808, "max": 9223372036854775807, "big": 1e300, "tiny": 1e-300}"#;
+    let min_as_float = Ok(Value::Float(9.223372036854776e18));
+    assert_eq!(eval("-min", r), min_as_float);
+    assert_eq!(eval("abs(min)", r), min_as_float);
+    assert_eq!(eval("abs(-5)", r), Ok(Value::Int(5)));
+    for f in ["floor", "ceil", "round"] {
+        assert_eq!(
+            eval(&format!("{f}(max)"), r),
+            Ok(Value::Int(i64::MAX)),
+            "{f}"
+        );
+    }
+    assert_eq!(eval("round(1250, -2)", r), Ok(Value::Int(1300)));
+    assert_eq!(eval("round(-1250, -2)", r), Ok(Value::Int(-1300)));
+    assert_eq!(eval("round(1249, -2)", r), Ok(Value::Int(1200)));
+    assert_eq!(eval("round(max, -1)", r), Ok(Value::Int(i64::MAX)));
+    assert_eq!(eval("round(5, -30)", r), Ok(Value::Int(0)));
+    assert_eq!(eval("round(big, 15)", r), Ok(Value::Float(1e300)));
+    assert_eq!(eval("round(2.5)", r), Ok(Value::Float(3.0)));
+    for src in [
+        "big * big",
+        "big / tiny",
+        "big * 1e10 + 1",
+        "-big * 1e10",
+        "big * 1e10 % 3",
+    ] {
+        let e = eval(src, r).unwrap_err();
+        assert!(e.0.contains("overflows a 64-bit float"), "{src}: {e}");
+    }
+    assert_eq!(eval("max + 1", r), Ok(Value::Float(9.223372036854776e18)));
+    for (src, why) in [
+        ("to_int(big)", "outside the integer range"),
+        ("to_int('1e300')", "outside the integer range"),
+        ("to_int(max * 2)", "outside the integer range"),
+        ("to_float('inf')", "not a finite number"),
+        ("to_float('NaN')", "not a finite number"),
+        ("to_float('1e999')", "not a finite number"),
+    ] {
+        let e = eval(src, r).unwrap_err();
+        assert!(e.0.contains(why), "{src}: {e}");
+    }
+    assert_eq!(eval("to_int(min * 1.0)", r), Ok(Value::Int(i64::MIN)));
+    assert_eq!(eval("to_int(-2.9)", r), Ok(Value::Int(-2)));
+    assert_eq!(eval("to_int('12.7')", r), Ok(Value::Int(12)));
+}
