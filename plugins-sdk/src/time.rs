@@ -9,7 +9,12 @@ use crate::value::Value;
 pub fn event_time_ms(v: &Value) -> Result<i64, String> {
     match v {
         Value::Int(i) => Ok(*i),
-        Value::Float(f) if f.is_finite() => Ok(*f as i64),
+        // `as` would saturate: 1e300 would be the last millisecond of time.
+        Value::Float(f) if f.is_finite() && f.abs() < 9.2e18 => Ok(*f as i64),
+        Value::Float(f) => Err(format!(
+            "the time field {} is outside the range of epoch milliseconds",
+            Value::Float(*f)
+        )),
         Value::Str(s) => parse_rfc3339_ms(s),
         Value::Null => Err("the time field is missing or null".into()),
         other => Err(format!(
@@ -22,7 +27,27 @@ pub fn event_time_ms(v: &Value) -> Result<i64, String> {
 pub fn parse_rfc3339_ms(s: &str) -> Result<i64, String> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.timestamp_millis())
-        .map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))
+        .map_err(|e| format!("`{s}` is not an RFC 3339 time: {}", why_not_rfc3339(s, e)))
+}
+
+/// chrono's reason, or the one a user needs where chrono's misleads ("premature end of
+/// input" for a time without its offset).
+fn why_not_rfc3339(s: &str, e: chrono::ParseError) -> String {
+    let t = s.trim();
+    if t.parse::<f64>().is_ok() {
+        return "it is a number written as a string; for epoch milliseconds use to_int()".into();
+    }
+    let local = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"];
+    if local
+        .iter()
+        .any(|f| chrono::NaiveDateTime::parse_from_str(t, f).is_ok())
+    {
+        return "it has no UTC offset (end it with `Z` for UTC, or an offset as `+07:00`)".into();
+    }
+    if chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").is_ok() {
+        return "it is a date without a time of day (write `2024-04-01T00:00:00Z`)".into();
+    }
+    e.to_string()
 }
 
 /// Formats epoch ms as RFC 3339 UTC with millisecond precision.
@@ -52,6 +77,18 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn why_a_time_is_not_read() {
+        let why = |v: Value| event_time_ms(&v).unwrap_err();
+        assert!(why(Value::str("2024-04-01 15:56:48")).contains("no UTC offset"));
+        assert!(why(Value::str("2024-04-01T15:56:48.5")).contains("no UTC offset"));
+        assert!(why(Value::str("2024-04-01")).contains("without a time of day"));
+        assert!(why(Value::str("1711987008")).contains("to_int()"));
+        assert!(why(Value::str("2024-02-30T00:00:00Z")).contains("out of range"));
+        assert!(why(Value::Float(1e300)).contains("outside the range"));
+        assert_eq!(event_time_ms(&Value::Float(1.5e12)), Ok(1_500_000_000_000));
+    }
 
     #[test]
     fn nanosecond_rfc3339() {
