@@ -179,6 +179,7 @@ async fn a_rejected_key_stops_the_source_naming_its_variable() {
             span: Default::default(),
             secret: true,
             raw: Some("${env:GOAPI_API_KEY}".into()),
+            quoted: false,
         };
         build_with_node(&pairs, "api_key", node)
     };

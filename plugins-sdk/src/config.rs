@@ -52,6 +52,10 @@ pub struct ConfigNode {
     /// For interpolated values, the text as written (`${env:GOAPI_KEY}`): safe to show,
     /// so errors can name the variable to fix.
     pub raw: Option<String>,
+    /// Written in quotes (or as a block scalar): text, never a number, boolean or null,
+    /// where a value's type is read from how it is written (free-form blocks such as a
+    /// plugin's `config` or an inline schema). `"007"` stays the text 007.
+    pub quoted: bool,
 }
 
 impl ConfigNode {
@@ -83,6 +87,7 @@ impl ConfigNode {
             span: Span::default(),
             secret: false,
             raw: None,
+            quoted: v.is_string(),
         }
     }
 
@@ -118,6 +123,7 @@ impl ConfigNode {
     pub fn to_json(&self) -> serde_json::Value {
         match &self.value {
             ConfigValue::Null => serde_json::Value::Null,
+            ConfigValue::Scalar(s) if self.quoted => serde_json::Value::String(s.clone()),
             ConfigValue::Scalar(s) => scalar_to_json(s),
             ConfigValue::List(items) => items.iter().map(|n| n.to_json()).collect(),
             ConfigValue::Map(entries) => serde_json::Value::Object(
@@ -629,6 +635,7 @@ mod tests {
             },
             secret: false,
             raw: None,
+            quoted: false,
         }
     }
 
@@ -660,6 +667,7 @@ mod tests {
             },
             secret: false,
             raw: None,
+            quoted: false,
         }
     }
 

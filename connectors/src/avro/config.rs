@@ -1,4 +1,4 @@
-//! The Avro settings of a connector: `schema` (inline JSON) or `schema_file` (a path
+//! The Avro settings of a connector: `schema` (inline, YAML or JSON) or `schema_file` (a path
 //! relative to the pipeline file's folder), and `schema_registry: {url, subject}`.
 
 use apache_avro::Schema;
@@ -29,9 +29,9 @@ pub struct AvroSettings {
 /// Where an Avro schema is given: inline or in a file.
 #[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 pub struct SchemaOptions {
-    /// The Avro schema, inline (JSON text).
+    /// The Avro schema, inline: written as YAML or JSON, or as JSON text in a string.
     #[serde(default)]
-    pub schema: Option<String>,
+    pub schema: Option<serde_json::Value>,
     /// The Avro schema in a file (relative to the pipeline file's folder).
     #[serde(default)]
     pub schema_file: Option<String>,
@@ -75,13 +75,13 @@ pub fn read(
     if registry.is_none() && schema.is_none() && !cfg.has("schema_registry") {
         cfg.error(
             "schema",
-            "`format: avro` needs a schema: `schema` (inline JSON), `schema_file`, or `schema_registry: {url: ...}`",
+            "`format: avro` needs a schema: `schema` (inline, YAML or JSON), `schema_file`, or `schema_registry: {url: ...}`",
         );
     }
     Some(AvroSettings { schema, registry })
 }
 
-/// `schema` (inline JSON) or `schema_file`, if either is given.
+/// `schema` (inline, YAML or JSON) or `schema_file`, if either is given.
 fn given_schema(cfg: &ConfigMap<'_>, given: SchemaOptions) -> Option<GivenSchema> {
     let text = match (given.schema, given.schema_file) {
         (Some(_), Some(_)) => {
@@ -91,7 +91,7 @@ fn given_schema(cfg: &ConfigMap<'_>, given: SchemaOptions) -> Option<GivenSchema
             );
             None
         }
-        (Some(text), None) => Some(("schema", text)),
+        (Some(inline), None) => Some(("schema", inline_schema_text(inline))),
         (None, Some(path)) => {
             match std::fs::read_to_string(crate::config_paths::beside_config(cfg, &path)) {
                 Ok(text) => Some(("schema_file", text)),
@@ -112,6 +112,16 @@ fn given_schema(cfg: &ConfigMap<'_>, given: SchemaOptions) -> Option<GivenSchema
     })
 }
 
+/// An inline schema's JSON text: a string is that text (`schema: '{"type": ...}'`, as
+/// before YAML was taken), anything else the schema itself (a mapping, a list for a
+/// union), as the `json_schema` option takes it.
+fn inline_schema_text(inline: serde_json::Value) -> String {
+    match inline {
+        serde_json::Value::String(text) => text,
+        schema => schema.to_string(),
+    }
+}
+
 /// A schema that must be given (`schema` or `schema_file`): for Avro files.
 pub fn read_schema(cfg: &ConfigMap<'_>, given: SchemaOptions) -> Option<GivenSchema> {
     let missing = given.schema.is_none() && given.schema_file.is_none();
@@ -119,7 +129,7 @@ pub fn read_schema(cfg: &ConfigMap<'_>, given: SchemaOptions) -> Option<GivenSch
     if missing {
         cfg.error(
             "schema",
-            "missing: the Avro schema, inline (`schema: '{...}'`) or in a file (`schema_file`)",
+            "missing: the Avro schema, inline (`schema:` as YAML or JSON) or in a file (`schema_file`)",
         );
     }
     schema

@@ -30,9 +30,9 @@ pub struct FormatOptions {
     /// `json`, `raw` (the value is text, taken as it is) or `avro`.
     #[serde(default)]
     pub format: FormatWord,
-    /// (avro) The Avro schema, inline (JSON text).
+    /// (avro) The Avro schema, inline: written as YAML or JSON, or as JSON text in a string.
     #[serde(default)]
-    pub schema: Option<String>,
+    pub schema: Option<serde_json::Value>,
     /// (avro) The Avro schema in a file (relative to the pipeline file's folder).
     #[serde(default)]
     pub schema_file: Option<String>,

@@ -253,6 +253,7 @@ mod tests {
                                 span: Default::default(),
                                 secret: false,
                                 raw: None,
+                                quoted: false,
                             },
                         )
                     })
@@ -261,6 +262,7 @@ mod tests {
             span: Default::default(),
             secret: false,
             raw: None,
+            quoted: false,
         };
         let errors = ConfigErrors::default();
         let mut cfg = ConfigMap::new(&node, "sources.g", &errors);

@@ -116,6 +116,7 @@ fn plain(value: ConfigValue) -> ConfigNode {
         span: Default::default(),
         secret: false,
         raw: None,
+        quoted: false,
     }
 }
 
@@ -179,6 +180,7 @@ pub fn list(items: &[&str]) -> ConfigValue {
                 span: Default::default(),
                 secret: false,
                 raw: None,
+                quoted: false,
             })
             .collect(),
     )

@@ -166,6 +166,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeReader<'a> {
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ReadError> {
         let r = match &self.node.value {
             ConfigValue::Null => visitor.visit_unit(),
+            ConfigValue::Scalar(s) if self.node.quoted => visitor.visit_str(s),
             ConfigValue::Scalar(s) => match super::scalar_to_json(s) {
                 serde_json::Value::Bool(b) => visitor.visit_bool(b),
                 serde_json::Value::Number(n) if n.is_i64() => {
@@ -483,6 +484,7 @@ pub(crate) fn stand_in(schema: Option<&serde_json::Value>, span: &super::Span) -
         span: span.clone(),
         secret: false,
         raw: None,
+        quoted: false,
     };
     let Some(s) = schema else {
         return node(ConfigValue::Null);

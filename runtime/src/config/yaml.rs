@@ -40,7 +40,11 @@ pub fn parse_with(
     errors: &ConfigErrors,
     interpolation: Interpolation,
 ) -> Option<ConfigNode> {
-    let options = LoaderOptions::default().error_on_duplicate_keys(true);
+    // Without `prevent_coercion`, marked-yaml says every scalar "may coerce", so a
+    // quoted "null" or "" read as null and a quoted "007" as the number 7.
+    let options = LoaderOptions::default()
+        .error_on_duplicate_keys(true)
+        .prevent_coercion(true);
     match marked_yaml::parse_yaml_with_options(0, text, options) {
         Ok(node) => Some(convert(file, &node, errors, "", interpolation)),
         Err(e) => {
@@ -102,6 +106,7 @@ fn convert(
                     span: sp,
                     secret: false,
                     raw: None,
+                    quoted: false,
                 };
             }
             if interpolation == Interpolation::Refuse && text.contains("${") {
@@ -115,6 +120,7 @@ fn convert(
                     span: sp,
                     secret: true,
                     raw: None,
+                    quoted: false,
                 };
             }
             if interpolation == Interpolation::Keep {
@@ -123,6 +129,7 @@ fn convert(
                     span: sp,
                     secret: false,
                     raw: None,
+                    quoted: !s.may_coerce(),
                 };
             }
             match interpolate(text) {
@@ -136,6 +143,7 @@ fn convert(
                     span: sp,
                     secret,
                     raw: secret.then(|| text.to_string()),
+                    quoted: !s.may_coerce(),
                 },
                 Err(message) => {
                     errors.push(&sp, path, message);
@@ -144,6 +152,7 @@ fn convert(
                         span: sp,
                         secret: true,
                         raw: None,
+                        quoted: false,
                     }
                 }
             }
@@ -158,6 +167,7 @@ fn convert(
             span: span(file, seq.span()),
             secret: false,
             raw: None,
+            quoted: false,
         },
         Node::Mapping(map) => ConfigNode {
             value: ConfigValue::Map(
@@ -181,6 +191,36 @@ fn convert(
             span: span(file, map.span()),
             secret: false,
             raw: None,
+            quoted: false,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A free-form block (a plugin's `config`, an inline schema) types its scalars the
+    /// way they are written: quoted text stays text. marked-yaml coerced every scalar, so
+    /// `"null"` (an Avro union's first branch) read as null and `"007"` as 7.
+    #[test]
+    fn quoted_scalars_stay_text() {
+        let text = r#"
+config: {zip: "007", flag: 'true', none: "null", empty: "", n: 7, b: true, z: null, t: ~}
+union: ["null", "string"]
+block: |
+  12
+"#;
+        let errors = ConfigErrors::default();
+        let node = parse(&Arc::from("f.yaml"), text, &errors).unwrap();
+        assert_eq!(
+            node.to_json(),
+            serde_json::json!({
+                "config": {"zip": "007", "flag": "true", "none": "null", "empty": "",
+                           "n": 7, "b": true, "z": null, "t": null},
+                "union": ["null", "string"],
+                "block": "12\n",
+            })
+        );
     }
 }

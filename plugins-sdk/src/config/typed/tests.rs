@@ -19,6 +19,7 @@ fn scalar(s: &str, line: usize) -> ConfigNode {
         span: at(line),
         secret: false,
         raw: None,
+        quoted: false,
     }
 }
 
@@ -40,6 +41,7 @@ fn map(entries: Vec<(&str, ConfigNode)>, line: usize) -> ConfigNode {
         span: at(line),
         secret: false,
         raw: None,
+        quoted: false,
     }
 }
 
