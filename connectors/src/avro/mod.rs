@@ -5,6 +5,7 @@
 pub mod config;
 pub mod registry;
 
+use apache_avro::types::Value as AvroValue;
 use apache_avro::Schema;
 use connectd_sdk::Value;
 
@@ -16,11 +17,92 @@ pub fn parse_schema(text: &str) -> Result<Schema, String> {
     Schema::parse_str(text).map_err(|e| format!("not a valid Avro schema: {e}"))
 }
 
+/// A record's value as an Avro value of `schema`, or why it does not fit.
+pub fn resolve(schema: &Schema, v: &Value) -> Result<AvroValue, String> {
+    let json = v.to_json();
+    let avro = AvroValue::from(json.clone()).resolve(schema).map_err(|e| {
+        match field_at_fault(schema, &json) {
+            Some((name, why)) => {
+                format!("the record does not match the Avro schema at /{name}: {why}")
+            }
+            None => format!("the record does not match the Avro schema: {e}"),
+        }
+    })?;
+    narrowed(&avro, &json, &mut String::new())?;
+    Ok(avro)
+}
+
+/// apache-avro's reasons do not say where ("Int expected, got Double"): the first field
+/// of a record schema that does not resolve alone, with its reason. None where fields
+/// refer to named types (they do not resolve apart from the whole schema).
+fn field_at_fault(schema: &Schema, json: &serde_json::Value) -> Option<(String, String)> {
+    let (Schema::Record(record), serde_json::Value::Object(given)) = (schema, json) else {
+        return None;
+    };
+    record.fields.iter().find_map(|field| {
+        let value = given.get(&field.name).cloned().unwrap_or_default();
+        match AvroValue::from(value).resolve(&field.schema) {
+            Err(apache_avro::Error::SchemaResolutionError(_)) | Ok(_) => None,
+            Err(e) if given.contains_key(&field.name) => Some((field.name.clone(), e.to_string())),
+            // Absent: the record's resolution uses the field's default, if any.
+            Err(_) if field.default.is_some() => None,
+            Err(e) => Some((field.name.clone(), format!("missing ({e})"))),
+        }
+    })
+}
+
+/// apache-avro resolves a long into an `int` by truncation (`n as i32`: 2⁴⁰ is 0) and a
+/// double into a `float` past ±3.4e38 as infinity. Compared with the value it came
+/// from, such a number is an error naming its place, not a different number.
+fn narrowed(avro: &AvroValue, json: &serde_json::Value, at: &mut String) -> Result<(), String> {
+    let mut nested = |name: &str, avro: &AvroValue, json: &serde_json::Value| {
+        let len = at.len();
+        at.push('/');
+        at.push_str(name);
+        let r = narrowed(avro, json, at);
+        at.truncate(len);
+        r
+    };
+    match (avro, json) {
+        (AvroValue::Union(_, inner), _) => narrowed(inner, json, at),
+        (AvroValue::Record(fields), serde_json::Value::Object(given)) => fields
+            .iter()
+            .filter_map(|(name, v)| given.get(name).map(|g| (name, v, g)))
+            .try_for_each(|(name, v, g)| nested(name, v, g)),
+        (AvroValue::Map(entries), serde_json::Value::Object(given)) => entries
+            .iter()
+            .filter_map(|(name, v)| given.get(name).map(|g| (name, v, g)))
+            .try_for_each(|(name, v, g)| nested(name, v, g)),
+        (AvroValue::Array(items), serde_json::Value::Array(given)) => items
+            .iter()
+            .zip(given)
+            .enumerate()
+            .try_for_each(|(i, (v, g))| nested(&i.to_string(), v, g)),
+        (AvroValue::Int(i), serde_json::Value::Number(n)) if n.as_i64() != Some(i64::from(*i)) => {
+            Err(format!(
+                "the record does not match the Avro schema at {}: {n} does not fit an `int` (32 bits); make it a `long`",
+                place(at)
+            ))
+        }
+        (AvroValue::Float(f), serde_json::Value::Number(n)) if f.is_infinite() => Err(format!(
+            "the record does not match the Avro schema at {}: {n} is beyond a `float` (±3.4e38); make it a `double`",
+            place(at)
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn place(at: &str) -> &str {
+    if at.is_empty() {
+        "the value"
+    } else {
+        at
+    }
+}
+
 /// Encodes `v` as a datum of `schema`; with an id, in the Confluent wire format.
 pub fn encode(schema: &Schema, id: Option<u32>, v: &Value) -> Result<Vec<u8>, String> {
-    let avro = apache_avro::types::Value::from(v.to_json())
-        .resolve(schema)
-        .map_err(|e| format!("the record does not match the Avro schema: {e}"))?;
+    let avro = resolve(schema, v)?;
     let datum = apache_avro::to_avro_datum(schema, avro)
         .map_err(|e| format!("cannot encode the record as Avro: {e}"))?;
     Ok(match id {
@@ -109,5 +191,52 @@ mod tests {
         assert!(parse_schema("{")
             .unwrap_err()
             .contains("not a valid Avro schema"));
+    }
+
+    /// apache-avro truncates a long into an `int` (2⁴⁰ became 0) and rounds a double
+    /// past a `float`'s range to infinity, which no reader can turn back into JSON.
+    #[test]
+    fn numbers_that_do_not_fit_are_refused_where_they_are() {
+        let schema = parse_schema(
+            r#"{"type":"record","name":"R","fields":[
+            {"name":"i","type":"int"},
+            {"name":"f","type":"float"},
+            {"name":"deep","type":{"type":"array","items":["null","int"]}}]}"#,
+        )
+        .unwrap();
+        let value = |json| Value::from_json(&json);
+        let fits =
+            value(serde_json::json!({"i": -2147483648, "f": 3.0e38, "deep": [null, 2147483647]}));
+        assert!(resolve(&schema, &fits).is_ok());
+        for (json, place, why) in [
+            (
+                serde_json::json!({"i": 1099511627776_i64, "f": 1.0, "deep": []}),
+                "at /i:",
+                "does not fit an `int`",
+            ),
+            (
+                serde_json::json!({"i": 1, "f": 1e300, "deep": []}),
+                "at /f:",
+                "beyond a `float`",
+            ),
+            (
+                serde_json::json!({"i": 1, "f": 1.0, "deep": [1, 2147483648_i64]}),
+                "at /deep/1:",
+                "does not fit an `int`",
+            ),
+            (
+                serde_json::json!({"i": 2.5, "f": 1.0, "deep": []}),
+                "at /i:",
+                "Int expected",
+            ),
+            (
+                serde_json::json!({"f": 1.0, "deep": []}),
+                "at /i:",
+                "missing",
+            ),
+        ] {
+            let e = resolve(&schema, &value(json.clone())).unwrap_err();
+            assert!(e.contains(place) && e.contains(why), "{json}: {e}");
+        }
     }
 }

@@ -154,12 +154,9 @@ impl Sink for AvroFileSink {
         bad: &mut Vec<BadRecord>,
     ) -> Result<(), ConnectorError> {
         for r in batch {
-            match AvroValue::from(r.value.to_json()).resolve(&self.schema) {
+            match crate::avro::resolve(&self.schema, &r.value) {
                 Ok(v) => self.pending.push(v),
-                Err(e) => bad.push(BadRecord::record(
-                    r.clone(),
-                    format!("avro sink: the record does not match the schema: {e}"),
-                )),
+                Err(e) => bad.push(BadRecord::record(r.clone(), format!("avro sink: {e}"))),
             }
         }
         if self.pending.len() >= self.block_records {
