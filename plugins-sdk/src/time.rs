@@ -70,6 +70,35 @@ pub fn format_with(ms: i64, pattern: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// Epoch milliseconds from 1e8 up to 1e11 fall between 1970-01-02 and 1973-03-03, where
+/// the seconds of any time since then lie; past 1e14 (year 5138) lie the microseconds
+/// and nanoseconds of today.
+pub fn unit_it_looks_like(ms: i64) -> Option<&'static str> {
+    match ms {
+        100_000_000..100_000_000_000 => Some("s"),
+        100_000_000_000_000..100_000_000_000_000_000 => Some("us"),
+        100_000_000_000_000_000.. => Some("ns"),
+        _ => None,
+    }
+}
+
+/// The first time (per `warned`) that epoch milliseconds `ms` look like another unit:
+/// that unit and the date `ms` is read as, for a warning saying how to fix it.
+pub fn first_time_like_another_unit(
+    ms: i64,
+    warned: &std::sync::atomic::AtomicBool,
+) -> Option<(&'static str, String)> {
+    use std::sync::atomic::Ordering::Relaxed;
+    if warned.load(Relaxed) {
+        return None;
+    }
+    let like = unit_it_looks_like(ms)?;
+    if warned.swap(true, Relaxed) {
+        return None;
+    }
+    Some((like, format_rfc3339_ms(ms)))
+}
+
 pub fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }

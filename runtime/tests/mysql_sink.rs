@@ -213,3 +213,68 @@ sinks:
     }
     query(&[&format!("DROP DATABASE {db}")]);
 }
+
+/// A `datetime` column reads a number as epoch milliseconds. Epoch seconds (Unix time)
+/// then land in January 1970: the first such number of the column is named in a
+/// warning with the conversion to write, once; milliseconds and text are not.
+#[test]
+fn epoch_seconds_in_a_datetime_column_are_named_once() {
+    let (db, url) = fresh_database("units");
+    let dir = tempfile::tempdir().unwrap();
+    let input: String = (0..50)
+        .map(|i| {
+            format!(
+                "{{\"id\":{i},\"at_s\":{},\"at_ms\":{},\"at_text\":\"2023-11-14T22:13:20Z\"}}\n",
+                1_700_000_000 + i,
+                1_700_000_000_000_i64 + i
+            )
+        })
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            r#"
+name: units
+sources:
+  lines: {{type: file, path: in.jsonl}}
+sinks:
+  out:
+    type: mysql
+    inputs: [lines]
+    url: {url}
+    table: times
+    columns:
+      id: id
+      at_s: {{field: at_s, type: datetime}}
+      at_ms: {{field: at_ms, type: datetime}}
+      at_text: {{field: at_text, type: datetime}}
+    create_table:
+      id: BIGINT NOT NULL
+      at_s: DATETIME(3) NOT NULL
+      at_ms: DATETIME(3) NOT NULL
+      at_text: DATETIME(3) NOT NULL
+"#
+        ),
+    );
+    let out = run_to_end(dir.path(), &cfg);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let said = "mysql: column `at_s` (field `at_s`): 1700000000 read as epoch milliseconds is 1970-01-20T16:13:20.000Z; if the field is in another unit (s), convert it in a `map` first: `at_s * 1000`";
+    assert_eq!(stderr.matches(said).count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("read as epoch milliseconds").count(),
+        1,
+        "{stderr}"
+    );
+    // Written as read: the warning changes nothing.
+    let rows = query(&[&format!(
+        "SELECT CONCAT(COUNT(*), ' ', MIN(at_s), ' ', MIN(at_ms), ' ', MIN(at_text)) FROM {db}.times"
+    )])
+    .unwrap();
+    assert_eq!(
+        rows,
+        "50 1970-01-20 16:13:20.000 2023-11-14 22:13:20.000 2023-11-14 22:13:20.000"
+    );
+}

@@ -1,7 +1,7 @@
 //! Where a stateful transform takes a record's event time from (`time:`, in
 //! `time_unit`), and the watermark every event-time transform keeps.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use connectd_sdk::time::{event_time_ms, now_ms};
@@ -50,18 +50,6 @@ impl TimeUnit {
     }
 }
 
-/// Epoch milliseconds from 1e8 up to 1e11 fall between 1970-01-02 and 1973-03-03, where
-/// the seconds of any time since then lie; past 1e14 (year 5138) lie the microseconds
-/// and nanoseconds of today.
-fn unit_it_looks_like(ms: i64) -> Option<&'static str> {
-    match ms {
-        100_000_000..100_000_000_000 => Some("s"),
-        100_000_000_000_000..100_000_000_000_000_000 => Some("us"),
-        100_000_000_000_000_000.. => Some("ns"),
-        _ => None,
-    }
-}
-
 /// Warns once (per `warned`) when epoch milliseconds `ms` look like another unit:
 /// `message(unit, date)` says what was read, as what date, and how to fix it.
 pub(crate) fn warn_of_another_unit(
@@ -69,12 +57,7 @@ pub(crate) fn warn_of_another_unit(
     warned: &AtomicBool,
     message: impl FnOnce(&'static str, String) -> String,
 ) {
-    if warned.load(Ordering::Relaxed) {
-        return;
-    }
-    if let Some(like) = unit_it_looks_like(ms) {
-        warned.store(true, Ordering::Relaxed);
-        let date = connectd_sdk::time::format_rfc3339_ms(ms);
+    if let Some((like, date)) = connectd_sdk::time::first_time_like_another_unit(ms, warned) {
         tracing::warn!("{}", message(like, date));
     }
 }
@@ -162,11 +145,23 @@ mod tests {
 
     #[test]
     fn epoch_ms_that_look_like_another_unit_are_named() {
-        assert_eq!(unit_it_looks_like(1_700_000_000), Some("s"));
-        assert_eq!(unit_it_looks_like(1_700_000_000_000), None);
-        assert_eq!(unit_it_looks_like(1_700_000_000_000_000), Some("us"));
-        assert_eq!(unit_it_looks_like(1_700_000_000_000_000_000), Some("ns"));
+        assert_eq!(
+            connectd_sdk::time::unit_it_looks_like(1_700_000_000),
+            Some("s")
+        );
+        assert_eq!(
+            connectd_sdk::time::unit_it_looks_like(1_700_000_000_000),
+            None
+        );
+        assert_eq!(
+            connectd_sdk::time::unit_it_looks_like(1_700_000_000_000_000),
+            Some("us")
+        );
+        assert_eq!(
+            connectd_sdk::time::unit_it_looks_like(1_700_000_000_000_000_000),
+            Some("ns")
+        );
         // Small test times (a few seconds after the epoch) are not warned of.
-        assert_eq!(unit_it_looks_like(5_000), None);
+        assert_eq!(connectd_sdk::time::unit_it_looks_like(5_000), None);
     }
 }

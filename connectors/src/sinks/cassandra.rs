@@ -47,6 +47,7 @@ pub struct CassandraSink {
     table: String,
     columns: Vec<ColumnSpec>,
     missing: columns::MissingFields,
+    units: super::time_columns::UnitWarnings,
     consistency: Consistency,
     concurrency: usize,
     /// Positions of the partition key among the INSERT's bound values.
@@ -194,6 +195,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
         keyspace,
         table,
         missing: columns::MissingFields::new(columns.len()),
+        units: super::time_columns::UnitWarnings::new(columns.len()),
         columns,
         consistency,
         concurrency,
@@ -442,6 +444,9 @@ impl CassandraSink {
                         .column("cassandra", i, &c.name, &c.field, &r.value);
                     &Value::Null
                 });
+                if matches!(t, ColumnType::Native(NativeType::Timestamp)) {
+                    self.units.note("cassandra", i, &c.name, &c.field, v);
+                }
                 convert(v, t).map_err(|e| format!("column `{}` (field `{}`): {e}", c.name, c.field))
             })
             .collect()

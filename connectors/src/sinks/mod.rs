@@ -16,3 +16,5 @@ pub mod mongodb;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 pub mod stdout;
+#[cfg(any(feature = "mysql", feature = "cassandra"))]
+pub mod time_columns;

@@ -53,6 +53,7 @@ pub struct MysqlSink {
     table: String,
     columns: Vec<Column>,
     missing: MissingFields,
+    units: super::time_columns::UnitWarnings,
     upsert: bool,
     key: Vec<String>,
     create_table: Option<Vec<(String, String)>>,
@@ -195,6 +196,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
         conn: None,
         table,
         missing: MissingFields::new(columns.len()),
+        units: super::time_columns::UnitWarnings::new(columns.len()),
         columns,
         upsert,
         key,
@@ -322,6 +324,9 @@ impl MysqlSink {
                     self.missing.column("mysql", i, &c.name, &c.field, &r.value);
                     &Value::Null
                 });
+                if c.kind == ColumnKind::Datetime {
+                    self.units.note("mysql", i, &c.name, &c.field, v);
+                }
                 mysql_value(v, c.kind)
                     .map_err(|e| format!("column `{}` (field `{}`): {e}", c.name, c.field))
             })
