@@ -106,6 +106,13 @@ impl AggSpec {
 
     /// The value of this aggregate's field (looked up by the caller), checked for type.
     pub fn checked<'r>(&self, v: Option<&'r Value>) -> Result<Option<&'r Value>, String> {
+        // A missing field is null, as everywhere else: `count(f)` counted records
+        // without `f` (as `count()` does) but not those with `f: null`.
+        static NULL: Value = Value::Null;
+        let v = match (&self.field, v) {
+            (Some(_), None) => Some(&NULL),
+            (_, v) => v,
+        };
         if matches!(self.kind, AggKind::Sum | AggKind::Avg) {
             if let (Some(v), Some(path)) = (v, &self.field) {
                 if !matches!(v, Value::Int(_) | Value::Float(_) | Value::Null) {
@@ -413,6 +420,21 @@ mod tests {
             }
             right.merge(&left);
             assert_eq!(whole.value(), right.value(), "{kind}");
+        }
+    }
+
+    /// `count(v)` counts the records whose `v` is not null; a missing `v` is null.
+    #[test]
+    fn count_of_a_field_skips_records_without_it() {
+        let records = [r#"{"v": 1}"#, r#"{"v": null}"#, r#"{"w": 2}"#, r#"{"v": 0}"#];
+        for (text, expected) in [("count(v)", 2), ("count()", 4)] {
+            let spec = AggSpec::parse("n", text).unwrap();
+            let mut acc = spec.new_acc();
+            for (i, json) in records.iter().enumerate() {
+                let r = Record::new(serde_json::from_str(json).unwrap());
+                acc.add(spec.input(&r).unwrap(), i as u64);
+            }
+            assert_eq!(acc.value(), Value::Int(expected), "{text}");
         }
     }
 }
