@@ -426,7 +426,12 @@ mod tests {
     /// `count(v)` counts the records whose `v` is not null; a missing `v` is null.
     #[test]
     fn count_of_a_field_skips_records_without_it() {
-        let records = [r#"{"v": 1}"#, r#"{"v": null}"#, r#"{"w": 2}"#, r#"{"v": 0}"#];
+        let records = [
+            r#"{"v": 1}"#,
+            r#"{"v": null}"#,
+            r#"{"w": 2}"#,
+            r#"{"v": 0}"#,
+        ];
         for (text, expected) in [("count(v)", 2), ("count()", 4)] {
             let spec = AggSpec::parse("n", text).unwrap();
             let mut acc = spec.new_acc();
