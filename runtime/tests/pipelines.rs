@@ -425,6 +425,50 @@ fn a_column_no_record_has_is_named_once() {
     assert_eq!(rows[1], ",0");
 }
 
+/// A CSV file's header names its columns. With `columns` changed between runs, rows of
+/// the new columns were appended under the old header without a word; the sink now
+/// refuses to open such a file and says how to go on.
+#[test]
+fn a_csv_file_with_another_header_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "{\"a\":1,\"b\":2,\"c\":3}\n").unwrap();
+    let pipeline = |columns: &str| {
+        format!("name: p\nsources:\n  lines: {{type: file, path: in.jsonl}}\nsinks:\n  out: {{type: csv, inputs: [lines], path: out.csv, columns: [{columns}]}}\n")
+    };
+    let cfg = write_pipeline(dir.path(), "p.yaml", &pipeline("a, b"));
+    assert!(run_to_end(dir.path(), &cfg).status.success());
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&input)
+        .unwrap();
+    writeln!(f, "{{\"a\":4,\"b\":5,\"c\":6}}").unwrap();
+    write_pipeline(dir.path(), "p.yaml", &pipeline("a, b, c"));
+    let out = run_to_end(dir.path(), &cfg);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("out.csv begins with `a,b`, not the header of this sink's columns `a,b,c`"),
+        "{stderr}"
+    );
+    assert_eq!(read(dir.path().join("out.csv")), "a,b\n1,2\n");
+    // The way on the message gives: the old file away, the sink's commit record deleted.
+    let record = stderr
+        .split("delete ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap();
+    std::fs::rename(dir.path().join("out.csv"), dir.path().join("old.csv")).unwrap();
+    std::fs::remove_file(dir.path().join(record)).unwrap();
+    let out = run_to_end(dir.path(), &cfg);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read(dir.path().join("out.csv")), "a,b,c\n4,5,6\n");
+}
+
 #[test]
 fn a_followed_file_resumes_by_offset_across_restarts() {
     let dir = tempfile::tempdir().unwrap();

@@ -73,6 +73,11 @@ impl CommittedFile {
         }
     }
 
+    /// Where this sink's commit record is: deleting it starts the sink afresh.
+    pub fn commit_record_path(&self) -> &Path {
+        &self.commit_path
+    }
+
     /// Opens for appending after the prepared epoch, if any, else at the committed
     /// length. Returns the last checkpoint and the file's length from here on.
     pub fn open(&mut self) -> Result<(Option<Committed>, u64), ConnectorError> {

@@ -1,6 +1,6 @@
 //! `csv`: appends rows with the configured `columns` (header once), exactly once.
 
-use std::io::Write;
+use std::io::{Read, Write};
 
 use async_trait::async_trait;
 use connectd_sdk::config::{ConfigMap, Invalid};
@@ -83,13 +83,46 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
 }
 
 impl CsvSink {
-    /// The header row, in a file that is empty (new, or cut back to nothing).
-    fn header_if_empty(&mut self, length: u64) -> Result<(), ConnectorError> {
-        if length == 0 && self.header {
-            let header = self.columns.clone();
-            self.encode(|w| w.write_record(&header))?;
+    /// The header row, in a file that is empty (new, or cut back to nothing); in one
+    /// that is not, the header it begins with must be this sink's: rows of other columns
+    /// appended under an old header (after `columns` changed) would not be the columns
+    /// their header names, and nothing would say so.
+    fn header_checked(&mut self, length: u64) -> Result<(), ConnectorError> {
+        if !self.header {
+            return Ok(());
         }
-        Ok(())
+        let header = self.columns.clone();
+        if length == 0 {
+            return self.encode(|w| w.write_record(&header));
+        }
+        let mut w = csv::WriterBuilder::new()
+            .delimiter(self.delimiter)
+            .from_writer(Vec::new());
+        let expected = w
+            .write_record(&header)
+            .map_err(|e| ConnectorError::permanent("csv: cannot encode the header").with_source(e))
+            .and_then(|()| {
+                w.into_inner().map_err(|e| {
+                    ConnectorError::permanent("csv: cannot encode the header")
+                        .with_source(e.into_error())
+                })
+            })?;
+        let path = &self.out.data_path;
+        let mut found = Vec::with_capacity(expected.len());
+        std::fs::File::open(path)
+            .and_then(|f| f.take(expected.len() as u64).read_to_end(&mut found))
+            .map_err(|e| ConnectorError::io(format!("csv: cannot read {}", path.display()), e))?;
+        if found == expected {
+            return Ok(());
+        }
+        let first_line = String::from_utf8_lossy(&found);
+        let first_line = first_line.lines().next().unwrap_or_default();
+        Err(ConnectorError::permanent(format!(
+            "csv: {} begins with `{first_line}`, not the header of this sink's columns `{}`: rows of these columns would be appended under another header. Give the sink the columns the file has, or move the file away and delete {} (a new file with this header then begins at the pipeline's checkpoint)",
+            path.display(),
+            String::from_utf8_lossy(&expected).trim_end(),
+            self.out.commit_record_path().display()
+        )))
     }
 
     /// Encodes rows with `rows` (given the CSV writer) and appends them to the file.
@@ -126,7 +159,7 @@ impl Sink for CsvSink {
 
     async fn open(&mut self) -> Result<Option<Committed>, ConnectorError> {
         let (committed, length) = self.out.open()?;
-        self.header_if_empty(length)?;
+        self.header_checked(length)?;
         Ok(committed)
     }
 
@@ -140,7 +173,7 @@ impl Sink for CsvSink {
 
     async fn abort_prepared(&mut self) -> Result<(), ConnectorError> {
         let length = self.out.abort_prepared()?;
-        self.header_if_empty(length)
+        self.header_checked(length)
     }
 
     async fn write(
