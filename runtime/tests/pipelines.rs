@@ -679,7 +679,7 @@ sinks:
     assert!(
         reasons
             .iter()
-            .any(|r| r.contains("does not match the schema") && r.contains("sym")),
+            .any(|r| r.contains("does not match the Avro schema at /sym: missing")),
         "{reasons:?}"
     );
 }
