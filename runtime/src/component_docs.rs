@@ -41,11 +41,22 @@ fn type_text(s: &Value) -> String {
         .or_else(|| s.get("oneOf"))
         .and_then(Value::as_array)
     {
-        let parts: Vec<String> = any
+        let parts: Vec<&Value> = any
             .iter()
             .filter(|p| p.get("type") != Some(&json!("null")))
-            .map(type_text)
             .collect();
+        // An enum whose words carry their own docs is a `oneOf` of constants.
+        let words: Option<Vec<String>> = parts
+            .iter()
+            .map(|p| {
+                p.get("const")
+                    .map(|c| c.as_str().map_or_else(|| c.to_string(), str::to_string))
+            })
+            .collect();
+        if let Some(words) = words.filter(|w| !w.is_empty()) {
+            return format!("one of {}", words.join(" | "));
+        }
+        let parts: Vec<String> = parts.into_iter().map(type_text).collect();
         return parts.join(" or ");
     }
     if let Some(format) = s.get("x-kind").and_then(Value::as_str) {
@@ -385,4 +396,25 @@ pub fn pipeline_schema(registry: &Registry) -> Value {
         }),
     );
     Value::Object(top)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An enum whose words have docs comes from schemars as a `oneOf` of constants;
+    /// `describe` printed it as "string or string or string or string".
+    #[test]
+    fn an_enum_of_documented_words_reads_as_its_words() {
+        let schema = json!({"default": "ms", "oneOf": [
+            {"type": "string", "const": "ms", "description": "Milliseconds."},
+            {"type": "string", "const": "s", "description": "Seconds."},
+        ]});
+        assert_eq!(type_text(&schema), "one of ms | s");
+        let plain = json!({"enum": ["json", "avro"]});
+        assert_eq!(type_text(&plain), "one of json | avro");
+        let either =
+            json!({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]});
+        assert_eq!(type_text(&either), "string or list of string");
+    }
 }
