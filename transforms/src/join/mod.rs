@@ -50,6 +50,8 @@ pub(crate) struct Spec {
     right_prefix: String,
     /// The input names, for non-object values.
     names: [String; 2],
+    /// Whether a right field left out for a left field of its name was warned of.
+    shadowed_warned: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -238,6 +240,7 @@ pub fn build(
             left_outer,
             right_prefix,
             names: [name(0), name(1)],
+            shadowed_warned: Default::default(),
         },
         kind,
         failed: None,
@@ -245,6 +248,22 @@ pub fn build(
 }
 
 impl Spec {
+    /// Once: a right record's fields that the output left out, as the left record has
+    /// fields of their names with other values (the right's price under the left's).
+    fn warn_of_shadowed(&self, shadowed: &[String]) {
+        if !self
+            .shadowed_warned
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "join of `{}` and `{}`: the right record's {} left out of the output, as the left record has a field of that name; set `right_prefix` to keep both. Said once",
+                self.names[0],
+                self.names[1],
+                shadowed.join(", ") + if shadowed.len() == 1 { " is" } else { " are" }
+            );
+        }
+    }
+
     /// One output row: the left fields, then the right's that the left lacks.
     pub(crate) fn combine(&self, left: &Record, right: Option<&Record>) -> Record {
         let mut o = match &left.value {
@@ -254,11 +273,23 @@ impl Spec {
         if let Some(right) = right {
             match &right.value {
                 Value::Object(fields) => {
+                    let mut shadowed = Vec::new();
+                    let warn = !self
+                        .shadowed_warned
+                        .load(std::sync::atomic::Ordering::Relaxed);
                     for (name, v) in fields.iter() {
                         let name = format!("{}{name}", self.right_prefix);
-                        if o.get(&name).is_none() {
-                            o.push_unchecked(name, v.clone());
+                        match o.get(&name) {
+                            None => o.push_unchecked(name, v.clone()),
+                            // The key fields are equal on both sides: nothing is lost.
+                            Some(own) if warn && own != v => {
+                                shadowed.push(format!("`{name}` ({v})"))
+                            }
+                            Some(_) => {}
                         }
+                    }
+                    if !shadowed.is_empty() {
+                        self.warn_of_shadowed(&shadowed);
                     }
                 }
                 other => o.insert(self.names[1].as_str(), other.clone()),
