@@ -1,5 +1,6 @@
 //! Kafka messages keep their bytes: keys, header values and values that are not UTF-8
-//! reach the DLQ as they were, and kafka → kafka writes every key back as it came.
+//! reach the DLQ as they were, and kafka → kafka writes every key back as it came. A
+//! record too large for a message is the record's error, not the checkpoint's.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -173,5 +174,79 @@ fn keys_pass_through_kafka_to_kafka_byte_for_byte() {
     assert_eq!(
         downstream, upstream,
         "keys or partitions changed on the way"
+    );
+}
+
+/// librdkafka refuses a message over the producer's `message.max.bytes` (1 000 000 by
+/// default). Inside the sink's transaction that failed the checkpoint, at every retry,
+/// until the pipeline stopped with nothing written: one big record held back all the
+/// others. It now goes to the DLQ, sized as librdkafka counts (a message of exactly the
+/// limit passes), and the rest are written.
+#[test]
+fn a_record_too_large_for_a_message_goes_to_the_dlq_and_the_rest_are_written() {
+    let topic = kafka::unique("sizes");
+    kafka::create_topic(&topic, 1);
+    let dir = tempfile::tempdir().unwrap();
+    // With `message.max.bytes: 2000`: the value `{"id":N,"v":"x…"}` plus librdkafka's 36
+    // bytes of record overhead, at the limit and one byte over it; then a 1.5 MB one
+    // under a sink with the default limit.
+    let record = |id: usize, value_bytes: usize| {
+        let padding = value_bytes - format!(r#"{{"id":{id},"v":""}}"#).len();
+        format!("{{\"id\":{id},\"v\":\"{}\"}}\n", "x".repeat(padding))
+    };
+    let input = [record(1, 2000 - 36), record(2, 2001 - 36), record(3, 20)].concat();
+    std::fs::write(dir.path().join("small.jsonl"), input).unwrap();
+    let big = [record(4, 20), record(5, 1_500_000), record(6, 20)].concat();
+    std::fs::write(dir.path().join("big.jsonl"), big).unwrap();
+    let cfg = common::write_pipeline(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "name: p\ncheckpoint: {{interval: 300ms}}\nerrors: {{tolerance: all, dlq: {{path: dlq.jsonl}}}}\nsources:\n  small: {{type: file, path: small.jsonl}}\n  big: {{type: file, path: big.jsonl}}\nsinks:\n  tight: {{type: kafka, inputs: [small], bootstrap_servers: {b}, topic: {topic}, properties: {{message.max.bytes: \"2000\"}}}}\n  default: {{type: kafka, inputs: [big], bootstrap_servers: {b}, topic: {topic}}}\n",
+            b = kafka::bootstrap(),
+        ),
+    );
+    let out = common::run_to_end(dir.path(), &cfg);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = kafka::consume_committed_messages(
+        &topic,
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        |m| m.len() >= 4,
+    );
+    let mut ids: Vec<u64> = written
+        .iter()
+        .map(|m| {
+            serde_json::from_slice::<serde_json::Value>(&m.value).unwrap()["id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [1, 3, 4, 6]);
+    let dlq = common::json_lines(&dir.path().join("dlq.jsonl"));
+    let mut reasons: Vec<(u64, String)> = dlq
+        .iter()
+        .map(|l| {
+            (
+                l["record"]["value"]["id"].as_u64().unwrap(),
+                l["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert_eq!(reasons[0].0, 2);
+    assert!(reasons[0].1.contains("the message is 2001 bytes (key, value and headers), over the producer's message.max.bytes of 2000"), "{reasons:?}");
+    assert_eq!(reasons[1].0, 5);
+    assert!(
+        reasons[1]
+            .1
+            .contains("over the producer's message.max.bytes of 1000000"),
+        "{reasons:?}"
     );
 }

@@ -12,6 +12,7 @@ pub mod groups;
 pub mod instance;
 pub mod key_field;
 pub mod message_key;
+pub mod message_size;
 pub mod offsets;
 pub mod time_order;
 

@@ -700,8 +700,17 @@ impl Sink for KafkaSink {
         batch: &[Record],
         bad: &mut Vec<BadRecord>,
     ) -> Result<(), ConnectorError> {
+        let limit = crate::kafka::message_size::limit(&self.props);
         for r in batch {
-            match self.outgoing(r) {
+            let sized = self.outgoing(r).and_then(|o| {
+                let size = crate::kafka::message_size::wire_size(
+                    o.key.as_deref(),
+                    o.payload.as_deref(),
+                    &o.headers,
+                );
+                crate::kafka::message_size::too_large(size, limit).map_or(Ok(o), Err)
+            });
+            match sized {
                 Ok(o) => self.pending.push(Arc::new(o)),
                 Err(why) => bad.push(BadRecord::record(r.clone(), format!("kafka sink: {why}"))),
             }
