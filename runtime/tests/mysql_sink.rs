@@ -278,3 +278,63 @@ sinks:
         "50 1970-01-20 16:13:20.000 2023-11-14 22:13:20.000 2023-11-14 22:13:20.000"
     );
 }
+
+/// A value over the server's max_allowed_packet made the server drop the connection:
+/// the sink took it for an outage, sent the same rows again until the retry timeout,
+/// and the pipeline stopped with "broken pipe". It is now that record's error, sized
+/// against the limit the server reports: the largest value that fits goes in, one
+/// byte more goes to the DLQ, and the rows around them go in.
+#[test]
+fn a_value_over_max_allowed_packet_goes_to_the_dlq() {
+    let (db, url) = fresh_database("packet");
+    let max: usize = query(&["SELECT @@max_allowed_packet"])
+        .unwrap()
+        .parse()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let line = |id: usize, len: usize| format!("{{\"id\":{id},\"t\":\"{}\"}}\n", "y".repeat(len));
+    let input = [line(1, 5), line(2, max - 7), line(3, max - 8), line(4, 5)].concat();
+    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            r#"
+name: packet
+errors: {{tolerance: all, dlq: {{path: dlq.jsonl}}, retry_timeout: 10s}}
+sources:
+  lines: {{type: file, path: in.jsonl, max_line_bytes: 1GiB}}
+sinks:
+  out:
+    type: mysql
+    inputs: [lines]
+    url: {url}
+    table: big
+    columns: [id, t]
+    create_table: {{id: BIGINT NOT NULL, t: LONGTEXT}}
+"#
+        ),
+    );
+    let out = run_to_end(dir.path(), &cfg);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = query(&[&format!(
+        "SELECT GROUP_CONCAT(CONCAT(id, ':', LENGTH(t)) ORDER BY id) FROM {db}.big"
+    )])
+    .unwrap();
+    assert_eq!(rows, format!("1:5,3:{},4:5", max - 8));
+    let dlq = json_lines(&dir.path().join("dlq.jsonl"));
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0]["record"]["value"]["id"], 2);
+    let why = dlq[0]["reason"].as_str().unwrap();
+    assert!(
+        why.contains(&format!(
+            "column `t`: the value is {} bytes, more than the server's max_allowed_packet ({max}) allows",
+            max - 7
+        )),
+        "{why}"
+    );
+}

@@ -15,6 +15,8 @@ pub mod kafka;
 pub mod mongodb;
 #[cfg(feature = "mysql")]
 pub mod mysql;
+#[cfg(feature = "mysql")]
+pub mod mysql_packet;
 pub mod stdout;
 #[cfg(any(feature = "mysql", feature = "cassandra"))]
 pub mod time_columns;

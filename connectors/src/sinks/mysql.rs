@@ -54,6 +54,8 @@ pub struct MysqlSink {
     columns: Vec<Column>,
     missing: MissingFields,
     units: super::time_columns::UnitWarnings,
+    /// The server's max_allowed_packet, read at open.
+    packet: super::mysql_packet::PacketLimit,
     upsert: bool,
     key: Vec<String>,
     create_table: Option<Vec<(String, String)>>,
@@ -197,6 +199,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
         table,
         missing: MissingFields::new(columns.len()),
         units: super::time_columns::UnitWarnings::new(columns.len()),
+        packet: Default::default(),
         columns,
         upsert,
         key,
@@ -330,7 +333,13 @@ impl MysqlSink {
                 mysql_value(v, c.kind)
                     .map_err(|e| format!("column `{}` (field `{}`): {e}", c.name, c.field))
             })
-            .collect()
+            .collect::<Result<Row, String>>()
+            .and_then(
+                |row| match self.packet.refuses(&row, |i| &self.columns[i].name) {
+                    Some(why) => Err(why),
+                    None => Ok(row),
+                },
+            )
     }
 
     fn insert_sql(&self, rows: usize) -> String {
@@ -422,7 +431,17 @@ impl MysqlSink {
         let mut accepted = Vec::with_capacity(rows.len());
         let mut rest = rows.into_iter().peekable();
         while rest.peek().is_some() {
-            let chunk: Vec<(Row, Option<&Record>)> = rest.by_ref().take(self.batch_size).collect();
+            // Up to batch_size rows, in a statement the server's packet can carry.
+            let budget = self.packet.statement_budget();
+            let (mut chunk, mut bytes): (Vec<(Row, Option<&Record>)>, usize) = (Vec::new(), 0);
+            while let Some((row, _)) = rest.peek() {
+                let size = super::mysql_packet::row_bytes(row);
+                if chunk.len() == self.batch_size || (!chunk.is_empty() && bytes + size > budget) {
+                    break;
+                }
+                bytes += size;
+                chunk.extend(rest.next());
+            }
             let params: Vec<mysql_async::Value> =
                 chunk.iter().flat_map(|(r, _)| r.iter().cloned()).collect();
             match self
@@ -569,6 +588,16 @@ impl Sink for MysqlSink {
             self.exec(ddl, Params::Empty, "create table")
                 .await
                 .map_err(|f| to_error(f, &format!("creating {}", self.table)))?;
+        }
+        let max: Option<u64> = self
+            .conn()
+            .await
+            .map_err(|f| to_error(f, "reading max_allowed_packet"))?
+            .query_first("SELECT @@max_allowed_packet")
+            .await
+            .map_err(|e| to_error(classify(&e), "reading max_allowed_packet"))?;
+        if let Some(max) = max {
+            self.packet.max = usize::try_from(max).unwrap_or(usize::MAX);
         }
         self.buffer.clear();
         self.stored_checkpoint().await
