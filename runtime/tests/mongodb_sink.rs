@@ -90,3 +90,51 @@ sinks:
         client.database(&database).drop().await.unwrap();
     });
 }
+
+/// MongoDB takes no document over 16 MiB of BSON: such a document failed its whole
+/// batch (or the epoch's transaction) at every retry, until the pipeline stopped. It is
+/// now that record's error, measured before it is sent; the documents around it go in.
+#[test]
+fn a_document_over_16_mib_goes_to_the_dlq() {
+    let database = format!("big_docs_{}", std::process::id());
+    let url = common::mongo::url();
+    let dir = tempfile::tempdir().unwrap();
+    // 16 MiB of text alone is over the limit once the document's framing is added.
+    let line =
+        |id: usize, len: usize| format!("{{\"id\":\"d{id}\",\"t\":\"{}\"}}\n", "y".repeat(len));
+    let input = [line(1, 5), line(2, 16 << 20), line(3, 15 << 20), line(4, 5)].concat();
+    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            r#"
+name: big_docs
+errors: {{tolerance: all, dlq: {{path: dlq.jsonl}}, retry_timeout: 10s}}
+sources:
+  lines: {{type: file, path: in.jsonl, max_line_bytes: 64MiB}}
+sinks:
+  docs: {{type: mongodb, inputs: [lines], uri: {url}, database: {database}, collection: docs, id: [id]}}
+"#
+        ),
+    );
+    let out = run_to_end(dir.path(), &cfg);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs = common::mongo::collection(&database, "docs");
+    let mut ids: Vec<&String> = docs.keys().collect();
+    ids.sort();
+    assert_eq!(ids, ["d1", "d3", "d4"]);
+    assert_eq!(docs["d3"]["t"].as_str().map(str::len), Some(15 << 20));
+    let dlq = json_lines(&dir.path().join("dlq.jsonl"));
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0]["record"]["value"]["id"], "d2");
+    let why = dlq[0]["reason"].as_str().unwrap();
+    assert!(
+        why.contains("bytes of BSON, over MongoDB's limit of 16777216 bytes"),
+        "{why}"
+    );
+}

@@ -72,6 +72,31 @@ fn bson_bytes(d: &Document) -> u64 {
     d.to_writer(&mut buf).map_or(0, |()| buf.len() as u64)
 }
 
+/// MongoDB's largest document (`maxBsonObjectSize`, the same on every server since 1.8).
+/// A larger one fails its whole batch, or the epoch's transaction, at every retry.
+const MAX_DOCUMENT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// At least the BSON size of `v` as an element named by `key_len` bytes: the type byte,
+/// the name and its NUL, the value. Cheap, so only documents that may be too large are
+/// encoded to be measured.
+fn bson_upper_bound(v: &Value, key_len: usize) -> usize {
+    2 + key_len
+        + match v {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::Int(_) | Value::Float(_) => 8,
+            Value::Str(s) => 5 + s.len(),
+            // An array's element names are its indexes, up to 20 digits.
+            Value::List(items) => 5 + items.iter().map(|i| bson_upper_bound(i, 20)).sum::<usize>(),
+            Value::Object(o) => {
+                5 + o
+                    .iter()
+                    .map(|(k, v)| bson_upper_bound(v, k.len()))
+                    .sum::<usize>()
+            }
+        }
+}
+
 impl std::fmt::Debug for MongoSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The URI may hold a password: never shown.
@@ -262,6 +287,15 @@ impl MongoSink {
                 )
             };
             d.insert("_id", id);
+        }
+        // `_id` is among the fields or at most as large as they are together.
+        if bson_upper_bound(&r.value, 0) * 2 > MAX_DOCUMENT_BYTES as usize {
+            let size = bson_bytes(&d);
+            if size > MAX_DOCUMENT_BYTES {
+                return Err(format!(
+                    "the document is {size} bytes of BSON, over MongoDB's limit of {MAX_DOCUMENT_BYTES} bytes"
+                ));
+            }
         }
         Ok(d)
     }
@@ -607,5 +641,28 @@ impl Sink for MongoSink {
             let _ = tokio::time::timeout(Duration::from_secs(5), client.shutdown()).await;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cheap bound never says less than the document's BSON size.
+    #[test]
+    fn the_bound_is_at_least_the_bson_size() {
+        let values = [
+            serde_json::json!({}),
+            serde_json::json!({"a": null, "b": true, "c": 1, "d": 2.5, "e": "text"}),
+            serde_json::json!({"list": [1, "two", [3, {"four": 4}], null], "nested": {"x": {"y": "z"}}}),
+            serde_json::json!({"long": (0..1000).collect::<Vec<_>>(), "ünïcode key": "välue"}),
+        ];
+        for json in values {
+            let v = Value::from_json(&json);
+            let Bson::Document(d) = bson(&v) else {
+                panic!("{json}")
+            };
+            assert!(bson_upper_bound(&v, 0) as u64 >= bson_bytes(&d), "{json}");
+        }
     }
 }
