@@ -250,3 +250,44 @@ fn a_record_too_large_for_a_message_goes_to_the_dlq_and_the_rest_are_written() {
         "{reasons:?}"
     );
 }
+
+/// A record a transform refuses came from a Kafka message too: its DLQ line names that
+/// message (topic, partition, offset), as the source's own bad messages do. The
+/// position was empty, so the message could not be found again.
+#[test]
+fn a_record_a_transform_refuses_is_placed_by_its_kafka_message() {
+    let topic = kafka::unique("placed");
+    kafka::create_topic(&topic, 1);
+    let messages: Vec<(String, String)> = [r#"{"id":1}"#, r#"{"id":"two"}"#, r#"{"id":3}"#]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (format!("k{i}"), v.to_string()))
+        .collect();
+    kafka::produce(&topic, messages);
+    let (dir, mut worker) = run_pipeline(&format!(
+        "errors: {{tolerance: all, dlq: {{path: out/dlq.jsonl}}}}\nsources:\n  in: {{type: kafka, bootstrap_servers: {b}, topics: [{topic}], group: {g}}}\ntransforms:\n  positive: {{type: filter, inputs: [in], where: id > 0}}\nsinks:\n  out: {{type: jsonl, inputs: [positive], path: out/out.jsonl}}\n",
+        b = kafka::bootstrap(),
+        g = kafka::unique("placed-group"),
+    ));
+    let lines = |file: &str| common::json_lines(&dir.path().join("out").join(file));
+    let started = Instant::now();
+    while lines("out.jsonl").len() + lines("dlq.jsonl").len() < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not all through in 60 s\n{}",
+            common::stderr_tail(&worker.0, 4000)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    common::signal(&worker.0, libc::SIGTERM);
+    common::wait_with_deadline(&mut worker.0, Duration::from_secs(60));
+    let dlq = lines("dlq.jsonl");
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    assert_eq!(dlq[0]["component"], "positive");
+    assert_eq!(
+        dlq[0]["position"],
+        format!("offset 1 of {topic} partition 0"),
+        "{}",
+        dlq[0]
+    );
+}

@@ -11,6 +11,33 @@ use super::PipelineError;
 use crate::config::{ErrorPolicy, Tolerance};
 use crate::metrics::ComponentMetrics;
 
+/// Where a bad record came from: as its component said, or, for a record a transform
+/// or sink refused, the Kafka message it was read from (its `kafka.*` headers), in the
+/// words the kafka source uses for its own bad messages. Empty when nothing says.
+fn position_of(b: &BadRecord) -> std::borrow::Cow<'_, str> {
+    if !b.position.is_empty() {
+        return b.position.as_str().into();
+    }
+    let header = |name: &str| {
+        b.record
+            .as_ref()?
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    match (
+        header("kafka.topic"),
+        header("kafka.partition"),
+        header("kafka.offset"),
+    ) {
+        (Some(topic), Some(partition), Some(offset)) => {
+            format!("offset {offset} of {topic} partition {partition}").into()
+        }
+        _ => "".into(),
+    }
+}
+
 #[derive(Debug)]
 pub struct DeadLetters {
     pipeline: String,
@@ -63,10 +90,11 @@ impl DeadLetters {
         m.errors.inc_by(bad.len() as u64);
         if self.tolerance == Tolerance::None {
             let first = &bad[0];
-            let at = if first.position.is_empty() {
+            let position = position_of(first);
+            let at = if position.is_empty() {
                 String::new()
             } else {
-                format!(" at {}", first.position)
+                format!(" at {position}")
             };
             let what = match (&first.record, &first.raw, &first.raw_bytes) {
                 (Some(r), _, _) => format!(" record {}", excerpt(&r.to_json().to_string())),
@@ -93,7 +121,7 @@ impl DeadLetters {
                 "time": now,
                 "pipeline": self.pipeline,
                 "component": component,
-                "position": b.position,
+                "position": position_of(b),
                 "reason": b.reason,
                 "record": b.record.as_ref().map(|r| r.to_json()),
                 "raw": b.raw,
@@ -114,7 +142,7 @@ impl DeadLetters {
             }
             None => {
                 for b in &bad {
-                    tracing::warn!(pipeline = %self.pipeline, component, position = %b.position, reason = %b.reason, "bad record skipped (no errors.dlq.path set)");
+                    tracing::warn!(pipeline = %self.pipeline, component, position = %position_of(b), reason = %b.reason, "bad record skipped (no errors.dlq.path set)");
                 }
             }
         }
