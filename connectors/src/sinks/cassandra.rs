@@ -321,7 +321,18 @@ fn convert(v: &Value, typ: &ColumnType<'_>) -> Result<Option<CqlValue>, String> 
                 i8::try_from(integer(v)?).map_err(|_| "out of range for tinyint".to_string())?,
             ),
             NativeType::Double => CqlValue::Double(number(v)?),
-            NativeType::Float => CqlValue::Float(number(v)? as f32),
+            NativeType::Float => {
+                let x = number(v)?;
+                // `as f32` makes anything past ±3.4e38 infinity, without a word.
+                match x as f32 {
+                    f if f.is_infinite() && x.is_finite() => {
+                        return Err(format!(
+                            "{x} is beyond a float (±3.4e38); make the column a double"
+                        ))
+                    }
+                    f => CqlValue::Float(f),
+                }
+            }
             NativeType::Decimal => CqlValue::Decimal(decimal(v)?),
             NativeType::Timestamp => CqlValue::Timestamp(CqlTimestamp(event_time_ms(v)?)),
             NativeType::Date => {
@@ -334,7 +345,10 @@ fn convert(v: &Value, typ: &ColumnType<'_>) -> Result<Option<CqlValue>, String> 
                     }
                     other => event_time_ms(other)?.div_euclid(86_400_000),
                 };
-                CqlValue::Date(CqlDate((days + (1i64 << 31)) as u32))
+                // A date is days from 1970 offset by 2³¹ in a u32: past that it would wrap.
+                let encoded = u32::try_from(days + (1i64 << 31))
+                    .map_err(|_| format!("{v} is out of range for a date"))?;
+                CqlValue::Date(CqlDate(encoded))
             }
             NativeType::Uuid | NativeType::Timeuuid => {
                 let s = v
@@ -719,6 +733,15 @@ mod tests {
             Ok(Some(CqlValue::Int(5)))
         );
         assert!(convert(&Value::Int(1 << 40), &t(NativeType::Int)).is_err());
+        // Past a float's range, and past a date's: errors, not infinity or a wrapped day.
+        let e = convert(&Value::Float(1e300), &t(NativeType::Float)).unwrap_err();
+        assert!(e.contains("beyond a float"), "{e}");
+        assert_eq!(
+            convert(&Value::Float(1.5), &t(NativeType::Float)),
+            Ok(Some(CqlValue::Float(1.5)))
+        );
+        let e = convert(&Value::Int(i64::MAX), &t(NativeType::Date)).unwrap_err();
+        assert!(e.contains("out of range for a date"), "{e}");
         assert_eq!(
             convert(
                 &Value::str("2024-04-01T15:56:48.427Z"),
