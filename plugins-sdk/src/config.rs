@@ -571,14 +571,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| e.to_string())
 }
 
-/// Parses sizes like `64MiB`, `512KiB`, `1GB`, `1000`.
+/// Parses sizes like `64MiB`, `512KiB`, `1GB`, `1.5GiB`, `1000`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` does not start with a number"))?;
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "KB" => 1000,
@@ -587,14 +586,30 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "MiB" => 1 << 20,
         "GB" => 1_000_000_000,
         "GiB" => 1 << 30,
+        "TB" => 1_000_000_000_000,
+        "TiB" => 1 << 40,
         other => {
             return Err(format!(
-                "unknown size unit `{other}` (use B, KiB, MiB, GiB, KB, MB, GB)"
+                "unknown size unit `{other}` (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
             ))
         }
     };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("`{s}` is too large"))
+    let too_large = || format!("`{s}` is too large");
+    if let Ok(n) = num.parse::<u64>() {
+        return n.checked_mul(mult).ok_or_else(too_large);
+    }
+    // A fraction (`1.5GiB`), as Kubernetes and Vector take sizes: whole bytes, down.
+    match num.parse::<f64>() {
+        Ok(x) if num.contains('.') && x.is_finite() => {
+            let bytes = (x * mult as f64).floor();
+            if bytes < u64::MAX as f64 {
+                Ok(bytes as u64)
+            } else {
+                Err(too_large())
+            }
+        }
+        _ => Err(format!("`{s}` does not start with a number")),
+    }
 }
 
 /// The closest known word within a small edit distance, for "did you mean" hints.
@@ -699,5 +714,12 @@ mod tests {
         assert!(parse_duration("5 parsecs").is_err());
         assert_eq!(parse_size("64MiB"), Ok(64 << 20));
         assert!(parse_size("64XB").is_err());
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("0.5 KiB"), Ok(512));
+        assert_eq!(parse_size("2TiB"), Ok(2 << 40));
+        assert!(parse_size("1.2.3MiB").is_err());
+        assert!(parse_size(".MiB").is_err());
+        assert!(parse_size("-5MiB").is_err());
+        assert!(parse_size("99999999999TiB").is_err());
     }
 }
