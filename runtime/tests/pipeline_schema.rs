@@ -86,6 +86,10 @@ const BEYOND_A_SCHEMA: &[(&str, &str)] = &[
         "44-backfill-from-kafka-latest.yaml",
         "a setting of another component",
     ),
+    (
+        "45-window-output-names-collide.yaml",
+        "the last segments of field paths",
+    ),
 ];
 
 #[test]

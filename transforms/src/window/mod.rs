@@ -283,6 +283,11 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Tra
             Err(e) => cfg.error(&format!("aggregates.{name}"), e),
         }
     }
+    check_output_names(
+        cfg,
+        &group_by,
+        o.aggregates.0.iter().map(|(name, _)| name.as_str()),
+    );
     cfg.finish()?;
     let spec = WindowSpec {
         kind,
@@ -299,6 +304,42 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Tra
         idle_timeout,
     };
     Ok(Box::new(Window::new(spec)))
+}
+
+/// Each field of an output row has one source. Two `group_by` fields with the same last
+/// segment (`a.id`, `b.id`), or an aggregate named `window_start`, wrote one field over
+/// the other in every row, without a word.
+fn check_output_names<'a>(
+    cfg: &ConfigMap<'_>,
+    group_by: &[FieldPath],
+    aggregates: impl Iterator<Item = &'a str>,
+) {
+    let mut taken: Vec<(String, String)> = vec![
+        ("window_start".into(), "the window's start".into()),
+        ("window_end".into(), "the window's end".into()),
+    ];
+    for path in group_by {
+        let name = path.leaf();
+        match taken.iter().find(|(n, _)| n == name) {
+            Some((_, by)) => cfg.error(
+                "group_by",
+                format!(
+                    "`{path}` and {by} would both be the output field `{name}`; give one another name with a `map` upstream (`fields: {{{}: {path}}}`) and group by that",
+                    path.to_string().replace('.', "_")
+                ),
+            ),
+            None => taken.push((name.to_string(), format!("`group_by` field `{path}`"))),
+        }
+    }
+    for name in aggregates {
+        match taken.iter().find(|(n, _)| n == name) {
+            Some((_, by)) => cfg.error(
+                &format!("aggregates.{name}"),
+                format!("the output field `{name}` is {by} already; name the aggregate otherwise"),
+            ),
+            None => taken.push((name.to_string(), format!("the aggregate `{name}`"))),
+        }
+    }
 }
 
 /// The per-kind state behind a window transform.
