@@ -291,3 +291,73 @@ fn a_record_a_transform_refuses_is_placed_by_its_kafka_message() {
         dlq[0]
     );
 }
+
+/// With `topic_field`, a value that cannot name a topic was produced anyway: its message
+/// failed inside the transaction, and so did the checkpoint, at every retry. It is now
+/// the record's error, and the records around it are written.
+#[test]
+fn a_record_whose_topic_field_names_no_topic_goes_to_the_dlq() {
+    let topic = kafka::unique("routed");
+    kafka::create_topic(&topic, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let input = format!(
+        "{{\"to\":\"{topic}\",\"id\":1}}\n{{\"to\":\"bad topic!\",\"id\":2}}\n{{\"to\":5,\"id\":3}}\n{{\"id\":4}}\n{{\"to\":\"{topic}\",\"id\":5}}\n"
+    );
+    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    let cfg = common::write_pipeline(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "name: p\nerrors: {{tolerance: all, dlq: {{path: dlq.jsonl}}, retry_timeout: 20s}}\nsources:\n  lines: {{type: file, path: in.jsonl}}\nsinks:\n  routed: {{type: kafka, inputs: [lines], bootstrap_servers: {b}, topic_field: to}}\n",
+            b = kafka::bootstrap(),
+        ),
+    );
+    let out = common::run_to_end(dir.path(), &cfg);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = kafka::consume_committed_messages(
+        &topic,
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        |m| m.len() >= 2,
+    );
+    let ids: Vec<u64> = written
+        .iter()
+        .map(|m| {
+            serde_json::from_slice::<serde_json::Value>(&m.value).unwrap()["id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids, [1, 5]);
+    let dlq = common::json_lines(&dir.path().join("dlq.jsonl"));
+    let reasons: Vec<(u64, &str)> = dlq
+        .iter()
+        .map(|l| {
+            (
+                l["record"]["value"]["id"].as_u64().unwrap(),
+                l["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons[0]
+            .1
+            .contains("the topic field `to` is `bad topic!`: a topic name holds only"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1]
+            .1
+            .contains("the topic field `to` is an integer (5)"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2].1.contains("the record has no topic field `to`"),
+        "{reasons:?}"
+    );
+}

@@ -246,12 +246,17 @@ impl KafkaSink {
         let topic = match &self.route {
             Route::Topic(t) => t.clone(),
             Route::Field(f) => match r.value.get_path(f) {
-                Some(Value::Str(s)) if !s.is_empty() => Arc::from(s.as_str()),
-                other => {
+                Some(Value::Str(s)) => match topic_name_fault(s) {
+                    None => Arc::from(s.as_str()),
+                    Some(why) => return Err(format!("the topic field `{f}` is `{s}`: {why}")),
+                },
+                Some(other) => {
                     return Err(format!(
-                        "the topic field `{f}` is {other:?}, not a topic name"
+                        "the topic field `{f}` is {} ({other}), not a topic name",
+                        other.type_with_article()
                     ))
                 }
+                None => return Err(format!("the record has no topic field `{f}`")),
             },
         };
         let field = |i: usize, f: &FieldPath| {
@@ -449,6 +454,26 @@ impl KafkaSink {
         self.committed_pending();
         let _ = std::fs::remove_file(&self.marker);
         Ok(())
+    }
+}
+
+/// Why `name` cannot name a Kafka topic (Kafka's own rule: 1 to 249 of `a-z A-Z 0-9 .
+/// _ -`, not `.` or `..`). Produced anyway, such a message failed in the transaction, so
+/// the checkpoint failed at every retry until the pipeline stopped.
+fn topic_name_fault(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("an empty topic name")
+    } else if name.len() > 249 {
+        Some("longer than a topic name may be (249)")
+    } else if name == "." || name == ".." {
+        Some("not a topic name")
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        Some("a topic name holds only letters, digits, `.`, `_` and `-`")
+    } else {
+        None
     }
 }
 
@@ -793,5 +818,20 @@ impl Sink for KafkaSink {
             let _ = blocking(move || p.flush(TIMEOUT).map_err(|e| error("flush", e))).await;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::topic_name_fault;
+
+    #[test]
+    fn topic_names_as_kafka_takes_them() {
+        for good in ["prices", "ux-ok_topic.1", "a", &"x".repeat(249)] {
+            assert_eq!(topic_name_fault(good), None, "{good}");
+        }
+        for bad in ["", ".", "..", "bad topic!", "prix/€", &"x".repeat(250)] {
+            assert!(topic_name_fault(bad).is_some(), "{bad}");
+        }
     }
 }
