@@ -19,6 +19,48 @@ fn run_pipeline(body: &str) -> (tempfile::TempDir, Worker) {
     (dir, Worker(child))
 }
 
+/// The `id`s of the values in `topic` (read_committed), once at least `count` are there.
+fn ids_in(topic: &str, count: usize) -> Vec<u64> {
+    kafka::consume_committed_messages(
+        topic,
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        |m| m.len() >= count,
+    )
+    .iter()
+    .map(|m| {
+        serde_json::from_slice::<serde_json::Value>(&m.value).unwrap()["id"]
+            .as_u64()
+            .unwrap()
+    })
+    .collect()
+}
+
+/// Each DLQ line of `dir/dlq.jsonl` as its record's `id` and the reason, by `id`.
+fn dlq_reasons(dir: &std::path::Path) -> Vec<(u64, String)> {
+    let mut reasons: Vec<(u64, String)> = common::json_lines(&dir.join("dlq.jsonl"))
+        .iter()
+        .map(|l| {
+            (
+                l["record"]["value"]["id"].as_u64().unwrap(),
+                l["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    reasons.sort();
+    reasons
+}
+
+/// Runs pipeline file `cfg` to its end, which must be a success.
+fn run_to_success(dir: &std::path::Path, cfg: &std::path::Path) {
+    let out = common::run_to_end(dir, cfg);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A record holds text keys and headers, and the kafka sink writes them back as UTF-8:
 /// a key or header value that is not UTF-8 would come out changed (each invalid byte
 /// replaced), so its message is a bad record, kept byte for byte in the DLQ (base64),
@@ -206,39 +248,11 @@ fn a_record_too_large_for_a_message_goes_to_the_dlq_and_the_rest_are_written() {
             b = kafka::bootstrap(),
         ),
     );
-    let out = common::run_to_end(dir.path(), &cfg);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let written = kafka::consume_committed_messages(
-        &topic,
-        Duration::from_secs(30),
-        Duration::from_millis(500),
-        |m| m.len() >= 4,
-    );
-    let mut ids: Vec<u64> = written
-        .iter()
-        .map(|m| {
-            serde_json::from_slice::<serde_json::Value>(&m.value).unwrap()["id"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    run_to_success(dir.path(), &cfg);
+    let mut ids = ids_in(&topic, 4);
     ids.sort_unstable();
     assert_eq!(ids, [1, 3, 4, 6]);
-    let dlq = common::json_lines(&dir.path().join("dlq.jsonl"));
-    let mut reasons: Vec<(u64, String)> = dlq
-        .iter()
-        .map(|l| {
-            (
-                l["record"]["value"]["id"].as_u64().unwrap(),
-                l["reason"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    reasons.sort();
+    let reasons = dlq_reasons(dir.path());
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert_eq!(reasons[0].0, 2);
     assert!(reasons[0].1.contains("the message is 2001 bytes (key, value and headers), over the producer's message.max.bytes of 2000"), "{reasons:?}");
@@ -312,37 +326,10 @@ fn a_record_whose_topic_field_names_no_topic_goes_to_the_dlq() {
             b = kafka::bootstrap(),
         ),
     );
-    let out = common::run_to_end(dir.path(), &cfg);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let written = kafka::consume_committed_messages(
-        &topic,
-        Duration::from_secs(30),
-        Duration::from_millis(500),
-        |m| m.len() >= 2,
-    );
-    let ids: Vec<u64> = written
-        .iter()
-        .map(|m| {
-            serde_json::from_slice::<serde_json::Value>(&m.value).unwrap()["id"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    run_to_success(dir.path(), &cfg);
+    let ids = ids_in(&topic, 2);
     assert_eq!(ids, [1, 5]);
-    let dlq = common::json_lines(&dir.path().join("dlq.jsonl"));
-    let reasons: Vec<(u64, &str)> = dlq
-        .iter()
-        .map(|l| {
-            (
-                l["record"]["value"]["id"].as_u64().unwrap(),
-                l["reason"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let reasons = dlq_reasons(dir.path());
     assert_eq!(reasons.len(), 3, "{reasons:?}");
     assert!(
         reasons[0]
