@@ -115,6 +115,7 @@ pub struct KafkaSinkOptions {
     pub client: ClientOptions,
     /// The topic to write to.
     #[serde(default)]
+    #[schemars(extend("pattern" = "^[A-Za-z0-9._-]{1,249}$"))]
     pub topic: Option<String>,
     /// Or the record field that names each record's topic.
     #[serde(default)]
@@ -128,6 +129,7 @@ pub struct KafkaSinkOptions {
     pub format: FormatOptions,
     /// The compacted topic of the sink's checkpoint records.
     #[serde(default = "default_checkpoint_topic")]
+    #[schemars(extend("pattern" = "^[A-Za-z0-9._-]{1,249}$"))]
     pub checkpoint_topic: String,
     /// Records held for a transaction at most; more wait for the checkpoint.
     #[serde(default = "default_max_buffered")]
@@ -179,6 +181,19 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
         }
     }
     let checkpoint_topic = o.checkpoint_topic;
+    // A name Kafka refuses would fail every checkpoint's transaction, not the config.
+    let fixed = match &route {
+        Route::Topic(t) if !t.is_empty() => Some(("topic", t.to_string())),
+        _ => None,
+    };
+    for (key, name) in fixed
+        .into_iter()
+        .chain([("checkpoint_topic", checkpoint_topic.clone())])
+    {
+        if let Some(why) = topic_name_fault(&name) {
+            cfg.error(key, format!("`{name}` is no Kafka topic name: {why}"));
+        }
+    }
     let max_buffered = o.max_buffered.max(1) as usize;
     cfg.finish()?;
     let explicit_transactional_id = props.contains_key("transactional.id");
