@@ -7,6 +7,8 @@ pub mod cassandra;
 #[cfg(any(feature = "mysql", feature = "cassandra"))]
 pub mod columns;
 pub mod committed_file;
+#[cfg(feature = "cassandra")]
+pub mod cql_value;
 pub mod csv;
 pub mod jsonl;
 #[cfg(feature = "kafka")]
