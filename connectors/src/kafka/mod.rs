@@ -5,6 +5,7 @@ pub mod awaited;
 pub mod bounds;
 pub mod changelog;
 pub mod client_errors;
+pub mod compacted_topic;
 pub mod exclusive;
 pub mod fetcher;
 pub mod format;
@@ -15,6 +16,7 @@ pub mod message_key;
 pub mod message_size;
 pub mod offsets;
 pub mod time_order;
+pub mod topic_name;
 
 use std::collections::BTreeMap;
 

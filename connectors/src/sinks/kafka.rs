@@ -28,8 +28,6 @@ use connectd_sdk::{
     BadRecord, BuildContext, Changelog, ChangelogReader, Checkpoint, Committed, ConnectorError,
     FieldPath, Record, Sink, Value,
 };
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -190,7 +188,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
         .into_iter()
         .chain([("checkpoint_topic", checkpoint_topic.clone())])
     {
-        if let Some(why) = topic_name_fault(&name) {
+        if let Some(why) = crate::kafka::topic_name::fault(&name) {
             cfg.error(key, format!("`{name}` is no Kafka topic name: {why}"));
         }
     }
@@ -261,7 +259,7 @@ impl KafkaSink {
         let topic = match &self.route {
             Route::Topic(t) => t.clone(),
             Route::Field(f) => match r.value.get_path(f) {
-                Some(Value::Str(s)) => match topic_name_fault(s) {
+                Some(Value::Str(s)) => match crate::kafka::topic_name::fault(s) {
                     None => Arc::from(s.as_str()),
                     Some(why) => return Err(format!("the topic field `{f}` is `{s}`: {why}")),
                 },
@@ -406,7 +404,7 @@ impl KafkaSink {
             .await?
         };
         let wanted = widest.max(log.partitions).max(1);
-        ensure_compacted_topic(&self.props, &topic, wanted as i32).await?;
+        crate::kafka::compacted_topic::ensure(&self.props, &topic, wanted as i32).await?;
         let found = {
             let topic = topic.clone();
             blocking(move || partitions_of(&p, &topic)).await?
@@ -469,26 +467,6 @@ impl KafkaSink {
         self.committed_pending();
         let _ = std::fs::remove_file(&self.marker);
         Ok(())
-    }
-}
-
-/// Why `name` cannot name a Kafka topic (Kafka's own rule: 1 to 249 of `a-z A-Z 0-9 .
-/// _ -`, not `.` or `..`). Produced anyway, such a message failed in the transaction, so
-/// the checkpoint failed at every retry until the pipeline stopped.
-fn topic_name_fault(name: &str) -> Option<&'static str> {
-    if name.is_empty() {
-        Some("an empty topic name")
-    } else if name.len() > 249 {
-        Some("longer than a topic name may be (249)")
-    } else if name == "." || name == ".." {
-        Some("not a topic name")
-    } else if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
-        Some("a topic name holds only letters, digits, `.`, `_` and `-`")
-    } else {
-        None
     }
 }
 
@@ -559,41 +537,7 @@ async fn ensure_checkpoint_topic(
     props: &BTreeMap<String, String>,
     topic: &str,
 ) -> Result<(), ConnectorError> {
-    ensure_compacted_topic(props, topic, 1).await
-}
-
-/// Creates a compacted topic with `partitions` unless it exists.
-async fn ensure_compacted_topic(
-    props: &BTreeMap<String, String>,
-    topic: &str,
-    partitions: i32,
-) -> Result<(), ConnectorError> {
-    let mut admin_props = props.clone();
-    admin_props.remove("transactional.id");
-    admin_props.remove("enable.idempotence");
-    let admin: AdminClient<DefaultClientContext> = client_config(&admin_props)
-        .create()
-        .map_err(|e| error("cannot create an admin client", e))?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1))
-        .set("cleanup.policy", "compact");
-    let results = admin
-        .create_topics(
-            &[new],
-            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
-        )
-        .await
-        .map_err(|e| error(&format!("create the topic `{topic}`"), e))?;
-    for r in results {
-        match r {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((t, code)) => {
-                return Err(ConnectorError::transient(format!(
-                    "kafka: cannot create the topic `{t}`: {code}"
-                )))
-            }
-        }
-    }
-    Ok(())
+    crate::kafka::compacted_topic::ensure(props, topic, 1).await
 }
 
 /// The last committed checkpoint under `key`: reads the checkpoint topic to its end
@@ -833,20 +777,5 @@ impl Sink for KafkaSink {
             let _ = blocking(move || p.flush(TIMEOUT).map_err(|e| error("flush", e))).await;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::topic_name_fault;
-
-    #[test]
-    fn topic_names_as_kafka_takes_them() {
-        for good in ["prices", "ux-ok_topic.1", "a", &"x".repeat(249)] {
-            assert_eq!(topic_name_fault(good), None, "{good}");
-        }
-        for bad in ["", ".", "..", "bad topic!", "prix/€", &"x".repeat(250)] {
-            assert!(topic_name_fault(bad).is_some(), "{bad}");
-        }
     }
 }
