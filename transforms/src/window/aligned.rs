@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use super::acc_codec;
-use super::{key_hash, output_row, pairs, Acc, GroupKey, Kind, WindowSpec};
+use super::{emit_row, key_hash, pairs, Acc, GroupKey, Kind, WindowSpec};
 use connectd_sdk::bloom::KeyFilter;
 
 /// Rows emitted per call while a window closes.
@@ -267,13 +267,14 @@ impl Aligned {
                 acc.add(*input, seq);
             }
             if spec.emit_changes {
-                out.emit(output_row(
+                emit_row(
+                    out,
                     spec,
                     start,
                     end,
                     &group.key,
                     group.accs.iter().map(Acc::value),
-                ));
+                );
             }
         }
         if self.resident_bytes > self.resident_limit() {
@@ -434,13 +435,7 @@ impl Aligned {
                     .and_then(|group| ordered::decode_all(group).map_err(corrupt))?;
                 let accs = acc_codec::decode(&v, spec.aggregates.len()).map_err(corrupt)?;
                 let key = GroupKey(values.into_iter().collect());
-                out.emit(output_row(
-                    spec,
-                    c.start,
-                    c.end,
-                    &key,
-                    accs.iter().map(Acc::value),
-                ));
+                emit_row(out, spec, c.start, c.end, &key, accs.iter().map(Acc::value));
                 c.next = k;
                 c.next.push(0);
             }

@@ -13,7 +13,7 @@
 mod acc_codec;
 mod aggregate;
 mod output;
-pub(crate) use output::output_row;
+pub(crate) use output::emit_row;
 mod aligned;
 mod session;
 mod sliding;

@@ -27,7 +27,7 @@ use connectd_sdk::{ordered, ConnectorError, Emitter, Value};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use super::{acc_codec, output_row, pairs, Acc, GroupKey, WindowSpec};
+use super::{acc_codec, emit_row, pairs, Acc, GroupKey, WindowSpec};
 
 /// Rows emitted per call while sessions close.
 const ROWS_PER_PART: usize = 4096;
@@ -267,13 +267,14 @@ impl Sessions {
         let close = close_at(spec, &merged);
         if spec.emit_changes {
             let end = merged.last.saturating_add(spec.gap);
-            out.emit(output_row(
+            emit_row(
+                out,
                 spec,
                 merged.first,
                 end,
                 &GroupKey::from_refs(key),
                 merged.accs.iter().map(Acc::value),
-            ));
+            );
         }
         cached.sessions.push(merged);
         cached.dirty = true;
@@ -394,13 +395,7 @@ impl Sessions {
                         .collect(),
                 );
                 let end = s.last.saturating_add(spec.gap);
-                out.emit(output_row(
-                    spec,
-                    s.first,
-                    end,
-                    &key,
-                    s.accs.iter().map(Acc::value),
-                ));
+                emit_row(out, spec, s.first, end, &key, s.accs.iter().map(Acc::value));
             }
         }
         if due.len() == ROWS_PER_PART {

@@ -37,7 +37,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use super::{acc_codec, output_row, pairs, Acc, GroupKey, WindowSpec};
+use super::{acc_codec, emit_row, pairs, Acc, GroupKey, WindowSpec};
 
 /// Rows emitted per call while records fire; index entries read per range read.
 const ROWS_PER_PART: usize = 4096;
@@ -369,13 +369,14 @@ impl Sliding {
                     .into_iter()
                     .collect(),
             );
-            out.emit(output_row(
+            emit_row(
+                out,
                 spec,
                 t.saturating_sub(spec.size),
                 t,
                 &key,
                 accs.iter().map(Acc::value),
-            ));
+            );
         }
         if due.len() == ROWS_PER_PART {
             let mut next = due.last().cloned().unwrap_or_default();

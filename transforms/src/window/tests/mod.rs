@@ -494,6 +494,62 @@ fn aggregates_sharing_a_field_each_check_its_type() {
     assert_eq!(row.get("total"), Some(&Value::Int(7)));
 }
 
+/// A `sum` or `avg` past the float range is the window's error, with its row; every
+/// kind of window emits through the same check. Before, the row carried infinity, which
+/// a JSON sink wrote as `null` and a CSV one as `inf`.
+#[test]
+fn a_sum_past_the_float_range_is_the_window_error_not_infinity() {
+    for kind in [Kind::Tumbling, Kind::Hopping, Kind::Sliding, Kind::Session] {
+        let mut sp = spec(kind, 1000, 500, 1000, 0, 0);
+        sp.aggregates = [("total", "sum(v)"), ("mean", "avg(v)"), ("n", "count()")]
+            .iter()
+            .map(|(n, a)| AggSpec::parse(n, a).unwrap())
+            .collect();
+        let mut w = Window::new(sp);
+        let mut out = Emitter::default();
+        let at = |t: i64, host: &'static str, v: f64| {
+            with_v(&record(&Event { t, host, v: 0 }), Value::Float(v))
+        };
+        // `doc` passes the range with two finite values; `dopey` stays in it.
+        let input = vec![
+            at(10, "doc", 1.5e308),
+            at(20, "doc", 1.5e308),
+            at(30, "dopey", 1.5e308),
+            at(40, "dopey", -1.5e308),
+        ];
+        w.process(0, Arc::new(input), &mut out).unwrap();
+        w.on_end(&mut out).unwrap();
+        drain(&mut w, &mut out);
+        assert!(!out.bad.is_empty(), "{kind:?}: no error");
+        for b in &out.bad {
+            assert!(
+                b.reason.contains("`total`") && b.reason.contains("float range"),
+                "{kind:?}: {}",
+                b.reason
+            );
+            let row = b.record.as_ref().unwrap().value.as_object().unwrap();
+            assert_eq!(row.get("host"), Some(&Value::str("doc")), "{kind:?}");
+        }
+        for r in &out.records {
+            let row = r.value.as_object().unwrap();
+            for name in ["total", "mean"] {
+                if let Some(Value::Float(f)) = row.get(name) {
+                    assert!(f.is_finite(), "{kind:?}: {name} = {f} in {row:?}");
+                }
+            }
+        }
+        assert!(
+            out.records.iter().any(|r| {
+                let row = r.value.as_object().unwrap();
+                row.get("host") == Some(&Value::str("dopey"))
+                    && row.get("total") == Some(&Value::Float(0.0))
+            }),
+            "{kind:?}: the row in range is written: {:?}",
+            out.records
+        );
+    }
+}
+
 /// Keyed state in memory that counts what a checkpoint writes.
 #[derive(Debug, Default)]
 struct CountingState {
