@@ -348,3 +348,53 @@ fn a_record_whose_topic_field_names_no_topic_goes_to_the_dlq() {
         "{reasons:?}"
     );
 }
+
+/// On a broker that does not create topics on first use (here the client does not ask
+/// it to: `allow.auto.create.topics: false`), a message to a missing topic failed its
+/// transaction 30 s later, at every retry, naming no topic; on Tansu, which shows
+/// aborted records to read_committed readers, the failed commit even looked committed
+/// and the records were lost. A missing fixed topic now stops the sink at open, naming
+/// it; a record routed to one goes to the DLQ, and the others are written.
+#[test]
+fn a_topic_that_does_not_exist_is_named_and_nothing_is_lost() {
+    let (topic, missing) = (kafka::unique("present"), kafka::unique("absent"));
+    kafka::create_topic(&topic, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let input = format!(
+        "{{\"to\":\"{topic}\",\"id\":1}}\n{{\"to\":\"{missing}\",\"id\":2}}\n{{\"to\":\"{topic}\",\"id\":3}}\n"
+    );
+    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    let pipeline = |name: &str, route: &str| {
+        common::write_pipeline(
+            dir.path(),
+            &format!("{name}.yaml"),
+            &format!(
+                "name: {name}\nerrors: {{tolerance: all, dlq: {{path: dlq.jsonl}}, retry_timeout: 20s}}\nsources:\n  lines: {{type: file, path: in.jsonl}}\nsinks:\n  out: {{type: kafka, inputs: [lines], bootstrap_servers: {b}, {route}, properties: {{allow.auto.create.topics: \"false\"}}}}\n",
+                b = kafka::bootstrap(),
+            ),
+        )
+    };
+    let fixed = pipeline("fixed", &format!("topic: {missing}"));
+    let out = common::run_to_end(dir.path(), &fixed);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot open: kafka sink: the topic `{missing}` does not exist"
+        )),
+        "{stderr}"
+    );
+
+    let routed = pipeline("routed", "topic_field: to");
+    run_to_success(dir.path(), &routed);
+    assert_eq!(ids_in(&topic, 2), [1, 3]);
+    let reasons = dlq_reasons(dir.path());
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert_eq!(reasons[0].0, 2);
+    assert!(
+        reasons[0]
+            .1
+            .contains(&format!("the topic `{missing}` does not exist")),
+        "{reasons:?}"
+    );
+}

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 
 /// How long repeats of one error are counted rather than logged.
@@ -51,21 +52,43 @@ impl ClientErrors {
     }
 }
 
-/// A producer's context: errors through `ClientErrors`, deliveries not looked at (a
-/// transactional producer learns of failed ones when it flushes or commits).
+/// A producer's context: errors through `ClientErrors`; of the deliveries, the first
+/// that failed is kept. A transactional producer learns of it when it commits, as an
+/// error that names neither the topic nor the broker's reason.
 #[derive(Debug, Default)]
-pub struct QuietProducer(pub ClientErrors);
+pub struct QuietProducer {
+    errors: ClientErrors,
+    failed_delivery: Mutex<Option<String>>,
+}
+
+impl QuietProducer {
+    /// Why the first message that failed since the last call failed, naming its topic.
+    pub fn take_failed_delivery(&self) -> Option<String> {
+        self.failed_delivery
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+}
 
 impl ClientContext for QuietProducer {
     fn error(&self, error: KafkaError, reason: &str) {
-        self.0.report(&error, reason);
+        self.errors.report(&error, reason);
     }
 }
 
 impl ProducerContext for QuietProducer {
     type DeliveryOpaque = ();
 
-    fn delivery(&self, _: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+    fn delivery(&self, result: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {
+        if let Err((e, m)) = result {
+            let mut first = self
+                .failed_delivery
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            first.get_or_insert_with(|| format!("a message to `{}` failed: {e}", m.topic()));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod message_key;
 pub mod message_size;
 pub mod offsets;
 pub mod time_order;
+pub mod topic_exists;
 pub mod topic_name;
 
 use std::collections::BTreeMap;

@@ -37,6 +37,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::kafka::format::{self, text_of, Encoder, FormatOptions, ValueFormat};
+use crate::kafka::topic_exists::{self, KnownTopics};
 use crate::kafka::{client_config, client_properties, error, groups, offsets, ClientOptions};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -93,6 +94,8 @@ pub struct KafkaSink {
     produced: usize,
     /// The partition count of each state changelog topic made ready.
     changelog_partitions: std::collections::HashMap<String, u32>,
+    /// The routed topics found to exist or not (`topic_field`).
+    known_topics: KnownTopics,
     in_transaction: bool,
 }
 
@@ -220,6 +223,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
         stats: Default::default(),
         produced: 0,
         changelog_partitions: Default::default(),
+        known_topics: KnownTopics::default(),
         in_transaction: false,
     }))
 }
@@ -310,6 +314,20 @@ impl KafkaSink {
         })
     }
 
+    /// Whether `topic` exists on the cluster, asked once per topic (a missing one again
+    /// after a while).
+    async fn topic_exists(&mut self, topic: Arc<str>) -> Result<bool, ConnectorError> {
+        let now = std::time::Instant::now();
+        if let Some(known) = self.known_topics.lookup(&topic, now) {
+            return Ok(known);
+        }
+        let p = self.producer()?;
+        let t = topic.clone();
+        let exists = blocking(move || topic_exists::exists(p.client(), &t, TIMEOUT)).await?;
+        self.known_topics.record(&topic, exists, now);
+        Ok(exists)
+    }
+
     /// Opens a transaction if none is open.
     async fn begin(&mut self) -> Result<(), ConnectorError> {
         if self.in_transaction {
@@ -320,6 +338,8 @@ impl KafkaSink {
         }
         std::fs::write(&self.marker, b"").map_err(|e| ConnectorError::io("kafka sink state", e))?;
         let p = self.producer()?;
+        // A failure of an earlier, aborted transaction is not this one's.
+        p.context().take_failed_delivery();
         p.begin_transaction()
             .map_err(|e| error("begin transaction", e))?;
         self.in_transaction = true;
@@ -421,7 +441,7 @@ impl KafkaSink {
         Ok(found)
     }
 
-    async fn commit_once(&mut self, checkpoint: &Checkpoint) -> Result<(), ConnectorError> {
+    async fn commit_once(&mut self, checkpoint: &Checkpoint) -> Result<(), CommitFailed> {
         self.begin().await?;
         self.produce_pending().await?;
         let p = self.producer()?;
@@ -446,7 +466,7 @@ impl KafkaSink {
             positions.retain(|(topic, partition), _| g.holds(topic, *partition));
             commits.push((offsets::to_list(&positions), g.metadata.clone()));
         }
-        blocking(move || {
+        let committed = blocking(move || {
             produce(
                 &p,
                 topic.as_str(),
@@ -458,15 +478,47 @@ impl KafkaSink {
                 p.send_offsets_to_transaction(tpl, md, TIMEOUT)
                     .map_err(|e| error("commit the source offsets", e))?;
             }
-            p.commit_transaction(TIMEOUT)
-                .map_err(|e| error("commit transaction", e))
+            Ok(p.commit_transaction(TIMEOUT))
         })
         .await?;
+        if let Err(e) = committed {
+            // A transaction that must be aborted (a message in it failed) or a fenced
+            // producer did not commit; one whose answer did not come may have.
+            let maybe_committed =
+                !matches!(&e, KafkaError::Transaction(t) if t.txn_requires_abort() || t.is_fatal());
+            let failed_delivery = self.producer()?.context().take_failed_delivery();
+            let what = match failed_delivery {
+                Some(why) => format!("commit transaction ({why})"),
+                None => "commit transaction".to_string(),
+            };
+            return Err(CommitFailed {
+                error: error(&what, e),
+                maybe_committed,
+            });
+        }
         self.in_transaction = false;
         self.produced = 0;
         self.committed_pending();
         let _ = std::fs::remove_file(&self.marker);
         Ok(())
+    }
+}
+
+/// Why a commit failed, and whether it may have succeeded all the same (its answer
+/// lost): only then is the checkpoint topic read to know. A failure known not to have
+/// committed must not be: a broker that shows aborted records to read_committed readers
+/// (Tansu) made a failed transaction look committed, and its records were lost.
+struct CommitFailed {
+    error: ConnectorError,
+    maybe_committed: bool,
+}
+
+impl From<ConnectorError> for CommitFailed {
+    fn from(error: ConnectorError) -> Self {
+        Self {
+            error,
+            maybe_committed: false,
+        }
     }
 }
 
@@ -641,6 +693,15 @@ impl Sink for KafkaSink {
         })
         .await?;
         self.producer = Some(producer);
+        if let Route::Topic(t) = &self.route {
+            let t = t.clone();
+            if !self.topic_exists(t.clone()).await? {
+                return Err(ConnectorError::permanent(format!(
+                    "kafka sink: {}",
+                    topic_exists::missing(&t)
+                )));
+            }
+        }
         let _ = std::fs::remove_file(&self.marker);
         let (props, topic, key) = (
             self.props.clone(),
@@ -694,7 +755,17 @@ impl Sink for KafkaSink {
                 );
                 crate::kafka::message_size::too_large(size, limit).map_or(Ok(o), Err)
             });
-            match sized {
+            let routed = match sized {
+                Ok(o) if matches!(self.route, Route::Field(_)) => {
+                    if self.topic_exists(o.topic.clone()).await? {
+                        Ok(o)
+                    } else {
+                        Err(topic_exists::missing(&o.topic))
+                    }
+                }
+                other => other,
+            };
+            match routed {
                 Ok(o) => self.pending.push(Arc::new(o)),
                 Err(why) => bad.push(BadRecord::record(r.clone(), format!("kafka sink: {why}"))),
             }
@@ -753,7 +824,14 @@ impl Sink for KafkaSink {
     async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), ConnectorError> {
         match self.commit_once(checkpoint).await {
             Ok(()) => Ok(()),
-            Err(e) => {
+            Err(CommitFailed {
+                error,
+                maybe_committed: false,
+            }) => {
+                self.abort().await;
+                Err(error)
+            }
+            Err(CommitFailed { error: e, .. }) => {
                 self.abort().await;
                 // The commit may have succeeded before its answer was lost.
                 let (props, topic, key) = (
