@@ -4,6 +4,7 @@
 pub mod awaited;
 pub mod bounds;
 pub mod changelog;
+pub mod checkpoint_record;
 pub mod client_errors;
 pub mod compacted_topic;
 pub mod exclusive;

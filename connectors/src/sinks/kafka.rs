@@ -28,22 +28,18 @@ use connectd_sdk::{
     BadRecord, BuildContext, Changelog, ChangelogReader, Checkpoint, Committed, ConnectorError,
     FieldPath, Record, Sink, Value,
 };
-use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use rdkafka::TopicPartitionList;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::kafka::checkpoint_record;
 use crate::kafka::format::{self, text_of, Encoder, FormatOptions, ValueFormat};
 use crate::kafka::topic_exists::{self, KnownTopics};
 use crate::kafka::{client_config, client_properties, error, groups, offsets, ClientOptions};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The checkpoint record an offset reset writes: "no checkpoint".
-const RESET_RECORD: &str = r#"{"reset":true}"#;
 
 enum Route {
     Topic(Arc<str>),
@@ -584,80 +580,6 @@ fn produce<'a>(
     }
 }
 
-/// Creates the checkpoint topic (one partition, compacted) unless it exists.
-async fn ensure_checkpoint_topic(
-    props: &BTreeMap<String, String>,
-    topic: &str,
-) -> Result<(), ConnectorError> {
-    crate::kafka::compacted_topic::ensure(props, topic, 1).await
-}
-
-/// The last committed checkpoint under `key`: reads the checkpoint topic to its end
-/// (read_committed) and keeps the last record with that key.
-fn read_checkpoint(
-    props: &BTreeMap<String, String>,
-    topic: &str,
-    key: &str,
-) -> Result<Option<Committed>, ConnectorError> {
-    let group = format!("connectd-checkpoint-reader-{key}");
-    let consumer = crate::kafka::changelog::committed_reader(props, &group)?;
-    let (_, high) = consumer
-        .fetch_watermarks(topic, 0, TIMEOUT)
-        .map_err(|e| error("read the checkpoint topic's end", e))?;
-    if high <= 0 {
-        return Ok(None);
-    }
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, crate::kafka::changelog::FROM_START)
-        .map_err(|e| error("read the checkpoint topic", e))?;
-    consumer
-        .assign(&tpl)
-        .map_err(|e| error("read the checkpoint topic", e))?;
-    let mut last: Option<Vec<u8>> = None;
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            let m = m.map_err(|e| error("read the checkpoint topic", e))?;
-            if m.key() == Some(key.as_bytes()) {
-                last = m.payload().map(<[u8]>::to_vec);
-            }
-        }
-        // The position passes transaction markers too, so it reaches `high` once
-        // everything committed has been read.
-        let position = consumer
-            .position()
-            .ok()
-            .and_then(|p| p.find_partition(topic, 0).and_then(|e| e.offset().to_raw()))
-            .unwrap_or(-1);
-        if position >= high {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(ConnectorError::transient(format!(
-                "kafka: reading the checkpoint topic `{topic}` did not reach its end ({high}) in 30 s (an open transaction?)"
-            )));
-        }
-    }
-    let Some(bytes) = last else { return Ok(None) };
-    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-        ConnectorError::permanent(format!(
-            "kafka: the checkpoint record for `{key}` is not JSON: {e}"
-        ))
-    })?;
-    if v["reset"] == true {
-        return Ok(None);
-    }
-    let id = v["id"].as_u64().ok_or_else(|| {
-        ConnectorError::permanent(format!(
-            "kafka: the checkpoint record for `{key}` has no id"
-        ))
-    })?;
-    Ok(Some(Checkpoint {
-        id,
-        state: v["state"].clone(),
-    }))
-}
-
 #[async_trait]
 impl Sink for KafkaSink {
     /// `send_offsets_to_transaction`: the sources' group offsets commit with the records.
@@ -674,7 +596,7 @@ impl Sink for KafkaSink {
         self.pending.clear();
         self.produced = 0;
         self.in_transaction = false;
-        ensure_checkpoint_topic(&self.props, &self.checkpoint_topic).await?;
+        checkpoint_record::ensure_topic(&self.props, &self.checkpoint_topic).await?;
         let subject = match &self.route {
             Route::Topic(t) => format!("{t}-value"),
             Route::Field(_) => String::new(),
@@ -708,7 +630,7 @@ impl Sink for KafkaSink {
             self.checkpoint_topic.clone(),
             self.checkpoint_key.clone(),
         );
-        blocking(move || read_checkpoint(&props, &topic, &key)).await
+        blocking(move || checkpoint_record::read(&props, &topic, &key)).await
     }
 
     /// Writes a reset record under this sink's checkpoint key, in a transaction like
@@ -716,7 +638,7 @@ impl Sink for KafkaSink {
     /// mishandle): the next `open` finds no checkpoint.
     async fn reset(&mut self) -> Result<(), ConnectorError> {
         self.identify()?;
-        ensure_checkpoint_topic(&self.props, &self.checkpoint_topic).await?;
+        checkpoint_record::ensure_topic(&self.props, &self.checkpoint_topic).await?;
         let producer: TxProducer = client_config(&self.props)
             .create_with_context(Default::default())
             .map_err(|e| error("cannot create the producer", e))?;
@@ -731,7 +653,7 @@ impl Sink for KafkaSink {
                 &p,
                 topic.as_str(),
                 Some(key.as_bytes()),
-                Some(RESET_RECORD.as_bytes()),
+                Some(checkpoint_record::RESET.as_bytes()),
                 &[],
             )?;
             p.commit_transaction(TIMEOUT)
@@ -839,7 +761,9 @@ impl Sink for KafkaSink {
                     self.checkpoint_topic.clone(),
                     self.checkpoint_key.clone(),
                 );
-                if let Ok(Some(c)) = blocking(move || read_checkpoint(&props, &topic, &key)).await {
+                if let Ok(Some(c)) =
+                    blocking(move || checkpoint_record::read(&props, &topic, &key)).await
+                {
                     if c.id >= checkpoint.id {
                         self.committed_pending();
                         return Ok(());
