@@ -1,8 +1,8 @@
 //! `file`: JSON lines from a file, resuming by byte offset; `follow: true` tails a
 //! growing file. A line that is not valid JSON (or does not match `json_schema`) is
 //! reported with its line number and the reason (to the DLQ or as a pipeline error, per
-//! `errors.tolerance`). `format: avro` reads an Avro container file instead
-//! (`avro_file`).
+//! `errors.tolerance`). `format: csv` reads CSV rows instead (`csv_rows`), and
+//! `format: avro` an Avro container file (`avro_file`).
 //!
 //! A followed file may be rotated (renamed away, a new one created at the path) or
 //! truncated in place (`copytruncate`): at the end of what it has read, the source looks
@@ -26,9 +26,7 @@ use connectd_sdk::{BadRecord, BuildContext, ConnectorError, Record, Source, Sour
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::file_identity::{
-    find_copy, find_rotated, head, newer_rotation, FileId, HeadPrint, HEAD_BYTES,
-};
+use super::file_identity::{find_copy, find_rotated, head, newer_rotation, FileId, HeadPrint};
 use crate::json_schema::{JsonSchemaCheck, SchemaCheckOptions};
 
 #[derive(Debug)]
@@ -43,6 +41,8 @@ pub struct FileSource {
     /// A longer line is not read into memory: its first bytes go to the DLQ.
     max_line: usize,
     schema_check: Option<Arc<JsonSchemaCheck>>,
+    /// `format: csv`: the columns and the row being read.
+    csv: Option<CsvRows>,
     stats: Arc<SourceStats>,
     /// The file being read (`None` where files have no identity).
     file: Option<FileId>,
@@ -70,21 +70,28 @@ struct FileOffset {
     head: Option<HeadPrint>,
 }
 
-/// Reads JSON lines (or an Avro container file) from a file, resuming by byte offset.
+/// Reads JSON lines, CSV rows or an Avro container file from a file, resuming by byte
+/// offset.
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 pub struct FileOptions {
     /// The file to read.
     pub path: String,
-    /// Keep reading as the file grows (JSON lines only), across rotation: renamed away
+    /// Keep reading as the file grows (JSON lines or CSV), across rotation: renamed away
     /// with a new file at the path, or truncated in place.
     #[serde(default)]
     pub follow: bool,
     /// How often a followed file is checked for new lines.
     #[serde(default = "default_poll_interval")]
     pub poll_interval: HumanDuration,
-    /// `json`: one JSON value per line; `avro`: an Avro object container file.
+    /// `json`: one JSON value per line; `csv`: CSV rows (see `csv`); `avro`: an Avro
+    /// object container file.
     #[serde(default)]
     pub format: FileFormat,
+    /// How `format: csv` reads: `header` (true: the first row names the fields),
+    /// `columns` (the names, in order), `delimiter` (`,`), `types` (`{price: float, qty:
+    /// int}`: int, float or bool; other columns are text).
+    #[serde(default)]
+    pub csv: Option<CsvReadOptions>,
     /// A line longer than this (such as 16MiB, the default) is not read: its first
     /// 64 KiB go to the dead-letter queue with its position and length.
     #[serde(default)]
@@ -103,6 +110,7 @@ const DEFAULT_MAX_LINE: usize = 16 << 20;
 pub enum FileFormat {
     #[default]
     Json,
+    Csv,
     Avro,
 }
 
@@ -127,12 +135,31 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Sou
         if follow {
             cfg.error(
                 "follow",
-                "an Avro container file is read once: `follow` needs `format: json`",
+                "an Avro container file is read once: `follow` needs `format: json` or `csv`",
             );
+        }
+        if o.csv.is_some() {
+            cfg.error("csv", "CSV settings need `format: csv`");
         }
         cfg.finish()?;
         return avro_source(path);
     }
+    let csv = match (o.format, o.csv) {
+        (FileFormat::Csv, options) => match CsvRows::new(options.unwrap_or_default()) {
+            Ok(rows) => Some(rows),
+            Err(problems) => {
+                for (key, why) in problems {
+                    cfg.error(key, why);
+                }
+                None
+            }
+        },
+        (_, Some(_)) => {
+            cfg.error("csv", "CSV settings need `format: csv`");
+            None
+        }
+        (_, None) => None,
+    };
     let schema_check = crate::json_schema::read(cfg, o.schema);
     let mut max_line = DEFAULT_MAX_LINE;
     if let Some(m) = &o.max_line_bytes {
@@ -153,6 +180,7 @@ pub fn build(cfg: &mut ConfigMap<'_>, _ctx: &BuildContext) -> Result<Box<dyn Sou
         buf: Vec::new(),
         max_line,
         schema_check,
+        csv,
         stats: Arc::default(),
         file: None,
         head: Vec::new(),
@@ -206,6 +234,13 @@ impl FileSource {
         Ok(current)
     }
 
+    /// A CSV row read in part is read again from the position, which it begins at.
+    fn forget_partial_row(&mut self) {
+        if let Some(csv) = &mut self.csv {
+            csv.take_row();
+        }
+    }
+
     /// Reads from the start of the file now at the path.
     fn restart_at_path(&mut self) -> Result<(), ConnectorError> {
         let f = File::open(&self.path).map_err(|e| self.io("cannot open", e))?;
@@ -218,6 +253,7 @@ impl FileSource {
         self.file = f.metadata().ok().as_ref().and_then(FileId::of);
         (self.pos, self.line) = (0, 0);
         self.head.clear();
+        self.forget_partial_row();
         self.reader = Some(BufReader::with_capacity(1 << 20, f));
     }
 
@@ -293,6 +329,8 @@ impl FileSource {
         f.seek(SeekFrom::Start(self.pos))
             .map_err(|e| self.io("reading the copy of", e))?;
         self.file = f.metadata().ok().as_ref().and_then(FileId::of);
+        // Read again from the position, which a CSV row not complete yet begins at.
+        self.forget_partial_row();
         Ok(Some((copy, f)))
     }
 
@@ -305,10 +343,13 @@ impl FileSource {
             pos: &mut self.pos,
             head: &mut self.head,
             schema_check: self.schema_check.as_deref(),
+            csv: self.csv.as_mut(),
+            max_line: self.max_line,
         };
         for raw in rest.split_inclusive(|b| *b == b'\n') {
             lines.take(raw, out, bad);
         }
+        lines.end_of_file(out, bad);
     }
 }
 
@@ -371,6 +412,11 @@ impl Source for FileSource {
                 self.pos
             )));
         }
+        if let (Some(csv), true) = (&mut self.csv, self.pos > 0) {
+            csv.read_header(&f).map_err(|why| {
+                ConnectorError::permanent(format!("file source: {}: {why}", self.path.display()))
+            })?;
+        }
         f.seek(SeekFrom::Start(self.pos))
             .map_err(|e| ConnectorError::io(format!("file source: {}", self.path.display()), e))?;
         self.head = head(&f, self.pos);
@@ -410,6 +456,8 @@ impl Source for FileSource {
             pos: &mut self.pos,
             head: &mut self.head,
             schema_check: self.schema_check.as_deref(),
+            csv: self.csv.as_mut(),
+            max_line: self.max_line,
         };
         let pos_before = *lines.pos;
         let reading =
@@ -418,6 +466,9 @@ impl Source for FileSource {
             // A whole line in the reader's buffer is parsed where it lies (no copy).
             let chunk = reader.fill_buf().map_err(reading)?;
             if chunk.is_empty() {
+                if !self.follow {
+                    lines.end_of_file(&mut out, bad);
+                }
                 self.at_end = true;
                 break;
             }
@@ -524,94 +575,12 @@ impl Source for FileSource {
     }
 }
 
-/// What parsing a line needs of the source (borrowed apart from its reader).
-struct Lines<'a> {
-    path: &'a std::path::Path,
-    line: &'a mut u64,
-    pos: &'a mut u64,
-    /// The file's first bytes read, kept as they pass.
-    head: &'a mut Vec<u8>,
-    schema_check: Option<&'a JsonSchemaCheck>,
-}
-
-impl Lines<'_> {
-    /// A line of `len` bytes, over `max`, of which `first` was kept: to the
-    /// dead-letter queue, the position past it.
-    fn too_long(&mut self, first: &[u8], len: u64, max: usize, bad: &mut Vec<BadRecord>) {
-        if self.head.len() < HEAD_BYTES {
-            let more = (HEAD_BYTES - self.head.len()).min(first.len());
-            self.head.extend_from_slice(&first[..more]);
-        }
-        let start = *self.pos;
-        *self.pos += len;
-        *self.line += 1;
-        bad.push(BadRecord::input(
-            first,
-            format!(
-                "line {} of {} (bytes {start}..{})",
-                self.line,
-                self.path.display(),
-                *self.pos
-            ),
-            format!(
-                "the line is {len} bytes, longer than `max_line_bytes` ({max}): not read; its first {} bytes are kept here",
-                first.len()
-            ),
-        ));
-    }
-
-    /// One line read (with its end, if it has one): a record, a bad record, or nothing
-    /// for a blank line; the position moves past it.
-    fn take(&mut self, raw: &[u8], out: &mut Vec<Record>, bad: &mut Vec<BadRecord>) {
-        // A byte order mark opens files saved by some Windows editors: not JSON.
-        let unmarked = match *self.pos {
-            0 => raw.strip_prefix(b"\xef\xbb\xbf").unwrap_or(raw),
-            _ => raw,
-        };
-        if self.head.len() < HEAD_BYTES {
-            let more = (HEAD_BYTES - self.head.len()).min(raw.len());
-            self.head.extend_from_slice(&raw[..more]);
-        }
-        *self.pos += raw.len() as u64;
-        *self.line += 1;
-        let text = trim_line(unmarked);
-        if text.is_empty() {
-            return;
-        }
-        // Bytes as read: the parser checks UTF-8 only inside strings (elsewhere a
-        // non-ASCII byte is a syntax error), and names the column where it fails.
-        let parsed = connectd_sdk::json::parse_slice(text)
-            .map_err(|e| {
-                format!(
-                    "malformed JSON at {}:{}: {e}",
-                    self.path.display(),
-                    self.line
-                )
-            })
-            .and_then(|v| match self.schema_check {
-                Some(check) => check.check(&v).map(|()| v),
-                None => Ok(v),
-            });
-        match parsed {
-            Ok(v) => out.push(Record::new(v)),
-            Err(reason) => bad.push(BadRecord::input(
-                text,
-                format!("line {} of {}", self.line, self.path.display()),
-                reason,
-            )),
-        }
-    }
-}
-
-fn trim_line(b: &[u8]) -> &[u8] {
-    let mut end = b.len();
-    while end > 0 && matches!(b[end - 1], b'\n' | b'\r') {
-        end -= 1;
-    }
-    &b[..end]
-}
-
+mod csv_rows;
+mod lines;
 mod long_lines;
+pub use csv_rows::CsvReadOptions;
+use csv_rows::CsvRows;
+use lines::Lines;
 use long_lines::{read_line_capped, KEPT_OF_LONG_LINE};
 
 #[cfg(test)]
@@ -641,6 +610,7 @@ mod tests {
             buf: Vec::new(),
             max_line: DEFAULT_MAX_LINE,
             schema_check: None,
+            csv: None,
             stats: Arc::default(),
             file: None,
             head: Vec::new(),
