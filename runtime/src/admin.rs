@@ -387,12 +387,12 @@ async fn openapi() -> impl IntoResponse {
 }
 
 #[derive(Debug, serde::Deserialize)]
-struct KindQuery {
-    kind: Option<String>,
+pub(crate) struct KindQuery {
+    pub kind: Option<String>,
 }
 
 /// Which kind of component `type_name` is: the one it is, or the one `?kind=` names.
-fn kind_of(
+pub(crate) fn kind_of(
     s: &AdminState,
     type_name: &str,
     asked: Option<&str>,
@@ -443,47 +443,6 @@ async fn plugin_config(
         Some(doc) => Json(crate::component_docs::kafka_connect_config(&doc)).into_response(),
         None => problem(StatusCode::NOT_FOUND, format!("no {kind} `{type_name}`")),
     }
-}
-
-/// Checks one component's configuration; 200 with every problem by field (Kafka
-/// Connect answers validation problems with 200 too).
-async fn validate(
-    State(s): State<AdminState>,
-    Path(type_name): Path<String>,
-    axum::extract::Query(q): axum::extract::Query<KindQuery>,
-    body: String,
-) -> Response {
-    let config: serde_json::Value = match serde_json::from_str(&body) {
-        Ok(v @ serde_json::Value::Object(_)) => v,
-        _ => return problem(
-            StatusCode::BAD_REQUEST,
-            "the body must be a JSON object: the component's configuration, as in a pipeline file",
-        ),
-    };
-    let kind = match kind_of(&s, &type_name, q.kind.as_deref()) {
-        Ok(k) => k,
-        Err((code, why)) => return problem(code, why),
-    };
-    let v = &s.validator;
-    let errors = crate::config::validate_component(
-        &kind,
-        &type_name,
-        &config,
-        &v.registry,
-        &v.state_dir,
-        &v.worker,
-    );
-    let list: Vec<serde_json::Value> = errors
-        .iter()
-        .map(|e| serde_json::json!({"field": e.field, "message": e.message}))
-        .collect();
-    Json(serde_json::json!({
-        "type": type_name,
-        "kind": kind,
-        "error_count": list.len(),
-        "errors": list,
-    }))
-    .into_response()
 }
 
 /// The registry's metrics, then what is read from the worker at scrape time: each
@@ -563,7 +522,10 @@ pub fn router(state: AdminState) -> Router {
         )
         .route("/connector-plugins", get(plugins))
         .route("/connector-plugins/{type}/config", get(plugin_config))
-        .route("/connector-plugins/{type}/config/validate", put(validate))
+        .route(
+            "/connector-plugins/{type}/config/validate",
+            put(crate::admin_validate::validate),
+        )
         .route("/openapi.json", get(openapi))
         .route("/api/dashboard", get(dashboard_data))
         .route("/api/windows", get(windows))

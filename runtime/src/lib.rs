@@ -8,6 +8,7 @@ pub mod admin_loggers;
 pub mod admin_pipelines;
 pub mod admin_tap;
 pub mod admin_tls;
+pub mod admin_validate;
 pub mod component_docs;
 pub mod config;
 pub mod config_watch;

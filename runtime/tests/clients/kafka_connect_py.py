@@ -1,7 +1,7 @@
 """Drives a connectd worker with kafka-connect-py (PyPI), a Kafka Connect REST client
 users already use: lists, reads status and tasks, pauses, resumes, restarts, stops and
 resets offsets (KIP-875; kafka-connect-py has no offsets call, so those two requests go
-through `requests`, which it is built on).
+through `requests`, which it is built on), and validates configurations.
 Usage: kafka_connect_py.py <url> <pipeline> <its csv file>. Prints `ok` at the end; any
 failure raises."""
 import sys
@@ -77,4 +77,22 @@ while ids().count(first) < 2:
 
 plugins = {p["class"] for p in kc.list_connector_plugins()}
 assert {"csv", "kafka", "window"} <= plugins, plugins
+
+# Validation as Kafka Connect answers it (ConfigInfos), with the common keys such tools
+# send: each option's value and its errors, the errors counted.
+common = {"connector.class": "csv", "tasks.max": "1", "name": "out"}
+checked = kc.validate_connector_config(
+    "csv", {**common, "inputs": ["gen"], "path": "o.csv", "columns": ["id", "px"], "delimiter": ";;"})
+assert checked["name"] == "csv" and checked["error_count"] == 1, checked
+values = {c["definition"]["name"]: c["value"] for c in checked["configs"]}
+assert values["delimiter"]["errors"] and "single ASCII character" in values["delimiter"]["errors"][0], checked
+assert values["path"] == {"name": "path", "value": "o.csv", "recommended_values": [], "errors": [], "visible": True}, checked
+assert values["columns"]["value"] == "id,px", checked
+fine = kc.validate_connector_config("csv", {**common, "inputs": ["gen"], "path": "o.csv", "columns": ["id"]})
+assert fine["error_count"] == 0 and fine["errors"] == [], fine
+wrong = kc.validate_connector_config("csv", {"connector.class": "jsonl", "tasks.max": 4, "path": "o.csv", "columns": ["id"]})
+values = {c["definition"]["name"]: c["value"] for c in wrong["configs"]}
+assert wrong["error_count"] == 2, wrong
+assert "validates `csv`" in values["connector.class"]["errors"][0], wrong
+assert "one task" in values["tasks.max"]["errors"][0], wrong
 print("ok")
