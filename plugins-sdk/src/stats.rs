@@ -58,6 +58,8 @@ pub struct SourceStats {
     /// service splits its data among the workers of a group (a kafka consumer's
     /// assignment); `None` for a source that has no such thing.
     partitions: Mutex<Option<Vec<(String, i32)>>>,
+    /// The topics records were read from (see `TopicsUsed`).
+    pub topics: TopicsUsed,
 }
 
 impl Default for SourceStats {
@@ -71,6 +73,7 @@ impl Default for SourceStats {
             backlog: AtomicI64::new(-1),
             bytes: AtomicU64::new(0),
             partitions: Mutex::new(None),
+            topics: TopicsUsed::default(),
         }
     }
 }
@@ -149,10 +152,11 @@ impl SourceStats {
 }
 
 /// Counters a sink keeps about its destination: the bytes it committed there (a file
-/// sink's data, a kafka sink's keys and values).
+/// sink's data, a kafka sink's keys and values), and the topics it wrote to.
 #[derive(Debug, Default)]
 pub struct SinkStats {
     bytes: AtomicU64,
+    pub topics: TopicsUsed,
 }
 
 impl SinkStats {
@@ -162,6 +166,33 @@ impl SinkStats {
 
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Relaxed)
+    }
+}
+
+/// The topics (Kafka's, or a service's like them) a component read records from or
+/// wrote them to since it started or since they were last forgotten: Kafka Connect's
+/// "active topics" (`GET /connectors/{name}/topics`).
+#[derive(Debug, Default)]
+pub struct TopicsUsed(Mutex<std::collections::BTreeSet<String>>);
+
+impl TopicsUsed {
+    /// Adds topics; called once per batch, not per record.
+    pub fn used<'t>(&self, topics: impl IntoIterator<Item = &'t str>) {
+        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for t in topics {
+            if !set.contains(t) {
+                set.insert(t.to_string());
+            }
+        }
+    }
+
+    pub fn all(&self) -> Vec<String> {
+        let set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        set.iter().cloned().collect()
+    }
+
+    pub fn forget(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 

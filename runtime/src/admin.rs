@@ -503,6 +503,14 @@ pub fn router(state: AdminState) -> Router {
         .route("/connectors/{name}/restart", post(restart))
         .route("/connectors/{name}/tasks", get(crate::admin_connect::tasks))
         .route(
+            "/connectors/{name}/topics",
+            get(crate::admin_connect::topics),
+        )
+        .route(
+            "/connectors/{name}/topics/reset",
+            put(crate::admin_connect::reset_topics),
+        )
+        .route(
             "/connectors/{name}/tasks/{id}/status",
             get(crate::admin_connect::task_status),
         )

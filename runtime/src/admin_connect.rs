@@ -99,6 +99,29 @@ pub async fn tasks(State(s): State<AdminState>, Path(name): Path<String>) -> Res
     }
 }
 
+/// `GET /connectors/{name}/topics`: the topics the pipeline's sources read and its
+/// sinks wrote to since it started on this worker or since the last reset (KIP-558).
+pub async fn topics(State(s): State<AdminState>, Path(name): Path<String>) -> Response {
+    match s.worker.status(&name) {
+        Some(_) => {
+            Json(json!({ name.clone(): {"topics": s.metrics.topics_of(&name)} })).into_response()
+        }
+        None => problem(StatusCode::NOT_FOUND, format!("no pipeline named `{name}`")),
+    }
+}
+
+/// `PUT /connectors/{name}/topics/reset`: forgets the topics used; 200 without a body,
+/// as Kafka Connect answers.
+pub async fn reset_topics(State(s): State<AdminState>, Path(name): Path<String>) -> Response {
+    match s.worker.status(&name) {
+        Some(_) => {
+            s.metrics.forget_topics(&name);
+            StatusCode::OK.into_response()
+        }
+        None => problem(StatusCode::NOT_FOUND, format!("no pipeline named `{name}`")),
+    }
+}
+
 /// `GET /connectors/{name}/tasks/{id}/status`.
 pub async fn task_status(
     State(s): State<AdminState>,

@@ -356,6 +356,35 @@ impl Metrics {
         all.push((pipeline.to_string(), component.to_string(), stats));
     }
 
+    /// The topics a pipeline's sources read and its sinks wrote to since they started
+    /// or since `forget_topics` (Kafka Connect's active topics), sorted.
+    pub fn topics_of(&self, pipeline: &str) -> Vec<String> {
+        let mut all = std::collections::BTreeSet::new();
+        let sources = self.source_stats.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, _, s) in sources.iter().filter(|(p, _, _)| p == pipeline) {
+            all.extend(s.topics.all());
+        }
+        drop(sources);
+        let sinks = self.sink_stats.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, _, s) in sinks.iter().filter(|(p, _, _)| p == pipeline) {
+            all.extend(s.topics.all());
+        }
+        all.into_iter().collect()
+    }
+
+    /// Forgets the topics a pipeline used: from now on, those it uses again.
+    pub fn forget_topics(&self, pipeline: &str) {
+        let sources = self.source_stats.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, _, s) in sources.iter().filter(|(p, _, _)| p == pipeline) {
+            s.topics.forget();
+        }
+        drop(sources);
+        let sinks = self.sink_stats.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, _, s) in sinks.iter().filter(|(p, _, _)| p == pipeline) {
+            s.topics.forget();
+        }
+    }
+
     /// What a pipeline owns on this worker, for the admin API: the partitions each
     /// source reads, each transform's keyed state (at its last checkpoint), and how long
     /// the last start took to restore the state.

@@ -124,7 +124,7 @@ fn pipelines_are_listed_paused_resumed_and_restarted_exactly_once() {
     assert_eq!(json(&body)["error_code"], 404);
     // An unknown path or method gets Kafka Connect's error body as well.
     for (method, path, code) in [
-        ("GET", "/connectors/ticks/topics", 404u16),
+        ("GET", "/connectors/ticks/no-such-part", 404u16),
         ("GET", "/no/such/path", 404),
         ("POST", "/connectors/ticks/status", 405),
     ] {

@@ -191,8 +191,19 @@ impl Rebalancer {
         if messages.is_empty() {
             return Ok(());
         }
-        // Once per batch: the clock is read for it (slow in a VM).
+        // Once per batch: the clock is read for it (slow in a VM), and the topics.
         self.shared.stats.success();
+        let mut topics: Vec<&str> = Vec::new();
+        let mut last: Option<&Arc<Partition>> = None;
+        for m in &messages {
+            if last.is_none_or(|l| !Arc::ptr_eq(l, &m.partition)) {
+                last = Some(&m.partition);
+                if !topics.contains(&m.partition.0.as_str()) {
+                    topics.push(&m.partition.0);
+                }
+            }
+        }
+        self.shared.stats.topics.used(topics);
         self.sender
             .blocking_send(Fetched::Messages(messages))
             .map_err(|_| ())

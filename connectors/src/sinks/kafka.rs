@@ -343,8 +343,20 @@ impl KafkaSink {
         Ok(())
     }
 
-    /// The pending records are committed: counted (`/metrics`) and dropped.
+    /// The pending records are committed: counted (`/metrics`), their topics noted,
+    /// and dropped.
     fn committed_pending(&mut self) {
+        let mut topics: Vec<&str> = Vec::new();
+        let mut last: Option<&Arc<str>> = None;
+        for o in self.pending.iter().filter(|o| !o.changelog) {
+            if last.is_none_or(|l| !Arc::ptr_eq(l, &o.topic)) {
+                last = Some(&o.topic);
+                if !topics.contains(&&*o.topic) {
+                    topics.push(&o.topic);
+                }
+            }
+        }
+        self.stats.topics.used(topics);
         let bytes: usize = self
             .pending
             .iter()
