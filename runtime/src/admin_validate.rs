@@ -105,19 +105,31 @@ fn connect_keys(
 /// as Kafka Connect gives values) and the errors on it or inside it; then the keys given
 /// that are no option, with theirs.
 fn configs(definitions: &[Value], given: &Value, errors: &[(String, String)]) -> Vec<Value> {
-    let top = |field: &str| -> String {
+    let defined = |name: &str| definitions.iter().any(|d| d["name"] == name);
+    // The definition an error belongs to: its field's own (`csv.delimiter`), else the
+    // option it is inside of (`columns` for `columns[2]`).
+    let target = |field: &str| -> String {
+        if defined(field) || is_connect_key(field) {
+            return field.to_string();
+        }
         let end = field.find(['.', '[']).unwrap_or(field.len());
         field[..end].to_string()
     };
     let on = |name: &str| -> Vec<&str> {
         errors
             .iter()
-            .filter(|(field, _)| field == name || (top(field) == name && !is_connect_key(field)))
+            .filter(|(field, _)| target(field) == name)
             .map(|(_, message)| message.as_str())
             .collect()
     };
     let entry = |definition: Value, name: &str| {
-        let value = match given.get(name) {
+        // `csv.delimiter` is `delimiter` inside `csv`, unless a key has the whole name.
+        let found = given.get(name).or_else(|| {
+            name.split('.')
+                .try_fold(given, |at, part| at.get(part))
+                .filter(|_| name.contains('.'))
+        });
+        let value = match found {
             None | Some(Value::Null) => Value::Null,
             Some(Value::String(text)) => Value::String(text.clone()),
             // A list as Kafka Connect writes one: `a,b`.
@@ -147,14 +159,8 @@ fn configs(definitions: &[Value], given: &Value, errors: &[(String, String)]) ->
         .collect();
     let mut others: Vec<String> = errors
         .iter()
-        .map(|(field, _)| {
-            if is_connect_key(field) {
-                field.clone()
-            } else {
-                top(field)
-            }
-        })
-        .filter(|name| !definitions.iter().any(|d| d["name"] == name.as_str()))
+        .map(|(field, _)| target(field))
+        .filter(|name| !defined(name))
         .collect();
     others.sort();
     others.dedup();

@@ -95,22 +95,42 @@ pub fn options_of(schema: &Value) -> Option<Vec<OptionDoc>> {
         .and_then(Value::as_array)
         .map(|r| r.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    Some(
-        props
-            .iter()
-            .map(|(name, s)| OptionDoc {
-                name: name.clone(),
-                type_text: type_text(s),
-                required: required.contains(&name.as_str()),
-                default: s.get("default").filter(|d| !d.is_null()).cloned(),
-                doc: s
-                    .get("description")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .replace('\n', " "),
-            })
-            .collect(),
-    )
+    let doc_of = |name: String, s: &Value, required: bool| OptionDoc {
+        name,
+        type_text: type_text(s),
+        required,
+        default: s.get("default").filter(|d| !d.is_null()).cloned(),
+        doc: s
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .replace('\n', " "),
+    };
+    let mut out = Vec::new();
+    for (name, s) in props {
+        out.push(doc_of(name.clone(), s, required.contains(&name.as_str())));
+        // A block of settings (`csv:`, `schema_registry:`) shows its own, one level down,
+        // as `block.option`: Kafka Connect's dotted names.
+        if let Some(inner) = block_properties(s) {
+            for (sub, t) in inner {
+                out.push(doc_of(format!("{name}.{sub}"), t, false));
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The properties of an option that is a block of named settings (an object with
+/// `properties`, possibly as the non-null branch of an `anyOf`).
+fn block_properties(s: &Value) -> Option<&serde_json::Map<String, Value>> {
+    if let Some(p) = s.get("properties").and_then(Value::as_object) {
+        return Some(p);
+    }
+    s.get("anyOf")
+        .or_else(|| s.get("oneOf"))
+        .and_then(Value::as_array)?
+        .iter()
+        .find_map(|branch| branch.get("properties").and_then(Value::as_object))
 }
 
 fn doc_of(registry: &Registry, kind: Kind, type_name: &'static str) -> Option<ComponentDoc> {

@@ -57,6 +57,16 @@ fn by_id(path: &std::path::Path) -> Vec<Value> {
     rows
 }
 
+/// Runs pipeline file `cfg` to its end, which must be a success.
+fn run_to_success(dir: &std::path::Path, cfg: &std::path::Path) {
+    let out = run_to_end(dir, cfg);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn csv_rows_become_typed_records_and_read_back_as_the_csv_sink_wrote_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -81,12 +91,7 @@ fn csv_rows_become_typed_records_and_read_back_as_the_csv_sink_wrote_them() {
             "name: first\nerrors: {{tolerance: all, dlq: {{path: dlq.jsonl}}}}\nsources:\n  rows: {{type: file, path: in.csv, format: csv, csv: {CSV_OPTIONS}}}\nsinks:\n  records: {{type: jsonl, inputs: [rows], path: out/first.jsonl}}\n  again: {{type: csv, inputs: [rows], path: out/again.csv, columns: [id, sym, price, qty, note]}}\n"
         ),
     );
-    let out = run_to_end(dir.path(), &first);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_to_success(dir.path(), &first);
     assert_eq!(by_id(&dir.path().join("out/first.jsonl")), want);
 
     let dlq = json_lines(&dir.path().join("dlq.jsonl"));
@@ -129,12 +134,7 @@ fn csv_rows_become_typed_records_and_read_back_as_the_csv_sink_wrote_them() {
             "name: second\nsources:\n  rows: {{type: file, path: out/again.csv, format: csv, csv: {CSV_OPTIONS}}}\nsinks:\n  records: {{type: jsonl, inputs: [rows], path: out/second.jsonl}}\n"
         ),
     );
-    let out = run_to_end(dir.path(), &second);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_to_success(dir.path(), &second);
     assert_eq!(by_id(&dir.path().join("out/second.jsonl")), want);
 }
 

@@ -152,6 +152,12 @@ fn every_component_is_described_with_its_options() {
     ] {
         assert!(text.contains(needle), "{needle} not in {text}");
     }
+    // A block's settings, as `block.option` (Kafka Connect's dotted names).
+    let out = connectd().args(["describe", "file"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in ["csv.header", "csv.delimiter", "csv.types", "(default true)"] {
+        assert!(text.contains(needle), "{needle} not in {text}");
+    }
     let out = connectd().args(["describe", "no-such"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("connectd list"));

@@ -584,6 +584,8 @@ use lines::Lines;
 use long_lines::{read_line_capped, KEPT_OF_LONG_LINE};
 
 #[cfg(test)]
+mod csv_rotation_tests;
+#[cfg(test)]
 mod long_line_tests;
 #[cfg(test)]
 mod rotation_tests;

@@ -88,6 +88,12 @@ values = {c["definition"]["name"]: c["value"] for c in checked["configs"]}
 assert values["delimiter"]["errors"] and "single ASCII character" in values["delimiter"]["errors"][0], checked
 assert values["path"] == {"name": "path", "value": "o.csv", "recommended_values": [], "errors": [], "visible": True}, checked
 assert values["columns"]["value"] == "id,px", checked
+# A block's settings are options of their own, as Kafka Connect's dotted names.
+source = kc.validate_connector_config(
+    "file", {"connector.class": "file", "path": "in.csv", "format": "csv", "csv": {"delimiter": ";;"}})
+values = {c["definition"]["name"]: c["value"] for c in source["configs"]}
+assert source["error_count"] == 1 and values["csv.delimiter"]["value"] == ";;", source
+assert "single ASCII character" in values["csv.delimiter"]["errors"][0] and values["csv"]["errors"] == [], source
 fine = kc.validate_connector_config("csv", {**common, "inputs": ["gen"], "path": "o.csv", "columns": ["id"]})
 assert fine["error_count"] == 0 and fine["errors"] == [], fine
 wrong = kc.validate_connector_config("csv", {"connector.class": "jsonl", "tasks.max": 4, "path": "o.csv", "columns": ["id"]})
