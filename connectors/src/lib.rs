@@ -3,6 +3,7 @@
 #[cfg(feature = "avro")]
 pub mod avro;
 pub mod config_paths;
+pub mod csv_delimiter;
 pub mod json_schema;
 #[cfg(feature = "kafka")]
 pub mod kafka;

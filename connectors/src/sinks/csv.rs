@@ -35,17 +35,13 @@ pub struct CsvOptions {
     #[serde(default = "yes")]
     pub header: bool,
     /// One ASCII character; `\t` for a tab.
-    #[serde(default = "comma")]
+    #[serde(default = "crate::csv_delimiter::comma")]
     #[schemars(extend("pattern" = "^(.|\\\\t)$"))]
     pub delimiter: String,
 }
 
 fn yes() -> bool {
     true
-}
-
-fn comma() -> String {
-    ",".into()
 }
 
 pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink>, Invalid> {
@@ -58,17 +54,10 @@ pub fn build(cfg: &mut ConfigMap<'_>, ctx: &BuildContext) -> Result<Box<dyn Sink
     if columns.is_empty() && cfg.has("columns") {
         cfg.error("columns", "expected at least one column");
     }
-    let delimiter = match delimiter.as_bytes() {
-        [b] if b.is_ascii() => *b,
-        _ if delimiter == "\\t" => b'\t',
-        _ => {
-            cfg.error(
-                "delimiter",
-                format!("expected a single ASCII character, found `{delimiter}`"),
-            );
-            b','
-        }
-    };
+    let delimiter = crate::csv_delimiter::parse(&delimiter).unwrap_or_else(|why| {
+        cfg.error("delimiter", why);
+        b','
+    });
     cfg.finish()?;
     let paths = columns.iter().map(|c| FieldPath::parse(c)).collect();
     Ok(Box::new(CsvSink {

@@ -313,10 +313,10 @@ impl KafkaSink {
     /// Whether `topic` exists on the cluster, asked once per topic (a missing one again
     /// after a while).
     async fn topic_exists(&mut self, topic: Arc<str>) -> Result<bool, ConnectorError> {
-        let now = std::time::Instant::now();
-        if let Some(known) = self.known_topics.lookup(&topic, now) {
+        if let Some(known) = self.known_topics.lookup(&topic, Instant::now) {
             return Ok(known);
         }
+        let now = Instant::now();
         let p = self.producer()?;
         let t = topic.clone();
         let exists = blocking(move || topic_exists::exists(p.client(), &t, TIMEOUT)).await?;

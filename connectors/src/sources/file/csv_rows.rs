@@ -25,7 +25,7 @@ pub struct CsvReadOptions {
     #[serde(default)]
     pub columns: Vec<String>,
     /// One ASCII character; `\t` for a tab.
-    #[serde(default = "comma")]
+    #[serde(default = "crate::csv_delimiter::comma")]
     #[schemars(extend("pattern" = "^(.|\\\\t)$"))]
     pub delimiter: String,
     /// Columns read as numbers or booleans (`int`, `float`, `bool`); the others are
@@ -40,7 +40,7 @@ impl Default for CsvReadOptions {
         Self {
             header: true,
             columns: Vec::new(),
-            delimiter: comma(),
+            delimiter: crate::csv_delimiter::comma(),
             types: BTreeMap::new(),
         }
     }
@@ -48,10 +48,6 @@ impl Default for CsvReadOptions {
 
 fn yes() -> bool {
     true
-}
-
-fn comma() -> String {
-    ",".into()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -113,17 +109,10 @@ impl CsvRows {
     /// Checks the options; the problems by option name.
     pub fn new(o: CsvReadOptions) -> Result<Self, Vec<(&'static str, String)>> {
         let mut problems = Vec::new();
-        let delimiter = match o.delimiter.as_bytes() {
-            [b] if b.is_ascii() => *b,
-            _ if o.delimiter == "\\t" => b'\t',
-            _ => {
-                problems.push((
-                    "csv.delimiter",
-                    format!("expected a single ASCII character, found `{}`", o.delimiter),
-                ));
-                b','
-            }
-        };
+        let delimiter = crate::csv_delimiter::parse(&o.delimiter).unwrap_or_else(|why| {
+            problems.push(("csv.delimiter", why));
+            b','
+        });
         if !o.header && o.columns.is_empty() {
             problems.push((
                 "csv.columns",
